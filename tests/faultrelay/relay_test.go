@@ -388,7 +388,10 @@ func TestSetRate(t *testing.T) {
 			data := random(t, n)
 			start := time.Now()
 			var wg sync.WaitGroup
-			defer wg.Wait()
+			defer func() {
+				from.Close() // unblocks the writer if the read failed
+				wg.Wait()
+			}()
 			wg.Go(func() {
 				from.SetWriteDeadline(time.Now().Add(20 * time.Second))
 				from.Write(data)
