@@ -1,0 +1,333 @@
+package protocol
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+)
+
+// Type identifies the message carried by a frame.
+type Type uint8
+
+// Message types. Values are part of the wire format: never renumber.
+const (
+	TypeClientHello  Type = 1  // client → server, first frame after TLS
+	TypeChallenge    Type = 2  // server → client
+	TypeClientProof  Type = 3  // client → server
+	TypeWelcome      Type = 4  // server → client, session parameters
+	TypeServerProof  Type = 5  // server → client, last handshake frame
+	TypeError        Type = 6  // either way; the sender closes afterwards
+	TypeNewProxy     Type = 16 // client → server on the control stream
+	TypeNewProxyResp Type = 17 // server → client
+	TypeCloseProxy   Type = 18 // client → server
+	TypePing         Type = 32 // either way, app heartbeat
+	TypePong         Type = 33 // answer to a Ping
+	TypeStartWork    Type = 48 // first frame of every data stream
+)
+
+var typeNames = map[Type]string{
+	TypeClientHello: "ClientHello", TypeChallenge: "Challenge", TypeClientProof: "ClientProof",
+	TypeWelcome: "Welcome", TypeServerProof: "ServerProof", TypeError: "Error",
+	TypeNewProxy: "NewProxy", TypeNewProxyResp: "NewProxyResp", TypeCloseProxy: "CloseProxy",
+	TypePing: "Ping", TypePong: "Pong", TypeStartWork: "StartWork",
+}
+
+func (t Type) String() string {
+	if n, ok := typeNames[t]; ok {
+		return n
+	}
+	return fmt.Sprintf("Type(%d)", uint8(t))
+}
+
+// Message is a typed payload of a frame.
+type Message interface {
+	Type() Type
+	validate() error
+}
+
+// NonceSize is the size of handshake nonces; ProofSize of HMAC-SHA256 proofs.
+const (
+	NonceSize = 32
+	ProofSize = 32
+	// MaxNameLen bounds proxy names and client IDs.
+	MaxNameLen = 64
+)
+
+// ClientHello opens the handshake.
+type ClientHello struct {
+	ClientID string `json:"clientID"`
+	Nonce    []byte `json:"nonce"`
+	// HeartbeatIntervalMs is the client's app heartbeat interval; 0 = none.
+	HeartbeatIntervalMs int64  `json:"heartbeatIntervalMs"`
+	Software            string `json:"software,omitempty"`
+}
+
+// Challenge carries the server's nonce.
+type Challenge struct {
+	Nonce []byte `json:"nonce"`
+}
+
+// ClientProof is HMAC-SHA256(token, label|binding|transcript) of the client.
+type ClientProof struct {
+	Proof []byte `json:"proof"`
+}
+
+// Welcome tells an authenticated client the session's parameters.
+type Welcome struct {
+	SessionID string `json:"sessionID"`
+	// HeartbeatIntervalMs and HeartbeatTimeoutMs are the server's own
+	// settings; a client must send a heartbeat well within the timeout.
+	HeartbeatIntervalMs int64 `json:"heartbeatIntervalMs"`
+	HeartbeatTimeoutMs  int64 `json:"heartbeatTimeoutMs"`
+}
+
+// ServerProof proves the server knows the token too.
+type ServerProof struct {
+	Proof []byte `json:"proof"`
+}
+
+// Error codes carried by Error and NewProxyResp.
+const (
+	CodeAuthFailed        = "auth_failed"
+	CodeVersion           = "version"
+	CodeHeartbeatRequired = "heartbeat_required"
+	CodeBadRequest        = "bad_request"
+	CodePortNotAllowed    = "port_not_allowed"
+	CodePortInUse         = "port_in_use"
+	CodeProxyExists       = "proxy_exists"
+	CodeTooManyProxies    = "too_many_proxies"
+	CodeShuttingDown      = "shutting_down"
+)
+
+// Error is sent before the sender closes the connection or refuses a request.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Message + " (" + e.Code + ")" }
+
+// Proxy types known to the protocol.
+const (
+	ProxyTCP = "tcp"
+	ProxyUDP = "udp"
+)
+
+// NewProxy asks the server to open a public port for a proxy.
+type NewProxy struct {
+	Name       string `json:"name"`
+	ProxyType  string `json:"type"`
+	RemotePort int    `json:"remotePort"`
+	// IdleTimeoutMs closes an idle udp source session; udp only.
+	IdleTimeoutMs int64 `json:"idleTimeoutMs,omitempty"`
+}
+
+// NewProxyResp answers NewProxy. Error is empty on success.
+type NewProxyResp struct {
+	Name       string `json:"name"`
+	RemotePort int    `json:"remotePort,omitempty"`
+	Code       string `json:"code,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// CloseProxy releases a proxy's public port.
+type CloseProxy struct {
+	Name string `json:"name"`
+}
+
+// Ping is an app heartbeat. SentNanos is the sender's own clock, echoed
+// back in Pong so the sender can compute the round trip time.
+type Ping struct {
+	Seq       uint64 `json:"seq"`
+	SentNanos int64  `json:"sentNanos"`
+}
+
+// Pong answers Ping.
+type Pong struct {
+	Seq       uint64 `json:"seq"`
+	EchoNanos int64  `json:"echoNanos"`
+}
+
+// StartWork is the first frame the server writes on a data stream; the
+// proxied bytes (tcp) or length-prefixed datagrams (udp) follow it.
+type StartWork struct {
+	Proxy   string `json:"proxy"`
+	SrcAddr string `json:"srcAddr"`
+}
+
+func (*ClientHello) Type() Type  { return TypeClientHello }
+func (*Challenge) Type() Type    { return TypeChallenge }
+func (*ClientProof) Type() Type  { return TypeClientProof }
+func (*Welcome) Type() Type      { return TypeWelcome }
+func (*ServerProof) Type() Type  { return TypeServerProof }
+func (*Error) Type() Type        { return TypeError }
+func (*NewProxy) Type() Type     { return TypeNewProxy }
+func (*NewProxyResp) Type() Type { return TypeNewProxyResp }
+func (*CloseProxy) Type() Type   { return TypeCloseProxy }
+func (*Ping) Type() Type         { return TypePing }
+func (*Pong) Type() Type         { return TypePong }
+func (*StartWork) Type() Type    { return TypeStartWork }
+
+func checkName(what, s string) error {
+	if s == "" || len(s) > MaxNameLen {
+		return fmt.Errorf("%s must be 1 to %d bytes, got %d", what, MaxNameLen, len(s))
+	}
+	for _, r := range s {
+		ok := r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
+		if !ok {
+			return fmt.Errorf("%s %q has a character outside [A-Za-z0-9._-]", what, s)
+		}
+	}
+	return nil
+}
+
+func checkLen(what string, b []byte, n int) error {
+	if len(b) != n {
+		return fmt.Errorf("%s must be %d bytes, got %d", what, n, len(b))
+	}
+	return nil
+}
+
+func checkPort(p int) error {
+	if p < 0 || p > 65535 {
+		return fmt.Errorf("port %d out of range 0-65535", p)
+	}
+	return nil
+}
+
+func (m *ClientHello) validate() error {
+	if err := checkName("clientID", m.ClientID); err != nil {
+		return err
+	}
+	if m.HeartbeatIntervalMs < 0 {
+		return fmt.Errorf("negative heartbeat interval")
+	}
+	return checkLen("nonce", m.Nonce, NonceSize)
+}
+func (m *Challenge) validate() error   { return checkLen("nonce", m.Nonce, NonceSize) }
+func (m *ClientProof) validate() error { return checkLen("proof", m.Proof, ProofSize) }
+func (m *ServerProof) validate() error { return checkLen("proof", m.Proof, ProofSize) }
+func (m *Welcome) validate() error {
+	if m.HeartbeatIntervalMs < 0 || m.HeartbeatTimeoutMs < 0 {
+		return fmt.Errorf("negative heartbeat setting")
+	}
+	return nil
+}
+func (m *Error) validate() error {
+	if m.Code == "" {
+		return fmt.Errorf("error without code")
+	}
+	return nil
+}
+func (m *NewProxy) validate() error {
+	if err := checkName("proxy name", m.Name); err != nil {
+		return err
+	}
+	if m.ProxyType != ProxyTCP && m.ProxyType != ProxyUDP {
+		return fmt.Errorf("proxy type %q is not tcp or udp", m.ProxyType)
+	}
+	if m.IdleTimeoutMs < 0 {
+		return fmt.Errorf("negative idle timeout")
+	}
+	return checkPort(m.RemotePort)
+}
+func (m *NewProxyResp) validate() error {
+	if err := checkName("proxy name", m.Name); err != nil {
+		return err
+	}
+	return checkPort(m.RemotePort)
+}
+func (m *CloseProxy) validate() error { return checkName("proxy name", m.Name) }
+func (m *Ping) validate() error       { return nil }
+func (m *Pong) validate() error       { return nil }
+func (m *StartWork) validate() error  { return checkName("proxy name", m.Proxy) }
+
+func newMessage(t Type) Message {
+	switch t {
+	case TypeClientHello:
+		return new(ClientHello)
+	case TypeChallenge:
+		return new(Challenge)
+	case TypeClientProof:
+		return new(ClientProof)
+	case TypeWelcome:
+		return new(Welcome)
+	case TypeServerProof:
+		return new(ServerProof)
+	case TypeError:
+		return new(Error)
+	case TypeNewProxy:
+		return new(NewProxy)
+	case TypeNewProxyResp:
+		return new(NewProxyResp)
+	case TypeCloseProxy:
+		return new(CloseProxy)
+	case TypePing:
+		return new(Ping)
+	case TypePong:
+		return new(Pong)
+	case TypeStartWork:
+		return new(StartWork)
+	}
+	return nil
+}
+
+// Decode turns a frame's payload into its message.
+func Decode(t Type, payload []byte) (Message, error) {
+	m := newMessage(t)
+	if m == nil {
+		return nil, fmt.Errorf("%w: %d", ErrUnknownType, uint8(t))
+	}
+	if err := json.Unmarshal(payload, m); err != nil {
+		return nil, fmt.Errorf("%w: %v: %v", ErrMalformed, t, err)
+	}
+	if err := m.validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v: %v", ErrMalformed, t, err)
+	}
+	return m, nil
+}
+
+// Encode returns the frame bytes of m.
+func Encode(m Message) ([]byte, error) {
+	payload, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return AppendFrame(make([]byte, 0, HeaderSize+len(payload)), m.Type(), payload)
+}
+
+// WriteMsg writes m as one frame with a single Write.
+func WriteMsg(w io.Writer, m Message) error {
+	b, err := Encode(m)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
+}
+
+// ReadMsg reads and decodes one frame.
+func ReadMsg(r io.Reader) (Message, error) {
+	t, payload, err := ReadFrame(r)
+	if err != nil {
+		return nil, err
+	}
+	return Decode(t, payload)
+}
+
+// ReadAs reads one message and requires it to be a T. An Error message from
+// the peer is returned as *Error, so callers can act on its Code.
+func ReadAs[T Message](r io.Reader) (T, error) {
+	var zero T
+	m, err := ReadMsg(r)
+	if err != nil {
+		return zero, err
+	}
+	if want, ok := m.(T); ok {
+		return want, nil
+	}
+	if e, ok := m.(*Error); ok {
+		return zero, e
+	}
+	return zero, fmt.Errorf("%w: got %v, want %v", ErrUnexpected, m.Type(), zero.Type())
+}

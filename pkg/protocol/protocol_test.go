@@ -1,0 +1,178 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+var samples = []Message{
+	&ClientHello{ClientID: "c1", Nonce: bytes.Repeat([]byte{1}, NonceSize), HeartbeatIntervalMs: 10000, Software: "hopc/test"},
+	&Challenge{Nonce: bytes.Repeat([]byte{2}, NonceSize)},
+	&ClientProof{Proof: bytes.Repeat([]byte{3}, ProofSize)},
+	&Welcome{SessionID: "abc", HeartbeatIntervalMs: 1, HeartbeatTimeoutMs: 3},
+	&ServerProof{Proof: bytes.Repeat([]byte{4}, ProofSize)},
+	&Error{Code: CodeAuthFailed, Message: "no"},
+	&NewProxy{Name: "ssh", ProxyType: ProxyTCP, RemotePort: 6000},
+	&NewProxy{Name: "dns", ProxyType: ProxyUDP, RemotePort: 0, IdleTimeoutMs: 60000},
+	&NewProxyResp{Name: "ssh", RemotePort: 6000},
+	&NewProxyResp{Name: "ssh", Code: CodePortInUse, Error: "taken"},
+	&CloseProxy{Name: "ssh"},
+	&Ping{Seq: 7, SentNanos: 99},
+	&Pong{Seq: 7, EchoNanos: 99},
+	&StartWork{Proxy: "ssh", SrcAddr: "1.2.3.4:5"},
+}
+
+func TestRoundTrip(t *testing.T) {
+	var buf bytes.Buffer
+	for _, m := range samples {
+		if err := WriteMsg(&buf, m); err != nil {
+			t.Fatalf("write %v: %v", m.Type(), err)
+		}
+	}
+	for _, want := range samples {
+		got, err := ReadMsg(&buf)
+		if err != nil {
+			t.Fatalf("read %v: %v", want.Type(), err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("got %#v, want %#v", got, want)
+		}
+	}
+	if _, err := ReadMsg(&buf); err != io.EOF {
+		t.Fatalf("after last frame: %v, want io.EOF", err)
+	}
+}
+
+func frame(version, typ byte, payload string) []byte {
+	b := []byte{version, typ, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[2:], uint32(len(payload)))
+	return append(b, payload...)
+}
+
+func TestDecodeErrors(t *testing.T) {
+	huge := []byte{Version, byte(TypePing), 0, 1, 0, 1} // 65537 bytes announced
+	tests := []struct {
+		name  string
+		in    []byte
+		is    error
+		words string
+	}{
+		{"oversize", huge, ErrFrameTooLarge, "65537"},
+		{"version", frame(2, byte(TypePing), `{}`), ErrVersion, "peer speaks v2"},
+		{"unknown type", frame(Version, 200, `{}`), ErrUnknownType, "200"},
+		{"bad json", frame(Version, byte(TypePing), `{`), ErrMalformed, "Ping"},
+		{"wrong json type", frame(Version, byte(TypeNewProxy), `{"name":5}`), ErrMalformed, "NewProxy"},
+		{"short nonce", frame(Version, byte(TypeChallenge), `{"nonce":"AAAA"}`), ErrMalformed, "nonce must be 32 bytes"},
+		{"bad proxy name", frame(Version, byte(TypeNewProxy), `{"name":"a b","type":"tcp"}`), ErrMalformed, "outside"},
+		{"bad proxy type", frame(Version, byte(TypeNewProxy), `{"name":"a","type":"sctp"}`), ErrMalformed, "sctp"},
+		{"port range", frame(Version, byte(TypeNewProxy), `{"name":"a","type":"tcp","remotePort":70000}`), ErrMalformed, "70000"},
+		{"error without code", frame(Version, byte(TypeError), `{"message":"x"}`), ErrMalformed, "without code"},
+		{"truncated payload", frame(Version, byte(TypePing), `{}`)[:7], io.ErrUnexpectedEOF, ""},
+		{"truncated header", []byte{Version, 1}, io.ErrUnexpectedEOF, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ReadMsg(bytes.NewReader(tt.in))
+			if !errors.Is(err, tt.is) {
+				t.Fatalf("err = %v, want %v", err, tt.is)
+			}
+			if !strings.Contains(err.Error(), tt.words) {
+				t.Fatalf("err = %q, want it to mention %q", err, tt.words)
+			}
+		})
+	}
+}
+
+func TestWriteTooLarge(t *testing.T) {
+	err := WriteFrame(io.Discard, TypePing, make([]byte, MaxPayload+1))
+	if !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestReadAs(t *testing.T) {
+	var buf bytes.Buffer
+	WriteMsg(&buf, &Error{Code: CodePortInUse, Message: "taken"})
+	WriteMsg(&buf, &Ping{Seq: 1})
+	if _, err := ReadAs[*Pong](&buf); err == nil || err.(*Error).Code != CodePortInUse {
+		t.Fatalf("want the peer's *Error, got %v", err)
+	}
+	if _, err := ReadAs[*Pong](&buf); !errors.Is(err, ErrUnexpected) {
+		t.Fatalf("want ErrUnexpected, got %v", err)
+	}
+}
+
+func TestDatagram(t *testing.T) {
+	var buf bytes.Buffer
+	for _, n := range []int{0, 1, 1400, MaxDatagram} {
+		b, err := AppendDatagram(nil, bytes.Repeat([]byte{byte(n)}, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf.Write(b)
+	}
+	rb := make([]byte, MaxDatagram)
+	for _, n := range []int{0, 1, 1400, MaxDatagram} {
+		got, err := ReadDatagram(&buf, rb)
+		if err != nil || got != n {
+			t.Fatalf("ReadDatagram = %d, %v; want %d", got, err, n)
+		}
+	}
+	if _, err := AppendDatagram(nil, make([]byte, MaxDatagram+1)); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("oversize datagram: %v", err)
+	}
+	if _, err := ReadDatagram(bytes.NewReader([]byte{0xff, 0xff}), rb); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("oversize announced datagram: %v", err)
+	}
+}
+
+// FuzzReadMsg feeds arbitrary bytes to the control-frame decoder: it must
+// never panic, and whatever it accepts must encode and decode to the same
+// message.
+func FuzzReadMsg(f *testing.F) {
+	for _, m := range samples {
+		b, _ := Encode(m)
+		f.Add(b)
+	}
+	f.Add(frame(2, 1, "{}"))
+	f.Add([]byte{Version, byte(TypePing), 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		m, err := ReadMsg(bytes.NewReader(in))
+		if err != nil {
+			return
+		}
+		b, err := Encode(m)
+		if err != nil {
+			t.Fatalf("re-encode %T: %v", m, err)
+		}
+		m2, err := ReadMsg(bytes.NewReader(b))
+		if err != nil || !reflect.DeepEqual(m, m2) {
+			t.Fatalf("round trip of %#v: %#v, %v", m, m2, err)
+		}
+	})
+}
+
+// FuzzReadDatagram: the udp datagram framing of data streams.
+func FuzzReadDatagram(f *testing.F) {
+	f.Add([]byte{0, 3, 'a', 'b', 'c'})
+	f.Add([]byte{0xff, 0xff})
+	f.Add([]byte{0, 5, 'a'})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		buf := make([]byte, MaxDatagram)
+		r := bytes.NewReader(in)
+		for {
+			n, err := ReadDatagram(r, buf)
+			if err != nil {
+				return
+			}
+			if n > MaxDatagram {
+				t.Fatalf("n = %d", n)
+			}
+		}
+	})
+}
