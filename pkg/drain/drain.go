@@ -1,0 +1,76 @@
+// Package drain keeps the set of open connections of a service, so that a
+// two-phase shutdown can stop accepting, wait for them up to a grace
+// period, and then close whatever is left.
+package drain
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// Set is a set of open connections; the zero Set is ready to use.
+type Set struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	idle  chan struct{} // closed and replaced when the set becomes empty
+}
+
+// Add puts c in the set.
+func (t *Set) Add(c net.Conn) {
+	t.mu.Lock()
+	if t.conns == nil {
+		t.conns = map[net.Conn]struct{}{}
+	}
+	t.conns[c] = struct{}{}
+	t.mu.Unlock()
+}
+
+// Remove takes c out of the set.
+func (t *Set) Remove(c net.Conn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	if len(t.conns) == 0 && t.idle != nil {
+		close(t.idle)
+		t.idle = nil
+	}
+	t.mu.Unlock()
+}
+
+// Count is the number of open connections.
+func (t *Set) Count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
+}
+
+// WaitIdle waits until no connection is open or d passes.
+func (t *Set) WaitIdle(d time.Duration) bool {
+	t.mu.Lock()
+	if len(t.conns) == 0 {
+		t.mu.Unlock()
+		return true
+	}
+	if t.idle == nil {
+		t.idle = make(chan struct{})
+	}
+	ch := t.idle
+	t.mu.Unlock()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-timer.C:
+		return false
+	}
+}
+
+// CloseAll closes every connection still in the set.
+func (t *Set) CloseAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for c := range t.conns {
+		c.Close()
+	}
+}

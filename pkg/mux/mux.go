@@ -1,0 +1,282 @@
+// Package mux runs hop's control session: one yamux session over the
+// TLS connection between hopc and hops, on which the control channel and
+// every proxied connection are streams.
+//
+// The mux keepalive is yamux's own ping, driven here so that its failure is
+// reported as ErrKeepaliveTimeout, distinct from the app heartbeat (package
+// heartbeat) and from errors of the connection itself (ConnError), which
+// include the kernel's TCP keepalive error.
+package mux
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// Sentinel errors; match them with errors.Is.
+var (
+	// ErrKeepaliveTimeout: a mux keepalive ping got no answer within
+	// Config.KeepaliveTimeout.
+	ErrKeepaliveTimeout = errors.New("mux keepalive timeout")
+	// ErrClosed: the session was closed locally without another cause.
+	ErrClosed = errors.New("session closed")
+	// ErrPeerClosed: the peer closed the connection cleanly.
+	ErrPeerClosed = errors.New("peer closed the connection")
+)
+
+// ConnError is a read or write error of the connection under the session
+// (a reset, or the kernel's TCP keepalive giving up: "connection timed out").
+type ConnError struct {
+	Op  string // "read" or "write"
+	Err error
+}
+
+func (e *ConnError) Error() string { return "control connection " + e.Op + ": " + e.Err.Error() }
+func (e *ConnError) Unwrap() error { return e.Err }
+
+// Config tunes the session. The zero Config is not valid: start from
+// DefaultConfig.
+type Config struct {
+	// KeepaliveInterval between mux pings; 0 disables the mux keepalive.
+	KeepaliveInterval time.Duration
+	// KeepaliveTimeout is how long a ping may stay unanswered. It is also
+	// yamux's ConnectionWriteTimeout, the limit for one frame write.
+	KeepaliveTimeout time.Duration
+	// MaxStreamWindow is the per-stream receive window in bytes.
+	MaxStreamWindow uint32
+	// Logger receives yamux's own messages at debug level; nil discards.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns hop's defaults.
+func DefaultConfig() Config {
+	return Config{KeepaliveInterval: 15 * time.Second, KeepaliveTimeout: 10 * time.Second, MaxStreamWindow: 256 << 10}
+}
+
+// Validate reports a config yamux would refuse.
+func (c Config) Validate() error {
+	if c.KeepaliveInterval < 0 {
+		return fmt.Errorf("mux.keepaliveInterval must not be negative")
+	}
+	if c.KeepaliveTimeout <= 0 {
+		return fmt.Errorf("mux.keepaliveTimeout must be positive")
+	}
+	if c.MaxStreamWindow < 256<<10 {
+		return fmt.Errorf("mux.maxStreamWindow must be at least 262144")
+	}
+	return nil
+}
+
+func (c Config) yamux() *yamux.Config {
+	y := yamux.DefaultConfig()
+	y.EnableKeepAlive = false // driven by Session.keepalive
+	y.ConnectionWriteTimeout = c.KeepaliveTimeout
+	y.MaxStreamWindowSize = c.MaxStreamWindow
+	y.StreamOpenTimeout = 30 * time.Second
+	y.LogOutput = nil
+	l := c.Logger
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	y.Logger = yamuxLogger{l}
+	return y
+}
+
+type yamuxLogger struct{ l *slog.Logger }
+
+func (y yamuxLogger) Print(v ...any)                 { y.l.Debug(fmt.Sprint(v...), "component", "yamux") }
+func (y yamuxLogger) Printf(format string, v ...any) { y.l.Debug(fmt.Sprintf(format, v...), "component", "yamux") }
+func (y yamuxLogger) Println(v ...any)               { y.l.Debug(fmt.Sprint(v...), "component", "yamux") }
+
+// Session is a yamux session with a recorded cause of death.
+type Session struct {
+	y    *yamux.Session
+	conn *trackedConn
+	cfg  Config
+
+	closeOnce sync.Once
+	mu        sync.Mutex
+	cause     error
+	done      chan struct{}
+	wg        sync.WaitGroup
+}
+
+// Client starts the client side of a session over conn.
+func Client(conn net.Conn, cfg Config) (*Session, error) { return start(conn, cfg, yamux.Client) }
+
+// Server starts the server side of a session over conn.
+func Server(conn net.Conn, cfg Config) (*Session, error) { return start(conn, cfg, yamux.Server) }
+
+func start(conn net.Conn, cfg Config, mk func(io.ReadWriteCloser, *yamux.Config) (*yamux.Session, error)) (*Session, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tc := &trackedConn{Conn: conn}
+	tc.touch()
+	y, err := mk(tc, cfg.yamux())
+	if err != nil {
+		return nil, err
+	}
+	s := &Session{y: y, conn: tc, cfg: cfg, done: make(chan struct{})}
+	s.wg.Add(1)
+	go s.watch()
+	if cfg.KeepaliveInterval > 0 {
+		s.wg.Add(1)
+		go s.keepalive()
+	}
+	return s, nil
+}
+
+// watch records why yamux stopped when nobody else did.
+func (s *Session) watch() {
+	defer s.wg.Done()
+	<-s.y.CloseChan()
+	s.setCause(s.conn.firstErr())
+	close(s.done)
+}
+
+func (s *Session) keepalive() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.KeepaliveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.y.CloseChan():
+			return
+		}
+		start := time.Now()
+		if _, err := s.y.Ping(); err != nil {
+			if errors.Is(err, yamux.ErrTimeout) {
+				s.CloseWithCause(fmt.Errorf("%w: no answer to a mux ping within %v (mux.keepaliveTimeout)", ErrKeepaliveTimeout, time.Since(start).Round(time.Millisecond)))
+			}
+			return
+		}
+	}
+}
+
+func (s *Session) setCause(err error) {
+	s.mu.Lock()
+	if s.cause == nil {
+		// A connection error seen before anyone closed the session is the
+		// real cause; what the reader of a stream saw after it is an echo.
+		if ce := s.conn.firstErr(); ce != nil {
+			err = ce
+		}
+		if err == nil {
+			err = ErrClosed
+		}
+		s.cause = err
+	}
+	s.mu.Unlock()
+}
+
+// CloseWithCause closes the session, recording err as the cause if it is
+// the first. It returns at once; Close also waits for the goroutines.
+func (s *Session) CloseWithCause(err error) {
+	s.setCause(err)
+	s.y.Close()
+}
+
+// Close closes the session and waits for its goroutines. It is safe to
+// call more than once.
+func (s *Session) Close() error {
+	s.CloseWithCause(ErrClosed)
+	s.closeOnce.Do(func() {
+		s.conn.Close()
+	})
+	s.wg.Wait()
+	return nil
+}
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err returns why the session ended, or nil while it runs.
+func (s *Session) Err() error {
+	select {
+	case <-s.done:
+	default:
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cause
+}
+
+// Open opens a stream to the peer.
+func (s *Session) Open() (net.Conn, error) {
+	st, err := s.y.OpenStream()
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// Accept waits for the peer to open a stream.
+func (s *Session) Accept() (net.Conn, error) { return s.y.AcceptStream() }
+
+// LastRead is when bytes last arrived from the peer, whatever they were.
+func (s *Session) LastRead() time.Time { return time.Unix(0, s.conn.lastRead.Load()) }
+
+// NumStreams is the number of open streams.
+func (s *Session) NumStreams() int { return s.y.NumStreams() }
+
+// RemoteAddr is the peer's address.
+func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+
+// trackedConn records when bytes last arrived and the first I/O error.
+type trackedConn struct {
+	net.Conn
+	lastRead atomic.Int64
+	errOnce  sync.Once
+	err      atomic.Pointer[error]
+}
+
+func (c *trackedConn) touch() { c.lastRead.Store(time.Now().UnixNano()) }
+
+func (c *trackedConn) record(op string, err error) {
+	c.errOnce.Do(func() {
+		var e error
+		if errors.Is(err, io.EOF) {
+			e = ErrPeerClosed
+		} else {
+			e = &ConnError{Op: op, Err: err}
+		}
+		c.err.Store(&e)
+	})
+}
+
+func (c *trackedConn) firstErr() error {
+	if p := c.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (c *trackedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.touch()
+	}
+	if err != nil {
+		c.record("read", err)
+	}
+	return n, err
+}
+
+func (c *trackedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil {
+		c.record("write", err)
+	}
+	return n, err
+}
