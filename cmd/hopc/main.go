@@ -1,0 +1,74 @@
+// Command hopc is the hop client: it runs next to private services and
+// exposes them through a hops server, as its config file says.
+//
+//	hopc -c hopc.toml          run the client
+//	hopc verify -c hopc.toml   check a config file and exit
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hopproxy/hop/pkg/client"
+	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/logging"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "hopc:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  hopc -c FILE          run the client with config FILE
+  hopc verify -c FILE   check FILE and print every problem`
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	verify := len(args) > 0 && args[0] == "verify"
+	if verify {
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet("hopc", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	path := fs.String("c", "", "config file")
+	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() > 0 {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stdout, usage)
+			return nil
+		}
+		return fmt.Errorf("%s", usage)
+	}
+	cfg, err := config.LoadClient(*path)
+	if err != nil {
+		return err
+	}
+	if verify {
+		fmt.Fprintf(stdout, "%s: OK (%d proxies)\n", *path, len(cfg.Proxies))
+		return nil
+	}
+	log, closeLog, err := logging.New(cfg.Log.Level, cfg.Log.To)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	c, err := client.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	err = c.Run(ctx)
+	if err == nil {
+		log.Info("stopped")
+	}
+	return err
+}

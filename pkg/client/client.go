@@ -1,0 +1,154 @@
+// Package client is hopc: it keeps one authenticated mux session to hops,
+// registers its proxies, and connects every stream the server opens to
+// the proxy's local service. A lost session is re-established with
+// exponential backoff and jitter, forever, unless the error is permanent
+// (wrong token, incompatible version, refused heartbeat settings, a pinned
+// certificate mismatch).
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hopproxy/hop/pkg/auth"
+	"github.com/hopproxy/hop/pkg/backoff"
+	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/drain"
+	"github.com/hopproxy/hop/pkg/protocol"
+	"github.com/hopproxy/hop/pkg/transport"
+)
+
+// ErrPermanent marks errors that reconnecting cannot fix; Run returns them.
+var ErrPermanent = errors.New("permanent error")
+
+// Client is a running hopc.
+type Client struct {
+	cfg     *config.ClientConfig
+	log     *slog.Logger
+	id      string
+	tls     *tls.Config
+	proxies map[string]config.ProxyConfig
+
+	users  drain.Set      // open proxied connections
+	connWG sync.WaitGroup // their goroutines
+
+	mu    sync.Mutex
+	stats Stats
+
+	warnMu   sync.Mutex
+	lastWarn map[string]time.Time // per proxy, see localDown
+}
+
+// Stats counts sessions and remembers why the last one ended.
+type Stats struct {
+	Sessions   int   // sessions that logged in
+	Reconnects int   // connection attempts after the first
+	LastCause  error // why the last session or attempt ended
+	LoggedIn   bool  // a session is up now
+}
+
+// New prepares a client.
+func New(cfg *config.ClientConfig, log *slog.Logger) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tc, err := transport.ClientTLS(cfg.Transport.TLS.ServerName, cfg.Transport.TLS.TrustedCAFile, cfg.Transport.TLS.CertSHA256)
+	if err != nil {
+		return nil, err
+	}
+	id := cfg.ClientID
+	if id == "" {
+		var b [8]byte
+		rand.Read(b[:])
+		id = "hopc-" + hex.EncodeToString(b[:])
+	}
+	ps := make(map[string]config.ProxyConfig, len(cfg.Proxies))
+	for _, p := range cfg.Proxies {
+		ps[p.Name] = p
+	}
+	return &Client{cfg: cfg, log: log.With("client", id), id: id, tls: tc, proxies: ps, lastWarn: map[string]time.Time{}}, nil
+}
+
+// ID is the client ID sent at login.
+func (c *Client) ID() string { return c.id }
+
+// Stats returns a snapshot.
+func (c *Client) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stats
+}
+
+func (c *Client) serverAddr() string {
+	return net.JoinHostPort(c.cfg.ServerAddr, strconv.Itoa(c.cfg.ServerPort))
+}
+
+// Run keeps a session to the server until ctx ends (then it drains open
+// connections for up to gracePeriod and returns nil) or a permanent error
+// occurs (returned, wrapping ErrPermanent).
+func (c *Client) Run(ctx context.Context) error {
+	bo := backoff.Backoff{Min: c.cfg.Reconnect.MinDelay.Duration, Max: c.cfg.Reconnect.MaxDelay.Duration}
+	defer c.connWG.Wait()
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		if attempt > 0 {
+			c.mu.Lock()
+			c.stats.Reconnects++
+			c.mu.Unlock()
+		}
+		up, err := c.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.mu.Lock()
+		c.stats.LastCause = err
+		c.stats.LoggedIn = false
+		c.mu.Unlock()
+		if perm := permanent(err); perm != nil {
+			c.log.Error("giving up: this cannot be fixed by reconnecting", "error", err)
+			return perm
+		}
+		if up >= c.cfg.Reconnect.StableAfter.Duration {
+			bo.Reset()
+		}
+		d := bo.Next()
+		if up > 0 {
+			c.log.Warn("connection lost", "cause", err, "uptime", up.Round(time.Second))
+			c.log.Info("reconnecting", "in", d.Round(time.Millisecond))
+		} else {
+			c.log.Warn("cannot connect to server", "server", c.serverAddr(), "error", err, "retry_in", d.Round(time.Millisecond), "attempt", bo.Attempt())
+		}
+		if !backoff.Sleep(ctx, d) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// permanent returns err wrapped with ErrPermanent when no reconnect can
+// help, and nil otherwise.
+func permanent(err error) error {
+	var cve *tls.CertificateVerificationError
+	var pe *protocol.Error
+	switch {
+	case errors.Is(err, auth.ErrAuthFailed):
+		return fmt.Errorf("%w: %w; set the same auth.token in hopc and hops", ErrPermanent, err)
+	case errors.Is(err, auth.ErrServerProof):
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	case errors.Is(err, protocol.ErrVersion):
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	case errors.Is(err, transport.ErrCertPin), errors.As(err, &cve):
+		return fmt.Errorf("%w: %w; check transport.tls settings", ErrPermanent, err)
+	case errors.As(err, &pe) && pe.Code == protocol.CodeHeartbeatRequired:
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
+	}
+	return nil
+}

@@ -1,0 +1,207 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hopproxy/hop/pkg/auth"
+	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/control"
+	"github.com/hopproxy/hop/pkg/heartbeat"
+	"github.com/hopproxy/hop/pkg/mux"
+	"github.com/hopproxy/hop/pkg/protocol"
+	"github.com/hopproxy/hop/pkg/transport"
+)
+
+// errShutdown is the cause recorded when hopc itself stops.
+var errShutdown = errors.New("hopc shutting down")
+
+// Software is sent in the ClientHello.
+const Software = "hopc/0.1"
+
+// session runs one connection to the server. It returns how long the
+// session was logged in (0 if it never was) and why it ended.
+func (c *Client) session(ctx context.Context) (time.Duration, error) {
+	addr := c.serverAddr()
+	ka := c.cfg.Transport.TCPKeepalive
+	raw, err := transport.Dial(ctx, addr, c.cfg.Transport.DialTimeout.Duration,
+		transport.KeepAlive{Idle: ka.Idle.Duration, Interval: ka.Interval.Duration, Count: ka.Count})
+	if err != nil {
+		return 0, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	raw.SetDeadline(time.Now().Add(c.cfg.Transport.HandshakeTimeout.Duration))
+	tc := tls.Client(raw, c.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return 0, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+	}
+	binding, err := transport.Binding(tc)
+	if err != nil {
+		tc.Close()
+		return 0, err
+	}
+	hello := protocol.ClientHello{ClientID: c.id, HeartbeatIntervalMs: c.cfg.Heartbeat.Interval.Milliseconds(), Software: Software}
+	w, err := auth.Client(tc, c.cfg.Auth.Token, binding, hello)
+	if err != nil {
+		tc.Close()
+		return 0, fmt.Errorf("login to %s: %w", addr, err)
+	}
+	ms, err := mux.Client(tc, mux.Config{
+		KeepaliveInterval: c.cfg.Mux.KeepaliveInterval.Duration,
+		KeepaliveTimeout:  c.cfg.Mux.KeepaliveTimeout.Duration,
+		MaxStreamWindow:   uint32(c.cfg.Mux.MaxStreamWindow),
+		Logger:            c.log,
+	})
+	if err != nil {
+		tc.Close()
+		return 0, err
+	}
+	ctrl, err := ms.Open()
+	if err != nil {
+		ms.Close()
+		return 0, fmt.Errorf("open control stream: %w", err)
+	}
+	raw.SetDeadline(time.Time{})
+
+	start := time.Now()
+	c.mu.Lock()
+	c.stats.Sessions++
+	c.stats.LoggedIn = true
+	c.mu.Unlock()
+	hb := c.negotiate(w)
+	c.log.Info("logged in", "server", addr, "session", w.SessionID,
+		"heartbeat_interval", hb.Interval, "heartbeat_timeout", hb.Timeout,
+		"mux_keepalive", c.cfg.Mux.KeepaliveInterval.Duration)
+	cause := c.serve(ctx, ms, control.New(ctrl), hb)
+	return max(time.Since(start), time.Nanosecond), cause
+}
+
+// negotiate returns the heartbeat to run: the configured one, with the
+// interval shortened when the server's timeout needs more frequent pings.
+func (c *Client) negotiate(w *protocol.Welcome) heartbeat.Config {
+	hb := heartbeat.Config{Interval: c.cfg.Heartbeat.Interval.Duration, Timeout: c.cfg.Heartbeat.Timeout.Duration}
+	serverTimeout := time.Duration(w.HeartbeatTimeoutMs) * time.Millisecond
+	if serverTimeout > 0 && hb.Interval > serverTimeout/3 {
+		adapted := serverTimeout / 3
+		c.log.Warn("heartbeat interval adapted to the server", "configured", hb.Interval, "server_timeout", serverTimeout, "using", adapted)
+		hb.Interval = adapted
+		if hb.Timeout > 0 && hb.Timeout <= adapted {
+			hb.Timeout = 3 * adapted
+		}
+	}
+	return hb
+}
+
+// serve runs a logged-in session until it ends and returns the cause.
+func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel, hbCfg heartbeat.Config) error {
+	hb := heartbeat.Start(hbCfg, ch.TrySend, ms.LastRead)
+	var draining atomic.Bool
+	var wg sync.WaitGroup
+	defer func() {
+		hb.Close()
+		<-ms.Done()
+		wg.Wait()
+		ch.Close()
+		ms.Close()
+	}()
+
+	for _, p := range c.cfg.Proxies {
+		m := &protocol.NewProxy{Name: p.Name, ProxyType: string(p.Type), RemotePort: p.RemotePort}
+		if p.Type == config.ProxyUDP {
+			m.IdleTimeoutMs = p.IdleTimeout.Milliseconds()
+		}
+		if err := ch.Send(ctx, m); err != nil {
+			ms.CloseWithCause(fmt.Errorf("register proxies: %w", err))
+			return ms.Err()
+		}
+	}
+
+	wg.Add(2)
+	go func() { // streams opened by the server: one per user connection
+		defer wg.Done()
+		for {
+			st, err := ms.Accept()
+			if err != nil {
+				return
+			}
+			if draining.Load() {
+				st.Close()
+				continue
+			}
+			c.connWG.Add(1)
+			go c.work(st)
+		}
+	}()
+	go func() { // session-wide events: heartbeat timeout, shutdown
+		defer wg.Done()
+		select {
+		case <-hb.Done():
+			if err := hb.Err(); err != nil {
+				ms.CloseWithCause(err)
+			}
+		case <-ms.Done():
+		case <-ctx.Done():
+			draining.Store(true)
+			c.drain(ch, ms)
+		}
+	}()
+
+	for {
+		msg, err := ch.Recv()
+		if err != nil {
+			ms.CloseWithCause(fmt.Errorf("control stream ended: %w", err))
+			break
+		}
+		if hb.Handle(msg) {
+			continue
+		}
+		hb.Heard()
+		if resp, ok := msg.(*protocol.NewProxyResp); ok {
+			c.proxyResult(resp)
+			continue
+		}
+		ms.CloseWithCause(fmt.Errorf("protocol violation: the server sent %v on the control stream", msg.Type()))
+		break
+	}
+	<-ms.Done()
+	return ms.Err()
+}
+
+// drain is hopc's graceful stop: ask the server to close our public ports,
+// let open connections finish for up to gracePeriod, then close.
+func (c *Client) drain(ch *control.Channel, ms *mux.Session) {
+	grace := c.cfg.GracePeriod.Duration
+	sctx, cancel := context.WithTimeout(context.Background(), min(grace, time.Second))
+	for _, p := range c.cfg.Proxies {
+		ch.Send(sctx, &protocol.CloseProxy{Name: p.Name})
+	}
+	cancel()
+	if n := c.users.Count(); n > 0 {
+		c.log.Info("shutting down: draining connections", "open", n, "grace", grace)
+		if !c.users.WaitIdle(grace) {
+			c.log.Warn("grace period over: closing remaining connections", "open", c.users.Count())
+		}
+	}
+	ms.CloseWithCause(errShutdown)
+	c.users.CloseAll()
+}
+
+func (c *Client) proxyResult(r *protocol.NewProxyResp) {
+	p, ok := c.proxies[r.Name]
+	if !ok {
+		c.log.Warn("server answered for an unknown proxy", "proxy", r.Name)
+		return
+	}
+	if r.Error != "" {
+		c.log.Error("proxy failed", "proxy", r.Name, "type", p.Type, "code", r.Code, "error", r.Error)
+		return
+	}
+	c.log.Info("proxy started", "proxy", r.Name, "type", p.Type,
+		"local", fmt.Sprintf("%s:%d", p.LocalIP, p.LocalPort),
+		"remote", fmt.Sprintf("%s:%d", c.cfg.ServerAddr, r.RemotePort))
+}

@@ -1,0 +1,149 @@
+package client
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hopproxy/hop/pkg/bridge"
+	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/protocol"
+)
+
+// localDialTimeout bounds the connect to a local service.
+const localDialTimeout = 5 * time.Second
+
+// warnEvery rate-limits the "local service unreachable" warning per proxy.
+const warnEvery = 10 * time.Second
+
+// work serves one stream opened by the server.
+func (c *Client) work(st net.Conn) {
+	defer c.connWG.Done()
+	st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	sw, err := protocol.ReadAs[*protocol.StartWork](st)
+	if err != nil {
+		c.log.Warn("bad data stream from server", "error", err)
+		st.Close()
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	p, ok := c.proxies[sw.Proxy]
+	if !ok {
+		c.log.Warn("server opened a stream for an unknown proxy", "proxy", sw.Proxy)
+		st.Close()
+		return
+	}
+	local := net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))
+	if p.Type == config.ProxyUDP {
+		c.workUDP(st, p, local)
+		return
+	}
+	lc, err := net.DialTimeout("tcp", local, localDialTimeout)
+	if err != nil {
+		c.localDown(p, err)
+		st.Close()
+		return
+	}
+	c.users.Add(lc)
+	defer c.users.Remove(lc)
+	in, out := bridge.Join(st, lc)
+	c.log.Debug("connection closed", "proxy", p.Name, "src", sw.SrcAddr, "bytes_in", in, "bytes_out", out)
+}
+
+// localDown logs that a proxy's local service refused a connection, at
+// most once per warnEvery per proxy.
+func (c *Client) localDown(p config.ProxyConfig, err error) {
+	c.warnMu.Lock()
+	now := time.Now()
+	due := now.Sub(c.lastWarn[p.Name]) >= warnEvery
+	if due {
+		c.lastWarn[p.Name] = now
+	}
+	c.warnMu.Unlock()
+	if due {
+		c.log.Warn("local service unreachable", "proxy", p.Name, "local", fmt.Sprintf("%s:%d", p.LocalIP, p.LocalPort), "error", err)
+	}
+}
+
+// workUDP carries one source's datagrams between the stream and a UDP
+// socket connected to the local service, until either side fails or the
+// flow is idle for the proxy's idleTimeout.
+func (c *Client) workUDP(st net.Conn, p config.ProxyConfig, local string) {
+	ua, err := net.ResolveUDPAddr("udp", local)
+	if err != nil {
+		c.localDown(p, err)
+		st.Close()
+		return
+	}
+	lc, err := net.DialUDP("udp", nil, ua)
+	if err != nil {
+		c.localDown(p, err)
+		st.Close()
+		return
+	}
+	c.users.Add(lc)
+	defer c.users.Remove(lc)
+	var last atomic.Int64
+	touch := func() { last.Store(time.Now().UnixNano()) }
+	touch()
+	var once sync.Once
+	stop := make(chan struct{})
+	end := func() {
+		once.Do(func() {
+			close(stop)
+			st.Close()
+			lc.Close()
+		})
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // local service → stream
+		defer wg.Done()
+		defer end()
+		buf := make([]byte, 2+protocol.MaxDatagram)
+		for {
+			n, err := lc.Read(buf[2:])
+			if err != nil {
+				return
+			}
+			touch()
+			b, _ := protocol.AppendDatagram(buf[:0], buf[2:2+n])
+			if _, err := st.Write(b); err != nil {
+				return
+			}
+		}
+	}()
+	go func() { // idle timeout
+		defer wg.Done()
+		idle := p.IdleTimeout.Duration
+		t := time.NewTicker(max(idle/4, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				if now.Sub(time.Unix(0, last.Load())) > idle {
+					end()
+					return
+				}
+			}
+		}
+	}()
+	buf := make([]byte, protocol.MaxDatagram)
+	for {
+		n, err := protocol.ReadDatagram(st, buf)
+		if err != nil {
+			break
+		}
+		touch()
+		if _, err := lc.Write(buf[:n]); err != nil {
+			break
+		}
+	}
+	end()
+	wg.Wait()
+}

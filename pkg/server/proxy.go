@@ -1,0 +1,191 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"github.com/hopproxy/hop/pkg/bridge"
+	"github.com/hopproxy/hop/pkg/protocol"
+)
+
+// proxy is one public port of a client.
+type proxy struct {
+	name    string
+	typ     string
+	port    int
+	owner   *session
+	log     *slog.Logger
+	ln      net.Listener // tcp
+	pc      *net.UDPConn // udp
+	udp     *udpRelay
+	wg      sync.WaitGroup
+	stopped sync.Once
+}
+
+// stopAccepting closes the public port; open connections go on.
+func (p *proxy) stopAccepting() {
+	p.stopped.Do(func() {
+		if p.ln != nil {
+			p.ln.Close()
+		}
+		if p.pc != nil {
+			p.pc.Close()
+		}
+	})
+}
+
+func refuse(name, code, format string, args ...any) *protocol.NewProxyResp {
+	return &protocol.NewProxyResp{Name: name, Code: code, Error: fmt.Sprintf(format, args...)}
+}
+
+// openProxy applies the server policy to a NewProxy request and opens the
+// public port.
+func (s *Server) openProxy(ss *session, m *protocol.NewProxy) *protocol.NewProxyResp {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return refuse(m.Name, protocol.CodeShuttingDown, "server is shutting down")
+	}
+	if other, ok := s.proxies[m.Name]; ok {
+		who := "another client (" + other.owner.clientID + ")"
+		if other.owner == ss {
+			who = "this session"
+		}
+		return refuse(m.Name, protocol.CodeProxyExists, "proxy name %q is already registered by %s; give each proxy a unique name", m.Name, who)
+	}
+	ss.mu.Lock()
+	n := len(ss.proxies)
+	ss.mu.Unlock()
+	if max := s.cfg.MaxProxiesPerClient; max > 0 && n >= max {
+		return refuse(m.Name, protocol.CodeTooManyProxies, "this client already has %d proxies, the server's maxProxiesPerClient", max)
+	}
+	if m.RemotePort != 0 && !s.cfg.PortAllowed(m.RemotePort) {
+		return refuse(m.Name, protocol.CodePortNotAllowed, "remotePort %d is not in the server's allowPorts; pick a port the server allows or ask its operator", m.RemotePort)
+	}
+	p := &proxy{name: m.Name, typ: m.ProxyType, owner: ss}
+	if err := s.bind(p, m.RemotePort); err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return refuse(m.Name, protocol.CodePortInUse, "remotePort %d is already in use on the server; pick another or set remotePort = 0", m.RemotePort)
+		}
+		return refuse(m.Name, protocol.CodePortNotAllowed, "cannot open remotePort %d on the server: %v", m.RemotePort, err)
+	}
+	p.log = ss.log.With("proxy", p.name, "type", p.typ, "port", p.port)
+	s.proxies[p.name] = p
+	ss.mu.Lock()
+	ss.proxies[p.name] = p
+	ss.mu.Unlock()
+	p.wg.Add(1)
+	if p.typ == protocol.ProxyTCP {
+		go s.serveTCP(p)
+	} else {
+		p.udp = newUDPRelay(s, p, m.IdleTimeoutMs)
+		go p.udp.serve()
+	}
+	p.log.Info("proxy started")
+	return &protocol.NewProxyResp{Name: p.name, RemotePort: p.port}
+}
+
+// bind opens the proxy's public port: the requested one, or with port 0
+// a free one (inside allowPorts when that is set).
+func (s *Server) bind(p *proxy, port int) error {
+	if port != 0 || len(s.cfg.AllowPorts) == 0 {
+		return s.bindPort(p, port)
+	}
+	var last error = errors.New("no port in allowPorts is free")
+	tried := 0
+	for _, r := range s.cfg.AllowPorts {
+		for port := r.Start; port <= r.End && tried < 256; port++ {
+			if _, taken := s.portOwner(port); taken {
+				continue
+			}
+			tried++
+			if err := s.bindPort(p, port); err == nil {
+				return nil
+			} else {
+				last = err
+			}
+		}
+	}
+	return last
+}
+
+func (s *Server) portOwner(port int) (*proxy, bool) {
+	for _, p := range s.proxies {
+		if p.port == port {
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+func (s *Server) bindPort(p *proxy, port int) error {
+	addr := net.JoinHostPort(s.cfg.ProxyBindAddr, strconv.Itoa(port))
+	if p.typ == protocol.ProxyTCP {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		p.ln, p.port = ln, ln.Addr().(*net.TCPAddr).Port
+		return nil
+	}
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return err
+	}
+	pc, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return err
+	}
+	p.pc, p.port = pc, pc.LocalAddr().(*net.UDPAddr).Port
+	return nil
+}
+
+// closeProxy releases the proxy's port and waits for its goroutines.
+func (s *Server) closeProxy(p *proxy) {
+	p.stopAccepting()
+	p.wg.Wait()
+	s.mu.Lock()
+	if s.proxies[p.name] == p {
+		delete(s.proxies, p.name)
+	}
+	s.mu.Unlock()
+	p.owner.mu.Lock()
+	delete(p.owner.proxies, p.name)
+	p.owner.mu.Unlock()
+}
+
+// serveTCP accepts user connections until the port closes. The
+// connections it started live on (tracked by s.users and s.connWG) so that
+// closing a port lets them finish.
+func (s *Server) serveTCP(p *proxy) {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		s.users.Add(c)
+		s.connWG.Add(1)
+		go func() {
+			defer s.connWG.Done()
+			defer s.users.Remove(c)
+			st, err := p.owner.openStream(p.name, c.RemoteAddr().String())
+			if err != nil {
+				p.log.Debug("cannot open stream to client", "error", err)
+				c.Close()
+				return
+			}
+			up, down := bridge.Join(c, st)
+			p.log.Debug("connection closed", "src", c.RemoteAddr().String(), "bytes_in", up, "bytes_out", down)
+		}()
+	}
+}

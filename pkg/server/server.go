@@ -1,0 +1,299 @@
+// Package server is hops: it accepts hopc clients, authenticates them,
+// keeps one mux session per client, opens the public ports of their proxies
+// and carries every user connection to the client as a mux stream.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hopproxy/hop/pkg/auth"
+	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/drain"
+	"github.com/hopproxy/hop/pkg/heartbeat"
+	"github.com/hopproxy/hop/pkg/mux"
+	"github.com/hopproxy/hop/pkg/protocol"
+	"github.com/hopproxy/hop/pkg/transport"
+)
+
+// ErrReplaced is the cause recorded for a session that a newer login with
+// the same client ID replaced.
+var ErrReplaced = errors.New("replaced by a new login with the same client ID")
+
+// ErrShutdown is the cause recorded for sessions closed by Shutdown.
+var ErrShutdown = errors.New("server shutting down")
+
+// Server is a running hops.
+type Server struct {
+	cfg         *config.ServerConfig
+	log         *slog.Logger
+	tls         *tls.Config
+	fingerprint string
+
+	ln net.Listener
+
+	mu       sync.Mutex
+	closing  bool
+	sessions map[string]*session // by client ID
+	proxies  map[string]*proxy   // by proxy name
+
+	handlers sync.WaitGroup // one per accepted control connection
+	users    drain.Set      // proxied user connections, for the drain
+	acceptWG sync.WaitGroup
+	connWG   sync.WaitGroup // one per proxied user connection
+}
+
+// New prepares a server; Listen binds it.
+func New(cfg *config.ServerConfig, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	tc, fp, err := transport.ServerTLS(cfg.Transport.TLS.CertFile, cfg.Transport.TLS.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp,
+		sessions: map[string]*session{}, proxies: map[string]*proxy{}}, nil
+}
+
+func (s *Server) keepalive() transport.KeepAlive {
+	k := s.cfg.Transport.TCPKeepalive
+	return transport.KeepAlive{Idle: k.Idle.Duration, Interval: k.Interval.Duration, Count: k.Count}
+}
+
+// Listen binds the control port.
+func (s *Server) Listen(ctx context.Context) error {
+	addr := net.JoinHostPort(s.cfg.BindAddr, strconv.Itoa(s.cfg.BindPort))
+	ln, err := transport.Listen(ctx, addr, s.keepalive())
+	if err != nil {
+		return fmt.Errorf("listen on bindAddr:bindPort %s: %w", addr, err)
+	}
+	s.ln = ln
+	s.log.Info("listening", "addr", ln.Addr().String(), "tls_sha256", s.fingerprint)
+	return nil
+}
+
+// Addr is the control listener's address (after Listen).
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve accepts clients until ctx ends, then shuts down gracefully: it
+// stops accepting, lets proxied connections finish for up to gracePeriod,
+// then closes every session. It returns nil after a clean shutdown.
+func (s *Server) Serve(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.acceptWG.Add(1)
+	acceptErr := make(chan error, 1)
+	go func() {
+		defer s.acceptWG.Done()
+		acceptErr <- s.acceptLoop(sctx)
+	}()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-acceptErr:
+	}
+	s.shutdown(s.cfg.GracePeriod.Duration)
+	cancel()
+	s.acceptWG.Wait()
+	s.handlers.Wait()
+	s.connWG.Wait()
+	return err
+}
+
+func (s *Server) acceptLoop(ctx context.Context) error {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		s.handlers.Add(1)
+		go func() {
+			defer s.handlers.Done()
+			s.handle(ctx, c)
+		}()
+	}
+}
+
+// shutdown is the two-phase stop: no new clients or user connections,
+// then up to grace for the open ones, then everything closes.
+func (s *Server) shutdown(grace time.Duration) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
+	s.closing = true
+	proxies := make([]*proxy, 0, len(s.proxies))
+	for _, p := range s.proxies {
+		proxies = append(proxies, p)
+	}
+	s.mu.Unlock()
+	s.ln.Close()
+	for _, p := range proxies {
+		p.stopAccepting()
+	}
+	n := s.users.Count()
+	if n > 0 {
+		s.log.Info("shutting down: draining connections", "open", n, "grace", grace)
+		if !s.users.WaitIdle(grace) {
+			s.log.Warn("grace period over: closing remaining connections", "open", s.users.Count())
+		}
+	}
+	s.mu.Lock()
+	sessions := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		sessions = append(sessions, ss)
+	}
+	s.mu.Unlock()
+	for _, ss := range sessions {
+		ss.ms.CloseWithCause(ErrShutdown)
+	}
+	s.users.CloseAll()
+}
+
+// handle runs one client connection from TLS handshake to session end.
+func (s *Server) handle(ctx context.Context, raw net.Conn) {
+	remote := raw.RemoteAddr().String()
+	log := s.log.With("remote", remote)
+	raw.SetDeadline(time.Now().Add(s.cfg.Transport.HandshakeTimeout.Duration))
+	tc := tls.Server(raw, s.tls)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		log.Info("TLS handshake failed", "error", err)
+		raw.Close()
+		return
+	}
+	binding, err := transport.Binding(tc)
+	if err != nil {
+		log.Warn("TLS channel binding unavailable", "error", err)
+		tc.Close()
+		return
+	}
+	var sessionID string
+	hello, welcome, err := auth.Server(tc, s.cfg.Auth.Token, binding, s.decide)
+	if err != nil {
+		args := []any{"error", err}
+		if hello != nil {
+			args = append(args, "client", hello.ClientID)
+		}
+		log.Warn("login rejected", args...)
+		tc.Close()
+		return
+	}
+	sessionID = welcome.SessionID
+	ms, err := mux.Server(tc, s.muxConfig())
+	if err != nil {
+		log.Error("mux session", "error", err)
+		tc.Close()
+		return
+	}
+	ctrl, err := ms.Accept() // bounded by the handshake deadline
+	if err != nil {
+		log.Warn("client opened no control stream", "client", hello.ClientID, "error", err)
+		ms.Close()
+		return
+	}
+	raw.SetDeadline(time.Time{})
+	ss := newSession(s, hello.ClientID, sessionID, ms, ctrl, log.With("client", hello.ClientID, "session", sessionID))
+	if !s.register(ss) {
+		ss.ms.CloseWithCause(ErrShutdown)
+		ss.ms.Close()
+		return
+	}
+	ss.log.Info("client logged in", "heartbeat_interval", time.Duration(hello.HeartbeatIntervalMs)*time.Millisecond)
+	cause := ss.run()
+	s.unregister(ss)
+	level := slog.LevelWarn
+	if errors.Is(cause, mux.ErrPeerClosed) || errors.Is(cause, ErrShutdown) || errors.Is(cause, ErrReplaced) {
+		level = slog.LevelInfo
+	}
+	ss.log.Log(context.Background(), level, "client disconnected", "cause", cause)
+}
+
+func (s *Server) muxConfig() mux.Config {
+	return mux.Config{
+		KeepaliveInterval: s.cfg.Mux.KeepaliveInterval.Duration,
+		KeepaliveTimeout:  s.cfg.Mux.KeepaliveTimeout.Duration,
+		MaxStreamWindow:   uint32(s.cfg.Mux.MaxStreamWindow),
+		Logger:            s.log,
+	}
+}
+
+// decide is the login policy, applied once the client proved the token.
+func (s *Server) decide(h *protocol.ClientHello) (*protocol.Welcome, *protocol.Error) {
+	hb := s.cfg.Heartbeat
+	if hb.Timeout.Duration > 0 && h.HeartbeatIntervalMs == 0 {
+		return nil, &protocol.Error{Code: protocol.CodeHeartbeatRequired, Message: fmt.Sprintf(
+			"this server requires an app heartbeat (its heartbeat.timeout is %v) but the client has heartbeat.interval = \"0s\"; set heartbeat.interval to %v or less in hopc's config",
+			hb.Timeout.Duration, hb.Timeout.Duration/3)}
+	}
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		return nil, &protocol.Error{Code: protocol.CodeShuttingDown, Message: "server is shutting down"}
+	}
+	var id [6]byte
+	rand.Read(id[:])
+	return &protocol.Welcome{
+		SessionID:           hex.EncodeToString(id[:]),
+		HeartbeatIntervalMs: hb.Interval.Milliseconds(),
+		HeartbeatTimeoutMs:  hb.Timeout.Milliseconds(),
+	}, nil
+}
+
+// register makes ss the session of its client ID, replacing (and waiting
+// out) an older one, so that its ports are free for the new session.
+func (s *Server) register(ss *session) bool {
+	for {
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			return false
+		}
+		old := s.sessions[ss.clientID]
+		if old == nil {
+			s.sessions[ss.clientID] = ss
+			s.mu.Unlock()
+			return true
+		}
+		s.mu.Unlock()
+		ss.log.Info("replacing the previous session of this client", "old_session", old.id)
+		old.ms.CloseWithCause(ErrReplaced)
+		<-old.ended
+	}
+}
+
+func (s *Server) unregister(ss *session) {
+	ss.closeProxies()
+	s.mu.Lock()
+	if s.sessions[ss.clientID] == ss {
+		delete(s.sessions, ss.clientID)
+	}
+	s.mu.Unlock()
+	close(ss.ended)
+}
+
+// heartbeatConfig is the server's own heartbeat.
+func (s *Server) heartbeatConfig() heartbeat.Config {
+	return heartbeat.Config{Interval: s.cfg.Heartbeat.Interval.Duration, Timeout: s.cfg.Heartbeat.Timeout.Duration}
+}

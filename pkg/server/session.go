@@ -1,0 +1,132 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hopproxy/hop/pkg/control"
+	"github.com/hopproxy/hop/pkg/heartbeat"
+	"github.com/hopproxy/hop/pkg/mux"
+	"github.com/hopproxy/hop/pkg/protocol"
+)
+
+// session is one logged-in client.
+type session struct {
+	srv      *Server
+	clientID string
+	id       string
+	ms       *mux.Session
+	ch       *control.Channel
+	log      *slog.Logger
+	ended    chan struct{} // closed after unregister
+
+	mu      sync.Mutex
+	proxies map[string]*proxy
+}
+
+func newSession(s *Server, clientID, id string, ms *mux.Session, ctrl net.Conn, log *slog.Logger) *session {
+	return &session{srv: s, clientID: clientID, id: id, ms: ms, ch: control.New(ctrl), log: log,
+		ended: make(chan struct{}), proxies: map[string]*proxy{}}
+}
+
+// run serves the control stream until the session ends and returns why.
+func (ss *session) run() error {
+	hb := heartbeat.Start(ss.srv.heartbeatConfig(), ss.ch.TrySend, ss.ms.LastRead)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-hb.Done():
+			if err := hb.Err(); err != nil {
+				ss.ms.CloseWithCause(err)
+			}
+		case <-ss.ms.Done():
+		}
+	}()
+	for {
+		msg, err := ss.ch.Recv()
+		if err != nil {
+			ss.ms.CloseWithCause(controlError(err))
+			break
+		}
+		if hb.Handle(msg) {
+			continue
+		}
+		hb.Heard()
+		if err := ss.handle(msg); err != nil {
+			ss.ms.CloseWithCause(err)
+			break
+		}
+	}
+	hb.Close()
+	<-ss.ms.Done()
+	wg.Wait()
+	ss.ch.Close()
+	ss.ms.Close()
+	return ss.ms.Err()
+}
+
+// controlError names why reading the control stream stopped. A malformed
+// frame is a protocol violation: the peer is disconnected with that reason.
+func controlError(err error) error {
+	for _, e := range []error{protocol.ErrFrameTooLarge, protocol.ErrMalformed, protocol.ErrUnknownType, protocol.ErrVersion} {
+		if errors.Is(err, e) {
+			return fmt.Errorf("protocol violation on the control stream: %w", err)
+		}
+	}
+	return fmt.Errorf("control stream ended: %w", err)
+}
+
+func (ss *session) handle(msg protocol.Message) error {
+	switch m := msg.(type) {
+	case *protocol.NewProxy:
+		resp := ss.srv.openProxy(ss, m)
+		return ss.ch.Send(context.Background(), resp)
+	case *protocol.CloseProxy:
+		ss.mu.Lock()
+		p := ss.proxies[m.Name]
+		ss.mu.Unlock()
+		if p != nil {
+			ss.srv.closeProxy(p)
+			ss.log.Info("proxy closed by client", "proxy", m.Name)
+		}
+		return nil
+	default:
+		return fmt.Errorf("protocol violation: a client may not send %v", msg.Type())
+	}
+}
+
+// closeProxies releases every port of the session and waits for the
+// proxies' goroutines.
+func (ss *session) closeProxies() {
+	ss.mu.Lock()
+	ps := make([]*proxy, 0, len(ss.proxies))
+	for _, p := range ss.proxies {
+		ps = append(ps, p)
+	}
+	ss.mu.Unlock()
+	for _, p := range ps {
+		ss.srv.closeProxy(p)
+	}
+}
+
+// openStream opens the stream of one user connection and announces it.
+func (ss *session) openStream(proxyName, src string) (net.Conn, error) {
+	st, err := ss.ms.Open()
+	if err != nil {
+		return nil, err
+	}
+	st.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if err := protocol.WriteMsg(st, &protocol.StartWork{Proxy: proxyName, SrcAddr: src}); err != nil {
+		st.Close()
+		return nil, err
+	}
+	st.SetWriteDeadline(time.Time{})
+	return st, nil
+}
