@@ -92,9 +92,11 @@ func (c Config) yamux() *yamux.Config {
 
 type yamuxLogger struct{ l *slog.Logger }
 
-func (y yamuxLogger) Print(v ...any)                 { y.l.Debug(fmt.Sprint(v...), "component", "yamux") }
-func (y yamuxLogger) Printf(format string, v ...any) { y.l.Debug(fmt.Sprintf(format, v...), "component", "yamux") }
-func (y yamuxLogger) Println(v ...any)               { y.l.Debug(fmt.Sprint(v...), "component", "yamux") }
+func (y yamuxLogger) Print(v ...any) { y.l.Debug(fmt.Sprint(v...), "component", "yamux") }
+func (y yamuxLogger) Printf(format string, v ...any) {
+	y.l.Debug(fmt.Sprintf(format, v...), "component", "yamux")
+}
+func (y yamuxLogger) Println(v ...any) { y.l.Debug(fmt.Sprint(v...), "component", "yamux") }
 
 // Session is a yamux session with a recorded cause of death.
 type Session struct {
