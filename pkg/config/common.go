@@ -1,0 +1,180 @@
+package config
+
+import (
+	"errors"
+	"net"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// LogConfig is the [log] table.
+type LogConfig struct {
+	// Level is one of "debug", "info", "warn", "error". Default "info".
+	Level string `toml:"level"`
+	// To is "stderr", "stdout" or a file path. Default "stderr".
+	To string `toml:"to"`
+}
+
+// LogLevels lists the valid values of LogConfig.Level, most verbose first.
+var LogLevels = []string{"debug", "info", "warn", "error"}
+
+// HeartbeatConfig is the [heartbeat] table: application-level pings on the
+// control connection.
+type HeartbeatConfig struct {
+	// Interval between heartbeats; 0 sends none. Default 10s.
+	Interval Duration `toml:"interval"`
+	// Timeout after which a silent peer is considered dead; 0 never checks.
+	// Default 30s.
+	Timeout Duration `toml:"timeout"`
+}
+
+// MuxConfig is the [mux] table: the yamux session over the control
+// connection.
+type MuxConfig struct {
+	// KeepaliveInterval between yamux pings; 0 disables them. Default 15s.
+	KeepaliveInterval Duration `toml:"keepaliveInterval"`
+	// KeepaliveTimeout bounds a yamux ping and every write on the session
+	// (yamux ConnectionWriteTimeout). Must be > 0. Default 10s.
+	KeepaliveTimeout Duration `toml:"keepaliveTimeout"`
+	// MaxStreamWindow is the per-stream receive window in bytes,
+	// MinStreamWindow..MaxStreamWindowLimit. Default 262144.
+	MaxStreamWindow int `toml:"maxStreamWindow"`
+}
+
+// Limits of MuxConfig.MaxStreamWindow, in bytes.
+const (
+	MinStreamWindow      = 256 * 1024       // yamux's initial window
+	MaxStreamWindowLimit = 16 * 1024 * 1024 // 16 MiB
+)
+
+// TCPKeepaliveConfig is the [transport.tcpKeepalive] table: kernel TCP
+// keepalive on the control connection.
+type TCPKeepaliveConfig struct {
+	// Idle time before the first probe; 0 disables TCP keepalive. Default 15s.
+	Idle Duration `toml:"idle"`
+	// Interval between probes. Default 5s.
+	Interval Duration `toml:"interval"`
+	// Count of unanswered probes before the connection is dropped, 1..100.
+	// Default 3.
+	Count int `toml:"count"`
+}
+
+// AuthConfig is the [auth] table.
+type AuthConfig struct {
+	// Token is the secret shared by server and clients. Required.
+	Token string `toml:"token"`
+}
+
+func defaultLog() LogConfig { return LogConfig{Level: "info", To: "stderr"} }
+
+func defaultHeartbeat() HeartbeatConfig {
+	return HeartbeatConfig{Interval: D(10 * time.Second), Timeout: D(30 * time.Second)}
+}
+
+func defaultMux() MuxConfig {
+	return MuxConfig{KeepaliveInterval: D(15 * time.Second), KeepaliveTimeout: D(10 * time.Second), MaxStreamWindow: MinStreamWindow}
+}
+
+func defaultTCPKeepalive() TCPKeepaliveConfig {
+	return TCPKeepaliveConfig{Idle: D(15 * time.Second), Interval: D(5 * time.Second), Count: 3}
+}
+
+func (l LogConfig) validate(r *reporter, key string) {
+	if !slices.Contains(LogLevels, l.Level) {
+		r.add(key+".level", "%q is not a log level; use one of: %s", l.Level, strings.Join(LogLevels, ", "))
+	}
+	if l.To == "" {
+		r.add(key+".to", `empty; use "stderr", "stdout" or a file path`)
+	}
+}
+
+func (h HeartbeatConfig) validate(r *reporter, key string) {
+	iv, to := key+".interval", key+".timeout"
+	nonNegative(r, iv, h.Interval, `"0s" sends no heartbeats`)
+	nonNegative(r, to, h.Timeout, `"0s" never times out`)
+	if r.ok(iv, to) && h.Interval.Duration > 0 && h.Timeout.Duration > 0 && h.Interval.Duration >= h.Timeout.Duration {
+		r.add(iv, "%s is not shorter than %s (%s), so a healthy peer would time out between two heartbeats; set %s to at least 3× the interval (%q) or shorten the interval",
+			formatDuration(h.Interval.Duration), to, formatDuration(h.Timeout.Duration), to, formatDuration(3*h.Interval.Duration))
+	}
+}
+
+func (m MuxConfig) validate(r *reporter, key string) {
+	nonNegative(r, key+".keepaliveInterval", m.KeepaliveInterval, `"0s" disables mux keepalive`)
+	positive(r, key+".keepaliveTimeout", m.KeepaliveTimeout, "it also bounds every write on the connection")
+	if m.MaxStreamWindow < MinStreamWindow || m.MaxStreamWindow > MaxStreamWindowLimit {
+		r.add(key+".maxStreamWindow", "%d is out of range; use %d-%d (bytes, 256 KiB to 16 MiB)", m.MaxStreamWindow, MinStreamWindow, MaxStreamWindowLimit)
+	}
+}
+
+func (k TCPKeepaliveConfig) validate(r *reporter, key string) {
+	nonNegative(r, key+".idle", k.Idle, `"0s" disables TCP keepalive`)
+	if k.Idle.Duration <= 0 {
+		return
+	}
+	positive(r, key+".interval", k.Interval, `to disable TCP keepalive set idle = "0s"`)
+	if k.Count < 1 || k.Count > 100 {
+		r.add(key+".count", "%d is out of range; use 1-100 (unanswered probes before the connection is dropped)", k.Count)
+	}
+}
+
+func (a AuthConfig) validate(r *reporter, key string) {
+	if a.Token == "" {
+		r.add(key+".token", `empty; server and clients need the same shared secret, e.g. auth.token = "${HOP_TOKEN}" with HOP_TOKEN exported`)
+	}
+}
+
+// nonNegative checks a duration that may be zero; zeroMeans says what zero
+// does.
+func nonNegative(r *reporter, key string, d Duration, zeroMeans string) {
+	if d.Duration < 0 {
+		r.add(key, "%s is negative; use a positive duration (%s)", formatDuration(d.Duration), zeroMeans)
+	}
+}
+
+// positive checks a duration that must be > 0.
+func positive(r *reporter, key string, d Duration, why string) {
+	if d.Duration <= 0 {
+		msg := "%s is not allowed; use a positive duration such as \"10s\""
+		if why != "" {
+			msg += " (" + why + ")"
+		}
+		r.add(key, msg, formatDuration(d.Duration))
+	}
+}
+
+func portRange(r *reporter, key string, port, lo int, hint string) {
+	if port < lo || port > 65535 {
+		r.add(key, "%d is out of range; use %d-65535%s", port, lo, hint)
+	}
+}
+
+// checkHost checks an address written without a port.
+func checkHost(r *reporter, key, host, portKey string) {
+	switch {
+	case host == "":
+		r.add(key, "empty; write a host name or IP address")
+	case strings.Contains(host, ":") && net.ParseIP(host) == nil:
+		r.add(key, "%q looks like host:port; write only the host here and the port in %s", host, portKey)
+	}
+}
+
+// checkReadable reports a file that cannot be opened for reading.
+func checkReadable(r *reporter, key, path, what string) {
+	f, err := os.Open(path)
+	if err == nil {
+		var fi os.FileInfo
+		if fi, err = f.Stat(); err == nil && fi.IsDir() {
+			err = errors.New("is a directory")
+		}
+		f.Close()
+	}
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		r.add(key, "cannot read %s %q: %v; check the path (relative paths start at the working directory)", what, path, err)
+	}
+}
