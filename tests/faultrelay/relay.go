@@ -27,7 +27,8 @@ const (
 // dialTimeout bounds the dial to the target for each accepted connection.
 const dialTimeout = 10 * time.Second
 
-// Direction selects which way of the relayed connections a fault applies to.
+// Direction selects which way of the relayed connections a fault applies
+// to. Methods given any value other than the three below panic.
 type Direction int
 
 // Directions. Both is ClientToServer|ServerToClient.
@@ -175,7 +176,9 @@ func (r *Relay) Addr() string { return r.ln.Addr().String() }
 
 // BlackHole makes the relay silently discard all bytes flowing in dir,
 // while still reading them so that both sockets stay open and ACKed.
-// It replaces a Stall in dir.
+// It replaces a Stall in dir. Bytes are dropped as the relay handles
+// them: a test that must know its bytes were swallowed before calling Heal
+// can poll Stats until Dropped counts them.
 func (r *Relay) BlackHole(dir Direction) {
 	r.update(dir, func(s *dirState) { s.mode = blackHole })
 }
