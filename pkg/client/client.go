@@ -140,10 +140,8 @@ func permanent(err error) error {
 	var pe *protocol.Error
 	switch {
 	case errors.Is(err, auth.ErrAuthFailed):
-		return fmt.Errorf("%w: %w; set the same auth.token in hopc and hops", ErrPermanent, err)
-	case errors.Is(err, auth.ErrServerProof):
 		return fmt.Errorf("%w: %w", ErrPermanent, err)
-	case errors.Is(err, protocol.ErrVersion):
+	case errors.Is(err, auth.ErrServerProof), errors.Is(err, protocol.ErrVersion):
 		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	case errors.Is(err, transport.ErrCertPin), errors.As(err, &cve):
 		return fmt.Errorf("%w: %w; check transport.tls settings", ErrPermanent, err)

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strconv"
@@ -178,7 +179,11 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 	raw.SetDeadline(time.Now().Add(s.cfg.Transport.HandshakeTimeout.Duration))
 	tc := tls.Server(raw, s.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
-		log.Info("TLS handshake failed", "error", err)
+		level := slog.LevelInfo
+		if errors.Is(err, io.EOF) {
+			level = slog.LevelDebug // a port probe that connected and left
+		}
+		log.Log(ctx, level, "TLS handshake failed", "error", err)
 		raw.Close()
 		return
 	}
