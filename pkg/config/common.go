@@ -121,7 +121,7 @@ func (k TCPKeepaliveConfig) validate(r *reporter, key string) {
 
 func (a AuthConfig) validate(r *reporter, key string) {
 	if a.Token == "" {
-		r.add(key+".token", `empty; server and clients need the same shared secret, e.g. auth.token = "${HOP_TOKEN}" with HOP_TOKEN exported`)
+		r.add(key+".token", `missing or empty; set the secret shared by server and clients, e.g. auth.token = "${HOP_TOKEN}" with HOP_TOKEN exported`)
 	}
 }
 
@@ -129,7 +129,7 @@ func (a AuthConfig) validate(r *reporter, key string) {
 // does.
 func nonNegative(r *reporter, key string, d Duration, zeroMeans string) {
 	if d.Duration < 0 {
-		r.add(key, "%s is negative; use a positive duration (%s)", formatDuration(d.Duration), zeroMeans)
+		r.add(key, `%s is negative; use "0s" or more (%s)`, formatDuration(d.Duration), zeroMeans)
 	}
 }
 

@@ -89,8 +89,9 @@ func decode(name string, data []byte, raw any, lookup func(string) (string, bool
 			line, col := e.Position()
 			key := r.keyAt(line, col, e.Key())
 			k, _ := r.ix.kind(key)
-			r.addAt(line, r.ix.offsetOf(line, col), key, unknownKeyMsg(root, key, k == unstable.Table || k == unstable.ArrayTable))
-			r.suppress(key)
+			msg, meant := unknownKey(root, key, k == unstable.Table || k == unstable.ArrayTable)
+			r.addAt(line, r.ix.offsetOf(line, col), key, msg)
+			r.suppress(key, meant)
 		}
 	case errors.As(err, &de):
 		if r.ix != nil && typeCheck(r, root) > 0 {
@@ -246,9 +247,11 @@ func keysOf(t reflect.Type) []string {
 	return keys
 }
 
-// unknownKeyMsg explains an unknown key and suggests what was meant.
-// isTable tells that the key names a table ([key] or [[key]]).
-func unknownKeyMsg(root reflect.Type, key string, isTable bool) string {
+// unknownKey explains an unknown key and suggests what was meant. isTable
+// tells that the key names a table ([key] or [[key]]). meant is the key
+// path suggested, if any, so that problems about it can be left out: the
+// user tried to set it.
+func unknownKey(root reflect.Type, key string, isTable bool) (msg, meant string) {
 	t, parent := root, ""
 	segs := splitPath(key)
 	for i, seg := range segs {
@@ -260,44 +263,52 @@ func unknownKeyMsg(root reflect.Type, key string, isTable bool) string {
 			t, parent = t.Elem(), parent+seg
 			continue
 		}
-		f, ok := fieldByKey(t, seg)
-		if ok {
+		if f, ok := fieldByKey(t, seg); ok {
 			t, parent = f.Type, join(parent, seg)
 			continue
 		}
+		last := i == len(segs)-1
 		what := "unknown key"
-		if i < len(segs)-1 {
+		if !last {
 			what = "unknown table " + join(parent, seg)
 		} else if isTable {
 			what = "unknown table"
 		}
 		if t.Kind() != reflect.Struct {
-			return what + "; remove it"
-		}
-		if _, top := fieldByKey(root, seg); top && parent != "" && i == len(segs)-1 {
-			header := "[" + parent + "]"
-			if strings.HasSuffix(parent, "]") {
-				header = "[[" + strings.TrimRight(parent, "[]0123456789") + "]]"
-			}
-			return fmt.Sprintf("%s; %s is a top-level key, but keys below %s belong to that table: move it above the first [table] header", what, seg, header)
+			return what + "; remove it", ""
 		}
 		if s := closest(seg, keysOf(t)); s != "" {
-			return fmt.Sprintf("%s; did you mean %s?", what, join(parent, s))
+			meant = join(parent, s)
+			if last && !isTable {
+				return fmt.Sprintf("%s; did you mean %s?", what, s), meant
+			}
+			return fmt.Sprintf("%s; did you mean %s?", what, meant), meant
+		}
+		if _, top := fieldByKey(root, seg); top && parent != "" && last {
+			return fmt.Sprintf("%s; %s is a top-level key, but keys below %s belong to that table: move it above the first [table] header", what, seg, header(parent)), seg
 		}
 		if s := elsewhere(root, "", seg); s != "" {
-			return fmt.Sprintf("%s; did you mean %s?", what, s)
+			return fmt.Sprintf("%s; did you mean %s?", what, s), s
 		}
-		where := "here"
-		if parent == "" {
-			where = "at the top level"
-		} else if strings.HasSuffix(parent, "]") {
-			where = "in " + strings.TrimRight(parent, "[]0123456789") + " entries"
-		} else {
-			where = "in " + parent
+		if s := inArray(root, seg); s != "" {
+			return fmt.Sprintf("%s; %s is a key of [[%s]] entries: put it below a [[%s]] header", what, seg, s, s), ""
 		}
-		return fmt.Sprintf("%s; the keys %s are: %s", what, where, strings.Join(keysOf(t), ", "))
+		where := "at the top level"
+		if parent != "" {
+			where = "in " + header(parent)
+		}
+		return fmt.Sprintf("%s; the keys %s are: %s", what, where, strings.Join(keysOf(t), ", ")), ""
 	}
-	return "unknown key; remove it"
+	return "unknown key; remove it", ""
+}
+
+// header returns how the table at key path is written: "[transport.tls]",
+// or "[[proxies]]" for an array element.
+func header(key string) string {
+	if strings.HasSuffix(key, "]") {
+		return "[[" + strings.TrimRight(key, "[]0123456789") + "]]"
+	}
+	return "[" + key + "]"
 }
 
 // closest returns the key in keys that name most likely misspells: the
@@ -341,6 +352,23 @@ func elsewhere(t reflect.Type, prefix, name string) string {
 		f, _ := fieldByKey(t, k)
 		if s := elsewhere(f.Type, join(prefix, k), name); s != "" {
 			return s
+		}
+	}
+	return ""
+}
+
+// inArray returns the name of the array of tables whose entries have a key
+// named like name, e.g. "proxies" for "localPort".
+func inArray(root reflect.Type, name string) string {
+	root = deref(root)
+	for _, k := range keysOf(root) {
+		f, _ := fieldByKey(root, k)
+		if t := deref(f.Type); t.Kind() == reflect.Slice && deref(t.Elem()).Kind() == reflect.Struct {
+			for _, ek := range keysOf(deref(t.Elem())) {
+				if normKey(ek) == normKey(name) {
+					return k
+				}
+			}
 		}
 	}
 	return ""

@@ -1,0 +1,504 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// setCaseEnv sets the variables of c and makes sure HOP_TEST_UNSET is unset.
+func setCaseEnv(t *testing.T, c errorCase) {
+	t.Helper()
+	t.Setenv("HOP_TEST_UNSET", "")
+	os.Unsetenv("HOP_TEST_UNSET")
+	for k, v := range c.env {
+		t.Setenv(k, v)
+	}
+}
+
+// checkErr compares err with the wanted text and checks the error's shape.
+func checkErr(t *testing.T, file string, err error, want string) {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Fatalf("unexpected error:\n%v", err)
+		}
+		return
+	}
+	if err == nil {
+		t.Fatalf("no error, want:\n%s", want)
+	}
+	if got := err.Error(); got != want {
+		t.Fatalf("error text:\n%s\nwant:\n%s", got, want)
+	}
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("errors.Is(err, ErrInvalid) = false")
+	}
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("error is %T, want *Error", err)
+	}
+	for _, p := range ce.Problems {
+		if p.File != file || p.Msg == "" {
+			t.Errorf("problem %+v: want File %q and a message", p, file)
+		}
+	}
+}
+
+func TestParseServerErrors(t *testing.T) {
+	for _, c := range serverCases {
+		t.Run(c.name, func(t *testing.T) {
+			setCaseEnv(t, c)
+			cfg, err := ParseServer("hops.toml", []byte(c.toml))
+			checkErr(t, "hops.toml", err, c.want)
+			if err == nil {
+				if verr := cfg.Validate(); verr != nil {
+					t.Errorf("parsed config fails Validate: %v", verr)
+				}
+			}
+		})
+	}
+}
+
+func TestParseClientErrors(t *testing.T) {
+	for _, c := range clientCases {
+		t.Run(c.name, func(t *testing.T) {
+			setCaseEnv(t, c)
+			cfg, err := ParseClient("hopc.toml", []byte(c.toml))
+			checkErr(t, "hopc.toml", err, c.want)
+			if err == nil {
+				if verr := cfg.Validate(); verr != nil {
+					t.Errorf("parsed config fails Validate: %v", verr)
+				}
+			}
+		})
+	}
+}
+
+func d(s string) Duration {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		panic(err)
+	}
+	return D(v)
+}
+
+func TestServerDefaults(t *testing.T) {
+	cfg, err := ParseServer("hops.toml", []byte("# only the token\n[auth]\ntoken = \"t\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultServer()
+	want.Auth.Token = "t"
+	if !reflect.DeepEqual(*cfg, want) {
+		t.Errorf("got  %+v\nwant %+v", *cfg, want)
+	}
+	// The documented values, spelled out once.
+	if want.BindAddr != "0.0.0.0" || want.BindPort != 7000 || want.ProxyBindAddr != "0.0.0.0" ||
+		want.AllowPorts != nil || want.MaxProxiesPerClient != 0 || want.GracePeriod != d("5s") ||
+		want.Transport != (ServerTransportConfig{HandshakeTimeout: d("10s"), TCPKeepalive: TCPKeepaliveConfig{d("15s"), d("5s"), 3}}) ||
+		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s")}) ||
+		want.Mux != (MuxConfig{d("15s"), d("10s"), 262144}) ||
+		want.Log != (LogConfig{"info", "stderr"}) {
+		t.Errorf("DefaultServer() = %+v, differs from the documented defaults", want)
+	}
+}
+
+func TestClientDefaults(t *testing.T) {
+	cfg, err := ParseClient("hopc.toml", []byte(tokenLine))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultClient()
+	want.Auth.Token = "s3cret"
+	if !reflect.DeepEqual(*cfg, want) {
+		t.Errorf("got  %+v\nwant %+v", *cfg, want)
+	}
+	if want.ServerAddr != "127.0.0.1" || want.ServerPort != 7000 || want.ClientID != "" || want.GracePeriod != d("5s") ||
+		want.Transport != (ClientTransportConfig{DialTimeout: d("10s"), HandshakeTimeout: d("10s"), TCPKeepalive: TCPKeepaliveConfig{d("15s"), d("5s"), 3}}) ||
+		want.Reconnect != (ReconnectConfig{d("1s"), d("30s"), d("60s")}) ||
+		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s")}) ||
+		want.Mux != (MuxConfig{d("15s"), d("10s"), 262144}) ||
+		want.Log != (LogConfig{"info", "stderr"}) || want.Proxies != nil {
+		t.Errorf("DefaultClient() = %+v, differs from the documented defaults", want)
+	}
+}
+
+func TestExplicitZeroStaysZero(t *testing.T) {
+	srv, err := ParseServer("hops.toml", []byte(tokenLine+`
+maxProxiesPerClient = 0
+gracePeriod = "0s"
+[transport.tcpKeepalive]
+idle = "0s"
+interval = "0s"
+count = 0
+[heartbeat]
+interval = "0s"
+timeout = "0s"
+[mux]
+keepaliveInterval = "0s"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.GracePeriod.Duration != 0 || srv.Transport.TCPKeepalive != (TCPKeepaliveConfig{}) ||
+		srv.Heartbeat != (HeartbeatConfig{}) || srv.Mux.KeepaliveInterval.Duration != 0 || srv.MaxProxiesPerClient != 0 {
+		t.Errorf("explicit zeros were replaced: %+v", srv)
+	}
+	if srv.Mux.KeepaliveTimeout != d("10s") {
+		t.Errorf("absent keepaliveTimeout = %v, want the default", srv.Mux.KeepaliveTimeout)
+	}
+
+	cli, err := ParseClient("hopc.toml", []byte(tokenLine+`
+gracePeriod = "0s"
+[[proxies]]
+name = "a"
+type = "tcp"
+localPort = 1
+remotePort = 0
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cli.GracePeriod.Duration != 0 || cli.Proxies[0].RemotePort != 0 {
+		t.Errorf("explicit zeros were replaced: %+v", cli)
+	}
+}
+
+func TestProxyDefaultsPerElement(t *testing.T) {
+	cfg, err := ParseClient("hopc.toml", []byte(tokenLine+`
+[[proxies]]
+name = "a"
+type = "udp"
+localIP = "10.0.0.1"
+localPort = 53
+remotePort = 6001
+idleTimeout = "5m"
+[[proxies]]
+name = "b"
+type = "udp"
+localPort = 54
+remotePort = 6002
+[[proxies]]
+name = "c"
+type = "tcp"
+localPort = 22
+remotePort = 6000
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []ProxyConfig{
+		{Name: "a", Type: ProxyUDP, LocalIP: "10.0.0.1", LocalPort: 53, RemotePort: 6001, IdleTimeout: d("5m")},
+		{Name: "b", Type: ProxyUDP, LocalIP: "127.0.0.1", LocalPort: 54, RemotePort: 6002, IdleTimeout: d("60s")},
+		{Name: "c", Type: ProxyTCP, LocalIP: "127.0.0.1", LocalPort: 22, RemotePort: 6000},
+	}
+	if !reflect.DeepEqual(cfg.Proxies, want) {
+		t.Errorf("got  %+v\nwant %+v", cfg.Proxies, want)
+	}
+	b := DefaultProxy(ProxyUDP)
+	b.Name, b.LocalPort, b.RemotePort = "b", 54, 6002
+	if !reflect.DeepEqual(b, want[1]) {
+		t.Errorf("DefaultProxy(udp) = %+v, want the defaults a file gets", b)
+	}
+}
+
+func TestNonDefaultValues(t *testing.T) {
+	cfg, err := ParseClient("hopc.toml", []byte(`
+serverAddr = "hop.example.com"
+serverPort = 443
+clientID = "laptop"
+auth.token = "t"
+[transport.tls]
+serverName = "hop.internal"
+certSHA256 = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
+[reconnect]
+minDelay = "500ms"
+maxDelay = "1m30s"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ServerAddress() != "hop.example.com:443" || cfg.ClientID != "laptop" || cfg.Transport.TLS.ServerName != "hop.internal" {
+		t.Errorf("got %+v", cfg)
+	}
+	if want := "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"; cfg.Transport.TLS.CertSHA256 != want {
+		t.Errorf("CertSHA256 = %q, want %q", cfg.Transport.TLS.CertSHA256, want)
+	}
+	if cfg.Reconnect.MinDelay != d("500ms") || cfg.Reconnect.MaxDelay != d("90s") {
+		t.Errorf("reconnect = %+v", cfg.Reconnect)
+	}
+}
+
+func TestAllowPorts(t *testing.T) {
+	cfg, err := ParseServer("hops.toml", []byte(tokenLine+"allowPorts = [{ start = 2000, end = 3000 }, { single = 3001 }]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []PortRange{{2000, 3000}, {3001, 3001}}; !reflect.DeepEqual(cfg.AllowPorts, want) {
+		t.Errorf("AllowPorts = %v, want %v", cfg.AllowPorts, want)
+	}
+	for port, want := range map[int]bool{0: false, 1: false, 1999: false, 2000: true, 2500: true, 3000: true, 3001: true, 3002: false, 65536: false} {
+		if got := cfg.PortAllowed(port); got != want {
+			t.Errorf("PortAllowed(%d) = %v, want %v", port, got, want)
+		}
+	}
+	all := DefaultServer()
+	for port, want := range map[int]bool{-1: false, 0: false, 1: true, 65535: true, 65536: false} {
+		if got := all.PortAllowed(port); got != want {
+			t.Errorf("no allowPorts: PortAllowed(%d) = %v, want %v", port, got, want)
+		}
+	}
+}
+
+func TestTLSFiles(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	for _, f := range []string{cert, key} {
+		if err := os.WriteFile(f, []byte("pem"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv, err := ParseServer("hops.toml", []byte(tokenLine+"[transport.tls]\ncertFile = '"+cert+"'\nkeyFile = '"+key+"'\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.Transport.TLS != (ServerTLSConfig{cert, key}) {
+		t.Errorf("TLS = %+v", srv.Transport.TLS)
+	}
+	_, err = ParseServer("hops.toml", []byte(tokenLine+"[transport.tls]\ncertFile = '"+cert+"'\nkeyFile = '"+dir+"'\n"))
+	checkErr(t, "hops.toml", err, `hops.toml:4: transport.tls.keyFile: cannot read key file "`+dir+`": is a directory; check the path (relative paths start at the working directory)`)
+
+	if _, err := ParseClient("hopc.toml", []byte(tokenLine+"transport.tls.trustedCaFile = '"+cert+"'\n")); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestValidateCodeBuilt(t *testing.T) {
+	srv := DefaultServer()
+	checkErr(t, "", srv.Validate(), `auth.token: missing or empty; set the secret shared by server and clients, e.g. auth.token = "${HOP_TOKEN}" with HOP_TOKEN exported`)
+	srv.Auth.Token = "t"
+	if err := srv.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	srv.AllowPorts = []PortRange{{1, 2}, {5, 4}, {0, 3}}
+	srv.Heartbeat.Interval = d("1m")
+	checkErr(t, "", srv.Validate(), "allowPorts[1]: start 5 is greater than end 4; swap them\n"+
+		"allowPorts[2].start: 0 is out of range; use 1-65535\n"+
+		`heartbeat.interval: 1m is not shorter than heartbeat.timeout (30s), so a healthy peer would time out between two heartbeats; set heartbeat.timeout to at least 3× the interval ("3m") or shorten the interval`)
+
+	cli := DefaultClient()
+	cli.Auth.Token = "t"
+	if err := cli.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ssh := DefaultProxy(ProxyTCP)
+	ssh.Name, ssh.LocalPort, ssh.RemotePort = "ssh", 22, 6000
+	dup := ssh
+	dup.IdleTimeout = d("1s")
+	udp := ProxyConfig{Name: "dns", Type: ProxyUDP, LocalIP: "127.0.0.1", LocalPort: 53}
+	cli.Proxies = []ProxyConfig{ssh, dup, udp}
+	cli.Transport.TLS.CertSHA256 = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
+	checkErr(t, "", cli.Validate(), `transport.tls.certSHA256: "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89" is not normalized; write it as "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789" (lower case, no colons)`+"\n"+
+		"proxies[1].idleTimeout: only udp proxies have an idle timeout; remove it from this tcp proxy\n"+
+		`proxies[1].name: "ssh" is already the name of proxies[0]; proxy names must be unique`+"\n"+
+		"proxies[1].remotePort: tcp port 6000 is already used by proxies[0]; use another port, or 0 to let the server choose\n"+
+		`proxies[2].idleTimeout: 0s is not allowed; use a positive duration such as "10s" (how long a UDP peer may stay silent)`)
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "nope.toml")
+	_, err := LoadServer(missing)
+	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrInvalid) {
+		t.Errorf("LoadServer(missing) = %v; want a wrapped fs.ErrNotExist", err)
+	}
+	if want := "reading server config: open " + missing + ": no such file or directory"; err == nil || err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
+	}
+	if _, err := LoadClient(missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("LoadClient(missing) = %v; want a wrapped fs.ErrNotExist", err)
+	}
+
+	path := filepath.Join(dir, "hopc.toml")
+	if err := os.WriteFile(path, []byte(tokenLine+"serverPort = 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = LoadClient(path)
+	checkErr(t, path, err, path+":2: serverPort: 0 is out of range; use 1-65535")
+}
+
+func TestDuration(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want time.Duration
+		err  string
+	}{
+		{in: "10s", want: 10 * time.Second},
+		{in: "500ms", want: 500 * time.Millisecond},
+		{in: "1m30s", want: 90 * time.Second},
+		{in: "0s"},
+		{in: "10", err: `"10" has no unit; add one, e.g. "10s" (units: ms, s, m, h)`},
+		{in: "0", err: `"0" has no unit; add one, e.g. "0s" (units: ms, s, m, h)`},
+		{in: "", err: `empty duration; write a number with a unit, e.g. "10s" (units: ms, s, m, h)`},
+		{in: "ten seconds", err: `"ten seconds" is not a valid duration; write a number with a unit, e.g. "10s", "500ms" or "1m30s" (units: ms, s, m, h)`},
+	} {
+		var got Duration
+		err := got.UnmarshalText([]byte(c.in))
+		switch {
+		case c.err != "" && (err == nil || err.Error() != c.err):
+			t.Errorf("UnmarshalText(%q) error = %v, want %s", c.in, err, c.err)
+		case c.err == "" && (err != nil || got.Duration != c.want):
+			t.Errorf("UnmarshalText(%q) = %v, %v; want %v", c.in, got, err, c.want)
+		}
+	}
+	for in, want := range map[time.Duration]string{0: "0s", time.Minute: "1m", time.Hour: "1h", 90 * time.Second: "1m30s", time.Hour + time.Second: "1h0m1s", 1500 * time.Millisecond: "1.5s"} {
+		b, _ := D(in).MarshalText()
+		var back Duration
+		if string(b) != want || back.UnmarshalText(b) != nil || back.Duration != in {
+			t.Errorf("MarshalText(%v) = %q (round trip %v), want %q", in, b, back, want)
+		}
+	}
+}
+
+// TestMarshalRoundTrip checks that a validated config written back as TOML
+// parses to the same config: the struct tags match the keys.
+func TestMarshalRoundTrip(t *testing.T) {
+	srv := DefaultServer()
+	srv.Auth.Token = "t"
+	srv.AllowPorts = []PortRange{{2000, 3000}}
+	b, err := toml.Marshal(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseServer("marshaled", b)
+	if err != nil || !reflect.DeepEqual(*back, srv) {
+		t.Errorf("round trip: %v\n%s", err, b)
+	}
+
+	cli := DefaultClient()
+	cli.Auth.Token = "t"
+	tcp, udp := DefaultProxy(ProxyTCP), DefaultProxy(ProxyUDP)
+	tcp.Name, tcp.LocalPort = "ssh", 22
+	udp.Name, udp.LocalPort, udp.RemotePort = "dns", 53, 6001
+	cli.Proxies = []ProxyConfig{tcp, udp}
+	b, err = toml.Marshal(cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cback, err := ParseClient("marshaled", b)
+	if err != nil || !reflect.DeepEqual(*cback, cli) {
+		t.Errorf("round trip: %v\n%s", err, b)
+	}
+}
+
+// TestConfFiles parses every example in conf/, and checks that the full
+// examples write exactly the defaults except for the values they say are
+// not defaults (the token and the proxies).
+func TestConfFiles(t *testing.T) {
+	const token = "from-the-environment"
+	t.Setenv("HOP_TOKEN", token)
+	files, err := filepath.Glob("../../conf/*.toml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no conf files: %v", err)
+	}
+	servers := map[string]*ServerConfig{}
+	clients := map[string]*ClientConfig{}
+	for _, f := range files {
+		base := filepath.Base(f)
+		switch {
+		case strings.HasPrefix(base, "hops"):
+			cfg, err := LoadServer(f)
+			if err != nil {
+				t.Errorf("%v", err)
+				continue
+			}
+			servers[base] = cfg
+		case strings.HasPrefix(base, "hopc"):
+			cfg, err := LoadClient(f)
+			if err != nil {
+				t.Errorf("%v", err)
+				continue
+			}
+			clients[base] = cfg
+		default:
+			t.Errorf("%s: name must start with hops (server) or hopc (client)", f)
+		}
+	}
+
+	if s, c := servers["hops.toml"], clients["hopc.toml"]; s != nil && c != nil {
+		if s.Auth.Token != c.Auth.Token || s.BindPort != c.ServerPort {
+			t.Errorf("hops.toml and hopc.toml do not work together: token %q/%q, port %d/%d", s.Auth.Token, c.Auth.Token, s.BindPort, c.ServerPort)
+		}
+		if len(c.Proxies) != 2 || c.Proxies[0].LocalPort != 22 || c.Proxies[0].RemotePort != 6000 || c.Proxies[0].Type != ProxyTCP ||
+			c.Proxies[1].LocalPort != 53 || c.Proxies[1].RemotePort != 6001 || c.Proxies[1].Type != ProxyUDP {
+			t.Errorf("hopc.toml proxies = %+v, want ssh 22→6000/tcp and dns 53→6001/udp", c.Proxies)
+		}
+	}
+
+	if got := servers["hops_full.toml"]; got != nil {
+		want := DefaultServer()
+		want.Auth.Token = token
+		if !reflect.DeepEqual(*got, want) {
+			t.Errorf("hops_full.toml differs from the defaults:\ngot  %+v\nwant %+v", *got, want)
+		}
+	}
+	if got := clients["hopc_full.toml"]; got != nil {
+		want := DefaultClient()
+		want.Auth.Token = token
+		ssh, dns := DefaultProxy(ProxyTCP), DefaultProxy(ProxyUDP)
+		ssh.Name, ssh.LocalPort, ssh.RemotePort = "ssh", 22, 6000
+		dns.Name, dns.LocalPort, dns.RemotePort = "dns", 53, 6001
+		want.Proxies = []ProxyConfig{ssh, dns}
+		if !reflect.DeepEqual(*got, want) {
+			t.Errorf("hopc_full.toml differs from the defaults:\ngot  %+v\nwant %+v", *got, want)
+		}
+	}
+
+	// Every key of the full examples is written out, so that a new key
+	// cannot be forgotten there.
+	for name, root := range map[string]reflect.Type{"hops_full.toml": reflect.TypeOf(rawServer{}), "hopc_full.toml": reflect.TypeOf(rawClient{})} {
+		data, err := os.ReadFile(filepath.Join("../../conf", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ix, err := buildIndex(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, key := range leafKeys(root, "") {
+			if _, ok := ix.byPath[key]; !ok {
+				t.Errorf("%s: key %s is not documented", name, key)
+			}
+		}
+	}
+}
+
+// leafKeys lists the key paths of the raw shape t, with [1] for arrays of
+// tables (the second proxy of the full example is the udp one, which has
+// every proxy key) and without the allowPorts entries (written as []).
+func leafKeys(t reflect.Type, prefix string) []string {
+	var keys []string
+	for _, k := range keysOf(t) {
+		f, _ := fieldByKey(t, k)
+		ft := deref(f.Type)
+		switch {
+		case ft.Kind() == reflect.Struct:
+			keys = append(keys, leafKeys(ft, join(prefix, k))...)
+		case ft.Kind() == reflect.Slice && k == "allowPorts":
+			keys = append(keys, join(prefix, k))
+		case ft.Kind() == reflect.Slice:
+			keys = append(keys, leafKeys(deref(ft.Elem()), join(prefix, k)+"[1]")...)
+		default:
+			keys = append(keys, join(prefix, k))
+		}
+	}
+	return keys
+}
