@@ -315,7 +315,6 @@ func udpProxy(name string, localPort, remotePort int) string {
 
 func loop(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
 
-
 // runBin runs a binary to completion (bounded) and returns its combined
 // output and exit code.
 func runBin(t testing.TB, bin string, args ...string) (string, int) {
