@@ -37,9 +37,11 @@
 // # Errors
 //
 // Setup methods (Lab.Network, Lab.Host, Lab.NAT, Host.Attach,
-// Host.DefaultRoute, Host.Sysctl) fail the test with t.Fatalf, so they must be
-// called from the test's own goroutine. Methods used while the test runs
-// (Host.Start, Host.StartCmd, Host.Run, Host.Do, NAT.Conntrack) return errors.
+// Host.DefaultRoute, Host.Sysctl) fail the test given to New with Fatal, so
+// they must be called from that test's goroutine: build the topology before
+// starting subtests or goroutines. Methods used while the test runs
+// (Host.Start, Host.StartCmd, Host.Run, Host.Do, NAT.Conntrack) return errors
+// and may be called from any goroutine.
 //
 // # Isolation and cleanup
 //
@@ -62,19 +64,30 @@
 // Root, iproute2 (ip) and nftables (nft). When something is missing New skips
 // the test, unless HOP_REQUIRE_NETLAB=1 is set, in which case it fails it.
 //
-// # NAT behaviour (checked on Linux 6.18, nft 1.0.6)
+// # NAT behaviour (measured by the package tests on Linux 6.18, nft 1.0.6)
 //
 //   - PortPreserving (nft "masquerade"): the source port is kept when the
 //     resulting tuple is free, so one socket keeps one external ip:port for
-//     every destination (endpoint-independent mapping). A second LAN host
-//     using the same source port towards the same destination gets another
-//     port. Inbound packets pass only if they come from the exact ip:port
-//     the mapping was created towards (address-and-port-dependent filtering).
+//     every destination (endpoint-independent mapping), also after the
+//     mapping expired and was made again. A second LAN host using the same
+//     source port towards the same destination gets another port. Inbound
+//     packets pass only from the exact ip:port the mapping was made towards
+//     (address-and-port-dependent filtering).
 //   - RandomPort (nft "masquerade random") and FullyRandomPort (nft
-//     "masquerade fully-random"): the kernel never keeps the source port and
-//     picks a fresh one for every new conntrack entry, so one socket gets a
-//     different external port per destination (address-and-port-dependent
-//     mapping, a "symmetric" NAT). See the package tests for the measurement.
+//     "masquerade fully-random") behave the same on 6.18: the source port
+//     is never kept and every new conntrack entry draws a random port, so
+//     one socket gets a different external port per destination ip:port
+//     (a "symmetric" NAT), and a new one again towards the same destination
+//     once the old mapping expired. Old kernels (3.x/4.x) computed "random"
+//     as a keyed hash of the addresses and destination port, which is still
+//     per destination but repeats for the same one; "fully-random" has
+//     always drawn a random number.
+//   - After a TCP mapping expires, TCPLoose decides: with false the next
+//     mid-stream packet is invalid and the connection is dead (dropped with
+//     DropInvalid, otherwise forwarded un-NATed and lost); with true (the
+//     kernel default) conntrack picks the connection up again from the next
+//     LAN packet and it survives if the client speaks first. Packets from
+//     the WAN side never revive a mapping.
 //
 // The conntrack timeouts of NATConfig are per-namespace sysctls
 // (net.netfilter.nf_conntrack_*), so every NAT can have its own.

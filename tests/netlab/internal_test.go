@@ -231,3 +231,64 @@ func TestSweep(t *testing.T) {
 		t.Errorf("%s survived Sweep once empty", busy)
 	}
 }
+
+// crashChildEnv makes TestCrashLeftovers act as the crashing child.
+const crashChildEnv = "NETLAB_CRASH_CHILD"
+
+// A test binary that dies without cleanup leaves namespaces and routes; its
+// processes die with it (Pdeathsig) and the next Sweep removes the rest.
+func TestCrashLeftovers(t *testing.T) {
+	if os.Getenv(crashChildEnv) == "1" {
+		l := New(t)
+		n := l.Network("n", "10.72.0.0/24")
+		h := l.Host("h")
+		h.Attach(n, "10.72.0.1")
+		p, err := h.Start(t.Context(), "sleep", "300")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Printf("LAB %s %d %d\n", l.Prefix(), l.metric, p.Cmd.Process.Pid)
+		os.Exit(3) // crash: no cleanup
+	}
+	// Not parallel, so that no other test of this binary sweeps in between.
+	New(t) // skips or fails like every lab test
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashLeftovers$")
+	cmd.Env = append(os.Environ(), crashChildEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	var prefix string
+	var metric uint32
+	var pid int
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "LAB ") {
+			fmt.Sscanf(line, "LAB %s %d %d", &prefix, &metric, &pid)
+		}
+	}
+	if prefix == "" {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { // in case the assertions below fail
+		for _, ns := range labNamespaces(t, prefix) {
+			run(nil, "ip", "netns", "del", ns)
+		}
+		delRoute(netip.MustParsePrefix("10.72.0.0/24"), metric)
+	})
+	for deadline := time.Now().Add(5 * time.Second); pidAlive(pid); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("child's process %d outlived it", pid)
+		}
+	}
+	// The child printed its line after making 2 namespaces and 1 route.
+	// Another test binary's New may have swept them already.
+	if ns, routes := labNamespaces(t, prefix), labRoutes(t, metric); len(ns) != 2 || len(routes) != 1 {
+		t.Logf("leftovers before Sweep: namespaces %v, routes %v (partly swept by another process)", ns, routes)
+	}
+	if err := Sweep(); err != nil {
+		t.Fatalf("Sweep: %v", err)
+	}
+	if got := labNamespaces(t, prefix); len(got) != 0 {
+		t.Errorf("namespaces after Sweep: %v", got)
+	}
+	if got := labRoutes(t, metric); len(got) != 0 {
+		t.Errorf("routes after Sweep: %v", got)
+	}
+}

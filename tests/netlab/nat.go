@@ -20,14 +20,15 @@ const (
 	// ip:port of a mapping get in.
 	PortPreserving NATMode = iota
 
-	// RandomPort is nft "masquerade random": every new mapping gets a
-	// port picked by the kernel instead of the source port, so one socket
-	// gets a different external port per destination ip:port ("symmetric"
-	// NAT, address-and-port-dependent mapping).
+	// RandomPort is nft "masquerade random": the source port is never
+	// kept; every new mapping gets a port picked by the kernel, so one
+	// socket gets a different external port per destination ip:port
+	// ("symmetric" NAT, address-and-port-dependent mapping).
 	RandomPort
 
-	// FullyRandomPort is nft "masquerade fully-random". On current
-	// kernels it behaves like RandomPort (see the package doc).
+	// FullyRandomPort is nft "masquerade fully-random": like RandomPort,
+	// with the port always drawn at random. On Linux 6.18 the two are
+	// indistinguishable (see the package doc).
 	FullyRandomPort
 )
 

@@ -303,6 +303,7 @@ func run(stdin []byte, name string, args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C") // error texts are matched
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}

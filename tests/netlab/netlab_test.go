@@ -522,3 +522,57 @@ func TestDoRestoresNamespace(t *testing.T) {
 		t.Errorf("after Do: namespace %s, want %s", after, before)
 	}
 }
+
+// With nf_conntrack_tcp_loose=1 (the kernel default), conntrack picks a
+// forgotten connection up again from its next LAN packet, with a fresh
+// mapping that keeps the port when it is free: an idle connection survives
+// as long as the client speaks first.
+func TestTCPLoosePicksUp(t *testing.T) {
+	t.Parallel()
+	tp := newTopo(t, netlab.NATConfig{
+		TCPEstablishedTimeout: 2 * time.Second,
+		TCPLoose:              true,
+		DropInvalid:           true,
+	})
+	c, s := tcpPair(t, tp.c1, 0, tp.srv, ap(srvIP, 7203))
+	if _, err := c.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := readMsg(s, "hello", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second) // the idle period under test
+	if _, err := c.Write([]byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	if err := readMsg(s, "late", 4*time.Second); err != nil {
+		t.Fatalf("server read after idle with TCPLoose: %v", err)
+	}
+}
+
+func TestUDPTimeout(t *testing.T) {
+	t.Parallel()
+	tp := newTopo(t, netlab.NATConfig{UDPTimeout: 2 * time.Second})
+	mapped := ap(natWAN, 40000)
+	srvSock := listenUDP(t, tp.srv, ap(srvIP, 7001))
+	srvInbox := udpInbox(t, srvSock)
+
+	c1 := listenUDP(t, tp.c1, ap(c1IP, 40000))
+	inbox1 := udpInbox(t, c1)
+	expectMsg(t, srvInbox, c1, ap(srvIP, 7001), "open1")
+	expectMsg(t, inbox1, srvSock, mapped, "reply1")
+
+	// Idle past the timeout: the mapping is gone, the server is filtered.
+	time.Sleep(3 * time.Second) // the idle period under test
+	expectNothing(t, inbox1, srvSock, mapped, "after-idle", time.Second)
+
+	// With the client sending every second the mapping stays.
+	expectMsg(t, srvInbox, c1, ap(srvIP, 7001), "open2")
+	for range 4 {
+		time.Sleep(time.Second) // the keepalive interval under test
+		if _, err := c1.WriteToUDPAddrPort([]byte("keepalive"), ap(srvIP, 7001)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectMsg(t, inbox1, srvSock, mapped, "reply2")
+}

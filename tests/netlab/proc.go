@@ -64,8 +64,10 @@ func (p *Proc) Output() []byte {
 
 // Command returns a command that runs name with args in the host's namespace
 // through "ip netns exec". Set its Stdout, Stderr, Env or Dir as needed, then
-// start it with StartCmd. The process is killed with SIGKILL if the test
-// binary dies (Pdeathsig).
+// start it with StartCmd. The process gets SIGKILL if the test binary dies
+// (Pdeathsig). Pdeathsig fires when the OS thread that started the process
+// exits, which in Go happens early only if the starting goroutine exits while
+// locked to its thread: do not start processes from such goroutines.
 func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.ns, name}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
