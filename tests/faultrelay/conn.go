@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -23,6 +24,29 @@ type conn struct {
 	mu      sync.Mutex
 	server  *net.TCPConn // nil until dialed
 	aborted bool
+
+	// severed is set when a socket failed while its direction was
+	// black-holed: like a middlebox that forgot the flow, the relay then
+	// swallows everything of this connection for good, so the surviving
+	// side learns nothing (no FIN, no RST), even after Heal.
+	severed atomic.Bool
+}
+
+// sever marks the connection severed, once.
+func (c *conn) sever() {
+	if c.severed.CompareAndSwap(false, true) {
+		c.r.severed.Add(1)
+	}
+}
+
+// config is the relay's configuration of direction i, or a black hole for
+// a severed connection.
+func (c *conn) config(i int) (mode, time.Duration, <-chan struct{}) {
+	m, d, changed := c.r.config(i)
+	if c.severed.Load() {
+		m = blackHole
+	}
+	return m, d, changed
 }
 
 // run dials the target, relays both directions and tears the pair down.
@@ -58,6 +82,10 @@ func (c *conn) run() {
 		q := newQueue()
 		wg.Go(func() {
 			if err := c.read(p.i, p.src, q); err != nil {
+				if m, _, _ := c.config(p.i); m == blackHole && c.ctx.Err() == nil {
+					c.sever()
+					return
+				}
 				c.abort(true)
 			}
 		})
@@ -128,7 +156,7 @@ func (c *conn) read(i int, src *net.TCPConn, q *queue) error {
 	r := c.r
 	buf := make([]byte, ChunkSize)
 	for {
-		m, delay, changed := r.config(i)
+		m, delay, changed := c.config(i)
 		if m == stall {
 			if err := sleep(c.ctx, -1, changed); err != nil {
 				return err
@@ -154,7 +182,7 @@ func (c *conn) read(i int, src *net.TCPConn, q *queue) error {
 		}
 		if n > 0 {
 			// Re-check: the mode may have changed while Read blocked.
-			if m, _, _ := r.config(i); m == blackHole {
+			if m, _, _ := c.config(i); m == blackHole {
 				r.dropped[i].Add(int64(n))
 			} else {
 				ch := chunk{data: append([]byte(nil), buf[:n]...), read: time.Now()}
@@ -173,6 +201,9 @@ func (c *conn) read(i int, src *net.TCPConn, q *queue) error {
 				return err
 			}
 		case errors.Is(err, io.EOF):
+			if m, _, _ := c.config(i); m == blackHole {
+				c.sever() // the FIN vanishes with the flow
+			}
 			return q.push(c.ctx, chunk{eof: true, read: time.Now()}, math.MaxInt)
 		default:
 			return err
@@ -224,7 +255,7 @@ func (c *conn) write(i int, dst *net.TCPConn, q *queue) error {
 // direction is not stalled, and returns the mode it found then.
 func (c *conn) waitDue(i int, t time.Time) (mode, error) {
 	for {
-		m, delay, changed := c.r.config(i)
+		m, delay, changed := c.config(i)
 		var wait time.Duration
 		switch m {
 		case stall:

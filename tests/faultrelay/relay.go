@@ -113,6 +113,7 @@ type DirStats struct {
 type Stats struct {
 	Accepted int64 // connections accepted since Start
 	Active   int64 // connections accepted and not yet torn down
+	Severed  int64 // connections severed inside a black hole (see BlackHole)
 
 	ClientToServer DirStats
 	ServerToClient DirStats
@@ -136,6 +137,7 @@ type Relay struct {
 
 	accepted  atomic.Int64
 	active    atomic.Int64
+	severed   atomic.Int64
 	forwarded [2]atomic.Int64
 	dropped   [2]atomic.Int64
 
@@ -179,6 +181,12 @@ func (r *Relay) Addr() string { return r.ln.Addr().String() }
 // It replaces a Stall in dir. Bytes are dropped as the relay handles
 // them: a test that must know its bytes were swallowed before calling Heal
 // can poll Stats until Dropped counts them.
+//
+// A socket that ends (FIN, RST or any error) while its direction is
+// black-holed severs its connection: from then on the relay swallows
+// everything of that connection for good, Heal included, and never passes
+// the end on, as a NAT that forgot the flow would. New connections after
+// Heal are forwarded normally.
 func (r *Relay) BlackHole(dir Direction) {
 	r.update(dir, func(s *dirState) { s.mode = blackHole })
 }
@@ -241,6 +249,7 @@ func (r *Relay) Stats() Stats {
 	return Stats{
 		Accepted: r.accepted.Load(),
 		Active:   r.active.Load(),
+		Severed:  r.severed.Load(),
 		ClientToServer: DirStats{
 			Forwarded: r.forwarded[c2s].Load(),
 			Dropped:   r.dropped[c2s].Load(),

@@ -614,3 +614,59 @@ func TestCloseWaits(t *testing.T) {
 	}
 	goleak.VerifyNone(t)
 }
+
+// A side that goes away while black-holed must not be noticed by the other
+// side, not even after Heal: the flow is gone, as behind a NAT that forgot it.
+func TestBlackHoleSeversDeadSide(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r, err := Start("127.0.0.1:0", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	c, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	r.BlackHole(Both)
+	c.(*net.TCPConn).SetLinger(0)
+	c.Close() // RST towards the relay
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Stats().Severed != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the relay did not sever the connection")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.Heal()
+	srv.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	_, err = srv.Read(make([]byte, 1))
+	if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+		t.Fatalf("the surviving side saw %v; want silence", err)
+	}
+	// New connections work again.
+	c2, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	s2, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	c2.Write([]byte("x"))
+	s2.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := s2.Read(make([]byte, 1)); err != nil {
+		t.Fatalf("new connection after Heal: %v", err)
+	}
+}
