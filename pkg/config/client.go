@@ -112,16 +112,16 @@ func DefaultClient() ClientConfig {
 	return ClientConfig{
 		ServerAddr:  "127.0.0.1",
 		ServerPort:  7000,
-		GracePeriod: D(5 * time.Second),
+		GracePeriod: Dur(5 * time.Second),
 		Transport: ClientTransportConfig{
-			DialTimeout:      D(10 * time.Second),
-			HandshakeTimeout: D(10 * time.Second),
+			DialTimeout:      Dur(10 * time.Second),
+			HandshakeTimeout: Dur(10 * time.Second),
 			TCPKeepalive:     defaultTCPKeepalive(),
 		},
 		Reconnect: ReconnectConfig{
-			MinDelay:    D(1 * time.Second),
-			MaxDelay:    D(30 * time.Second),
-			StableAfter: D(60 * time.Second),
+			MinDelay:    Dur(1 * time.Second),
+			MaxDelay:    Dur(30 * time.Second),
+			StableAfter: Dur(60 * time.Second),
 		},
 		Heartbeat: defaultHeartbeat(),
 		Mux:       defaultMux(),
@@ -135,7 +135,7 @@ func DefaultClient() ClientConfig {
 func DefaultProxy(t ProxyType) ProxyConfig {
 	p := ProxyConfig{Type: t, LocalIP: "127.0.0.1"}
 	if t == ProxyUDP {
-		p.IdleTimeout = D(DefaultUDPIdleTimeout)
+		p.IdleTimeout = Dur(DefaultUDPIdleTimeout)
 	}
 	return p
 }

@@ -70,15 +70,15 @@ type AuthConfig struct {
 func defaultLog() LogConfig { return LogConfig{Level: "info", To: "stderr"} }
 
 func defaultHeartbeat() HeartbeatConfig {
-	return HeartbeatConfig{Interval: D(10 * time.Second), Timeout: D(30 * time.Second)}
+	return HeartbeatConfig{Interval: Dur(10 * time.Second), Timeout: Dur(30 * time.Second)}
 }
 
 func defaultMux() MuxConfig {
-	return MuxConfig{KeepaliveInterval: D(15 * time.Second), KeepaliveTimeout: D(10 * time.Second), MaxStreamWindow: MinStreamWindow}
+	return MuxConfig{KeepaliveInterval: Dur(15 * time.Second), KeepaliveTimeout: Dur(10 * time.Second), MaxStreamWindow: MinStreamWindow}
 }
 
 func defaultTCPKeepalive() TCPKeepaliveConfig {
-	return TCPKeepaliveConfig{Idle: D(15 * time.Second), Interval: D(5 * time.Second), Count: 3}
+	return TCPKeepaliveConfig{Idle: Dur(15 * time.Second), Interval: Dur(5 * time.Second), Count: 3}
 }
 
 func (l LogConfig) validate(r *reporter, key string) {
@@ -160,15 +160,20 @@ func checkHost(r *reporter, key, host, portKey string) {
 	}
 }
 
-// checkReadable reports a file that cannot be opened for reading.
+// checkReadable reports a file that cannot be opened for reading. Only
+// regular files are opened: opening a FIFO (such as a shell's <(...))
+// would block or consume it, so for those existing is enough.
 func checkReadable(r *reporter, key, path, what string) {
-	f, err := os.Open(path)
-	if err == nil {
-		var fi os.FileInfo
-		if fi, err = f.Stat(); err == nil && fi.IsDir() {
-			err = errors.New("is a directory")
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+	case fi.IsDir():
+		err = errors.New("is a directory")
+	case fi.Mode().IsRegular():
+		var f *os.File
+		if f, err = os.Open(path); err == nil {
+			f.Close()
 		}
-		f.Close()
 	}
 	if err != nil {
 		var pe *os.PathError

@@ -87,7 +87,7 @@ func d(s string) Duration {
 	if err != nil {
 		panic(err)
 	}
-	return D(v)
+	return Dur(v)
 }
 
 func TestServerDefaults(t *testing.T) {
@@ -360,7 +360,7 @@ func TestDuration(t *testing.T) {
 		}
 	}
 	for in, want := range map[time.Duration]string{0: "0s", time.Minute: "1m", time.Hour: "1h", 90 * time.Second: "1m30s", time.Hour + time.Second: "1h0m1s", 1500 * time.Millisecond: "1.5s"} {
-		b, _ := D(in).MarshalText()
+		b, _ := Dur(in).MarshalText()
 		var back Duration
 		if string(b) != want || back.UnmarshalText(b) != nil || back.Duration != in {
 			t.Errorf("MarshalText(%v) = %q (round trip %v), want %q", in, b, back, want)
@@ -501,4 +501,46 @@ func leafKeys(t reflect.Type, prefix string) []string {
 		}
 	}
 	return keys
+}
+
+func TestExpandEnv(t *testing.T) {
+	env := map[string]string{"A": "1", "EMPTY": "", "B_2": "two"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	for _, c := range []struct{ in, want, probs string }{
+		{in: "plain", want: "plain"},
+		{in: "$A and $ alone", want: "$A and $ alone"},
+		{in: "${A}", want: "1"},
+		{in: "x${A}y${B_2}z", want: "x1ytwoz"},
+		{in: "[${EMPTY}]", want: "[]"},
+		{in: "$${A}", want: "${A}"},
+		{in: "$$${A}", want: "$${A}"},
+		{in: "${A}$${A}${A}", want: "1${A}1"},
+		{in: "${NOPE}", probs: "environment variable NOPE is not set (referenced as ${NOPE}); export it or write the value directly"},
+		{in: "${}", probs: `"${}" is not a valid variable reference; names are letters, digits and _ not starting with a digit (write $${ for a literal "${")`},
+		{in: "${A", probs: `"${" without a closing "}"; write ${NAME}, or $${ for a literal "${"`},
+		{in: "${NOPE} ${NADA}", probs: "environment variable NOPE is not set (referenced as ${NOPE}); export it or write the value directly|" +
+			"environment variable NADA is not set (referenced as ${NADA}); export it or write the value directly"},
+	} {
+		got, probs := expandEnv(c.in, lookup)
+		if strings.Join(probs, "|") != c.probs || (c.probs == "" && got != c.want) {
+			t.Errorf("expandEnv(%q) = %q, %q; want %q, %q", c.in, got, probs, c.want, c.probs)
+		}
+	}
+}
+
+func TestEnvValues(t *testing.T) {
+	t.Setenv("HOP_TEST_TOKEN", "from env")
+	t.Setenv("HOP_TEST_ADDR", "hop.example.com")
+	cfg, err := ParseClient("hopc.toml", []byte(`
+serverAddr = "${HOP_TEST_ADDR}"
+auth.token = "${HOP_TEST_TOKEN}"
+[log]
+to = "/var/log/$${HOP_TEST_ADDR}.log"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ServerAddr != "hop.example.com" || cfg.Auth.Token != "from env" || cfg.Log.To != "/var/log/${HOP_TEST_ADDR}.log" {
+		t.Errorf("got %q %q %q", cfg.ServerAddr, cfg.Auth.Token, cfg.Log.To)
+	}
 }

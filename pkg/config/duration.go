@@ -12,8 +12,8 @@ import (
 // 15 can never silently mean 15ns.
 type Duration struct{ time.Duration }
 
-// D returns d as a Duration; a shorthand for configs built in code.
-func D(d time.Duration) Duration { return Duration{d} }
+// Dur returns d as a Duration, for configs built in code.
+func Dur(d time.Duration) Duration { return Duration{d} }
 
 // MarshalText writes d in the form UnmarshalText reads, e.g. "1m30s" or "0s".
 func (d Duration) MarshalText() ([]byte, error) {

@@ -169,7 +169,7 @@ func (c conv) dur(dst *Duration, key string, v *rawText) {
 		c.r.add(key, "%v", err)
 		return
 	}
-	*dst = D(d)
+	*dst = Dur(d)
 }
 
 // array reports an array of tables written as a single [table].
@@ -179,7 +179,7 @@ func (c conv) array(key, example string) {
 	}
 }
 
-func (c conv) log(dst *LogConfig, key string, v rawLog) {
+func (c conv) log(dst *LogConfig, v rawLog) {
 	c.str(&dst.Level, v.Level)
 	c.str(&dst.To, v.To)
 }
@@ -219,7 +219,7 @@ func (c conv) server(v *rawServer) ServerConfig {
 	c.tcpKeepalive(&cfg.Transport.TCPKeepalive, "transport.tcpKeepalive", v.Transport.TCPKeepalive)
 	c.heartbeat(&cfg.Heartbeat, "heartbeat", v.Heartbeat)
 	c.mux(&cfg.Mux, "mux", v.Mux)
-	c.log(&cfg.Log, "log", v.Log)
+	c.log(&cfg.Log, v.Log)
 	return cfg
 }
 
@@ -279,7 +279,7 @@ func (c conv) client(v *rawClient) ClientConfig {
 	c.dur(&cfg.Reconnect.StableAfter, "reconnect.stableAfter", v.Reconnect.StableAfter)
 	c.heartbeat(&cfg.Heartbeat, "heartbeat", v.Heartbeat)
 	c.mux(&cfg.Mux, "mux", v.Mux)
-	c.log(&cfg.Log, "log", v.Log)
+	c.log(&cfg.Log, v.Log)
 
 	c.array("proxies", "write [[proxies]] (double brackets) once per proxy")
 	for i, rp := range v.Proxies {
@@ -307,7 +307,7 @@ func (c conv) proxy(key string, v rawProxy) ProxyConfig {
 
 	switch p.Type {
 	case ProxyUDP:
-		p.IdleTimeout = D(DefaultUDPIdleTimeout)
+		p.IdleTimeout = Dur(DefaultUDPIdleTimeout)
 		c.dur(&p.IdleTimeout, key+".idleTimeout", v.IdleTimeout)
 	case ProxyTCP:
 		if v.IdleTimeout != nil {

@@ -65,9 +65,9 @@ func DefaultServer() ServerConfig {
 		BindAddr:      "0.0.0.0",
 		BindPort:      7000,
 		ProxyBindAddr: "0.0.0.0",
-		GracePeriod:   D(5 * time.Second),
+		GracePeriod:   Dur(5 * time.Second),
 		Transport: ServerTransportConfig{
-			HandshakeTimeout: D(10 * time.Second),
+			HandshakeTimeout: Dur(10 * time.Second),
 			TCPKeepalive:     defaultTCPKeepalive(),
 		},
 		Heartbeat: defaultHeartbeat(),
