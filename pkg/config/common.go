@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// LogConfig is the [log] table.
+// LogConfig is the TOML table "log".
 type LogConfig struct {
 	// Level is one of "debug", "info", "warn", "error". Default "info".
 	Level string `toml:"level"`
