@@ -74,7 +74,7 @@ func serverConfig(port int) *config.ServerConfig {
 	c := config.DefaultServer()
 	c.BindAddr, c.BindPort, c.ProxyBindAddr = "127.0.0.1", port, "127.0.0.1"
 	c.Auth.Token = "t"
-	c.GracePeriod = config.D(200 * time.Millisecond)
+	c.GracePeriod = config.Dur(200 * time.Millisecond)
 	return &c
 }
 
@@ -82,9 +82,9 @@ func clientConfig(port int, proxies ...config.ProxyConfig) *config.ClientConfig 
 	c := config.DefaultClient()
 	c.ServerAddr, c.ServerPort = "127.0.0.1", port
 	c.Auth.Token = "t"
-	c.GracePeriod = config.D(200 * time.Millisecond)
-	c.Reconnect.MinDelay = config.D(50 * time.Millisecond)
-	c.Reconnect.MaxDelay = config.D(300 * time.Millisecond)
+	c.GracePeriod = config.Dur(200 * time.Millisecond)
+	c.Reconnect.MinDelay = config.Dur(50 * time.Millisecond)
+	c.Reconnect.MaxDelay = config.Dur(300 * time.Millisecond)
 	c.Proxies = proxies
 	return &c
 }
@@ -204,7 +204,7 @@ func TestHandshakeDeadline(t *testing.T) {
 	var log logBuf
 	port := freePort(t)
 	cfg := serverConfig(port)
-	cfg.Transport.HandshakeTimeout = config.D(300 * time.Millisecond)
+	cfg.Transport.HandshakeTimeout = config.Dur(300 * time.Millisecond)
 	runServer(t, cfg, log.logger())
 	c, err := net.Dial("tcp", addr(port))
 	if err != nil {
@@ -313,9 +313,9 @@ func TestReconnectReplacesHalfDeadSession(t *testing.T) {
 	_, rp, _ := net.SplitHostPort(relay.Addr())
 	ccfg := clientConfig(0, tcpProxy("echo", echoService(t), remote))
 	ccfg.ServerPort, _ = strconv.Atoi(rp)
-	ccfg.Heartbeat.Interval = config.D(100 * time.Millisecond)
-	ccfg.Heartbeat.Timeout = config.D(500 * time.Millisecond)
-	ccfg.Transport.HandshakeTimeout = config.D(500 * time.Millisecond)
+	ccfg.Heartbeat.Interval = config.Dur(100 * time.Millisecond)
+	ccfg.Heartbeat.Timeout = config.Dur(500 * time.Millisecond)
+	ccfg.Transport.HandshakeTimeout = config.Dur(500 * time.Millisecond)
 	c, _ := runClient(t, ccfg, clog.logger())
 	eventually(t, 5*time.Second, "echo through the proxy", func() bool { return echoWorks(addr(remote)) })
 

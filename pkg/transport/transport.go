@@ -51,13 +51,13 @@ func (k KeepAlive) period() time.Duration {
 
 // Listen opens a TCP listener whose accepted connections use ka.
 func Listen(ctx context.Context, addr string, ka KeepAlive) (net.Listener, error) {
-	lc := net.ListenConfig{KeepAlive: ka.period(), KeepAliveConfig: ka.config()}
+	lc := net.ListenConfig{KeepAlive: ka.period(), KeepAliveConfig: ka.config(), Control: control}
 	return lc.Listen(ctx, "tcp", addr)
 }
 
 // Dial opens a TCP connection with ka, giving up after timeout.
 func Dial(ctx context.Context, addr string, timeout time.Duration, ka KeepAlive) (net.Conn, error) {
-	d := net.Dialer{Timeout: timeout, KeepAlive: ka.period(), KeepAliveConfig: ka.config()}
+	d := net.Dialer{Timeout: timeout, KeepAlive: ka.period(), KeepAliveConfig: ka.config(), Control: control}
 	return d.DialContext(ctx, "tcp", addr)
 }
 
