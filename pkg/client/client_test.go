@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -330,5 +331,52 @@ func TestReconnectReplacesHalfDeadSession(t *testing.T) {
 	}
 	if st := c.Stats(); st.Sessions < 2 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// A client whose heartbeat interval is too long for the server's timeout
+// adapts instead of being dropped again and again.
+func TestHeartbeatIntervalAdapts(t *testing.T) {
+	var slog, clog logBuf
+	port := freePort(t)
+	scfg := serverConfig(port)
+	scfg.Heartbeat.Interval = config.Dur(100 * time.Millisecond)
+	scfg.Heartbeat.Timeout = config.Dur(600 * time.Millisecond)
+	runServer(t, scfg, slog.logger())
+	ccfg := clientConfig(port)
+	ccfg.Heartbeat.Interval = config.Dur(5 * time.Second)
+	ccfg.Heartbeat.Timeout = config.Dur(15 * time.Second)
+	c, _ := runClient(t, ccfg, clog.logger())
+	eventually(t, 5*time.Second, "the adaptation in the log", func() bool {
+		return strings.Contains(clog.String(), `msg="heartbeat interval adapted to the server" client=`) &&
+			strings.Contains(clog.String(), "using=200ms")
+	})
+	// Ten server timeouts later the first session is still the only one.
+	deadline := time.Now().Add(6 * time.Second)
+	for time.Now().Before(deadline) {
+		if st := c.Stats(); st.Sessions != 1 || !st.LoggedIn {
+			t.Fatalf("session dropped: %+v\n%s", st, slog.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A client with heartbeats off against a server that requires them is
+// told so and stops: reconnecting would not help.
+func TestHeartbeatRequired(t *testing.T) {
+	var slog, clog logBuf
+	port := freePort(t)
+	runServer(t, serverConfig(port), slog.logger())
+	ccfg := clientConfig(port)
+	ccfg.Heartbeat.Interval = config.Dur(0)
+	c, err := client.New(ccfg, clog.logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = c.Run(ctx)
+	if !errors.Is(err, client.ErrPermanent) || !strings.Contains(err.Error(), `heartbeat.interval`) {
+		t.Fatalf("Run = %v", err)
 	}
 }

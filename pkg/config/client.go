@@ -51,8 +51,9 @@ type ClientTLSConfig struct {
 	// ServerName overrides the name checked in the server certificate;
 	// empty uses ServerAddr.
 	ServerName string `toml:"serverName"`
-	// TrustedCAFile is a PEM bundle of CAs to verify the server with;
-	// empty uses the system roots.
+	// TrustedCAFile is a PEM bundle of CAs to verify the server's chain
+	// and name with; empty does not verify the certificate (the login's
+	// channel-bound token proofs protect the session either way).
 	TrustedCAFile string `toml:"trustedCaFile"`
 	// CertSHA256 pins the SHA-256 of the server's leaf certificate (DER):
 	// 64 lowercase hex digits, or empty for no pin. Loading accepts

@@ -46,6 +46,7 @@ type Server struct {
 	closing  bool
 	sessions map[string]*session // by client ID
 	proxies  map[string]*proxy   // by proxy name
+	history  map[string]*ClientHistory
 
 	handlers sync.WaitGroup // one per accepted control connection
 	users    drain.Set      // proxied user connections, for the drain
@@ -63,7 +64,7 @@ func New(cfg *config.ServerConfig, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	return &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp,
-		sessions: map[string]*session{}, proxies: map[string]*proxy{}}, nil
+		sessions: map[string]*session{}, proxies: map[string]*proxy{}, history: map[string]*ClientHistory{}}, nil
 }
 
 func (s *Server) keepalive() transport.KeepAlive {
@@ -226,7 +227,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 	}
 	ss.log.Info("client logged in", "heartbeat_interval", time.Duration(hello.HeartbeatIntervalMs)*time.Millisecond)
 	cause := ss.run()
-	s.unregister(ss)
+	s.unregister(ss, cause)
 	level := slog.LevelWarn
 	if errors.Is(cause, mux.ErrPeerClosed) || errors.Is(cause, ErrShutdown) || errors.Is(cause, ErrReplaced) {
 		level = slog.LevelInfo
@@ -288,14 +289,40 @@ func (s *Server) register(ss *session) bool {
 	}
 }
 
-func (s *Server) unregister(ss *session) {
+func (s *Server) unregister(ss *session, cause error) {
 	ss.closeProxies()
 	s.mu.Lock()
 	if s.sessions[ss.clientID] == ss {
 		delete(s.sessions, ss.clientID)
 	}
+	h := s.history[ss.clientID]
+	if h == nil {
+		h = &ClientHistory{}
+		s.history[ss.clientID] = h
+	}
+	h.Sessions++
+	h.LastCause = cause
+	h.LastEnd = time.Now()
 	s.mu.Unlock()
 	close(ss.ended)
+}
+
+// ClientHistory is what the server remembers of a client's ended sessions.
+type ClientHistory struct {
+	Sessions  int       // sessions that ended
+	LastCause error     // why the last one ended
+	LastEnd   time.Time // when
+}
+
+// History returns a copy of the ended-session history per client ID.
+func (s *Server) History() map[string]ClientHistory {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]ClientHistory, len(s.history))
+	for id, h := range s.history {
+		out[id] = *h
+	}
+	return out
 }
 
 // heartbeatConfig is the server's own heartbeat.
