@@ -3,7 +3,8 @@
 // every proxied connection are streams.
 //
 // The mux keepalive is yamux's own ping, driven here so that its failure is
-// reported as ErrKeepaliveTimeout, distinct from the app heartbeat (package
+// reported as ErrKeepaliveTimeout (a ping that goes unanswered while bytes
+// keep arriving is late behind bulk data, not lost, and does not count), distinct from the app heartbeat (package
 // heartbeat) and from errors of the connection itself (ConnError), which
 // include the kernel's TCP keepalive error.
 package mux
@@ -157,9 +158,16 @@ func (s *Session) keepalive() {
 		}
 		start := time.Now()
 		if _, err := s.y.Ping(); err != nil {
-			if errors.Is(err, yamux.ErrTimeout) {
-				s.CloseWithCause(fmt.Errorf("%w: no answer to a mux ping within %v (mux.keepaliveTimeout)", ErrKeepaliveTimeout, time.Since(start).Round(time.Millisecond)))
+			if !errors.Is(err, yamux.ErrTimeout) {
+				return
 			}
+			// A ping stuck behind bulk data on a saturated link is late,
+			// not lost: the link is alive while bytes keep arriving.
+			if silence := time.Since(s.LastRead()); silence < s.cfg.KeepaliveTimeout {
+				continue
+			}
+			s.CloseWithCause(fmt.Errorf("%w: no answer to a mux ping within %v and nothing else received meanwhile (mux.keepaliveTimeout)",
+				ErrKeepaliveTimeout, time.Since(start).Round(time.Millisecond)))
 			return
 		}
 	}

@@ -209,3 +209,45 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Pings that go unanswered while the peer's bytes keep arriving are late,
+// not lost: no keepalive timeout until the peer falls silent.
+func TestKeepaliveToleratesLatePings(t *testing.T) {
+	noKA := testConf
+	noKA.KeepaliveInterval = 0
+	cs, ss, bh := sessions(t, tcpPair, testConf, noKA)
+	stop := make(chan struct{})
+	go func() { // the server keeps streaming to the client
+		st, err := ss.Open()
+		if err != nil {
+			return
+		}
+		defer st.Close()
+		tk := time.NewTicker(20 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+				st.Write([]byte("data"))
+			}
+		}
+	}()
+	go func() {
+		st, err := cs.Accept()
+		if err == nil {
+			io.Copy(io.Discard, st)
+		}
+	}()
+	bh.blocked.Store(true) // the client's pings (and everything else it sends) vanish
+	select {
+	case <-cs.Done():
+		t.Fatalf("keepalive fired while data kept arriving: %v", cs.Err())
+	case <-time.After(5 * testConf.KeepaliveTimeout):
+	}
+	close(stop)
+	if err := wait(t, cs, 5*time.Second); !errors.Is(err, ErrKeepaliveTimeout) {
+		t.Fatalf("err = %v, want ErrKeepaliveTimeout once the peer fell silent", err)
+	}
+}
