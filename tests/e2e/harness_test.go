@@ -75,23 +75,42 @@ type proc struct {
 	err    error
 }
 
-// start runs bin with a config file holding cfg. The process is ended by
-// PID when the test ends, if it is still running.
-func start(t testing.TB, bin, cfg string, extraArgs ...string) *proc {
+// writeConfig writes cfg to a temporary file for bin.
+func writeConfig(t testing.TB, bin, cfg string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), bin+".toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &proc{t: t, name: bin, exited: make(chan struct{})}
-	args := append([]string{"-c", path}, extraArgs...)
-	p.cmd = exec.Command(filepath.Join(binDir, bin), args...)
-	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
-	if err := p.cmd.Start(); err != nil {
+	return path
+}
+
+// start runs bin with a config file holding cfg. The process is ended by
+// PID when the test ends, if it is still running.
+func start(t testing.TB, bin, cfg string, extraArgs ...string) *proc {
+	t.Helper()
+	args := append([]string{"-c", writeConfig(t, bin, cfg)}, extraArgs...)
+	cmd := exec.Command(filepath.Join(binDir, bin), args...)
+	return launch(t, bin, cmd, func(c *exec.Cmd) (func() error, error) {
+		if err := c.Start(); err != nil {
+			return nil, err
+		}
+		return c.Wait, nil
+	})
+}
+
+// launch starts cmd through starter, which returns how to wait for it,
+// and records its output.
+func launch(t testing.TB, name string, cmd *exec.Cmd, starter func(*exec.Cmd) (func() error, error)) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, cmd: cmd, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = &p.out, &p.out
+	wait, err := starter(cmd)
+	if err != nil {
 		t.Fatal(err)
 	}
 	go func() {
-		p.err = p.cmd.Wait()
+		p.err = wait()
 		close(p.exited)
 	}()
 	t.Cleanup(func() {

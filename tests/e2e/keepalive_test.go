@@ -86,6 +86,14 @@ func TestBlackHoleTripsHeartbeat(t *testing.T) {
 	}
 	t.Logf("hopc: %s", lineOf(r.cli, `msg="connection lost"`))
 	t.Logf("hops: %s", lineOf(r.srv, `msg="client disconnected"`))
+	// The server closed the dead session and freed its public ports.
+	eventually(t, 5*time.Second, "the dead client's port to close", func() bool {
+		c, err := net.DialTimeout("tcp", r.echoAddr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
 	r.relay.Heal()
 	waitProxy(t, r.echoAddr, ready) // a new user connection after the reconnect
 	if n := r.cli.count(`msg="connection lost"`); n != 1 {
