@@ -120,6 +120,9 @@ type NewProxy struct {
 	RemotePort int    `json:"remotePort"`
 	// IdleTimeoutMs closes an idle udp source session; udp only.
 	IdleTimeoutMs int64 `json:"idleTimeoutMs,omitempty"`
+	// AllowUsers lists the client IDs that may visit a secret proxy;
+	// empty or "*" means any visitor that knows the secret.
+	AllowUsers []string `json:"allowUsers,omitempty"`
 }
 
 // NewProxyResp answers NewProxy. Error is empty on success.
@@ -153,6 +156,9 @@ type Pong struct {
 type StartWork struct {
 	Proxy   string `json:"proxy"`
 	SrcAddr string `json:"srcAddr"`
+	// Visitor is the client ID of the visitor of a secret proxy whose
+	// stream the server relays; empty for public proxies.
+	Visitor string `json:"visitor,omitempty"`
 }
 
 func (*ClientHello) Type() Type  { return TypeClientHello }
@@ -223,11 +229,27 @@ func (m *NewProxy) validate() error {
 	if err := checkName("proxy name", m.Name); err != nil {
 		return err
 	}
-	if m.ProxyType != ProxyTCP && m.ProxyType != ProxyUDP {
-		return fmt.Errorf("proxy type %q is not tcp or udp", m.ProxyType)
+	switch m.ProxyType {
+	case ProxyTCP, ProxyUDP:
+	case ProxySTCP, ProxySUDP, ProxyXTCP, ProxyXUDP:
+		if m.RemotePort != 0 {
+			return fmt.Errorf("a %s proxy has no remote port", m.ProxyType)
+		}
+	default:
+		return fmt.Errorf("proxy type %q is not tcp, udp, stcp, sudp, xtcp or xudp", m.ProxyType)
 	}
 	if m.IdleTimeoutMs < 0 {
 		return fmt.Errorf("negative idle timeout")
+	}
+	if len(m.AllowUsers) > MaxAllowUsers {
+		return fmt.Errorf("%d allowUsers, at most %d", len(m.AllowUsers), MaxAllowUsers)
+	}
+	for _, u := range m.AllowUsers {
+		if u != "*" {
+			if err := checkName("allowUsers entry", u); err != nil {
+				return err
+			}
+		}
 	}
 	return checkPort(m.RemotePort)
 }
@@ -240,7 +262,14 @@ func (m *NewProxyResp) validate() error {
 func (m *CloseProxy) validate() error { return checkName("proxy name", m.Name) }
 func (m *Ping) validate() error       { return nil }
 func (m *Pong) validate() error       { return nil }
-func (m *StartWork) validate() error  { return checkName("proxy name", m.Proxy) }
+func (m *StartWork) validate() error {
+	if m.Visitor != "" {
+		if err := checkName("visitor", m.Visitor); err != nil {
+			return err
+		}
+	}
+	return checkName("proxy name", m.Proxy)
+}
 
 func newMessage(t Type) Message {
 	switch t {
@@ -268,6 +297,20 @@ func newMessage(t Type) Message {
 		return new(Pong)
 	case TypeStartWork:
 		return new(StartWork)
+	case TypeP2POffer:
+		return new(P2POffer)
+	case TypeP2PAnswer:
+		return new(P2PAnswer)
+	case TypeP2PGo:
+		return new(P2PGo)
+	case TypeP2PResult:
+		return new(P2PResult)
+	case TypeVisit:
+		return new(Visit)
+	case TypeVisitAuth:
+		return new(VisitAuth)
+	case TypeVisitOK:
+		return new(VisitOK)
 	}
 	return nil
 }

@@ -25,6 +25,17 @@ var samples = []Message{
 	&Ping{Seq: 7, SentNanos: 99},
 	&Pong{Seq: 7, EchoNanos: 99},
 	&StartWork{Proxy: "ssh", SrcAddr: "1.2.3.4:5"},
+	&StartWork{Proxy: "ssh", SrcAddr: "visitor", Visitor: "c2"},
+	&NewProxy{Name: "p2p", ProxyType: ProxyXTCP, AllowUsers: []string{"c2", "*"}},
+	&P2POffer{ID: "o1", Proxy: "p2p", ProxyType: ProxyXTCP, Visitor: "c2", SessionID: "00112233445566778899aabbccddeeff",
+		Candidates: []Candidate{{Kind: "host", Addr: "10.0.0.2:4000"}, {Kind: "srflx", Addr: "198.51.100.2:4000"}}, NAT: "EIM/APDF"},
+	&P2PAnswer{ID: "o1", SessionID: "00112233445566778899aabbccddeeff", Candidates: []Candidate{{Kind: "predicted", Addr: "[2001:db8::1]:5"}}, DelayMs: 30},
+	&P2PAnswer{ID: "o1", Code: CodeBadRequest, Error: "no such proxy"},
+	&P2PGo{SessionID: "00112233445566778899aabbccddeeff", DelayMs: 12},
+	&P2PResult{SessionID: "00112233445566778899aabbccddeeff", Role: "owner", Outcome: "lan", ElapsedMs: 3, Packets: 4},
+	&Visit{Proxy: "p2p", ProxyType: ProxySTCP},
+	&VisitAuth{Visitor: "c2", UnixMs: 1, Nonce: bytes.Repeat([]byte{5}, NonceSize), MAC: bytes.Repeat([]byte{6}, ProofSize)},
+	&VisitOK{},
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -70,6 +81,9 @@ func TestDecodeErrors(t *testing.T) {
 		{"short nonce", frame(Version, byte(TypeChallenge), `{"nonce":"AAAA"}`), ErrMalformed, "nonce must be 32 bytes"},
 		{"bad proxy name", frame(Version, byte(TypeNewProxy), `{"name":"a b","type":"tcp"}`), ErrMalformed, "outside"},
 		{"bad proxy type", frame(Version, byte(TypeNewProxy), `{"name":"a","type":"sctp"}`), ErrMalformed, "sctp"},
+		{"secret proxy with port", frame(Version, byte(TypeNewProxy), `{"name":"a","type":"xtcp","remotePort":5}`), ErrMalformed, "no remote port"},
+		{"bad candidate", frame(Version, byte(TypeP2POffer), `{"id":"a","proxy":"p","type":"xtcp","candidates":[{"kind":"host","addr":"nope"}]}`), ErrMalformed, "candidate address"},
+		{"bad session", frame(Version, byte(TypeP2PGo), `{"sessionID":"xyz"}`), ErrMalformed, "sessionID"},
 		{"port range", frame(Version, byte(TypeNewProxy), `{"name":"a","type":"tcp","remotePort":70000}`), ErrMalformed, "70000"},
 		{"error without code", frame(Version, byte(TypeError), `{"message":"x"}`), ErrMalformed, "without code"},
 		{"truncated payload", frame(Version, byte(TypePing), `{}`)[:7], io.ErrUnexpectedEOF, ""},
