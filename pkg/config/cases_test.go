@@ -77,7 +77,7 @@ var serverCases = []errorCase{
 	{name: "syntax error", toml: tokenLine + "bindPort = \n", want: "hops.toml:2: invalid TOML: unexpected character U+000A at start of value"},
 	{name: "duplicate key", toml: tokenLine + "bindPort = 1\nbindPort = 2\n", want: "hops.toml:3: bindPort: invalid TOML: key bindPort is already defined"},
 	{name: "many problems", toml: "bindPort = 0\nbogus = 1\n\n[heartbeat]\ninterval = 10\ntimeout = \"5\"\n\n[log]\nlevel = \"trace\"\n\n[mux]\nmaxStreamWindow = 0\n", want: "hops.toml:1: bindPort: 0 is out of range; use 1-65535\n" +
-		"hops.toml:2: bogus: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log\n" +
+		"hops.toml:2: bogus: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer\n" +
 		"hops.toml:5: heartbeat.interval: 10 is a bare number; durations are strings with a unit: write \"10s\" (units: ms, s, m, h)\n" +
 		"hops.toml:6: heartbeat.timeout: \"5\" has no unit; add one, e.g. \"5s\" (units: ms, s, m, h)\n" +
 		"hops.toml:9: log.level: \"trace\" is not a log level; use one of: debug, info, warn, error\n" +
@@ -89,26 +89,26 @@ var clientCases = []errorCase{
 	{name: "minimal", toml: tokenLine},
 	{name: "proxies", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n\n[[proxies]]\nname = \"dns\"\ntype = \"udp\"\nlocalIP = \"10.0.0.53\"\nlocalPort = 53\nremotePort = 0\nidleTimeout = \"2m\"\n"},
 	{name: "unknown key in proxy", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n\n[[proxies]]\nname = \"web\"\ntype = \"tcp\"\nlocalPort = 80\nremotePort = 8080\nlocal_ip = \"127.0.0.1\"\ncustomDomains = [\"a\"]\n", want: "hopc.toml:13: proxies[1].local_ip: unknown key; did you mean localIP?\n" +
-		"hopc.toml:14: proxies[1].customDomains: unknown key; the keys in [[proxies]] are: name, type, localIP, localPort, remotePort, idleTimeout"},
+		"hopc.toml:14: proxies[1].customDomains: unknown key; the keys in [[proxies]] are: name, type, localIP, localPort, remotePort, idleTimeout, secretKey, allowUsers"},
 	{name: "proxy key at top level", toml: tokenLine + "localPort = 22\n", want: "hopc.toml:2: localPort: unknown key; localPort is a key of [[proxies]] entries: put it below a [[proxies]] header"},
-	{name: "unknown visitors", toml: tokenLine + "[[visitors]]\nname = \"v\"\n", want: "hopc.toml:2: visitors: unknown table; the keys at the top level are: serverAddr, serverPort, clientID, auth, gracePeriod, transport, reconnect, heartbeat, mux, log, proxies"},
+	{name: "misspelled visitors", toml: tokenLine + "[[visitor]]\nname = \"v\"\n", want: "hopc.toml:2: visitor: unknown table; did you mean visitors?"},
 	{name: "duplicate proxy names", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n\n[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 2222\nremotePort = 6002\n", want: "hopc.toml:9: proxies[1].name: \"ssh\" is already the name of proxies[0] (line 2); proxy names must be unique"},
 	{name: "duplicate remote port", toml: tokenLine + "[[proxies]]\nname = \"a\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n[[proxies]]\nname = \"b\"\ntype = \"udp\"\nlocalPort = 53\nremotePort = 6000\n[[proxies]]\nname = \"c\"\ntype = \"tcp\"\nlocalPort = 23\nremotePort = 6000\n[[proxies]]\nname = \"d\"\ntype = \"tcp\"\nlocalPort = 24\nremotePort = 0\n[[proxies]]\nname = \"e\"\ntype = \"tcp\"\nlocalPort = 25\nremotePort = 0\n", want: "hopc.toml:16: proxies[2].remotePort: tcp port 6000 is already used by proxies[0] (line 2); use another port, or 0 to let the server choose"},
 	{name: "missing proxy keys", toml: tokenLine + "\n[[proxies]]\nlocalIP = \"127.0.0.1\"\n", want: "hopc.toml:3: proxies[0].name: missing; every proxy needs a unique name, e.g. name = \"ssh\"\n" +
-		"hopc.toml:3: proxies[0].type: missing; add type = \"tcp\" (one of: tcp, udp)\n" +
+		"hopc.toml:3: proxies[0].type: missing; add type = \"tcp\" (one of: tcp, udp, stcp, sudp, xtcp, xudp)\n" +
 		"hopc.toml:3: proxies[0].localPort: missing; add the port of the local service, e.g. localPort = 22\n" +
 		"hopc.toml:3: proxies[0].remotePort: missing; add the public port on the server, e.g. remotePort = 6000, or remotePort = 0 to let the server choose"},
-	{name: "missing proxy keys inline", toml: tokenLine + "proxies = [\n  { name = \"a\", type = \"tcp\", localPort = 22, remotePort = 1 },\n  { name = \"b\" },\n]\n", want: "hopc.toml:4: proxies[1].type: missing; add type = \"tcp\" (one of: tcp, udp)\n" +
+	{name: "missing proxy keys inline", toml: tokenLine + "proxies = [\n  { name = \"a\", type = \"tcp\", localPort = 22, remotePort = 1 },\n  { name = \"b\" },\n]\n", want: "hopc.toml:4: proxies[1].type: missing; add type = \"tcp\" (one of: tcp, udp, stcp, sudp, xtcp, xudp)\n" +
 		"hopc.toml:4: proxies[1].localPort: missing; add the port of the local service, e.g. localPort = 22\n" +
 		"hopc.toml:4: proxies[1].remotePort: missing; add the public port on the server, e.g. remotePort = 6000, or remotePort = 0 to let the server choose"},
 	{name: "proxies as table", toml: tokenLine + "[proxies]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n", want: "hopc.toml:2: proxies: written as a table; proxies must be an array: write [[proxies]] (double brackets) once per proxy"},
-	{name: "bad proxy type", toml: tokenLine + "[[proxies]]\nname = \"web\"\ntype = \"http\"\nlocalPort = 80\nremotePort = 8080\nidleTimeout = \"5\"\n", want: "hopc.toml:4: proxies[0].type: \"http\" is not a proxy type; use one of: tcp, udp\n" +
+	{name: "bad proxy type", toml: tokenLine + "[[proxies]]\nname = \"web\"\ntype = \"http\"\nlocalPort = 80\nremotePort = 8080\nidleTimeout = \"5\"\n", want: "hopc.toml:4: proxies[0].type: \"http\" is not a proxy type; use one of: tcp, udp, stcp, sudp, xtcp, xudp\n" +
 		"hopc.toml:7: proxies[0].idleTimeout: \"5\" has no unit; add one, e.g. \"5s\" (units: ms, s, m, h)"},
 	{name: "bad proxy name", toml: tokenLine + "[[proxies]]\nname = \"my proxy\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n", want: "hopc.toml:3: proxies[0].name: \"my proxy\" is not a valid proxy name; use 1-64 of A-Z a-z 0-9 . _ -"},
 	{name: "proxy ports out of range", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 0\nremotePort = 70000\n[[proxies]]\nname = \"ssh2\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = -1\n", want: "hopc.toml:5: proxies[0].localPort: 0 is out of range; use 1-65535 (the port of the local service)\n" +
 		"hopc.toml:6: proxies[0].remotePort: 70000 is out of range; use 0-65535 (0 lets the server choose)\n" +
 		"hopc.toml:11: proxies[1].remotePort: -1 is out of range; use 0-65535 (0 lets the server choose)"},
-	{name: "idleTimeout on tcp", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\nidleTimeout = \"0s\"\n", want: "hopc.toml:7: proxies[0].idleTimeout: only udp proxies have an idle timeout; remove it from this tcp proxy"},
+	{name: "idleTimeout on tcp", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\nidleTimeout = \"0s\"\n", want: "hopc.toml:7: proxies[0].idleTimeout: only udp, sudp and xudp proxies have an idle timeout; remove it from this tcp proxy"},
 	{name: "udp idleTimeout zero", toml: tokenLine + "[[proxies]]\nname = \"dns\"\ntype = \"udp\"\nlocalPort = 53\nremotePort = 6001\nidleTimeout = \"0s\"\n", want: "hopc.toml:7: proxies[0].idleTimeout: 0s is not allowed; use a positive duration such as \"10s\" (how long a UDP peer may stay silent)"},
 	{name: "udp idleTimeout bare number", toml: tokenLine + "[[proxies]]\nname = \"dns\"\ntype = \"udp\"\nlocalPort = 53\nremotePort = 6001\nidleTimeout = 60\n", want: "hopc.toml:7: proxies[0].idleTimeout: 60 is a bare number; durations are strings with a unit: write \"60s\" (units: ms, s, m, h)"},
 	{name: "empty localIP", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalIP = \"\"\nlocalPort = 22\nremotePort = 6000\n", want: "hopc.toml:5: proxies[0].localIP: empty; write a host name or IP address"},
@@ -130,8 +130,8 @@ var clientCases = []errorCase{
 	{name: "many problems", toml: "serverPort = 70000\ntoken = \"x\"\n\n[heartbeat]\ninterval = 10\n\n[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\nidleTimeout = \"30s\"\n\n[[proxies]]\nname = \"ssh\"\ntype = \"tpc\"\nlocalPort = 22\nremotPort = 6001\n", want: "hopc.toml:1: serverPort: 70000 is out of range; use 1-65535\n" +
 		"hopc.toml:2: token: unknown key; did you mean auth.token?\n" +
 		"hopc.toml:5: heartbeat.interval: 10 is a bare number; durations are strings with a unit: write \"10s\" (units: ms, s, m, h)\n" +
-		"hopc.toml:12: proxies[0].idleTimeout: only udp proxies have an idle timeout; remove it from this tcp proxy\n" +
+		"hopc.toml:12: proxies[0].idleTimeout: only udp, sudp and xudp proxies have an idle timeout; remove it from this tcp proxy\n" +
 		"hopc.toml:15: proxies[1].name: \"ssh\" is already the name of proxies[0] (line 7); proxy names must be unique\n" +
-		"hopc.toml:16: proxies[1].type: \"tpc\" is not a proxy type; use one of: tcp, udp\n" +
+		"hopc.toml:16: proxies[1].type: \"tpc\" is not a proxy type; use one of: tcp, udp, stcp, sudp, xtcp, xudp\n" +
 		"hopc.toml:18: proxies[1].remotPort: unknown key; did you mean remotePort?"},
 }

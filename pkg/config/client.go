@@ -1,12 +1,14 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // ClientConfig is the configuration of hopc. Build one with DefaultClient
@@ -34,6 +36,8 @@ type ClientConfig struct {
 
 	// Proxies are the [[proxies]] entries, in file order.
 	Proxies []ProxyConfig `toml:"proxies,omitempty"`
+	// Visitors are the [[visitors]] entries, in file order.
+	Visitors []VisitorConfig `toml:"visitors,omitempty"`
 }
 
 // ClientTransportConfig is the client's [transport] table.
@@ -73,38 +77,148 @@ type ReconnectConfig struct {
 	StableAfter Duration `toml:"stableAfter"`
 }
 
-// ProxyType is the kind of traffic a proxy forwards.
+// ProxyType is the kind of traffic a proxy forwards, and how it is reached.
 type ProxyType string
 
-// Proxy types accepted in [[proxies]].
+// Proxy types accepted in [[proxies]]. tcp and udp get a public port on
+// the server. The others are secret: they have no public port, and only a
+// [[visitors]] entry of another hopc that knows their secretKey reaches
+// them, relayed through hops (stcp, sudp) or directly over a hole punched
+// through both NATs (xtcp, xudp).
 const (
-	ProxyTCP ProxyType = "tcp"
-	ProxyUDP ProxyType = "udp"
+	ProxyTCP  ProxyType = "tcp"
+	ProxyUDP  ProxyType = "udp"
+	ProxySTCP ProxyType = "stcp"
+	ProxySUDP ProxyType = "sudp"
+	ProxyXTCP ProxyType = "xtcp"
+	ProxyXUDP ProxyType = "xudp"
 )
 
 // ProxyTypes lists the accepted proxy types.
-var ProxyTypes = []ProxyType{ProxyTCP, ProxyUDP}
+var ProxyTypes = []ProxyType{ProxyTCP, ProxyUDP, ProxySTCP, ProxySUDP, ProxyXTCP, ProxyXUDP}
 
-// DefaultUDPIdleTimeout is the default ProxyConfig.IdleTimeout of udp proxies.
-const DefaultUDPIdleTimeout = 60 * time.Second
+// IsSecret reports whether t is reached through visitors that know a
+// secret key (stcp, sudp, xtcp, xudp) rather than on a public port. These
+// are also the types a [[visitors]] entry may have.
+func (t ProxyType) IsSecret() bool {
+	return t == ProxySTCP || t == ProxySUDP || t == ProxyXTCP || t == ProxyXUDP
+}
 
-// ProxyConfig is one [[proxies]] entry: a public port on the server that
-// forwards to a local service.
+// IsDatagram reports whether t forwards UDP datagrams (udp, sudp, xudp)
+// rather than a TCP stream.
+func (t ProxyType) IsDatagram() bool {
+	return t == ProxyUDP || t == ProxySUDP || t == ProxyXUDP
+}
+
+// IsP2P reports whether t tries a direct path between the two hopc
+// (xtcp, xudp), falling back to relaying through hops.
+func (t ProxyType) IsP2P() bool {
+	return t == ProxyXTCP || t == ProxyXUDP
+}
+
+// Defaults of the keys a file may leave out of [[proxies]] and [[visitors]]
+// entries, for the types that have them.
+const (
+	// DefaultUDPIdleTimeout is the default IdleTimeout of udp, sudp and
+	// xudp proxies and of sudp and xudp visitors.
+	DefaultUDPIdleTimeout = 60 * time.Second
+	// DefaultFallbackTimeout is the default VisitorConfig.FallbackTimeout.
+	DefaultFallbackTimeout = 1500 * time.Millisecond
+	// DefaultP2PKeepaliveInterval is the default
+	// VisitorConfig.KeepaliveInterval.
+	DefaultP2PKeepaliveInterval = 10 * time.Second
+	// DefaultP2PKeepaliveTimeout is the default
+	// VisitorConfig.KeepaliveTimeout.
+	DefaultP2PKeepaliveTimeout = 30 * time.Second
+	// DefaultP2PRetryInterval is the default VisitorConfig.RetryInterval.
+	DefaultP2PRetryInterval = 30 * time.Second
+)
+
+// MinSecretKeyLen is the least number of characters of a secretKey.
+const MinSecretKeyLen = 8
+
+// ProxyConfig is one [[proxies]] entry: a local service made reachable
+// through hops, on a public port of the server (tcp, udp) or by visitors
+// that know its secret key (stcp, sudp, xtcp, xudp).
 type ProxyConfig struct {
-	// Name identifies the proxy, [A-Za-z0-9._-]{1,64}, unique per client.
+	// Name identifies the proxy, [A-Za-z0-9._-]{1,64}, unique per client
+	// among proxies and visitors. Visitors name a secret proxy by it.
 	Name string `toml:"name"`
-	// Type is ProxyTCP or ProxyUDP.
+	// Type is one of ProxyTypes.
 	Type ProxyType `toml:"type"`
 	// LocalIP is the address of the local service. Default "127.0.0.1".
 	LocalIP string `toml:"localIP"`
 	// LocalPort is the port of the local service, 1..65535.
 	LocalPort int `toml:"localPort"`
-	// RemotePort is the public port on the server, 0..65535; 0 lets the
-	// server choose.
+	// RemotePort (tcp, udp) is the public port on the server, 0..65535; 0
+	// lets the server choose. Secret types have no public port: it is 0,
+	// and a file must not set it to anything else.
 	RemotePort int `toml:"remotePort"`
-	// IdleTimeout (udp only) forgets a UDP peer after this long without
-	// traffic. Default DefaultUDPIdleTimeout for udp, must be 0 for tcp.
+	// IdleTimeout (udp, sudp, xudp) forgets a UDP peer after this long
+	// without traffic. Default DefaultUDPIdleTimeout for those types, must
+	// be 0 for the others.
 	IdleTimeout Duration `toml:"idleTimeout,omitzero"`
+	// SecretKey (stcp, sudp, xtcp, xudp; required) is shared with the
+	// visitors of this proxy. It keys the authentication and encryption
+	// between visitor and owner, so it has at least MinSecretKeyLen
+	// characters. Must be empty for tcp and udp.
+	SecretKey string `toml:"secretKey,omitempty"`
+	// AllowUsers (stcp, sudp, xtcp, xudp) lists the client IDs of the
+	// visitors allowed in. Empty (the default) or an entry "*" allows any
+	// visitor that knows SecretKey. See AllowsUser. Must be empty for tcp
+	// and udp.
+	AllowUsers []string `toml:"allowUsers,omitempty"`
+}
+
+// AllowsUser reports whether a visitor whose client has ID clientID may
+// reach p: AllowUsers is empty, or holds "*" or clientID.
+func (p ProxyConfig) AllowsUser(clientID string) bool {
+	if len(p.AllowUsers) == 0 || slices.Contains(p.AllowUsers, "*") {
+		return true
+	}
+	return clientID != "" && slices.Contains(p.AllowUsers, clientID)
+}
+
+// VisitorConfig is one [[visitors]] entry: a local port that reaches a
+// secret proxy (stcp, sudp, xtcp, xudp) of another hopc, found on hops by
+// its name.
+type VisitorConfig struct {
+	// Name identifies the visitor, [A-Za-z0-9._-]{1,64}, unique per client
+	// among proxies and visitors.
+	Name string `toml:"name"`
+	// Type is the type of the proxy visited: stcp, sudp, xtcp or xudp.
+	Type ProxyType `toml:"type"`
+	// ServerName is the name of the proxy visited, on the other hopc.
+	ServerName string `toml:"serverName"`
+	// SecretKey is the secretKey of that proxy, at least MinSecretKeyLen
+	// characters.
+	SecretKey string `toml:"secretKey"`
+	// BindAddr is the local address the visitor listens on.
+	// Default "127.0.0.1".
+	BindAddr string `toml:"bindAddr"`
+	// BindPort is the local port the visitor listens on, 1..65535: TCP
+	// for stcp and xtcp, UDP for sudp and xudp.
+	BindPort int `toml:"bindPort"`
+	// IdleTimeout (sudp, xudp) forgets a local UDP peer after this long
+	// without traffic. Default DefaultUDPIdleTimeout; must be 0 for stcp
+	// and xtcp.
+	IdleTimeout Duration `toml:"idleTimeout,omitzero"`
+	// FallbackTimeout (xtcp, xudp) is how long the first connection waits
+	// for a direct path before it is relayed through hops.
+	// Default DefaultFallbackTimeout.
+	FallbackTimeout Duration `toml:"fallbackTimeout,omitzero"`
+	// KeepaliveInterval (xtcp, xudp) is the time between keepalives on the
+	// punched path, so that the NAT mappings survive idle periods. Keep it
+	// under the shortest UDP timeout of the NATs on the path, often 20-30s.
+	// Default DefaultP2PKeepaliveInterval.
+	KeepaliveInterval Duration `toml:"keepaliveInterval,omitzero"`
+	// KeepaliveTimeout (xtcp, xudp) is the silence after which the punched
+	// path is declared dead and punched again; more than KeepaliveInterval.
+	// Default DefaultP2PKeepaliveTimeout.
+	KeepaliveTimeout Duration `toml:"keepaliveTimeout,omitzero"`
+	// RetryInterval (xtcp, xudp) is, while relaying through hops, how often
+	// to try a direct path again. Default DefaultP2PRetryInterval.
+	RetryInterval Duration `toml:"retryInterval,omitzero"`
 }
 
 // DefaultClient returns the client defaults: no proxies and an empty
@@ -131,14 +245,32 @@ func DefaultClient() ClientConfig {
 }
 
 // DefaultProxy returns a proxy of type t with the defaults of the keys a
-// file may leave out (LocalIP, and IdleTimeout for udp). Name, LocalPort
-// and RemotePort are left for the caller.
+// file may leave out (LocalIP, and IdleTimeout for udp, sudp and xudp).
+// Name, LocalPort, RemotePort and SecretKey are left for the caller.
 func DefaultProxy(t ProxyType) ProxyConfig {
 	p := ProxyConfig{Type: t, LocalIP: "127.0.0.1"}
-	if t == ProxyUDP {
+	if t.IsDatagram() {
 		p.IdleTimeout = Dur(DefaultUDPIdleTimeout)
 	}
 	return p
+}
+
+// DefaultVisitor returns a visitor of type t with the defaults of the keys
+// a file may leave out (BindAddr; IdleTimeout for sudp and xudp; the
+// timeouts and intervals of the direct path for xtcp and xudp). Name,
+// ServerName, SecretKey and BindPort are left for the caller.
+func DefaultVisitor(t ProxyType) VisitorConfig {
+	v := VisitorConfig{Type: t, BindAddr: "127.0.0.1"}
+	if t.IsDatagram() {
+		v.IdleTimeout = Dur(DefaultUDPIdleTimeout)
+	}
+	if t.IsP2P() {
+		v.FallbackTimeout = Dur(DefaultFallbackTimeout)
+		v.KeepaliveInterval = Dur(DefaultP2PKeepaliveInterval)
+		v.KeepaliveTimeout = Dur(DefaultP2PKeepaliveTimeout)
+		v.RetryInterval = Dur(DefaultP2PRetryInterval)
+	}
+	return v
 }
 
 // ServerAddress returns ServerAddr:ServerPort, ready for net.Dial.
@@ -193,7 +325,7 @@ func (c *ClientConfig) validate(r *reporter) {
 	c.Mux.validate(r, "mux")
 	c.Log.validate(r, "log")
 
-	names := make(map[string]string)  // name → key of the proxy that has it
+	names := make(map[string]string)  // name → key of the proxy or visitor that has it
 	remote := make(map[string]string) // "type/port" → key of the proxy that has it
 	for i, p := range c.Proxies {
 		key := "proxies[" + strconv.Itoa(i) + "]"
@@ -205,7 +337,7 @@ func (c *ClientConfig) validate(r *reporter) {
 				names[p.Name] = key
 			}
 		}
-		if p.RemotePort > 0 && r.ok(key+".remotePort", key+".type") {
+		if p.RemotePort > 0 && !p.Type.IsSecret() && r.ok(key+".remotePort", key+".type") {
 			k := string(p.Type) + "/" + strconv.Itoa(p.RemotePort)
 			if prev, dup := remote[k]; dup {
 				r.add(key+".remotePort", "%s port %d is already used by %s%s; use another port, or 0 to let the server choose", p.Type, p.RemotePort, prev, r.at(prev))
@@ -214,6 +346,63 @@ func (c *ClientConfig) validate(r *reporter) {
 			}
 		}
 	}
+
+	type bound struct{ key, addr string }
+	binds := make(map[string][]bound) // "stream/port" or "datagram/port" → visitors listening there
+	for i, v := range c.Visitors {
+		key := "visitors[" + strconv.Itoa(i) + "]"
+		v.validate(r, key)
+		if v.Name != "" && r.ok(key+".name") {
+			if prev, dup := names[v.Name]; dup {
+				r.add(key+".name", "%q is already the name of %s%s; names must be unique among proxies and visitors, so that logs name one thing", v.Name, prev, r.at(prev))
+			} else {
+				names[v.Name] = key
+			}
+		}
+		if !v.Type.IsSecret() || !r.ok(key+".type", key+".bindAddr", key+".bindPort") {
+			continue
+		}
+		family := "stream visitors (stcp, xtcp)"
+		if v.Type.IsDatagram() {
+			family = "datagram visitors (sudp, xudp)"
+		}
+		k := family + "/" + strconv.Itoa(v.BindPort)
+		for _, b := range binds[k] {
+			if !bindOverlap(b.addr, v.BindAddr) {
+				continue
+			}
+			here := net.JoinHostPort(v.BindAddr, strconv.Itoa(v.BindPort))
+			what := "is already used by " + b.key + r.at(b.key)
+			if b.addr != v.BindAddr {
+				what = "overlaps " + net.JoinHostPort(b.addr, strconv.Itoa(v.BindPort)) + " of " + b.key + r.at(b.key)
+			}
+			r.add(key+".bindPort", "%s %s; two %s cannot listen on the same address and port: change one bindPort", here, what, family)
+			break
+		}
+		binds[k] = append(binds[k], bound{key, v.BindAddr})
+	}
+}
+
+// bindOverlap reports whether listening on host a and on host b with the
+// same port and protocol conflict: the same host, or a wildcard address
+// ("0.0.0.0" takes every IPv4 address; "::" every address, as on a
+// dual-stack host).
+func bindOverlap(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ia, ib := net.ParseIP(a), net.ParseIP(b)
+	switch {
+	case ia == nil || ib == nil:
+		return false
+	case ia.Equal(ib):
+		return true
+	case ia.IsUnspecified():
+		return ia.To4() == nil || ib.To4() != nil
+	case ib.IsUnspecified():
+		return ib.To4() == nil || ia.To4() != nil
+	}
+	return false
 }
 
 func (p ProxyConfig) validate(r *reporter, key string) {
@@ -225,15 +414,137 @@ func (p ProxyConfig) validate(r *reporter, key string) {
 	}
 	checkHost(r, key+".localIP", p.LocalIP, "localPort")
 	portRange(r, key+".localPort", p.LocalPort, 1, " (the port of the local service)")
-	portRange(r, key+".remotePort", p.RemotePort, 0, " (0 lets the server choose)")
-	switch p.Type {
-	case ProxyUDP:
-		positive(r, key+".idleTimeout", p.IdleTimeout, "how long a UDP peer may stay silent")
-	case ProxyTCP:
-		if p.IdleTimeout.Duration != 0 {
-			r.add(key+".idleTimeout", "only udp proxies have an idle timeout; remove it from this %s proxy", p.Type)
+	switch {
+	case p.Type.IsSecret():
+		if p.RemotePort != 0 {
+			r.add(key+".remotePort", "%s proxies have no public port on the server; visitors reach them through [[visitors]] entries on another hopc: remove remotePort", p.Type)
+		}
+		checkSecretKey(r, key+".secretKey", p.SecretKey, p.Type, "proxies")
+		for i, u := range p.AllowUsers {
+			if u != "*" && !nameRE.MatchString(u) {
+				r.add(key+".allowUsers["+strconv.Itoa(i)+"]", `%q is not a valid client ID; use 1-64 of A-Z a-z 0-9 . _ - (the clientID of a visiting hopc), or "*" for any visitor that knows the secretKey`, u)
+			}
+		}
+	default:
+		portRange(r, key+".remotePort", p.RemotePort, 0, " (0 lets the server choose)")
+		if !slices.Contains(ProxyTypes, p.Type) {
+			break
+		}
+		if p.SecretKey != "" {
+			r.add(key+".secretKey", "%s", onlySecret("secretKey", p.Type))
+		}
+		if len(p.AllowUsers) > 0 {
+			r.add(key+".allowUsers", "%s", onlySecret("allowUsers", p.Type))
 		}
 	}
+	switch {
+	case p.Type.IsDatagram():
+		positive(r, key+".idleTimeout", p.IdleTimeout, "how long a UDP peer may stay silent")
+	case slices.Contains(ProxyTypes, p.Type):
+		if p.IdleTimeout.Duration != 0 {
+			r.add(key+".idleTimeout", "%s", onlyDatagramProxy(p.Type))
+		}
+	}
+}
+
+func (v VisitorConfig) validate(r *reporter, key string) {
+	if !nameRE.MatchString(v.Name) {
+		r.add(key+".name", "%q is not a valid visitor name; use 1-64 of A-Z a-z 0-9 . _ -", v.Name)
+	}
+	switch {
+	case v.Type.IsSecret():
+	case v.Type == ProxyTCP || v.Type == ProxyUDP:
+		r.add(key+".type", "%q is not a visitor type: %s proxies are reached on their public remotePort and need no visitor; visitors reach the secret types, so use one of %s on both sides", v.Type, v.Type, visitorTypeList())
+	default:
+		r.add(key+".type", "%q is not a visitor type; use one of: %s (the type of the proxy visited)", v.Type, visitorTypeList())
+	}
+	if !nameRE.MatchString(v.ServerName) {
+		r.add(key+".serverName", "%q is not a valid proxy name; write the name of the proxy to visit, as in its [[proxies]] entry on the other hopc (1-64 of A-Z a-z 0-9 . _ -)", v.ServerName)
+	}
+	checkSecretKey(r, key+".secretKey", v.SecretKey, v.Type, "visitors")
+	checkHost(r, key+".bindAddr", v.BindAddr, "bindPort")
+	portRange(r, key+".bindPort", v.BindPort, 1, " (the local port the visitor listens on)")
+
+	switch {
+	case v.Type.IsDatagram():
+		positive(r, key+".idleTimeout", v.IdleTimeout, "how long a local UDP peer may stay silent")
+	case v.Type.IsSecret():
+		if v.IdleTimeout.Duration != 0 {
+			r.add(key+".idleTimeout", "%s", onlyDatagramVisitor(v.Type))
+		}
+	}
+	p2p := []struct {
+		name string
+		d    Duration
+		why  string
+	}{
+		{"fallbackTimeout", v.FallbackTimeout, "how long the first connection waits for a direct path before it is relayed through hops"},
+		{"keepaliveInterval", v.KeepaliveInterval, "keepalives keep the NAT mappings of the direct path alive; keep it under the NATs' UDP timeout, often 20-30s"},
+		{"keepaliveTimeout", v.KeepaliveTimeout, "silence after which the direct path is punched again"},
+		{"retryInterval", v.RetryInterval, "while relaying, how often to try a direct path again"},
+	}
+	for _, f := range p2p {
+		switch {
+		case v.Type.IsP2P():
+			positive(r, key+"."+f.name, f.d, f.why)
+		case v.Type.IsSecret():
+			if f.d.Duration != 0 {
+				r.add(key+"."+f.name, "%s", onlyP2PVisitor(f.name, v.Type))
+			}
+		}
+	}
+	iv, to := key+".keepaliveInterval", key+".keepaliveTimeout"
+	if v.Type.IsP2P() && r.ok(iv, to) && v.KeepaliveTimeout.Duration <= v.KeepaliveInterval.Duration {
+		r.add(to, "%s is not longer than keepaliveInterval (%s), so a healthy direct path would be declared dead between two keepalives; set keepaliveTimeout to at least 3× the interval (%q) or shorten keepaliveInterval",
+			formatDuration(v.KeepaliveTimeout.Duration), formatDuration(v.KeepaliveInterval.Duration), formatDuration(3*v.KeepaliveInterval.Duration))
+	}
+}
+
+// checkSecretKey checks the secretKey of a secret proxy or of a visitor
+// (section is "proxies" or "visitors"). It never prints the key.
+func checkSecretKey(r *reporter, key, secret string, t ProxyType, section string) {
+	path := "between visitor and owner"
+	if t.IsP2P() {
+		path = "of the P2P path"
+	}
+	how := `secretKey = "${HOP_SECRET}" with a long random HOP_SECRET exported`
+	if section == "visitors" {
+		how += ", the same as the secretKey of the proxy visited"
+	} else {
+		how += ", and the same in every visitor of this proxy"
+	}
+	switch n := utf8.RuneCountInString(secret); {
+	case n == 0:
+		r.add(key, "missing or empty; it keys the authentication and encryption %s: set %s", path, how)
+	case n < MinSecretKeyLen:
+		r.add(key, "%d characters is too short; use at least %d, since it keys the authentication and encryption %s: set %s", n, MinSecretKeyLen, path, how)
+	}
+}
+
+func onlySecret(k string, t ProxyType) string {
+	return fmt.Sprintf("only stcp, sudp, xtcp and xudp proxies take %s; remove it from this %s proxy", k, t)
+}
+
+func onlyDatagramProxy(t ProxyType) string {
+	return fmt.Sprintf("only udp, sudp and xudp proxies have an idle timeout; remove it from this %s proxy", t)
+}
+
+func onlyDatagramVisitor(t ProxyType) string {
+	return fmt.Sprintf("only sudp and xudp visitors have an idle timeout; remove it from this %s visitor", t)
+}
+
+func onlyP2PVisitor(k string, t ProxyType) string {
+	return fmt.Sprintf("only xtcp and xudp visitors take %s, since %s always goes through hops; remove it from this %s visitor", k, t, t)
+}
+
+func visitorTypeList() string {
+	var s []string
+	for _, t := range ProxyTypes {
+		if t.IsSecret() {
+			s = append(s, string(t))
+		}
+	}
+	return strings.Join(s, ", ")
 }
 
 func proxyTypeList() string {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -307,7 +308,7 @@ func TestValidateCodeBuilt(t *testing.T) {
 	cli.Proxies = []ProxyConfig{ssh, dup, udp}
 	cli.Transport.TLS.CertSHA256 = "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89"
 	checkErr(t, "", cli.Validate(), `transport.tls.certSHA256: "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89" is not normalized; write it as "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789" (lower case, no colons)`+"\n"+
-		"proxies[1].idleTimeout: only udp proxies have an idle timeout; remove it from this tcp proxy\n"+
+		"proxies[1].idleTimeout: only udp, sudp and xudp proxies have an idle timeout; remove it from this tcp proxy\n"+
 		`proxies[1].name: "ssh" is already the name of proxies[0]; proxy names must be unique`+"\n"+
 		"proxies[1].remotePort: tcp port 6000 is already used by proxies[0]; use another port, or 0 to let the server choose\n"+
 		`proxies[2].idleTimeout: 0s is not allowed; use a positive duration such as "10s" (how long a UDP peer may stay silent)`)
@@ -403,8 +404,9 @@ func TestMarshalRoundTrip(t *testing.T) {
 // examples write exactly the defaults except for the values they say are
 // not defaults (the token and the proxies).
 func TestConfFiles(t *testing.T) {
-	const token = "from-the-environment"
+	const token, secret = "from-the-environment", "secret-from-the-environment"
 	t.Setenv("HOP_TOKEN", token)
+	t.Setenv("HOP_SECRET", secret)
 	files, err := filepath.Glob("../../conf/*.toml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no conf files: %v", err)
@@ -456,7 +458,14 @@ func TestConfFiles(t *testing.T) {
 		ssh, dns := DefaultProxy(ProxyTCP), DefaultProxy(ProxyUDP)
 		ssh.Name, ssh.LocalPort, ssh.RemotePort = "ssh", 22, 6000
 		dns.Name, dns.LocalPort, dns.RemotePort = "dns", 53, 6001
-		want.Proxies = []ProxyConfig{ssh, dns}
+		sshP2P, dnsP2P := DefaultProxy(ProxyXTCP), DefaultProxy(ProxyXUDP)
+		sshP2P.Name, sshP2P.LocalPort, sshP2P.SecretKey = "ssh-p2p", 22, secret
+		dnsP2P.Name, dnsP2P.LocalPort, dnsP2P.SecretKey = "dns-p2p", 53, secret
+		want.Proxies = []ProxyConfig{ssh, dns, sshP2P, dnsP2P}
+		sshV, dnsV := DefaultVisitor(ProxyXTCP), DefaultVisitor(ProxyXUDP)
+		sshV.Name, sshV.ServerName, sshV.SecretKey, sshV.BindPort = "ssh-p2p-visitor", "ssh-p2p", secret, 6022
+		dnsV.Name, dnsV.ServerName, dnsV.SecretKey, dnsV.BindPort = "dns-p2p-visitor", "dns-p2p", secret, 6053
+		want.Visitors = []VisitorConfig{sshV, dnsV}
 		if !reflect.DeepEqual(*got, want) {
 			t.Errorf("hopc_full.toml differs from the defaults:\ngot  %+v\nwant %+v", *got, want)
 		}
@@ -464,6 +473,7 @@ func TestConfFiles(t *testing.T) {
 
 	// Every key of the full examples is written out, so that a new key
 	// cannot be forgotten there.
+	elem := regexp.MustCompile(`\[[0-9]+\]`)
 	for name, root := range map[string]reflect.Type{"hops_full.toml": reflect.TypeOf(rawServer{}), "hopc_full.toml": reflect.TypeOf(rawClient{})} {
 		data, err := os.ReadFile(filepath.Join("../../conf", name))
 		if err != nil {
@@ -473,17 +483,22 @@ func TestConfFiles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		written := make(map[string]bool)
+		for p := range ix.byPath {
+			written[elem.ReplaceAllString(p, "[]")] = true
+		}
 		for _, key := range leafKeys(root, "") {
-			if _, ok := ix.byPath[key]; !ok {
+			if !written[key] {
 				t.Errorf("%s: key %s is not documented", name, key)
 			}
 		}
 	}
 }
 
-// leafKeys lists the key paths of the raw shape t, with [1] for arrays of
-// tables (the second proxy of the full example is the udp one, which has
-// every proxy key) and without the allowPorts entries (written as []).
+// leafKeys lists the key paths of the raw shape t. The keys of the entries
+// of an array of tables are under name[], and each must be written in some
+// entry (no proxy type takes every proxy key). allowPorts and arrays of
+// strings are leaves.
 func leafKeys(t reflect.Type, prefix string) []string {
 	var keys []string
 	for _, k := range keysOf(t) {
@@ -492,10 +507,8 @@ func leafKeys(t reflect.Type, prefix string) []string {
 		switch {
 		case ft.Kind() == reflect.Struct:
 			keys = append(keys, leafKeys(ft, join(prefix, k))...)
-		case ft.Kind() == reflect.Slice && k == "allowPorts":
-			keys = append(keys, join(prefix, k))
-		case ft.Kind() == reflect.Slice:
-			keys = append(keys, leafKeys(deref(ft.Elem()), join(prefix, k)+"[1]")...)
+		case ft.Kind() == reflect.Slice && k != "allowPorts" && deref(ft.Elem()).Kind() == reflect.Struct:
+			keys = append(keys, leafKeys(deref(ft.Elem()), join(prefix, k)+"[]")...)
 		default:
 			keys = append(keys, join(prefix, k))
 		}

@@ -168,6 +168,8 @@ func describe(t reflect.Type) string {
 		return "an integer (no quotes)"
 	case t.Kind() == reflect.Struct:
 		return "a table"
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
+		return `an array of strings, e.g. ["a", "b"]`
 	case t.Kind() == reflect.Slice:
 		return "an array"
 	}
@@ -287,7 +289,16 @@ func unknownKey(root reflect.Type, key string, isTable bool) (msg, meant string)
 		if _, top := fieldByKey(root, seg); top && parent != "" && last {
 			return fmt.Sprintf("%s; %s is a top-level key, but keys below %s belong to that table: move it above the first [table] header", what, seg, header(parent)), seg
 		}
-		if s := elsewhere(root, "", seg); s != "" {
+		inElem := strings.HasSuffix(parent, "]")
+		if h, ok := entryHints[strings.TrimRight(parent, "[]0123456789")+"."+seg]; ok && inElem && last && !isTable {
+			if h.meant != "" {
+				meant = join(parent, h.meant)
+			}
+			return what + "; " + h.msg, meant
+		}
+		// A key of another table is a likely mistake for a key misplaced
+		// in a table, not for one inside an array element.
+		if s := elsewhere(root, "", seg); s != "" && !inElem {
 			return fmt.Sprintf("%s; did you mean %s?", what, s), s
 		}
 		if s := inArray(root, seg); s != "" {
@@ -300,6 +311,17 @@ func unknownKey(root reflect.Type, key string, isTable bool) (msg, meant string)
 		return fmt.Sprintf("%s; the keys %s are: %s", what, where, strings.Join(keysOf(t), ", ")), ""
 	}
 	return "unknown key; remove it", ""
+}
+
+// entryHints explain keys written in the wrong kind of array entry, by
+// "array.key": meant is the key of the same entry that was likely meant.
+var entryHints = map[string]struct{ msg, meant string }{
+	"visitors.localIP":    {"a visitor listens on this host at bindAddr and bindPort: write bindAddr (localIP belongs to [[proxies]])", "bindAddr"},
+	"visitors.localPort":  {"a visitor listens on this host at bindAddr and bindPort: write bindPort (localPort belongs to [[proxies]])", "bindPort"},
+	"visitors.remotePort": {"a visitor has no port on the server; it listens on this host at bindAddr and bindPort: write bindPort", "bindPort"},
+	"proxies.bindAddr":    {"bindAddr is a key of [[visitors]] entries; a proxy forwards to its local service at localIP and localPort", ""},
+	"proxies.bindPort":    {"bindPort is a key of [[visitors]] entries; a proxy forwards to its local service at localIP and localPort", ""},
+	"proxies.serverName":  {"serverName is a key of [[visitors]] entries, naming the proxy to visit; a proxy's own name is name", ""},
 }
 
 // header returns how the table at key path is written: "[transport.tls]",

@@ -21,10 +21,21 @@
 // variable NAME after decoding; "$${" writes a literal "${". An unset
 // variable is an error; a variable set to the empty string is not.
 //
+// Proxies and visitors: a [[proxies]] entry of type tcp or udp opens a
+// public port on the server. The secret types (stcp, sudp, xtcp, xudp)
+// have no public port; a [[visitors]] entry of another hopc, listening on
+// a local port and knowing the proxy's secretKey, reaches them. stcp and
+// sudp are relayed through hops; xtcp and xudp try a direct path first
+// (see [VisitorConfig] for its timeouts) and use the relay while there is
+// none. Keys that do not apply to an entry's type are errors, as are
+// secret types with a public remotePort. The server's [p2p] table
+// ([P2PConfig]) sets the STUN ports that xtcp and xudp rely on.
+//
 // Relative file paths (certFile, keyFile, trustedCaFile, log.to) are used as
 // written, that is relative to the working directory of the process.
 //
 // conf/ holds commented examples: hops.toml and hopc.toml are a minimal
 // working pair, hops_full.toml and hopc_full.toml list every key with its
-// default.
+// default, and hopc_xtcp_owner.toml and hopc_xtcp_visitor.toml are the two
+// sides of secret proxies (xtcp, xudp, stcp) for the server of hops.toml.
 package config

@@ -196,6 +196,13 @@ func (ix *index) pos(key string) (line, off int) {
 	return 0, -1
 }
 
+// has reports whether key is written in the document. ix may be nil
+// (then false).
+func (ix *index) has(key string) bool {
+	_, ok := ix.kind(key)
+	return ok
+}
+
 // kind returns the kind of the value written at key.
 func (ix *index) kind(key string) (unstable.Kind, bool) {
 	if ix == nil {

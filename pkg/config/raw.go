@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -13,9 +14,11 @@ import (
 // rawText so that a bare number does not abort decoding: it is reported,
 // with every other problem, when converting to the validated shape.
 //
-// Adding a proxy type: add its constant to ProxyTypes, its own keys to
-// rawProxy and ProxyConfig, and a case in (*conv).proxy and
-// ProxyConfig.validate that accepts them for that type only.
+// Adding a proxy type: add its constant to ProxyTypes (and to the
+// IsSecret/IsDatagram/IsP2P methods that describe it), its own keys to
+// rawProxy and ProxyConfig (and rawVisitor and VisitorConfig for a secret
+// type), and cases in (conv).proxy, (conv).visitor, ProxyConfig.validate
+// and VisitorConfig.validate that accept them for that type only.
 
 // rawText captures the text of any TOML scalar (string, integer, float,
 // boolean). The kind written is known from the index.
@@ -69,6 +72,17 @@ type rawServerTransport struct {
 	TCPKeepalive     rawTCPKeepalive `toml:"tcpKeepalive"`
 }
 
+type rawP2P struct {
+	StunAltPort   *int64   `toml:"stunAltPort"`
+	StunAltAddr   *string  `toml:"stunAltAddr"`
+	TallyInterval *rawText `toml:"tallyInterval"`
+}
+
+type rawWebServer struct {
+	Addr *string `toml:"addr"`
+	Port *int64  `toml:"port"`
+}
+
 type rawServer struct {
 	BindAddr            *string            `toml:"bindAddr"`
 	BindPort            *int64             `toml:"bindPort"`
@@ -81,6 +95,8 @@ type rawServer struct {
 	Heartbeat           rawHeartbeat       `toml:"heartbeat"`
 	Mux                 rawMux             `toml:"mux"`
 	Log                 rawLog             `toml:"log"`
+	P2P                 rawP2P             `toml:"p2p"`
+	WebServer           rawWebServer       `toml:"webServer"`
 }
 
 type rawClientTLS struct {
@@ -103,12 +119,28 @@ type rawReconnect struct {
 }
 
 type rawProxy struct {
-	Name        *string  `toml:"name"`
-	Type        *string  `toml:"type"`
-	LocalIP     *string  `toml:"localIP"`
-	LocalPort   *int64   `toml:"localPort"`
-	RemotePort  *int64   `toml:"remotePort"`
-	IdleTimeout *rawText `toml:"idleTimeout"` // udp
+	Name        *string   `toml:"name"`
+	Type        *string   `toml:"type"`
+	LocalIP     *string   `toml:"localIP"`
+	LocalPort   *int64    `toml:"localPort"`
+	RemotePort  *int64    `toml:"remotePort"`  // tcp, udp
+	IdleTimeout *rawText  `toml:"idleTimeout"` // udp, sudp, xudp
+	SecretKey   *string   `toml:"secretKey"`   // stcp, sudp, xtcp, xudp
+	AllowUsers  *[]string `toml:"allowUsers"`  // stcp, sudp, xtcp, xudp
+}
+
+type rawVisitor struct {
+	Name              *string  `toml:"name"`
+	Type              *string  `toml:"type"`
+	ServerName        *string  `toml:"serverName"`
+	SecretKey         *string  `toml:"secretKey"`
+	BindAddr          *string  `toml:"bindAddr"`
+	BindPort          *int64   `toml:"bindPort"`
+	IdleTimeout       *rawText `toml:"idleTimeout"`       // sudp, xudp
+	FallbackTimeout   *rawText `toml:"fallbackTimeout"`   // xtcp, xudp
+	KeepaliveInterval *rawText `toml:"keepaliveInterval"` // xtcp, xudp
+	KeepaliveTimeout  *rawText `toml:"keepaliveTimeout"`  // xtcp, xudp
+	RetryInterval     *rawText `toml:"retryInterval"`     // xtcp, xudp
 }
 
 type rawClient struct {
@@ -123,6 +155,7 @@ type rawClient struct {
 	Mux         rawMux             `toml:"mux"`
 	Log         rawLog             `toml:"log"`
 	Proxies     []rawProxy         `toml:"proxies"`
+	Visitors    []rawVisitor       `toml:"visitors"`
 }
 
 // conv copies the keys present in a raw shape over defaults, reporting the
@@ -220,6 +253,11 @@ func (c conv) server(v *rawServer) ServerConfig {
 	c.heartbeat(&cfg.Heartbeat, "heartbeat", v.Heartbeat)
 	c.mux(&cfg.Mux, "mux", v.Mux)
 	c.log(&cfg.Log, v.Log)
+	c.int(&cfg.P2P.StunAltPort, "p2p.stunAltPort", v.P2P.StunAltPort)
+	c.str(&cfg.P2P.StunAltAddr, v.P2P.StunAltAddr)
+	c.dur(&cfg.P2P.TallyInterval, "p2p.tallyInterval", v.P2P.TallyInterval)
+	c.str(&cfg.WebServer.Addr, v.WebServer.Addr)
+	c.int(&cfg.WebServer.Port, "webServer.port", v.WebServer.Port)
 	return cfg
 }
 
@@ -285,10 +323,16 @@ func (c conv) client(v *rawClient) ClientConfig {
 	for i, rp := range v.Proxies {
 		cfg.Proxies = append(cfg.Proxies, c.proxy("proxies["+strconv.Itoa(i)+"]", rp))
 	}
+	c.array("visitors", "write [[visitors]] (double brackets) once per visitor")
+	for i, rv := range v.Visitors {
+		cfg.Visitors = append(cfg.Visitors, c.visitor("visitors["+strconv.Itoa(i)+"]", rv))
+	}
 	return cfg
 }
 
 // proxy converts one [[proxies]] entry, applying the defaults of its type.
+// Keys that the type does not take are reported here, where their
+// presence is known: validate sees only values.
 func (c conv) proxy(key string, v rawProxy) ProxyConfig {
 	p := ProxyConfig{LocalIP: "127.0.0.1"}
 	if c.required(key+".name", v.Name != nil, `every proxy needs a unique name, e.g. name = "ssh"`) {
@@ -297,21 +341,27 @@ func (c conv) proxy(key string, v rawProxy) ProxyConfig {
 	if c.required(key+".type", v.Type != nil, fmt.Sprintf(`add type = "tcp" (one of: %s)`, proxyTypeList())) {
 		p.Type = ProxyType(*v.Type)
 	}
+	known := slices.Contains(ProxyTypes, p.Type)
 	c.str(&p.LocalIP, v.LocalIP)
 	if c.required(key+".localPort", v.LocalPort != nil, "add the port of the local service, e.g. localPort = 22") {
 		c.int(&p.LocalPort, key+".localPort", v.LocalPort)
 	}
-	if c.required(key+".remotePort", v.RemotePort != nil, "add the public port on the server, e.g. remotePort = 6000, or remotePort = 0 to let the server choose") {
+	// A secret proxy has no public port. remotePort = 0 is accepted there
+	// (validate rejects any other value): it is how the zero RemotePort of
+	// a secret proxy marshals, and marshaled configs must parse again.
+	if p.Type.IsSecret() {
+		c.int(&p.RemotePort, key+".remotePort", v.RemotePort)
+	} else if c.required(key+".remotePort", v.RemotePort != nil, "add the public port on the server, e.g. remotePort = 6000, or remotePort = 0 to let the server choose") {
 		c.int(&p.RemotePort, key+".remotePort", v.RemotePort)
 	}
 
-	switch p.Type {
-	case ProxyUDP:
+	switch {
+	case p.Type.IsDatagram():
 		p.IdleTimeout = Dur(DefaultUDPIdleTimeout)
 		c.dur(&p.IdleTimeout, key+".idleTimeout", v.IdleTimeout)
-	case ProxyTCP:
+	case known:
 		if v.IdleTimeout != nil {
-			c.r.add(key+".idleTimeout", "only udp proxies have an idle timeout; remove it from this tcp proxy")
+			c.r.add(key+".idleTimeout", "%s", onlyDatagramProxy(p.Type))
 		}
 	default:
 		// The type is missing or wrong, which is reported; still check
@@ -319,7 +369,82 @@ func (c conv) proxy(key string, v rawProxy) ProxyConfig {
 		var d Duration
 		c.dur(&d, key+".idleTimeout", v.IdleTimeout)
 	}
+
+	if known && !p.Type.IsSecret() {
+		if v.SecretKey != nil {
+			c.r.add(key+".secretKey", "%s", onlySecret("secretKey", p.Type))
+		}
+		if v.AllowUsers != nil {
+			c.r.add(key+".allowUsers", "%s", onlySecret("allowUsers", p.Type))
+		}
+		return p
+	}
+	c.str(&p.SecretKey, v.SecretKey)
+	if v.AllowUsers != nil && len(*v.AllowUsers) > 0 {
+		p.AllowUsers = *v.AllowUsers
+	}
 	return p
+}
+
+// visitor converts one [[visitors]] entry, applying the defaults of its
+// type. Keys that the type does not take are reported here.
+func (c conv) visitor(key string, v rawVisitor) VisitorConfig {
+	var t ProxyType
+	if v.Type != nil {
+		t = ProxyType(*v.Type)
+	}
+	vc := VisitorConfig{Type: t, BindAddr: "127.0.0.1"} // a wrong type is reported; it has no defaults
+	if t.IsSecret() {
+		vc = DefaultVisitor(t)
+	}
+	if c.required(key+".name", v.Name != nil, `every visitor needs a unique name, e.g. name = "ssh-visitor"`) {
+		vc.Name = *v.Name
+	}
+	c.required(key+".type", v.Type != nil, fmt.Sprintf(`add the type of the proxy visited, e.g. type = "xtcp" (one of: %s)`, visitorTypeList()))
+	if c.required(key+".serverName", v.ServerName != nil, `add the name of the proxy to visit on the other hopc, e.g. serverName = "ssh"`) {
+		vc.ServerName = *v.ServerName
+	}
+	c.str(&vc.SecretKey, v.SecretKey)
+	c.str(&vc.BindAddr, v.BindAddr)
+	if c.required(key+".bindPort", v.BindPort != nil, "add the local port to listen on, e.g. bindPort = 6000") {
+		c.int(&vc.BindPort, key+".bindPort", v.BindPort)
+	}
+
+	switch {
+	case t.IsSecret() && t.IsDatagram():
+		c.dur(&vc.IdleTimeout, key+".idleTimeout", v.IdleTimeout)
+	case t.IsSecret():
+		if v.IdleTimeout != nil {
+			c.r.add(key+".idleTimeout", "%s", onlyDatagramVisitor(t))
+		}
+	default:
+		var d Duration
+		c.dur(&d, key+".idleTimeout", v.IdleTimeout)
+	}
+	p2p := []struct {
+		name string
+		dst  *Duration
+		v    *rawText
+	}{
+		{"fallbackTimeout", &vc.FallbackTimeout, v.FallbackTimeout},
+		{"keepaliveInterval", &vc.KeepaliveInterval, v.KeepaliveInterval},
+		{"keepaliveTimeout", &vc.KeepaliveTimeout, v.KeepaliveTimeout},
+		{"retryInterval", &vc.RetryInterval, v.RetryInterval},
+	}
+	for _, f := range p2p {
+		switch {
+		case t.IsP2P():
+			c.dur(f.dst, key+"."+f.name, f.v)
+		case t.IsSecret():
+			if f.v != nil {
+				c.r.add(key+"."+f.name, "%s", onlyP2PVisitor(f.name, t))
+			}
+		default:
+			var d Duration
+			c.dur(&d, key+"."+f.name, f.v)
+		}
+	}
+	return vc
 }
 
 // required reports key as missing unless present; it returns present.

@@ -33,6 +33,38 @@ type ServerConfig struct {
 	Heartbeat HeartbeatConfig       `toml:"heartbeat"`
 	Mux       MuxConfig             `toml:"mux"`
 	Log       LogConfig             `toml:"log"`
+	P2P       P2PConfig             `toml:"p2p"`
+	WebServer WebServerConfig       `toml:"webServer"`
+}
+
+// P2PConfig is the [p2p] table: how hops helps two hopc reach each other
+// directly (xtcp, xudp). hops answers STUN Binding requests on UDP
+// bindAddr:bindPort, and on the alternate port and address below, which
+// let hopc tell how its NAT maps and filters.
+type P2PConfig struct {
+	// StunAltPort is a second UDP port answering STUN, for the RFC 5780
+	// mapping tests; 0 for none. 1..65535 otherwise, and not BindPort.
+	// Default 7001.
+	StunAltPort int `toml:"stunAltPort"`
+	// StunAltAddr is a second IP address of this host answering STUN on
+	// StunAltPort, for the RFC 5780 filtering tests; "" (the default) for
+	// none. An IP literal of the same family as BindAddr, which must then
+	// be a concrete IP address (not 0.0.0.0 or ::), so that replies can
+	// come from a chosen address.
+	StunAltAddr string `toml:"stunAltAddr"`
+	// TallyInterval is how often the table of P2P outcomes per pair of
+	// NAT types is logged; 0 never logs it. Default 10m.
+	TallyInterval Duration `toml:"tallyInterval"`
+}
+
+// WebServerConfig is the [webServer] table: the HTTP API of hops (the
+// name comes from frp). It has no authentication of its own.
+type WebServerConfig struct {
+	// Addr is the address the API listens on. Default "127.0.0.1".
+	Addr string `toml:"addr"`
+	// Port is the TCP port of the API, 1..65535 and not BindPort;
+	// 0 (the default) turns the API off.
+	Port int `toml:"port"`
 }
 
 // PortRange is one allowPorts entry: Start..End inclusive. In TOML it is
@@ -73,12 +105,26 @@ func DefaultServer() ServerConfig {
 		Heartbeat: defaultHeartbeat(),
 		Mux:       defaultMux(),
 		Log:       defaultLog(),
+		P2P: P2PConfig{
+			StunAltPort:   7001,
+			TallyInterval: Dur(10 * time.Minute),
+		},
+		WebServer: WebServerConfig{Addr: "127.0.0.1"},
 	}
 }
 
 // BindAddress returns BindAddr:BindPort, ready for net.Listen.
 func (c *ServerConfig) BindAddress() string {
 	return net.JoinHostPort(c.BindAddr, strconv.Itoa(c.BindPort))
+}
+
+// WebServerAddress returns WebServer.Addr:WebServer.Port, ready for
+// net.Listen, or "" when the web API is off (Port 0).
+func (c *ServerConfig) WebServerAddress() string {
+	if c.WebServer.Port == 0 {
+		return ""
+	}
+	return net.JoinHostPort(c.WebServer.Addr, strconv.Itoa(c.WebServer.Port))
 }
 
 // PortAllowed reports whether clients may use port as a remote port: it is
@@ -142,4 +188,54 @@ func (c *ServerConfig) validate(r *reporter) {
 	c.Heartbeat.validate(r, "heartbeat")
 	c.Mux.validate(r, "mux")
 	c.Log.validate(r, "log")
+	c.validateP2P(r)
+	c.validateWebServer(r)
+}
+
+func (c *ServerConfig) validateP2P(r *reporter) {
+	p := c.P2P
+	const port, addr = "p2p.stunAltPort", "p2p.stunAltAddr"
+	switch {
+	case p.StunAltPort < 0 || p.StunAltPort > 65535:
+		r.add(port, "%d is out of range; use 1-65535, or 0 for no alternate STUN port", p.StunAltPort)
+	case p.StunAltPort != 0 && p.StunAltPort == c.BindPort && r.ok("bindPort"):
+		def := ""
+		if r.ix != nil && !r.ix.has(port) {
+			def = " (the default)"
+		}
+		r.add(port, "%d%s is also bindPort, where hops already answers STUN; the alternate port must differ: set p2p.stunAltPort to another port, or 0 for none", p.StunAltPort, def)
+	}
+	if p.StunAltAddr != "" {
+		ip, bind := net.ParseIP(p.StunAltAddr), net.ParseIP(c.BindAddr)
+		const why = "the filtering tests (RFC 5780) tell the two addresses apart by which one answers, and a socket bound to every address cannot choose"
+		switch {
+		case ip == nil:
+			r.add(addr, `%q is not an IP address; write a second IP address of this host, e.g. "203.0.113.2" (host names are not accepted here), or "" for none`, p.StunAltAddr)
+		case ip.IsUnspecified():
+			r.add(addr, `%q is not a concrete address; write a second IP address of this host, e.g. "203.0.113.2", or "" for none`, p.StunAltAddr)
+		case p.StunAltPort == 0 && r.ok(port):
+			r.add(addr, "set, but p2p.stunAltPort is 0; hops answers on the alternate address from the alternate port: set p2p.stunAltPort (e.g. 7001), or remove stunAltAddr")
+		case !r.ok("bindAddr"):
+		case bind == nil:
+			r.add(addr, `needs bindAddr to be an IP address of this host, not the host name %q: %s; set bindAddr to the primary address, e.g. "203.0.113.1"`, c.BindAddr, why)
+		case bind.IsUnspecified():
+			r.add(addr, `needs bindAddr to be a concrete IP address of this host, not %q: %s; set bindAddr to the primary address, e.g. "203.0.113.1"`, c.BindAddr, why)
+		case (ip.To4() == nil) != (bind.To4() == nil):
+			r.add(addr, "%q and bindAddr %q are of different IP families; use a second address of the same family as bindAddr", p.StunAltAddr, c.BindAddr)
+		case ip.Equal(bind):
+			r.add(addr, "%q is bindAddr; use a second, different IP address of this host", p.StunAltAddr)
+		}
+	}
+	nonNegative(r, "p2p.tallyInterval", p.TallyInterval, `"0s" never logs the table`)
+}
+
+func (c *ServerConfig) validateWebServer(r *reporter) {
+	w := c.WebServer
+	checkHost(r, "webServer.addr", w.Addr, "webServer.port")
+	switch {
+	case w.Port < 0 || w.Port > 65535:
+		r.add("webServer.port", "%d is out of range; use 1-65535, or 0 to turn the web API off", w.Port)
+	case w.Port != 0 && w.Port == c.BindPort && r.ok("bindPort"):
+		r.add("webServer.port", "%d is also bindPort, where hopc clients connect; use another port, e.g. 7500, or 0 to turn the web API off", w.Port)
+	}
 }
