@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 )
 
 // Errors returned by this package.
@@ -189,6 +190,9 @@ func (s *Server) serve(slot int, conn *net.UDPConn) {
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
+			}
+			if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNREFUSED) {
+				continue // an ICMP error about an earlier response (Windows reports them)
 			}
 			s.stop(fmt.Errorf("stunserver: reading on %s: %w", s.h.addrs[slot], err))
 			return
