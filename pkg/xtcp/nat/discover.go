@@ -1,0 +1,333 @@
+package nat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+)
+
+// Errors returned by Discover.
+var (
+	// ErrNoResponse: the server did not answer the first Binding request
+	// after every try. Nothing could be learnt.
+	ErrNoResponse = errors.New("nat: no response from STUN server")
+	// ErrRefused: the server answered the first Binding request with an
+	// error response.
+	ErrRefused = errors.New("nat: STUN server refused the Binding request")
+	// ErrInvalidOptions matches every error of Options.Validate.
+	ErrInvalidOptions = errors.New("nat: invalid options")
+)
+
+// Default values of Options.
+const (
+	DefaultTries    = 3
+	DefaultInterval = 300 * time.Millisecond
+)
+
+// Options tune Discover. The zero value means the defaults.
+type Options struct {
+	// Tries is how many times each request is sent before the test counts
+	// as unanswered; 0 means DefaultTries.
+	Tries int
+	// Interval is how long to wait for an answer after each send; 0 means
+	// DefaultInterval. An unanswered test takes Tries×Interval.
+	Interval time.Duration
+}
+
+// Validate checks the options.
+func (o Options) Validate() error {
+	if o.Tries < 0 {
+		return fmt.Errorf("%w: Tries %d is negative", ErrInvalidOptions, o.Tries)
+	}
+	if o.Interval < 0 {
+		return fmt.Errorf("%w: Interval %v is negative", ErrInvalidOptions, o.Interval)
+	}
+	return nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.Tries == 0 {
+		o.Tries = DefaultTries
+	}
+	if o.Interval == 0 {
+		o.Interval = DefaultInterval
+	}
+	return o
+}
+
+// Discover finds the public address of conn and the behaviour of the NAT in
+// front of it by talking to the STUN server at server (an hop
+// stunserver or any RFC 5780 server). See the package doc for the tests and
+// their order.
+//
+// conn stays open and usable: Discover sends from it, reads from it on the
+// calling goroutine with read deadlines, and before returning clears the
+// read deadline (to none) and leaves nothing running on it. Meanwhile the
+// caller must not read from conn; datagrams that are not answers to
+// Discover's requests are read and dropped.
+//
+// When conn is bound to an unspecified address, Discover asks the kernel for
+// the source address it would use towards server (by connecting a second
+// UDP socket, which sends nothing); that lookup happens in the network
+// namespace of the calling thread.
+//
+// Discover fails with ErrNoResponse or ErrRefused when the first Binding
+// request gets no usable answer, with ctx's error when ctx ends first, and
+// with the error of conn when sending or reading fails. Any later test that
+// gets no answer only makes the report less complete.
+func Discover(ctx context.Context, conn net.PacketConn, server netip.AddrPort, opts Options) (_ *Report, err error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	server = netip.AddrPortFrom(server.Addr().Unmap(), server.Port())
+	if !server.Addr().IsValid() || server.Addr().IsUnspecified() || server.Port() == 0 {
+		return nil, fmt.Errorf("nat: invalid STUN server address %v", server)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	// Cancelling ctx interrupts a blocked read; the deferred function makes
+	// sure the callback has finished before the deadline is cleared.
+	interrupted := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		conn.SetReadDeadline(time.Now())
+		close(interrupted)
+	})
+	defer func() {
+		if !stop() {
+			<-interrupted
+		}
+		if derr := conn.SetReadDeadline(time.Time{}); derr != nil && err == nil {
+			err = fmt.Errorf("nat: clearing read deadline: %w", derr)
+		}
+	}()
+
+	d := &discovery{ctx: ctx, conn: conn, opts: opts, buf: make([]byte, 1500)}
+	return d.run(server)
+}
+
+// discovery is one run of Discover.
+type discovery struct {
+	ctx  context.Context
+	conn net.PacketConn
+	opts Options
+	buf  []byte
+}
+
+// outcome of one test.
+type outcome int
+
+const (
+	notRun       outcome = iota
+	answered             // success response from where it should come from
+	silent               // no answer after every try
+	refused              // error response
+	inconclusive         // success response from the wrong place
+)
+
+// result is one test's outcome with what was received.
+type result struct {
+	outcome outcome
+	resp    response
+	from    netip.AddrPort
+}
+
+func (d *discovery) run(server netip.AddrPort) (*Report, error) {
+	r := &Report{Server: server, LocalAddr: localAddr(d.conn, server)}
+
+	// Test I: Binding to the server as given.
+	first, err := d.transact(server, false, false)
+	if err != nil {
+		return nil, err
+	}
+	switch first.outcome {
+	case silent:
+		return nil, fmt.Errorf("%w: %v did not answer %d tries %v apart", ErrNoResponse, server, d.opts.Tries, d.opts.Interval)
+	case refused:
+		return nil, fmt.Errorf("%w: %v answered %d %q", ErrRefused, server, first.resp.code, first.resp.reason)
+	}
+	r.Mapped = first.resp.mapped
+	r.PortPreserved = r.Mapped.Port() == r.LocalAddr.Port()
+	r.Probes = append(r.Probes, Probe{To: server, Mapped: r.Mapped})
+	r.Other = resolveOther(server, first.resp)
+	altAddr := r.Other.IsValid() && r.Other.Addr() != server.Addr()
+	altPort := r.Other.IsValid() && r.Other.Port() != server.Port()
+
+	// Filtering first: until now only the server's primary endpoint has
+	// been sent to, so the NAT has no reason yet to let in packets from
+	// the alternate ones.
+	var ipTest, portTest result
+	if altAddr {
+		if ipTest, err = d.transact(server, true, altPort); err != nil {
+			return nil, err
+		}
+		if ipTest.outcome == answered && (ipTest.from.Addr() == server.Addr() || altPort && ipTest.from.Port() == server.Port()) {
+			ipTest.outcome = inconclusive
+		}
+	}
+	if altPort && ipTest.outcome != answered {
+		if portTest, err = d.transact(server, false, true); err != nil {
+			return nil, err
+		}
+		if portTest.outcome == answered && portTest.from.Port() == server.Port() {
+			portTest.outcome = inconclusive
+		}
+	}
+
+	// Mapping: the same socket towards each alternate endpoint.
+	var dests []netip.AddrPort
+	if altPort {
+		dests = append(dests, netip.AddrPortFrom(server.Addr(), r.Other.Port()))
+	}
+	if altAddr {
+		dests = append(dests, netip.AddrPortFrom(r.Other.Addr(), server.Port()))
+		if altPort {
+			dests = append(dests, r.Other)
+		}
+	}
+	for _, dst := range dests {
+		res, err := d.transact(dst, false, false)
+		if err != nil {
+			return nil, err
+		}
+		p := Probe{To: dst}
+		if res.outcome == answered {
+			p.Mapped = res.resp.mapped
+		}
+		r.Probes = append(r.Probes, p)
+	}
+
+	r.Mapping, r.MappingNote = classifyMapping(server, r.Other, first.resp.other.IsValid(), r.Probes)
+	r.Filtering, r.FilteringNote = classifyFiltering(server, r.Other, first.resp.other.IsValid(), ipTest, portTest, r.Probes)
+	r.Deltas = deltas(r.Probes)
+	return r, nil
+}
+
+// resolveOther turns the server's OTHER-ADDRESS into an endpoint this
+// client can send to. The server describes its sockets as it sees them:
+// an unspecified IP, or the IP it also gives as RESPONSE-ORIGIN (a server
+// behind a 1:1 NAT reports its private address), means the address the
+// request was sent to. It returns the zero AddrPort when there is no usable
+// alternate endpoint.
+func resolveOther(server netip.AddrPort, resp response) netip.AddrPort {
+	o := resp.other
+	if !o.IsValid() || o.Port() == 0 {
+		return netip.AddrPort{}
+	}
+	ip := o.Addr().Unmap()
+	if ip.IsUnspecified() || (resp.origin.IsValid() && ip == resp.origin.Addr().Unmap()) {
+		ip = server.Addr()
+	}
+	if ip.Is4() != server.Addr().Is4() {
+		return netip.AddrPort{} // another family than the socket can reach here
+	}
+	o = netip.AddrPortFrom(ip, o.Port())
+	if o == server {
+		return netip.AddrPort{}
+	}
+	return o
+}
+
+// transact sends a Binding request to dst, with CHANGE-REQUEST flags if
+// asked, up to Tries times, and waits Interval after each send for the
+// answer. A test that gets no answer is a result, not an error; errors
+// are ctx's or conn's.
+func (d *discovery) transact(dst netip.AddrPort, changeIP, changePort bool) (result, error) {
+	txid, req := newRequest(changeIP, changePort)
+	to := net.UDPAddrFromAddrPort(dst)
+	for range d.opts.Tries {
+		if err := d.expired(); err != nil {
+			return result{}, err
+		}
+		if _, err := d.conn.WriteTo(req, to); err != nil {
+			if cerr := d.expired(); cerr != nil {
+				return result{}, cerr
+			}
+			return result{}, fmt.Errorf("nat: sending to %v: %w", dst, err)
+		}
+		deadline := time.Now().Add(d.opts.Interval)
+		if dl, ok := d.ctx.Deadline(); ok && dl.Before(deadline) {
+			deadline = dl
+		}
+		if err := d.conn.SetReadDeadline(deadline); err != nil {
+			return result{}, fmt.Errorf("nat: setting read deadline: %w", err)
+		}
+		// Checked after setting the deadline: a cancellation from now on
+		// runs the AfterFunc, which sets the deadline to now.
+		if err := d.ctx.Err(); err != nil {
+			return result{}, err
+		}
+		for {
+			n, addr, err := d.conn.ReadFrom(d.buf)
+			if err != nil {
+				if cerr := d.expired(); cerr != nil {
+					return result{}, cerr
+				}
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					break // next try
+				}
+				if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
+					continue // an ICMP error reported on the socket (Windows does)
+				}
+				return result{}, fmt.Errorf("nat: reading: %w", err)
+			}
+			resp, err := parseResponse(d.buf[:n], txid)
+			if err != nil {
+				continue
+			}
+			res := result{outcome: answered, resp: resp, from: addrPort(addr)}
+			if !resp.success {
+				res.outcome = refused
+			}
+			return res, nil
+		}
+	}
+	return result{outcome: silent}, nil
+}
+
+// expired returns ctx's error, or context.DeadlineExceeded once ctx's
+// deadline has passed even if ctx has not noticed yet: a read deadline at
+// ctx's deadline can fire first.
+func (d *discovery) expired() error {
+	if err := d.ctx.Err(); err != nil {
+		return err
+	}
+	if dl, ok := d.ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// addrPort converts the source of a datagram.
+func addrPort(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
+	if u, ok := a.(*net.UDPAddr); ok {
+		ap = u.AddrPort()
+	} else if a != nil {
+		ap, _ = netip.ParseAddrPort(a.String())
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// localAddr returns conn's local address, with the source address the
+// kernel would use towards server in place of an unspecified one.
+func localAddr(conn net.PacketConn, server netip.AddrPort) netip.AddrPort {
+	la := addrPort(conn.LocalAddr())
+	if !la.Addr().IsUnspecified() && la.Addr().IsValid() {
+		return la
+	}
+	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(server))
+	if err != nil {
+		return la
+	}
+	defer c.Close()
+	src := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	return netip.AddrPortFrom(src, la.Port())
+}

@@ -1,0 +1,64 @@
+// Package nat discovers, from one UDP socket, the public address of that
+// socket and how the NAT in front of it behaves (RFC 4787 terms, RFC 5780
+// tests), by talking to a STUN server such as hops' (package stunserver).
+// It is what "hopc nat" prints and what P2P uses to pick candidates.
+//
+// # Tests
+//
+// Discover runs, from the caller's socket, in this order:
+//
+//  1. A Binding request to the server: the public (mapped) address, and
+//     whether the NAT kept the local port. The answer also gives the
+//     server's OTHER-ADDRESS, its alternate endpoint. Without an answer
+//     Discover fails.
+//  2. Filtering (§4.4), before anything is sent to the alternate endpoints
+//     so that the NAT has no reason yet to let them in: a Binding request
+//     to the server with CHANGE-REQUEST "change IP and port" (only if the
+//     alternate endpoint has another IP); if it is answered from there the
+//     filtering is endpoint-independent. Otherwise "change port" (only if
+//     it has another port): answered means address-dependent, silence
+//     address-and-port-dependent.
+//  3. Mapping (§4.3): Binding requests to the server's address with the
+//     alternate port, to the alternate address with the server's port,
+//     and to the alternate endpoint, those that exist. The same public
+//     endpoint everywhere means endpoint-independent mapping; a new one
+//     only when the address changes, address-dependent; a new one when
+//     only the port changes, address-and-port-dependent. The public ports
+//     in order give Report.Deltas.
+//
+// Every request is sent up to Options.Tries times, Options.Interval apart.
+// A silent filtering test counts only if the endpoint that should have
+// answered answered a plain request in step 3; otherwise the filtering is
+// Unknown. Responses are matched by transaction ID; one that answers a
+// CHANGE-REQUEST from the address and port it was sent to proves nothing.
+//
+// Only what could be tested is claimed, and the Report's notes say what
+// was not:
+//
+//   - A server without OTHER-ADDRESS: mapping and filtering Unknown.
+//   - A server with an alternate port but no alternate address (hops
+//     without AltAddr): a mapping that stays the same across ports is
+//     reported EndpointIndependent with a note (an address-dependent NAT
+//     would look the same, and such NATs are rare); a filtering that lets
+//     the other port in is reported AddressDependent with a note (it could
+//     also be endpoint-independent, which cannot be told apart without a
+//     second address). The first is the likely reading, the second the
+//     safe one for P2P: it only means sending first.
+//   - Where a test could not separate address-dependent from
+//     address-and-port-dependent, the stricter is reported, with a note.
+//
+// The filtering result depends on what the socket sent recently: a socket
+// that talked to the server's alternate endpoints less than a NAT timeout
+// ago has opened the way for them. Run Discover on a fresh socket, or wait.
+//
+// # OTHER-ADDRESS
+//
+// The server describes its alternate endpoint as it sees itself. An
+// unspecified IP, or the IP it also gives as RESPONSE-ORIGIN (as a server
+// behind a 1:1 NAT reports its private address), is read as "the address
+// you sent the request to"; any other IP is used as is. hop's stunserver
+// sends the alternate port with the request's destination IP when it has no
+// alternate address, and the alternate address and port when it has one.
+//
+// No STUN server address is built in: the caller always names the server.
+package nat
