@@ -106,7 +106,7 @@ func TestReplayWindow(t *testing.T) {
 	if !accept(1000) || accept(1000) || !accept(999) || accept(999) {
 		t.Fatal("basic")
 	}
-	if !accept(1000+replayWindowSize*3) {
+	if !accept(1000 + replayWindowSize*3) {
 		t.Fatal("jump")
 	}
 	if accept(1001) {

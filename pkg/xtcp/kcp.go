@@ -1,0 +1,332 @@
+package xtcp
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/yamux"
+	kcp "github.com/xtaci/kcp-go/v5"
+)
+
+// Session is an xtcp session: yamux streams over KCP over one punched UDP
+// path, with the path's keepalive. The visitor is the yamux client; either
+// side may open streams.
+//
+// A Session owns its socket: Close (or the session's death) closes it.
+type Session struct {
+	path *path
+	kcp  *kcp.UDPSession
+	rc   *readTracker
+	y    *yamux.Session
+	cfg  SessionConfig
+	log  *slog.Logger
+
+	done      chan struct{}
+	closeOnce sync.Once
+	mu        sync.Mutex
+	cause     error
+	wg        sync.WaitGroup
+}
+
+// DialKCP starts the visitor's end of an xtcp session with the peer at
+// remote (PunchResult.Remote) over conn, the socket Punch used. key is the
+// secret key and session the punch's session ID; both must be the owner's.
+//
+// On success the Session owns conn; on error conn is untouched and still
+// the caller's. KCP needs no handshake, so DialKCP returns at once.
+func DialKCP(conn *net.UDPConn, remote netip.AddrPort, key []byte, session SessionID, cfg SessionConfig) (*Session, error) {
+	return newSession(conn, remote, key, session, RoleVisitor, cfg)
+}
+
+// AcceptKCP starts the owner's end of an xtcp session; see DialKCP. It
+// returns at once: the visitor's streams arrive through Session.Accept.
+// Only packets from remote that authenticate reach KCP.
+func AcceptKCP(conn *net.UDPConn, remote netip.AddrPort, key []byte, session SessionID, cfg SessionConfig) (*Session, error) {
+	return newSession(conn, remote, key, session, RoleOwner, cfg)
+}
+
+func newSession(conn *net.UDPConn, remote netip.AddrPort, key []byte, session SessionID, role Role, cfg SessionConfig) (*Session, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	p, err := newPath(conn, remote, key, session, role, kindKCP, cfg.path())
+	if err != nil {
+		return nil, err
+	}
+	// Both ends derive the same conversation ID; KCP drops other ones.
+	conv := binary.BigEndian.Uint32(deriveKey(key, session, infoKCPConv, 4))
+	pc := &kcpPacketConn{p: p, raddr: net.UDPAddrFromAddrPort(p.remote)}
+	// ownConn=false: kcp-go must never close the socket; the Session does.
+	ks, err := kcp.NewConn4(conv, pc.raddr, nil, 0, 0, false, pc)
+	if err != nil {
+		return nil, fmt.Errorf("xtcp: kcp: %w", err)
+	}
+	kc := cfg.KCP
+	ks.SetNoDelay(b2i(kc.NoDelay), int(kc.Interval/time.Millisecond), kc.FastResend, b2i(!kc.CongestionControl))
+	ks.SetWindowSize(kc.SendWindow, kc.RecvWindow)
+	ks.SetMtu(kc.MTU)
+	ks.SetStreamMode(kc.StreamMode)
+	ks.SetACKNoDelay(kc.AckNoDelay)
+	ks.SetWriteDelay(false)
+
+	rc := &readTracker{UDPSession: ks, start: time.Now()}
+	ycfg := yamux.DefaultConfig()
+	ycfg.AcceptBacklog = cfg.AcceptBacklog
+	ycfg.EnableKeepAlive = false // Session.stallCheck pings
+	// A ping waits this long for its answer; frame writes too.
+	ycfg.ConnectionWriteTimeout = cfg.KeepaliveTimeout
+	ycfg.MaxStreamWindowSize = cfg.MaxStreamWindow
+	ycfg.StreamOpenTimeout = 0 // the path keepalive finds dead peers
+	ycfg.LogOutput = nil
+	ycfg.Logger = yamuxLogger{cfg.Logger}
+	mk := yamux.Client
+	if role == RoleOwner {
+		mk = yamux.Server
+	}
+	y, err := mk(rc, ycfg)
+	if err != nil {
+		ks.Close()
+		return nil, fmt.Errorf("xtcp: yamux: %w", err)
+	}
+	s := &Session{path: p, kcp: ks, rc: rc, y: y, cfg: cfg, log: p.log, done: make(chan struct{})}
+	p.run()
+	s.wg.Add(2)
+	go s.watch()
+	go s.stallCheck()
+	s.log.Info("xtcp session started", "session", session)
+	return s, nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Open opens a stream to the peer.
+func (s *Session) Open() (net.Conn, error) {
+	st, err := s.y.OpenStream()
+	if err != nil {
+		return nil, s.streamErr(err)
+	}
+	return st, nil
+}
+
+// Accept waits for the next stream the peer opens.
+func (s *Session) Accept() (net.Conn, error) {
+	st, err := s.y.AcceptStream()
+	if err != nil {
+		return nil, s.streamErr(err)
+	}
+	return st, nil
+}
+
+// streamErr turns yamux's "session shutdown" into the session's cause.
+func (s *Session) streamErr(err error) error {
+	if errors.Is(err, yamux.ErrSessionShutdown) {
+		<-s.done
+		return s.Err()
+	}
+	return err
+}
+
+// Close closes the session and its socket, tells the peer (best effort:
+// two Close packets) and waits for the session's goroutines. Streams are
+// cut; bytes KCP has not delivered yet are lost, so close streams and wait
+// for the peer's answer first where that matters. Close is safe to call
+// more than once; it returns nil.
+func (s *Session) Close() error {
+	s.shutdown(ErrClosed)
+	s.wg.Wait()
+	s.path.wait()
+	return nil
+}
+
+// Done is closed when the session has ended.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err returns why the session ended (ErrClosed, ErrPeerClosed, an error
+// wrapping ErrPathDead, ...), or nil while it runs.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cause
+}
+
+// Remote returns the peer's address on the path.
+func (s *Session) Remote() netip.AddrPort { return s.path.remote }
+
+// Stats returns the path's counters.
+func (s *Session) Stats() PathStats { return s.path.stats() }
+
+// NumStreams returns the number of open streams.
+func (s *Session) NumStreams() int { return s.y.NumStreams() }
+
+// shutdown ends the session with cause if it is the first.
+func (s *Session) shutdown(cause error) {
+	s.closeOnce.Do(func() {
+		if pc := s.path.err(); pc != nil {
+			cause = pc // the path died first: that is the story
+		}
+		s.mu.Lock()
+		s.cause = cause
+		s.mu.Unlock()
+		if errors.Is(cause, ErrClosed) {
+			s.path.close() // tells the peer
+		} else {
+			s.path.fail(cause)
+		}
+		s.y.Close() // closes the KCP session too
+		s.kcp.Close()
+		close(s.done)
+		s.log.Info("xtcp session ended", "cause", cause)
+	})
+}
+
+// watch ends the session when the path or yamux does.
+func (s *Session) watch() {
+	defer s.wg.Done()
+	select {
+	case <-s.path.done:
+		s.shutdown(s.path.err())
+	case <-s.y.CloseChan():
+		s.shutdown(s.rc.cause())
+	case <-s.done:
+	}
+}
+
+// stallCheck pings through yamux, KCP and the path. The path keepalive
+// alone would miss KCP stalling while small control packets still pass
+// (an MTU black hole, for one). A ping that goes unanswered while bytes
+// keep arriving through KCP is late behind bulk data, not lost.
+func (s *Session) stallCheck() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.KeepaliveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.done:
+			return
+		}
+		start := time.Now()
+		_, err := s.y.Ping()
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, yamux.ErrTimeout) {
+			return // shut down
+		}
+		if quiet := s.rc.quiet(); quiet < s.cfg.KeepaliveTimeout {
+			continue
+		}
+		if s.path.silence() >= s.cfg.KeepaliveInterval {
+			continue // the path keepalive will tell the story
+		}
+		s.shutdown(fmt.Errorf("%w: keepalives pass but KCP delivers nothing: no answer to a ping within %v (MTU black hole?)",
+			ErrPathDead, time.Since(start).Round(time.Millisecond)))
+		return
+	}
+}
+
+// readTracker is the KCP session as yamux sees it, noting when bytes last
+// arrived.
+type readTracker struct {
+	*kcp.UDPSession
+	start time.Time
+	last  atomic.Int64 // ns since start
+	errMu sync.Mutex
+	err   error // first read or write error
+}
+
+func (r *readTracker) Read(b []byte) (int, error) {
+	n, err := r.UDPSession.Read(b)
+	if n > 0 {
+		r.last.Store(int64(time.Since(r.start)))
+	}
+	if err != nil {
+		r.setErr("read", err)
+	}
+	return n, err
+}
+
+func (r *readTracker) Write(b []byte) (int, error) {
+	n, err := r.UDPSession.Write(b)
+	if err != nil {
+		r.setErr("write", err)
+	}
+	return n, err
+}
+
+func (r *readTracker) setErr(op string, err error) {
+	r.errMu.Lock()
+	if r.err == nil {
+		r.err = fmt.Errorf("xtcp: kcp %s: %w", op, err)
+	}
+	r.errMu.Unlock()
+}
+
+// cause says why yamux stopped, as far as the KCP session knows.
+func (r *readTracker) cause() error {
+	r.errMu.Lock()
+	defer r.errMu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	return errors.New("xtcp: yamux session ended (protocol error or write timeout)")
+}
+
+func (r *readTracker) quiet() time.Duration {
+	return time.Since(r.start) - time.Duration(r.last.Load())
+}
+
+// kcpPacketConn is the net.PacketConn kcp-go runs on: it reads and writes
+// through the path, so KCP sees only authentic packets from the peer, and
+// every packet it sends is sealed.
+type kcpPacketConn struct {
+	p     *path
+	raddr *net.UDPAddr
+}
+
+func (c *kcpPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	pt, err := c.p.readData(b)
+	if err != nil {
+		return 0, nil, err
+	}
+	return copy(b, pt), c.raddr, nil
+}
+
+func (c *kcpPacketConn) WriteTo(b []byte, _ net.Addr) (int, error) {
+	if err := c.p.writeData(b); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// Close does nothing: the Session closes the socket.
+func (c *kcpPacketConn) Close() error                     { return nil }
+func (c *kcpPacketConn) LocalAddr() net.Addr              { return c.p.conn.LocalAddr() }
+func (c *kcpPacketConn) SetDeadline(time.Time) error      { return nil }
+func (c *kcpPacketConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *kcpPacketConn) SetWriteDeadline(time.Time) error { return nil }
+
+var _ net.PacketConn = (*kcpPacketConn)(nil)
+var _ io.ReadWriteCloser = (*readTracker)(nil)
+
+type yamuxLogger struct{ l *slog.Logger }
+
+func (y yamuxLogger) Print(v ...any) { y.l.Debug(fmt.Sprint(v...), "component", "yamux") }
+func (y yamuxLogger) Printf(format string, v ...any) {
+	y.l.Debug(fmt.Sprintf(format, v...), "component", "yamux")
+}
+func (y yamuxLogger) Println(v ...any) { y.l.Debug(fmt.Sprint(v...), "component", "yamux") }
