@@ -454,7 +454,7 @@ func (v VisitorConfig) validate(r *reporter, key string) {
 	switch {
 	case v.Type.IsSecret():
 	case v.Type == ProxyTCP || v.Type == ProxyUDP:
-		r.add(key+".type", "%q is not a visitor type: %s proxies are reached on their public remotePort and need no visitor; visitors reach the secret types, so use one of %s on both sides", v.Type, v.Type, visitorTypeList())
+		r.add(key+".type", "%q is not a visitor type: %s proxies are reached on the server's public remotePort and need no visitor; visitors are for the secret types: use one of %s, the type of the proxy visited", v.Type, v.Type, visitorTypeList())
 	default:
 		r.add(key+".type", "%q is not a visitor type; use one of: %s (the type of the proxy visited)", v.Type, visitorTypeList())
 	}
@@ -507,11 +507,9 @@ func checkSecretKey(r *reporter, key, secret string, t ProxyType, section string
 	if t.IsP2P() {
 		path = "of the P2P path"
 	}
-	how := `secretKey = "${HOP_SECRET}" with a long random HOP_SECRET exported`
+	how := `secretKey = "${HOP_SECRET}" with a long random HOP_SECRET exported (the same key in every visitor of this proxy)`
 	if section == "visitors" {
-		how += ", the same as the secretKey of the proxy visited"
-	} else {
-		how += ", and the same in every visitor of this proxy"
+		how = `secretKey = "${HOP_SECRET}" with HOP_SECRET exported (the same key as the proxy visited)`
 	}
 	switch n := utf8.RuneCountInString(secret); {
 	case n == 0:

@@ -107,8 +107,17 @@ func TestServerDefaults(t *testing.T) {
 		want.Transport != (ServerTransportConfig{HandshakeTimeout: d("10s"), TCPKeepalive: TCPKeepaliveConfig{d("15s"), d("5s"), 3}}) ||
 		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s")}) ||
 		want.Mux != (MuxConfig{d("15s"), d("10s"), 262144}) ||
-		want.Log != (LogConfig{"info", "stderr"}) {
+		want.Log != (LogConfig{"info", "stderr"}) ||
+		want.P2P != (P2PConfig{StunAltPort: 7001, StunAltAddr: "", TallyInterval: d("10m")}) ||
+		want.WebServer != (WebServerConfig{Addr: "127.0.0.1", Port: 0}) {
 		t.Errorf("DefaultServer() = %+v, differs from the documented defaults", want)
+	}
+	if a := want.WebServerAddress(); a != "" {
+		t.Errorf("WebServerAddress() = %q with the web API off, want \"\"", a)
+	}
+	want.WebServer.Port = 7500
+	if a := want.WebServerAddress(); a != "127.0.0.1:7500" {
+		t.Errorf("WebServerAddress() = %q, want 127.0.0.1:7500", a)
 	}
 }
 
@@ -127,7 +136,7 @@ func TestClientDefaults(t *testing.T) {
 		want.Reconnect != (ReconnectConfig{d("1s"), d("30s"), d("60s")}) ||
 		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s")}) ||
 		want.Mux != (MuxConfig{d("15s"), d("10s"), 262144}) ||
-		want.Log != (LogConfig{"info", "stderr"}) || want.Proxies != nil {
+		want.Log != (LogConfig{"info", "stderr"}) || want.Proxies != nil || want.Visitors != nil {
 		t.Errorf("DefaultClient() = %+v, differs from the documented defaults", want)
 	}
 }
@@ -208,6 +217,166 @@ remotePort = 6000
 	b.Name, b.LocalPort, b.RemotePort = "b", 54, 6002
 	if !reflect.DeepEqual(b, want[1]) {
 		t.Errorf("DefaultProxy(udp) = %+v, want the defaults a file gets", b)
+	}
+}
+
+func TestSecretProxyDefaultsPerElement(t *testing.T) {
+	cfg, err := ParseClient("hopc.toml", []byte(tokenLine+`
+[[proxies]]
+name = "db"
+type = "stcp"
+localPort = 5432
+secretKey = "0123456789"
+allowUsers = ["laptop", "*"]
+[[proxies]]
+name = "syslog"
+type = "sudp"
+localPort = 514
+secretKey = "0123456789"
+[[proxies]]
+name = "ssh"
+type = "xtcp"
+localPort = 22
+remotePort = 0
+secretKey = "0123456789"
+allowUsers = []
+[[proxies]]
+name = "game"
+type = "xudp"
+localIP = "10.0.0.2"
+localPort = 27015
+secretKey = "0123456789"
+idleTimeout = "2m"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "0123456789"
+	want := []ProxyConfig{
+		{Name: "db", Type: ProxySTCP, LocalIP: "127.0.0.1", LocalPort: 5432, SecretKey: key, AllowUsers: []string{"laptop", "*"}},
+		{Name: "syslog", Type: ProxySUDP, LocalIP: "127.0.0.1", LocalPort: 514, SecretKey: key, IdleTimeout: d("60s")},
+		{Name: "ssh", Type: ProxyXTCP, LocalIP: "127.0.0.1", LocalPort: 22, SecretKey: key}, // allowUsers = [] is nil
+		{Name: "game", Type: ProxyXUDP, LocalIP: "10.0.0.2", LocalPort: 27015, SecretKey: key, IdleTimeout: d("2m")},
+	}
+	if !reflect.DeepEqual(cfg.Proxies, want) {
+		t.Errorf("got  %+v\nwant %+v", cfg.Proxies, want)
+	}
+	for i, typ := range []ProxyType{ProxySTCP, ProxySUDP, ProxyXTCP} {
+		p := DefaultProxy(typ)
+		p.Name, p.LocalPort, p.SecretKey, p.AllowUsers = want[i].Name, want[i].LocalPort, key, want[i].AllowUsers
+		if !reflect.DeepEqual(p, want[i]) {
+			t.Errorf("DefaultProxy(%s) = %+v, want the defaults a file gets %+v", typ, p, want[i])
+		}
+	}
+}
+
+func TestVisitorDefaultsPerElement(t *testing.T) {
+	cfg, err := ParseClient("hopc.toml", []byte(tokenLine+`
+[[visitors]]
+name = "db"
+type = "stcp"
+serverName = "db"
+secretKey = "0123456789"
+bindPort = 15432
+[[visitors]]
+name = "syslog"
+type = "sudp"
+serverName = "syslog"
+secretKey = "0123456789"
+bindAddr = "0.0.0.0"
+bindPort = 514
+[[visitors]]
+name = "ssh"
+type = "xtcp"
+serverName = "ssh"
+secretKey = "0123456789"
+bindPort = 2222
+keepaliveInterval = "5s"
+[[visitors]]
+name = "game"
+type = "xudp"
+serverName = "game"
+secretKey = "0123456789"
+bindPort = 27015
+idleTimeout = "5m"
+fallbackTimeout = "0.5s"
+keepaliveTimeout = "1m"
+retryInterval = "2m"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "0123456789"
+	want := []VisitorConfig{
+		{Name: "db", Type: ProxySTCP, ServerName: "db", SecretKey: key, BindAddr: "127.0.0.1", BindPort: 15432},
+		{Name: "syslog", Type: ProxySUDP, ServerName: "syslog", SecretKey: key, BindAddr: "0.0.0.0", BindPort: 514, IdleTimeout: d("60s")},
+		{Name: "ssh", Type: ProxyXTCP, ServerName: "ssh", SecretKey: key, BindAddr: "127.0.0.1", BindPort: 2222,
+			FallbackTimeout: d("1.5s"), KeepaliveInterval: d("5s"), KeepaliveTimeout: d("30s"), RetryInterval: d("30s")},
+		{Name: "game", Type: ProxyXUDP, ServerName: "game", SecretKey: key, BindAddr: "127.0.0.1", BindPort: 27015, IdleTimeout: d("5m"),
+			FallbackTimeout: d("500ms"), KeepaliveInterval: d("10s"), KeepaliveTimeout: d("1m"), RetryInterval: d("2m")},
+	}
+	if !reflect.DeepEqual(cfg.Visitors, want) {
+		t.Errorf("got  %+v\nwant %+v", cfg.Visitors, want)
+	}
+	for _, w := range want[:2] {
+		v := DefaultVisitor(w.Type)
+		v.Name, v.ServerName, v.SecretKey, v.BindAddr, v.BindPort = w.Name, w.ServerName, key, w.BindAddr, w.BindPort
+		if !reflect.DeepEqual(v, w) {
+			t.Errorf("DefaultVisitor(%s) = %+v, want the defaults a file gets %+v", w.Type, v, w)
+		}
+	}
+	if v := DefaultVisitor(ProxyXTCP); v.FallbackTimeout != d("1.5s") || v.KeepaliveInterval != d("10s") ||
+		v.KeepaliveTimeout != d("30s") || v.RetryInterval != d("30s") || v.IdleTimeout.Duration != 0 {
+		t.Errorf("DefaultVisitor(xtcp) = %+v, differs from the documented defaults", v)
+	}
+	if v := DefaultVisitor(ProxyXUDP); v.IdleTimeout != d("60s") || v.FallbackTimeout != d("1.5s") {
+		t.Errorf("DefaultVisitor(xudp) = %+v, differs from the documented defaults", v)
+	}
+}
+
+func TestProxyTypeClasses(t *testing.T) {
+	for _, c := range []struct {
+		t                     ProxyType
+		secret, datagram, p2p bool
+	}{
+		{ProxyTCP, false, false, false},
+		{ProxyUDP, false, true, false},
+		{ProxySTCP, true, false, false},
+		{ProxySUDP, true, true, false},
+		{ProxyXTCP, true, false, true},
+		{ProxyXUDP, true, true, true},
+		{"", false, false, false},
+		{"XTCP", false, false, false},
+	} {
+		if c.t.IsSecret() != c.secret || c.t.IsDatagram() != c.datagram || c.t.IsP2P() != c.p2p {
+			t.Errorf("%q: IsSecret, IsDatagram, IsP2P = %v, %v, %v; want %v, %v, %v",
+				c.t, c.t.IsSecret(), c.t.IsDatagram(), c.t.IsP2P(), c.secret, c.datagram, c.p2p)
+		}
+	}
+	if len(ProxyTypes) != 6 {
+		t.Errorf("ProxyTypes = %v", ProxyTypes)
+	}
+}
+
+func TestAllowsUser(t *testing.T) {
+	for _, c := range []struct {
+		allow []string
+		id    string
+		want  bool
+	}{
+		{nil, "laptop", true},
+		{nil, "", true},
+		{[]string{"*"}, "anyone", true},
+		{[]string{"laptop", "ci"}, "ci", true},
+		{[]string{"laptop", "ci"}, "phone", false},
+		{[]string{"laptop"}, "", false},
+		{[]string{"laptop"}, "Laptop", false},
+		{[]string{"laptop", "*"}, "phone", true},
+	} {
+		p := ProxyConfig{AllowUsers: c.allow}
+		if got := p.AllowsUser(c.id); got != c.want {
+			t.Errorf("AllowUsers %q: AllowsUser(%q) = %v, want %v", c.allow, c.id, got, c.want)
+		}
 	}
 }
 
@@ -312,6 +481,46 @@ func TestValidateCodeBuilt(t *testing.T) {
 		`proxies[1].name: "ssh" is already the name of proxies[0]; proxy names must be unique`+"\n"+
 		"proxies[1].remotePort: tcp port 6000 is already used by proxies[0]; use another port, or 0 to let the server choose\n"+
 		`proxies[2].idleTimeout: 0s is not allowed; use a positive duration such as "10s" (how long a UDP peer may stay silent)`)
+
+	// Validate sees values only: a secret proxy's zero RemotePort is
+	// "absent", and keys for other types are checked by value.
+	cli = DefaultClient()
+	cli.Auth.Token = "t"
+	xtcp := DefaultProxy(ProxyXTCP)
+	xtcp.Name, xtcp.LocalPort, xtcp.SecretKey = "ssh", 22, "0123456789"
+	v := DefaultVisitor(ProxyXTCP)
+	v.Name, v.ServerName, v.SecretKey, v.BindPort = "ssh-visitor", "ssh", "0123456789", 2222
+	cli.Proxies, cli.Visitors = []ProxyConfig{xtcp}, []VisitorConfig{v}
+	if err := cli.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tcp := DefaultProxy(ProxyTCP)
+	tcp.Name, tcp.LocalPort, tcp.SecretKey, tcp.AllowUsers = "web", 80, "0123456789", []string{"a"}
+	xtcp.RemotePort, xtcp.SecretKey, xtcp.AllowUsers = 6000, "", []string{"bad id"}
+	stcp := DefaultVisitor(ProxySTCP)
+	stcp.Name, stcp.ServerName, stcp.SecretKey, stcp.BindPort = "ssh", "db", "0123456789", 2222
+	stcp.FallbackTimeout, stcp.IdleTimeout = d("1s"), d("1s")
+	v.KeepaliveTimeout = d("10s")
+	cli.Proxies, cli.Visitors = []ProxyConfig{tcp, xtcp}, []VisitorConfig{v, stcp}
+	checkErr(t, "", cli.Validate(), "proxies[0].secretKey: only stcp, sudp, xtcp and xudp proxies take secretKey; remove it from this tcp proxy\n"+
+		"proxies[0].allowUsers: only stcp, sudp, xtcp and xudp proxies take allowUsers; remove it from this tcp proxy\n"+
+		"proxies[1].remotePort: xtcp proxies have no public port on the server; visitors reach them through [[visitors]] entries on another hopc: remove remotePort\n"+
+		`proxies[1].secretKey: missing or empty; it keys the authentication and encryption of the P2P path: set secretKey = "${HOP_SECRET}" with a long random HOP_SECRET exported (the same key in every visitor of this proxy)`+"\n"+
+		`proxies[1].allowUsers[0]: "bad id" is not a valid client ID; use 1-64 of A-Z a-z 0-9 . _ - (the clientID of a visiting hopc), or "*" for any visitor that knows the secretKey`+"\n"+
+		`visitors[0].keepaliveTimeout: 10s is not longer than keepaliveInterval (10s), so a healthy direct path would be declared dead between two keepalives; set keepaliveTimeout to at least 3× the interval ("30s") or shorten keepaliveInterval`+"\n"+
+		"visitors[1].idleTimeout: only sudp and xudp visitors have an idle timeout; remove it from this stcp visitor\n"+
+		"visitors[1].fallbackTimeout: only xtcp and xudp visitors take fallbackTimeout, since stcp always goes through hops; remove it from this stcp visitor\n"+
+		`visitors[1].name: "ssh" is already the name of proxies[1]; names must be unique among proxies and visitors, so that logs name one thing`+"\n"+
+		"visitors[1].bindPort: 127.0.0.1:2222 is already used by visitors[0]; two stream visitors (stcp, xtcp) cannot listen on the same address and port: change one bindPort")
+
+	srv = DefaultServer()
+	srv.Auth.Token = "t"
+	srv.P2P.StunAltPort = 7000
+	srv.P2P.StunAltAddr = "203.0.113.2"
+	srv.WebServer.Port = 7000
+	checkErr(t, "", srv.Validate(), "p2p.stunAltPort: 7000 is also bindPort, where hops already answers STUN; the alternate port must differ: set p2p.stunAltPort to another port, or 0 for none\n"+
+		`p2p.stunAltAddr: needs bindAddr to be a concrete IP address of this host, not "0.0.0.0": the filtering tests (RFC 5780) tell the two addresses apart by which one answers, and a socket bound to every address cannot choose; set bindAddr to the primary address, e.g. "203.0.113.1"`+"\n"+
+		"webServer.port: 7000 is also bindPort, where hopc clients connect; use another port, e.g. 7500, or 0 to turn the web API off")
 }
 
 func TestLoad(t *testing.T) {
@@ -375,6 +584,9 @@ func TestMarshalRoundTrip(t *testing.T) {
 	srv := DefaultServer()
 	srv.Auth.Token = "t"
 	srv.AllowPorts = []PortRange{{2000, 3000}}
+	srv.BindAddr = "203.0.113.1"
+	srv.P2P = P2PConfig{StunAltPort: 3478, StunAltAddr: "203.0.113.2", TallyInterval: d("1h")}
+	srv.WebServer = WebServerConfig{Addr: "::1", Port: 7500}
 	b, err := toml.Marshal(srv)
 	if err != nil {
 		t.Fatal(err)
@@ -390,6 +602,22 @@ func TestMarshalRoundTrip(t *testing.T) {
 	tcp.Name, tcp.LocalPort = "ssh", 22
 	udp.Name, udp.LocalPort, udp.RemotePort = "dns", 53, 6001
 	cli.Proxies = []ProxyConfig{tcp, udp}
+	const key = "0123456789"
+	for i, typ := range []ProxyType{ProxySTCP, ProxySUDP, ProxyXTCP, ProxyXUDP} {
+		p := DefaultProxy(typ)
+		p.Name, p.LocalPort, p.SecretKey = string(typ), 1000, key
+		v := DefaultVisitor(typ)
+		v.Name, v.ServerName, v.SecretKey, v.BindPort = string(typ)+"-visitor", string(typ), key, 2000+i
+		if typ == ProxyXUDP {
+			p.AllowUsers = []string{"laptop", "*"}
+			v.BindAddr, v.RetryInterval = "::1", d("1m")
+		}
+		cli.Proxies = append(cli.Proxies, p)
+		cli.Visitors = append(cli.Visitors, v)
+	}
+	if err := cli.Validate(); err != nil {
+		t.Fatal(err)
+	}
 	b, err = toml.Marshal(cli)
 	if err != nil {
 		t.Fatal(err)

@@ -2,8 +2,25 @@ package config
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 )
+
+// addConfSeeds adds the examples in conf/ whose names match pattern.
+func addConfSeeds(f *testing.F, pattern string) {
+	files, err := filepath.Glob(filepath.Join("../../conf", pattern))
+	if err != nil || len(files) == 0 {
+		f.Fatalf("no conf files match %s: %v", pattern, err)
+	}
+	for _, file := range files {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+}
 
 // fuzzParse checks that parse never panics, that it fails only with an
 // *Error, and that what it accepts passes Validate.
@@ -25,6 +42,7 @@ func FuzzParseServer(f *testing.F) {
 	for _, c := range serverCases {
 		f.Add([]byte(c.toml))
 	}
+	addConfSeeds(f, "hops*.toml")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fuzzParse(t, data, func(b []byte) (interface{ Validate() error }, error) {
 			return ParseServer("fuzz.toml", b)
@@ -36,6 +54,7 @@ func FuzzParseClient(f *testing.F) {
 	for _, c := range clientCases {
 		f.Add([]byte(c.toml))
 	}
+	addConfSeeds(f, "hopc*.toml")
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fuzzParse(t, data, func(b []byte) (interface{ Validate() error }, error) {
 			return ParseClient("fuzz.toml", b)

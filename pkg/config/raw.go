@@ -205,11 +205,15 @@ func (c conv) dur(dst *Duration, key string, v *rawText) {
 	*dst = Dur(d)
 }
 
-// array reports an array of tables written as a single [table].
-func (c conv) array(key, example string) {
+// array reports an array of tables written as a single [table], and
+// returns false then: its entries are not converted, so that the one
+// problem is not followed by others about the keys of an entry.
+func (c conv) array(key, example string) bool {
 	if k, ok := c.r.ix.kind(key); ok && k == unstable.Table {
 		c.r.add(key, "written as a table; %s must be an array: %s", key, example)
+		return false
 	}
+	return true
 }
 
 func (c conv) log(dst *LogConfig, v rawLog) {
@@ -240,7 +244,9 @@ func (c conv) server(v *rawServer) ServerConfig {
 	c.int(&cfg.BindPort, "bindPort", v.BindPort)
 	c.str(&cfg.ProxyBindAddr, v.ProxyBindAddr)
 	c.str(&cfg.Auth.Token, v.Auth.Token)
-	c.array("allowPorts", "allowPorts = [{ start = 2000, end = 3000 }, { single = 3001 }]")
+	if !c.array("allowPorts", "allowPorts = [{ start = 2000, end = 3000 }, { single = 3001 }]") {
+		v.AllowPorts = nil
+	}
 	for i, pr := range v.AllowPorts {
 		cfg.AllowPorts = append(cfg.AllowPorts, c.portRange("allowPorts["+strconv.Itoa(i)+"]", pr))
 	}
@@ -319,11 +325,15 @@ func (c conv) client(v *rawClient) ClientConfig {
 	c.mux(&cfg.Mux, "mux", v.Mux)
 	c.log(&cfg.Log, v.Log)
 
-	c.array("proxies", "write [[proxies]] (double brackets) once per proxy")
+	if !c.array("proxies", "write [[proxies]] (double brackets) once per proxy") {
+		v.Proxies = nil
+	}
 	for i, rp := range v.Proxies {
 		cfg.Proxies = append(cfg.Proxies, c.proxy("proxies["+strconv.Itoa(i)+"]", rp))
 	}
-	c.array("visitors", "write [[visitors]] (double brackets) once per visitor")
+	if !c.array("visitors", "write [[visitors]] (double brackets) once per visitor") {
+		v.Visitors = nil
+	}
 	for i, rv := range v.Visitors {
 		cfg.Visitors = append(cfg.Visitors, c.visitor("visitors["+strconv.Itoa(i)+"]", rv))
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net"
 	"strconv"
 	"time"
@@ -199,11 +200,15 @@ func (c *ServerConfig) validateP2P(r *reporter) {
 	case p.StunAltPort < 0 || p.StunAltPort > 65535:
 		r.add(port, "%d is out of range; use 1-65535, or 0 for no alternate STUN port", p.StunAltPort)
 	case p.StunAltPort != 0 && p.StunAltPort == c.BindPort && r.ok("bindPort"):
-		def := ""
-		if r.ix != nil && !r.ix.has(port) {
-			def = " (the default)"
+		const msg = "%d%s is also bindPort, where hops already answers STUN; the alternate port must differ: set p2p.stunAltPort to another port, or 0 for none"
+		if r.ix == nil || r.ix.has(port) {
+			r.add(port, msg, p.StunAltPort, "")
+			break
 		}
-		r.add(port, "%d%s is also bindPort, where hops already answers STUN; the alternate port must differ: set p2p.stunAltPort to another port, or 0 for none", p.StunAltPort, def)
+		// The default clashes with the bindPort written: point there.
+		line, off := r.ix.pos("bindPort")
+		r.addAt(line, off, port, fmt.Sprintf(msg, p.StunAltPort, " (the default)"))
+		r.suppress(port)
 	}
 	if p.StunAltAddr != "" {
 		ip, bind := net.ParseIP(p.StunAltAddr), net.ParseIP(c.BindAddr)
