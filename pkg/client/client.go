@@ -46,6 +46,13 @@ type Client struct {
 
 	warnMu   sync.Mutex
 	lastWarn map[string]time.Time // per proxy, see localDown
+
+	liveMu   sync.Mutex
+	cur      *live // the logged-in session, nil between sessions
+	waits    p2pWaits
+	closers  closers // direct P2P paths served as owner
+	replays  replayCache
+	visitors []*visitor
 }
 
 // Stats counts sessions and remembers why the last one ended.
@@ -75,7 +82,8 @@ func New(cfg *config.ClientConfig, log *slog.Logger) (*Client, error) {
 	for _, p := range cfg.Proxies {
 		ps[p.Name] = p
 	}
-	return &Client{cfg: cfg, log: log.With("client", id), id: id, tls: tc, proxies: ps, lastWarn: map[string]time.Time{}}, nil
+	return &Client{cfg: cfg, log: log.With("client", id), id: id, tls: tc, proxies: ps, lastWarn: map[string]time.Time{},
+		waits: p2pWaits{answers: map[string]chan *protocol.P2PAnswer{}, gos: map[string]chan *protocol.P2PGo{}}}, nil
 }
 
 // ID is the client ID sent at login.
@@ -97,7 +105,10 @@ func (c *Client) serverAddr() string {
 // occurs (returned, wrapping ErrPermanent).
 func (c *Client) Run(ctx context.Context) error {
 	bo := backoff.Backoff{Min: c.cfg.Reconnect.MinDelay.Duration, Max: c.cfg.Reconnect.MaxDelay.Duration}
+	c.startVisitors(ctx)
 	defer c.connWG.Wait()
+	defer c.closers.closeAll()
+	defer c.stopVisitors()
 	for attempt := 0; ctx.Err() == nil; attempt++ {
 		if attempt > 0 {
 			c.mu.Lock()

@@ -27,7 +27,13 @@ import (
 	"github.com/hopproxy/hop/tests/faultrelay"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// kcp-go (behind pkg/xtcp) starts package-level scheduler goroutines at
+// init that live for the whole process.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreTopFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).sched"),
+		goleak.IgnoreTopFunction("github.com/xtaci/kcp-go/v5.(*TimedSched).prepend"))
+}
 
 // logBuf is a concurrency-safe log sink.
 type logBuf struct {
@@ -51,13 +57,21 @@ func (l *logBuf) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
+// freePort returns a loopback port free for TCP and UDP a moment ago (the
+// server's STUN responder uses UDP on its bindPort).
 func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := net.ListenPacket("udp", l.Addr().String())
+		l.Close()
+		if err == nil {
+			u.Close()
+			return l.Addr().(*net.TCPAddr).Port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
@@ -76,6 +90,7 @@ func serverConfig(port int) *config.ServerConfig {
 	c.BindAddr, c.BindPort, c.ProxyBindAddr = "127.0.0.1", port, "127.0.0.1"
 	c.Auth.Token = "t"
 	c.GracePeriod = config.Dur(200 * time.Millisecond)
+	c.P2P.StunAltPort = 0 // tests run many servers at once
 	return &c
 }
 

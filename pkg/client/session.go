@@ -111,7 +111,7 @@ func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel
 	}()
 
 	for _, p := range c.cfg.Proxies {
-		m := &protocol.NewProxy{Name: p.Name, ProxyType: string(p.Type), RemotePort: p.RemotePort}
+		m := &protocol.NewProxy{Name: p.Name, ProxyType: string(p.Type), RemotePort: p.RemotePort, AllowUsers: p.AllowUsers}
 		if p.Type == config.ProxyUDP {
 			m.IdleTimeoutMs = p.IdleTimeout.Milliseconds()
 		}
@@ -121,6 +121,8 @@ func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel
 		}
 	}
 
+	c.setLive(&live{ms: ms, ch: ch, hb: hb})
+	defer c.setLive(nil)
 	wg.Add(2)
 	go func() { // streams opened by the server: one per user connection
 		defer wg.Done()
@@ -161,8 +163,16 @@ func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel
 			continue
 		}
 		hb.Heard()
-		if resp, ok := msg.(*protocol.NewProxyResp); ok {
-			c.proxyResult(resp)
+		switch m := msg.(type) {
+		case *protocol.NewProxyResp:
+			c.proxyResult(m)
+			continue
+		case *protocol.P2PAnswer, *protocol.P2PGo:
+			c.waits.deliver(m)
+			continue
+		case *protocol.P2POffer:
+			c.connWG.Add(1)
+			go c.ownerOffer(ctx, m)
 			continue
 		}
 		ms.CloseWithCause(fmt.Errorf("protocol violation: the server sent %v on the control stream", msg.Type()))
@@ -199,6 +209,10 @@ func (c *Client) proxyResult(r *protocol.NewProxyResp) {
 	}
 	if r.Error != "" {
 		c.log.Error("proxy failed", "proxy", r.Name, "type", p.Type, "code", r.Code, "error", r.Error)
+		return
+	}
+	if p.Type.IsSecret() {
+		c.log.Info("secret proxy registered", "proxy", r.Name, "type", p.Type, "local", fmt.Sprintf("%s:%d", p.LocalIP, p.LocalPort))
 		return
 	}
 	c.log.Info("proxy started", "proxy", r.Name, "type", p.Type,

@@ -36,6 +36,15 @@ func (c *Client) work(st net.Conn) {
 		st.Close()
 		return
 	}
+	if p.Type.IsSecret() != (sw.Visitor != "") {
+		c.log.Warn("server opened a stream that does not fit the proxy's type", "proxy", sw.Proxy, "type", p.Type)
+		st.Close()
+		return
+	}
+	if sw.Visitor != "" {
+		c.serveVisitor(st, p, sw)
+		return
+	}
 	local := net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))
 	if p.Type == config.ProxyUDP {
 		c.workUDP(st, p, local)
@@ -56,14 +65,7 @@ func (c *Client) work(st net.Conn) {
 // localDown logs that a proxy's local service refused a connection, at
 // most once per warnEvery per proxy.
 func (c *Client) localDown(p config.ProxyConfig, err error) {
-	c.warnMu.Lock()
-	now := time.Now()
-	due := now.Sub(c.lastWarn[p.Name]) >= warnEvery
-	if due {
-		c.lastWarn[p.Name] = now
-	}
-	c.warnMu.Unlock()
-	if due {
+	if c.due("local/" + p.Name) {
 		c.log.Warn("local service unreachable", "proxy", p.Name, "local", fmt.Sprintf("%s:%d", p.LocalIP, p.LocalPort), "error", err)
 	}
 }
@@ -146,4 +148,17 @@ func (c *Client) workUDP(st net.Conn, p config.ProxyConfig, local string) {
 	}
 	end()
 	wg.Wait()
+}
+
+// due reports whether a rate-limited warning under key may be logged now,
+// at most once per warnEvery.
+func (c *Client) due(key string) bool {
+	c.warnMu.Lock()
+	defer c.warnMu.Unlock()
+	now := time.Now()
+	if now.Sub(c.lastWarn[key]) < warnEvery {
+		return false
+	}
+	c.lastWarn[key] = now
+	return true
 }

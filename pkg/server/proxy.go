@@ -17,7 +17,8 @@ import (
 type proxy struct {
 	name    string
 	typ     string
-	port    int
+	port    int      // 0 for secret proxies
+	allow   []string // secret proxies: client IDs that may visit; empty = any
 	owner   *session
 	log     *slog.Logger
 	ln      net.Listener // tcp
@@ -67,7 +68,16 @@ func (s *Server) openProxy(ss *session, m *protocol.NewProxy) *protocol.NewProxy
 	if m.RemotePort != 0 && !s.cfg.PortAllowed(m.RemotePort) {
 		return refuse(m.Name, protocol.CodePortNotAllowed, "remotePort %d is not in the server's allowPorts; pick a port the server allows or ask its operator", m.RemotePort)
 	}
-	p := &proxy{name: m.Name, typ: m.ProxyType, owner: ss}
+	p := &proxy{name: m.Name, typ: m.ProxyType, owner: ss, allow: m.AllowUsers}
+	if isSecret(p.typ) {
+		p.log = ss.log.With("proxy", p.name, "type", p.typ)
+		s.proxies[p.name] = p
+		ss.mu.Lock()
+		ss.proxies[p.name] = p
+		ss.mu.Unlock()
+		p.log.Info("secret proxy registered: reachable through visitors")
+		return &protocol.NewProxyResp{Name: p.name}
+	}
 	if err := s.bind(p, m.RemotePort); err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return refuse(m.Name, protocol.CodePortInUse, "remotePort %d is already in use on the server; pick another or set remotePort = 0", m.RemotePort)
@@ -188,4 +198,27 @@ func (s *Server) serveTCP(p *proxy) {
 			p.log.Debug("connection closed", "src", c.RemoteAddr().String(), "bytes_in", up, "bytes_out", down)
 		}()
 	}
+}
+
+// isSecret reports whether a proxy type has no public port and is reached
+// through visitors.
+func isSecret(typ string) bool {
+	switch typ {
+	case protocol.ProxySTCP, protocol.ProxySUDP, protocol.ProxyXTCP, protocol.ProxyXUDP:
+		return true
+	}
+	return false
+}
+
+// allows reports whether the client may visit the secret proxy p.
+func (p *proxy) allows(clientID string) bool {
+	if len(p.allow) == 0 {
+		return true
+	}
+	for _, u := range p.allow {
+		if u == "*" || u == clientID {
+			return true
+		}
+	}
+	return false
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/hopproxy/hop/pkg/mux"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/transport"
+	"github.com/hopproxy/hop/pkg/xtcp/stunserver"
 )
 
 // ErrReplaced is the cause recorded for a session that a newer login with
@@ -47,6 +49,10 @@ type Server struct {
 	sessions map[string]*session // by client ID
 	proxies  map[string]*proxy   // by proxy name
 	history  map[string]*ClientHistory
+	p2p      *p2pState
+	stun     *stunserver.Server
+	api      *http.Server
+	bgWG     sync.WaitGroup // API server and tally logger
 
 	handlers sync.WaitGroup // one per accepted control connection
 	users    drain.Set      // proxied user connections, for the drain
@@ -64,7 +70,7 @@ func New(cfg *config.ServerConfig, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	return &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp,
-		sessions: map[string]*session{}, proxies: map[string]*proxy{}, history: map[string]*ClientHistory{}}, nil
+		sessions: map[string]*session{}, proxies: map[string]*proxy{}, history: map[string]*ClientHistory{}, p2p: newP2PState()}, nil
 }
 
 func (s *Server) keepalive() transport.KeepAlive {
@@ -78,6 +84,10 @@ func (s *Server) Listen(ctx context.Context) error {
 	ln, err := transport.Listen(ctx, addr, s.keepalive())
 	if err != nil {
 		return fmt.Errorf("listen on bindAddr:bindPort %s: %w", addr, err)
+	}
+	if err := s.startSTUN(); err != nil {
+		ln.Close()
+		return err
 	}
 	s.ln = ln
 	s.log.Info("listening", "addr", ln.Addr().String(), "tls_sha256", s.fingerprint)
@@ -93,6 +103,14 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 func (s *Server) Serve(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	if err := s.startAPI(sctx); err != nil {
+		s.ln.Close()
+		s.stun.Close()
+		return err
+	}
+	stopTally := make(chan struct{})
+	s.bgWG.Add(1)
+	go s.tallyLoop(stopTally)
 	s.acceptWG.Add(1)
 	acceptErr := make(chan error, 1)
 	go func() {
@@ -109,6 +127,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.acceptWG.Wait()
 	s.handlers.Wait()
 	s.connWG.Wait()
+	close(stopTally)
+	if s.api != nil {
+		s.api.Close()
+	}
+	s.bgWG.Wait()
+	s.stun.Close()
+	s.logTally()
 	return err
 }
 

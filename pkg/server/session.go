@@ -25,6 +25,8 @@ type session struct {
 	log      *slog.Logger
 	ended    chan struct{} // closed after unregister
 
+	hb *heartbeat.Monitor // set by run before any message is handled
+
 	mu      sync.Mutex
 	proxies map[string]*proxy
 }
@@ -37,8 +39,20 @@ func newSession(s *Server, clientID, id string, ms *mux.Session, ctrl net.Conn, 
 // run serves the control stream until the session ends and returns why.
 func (ss *session) run() error {
 	hb := heartbeat.Start(ss.srv.heartbeatConfig(), ss.ch.TrySend, ss.ms.LastRead)
+	ss.hb = hb
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
+	go func() { // streams the client opens: relayed visitor connections
+		defer wg.Done()
+		for {
+			st, err := ss.ms.Accept()
+			if err != nil {
+				return
+			}
+			ss.srv.connWG.Add(1)
+			go ss.srv.serveVisit(ss, st)
+		}
+	}()
 	go func() {
 		defer wg.Done()
 		select {
@@ -88,6 +102,15 @@ func (ss *session) handle(msg protocol.Message) error {
 	case *protocol.NewProxy:
 		resp := ss.srv.openProxy(ss, m)
 		return ss.ch.Send(context.Background(), resp)
+	case *protocol.P2POffer:
+		ss.srv.p2pOffer(ss, m)
+		return nil
+	case *protocol.P2PAnswer:
+		ss.srv.p2pAnswer(ss, m)
+		return nil
+	case *protocol.P2PResult:
+		ss.srv.p2pResult(ss, m)
+		return nil
 	case *protocol.CloseProxy:
 		ss.mu.Lock()
 		p := ss.proxies[m.Name]
@@ -118,12 +141,17 @@ func (ss *session) closeProxies() {
 
 // openStream opens the stream of one user connection and announces it.
 func (ss *session) openStream(proxyName, src string) (net.Conn, error) {
+	return ss.openStreamFor(&protocol.StartWork{Proxy: proxyName, SrcAddr: src})
+}
+
+// openStreamFor opens a stream to the client and writes sw on it.
+func (ss *session) openStreamFor(sw *protocol.StartWork) (net.Conn, error) {
 	st, err := ss.ms.Open()
 	if err != nil {
 		return nil, err
 	}
 	st.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if err := protocol.WriteMsg(st, &protocol.StartWork{Proxy: proxyName, SrcAddr: src}); err != nil {
+	if err := protocol.WriteMsg(st, sw); err != nil {
 		st.Close()
 		return nil, err
 	}

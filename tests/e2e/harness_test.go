@@ -317,7 +317,9 @@ func pattern(w io.Writer, n int64, seed uint64) error {
 }
 
 func serverConfig(port int, extra string) string {
-	return fmt.Sprintf("bindAddr = \"127.0.0.1\"\nbindPort = %d\nproxyBindAddr = \"127.0.0.1\"\nauth.token = \"e2e-secret\"\ngracePeriod = \"1s\"\n%s\n", port, extra)
+	// p2p.stunAltPort = 0: tests run many servers at once; the STUN
+	// server still answers on UDP bindPort.
+	return fmt.Sprintf("bindAddr = \"127.0.0.1\"\nbindPort = %d\nproxyBindAddr = \"127.0.0.1\"\nauth.token = \"e2e-secret\"\ngracePeriod = \"1s\"\np2p.stunAltPort = 0\n%s\n", port, extra)
 }
 
 func clientConfig(serverPort int, extra string) string {

@@ -1,0 +1,127 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hopproxy/hop/pkg/control"
+	"github.com/hopproxy/hop/pkg/heartbeat"
+	"github.com/hopproxy/hop/pkg/mux"
+	"github.com/hopproxy/hop/pkg/protocol"
+)
+
+// live is the logged-in session that visitors and P2P attempts use; it
+// changes with every reconnect.
+type live struct {
+	ms *mux.Session
+	ch *control.Channel
+	hb *heartbeat.Monitor
+}
+
+// p2pWaits routes P2P answers and start signals from the control stream to
+// the attempts waiting for them.
+type p2pWaits struct {
+	mu      sync.Mutex
+	answers map[string]chan *protocol.P2PAnswer // by offer ID
+	gos     map[string]chan *protocol.P2PGo     // by session ID
+}
+
+func (c *Client) setLive(l *live) {
+	c.liveMu.Lock()
+	c.cur = l
+	c.liveMu.Unlock()
+}
+
+// current returns the logged-in session, or an error saying there is none.
+func (c *Client) current() (*live, error) {
+	c.liveMu.Lock()
+	defer c.liveMu.Unlock()
+	if c.cur == nil {
+		return nil, fmt.Errorf("not connected to the server %s", c.serverAddr())
+	}
+	return c.cur, nil
+}
+
+func (w *p2pWaits) expectAnswer(id string) (chan *protocol.P2PAnswer, func()) {
+	ch := make(chan *protocol.P2PAnswer, 1)
+	w.mu.Lock()
+	w.answers[id] = ch
+	w.mu.Unlock()
+	return ch, func() { w.mu.Lock(); delete(w.answers, id); w.mu.Unlock() }
+}
+
+func (w *p2pWaits) expectGo(session string) (chan *protocol.P2PGo, func()) {
+	ch := make(chan *protocol.P2PGo, 1)
+	w.mu.Lock()
+	w.gos[session] = ch
+	w.mu.Unlock()
+	return ch, func() { w.mu.Lock(); delete(w.gos, session); w.mu.Unlock() }
+}
+
+func (w *p2pWaits) deliver(m protocol.Message) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch m := m.(type) {
+	case *protocol.P2PAnswer:
+		if ch := w.answers[m.ID]; ch != nil {
+			select {
+			case ch <- m:
+			default:
+			}
+		}
+	case *protocol.P2PGo:
+		if ch := w.gos[m.SessionID]; ch != nil {
+			select {
+			case ch <- m:
+			default:
+			}
+		}
+	}
+}
+
+// closers is a set of things to close when the client stops (direct P2P
+// paths, visitor listeners).
+type closers struct {
+	mu  sync.Mutex
+	set map[io.Closer]struct{}
+}
+
+func (c *closers) add(x io.Closer) {
+	c.mu.Lock()
+	if c.set == nil {
+		c.set = map[io.Closer]struct{}{}
+	}
+	c.set[x] = struct{}{}
+	c.mu.Unlock()
+}
+
+func (c *closers) remove(x io.Closer) {
+	c.mu.Lock()
+	delete(c.set, x)
+	c.mu.Unlock()
+}
+
+func (c *closers) closeAll() {
+	c.mu.Lock()
+	xs := make([]io.Closer, 0, len(c.set))
+	for x := range c.set {
+		xs = append(xs, x)
+	}
+	c.mu.Unlock()
+	for _, x := range xs {
+		x.Close()
+	}
+}
+
+// sendResult reports an attempt's outcome to the server, best effort.
+func (c *Client) sendResult(r *protocol.P2PResult) {
+	l, err := c.current()
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
+	defer cancel()
+	l.ch.Send(ctx, r)
+}

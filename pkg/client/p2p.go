@@ -1,0 +1,589 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hopproxy/hop/pkg/bridge"
+	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/protocol"
+	"github.com/hopproxy/hop/pkg/xtcp"
+	"github.com/hopproxy/hop/pkg/xtcp/nat"
+)
+
+// Timing of P2P attempts.
+const (
+	sendTimeout   = 5 * time.Second
+	answerTimeout = 10 * time.Second // offer → answer, answer → go
+	punchTimeout  = 6 * time.Second  // the punch itself, from the agreed start
+	demandWindow  = 5 * time.Minute  // retry in the background while connections came this recently
+)
+
+// discoverOpts keep NAT discovery short: an attempt must fit in the
+// visitor's fallbackTimeout as far as possible.
+var discoverOpts = nat.Options{Tries: 2, Interval: 150 * time.Millisecond}
+
+// stunServer is the server's STUN endpoint: UDP on its bindPort.
+func (c *Client) stunServer(ctx context.Context) (netip.AddrPort, error) {
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", c.cfg.ServerAddr)
+	if err != nil || len(ips) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("resolve serverAddr %q: %v", c.cfg.ServerAddr, err)
+	}
+	return netip.AddrPortFrom(ips[0].Unmap(), uint16(c.cfg.ServerPort)), nil
+}
+
+// prepareSocket opens the UDP socket of an attempt and gathers its
+// candidates: interface addresses, the public mapping the server saw, and
+// predicted ports for NATs that allocate them in sequence.
+func (c *Client) prepareSocket(ctx context.Context) (*net.UDPConn, []protocol.Candidate, string, error) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{})
+	if err != nil {
+		return nil, nil, "", err
+	}
+	port := uint16(conn.LocalAddr().(*net.UDPAddr).Port)
+	hosts, _ := xtcp.HostCandidates(port)
+	cands := toWire(hosts)
+	class := "unknown"
+	if server, err := c.stunServer(ctx); err == nil {
+		if rep, err := nat.Discover(ctx, conn, server, discoverOpts); err == nil {
+			class = rep.Class()
+			if rep.Mapped.IsValid() && rep.Behind() {
+				cands = append(cands, protocol.Candidate{Kind: "srflx", Addr: rep.Mapped.String()})
+				for _, p := range rep.PredictPorts(4) {
+					cands = append(cands, protocol.Candidate{Kind: "predicted", Addr: netip.AddrPortFrom(rep.Mapped.Addr(), p).String()})
+				}
+			} else if rep.Mapped.IsValid() && !rep.Behind() {
+				class = "none"
+			}
+		} else {
+			c.log.Debug("NAT discovery failed", "error", err)
+		}
+	}
+	if len(cands) > protocol.MaxCandidates {
+		cands = cands[:protocol.MaxCandidates]
+	}
+	return conn, cands, class, nil
+}
+
+func toWire(cs []xtcp.Candidate) []protocol.Candidate {
+	out := make([]protocol.Candidate, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, protocol.Candidate{Kind: c.Kind.String(), Addr: c.Addr.String()})
+	}
+	return out
+}
+
+// fromWire turns the peer's candidates into the order to probe them in.
+func fromWire(cs []protocol.Candidate) []xtcp.Candidate {
+	var out []xtcp.Candidate
+	for _, w := range cs {
+		var k xtcp.CandidateKind
+		ap, err := netip.ParseAddrPort(w.Addr)
+		if err != nil || k.UnmarshalText([]byte(w.Kind)) != nil {
+			continue
+		}
+		out = append(out, xtcp.Candidate{Addr: ap, Kind: k})
+	}
+	local, _ := xtcp.LocalPrefixes()
+	return xtcp.OrderCandidates(local, out)
+}
+
+func outcome(r *xtcp.PunchResult) string {
+	if r.Kind == xtcp.PathLAN {
+		return "lan"
+	}
+	return "direct"
+}
+
+// p2pLink is a visitor's direct path to the owner of an xtcp or xudp
+// proxy: it punches on demand, keeps the path, re-punches when it dies, and
+// while connections are relayed keeps trying in the background at most
+// once per retryInterval.
+type p2pLink struct {
+	v *visitor
+
+	mu      sync.Mutex
+	sess    *xtcp.Session      // xtcp
+	dp      *xtcp.DatagramPath // xudp
+	running chan struct{}      // closed when the current attempt ends
+	last    time.Time          // start of the last attempt
+	lastErr error
+	demand  time.Time
+	relayed bool // "relaying" was logged since the path state changed
+	closed  bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+func newP2PLink(v *visitor) *p2pLink {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &p2pLink{v: v, ctx: ctx, cancel: cancel}
+}
+
+func (l *p2pLink) up() bool { return l.sess != nil || l.dp != nil }
+
+// start begins an attempt unless one is running or (without force) the
+// last one began less than retryInterval ago. It returns the channel of
+// the running attempt, or nil. l.mu must be held.
+func (l *p2pLink) start(force bool) chan struct{} {
+	if l.running != nil || l.closed {
+		return l.running
+	}
+	if !force && !l.last.IsZero() && time.Since(l.last) < l.v.cfg.RetryInterval.Duration {
+		return nil
+	}
+	ch := make(chan struct{})
+	l.running, l.last = ch, time.Now()
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		err := l.attempt()
+		l.mu.Lock()
+		l.running = nil
+		if err != nil {
+			l.lastErr = err
+		}
+		l.mu.Unlock()
+		close(ch)
+	}()
+	return ch
+}
+
+// await waits up to wait for a direct path, starting an attempt if none is
+// running. It returns why there is no direct path.
+func (l *p2pLink) await(wait time.Duration) error {
+	l.mu.Lock()
+	l.demand = time.Now()
+	if l.up() {
+		l.mu.Unlock()
+		return nil
+	}
+	ch := l.start(false)
+	lastErr := l.lastErr
+	l.mu.Unlock()
+	if ch == nil {
+		if lastErr == nil {
+			lastErr = errNoDirect
+		}
+		return fmt.Errorf("%w (retrying within %v)", lastErr, l.v.cfg.RetryInterval.Duration)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ch:
+	case <-t.C:
+		return fmt.Errorf("no direct path within fallbackTimeout %v; the punch goes on in the background", wait)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.up() {
+		return nil
+	}
+	return l.lastErr
+}
+
+func (l *p2pLink) openStream(wait time.Duration) (net.Conn, error) {
+	if err := l.await(wait); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	s := l.sess
+	l.mu.Unlock()
+	if s == nil {
+		return nil, errNoDirect
+	}
+	return s.Open()
+}
+
+func (l *p2pLink) datagramPath(wait time.Duration) (*xtcp.DatagramPath, error) {
+	if err := l.await(wait); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dp == nil {
+		return nil, errNoDirect
+	}
+	return l.dp, nil
+}
+
+// noteRelay logs, once per change of state, that connections are relayed.
+func (l *p2pLink) noteRelay(why error) {
+	l.mu.Lock()
+	first := !l.relayed
+	l.relayed = true
+	l.mu.Unlock()
+	if first {
+		l.v.log.Info("connections relayed through hops", "why_not_direct", why)
+	}
+}
+
+// retryLoop retries the punch every retryInterval while connections keep
+// coming and no direct path exists.
+func (l *p2pLink) retryLoop(ctx context.Context) {
+	defer l.v.wg.Done()
+	t := time.NewTicker(l.v.cfg.RetryInterval.Duration)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.ctx.Done():
+			return
+		case <-t.C:
+			l.mu.Lock()
+			if !l.up() && !l.demand.IsZero() && time.Since(l.demand) < demandWindow {
+				l.start(true)
+			}
+			l.mu.Unlock()
+		}
+	}
+}
+
+func (l *p2pLink) close() {
+	l.mu.Lock()
+	l.closed = true
+	s, d := l.sess, l.dp
+	l.mu.Unlock()
+	l.cancel()
+	if s != nil {
+		s.Close()
+	}
+	if d != nil {
+		d.Close()
+	}
+	l.wg.Wait()
+}
+
+// attempt is the visitor's side of one punch: candidates, offer through the
+// server, punch at the agreed moment, then the session on the path.
+func (l *p2pLink) attempt() error {
+	v, c := l.v, l.v.c
+	start := time.Now()
+	lv, err := c.current()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, answerTimeout+punchTimeout)
+	defer cancel()
+	conn, cands, class, err := c.prepareSocket(ctx)
+	if err != nil {
+		return fmt.Errorf("P2P socket: %w", err)
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			conn.Close()
+		}
+	}()
+	var idb [8]byte
+	rand.Read(idb[:])
+	id := hex.EncodeToString(idb[:])
+	ansCh, done := c.waits.expectAnswer(id)
+	defer done()
+	if err := lv.ch.Send(ctx, &protocol.P2POffer{ID: id, Proxy: v.cfg.ServerName, ProxyType: string(v.cfg.Type), Candidates: cands, NAT: class}); err != nil {
+		return err
+	}
+	var ans *protocol.P2PAnswer
+	select {
+	case ans = <-ansCh:
+	case <-ctx.Done():
+		return fmt.Errorf("no answer from the server to the P2P offer within %v", answerTimeout)
+	}
+	if ans.Error != "" {
+		return fmt.Errorf("P2P refused: %s", ans.Error)
+	}
+	sid, err := xtcp.ParseSessionID(ans.SessionID)
+	if err != nil {
+		return err
+	}
+	res, perr := xtcp.Punch(ctx, conn, xtcp.PunchConfig{
+		SecretKey: []byte(v.cfg.SecretKey), SessionID: sid, Role: xtcp.RoleVisitor,
+		Remote: fromWire(ans.Candidates), StartAt: time.Now().Add(time.Duration(ans.DelayMs) * time.Millisecond),
+		Timeout: punchTimeout, Logger: v.log,
+	})
+	result := &protocol.P2PResult{SessionID: ans.SessionID, Role: "visitor", ElapsedMs: time.Since(start).Milliseconds()}
+	if perr != nil {
+		var pe *xtcp.PunchError
+		if errors.As(perr, &pe) {
+			result.Packets = pe.PacketsSent
+		}
+		result.Outcome, result.Error = "failed", perr.Error()
+		c.sendResult(result)
+		v.log.Info("direct path failed", "visitor_nat", class, "owner_nat", ans.NAT, "error", perr)
+		return fmt.Errorf("punch failed (our NAT %s, theirs %s): %w", class, ans.NAT, perr)
+	}
+	result.Outcome, result.Packets = outcome(res), res.PacketsSent
+	c.sendResult(result)
+
+	if v.cfg.Type == config.ProxyXTCP {
+		s, err := xtcp.DialKCP(conn, res.Remote, []byte(v.cfg.SecretKey), sid, xtcp.SessionConfig{
+			KeepaliveInterval: v.cfg.KeepaliveInterval.Duration, KeepaliveTimeout: v.cfg.KeepaliveTimeout.Duration, Logger: v.log})
+		if err != nil {
+			return err
+		}
+		keep = true
+		l.mu.Lock()
+		l.sess, l.relayed = s, false
+		l.mu.Unlock()
+		l.watch(s.Done(), s.Err)
+	} else {
+		d, err := xtcp.NewDatagramPath(conn, res.Remote, []byte(v.cfg.SecretKey), sid, xtcp.RoleVisitor, xtcp.DatagramConfig{
+			KeepaliveInterval: v.cfg.KeepaliveInterval.Duration, KeepaliveTimeout: v.cfg.KeepaliveTimeout.Duration, Logger: v.log})
+		if err != nil {
+			return err
+		}
+		keep = true
+		l.mu.Lock()
+		l.dp, l.relayed = d, false
+		l.mu.Unlock()
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			buf := make([]byte, 65536)
+			for {
+				n, err := d.Recv(buf)
+				if err != nil {
+					return
+				}
+				v.deliverDirect(buf[:n])
+			}
+		}()
+		l.watch(d.Done(), d.Err)
+	}
+	v.log.Info("direct path established", "path", res.Kind, "remote", res.Remote, "rtt", res.RTT,
+		"time_to_path", time.Since(start).Round(time.Millisecond), "packets", res.PacketsSent, "visitor_nat", class, "owner_nat", ans.NAT)
+	return nil
+}
+
+// watch clears the path when it dies, so that the next connection punches
+// again at once.
+func (l *p2pLink) watch(done <-chan struct{}, cause func() error) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		<-done
+		l.mu.Lock()
+		l.sess, l.dp = nil, nil
+		l.last, l.lastErr, l.relayed = time.Time{}, cause(), false
+		closed := l.closed
+		l.mu.Unlock()
+		if !closed {
+			l.v.log.Warn("direct path lost; next connections punch again", "cause", cause())
+		}
+	}()
+}
+
+// ownerOffer is the owner's side of a punch for one of its xtcp/xudp
+// proxies: answer with candidates, wait for the server's go, punch, then
+// serve the visitor's connections over the path until it dies.
+func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
+	defer c.connWG.Done()
+	p, ok := c.proxies[m.Proxy]
+	refuse := func(msg string) {
+		sctx, cancel := context.WithTimeout(ctx, sendTimeout)
+		defer cancel()
+		if l, err := c.current(); err == nil {
+			l.ch.Send(sctx, &protocol.P2PAnswer{ID: m.ID, SessionID: m.SessionID, Code: protocol.CodeBadRequest, Error: msg})
+		}
+	}
+	if !ok || string(p.Type) != m.ProxyType {
+		refuse(fmt.Sprintf("this client has no %s proxy named %q", m.ProxyType, m.Proxy))
+		return
+	}
+	log := c.log.With("proxy", p.Name, "type", p.Type, "visitor", m.Visitor)
+	sid, err := xtcp.ParseSessionID(m.SessionID)
+	if err != nil {
+		refuse(err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*answerTimeout+punchTimeout)
+	defer cancel()
+	conn, cands, class, err := c.prepareSocket(ctx)
+	if err != nil {
+		refuse("the owner cannot open a UDP socket: " + err.Error())
+		return
+	}
+	goCh, done := c.waits.expectGo(m.SessionID)
+	defer done()
+	l, err := c.current()
+	if err == nil {
+		err = l.ch.Send(ctx, &protocol.P2PAnswer{ID: m.ID, SessionID: m.SessionID, Candidates: cands, NAT: class})
+	}
+	if err != nil {
+		conn.Close()
+		return
+	}
+	var g *protocol.P2PGo
+	select {
+	case g = <-goCh:
+	case <-ctx.Done():
+		conn.Close()
+		return
+	}
+	start := time.Now()
+	res, perr := xtcp.Punch(ctx, conn, xtcp.PunchConfig{
+		SecretKey: []byte(p.SecretKey), SessionID: sid, Role: xtcp.RoleOwner,
+		Remote: fromWire(m.Candidates), StartAt: start.Add(time.Duration(g.DelayMs) * time.Millisecond),
+		Timeout: punchTimeout, Logger: log,
+	})
+	result := &protocol.P2PResult{SessionID: m.SessionID, Role: "owner", ElapsedMs: time.Since(start).Milliseconds()}
+	if perr != nil {
+		result.Outcome, result.Error = "failed", perr.Error()
+		c.sendResult(result)
+		conn.Close()
+		log.Info("direct path to visitor failed", "owner_nat", class, "visitor_nat", m.NAT, "error", perr)
+		return
+	}
+	result.Outcome, result.Packets = outcome(res), res.PacketsSent
+	c.sendResult(result)
+	log.Info("direct path to visitor established", "path", res.Kind, "remote", res.Remote, "rtt", res.RTT)
+	local := net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))
+	if p.Type == config.ProxyXTCP {
+		s, err := xtcp.AcceptKCP(conn, res.Remote, []byte(p.SecretKey), sid, xtcp.SessionConfig{Logger: log})
+		if err != nil {
+			conn.Close()
+			return
+		}
+		c.closers.add(s)
+		defer c.closers.remove(s)
+		for {
+			st, err := s.Accept()
+			if err != nil {
+				break
+			}
+			c.connWG.Add(1)
+			go func() {
+				defer c.connWG.Done()
+				lc, err := net.DialTimeout("tcp", local, localDialTimeout)
+				if err != nil {
+					c.localDown(p, err)
+					st.Close()
+					return
+				}
+				c.users.Add(lc)
+				defer c.users.Remove(lc)
+				bridge.Join(st, lc)
+			}()
+		}
+		log.Info("direct path to visitor closed", "cause", s.Err())
+		s.Close()
+		return
+	}
+	d, err := xtcp.NewDatagramPath(conn, res.Remote, []byte(p.SecretKey), sid, xtcp.RoleOwner, xtcp.DatagramConfig{Logger: log})
+	if err != nil {
+		conn.Close()
+		return
+	}
+	c.closers.add(d)
+	defer c.closers.remove(d)
+	c.serveDatagramPath(d, p, local)
+	log.Info("direct path to visitor closed", "cause", d.Err())
+	d.Close()
+}
+
+// ownerFlow is one visitor source of an xudp path, with its own socket to
+// the local service.
+type ownerFlow struct {
+	conn *net.UDPConn
+	last atomic.Int64
+}
+
+// serveDatagramPath moves an xudp path's datagrams to and from the local
+// service: every flow ID (one visitor source) gets its own UDP socket,
+// closed after the proxy's idleTimeout.
+func (c *Client) serveDatagramPath(d *xtcp.DatagramPath, p config.ProxyConfig, local string) {
+	ua, err := net.ResolveUDPAddr("udp", local)
+	if err != nil {
+		c.localDown(p, err)
+		return
+	}
+	var mu sync.Mutex
+	flows := map[uint32]*ownerFlow{}
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	defer func() {
+		close(stop)
+		mu.Lock()
+		for _, f := range flows {
+			f.conn.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}()
+	wg.Add(1)
+	go func() { // idle flows
+		defer wg.Done()
+		idle := p.IdleTimeout.Duration
+		t := time.NewTicker(max(idle/4, 10*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				mu.Lock()
+				for id, f := range flows {
+					if now.Sub(time.Unix(0, f.last.Load())) > idle {
+						f.conn.Close()
+						delete(flows, id)
+					}
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	buf := make([]byte, 65536)
+	for {
+		n, err := d.Recv(buf)
+		if err != nil {
+			return
+		}
+		if n < 4 {
+			continue
+		}
+		id := binary.BigEndian.Uint32(buf)
+		mu.Lock()
+		f := flows[id]
+		if f == nil {
+			lc, err := net.DialUDP("udp", nil, ua)
+			if err != nil {
+				mu.Unlock()
+				c.localDown(p, err)
+				continue
+			}
+			f = &ownerFlow{conn: lc}
+			flows[id] = f
+			wg.Add(1)
+			go func() { // local service → path
+				defer wg.Done()
+				out := make([]byte, 4+protocol.MaxDatagram)
+				binary.BigEndian.PutUint32(out, id)
+				for {
+					k, err := lc.Read(out[4:])
+					if err != nil {
+						return
+					}
+					f.last.Store(time.Now().UnixNano())
+					if d.Send(out[:4+k]) != nil {
+						return
+					}
+				}
+			}()
+		}
+		mu.Unlock()
+		f.last.Store(time.Now().UnixNano())
+		f.conn.Write(buf[4:n])
+	}
+}

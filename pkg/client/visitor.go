@@ -1,0 +1,318 @@
+package client
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hopproxy/hop/pkg/bridge"
+	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/protocol"
+)
+
+// visitor serves one [[visitors]] entry: a local port whose connections
+// (or datagrams) reach a secret proxy on another client, directly over a
+// punched P2P path for xtcp/xudp when there is one, else relayed by hops.
+type visitor struct {
+	c    *Client
+	cfg  config.VisitorConfig
+	log  *slog.Logger
+	ln   net.Listener // stcp, xtcp
+	pc   *net.UDPConn // sudp, xudp
+	link *p2pLink     // xtcp, xudp
+	wg   sync.WaitGroup
+
+	// datagram visitors: one flow per local source address
+	mu    sync.Mutex
+	flows map[netip.AddrPort]*vflow
+	byID  map[uint32]*vflow
+	next  uint32
+}
+
+// startVisitors binds every visitor's local port. A visitor whose port
+// cannot be bound is logged and skipped; the others run.
+func (c *Client) startVisitors(ctx context.Context) {
+	for _, vc := range c.cfg.Visitors {
+		v := &visitor{c: c, cfg: vc, log: c.log.With("visitor", vc.Name, "type", vc.Type, "server_name", vc.ServerName),
+			flows: map[netip.AddrPort]*vflow{}, byID: map[uint32]*vflow{}}
+		addr := net.JoinHostPort(vc.BindAddr, strconv.Itoa(vc.BindPort))
+		var err error
+		if vc.Type.IsDatagram() {
+			var ua *net.UDPAddr
+			if ua, err = net.ResolveUDPAddr("udp", addr); err == nil {
+				v.pc, err = net.ListenUDP("udp", ua)
+			}
+		} else {
+			v.ln, err = net.Listen("tcp", addr)
+		}
+		if err != nil {
+			v.log.Error("visitor cannot listen", "addr", addr, "error", err)
+			continue
+		}
+		if vc.Type.IsP2P() {
+			v.link = newP2PLink(v)
+		}
+		c.visitors = append(c.visitors, v)
+		v.log.Info("visitor listening", "addr", addr)
+		v.wg.Add(1)
+		if v.pc != nil {
+			go v.serveDatagrams()
+		} else {
+			go v.serveStreams()
+		}
+		if v.link != nil {
+			v.wg.Add(1)
+			go v.link.retryLoop(ctx)
+		}
+	}
+}
+
+// stopVisitors closes the visitors' ports and waits for them.
+func (c *Client) stopVisitors() {
+	for _, v := range c.visitors {
+		if v.ln != nil {
+			v.ln.Close()
+		}
+		if v.pc != nil {
+			v.pc.Close()
+		}
+		if v.link != nil {
+			v.link.close()
+		}
+	}
+	for _, v := range c.visitors {
+		v.wg.Wait()
+	}
+}
+
+func (v *visitor) serveStreams() {
+	defer v.wg.Done()
+	for {
+		app, err := v.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		v.c.users.Add(app)
+		v.c.connWG.Add(1)
+		go func() {
+			defer v.c.connWG.Done()
+			defer v.c.users.Remove(app)
+			v.serveStream(app)
+		}()
+	}
+}
+
+// serveStream carries one application connection: direct when a P2P path
+// exists or comes up within fallbackTimeout, relayed otherwise.
+func (v *visitor) serveStream(app net.Conn) {
+	if v.link != nil {
+		if st, err := v.link.openStream(v.cfg.FallbackTimeout.Duration); err == nil {
+			v.log.Debug("connection direct", "src", app.RemoteAddr().String())
+			bridge.Join(app, st)
+			return
+		} else {
+			v.link.noteRelay(err)
+		}
+	}
+	st, err := v.c.openRelay(v.cfg)
+	if err != nil {
+		if v.c.due("relay/" + v.cfg.Name) {
+			v.log.Warn("cannot reach the proxy", "error", err)
+		}
+		app.Close()
+		return
+	}
+	v.log.Debug("connection relayed", "src", app.RemoteAddr().String())
+	bridge.Join(app, st)
+}
+
+// vflow is one local source of a datagram visitor.
+type vflow struct {
+	src      netip.AddrPort
+	id       uint32
+	relay    net.Conn // relayed flow; nil for a direct one
+	q        chan []byte
+	lastSeen atomic.Int64
+	done     chan struct{}
+	once     sync.Once
+}
+
+func (f *vflow) close() {
+	f.once.Do(func() {
+		close(f.done)
+		if f.relay != nil {
+			f.relay.Close()
+		}
+	})
+}
+
+func (v *visitor) serveDatagrams() {
+	defer v.wg.Done()
+	stop := make(chan struct{})
+	v.wg.Add(1)
+	go v.janitor(stop)
+	buf := make([]byte, protocol.MaxDatagram)
+	for {
+		n, src, err := v.pc.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			break
+		}
+		v.mu.Lock()
+		f := v.flows[src]
+		if f == nil {
+			v.next++
+			f = &vflow{src: src, id: v.next, q: make(chan []byte, 256), done: make(chan struct{})}
+			v.flows[src] = f
+			v.byID[f.id] = f
+			v.wg.Add(1)
+			go v.runFlow(f)
+		}
+		v.mu.Unlock()
+		f.lastSeen.Store(time.Now().UnixNano())
+		select {
+		case f.q <- append([]byte(nil), buf[:n]...):
+		default: // queue full: drop, as a congested UDP path would
+		}
+	}
+	close(stop)
+	v.mu.Lock()
+	for _, f := range v.flows {
+		f.close()
+	}
+	v.mu.Unlock()
+}
+
+// runFlow decides the flow's path once (direct if available within
+// fallbackTimeout, else relayed) and then moves its datagrams.
+func (v *visitor) runFlow(f *vflow) {
+	defer v.wg.Done()
+	defer v.dropFlow(f)
+	if v.link != nil {
+		dp, err := v.link.datagramPath(v.cfg.FallbackTimeout.Duration)
+		if err == nil {
+			v.log.Debug("datagram flow direct", "src", f.src)
+			hdr := make([]byte, 4, 4+protocol.MaxDatagram)
+			binary.BigEndian.PutUint32(hdr, f.id)
+			for {
+				select {
+				case d := <-f.q:
+					if err := dp.Send(append(hdr[:4], d...)); err != nil {
+						return
+					}
+				case <-f.done:
+					return
+				}
+			}
+		}
+		v.link.noteRelay(err)
+	}
+	st, err := v.c.openRelay(v.cfg)
+	if err != nil {
+		if v.c.due("relay/" + v.cfg.Name) {
+			v.log.Warn("cannot reach the proxy", "error", err)
+		}
+		return
+	}
+	v.mu.Lock()
+	f.relay = st
+	v.mu.Unlock()
+	select {
+	case <-f.done: // closed while the relay was opening
+		st.Close()
+		return
+	default:
+	}
+	v.log.Debug("datagram flow relayed", "src", f.src)
+	v.wg.Add(1)
+	go func() { // answers → local source
+		defer v.wg.Done()
+		defer f.close()
+		buf := make([]byte, protocol.MaxDatagram)
+		for {
+			n, err := protocol.ReadDatagram(st, buf)
+			if err != nil {
+				return
+			}
+			f.lastSeen.Store(time.Now().UnixNano())
+			v.pc.WriteToUDPAddrPort(buf[:n], f.src)
+		}
+	}()
+	out := make([]byte, 0, 2+protocol.MaxDatagram)
+	for {
+		select {
+		case d := <-f.q:
+			b, _ := protocol.AppendDatagram(out[:0], d)
+			if _, err := st.Write(b); err != nil {
+				return
+			}
+		case <-f.done:
+			return
+		}
+	}
+}
+
+// deliverDirect hands a datagram that came over the direct path to its
+// flow's local source.
+func (v *visitor) deliverDirect(b []byte) {
+	if len(b) < 4 {
+		return
+	}
+	v.mu.Lock()
+	f := v.byID[binary.BigEndian.Uint32(b)]
+	v.mu.Unlock()
+	if f == nil {
+		return
+	}
+	f.lastSeen.Store(time.Now().UnixNano())
+	v.pc.WriteToUDPAddrPort(b[4:], f.src)
+}
+
+func (v *visitor) dropFlow(f *vflow) {
+	f.close()
+	v.mu.Lock()
+	if v.flows[f.src] == f {
+		delete(v.flows, f.src)
+		delete(v.byID, f.id)
+	}
+	v.mu.Unlock()
+}
+
+// janitor closes flows idle for longer than idleTimeout.
+func (v *visitor) janitor(stop chan struct{}) {
+	defer v.wg.Done()
+	idle := v.cfg.IdleTimeout.Duration
+	t := time.NewTicker(max(idle/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			v.mu.Lock()
+			var old []*vflow
+			for _, f := range v.flows {
+				if now.Sub(time.Unix(0, f.lastSeen.Load())) > idle {
+					old = append(old, f)
+				}
+			}
+			v.mu.Unlock()
+			for _, f := range old {
+				f.close()
+			}
+		}
+	}
+}
+
+var errNoDirect = fmt.Errorf("no direct path")

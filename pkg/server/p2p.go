@@ -1,0 +1,229 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hopproxy/hop/pkg/protocol"
+)
+
+// attemptTTL bounds how long the server remembers a P2P attempt.
+const attemptTTL = time.Minute
+
+// maxAttempts bounds the attempts the server remembers at once.
+const maxAttempts = 4096
+
+// attempt is one P2P punch the server coordinates.
+type attempt struct {
+	offerID    string
+	session    string
+	proxy      string
+	typ        string
+	visitor    *session
+	owner      *session
+	visitorNAT string
+	ownerNAT   string
+	created    time.Time
+}
+
+// p2pState holds the attempts in flight and the tally of their outcomes.
+type p2pState struct {
+	mu       sync.Mutex
+	attempts map[string]*attempt // by session ID
+	pairs    map[natPair]*PairStats
+}
+
+type natPair struct{ Visitor, Owner string }
+
+// PairStats counts the P2P attempts between one pair of NAT behaviours.
+type PairStats struct {
+	VisitorNAT    string  `json:"visitorNAT"`
+	OwnerNAT      string  `json:"ownerNAT"`
+	Attempts      int     `json:"attempts"`
+	LAN           int     `json:"lan"`
+	Direct        int     `json:"direct"`
+	Relay         int     `json:"relay"`
+	AvgToDirectMs float64 `json:"avgToDirectMs"`
+	totalMs       int64
+}
+
+func newP2PState() *p2pState {
+	return &p2pState{attempts: map[string]*attempt{}, pairs: map[natPair]*PairStats{}}
+}
+
+func sendTimeout(ss *session, m protocol.Message) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return ss.ch.Send(ctx, m)
+}
+
+// p2pOffer handles a visitor's request for a direct path: it checks the
+// proxy, names the attempt and hands the offer to the proxy's owner.
+func (s *Server) p2pOffer(ss *session, m *protocol.P2POffer) {
+	p, perr := s.lookupSecret(ss.clientID, m.Proxy, m.ProxyType)
+	if perr != nil {
+		sendTimeout(ss, &protocol.P2PAnswer{ID: m.ID, Code: perr.Code, Error: perr.Message})
+		return
+	}
+	var id [16]byte
+	rand.Read(id[:])
+	a := &attempt{offerID: m.ID, session: hex.EncodeToString(id[:]), proxy: p.name, typ: p.typ,
+		visitor: ss, owner: p.owner, visitorNAT: m.NAT, created: time.Now()}
+	st := s.p2p
+	st.mu.Lock()
+	for k, old := range st.attempts {
+		if time.Since(old.created) > attemptTTL {
+			delete(st.attempts, k)
+		}
+	}
+	full := len(st.attempts) >= maxAttempts
+	if !full {
+		st.attempts[a.session] = a
+	}
+	st.mu.Unlock()
+	if full {
+		sendTimeout(ss, &protocol.P2PAnswer{ID: m.ID, Code: protocol.CodeBadRequest, Error: "the server has too many P2P attempts in flight; try again later"})
+		return
+	}
+	fwd := *m
+	fwd.Visitor, fwd.SessionID = ss.clientID, a.session
+	if err := sendTimeout(p.owner, &fwd); err != nil {
+		s.p2pForget(a.session)
+		sendTimeout(ss, &protocol.P2PAnswer{ID: m.ID, Code: protocol.CodeBadRequest, Error: "the owner of proxy " + p.name + " cannot be reached: " + err.Error()})
+	}
+}
+
+func (s *Server) p2pForget(session string) {
+	s.p2p.mu.Lock()
+	delete(s.p2p.attempts, session)
+	s.p2p.mu.Unlock()
+}
+
+func (s *Server) p2pLookup(session string) *attempt {
+	s.p2p.mu.Lock()
+	defer s.p2p.mu.Unlock()
+	return s.p2p.attempts[session]
+}
+
+// p2pAnswer passes the owner's candidates to the visitor and starts both
+// sides at the same moment: each is told to wait so that, given half its
+// round trip time to the server, both begin together.
+func (s *Server) p2pAnswer(ss *session, m *protocol.P2PAnswer) {
+	a := s.p2pLookup(m.SessionID)
+	if a == nil || a.owner != ss {
+		ss.log.Debug("P2P answer for an unknown attempt", "session", m.SessionID)
+		return
+	}
+	if m.Error != "" {
+		s.p2pForget(a.session)
+		sendTimeout(a.visitor, &protocol.P2PAnswer{ID: a.offerID, Code: m.Code, Error: m.Error})
+		return
+	}
+	s.p2p.mu.Lock()
+	a.ownerNAT = m.NAT
+	s.p2p.mu.Unlock()
+	rttV, rttO := a.visitor.hb.Stats().LastRTT, a.owner.hb.Stats().LastRTT
+	base := max(rttV, rttO)/2 + 20*time.Millisecond
+	dv, do := base-rttV/2, base-rttO/2
+	sendTimeout(a.visitor, &protocol.P2PAnswer{ID: a.offerID, SessionID: a.session, Candidates: m.Candidates, NAT: m.NAT, DelayMs: dv.Milliseconds()})
+	sendTimeout(a.owner, &protocol.P2PGo{SessionID: a.session, DelayMs: do.Milliseconds()})
+}
+
+// p2pResult records the visitor's outcome of an attempt in the tally.
+func (s *Server) p2pResult(ss *session, m *protocol.P2PResult) {
+	a := s.p2pLookup(m.SessionID)
+	if a == nil || (ss != a.visitor && ss != a.owner) {
+		return
+	}
+	if ss == a.owner {
+		ss.log.Debug("P2P result of the owner", "session", m.SessionID, "outcome", m.Outcome, "error", m.Error)
+		return
+	}
+	s.p2pForget(a.session)
+	st := s.p2p
+	st.mu.Lock()
+	key := natPair{Visitor: orUnknown(a.visitorNAT), Owner: orUnknown(a.ownerNAT)}
+	ps := st.pairs[key]
+	if ps == nil {
+		ps = &PairStats{VisitorNAT: key.Visitor, OwnerNAT: key.Owner}
+		st.pairs[key] = ps
+	}
+	ps.Attempts++
+	switch m.Outcome {
+	case "lan":
+		ps.LAN++
+		ps.totalMs += m.ElapsedMs
+	case "direct":
+		ps.Direct++
+		ps.totalMs += m.ElapsedMs
+	default:
+		ps.Relay++
+	}
+	if n := ps.LAN + ps.Direct; n > 0 {
+		ps.AvgToDirectMs = float64(ps.totalMs) / float64(n)
+	}
+	st.mu.Unlock()
+	args := []any{"proxy", a.proxy, "type", a.typ, "visitor", a.visitor.clientID, "owner", a.owner.clientID,
+		"visitor_nat", key.Visitor, "owner_nat", key.Owner, "outcome", m.Outcome, "elapsed", time.Duration(m.ElapsedMs) * time.Millisecond, "packets", m.Packets}
+	if m.Error != "" {
+		args = append(args, "why_not_direct", m.Error)
+	}
+	ss.log.Info("P2P attempt", args...)
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// P2PTally returns the outcomes per pair of NAT behaviours, sorted.
+func (s *Server) P2PTally() []PairStats {
+	st := s.p2p
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := make([]PairStats, 0, len(st.pairs))
+	for _, p := range st.pairs {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].VisitorNAT != out[j].VisitorNAT {
+			return out[i].VisitorNAT < out[j].VisitorNAT
+		}
+		return out[i].OwnerNAT < out[j].OwnerNAT
+	})
+	return out
+}
+
+// TallyTable renders the tally as a text table.
+func TallyTable(rows []PairStats) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-16s %-16s %8s %5s %7s %6s %14s\n", "visitor NAT", "owner NAT", "attempts", "lan", "direct", "relay", "avg to direct")
+	for _, r := range rows {
+		avg := "-"
+		if r.LAN+r.Direct > 0 {
+			avg = (time.Duration(r.AvgToDirectMs * float64(time.Millisecond))).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(&b, "%-16s %-16s %8d %5d %7d %6d %14s\n", r.VisitorNAT, r.OwnerNAT, r.Attempts, r.LAN, r.Direct, r.Relay, avg)
+	}
+	return b.String()
+}
+
+// logTally writes the tally to the log, one line per row of the table.
+func (s *Server) logTally() {
+	rows := s.P2PTally()
+	if len(rows) == 0 {
+		return
+	}
+	for _, line := range strings.Split(strings.TrimRight(TallyTable(rows), "\n"), "\n") {
+		s.log.Log(context.Background(), slog.LevelInfo, "P2P tally | "+line)
+	}
+}

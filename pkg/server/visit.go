@@ -1,0 +1,68 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hopproxy/hop/pkg/bridge"
+	"github.com/hopproxy/hop/pkg/protocol"
+)
+
+// visitTimeout bounds reading the Visit frame of a new visitor stream.
+const visitTimeout = 10 * time.Second
+
+// lookupSecret finds the secret proxy a visitor asks for, applying the
+// owner's allowUsers. typ is the visitor's type, which must match.
+func (s *Server) lookupSecret(visitor, name, typ string) (*proxy, *protocol.Error) {
+	s.mu.Lock()
+	p := s.proxies[name]
+	s.mu.Unlock()
+	switch {
+	case p == nil:
+		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: fmt.Sprintf("no proxy named %q is registered on the server; check the visitor's serverName and that the owning hopc is connected", name)}
+	case !isSecret(p.typ):
+		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: fmt.Sprintf("proxy %q is a %s proxy with a public port, not a secret proxy", name, p.typ)}
+	case p.typ != typ:
+		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: fmt.Sprintf("proxy %q is of type %s but the visitor is %s; use the same type on both sides", name, p.typ, typ)}
+	case !p.allows(visitor):
+		return nil, &protocol.Error{Code: protocol.CodeBadRequest, Message: fmt.Sprintf("client %q is not in the allowUsers of proxy %q", visitor, name)}
+	}
+	return p, nil
+}
+
+// serveVisit relays one stream a visitor opened: it reads the Visit frame,
+// opens a stream to the proxy's owner and joins the two. The secret is
+// checked end to end by the owner (VisitAuth), never by the server.
+func (s *Server) serveVisit(ss *session, st net.Conn) {
+	defer s.connWG.Done()
+	s.users.Add(st)
+	defer s.users.Remove(st)
+	st.SetReadDeadline(time.Now().Add(visitTimeout))
+	v, err := protocol.ReadAs[*protocol.Visit](st)
+	if err != nil {
+		var pe *protocol.Error
+		if !errors.As(err, &pe) {
+			ss.log.Warn("bad visitor stream", "error", err)
+		}
+		st.Close()
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	p, perr := s.lookupSecret(ss.clientID, v.Proxy, v.ProxyType)
+	if perr != nil {
+		ss.log.Info("visit refused", "proxy", v.Proxy, "reason", perr.Message)
+		protocol.WriteMsg(st, perr)
+		st.Close()
+		return
+	}
+	out, err := p.owner.openStreamFor(&protocol.StartWork{Proxy: p.name, SrcAddr: "visitor " + ss.clientID, Visitor: ss.clientID})
+	if err != nil {
+		protocol.WriteMsg(st, &protocol.Error{Code: protocol.CodeBadRequest, Message: "the owner of proxy " + p.name + " cannot be reached: " + err.Error()})
+		st.Close()
+		return
+	}
+	up, down := bridge.Join(st, out)
+	p.log.Debug("visitor connection closed", "visitor", ss.clientID, "bytes_in", up, "bytes_out", down)
+}
