@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -673,6 +674,28 @@ func TestConfFiles(t *testing.T) {
 		}
 	}
 
+	// The secret-proxy pair works with hops.toml and with each other:
+	// every visitor finds its proxy, of the same type and key, and is let
+	// in; every proxy is visited; all three kinds are shown.
+	owner, visitor := clients["hopc_xtcp_owner.toml"], clients["hopc_xtcp_visitor.toml"]
+	if s := servers["hops.toml"]; s != nil && owner != nil && visitor != nil {
+		for name, c := range map[string]*ClientConfig{"hopc_xtcp_owner.toml": owner, "hopc_xtcp_visitor.toml": visitor} {
+			if c.Auth.Token != s.Auth.Token || c.ServerPort != s.BindPort || c.ServerAddress() != clients["hopc.toml"].ServerAddress() {
+				t.Errorf("%s does not work with hops.toml: token %q/%q, server %s, bindPort %d", name, c.Auth.Token, s.Auth.Token, c.ServerAddress(), s.BindPort)
+			}
+		}
+		if len(owner.Visitors) != 0 || len(visitor.Proxies) != 0 {
+			t.Errorf("the owner has visitors or the visitor has proxies: %+v, %+v", owner.Visitors, visitor.Proxies)
+		}
+		checkVisits(t, "hopc_xtcp_owner.toml", owner, visitor, ProxyXTCP, ProxyXUDP, ProxySTCP)
+		if !slices.ContainsFunc(owner.Proxies, func(p ProxyConfig) bool { return len(p.AllowUsers) > 0 }) {
+			t.Errorf("hopc_xtcp_owner.toml: no proxy shows allowUsers")
+		}
+	}
+	if full := clients["hopc_full.toml"]; full != nil {
+		checkVisits(t, "hopc_full.toml", full, full, ProxyXTCP, ProxyXUDP)
+	}
+
 	if got := servers["hops_full.toml"]; got != nil {
 		want := DefaultServer()
 		want.Auth.Token = token
@@ -720,6 +743,37 @@ func TestConfFiles(t *testing.T) {
 				t.Errorf("%s: key %s is not documented", name, key)
 			}
 		}
+	}
+}
+
+// checkVisits checks that every visitor of visitor reaches a secret proxy
+// of owner (same name, type and key, and allowed in), that every secret
+// proxy of owner is visited, and that the visitors have the types want.
+func checkVisits(t *testing.T, file string, owner, visitor *ClientConfig, want ...ProxyType) {
+	t.Helper()
+	visited := make(map[string]bool)
+	var types []ProxyType
+	for _, v := range visitor.Visitors {
+		i := slices.IndexFunc(owner.Proxies, func(p ProxyConfig) bool { return p.Name == v.ServerName })
+		if i < 0 {
+			t.Errorf("%s: visitor %s: no proxy named %q", file, v.Name, v.ServerName)
+			continue
+		}
+		p := owner.Proxies[i]
+		if p.Type != v.Type || p.SecretKey != v.SecretKey || !p.AllowsUser(visitor.ClientID) {
+			t.Errorf("%s: visitor %s (%s, client %q) cannot reach proxy %s (%s, allowUsers %q) or their secretKeys differ",
+				file, v.Name, v.Type, visitor.ClientID, p.Name, p.Type, p.AllowUsers)
+		}
+		visited[p.Name] = true
+		types = append(types, v.Type)
+	}
+	for _, p := range owner.Proxies {
+		if p.Type.IsSecret() && !visited[p.Name] {
+			t.Errorf("%s: no visitor for proxy %s", file, p.Name)
+		}
+	}
+	if !reflect.DeepEqual(types, want) {
+		t.Errorf("%s: visitor types %v, want %v", file, types, want)
 	}
 }
 
