@@ -222,13 +222,14 @@ remotePort = 6000
 }
 
 func TestSecretProxyDefaultsPerElement(t *testing.T) {
+	t.Setenv("HOP_TEST_USER", "laptop")
 	cfg, err := ParseClient("hopc.toml", []byte(tokenLine+`
 [[proxies]]
 name = "db"
 type = "stcp"
 localPort = 5432
 secretKey = "0123456789"
-allowUsers = ["laptop", "*"]
+allowUsers = ["${HOP_TEST_USER}", "*"]
 [[proxies]]
 name = "syslog"
 type = "sudp"
