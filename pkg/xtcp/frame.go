@@ -93,9 +93,10 @@ func (s *frameSealer) seal(dst, payload []byte) []byte {
 // frameOpener decrypts the frames the other side sends and drops replays.
 // Not safe for concurrent use: one reader owns it.
 type frameOpener struct {
-	kind frameKind
-	aead cipher.AEAD
-	win  replayWindow
+	kind  frameKind
+	aead  cipher.AEAD
+	win   replayWindow
+	nonce [chacha20poly1305.NonceSize]byte // scratch; first 4 bytes stay 0
 }
 
 func newFrameOpener(secret []byte, session SessionID, kind frameKind, sender Role) *frameOpener {
@@ -115,9 +116,8 @@ func (o *frameOpener) open(b []byte) ([]byte, error) {
 	if !o.win.fresh(h.Counter) {
 		return nil, ErrReplay
 	}
-	var nonce [chacha20poly1305.NonceSize]byte
-	binary.BigEndian.PutUint64(nonce[4:], h.Counter)
-	pt, err := o.aead.Open(b[frameHeaderLen:frameHeaderLen], nonce[:], b[frameHeaderLen:], b[:frameHeaderLen])
+	binary.BigEndian.PutUint64(o.nonce[4:], h.Counter)
+	pt, err := o.aead.Open(b[frameHeaderLen:frameHeaderLen], o.nonce[:], b[frameHeaderLen:], b[:frameHeaderLen])
 	if err != nil {
 		return nil, ErrBadMAC
 	}

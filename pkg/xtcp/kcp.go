@@ -64,7 +64,7 @@ func newSession(conn *net.UDPConn, remote netip.AddrPort, key []byte, session Se
 	}
 	// Both ends derive the same conversation ID; KCP drops other ones.
 	conv := binary.BigEndian.Uint32(deriveKey(key, session, infoKCPConv, 4))
-	pc := &kcpPacketConn{p: p, raddr: net.UDPAddrFromAddrPort(p.remote)}
+	pc := &kcpPacketConn{p: p, raddr: newFixedAddr(p.remote)}
 	// ownConn=false: kcp-go must never close the socket; the Session does.
 	ks, err := kcp.NewConn4(conv, pc.raddr, nil, 0, 0, false, pc)
 	if err != nil {
@@ -247,6 +247,9 @@ type readTracker struct {
 	last  atomic.Int64 // ns since start
 	errMu sync.Mutex
 	err   error // first read or write error
+
+	hdr  [yamuxHeaderLen]byte
+	held []byte // a data frame header waiting for its body
 }
 
 func (r *readTracker) Read(b []byte) (int, error) {
@@ -260,13 +263,37 @@ func (r *readTracker) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// Write passes yamux's writes to KCP. yamux writes a data frame as two
+// writes, header then body; the header of a frame with a body is held and
+// sent with the body in one KCP write, so a small frame is one packet,
+// not two. Only yamux's send loop writes, one frame at a time.
 func (r *readTracker) Write(b []byte) (int, error) {
-	n, err := r.UDPSession.Write(b)
+	if r.held == nil && len(b) == yamuxHeaderLen && b[0] == 0 && b[1] == yamuxTypeData &&
+		binary.BigEndian.Uint32(b[8:12]) > 0 {
+		r.held = append(r.hdr[:0], b...)
+		return len(b), nil
+	}
+	var n int
+	var err error
+	if r.held != nil {
+		n, err = r.UDPSession.WriteBuffers([][]byte{r.held, b})
+		n -= len(r.held)
+		r.held = nil
+	} else {
+		n, err = r.UDPSession.Write(b)
+	}
 	if err != nil {
 		r.setErr("write", err)
 	}
-	return n, err
+	return max(n, 0), err
 }
+
+// yamux's frame header (its spec.md): version 0, type (0 = data), flags,
+// stream ID, length.
+const (
+	yamuxHeaderLen = 12
+	yamuxTypeData  = 0
+)
 
 func (r *readTracker) setErr(op string, err error) {
 	r.errMu.Lock()
@@ -295,8 +322,21 @@ func (r *readTracker) quiet() time.Duration {
 // every packet it sends is sealed.
 type kcpPacketConn struct {
 	p     *path
-	raddr *net.UDPAddr
+	raddr fixedAddr
 }
+
+// fixedAddr is the peer's address with its string made once: kcp-go's
+// read loop calls String on every packet's source.
+type fixedAddr struct {
+	*net.UDPAddr
+	s string
+}
+
+func newFixedAddr(ap netip.AddrPort) fixedAddr {
+	return fixedAddr{net.UDPAddrFromAddrPort(ap), ap.String()}
+}
+
+func (a fixedAddr) String() string { return a.s }
 
 func (c *kcpPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 	pt, err := c.p.readData(b)

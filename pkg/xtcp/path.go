@@ -205,8 +205,9 @@ func (p *path) write(b []byte) error {
 // writeData seals payload into a data frame and sends it.
 func (p *path) writeData(payload []byte) error {
 	bp, _ := p.bufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
+	if need := len(payload) + FrameOverhead; bp == nil || cap(*bp) < need {
+		b := make([]byte, 0, max(need, 1536))
+		bp = &b
 	}
 	b := p.sealer.seal((*bp)[:0], payload)
 	err := p.write(b)
