@@ -1,0 +1,149 @@
+package xtcp
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// relay forwards UDP between two peers on loopback, as a path in the
+// middle that tests can make misbehave: a talks to relay.forA, b to
+// relay.forB.
+type relay struct {
+	forA, forB *net.UDPConn
+	a, b       netip.AddrPort
+	// dropAbove drops packets longer than this (0: none); dup sends every
+	// packet twice.
+	dropAbove atomic.Int64
+	dup       atomic.Bool
+	wg        sync.WaitGroup
+}
+
+func newRelay(t *testing.T, a, b netip.AddrPort) *relay {
+	r := &relay{forA: listen(t), forB: listen(t), a: a, b: b}
+	r.wg.Add(2)
+	go r.pump(r.forA, r.forB, b)
+	go r.pump(r.forB, r.forA, a)
+	t.Cleanup(func() { r.forA.Close(); r.forB.Close(); r.wg.Wait() })
+	return r
+}
+
+func (r *relay) pump(from, to *net.UDPConn, dst netip.AddrPort) {
+	defer r.wg.Done()
+	buf := make([]byte, 65536)
+	for {
+		n, _, err := from.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		if max := r.dropAbove.Load(); max > 0 && int64(n) > max {
+			continue
+		}
+		to.WriteToUDPAddrPort(buf[:n], dst)
+		if r.dup.Load() {
+			to.WriteToUDPAddrPort(buf[:n], dst)
+		}
+	}
+}
+
+// relayedPair starts xtcp sessions that talk through a relay.
+func relayedPair(t *testing.T, cfg SessionConfig) (vs, os *Session, r *relay) {
+	vconn, oconn := listen(t), listen(t)
+	r = newRelay(t, addrOf(vconn), addrOf(oconn))
+	sid := NewSessionID()
+	vs, err := DialKCP(vconn, addrOf(r.forA), testSecret, sid, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os, err = AcceptKCP(oconn, addrOf(r.forB), testSecret, sid, cfg)
+	if err != nil {
+		vs.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vs.Close(); os.Close() })
+	return vs, os, r
+}
+
+// TestKCPDuplicates: a path that delivers every packet twice; the copies
+// are dropped as replays and the data arrives intact.
+func TestKCPDuplicates(t *testing.T) {
+	checkLeaks(t)
+	vs, os, r := relayedPair(t, testSessionConfig())
+	r.dup.Store(true)
+	got := make(chan [32]byte, 1)
+	go func() {
+		st, err := os.Accept()
+		if err != nil {
+			close(got)
+			return
+		}
+		sum, _, _ := readDigest(st)
+		got <- sum
+	}()
+	st, err := vs.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := sendDigest(st, 2<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := <-got; sum != want {
+		t.Fatal("digest mismatch")
+	}
+	if os.Stats().Rejected == 0 {
+		t.Fatalf("no duplicate rejected: %+v", os.Stats())
+	}
+}
+
+// TestKCPStall: a path that drops big packets (an MTU black hole) while
+// keepalives pass. KCP would retransmit forever; the session must end
+// with ErrPathDead instead.
+func TestKCPStall(t *testing.T) {
+	checkLeaks(t)
+	cfg := testSessionConfig()
+	vs, os, r := relayedPair(t, cfg)
+	go func() {
+		st, err := os.Accept()
+		if err == nil {
+			io.Copy(io.Discard, st)
+		}
+	}()
+	st, err := vs.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Write(make([]byte, 100<<10)); err != nil {
+		t.Fatal(err)
+	}
+	r.dropAbove.Store(200)
+	start := time.Now()
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			if _, err := st.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	var first *Session
+	select {
+	case <-vs.Done():
+		first = vs
+	case <-os.Done():
+		first = os
+	case <-time.After(4 * cfg.KeepaliveTimeout):
+		t.Fatalf("no end after %v: visitor %+v", time.Since(start), vs.Stats())
+	}
+	err = first.Err()
+	if !errors.Is(err, ErrPathDead) || !strings.Contains(err.Error(), "KCP delivers nothing") {
+		t.Fatalf("got %v", err)
+	}
+	t.Logf("%v after %v", err, time.Since(start).Round(time.Millisecond))
+}
