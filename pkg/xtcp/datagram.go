@@ -22,6 +22,7 @@ const MaxDatagramSize = 65507 - FrameOverhead
 // path keepalive runs as for xtcp.
 //
 // A DatagramPath owns its socket: Close (or the path's death) closes it.
+// Call Close even after Done: it waits for the path's goroutines.
 type DatagramPath struct {
 	p  *path
 	in chan []byte

@@ -21,6 +21,7 @@ import (
 // side may open streams.
 //
 // A Session owns its socket: Close (or the session's death) closes it.
+// Call Close even after Done: it waits for the session's goroutines.
 type Session struct {
 	path *path
 	kcp  *kcp.UDPSession

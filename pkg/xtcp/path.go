@@ -18,7 +18,8 @@ type PathStats struct {
 	// RTT is the round trip of the last answered keepalive (0 before the
 	// first answer).
 	RTT time.Duration
-	// LastReceived is when the last authentic packet from the peer came.
+	// LastReceived is when the last authentic packet from the peer came
+	// (the path's start before the first).
 	LastReceived time.Time
 	// PacketsSent and PacketsReceived count data frames and control
 	// packets; BytesSent and BytesReceived are UDP payload bytes.

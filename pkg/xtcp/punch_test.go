@@ -240,3 +240,27 @@ func TestPunchConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestPunchIPv6(t *testing.T) {
+	checkLeaks(t)
+	listen6 := func() *net.UDPConn {
+		c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+		if err != nil {
+			t.Skipf("no IPv6 loopback: %v", err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	oconn, vconn := listen6(), listen6()
+	sid := NewSessionID()
+	// An IPv4 candidate on an IPv6-only socket fails to send and is skipped.
+	o, v := punchBoth(t.Context(), oconn, vconn,
+		testPunchConfig(sid, RoleOwner, host(deadPort(t)), host(addrOf(vconn))),
+		testPunchConfig(sid, RoleVisitor, host(addrOf(oconn))))
+	if o.err != nil || v.err != nil {
+		t.Fatalf("owner: %v\nvisitor: %v", o.err, v.err)
+	}
+	if o.res.Remote != addrOf(vconn) || v.res.Remote != addrOf(oconn) {
+		t.Fatalf("owner %v visitor %v", o.res.Remote, v.res.Remote)
+	}
+}

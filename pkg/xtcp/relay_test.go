@@ -22,6 +22,9 @@ type relay struct {
 	// packet twice.
 	dropAbove atomic.Int64
 	dup       atomic.Bool
+	// dropCtl drops every control packet of this type (0: none).
+	dropCtl atomic.Int32
+	dropped atomic.Int64
 	wg        sync.WaitGroup
 }
 
@@ -43,6 +46,10 @@ func (r *relay) pump(from, to *net.UDPConn, dst netip.AddrPort) {
 			return
 		}
 		if max := r.dropAbove.Load(); max > 0 && int64(n) > max {
+			continue
+		}
+		if typ := r.dropCtl.Load(); typ != 0 && isCtl(buf[:n]) && n == ctlLen && int32(buf[5]) == typ {
+			r.dropped.Add(1)
 			continue
 		}
 		to.WriteToUDPAddrPort(buf[:n], dst)
@@ -146,4 +153,66 @@ func TestKCPStall(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 	t.Logf("%v after %v", err, time.Since(start).Round(time.Millisecond))
+}
+
+// TestPunchLostConfirmation: every SelectedAck is lost. The visitor is
+// done on Selected and starts its session; the owner takes the first
+// keepalive of the visitor's path as the confirmation.
+func TestPunchLostConfirmation(t *testing.T) {
+	checkLeaks(t)
+	vconn, oconn := listen(t), listen(t)
+	r := newRelay(t, addrOf(vconn), addrOf(oconn))
+	r.dropCtl.Store(int32(ctlSelectedAck))
+	sid := NewSessionID()
+	cfg := testSessionConfig()
+
+	type out struct {
+		s   *Session
+		res *PunchResult
+		err error
+	}
+	vch := make(chan out, 1)
+	go func() {
+		res, err := Punch(t.Context(), vconn, testPunchConfig(sid, RoleVisitor, host(addrOf(r.forA))))
+		if err != nil {
+			vch <- out{err: err}
+			return
+		}
+		s, err := DialKCP(vconn, res.Remote, testSecret, sid, cfg)
+		vch <- out{s, res, err}
+	}()
+	ores, err := Punch(t.Context(), oconn, testPunchConfig(sid, RoleOwner, host(addrOf(r.forB))))
+	if err != nil {
+		t.Fatalf("owner: %v", err)
+	}
+	v := <-vch
+	if v.err != nil {
+		t.Fatalf("visitor: %v", v.err)
+	}
+	defer v.s.Close()
+	if ores.Remote != addrOf(r.forB) || v.res.Remote != addrOf(r.forA) || r.dropped.Load() == 0 {
+		t.Fatalf("owner uses %v, visitor %v, %d SelectedAcks dropped", ores.Remote, v.res.Remote, r.dropped.Load())
+	}
+	os, err := AcceptKCP(oconn, ores.Remote, testSecret, sid, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.Close()
+	go func() {
+		st, err := os.Accept()
+		if err == nil {
+			io.Copy(st, st)
+			st.Close()
+		}
+	}()
+	st, err := v.s.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	st.Write([]byte("ping"))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(st, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("%q %v", buf, err)
+	}
 }
