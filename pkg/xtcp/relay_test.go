@@ -25,7 +25,7 @@ type relay struct {
 	// dropCtl drops every control packet of this type (0: none).
 	dropCtl atomic.Int32
 	dropped atomic.Int64
-	wg        sync.WaitGroup
+	wg      sync.WaitGroup
 }
 
 func newRelay(t *testing.T, a, b netip.AddrPort) *relay {
