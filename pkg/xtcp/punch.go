@@ -325,7 +325,11 @@ func (ps *puncher) run(ctx context.Context) (*PunchResult, error) {
 					ps.nextSel = now.Add(ps.roundInterval(now.Sub(start)))
 				}
 			case !now.Before(nextProbe) && ps.sent < ps.probeLimit:
-				if i := ps.nextCand(rr); i >= 0 {
+				i := ps.nextCand(rr)
+				if i < 0 {
+					i = ps.nextCand(0) // candidates died or were learned since
+				}
+				if i >= 0 {
 					ps.seq++
 					if err := ps.send(ctlProbe, ps.seq, ps.cands[i].Addr); err != nil && err != errBudget {
 						ps.cands[i].dead = true // e.g. IPv6 candidate on an IPv4 socket
@@ -333,7 +337,7 @@ func (ps *puncher) run(ctx context.Context) (*PunchResult, error) {
 						ps.probes[ps.seq] = sentProbe{cand: i, at: now}
 					}
 					rr = i + 1
-					if rr >= len(ps.cands) {
+					if ps.nextCand(rr) < 0 { // the round is over
 						rr = 0
 						nextProbe = now.Add(ps.roundInterval(now.Sub(start)))
 					}
@@ -342,7 +346,7 @@ func (ps *puncher) run(ctx context.Context) (*PunchResult, error) {
 		}
 		if ps.selected.IsValid() {
 			wake = minTime(wake, ps.nextSel)
-		} else if ps.sent < ps.probeLimit && ps.nextCand(rr) >= 0 {
+		} else if ps.sent < ps.probeLimit && ps.nextCand(0) >= 0 {
 			wake = minTime(wake, nextProbe)
 		}
 		if !ps.lastSend.IsZero() {

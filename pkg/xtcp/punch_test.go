@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -262,5 +263,46 @@ func TestPunchIPv6(t *testing.T) {
 	}
 	if o.res.Remote != addrOf(vconn) || v.res.Remote != addrOf(oconn) {
 		t.Fatalf("owner %v visitor %v", o.res.Remote, v.res.Remote)
+	}
+}
+
+// TestPunchOnlyUnsendable: none of the owner's candidates can even be sent
+// to (IPv6 on an IPv4 socket); it must still succeed through the address
+// the visitor's probes come from.
+func TestPunchOnlyUnsendable(t *testing.T) {
+	checkLeaks(t)
+	oconn, vconn := listen(t), listen(t)
+	v6 := Candidate{Addr: netip.MustParseAddrPort("[::1]:9"), Kind: Host}
+	if _, err := oconn.WriteToUDPAddrPort([]byte("x"), v6.Addr); err == nil {
+		t.Skip("this IPv4 socket can send to IPv6")
+	}
+	sid := NewSessionID()
+	oc := testPunchConfig(sid, RoleOwner, v6)
+	vc := testPunchConfig(sid, RoleVisitor, host(addrOf(oconn)))
+	vc.StartAt = time.Now().Add(50 * time.Millisecond) // the owner's candidates die first
+	o, v := punchBoth(t.Context(), oconn, vconn, oc, vc)
+	if o.err != nil || v.err != nil {
+		t.Fatalf("owner: %v\nvisitor: %v", o.err, v.err)
+	}
+	if o.res.Remote != addrOf(vconn) || o.res.Candidate.Kind != PeerReflexive {
+		t.Fatalf("owner %+v", o.res)
+	}
+}
+
+// TestPunchDeadCandidateLast: an unsendable candidate at the end of the
+// list must not stop the rounds.
+func TestPunchDeadCandidateLast(t *testing.T) {
+	checkLeaks(t)
+	conn := listen(t)
+	s, n := sink(t)
+	cfg := testPunchConfig(NewSessionID(), RoleOwner, host(addrOf(s)), Candidate{Addr: netip.MustParseAddrPort("[::1]:9"), Kind: Host})
+	cfg.Timeout = 300 * time.Millisecond
+	if _, err := Punch(t.Context(), conn, cfg); err == nil {
+		t.Fatal("punched a sink")
+	}
+	time.Sleep(20 * time.Millisecond)
+	// 5 ms rounds for 0.3 s.
+	if got := n.Load(); got < 20 {
+		t.Fatalf("only %d probes reached the live candidate", got)
 	}
 }
