@@ -111,9 +111,12 @@
 // (DefaultKCPConfig): nodelay on, 10 ms update interval (kcp-go's floor),
 // fast resend after 2 ACK skips, no congestion window, windows of 1024
 // packets, MTU 1350, stream mode, ACKs sent at once, writes flushed at
-// once. Latency thus does not wait for the update timer. kcp-go never
-// gives up retransmitting; the path keepalive and a yamux ping that must
-// come back through KCP (Session.stallCheck) turn a dead or stalled path
+// once; a small yamux frame (header and body) goes out as one KCP write,
+// so as one packet. Latency thus does not wait for the update timer.
+// kcp-go never gives up retransmitting; the path keepalive, and a yamux
+// ping every KeepaliveInterval that must come back through KCP within
+// KeepaliveTimeout while nothing else arrives through KCP, turn a dead or
+// stalled path (an MTU black hole: keepalives pass, full packets do not)
 // into ErrPathDead.
 //
 // # Keepalive
