@@ -3,6 +3,7 @@
 //
 //	hopc -c hopc.toml          run the client
 //	hopc verify -c hopc.toml   check a config file and exit
+//	hopc nat -c hopc.toml      show this network's NAT behaviour, as hops sees it
 package main
 
 import (
@@ -32,12 +33,13 @@ func main() {
 
 const usage = `usage:
   hopc -c FILE          run the client with config FILE
-  hopc verify -c FILE   check FILE and print every problem`
+  hopc verify -c FILE   check FILE and print every problem
+  hopc nat -c FILE      discover the NAT in front of this host (via the server in FILE) and explain what it means for P2P`
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
-	verify := len(args) > 0 && args[0] == "verify"
-	if verify {
-		args = args[1:]
+	var sub string
+	if len(args) > 0 && (args[0] == "verify" || args[0] == "nat") {
+		sub, args = args[0], args[1:]
 	}
 	fs := flag.NewFlagSet("hopc", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -53,9 +55,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if verify {
-		fmt.Fprintf(stdout, "%s: OK (%d proxies)\n", *path, len(cfg.Proxies))
+	switch sub {
+	case "verify":
+		fmt.Fprintf(stdout, "%s: OK (%d proxies, %d visitors)\n", *path, len(cfg.Proxies), len(cfg.Visitors))
 		return nil
+	case "nat":
+		return client.PrintNAT(ctx, cfg, stdout)
 	}
 	log, closeLog, err := logging.New(cfg.Log.Level, cfg.Log.To)
 	if err != nil {

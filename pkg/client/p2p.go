@@ -57,13 +57,16 @@ func (c *Client) prepareSocket(ctx context.Context) (*net.UDPConn, []protocol.Ca
 	if server, err := c.stunServer(ctx); err == nil {
 		if rep, err := nat.Discover(ctx, conn, server, discoverOpts); err == nil {
 			class = rep.Class()
-			if rep.Mapped.IsValid() && rep.Behind() {
+			if !rep.Behind() {
+				class = "none"
+			}
+			if rep.Mapped.IsValid() {
 				cands = append(cands, protocol.Candidate{Kind: "srflx", Addr: rep.Mapped.String()})
 				for _, p := range rep.PredictPorts(4) {
-					cands = append(cands, protocol.Candidate{Kind: "predicted", Addr: netip.AddrPortFrom(rep.Mapped.Addr(), p).String()})
+					if p != rep.Mapped.Port() {
+						cands = append(cands, protocol.Candidate{Kind: "predicted", Addr: netip.AddrPortFrom(rep.Mapped.Addr(), p).String()})
+					}
 				}
-			} else if rep.Mapped.IsValid() && !rep.Behind() {
-				class = "none"
 			}
 		} else {
 			c.log.Debug("NAT discovery failed", "error", err)

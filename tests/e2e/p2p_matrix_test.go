@@ -1,0 +1,367 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"net"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hopproxy/hop/tests/netlab"
+)
+
+// p2pLab is the NAT matrix: hops on a WAN with two addresses (so that RFC
+// 5780 tests work), and clients behind NATs of different behaviour.
+type p2pLab struct {
+	lab *netlab.Lab
+	srv *proc
+	srvHost *netlab.Host
+	hosts   map[string]*netlab.Host
+	nats    map[string]*netlab.NAT
+	clients map[string]*proc
+}
+
+// services of an owner: a digest service (tcp) and an echo (udp), inside
+// its namespace.
+func ownerServices(t *testing.T, h *netlab.Host) (tcpPort, udpPort int) {
+	t.Helper()
+	var ln net.Listener
+	var pc net.PacketConn
+	err := h.Do(func() (err error) {
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return err
+		}
+		pc, err = net.ListenPacket("udp", "127.0.0.1:0")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { digest(c); c.Close() }()
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 65535)
+		for {
+			n, a, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], a)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); pc.Close(); wg.Wait() })
+	return ln.Addr().(*net.TCPAddr).Port, pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+const p2pSecret = "matrix-secret-key"
+
+func ownerConfig(id string, tcpPort, udpPort int) string {
+	return fmt.Sprintf(`
+[[proxies]]
+name = "%[1]s-tcp"
+type = "xtcp"
+secretKey = %[4]q
+localPort = %[2]d
+
+[[proxies]]
+name = "%[1]s-udp"
+type = "xudp"
+secretKey = %[4]q
+localPort = %[3]d
+`, id, tcpPort, udpPort, p2pSecret)
+}
+
+func visitorConfig(owner string, keepalive string) string {
+	return fmt.Sprintf(`
+[[visitors]]
+name = "to-%[1]s-tcp"
+type = "xtcp"
+serverName = "%[1]s-tcp"
+secretKey = %[2]q
+bindPort = 9001
+retryInterval = "60s"
+keepaliveInterval = %[3]q
+
+[[visitors]]
+name = "to-%[1]s-udp"
+type = "xudp"
+serverName = "%[1]s-udp"
+secretKey = %[2]q
+bindPort = 9002
+retryInterval = "60s"
+keepaliveInterval = %[3]q
+`, owner, p2pSecret, keepalive)
+}
+
+func (l *p2pLab) startClient(t *testing.T, name, body string) {
+	t.Helper()
+	cfg := fmt.Sprintf("serverAddr = \"198.51.100.10\"\nserverPort = 7000\nclientID = %q\nauth.token = \"e2e-secret\"\ngracePeriod = \"1s\"\n"+
+		"[reconnect]\nminDelay = \"100ms\"\nmaxDelay = \"1s\"\n%s", name, body)
+	l.clients[name] = startIn(t, l.hosts[name], "hopc", cfg)
+	eventually(t, ready, name+" to log in", func() bool { return l.srv.count("client="+name+" ") > 0 })
+}
+
+func newP2PLab(t *testing.T) *p2pLab {
+	lab := netlab.New(t)
+	l := &p2pLab{lab: lab, hosts: map[string]*netlab.Host{}, nats: map[string]*netlab.NAT{}, clients: map[string]*proc{}}
+	wan := lab.Network("wan", "198.51.100.0/24")
+	l.srvHost = lab.Host("srv")
+	l.srvHost.Attach(wan, "198.51.100.10")
+	l.srvHost.Attach(wan, "198.51.100.11")
+	nats := []struct {
+		name, wanIP, lan string
+		cfg             netlab.NATConfig
+		hosts           []string
+	}{
+		{"nata", "198.51.100.21", "10.1.0", netlab.NATConfig{Mode: netlab.PortPreserving}, []string{"oa", "va"}},
+		{"natb", "198.51.100.22", "10.2.0", netlab.NATConfig{Mode: netlab.PortPreserving}, []string{"vb"}},
+		{"natr", "198.51.100.23", "10.3.0", netlab.NATConfig{Mode: netlab.RandomPort}, []string{"or"}},
+		{"natq", "198.51.100.24", "10.4.0", netlab.NATConfig{Mode: netlab.RandomPort}, []string{"vq"}},
+		{"nats", "198.51.100.25", "10.5.0", netlab.NATConfig{Mode: netlab.PortPreserving, UDPTimeout: 3 * time.Second}, []string{"vs"}},
+	}
+	for _, n := range nats {
+		lan := lab.Network("l"+n.name, n.lan+".0/24")
+		l.nats[n.name] = lab.NAT(n.name, wan, n.wanIP, lan, n.lan+".1", n.cfg)
+		for i, h := range n.hosts {
+			host := lab.Host(h)
+			host.Attach(lan, fmt.Sprintf("%s.%d", n.lan, 10+i))
+			host.DefaultRoute(n.lan + ".1")
+			l.hosts[h] = host
+		}
+	}
+	srvCfg := "bindAddr = \"198.51.100.10\"\nbindPort = 7000\nauth.token = \"e2e-secret\"\ngracePeriod = \"1s\"\n" +
+		"[p2p]\nstunAltPort = 7001\nstunAltAddr = \"198.51.100.11\"\n[webServer]\naddr = \"127.0.0.1\"\nport = 7500\n"
+	l.srv = startIn(t, l.srvHost, "hops", srvCfg)
+	eventually(t, ready, "hops to listen", func() bool { return l.srv.count("msg=listening") == 1 })
+	return l
+}
+
+// cellResult is one row of the printed matrix.
+type cellResult struct {
+	visitor, owner, pair string
+	outcome              string
+	timeToPath           string
+}
+
+var attemptRE = regexp.MustCompile(`msg="P2P attempt".* type=(\w+) visitor=(\S+) owner=(\S+) visitor_nat=(\S+) owner_nat=(\S+) outcome=(\w+) elapsed=(\S+)`)
+
+// attempt returns the server's record of the visitor's first attempt of
+// the given type towards owner.
+func (l *p2pLab) attempt(visitor, owner, typ string) []string {
+	for _, line := range strings.Split(l.srv.out.String(), "\n") {
+		m := attemptRE.FindStringSubmatch(line)
+		if m != nil && m[1] == typ && m[2] == visitor && m[3] == owner {
+			return m
+		}
+	}
+	return nil
+}
+
+// xtcpTransfer moves size bytes through the visitor's xtcp port and checks
+// the digest the owner's service answers.
+func xtcpTransfer(h *netlab.Host, size int64, seed uint64) error {
+	var c net.Conn
+	if err := h.Do(func() (err error) { c, err = net.DialTimeout("tcp", "127.0.0.1:9001", 5*time.Second); return }); err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	sum := sha256.New()
+	if err := pattern(io.MultiWriter(c, sum), size, seed); err != nil {
+		return fmt.Errorf("sending: %w", err)
+	}
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		return fmt.Errorf("reading digest: %w", err)
+	}
+	if !bytes.Equal(got, sum.Sum(nil)) {
+		return fmt.Errorf("digest mismatch after %d bytes", size)
+	}
+	return nil
+}
+
+// xudpEcho sends n datagrams through the visitor's xudp port and waits for
+// their echoes (a datagram lost on the way is sent again, up to a bound).
+func xudpEcho(h *netlab.Host, n int) error {
+	var c net.Conn
+	if err := h.Do(func() (err error) { c, err = net.Dial("udp", "127.0.0.1:9002"); return }); err != nil {
+		return err
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	for i := range n {
+		msg := []byte(fmt.Sprintf("datagram %d", i))
+		ok := false
+		for try := 0; try < 20 && !ok; try++ {
+			c.Write(msg)
+			c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+			k, err := c.Read(buf)
+			ok = err == nil && bytes.Equal(buf[:k], msg)
+		}
+		if !ok {
+			return fmt.Errorf("no echo of datagram %d", i)
+		}
+	}
+	return nil
+}
+
+// TestP2PMatrix checks every pair of NAT behaviours for the outcome it
+// allows, moving 10 MB through xtcp and echoing datagrams through xudp in
+// each cell, and prints the matrix.
+func TestP2PMatrix(t *testing.T) {
+	l := newP2PLab(t)
+	for _, owner := range []string{"oa", "or"} {
+		tcpPort, udpPort := ownerServices(t, l.hosts[owner])
+		l.startClient(t, owner, ownerConfig(owner, tcpPort, udpPort))
+	}
+	cells := []struct {
+		visitor, owner string
+		want           string // outcome of the attempt: lan, direct or failed (relay)
+	}{
+		{"va", "oa", "lan"},    // both behind NAT A
+		{"vb", "oa", "direct"}, // port-preserving both sides
+		{"vq", "or", "failed"}, // random ports on both sides: relay
+		{"vq", "oa", "direct"}, // random visitor, port-preserving owner
+		{"vb", "or", "direct"}, // port-preserving visitor, random owner
+	}
+	var results []cellResult
+	for _, cell := range cells {
+		name := cell.visitor + "->" + cell.owner
+		ok := t.Run(name, func(t *testing.T) {
+			if p := l.clients[cell.visitor]; p != nil {
+				p.interrupt(10 * time.Second)
+				delete(l.clients, cell.visitor)
+			}
+			l.startClient(t, cell.visitor, visitorConfig(cell.owner, "10s"))
+			h := l.hosts[cell.visitor]
+			eventually(t, ready, "the visitor port", func() bool {
+				return h.Do(func() error {
+					c, err := net.DialTimeout("tcp", "127.0.0.1:9001", time.Second)
+					if err == nil {
+						c.Close()
+					}
+					return err
+				}) == nil
+			})
+			// The first connection may be relayed while the punch runs;
+			// either way its bytes must arrive intact.
+			if err := xtcpTransfer(h, 10<<20, 1); err != nil {
+				t.Fatalf("xtcp: %v", err)
+			}
+			var m []string
+			eventually(t, 20*time.Second, "the server's record of the xtcp attempt", func() bool {
+				m = l.attempt(cell.visitor, cell.owner, "xtcp")
+				return m != nil
+			})
+			if err := xtcpTransfer(h, 10<<20, 2); err != nil { // over the path the attempt found
+				t.Fatalf("xtcp after the attempt: %v", err)
+			}
+			if err := xudpEcho(h, 20); err != nil {
+				t.Fatalf("xudp: %v", err)
+			}
+			eventually(t, 20*time.Second, "the server's record of the xudp attempt", func() bool { return l.attempt(cell.visitor, cell.owner, "xudp") != nil })
+			mu := l.attempt(cell.visitor, cell.owner, "xudp")
+			res := cellResult{visitor: cell.visitor, owner: cell.owner, pair: m[4] + " → " + m[5], outcome: m[6], timeToPath: m[7]}
+			if res.outcome == "failed" {
+				res.outcome, res.timeToPath = "relay", "-"
+			}
+			res.outcome += " (xudp " + mu[6] + ")"
+			results = append(results, res)
+			if m[6] != cell.want || mu[6] != cell.want {
+				t.Errorf("outcome xtcp %s, xudp %s; want %s for %s", m[6], mu[6], cell.want, m[4]+" → "+m[5])
+			}
+		})
+		if !ok && len(results) == 0 {
+			break
+		}
+	}
+	// A direct path left idle for several of NAT S's 3 s UDP timeouts still
+	// carries data without a new punch: the path keepalive (1 s) holds the
+	// mapping open.
+	t.Run("idle path survives NAT UDP timeout", func(t *testing.T) {
+		l.startClient(t, "vs", visitorConfig("oa", "1s"))
+		h := l.hosts["vs"]
+		eventually(t, ready, "the visitor port", func() bool {
+			return h.Do(func() error {
+				c, err := net.DialTimeout("tcp", "127.0.0.1:9001", time.Second)
+				if err == nil {
+					c.Close()
+				}
+				return err
+			}) == nil
+		})
+		if err := xtcpTransfer(h, 1<<20, 3); err != nil {
+			t.Fatal(err)
+		}
+		var m []string
+		eventually(t, 20*time.Second, "the attempt", func() bool { m = l.attempt("vs", "oa", "xtcp"); return m != nil })
+		if m[6] != "direct" {
+			t.Fatalf("outcome %s, want direct", m[6])
+		}
+		// Four NAT UDP timeouts of idleness, the thing under test. The
+		// mapping of the path in NAT S must exist all along: the path
+		// keepalive, not a new punch, keeps it.
+		flow := "src=10.5.0.10 dst=198.51.100.21 "
+		idleUntil := time.Now().Add(4 * 3 * time.Second)
+		for time.Now().Before(idleUntil) {
+			entries, err := l.nats["nats"].Conntrack(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, e := range entries {
+				found = found || (strings.Contains(e, " udp ") && strings.Contains(e, flow))
+			}
+			if !found {
+				t.Fatalf("NAT S forgot the path's mapping while idle:\n%s", strings.Join(entries, "\n"))
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if err := xtcpTransfer(h, 1<<20, 4); err != nil {
+			t.Fatalf("after idling: %v", err)
+		}
+		if n := countAttempts(l.srv.out.String(), "vs", "xtcp"); n != 1 {
+			t.Fatalf("%d xtcp attempts by vs: the idle path was re-punched", n)
+		}
+		if k := l.clients["vs"].count("direct path lost"); k != 0 {
+			t.Fatalf("the direct path died while idle:\n%s", l.clients["vs"].out.String())
+		}
+	})
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nP2P matrix (visitor → owner):\n%-10s %-22s %-26s %s\n", "cell", "NATs", "outcome", "time to path")
+	for _, r := range results {
+		fmt.Fprintf(&b, "%-10s %-22s %-26s %s\n", r.visitor+"->"+r.owner, r.pair, r.outcome, r.timeToPath)
+	}
+	t.Log(b.String())
+	fmt.Print(b.String())
+}
+
+// countAttempts counts the server's records of the visitor's attempts.
+func countAttempts(log, visitor, typ string) int {
+	n := 0
+	for _, line := range strings.Split(log, "\n") {
+		if m := attemptRE.FindStringSubmatch(line); m != nil && m[1] == typ && m[2] == visitor {
+			n++
+		}
+	}
+	return n
+}
