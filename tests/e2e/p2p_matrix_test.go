@@ -19,8 +19,8 @@ import (
 // p2pLab is the NAT matrix: hops on a WAN with two addresses (so that RFC
 // 5780 tests work), and clients behind NATs of different behaviour.
 type p2pLab struct {
-	lab *netlab.Lab
-	srv *proc
+	lab     *netlab.Lab
+	srv     *proc
 	srvHost *netlab.Host
 	hosts   map[string]*netlab.Host
 	nats    map[string]*netlab.NAT
@@ -127,8 +127,8 @@ func newP2PLab(t *testing.T) *p2pLab {
 	l.srvHost.Attach(wan, "198.51.100.11")
 	nats := []struct {
 		name, wanIP, lan string
-		cfg             netlab.NATConfig
-		hosts           []string
+		cfg              netlab.NATConfig
+		hosts            []string
 	}{
 		{"nata", "198.51.100.21", "10.1.0", netlab.NATConfig{Mode: netlab.PortPreserving}, []string{"oa", "va"}},
 		{"natb", "198.51.100.22", "10.2.0", netlab.NATConfig{Mode: netlab.PortPreserving}, []string{"vb"}},
