@@ -48,7 +48,8 @@ type Client struct {
 	lastWarn map[string]time.Time // per proxy, see localDown
 
 	liveMu   sync.Mutex
-	cur      *live // the logged-in session, nil between sessions
+	cur      *live         // the logged-in session, nil between sessions
+	liveCh   chan struct{} // closed while cur is set
 	waits    p2pWaits
 	closers  closers // direct P2P paths served as owner
 	replays  replayCache

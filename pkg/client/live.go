@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/hopproxy/hop/pkg/control"
 	"github.com/hopproxy/hop/pkg/heartbeat"
@@ -31,17 +32,43 @@ type p2pWaits struct {
 func (c *Client) setLive(l *live) {
 	c.liveMu.Lock()
 	c.cur = l
+	if c.liveCh == nil {
+		c.liveCh = make(chan struct{})
+	}
+	if l != nil {
+		close(c.liveCh) // wake those waiting for a session
+	} else {
+		c.liveCh = make(chan struct{})
+	}
 	c.liveMu.Unlock()
 }
 
-// current returns the logged-in session, or an error saying there is none.
+// liveWait bounds how long a visitor's connection waits for a session to
+// the server (at boot, or during a reconnect) before it is given up.
+const liveWait = 5 * time.Second
+
+// current returns the logged-in session, waiting up to liveWait for one,
+// or an error saying there is none.
 func (c *Client) current() (*live, error) {
-	c.liveMu.Lock()
-	defer c.liveMu.Unlock()
-	if c.cur == nil {
-		return nil, fmt.Errorf("not connected to the server %s", c.serverAddr())
+	t := time.NewTimer(liveWait)
+	defer t.Stop()
+	for {
+		c.liveMu.Lock()
+		l := c.cur
+		if c.liveCh == nil {
+			c.liveCh = make(chan struct{})
+		}
+		ch := c.liveCh
+		c.liveMu.Unlock()
+		if l != nil {
+			return l, nil
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			return nil, fmt.Errorf("not connected to the server %s", c.serverAddr())
+		}
 	}
-	return c.cur, nil
 }
 
 func (w *p2pWaits) expectAnswer(id string) (chan *protocol.P2PAnswer, func()) {

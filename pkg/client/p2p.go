@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,6 +100,63 @@ func fromWire(cs []protocol.Candidate) []xtcp.Candidate {
 	}
 	local, _ := xtcp.LocalPrefixes()
 	return xtcp.OrderCandidates(local, out)
+}
+
+// Birthday punch sizes (see xtcp.PunchMany): with 384 mappings on the hard
+// side and 1200 sprayed probes on the easy side a hit is all but certain.
+const (
+	birthdaySockets = 384
+	birthdayProbes  = 1200
+	birthdaySpread  = 300 * time.Millisecond
+)
+
+// mappingOf returns the mapping part of a NAT class ("EIM" of "EIM/APDF");
+// "none" (no NAT) counts as endpoint-independent.
+func mappingOf(class string) string {
+	if class == "none" {
+		return "EIM"
+	}
+	m, _, _ := strings.Cut(class, "/")
+	return m
+}
+
+func hardMapping(class string) bool {
+	m := mappingOf(class)
+	return m == "APDM" || m == "ADM"
+}
+
+// punch runs the attempt's punch in the mode the two NATs call for: the
+// plain punch, or a birthday punch when exactly one side maps every
+// destination to a new port (that side opens many mappings, the other
+// sprays probes at random ports). It returns the socket the path uses; a
+// socket it does not return is closed.
+func punch(ctx context.Context, conn *net.UDPConn, cfg xtcp.PunchConfig, mine, theirs string, peer []protocol.Candidate) (*xtcp.PunchResult, *net.UDPConn, error) {
+	switch {
+	case hardMapping(mine) && mappingOf(theirs) == "EIM":
+		conns := []*net.UDPConn{conn}
+		for len(conns) < birthdaySockets {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{})
+			if err != nil {
+				break
+			}
+			conns = append(conns, c)
+		}
+		cfg.Interval, cfg.MaxPackets, cfg.MaxRate = time.Second, 16, 20 // about 4 probes each, the rest for answers
+		return xtcp.PunchMany(ctx, conns, cfg, birthdaySpread)
+	case mappingOf(mine) == "EIM" && hardMapping(theirs):
+		for _, c := range peer {
+			if c.Kind == "srflx" {
+				if ap, err := netip.ParseAddrPort(c.Addr); err == nil {
+					cfg.SprayIP, cfg.SprayPorts = ap.Addr(), birthdayProbes
+					cfg.MaxPackets, cfg.MaxRate = birthdayProbes+200, 500
+					cfg.StartAt = cfg.StartAt.Add(birthdaySpread) // let the other side's mappings open first
+				}
+				break
+			}
+		}
+	}
+	res, err := xtcp.Punch(ctx, conn, cfg)
+	return res, conn, err
 }
 
 func outcome(r *xtcp.PunchResult) string {
@@ -311,11 +369,14 @@ func (l *p2pLink) attempt() error {
 	if err != nil {
 		return err
 	}
-	res, perr := xtcp.Punch(ctx, conn, xtcp.PunchConfig{
+	res, pconn, perr := punch(ctx, conn, xtcp.PunchConfig{
 		SecretKey: []byte(v.cfg.SecretKey), SessionID: sid, Role: xtcp.RoleVisitor,
 		Remote: fromWire(ans.Candidates), StartAt: time.Now().Add(time.Duration(ans.DelayMs) * time.Millisecond),
 		Timeout: punchTimeout, Logger: v.log,
-	})
+	}, class, ans.NAT, ans.Candidates)
+	if pconn != nil {
+		conn = pconn
+	}
 	result := &protocol.P2PResult{SessionID: ans.SessionID, Role: "visitor", ElapsedMs: time.Since(start).Milliseconds()}
 	if perr != nil {
 		var pe *xtcp.PunchError
@@ -436,11 +497,14 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 		return
 	}
 	start := time.Now()
-	res, perr := xtcp.Punch(ctx, conn, xtcp.PunchConfig{
+	res, pconn, perr := punch(ctx, conn, xtcp.PunchConfig{
 		SecretKey: []byte(p.SecretKey), SessionID: sid, Role: xtcp.RoleOwner,
 		Remote: fromWire(m.Candidates), StartAt: start.Add(time.Duration(g.DelayMs) * time.Millisecond),
 		Timeout: punchTimeout, Logger: log,
-	})
+	}, class, m.NAT, m.Candidates)
+	if pconn != nil {
+		conn = pconn
+	}
 	result := &protocol.P2PResult{SessionID: m.SessionID, Role: "owner", ElapsedMs: time.Since(start).Milliseconds()}
 	if perr != nil {
 		result.Outcome, result.Error = "failed", perr.Error()

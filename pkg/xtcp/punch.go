@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -44,6 +45,14 @@ type PunchConfig struct {
 	// MaxClockSkew is how far a packet's timestamp may be from our clock.
 	// Default 60 s.
 	MaxClockSkew time.Duration
+	// SprayIP and SprayPorts make Punch also probe SprayPorts distinct
+	// random ports (1024-65535) of SprayIP, once per round after the
+	// listed candidates. It is the easy side of a birthday punch against
+	// a peer whose NAT maps every destination to a new random port: that
+	// peer opens many mappings towards us (PunchMany), and one of our
+	// probes is likely to hit one. MaxPackets must leave room for them.
+	SprayIP    netip.Addr
+	SprayPorts int
 	// Logger gets one line per attempt outcome; nil discards.
 	Logger *slog.Logger
 }
@@ -59,6 +68,8 @@ const (
 	// maxPeerReflexive learned ones come on top.
 	MaxCandidates    = 16
 	maxPeerReflexive = 8
+	// MaxSprayPorts bounds PunchConfig.SprayPorts.
+	MaxSprayPorts = 4096
 )
 
 // withDefaults validates c and fills in the defaults.
@@ -90,6 +101,9 @@ func (c PunchConfig) withDefaults() (PunchConfig, error) {
 		if *v.d == 0 {
 			*v.d = v.def
 		}
+	}
+	if c.SprayPorts < 0 || c.SprayPorts > MaxSprayPorts || (c.SprayPorts > 0 && !c.SprayIP.IsValid()) {
+		return c, fmt.Errorf("xtcp: punch: spray of %d ports at %v: want 0-%d ports at a valid address", c.SprayPorts, c.SprayIP, MaxSprayPorts)
 	}
 	if c.MaxPackets < 0 || c.MaxRate < 0 {
 		return c, fmt.Errorf("xtcp: punch: negative maxPackets %d or maxRate %d", c.MaxPackets, c.MaxRate)
@@ -240,6 +254,17 @@ func newPuncher(conn *net.UDPConn, cfg PunchConfig) *puncher {
 		if !seen[c.Addr] {
 			seen[c.Addr] = true
 			ps.cands = append(ps.cands, punchCand{Candidate: c})
+		}
+	}
+	if cfg.SprayPorts > 0 {
+		ip := cfg.SprayIP.Unmap()
+		for added := 0; added < cfg.SprayPorts; {
+			a := netip.AddrPortFrom(ip, uint16(1024+rand.IntN(65536-1024)))
+			if !seen[a] {
+				seen[a] = true
+				ps.cands = append(ps.cands, punchCand{Candidate: Candidate{Addr: a, Kind: Predicted}})
+				added++
+			}
 		}
 	}
 	reserve := min(16, cfg.MaxPackets/4)

@@ -306,3 +306,73 @@ func TestPunchDeadCandidateLast(t *testing.T) {
 		t.Fatalf("only %d probes reached the live candidate", got)
 	}
 }
+
+func TestSprayCandidates(t *testing.T) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	cfg, err := PunchConfig{SecretKey: []byte("0123456789abcdef"), SessionID: NewSessionID(), Role: RoleOwner,
+		Remote:  []Candidate{{Addr: netip.MustParseAddrPort("127.0.0.1:5000"), Kind: ServerReflexive}},
+		SprayIP: netip.MustParseAddr("127.0.0.1"), SprayPorts: 300}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := newPuncher(conn, cfg)
+	if len(ps.cands) != 301 {
+		t.Fatalf("%d candidates, want 1 listed + 300 sprayed", len(ps.cands))
+	}
+	seen := map[netip.AddrPort]bool{}
+	for _, c := range ps.cands[1:] {
+		if seen[c.Addr] || c.Addr.Port() < 1024 || c.Addr.Addr() != netip.MustParseAddr("127.0.0.1") {
+			t.Fatalf("bad sprayed candidate %v", c)
+		}
+		seen[c.Addr] = true
+	}
+	if _, err := (PunchConfig{SecretKey: []byte("0123456789abcdef"), SessionID: NewSessionID(), Role: RoleOwner,
+		Remote: ps.cfg.Remote, SprayPorts: 10}).withDefaults(); err == nil {
+		t.Fatal("spray without an address accepted")
+	}
+}
+
+// PunchMany returns the socket whose round trip the owner selected and
+// closes the others. (On loopback nothing filters, so any socket may win.)
+func TestPunchMany(t *testing.T) {
+	checkLeaks(t)
+	oconn := listen(t)
+	many := []*net.UDPConn{listen(t), listen(t), listen(t)}
+	sid := NewSessionID()
+	oc := testPunchConfig(sid, RoleOwner, host(addrOf(many[2])))
+	vc := testPunchConfig(sid, RoleVisitor, host(addrOf(oconn)))
+	vc.Timeout = 3 * time.Second
+	type res struct {
+		r   *PunchResult
+		c   *net.UDPConn
+		err error
+	}
+	done := make(chan res, 1)
+	go func() {
+		r, c, err := PunchMany(context.Background(), many, vc, 20*time.Millisecond)
+		done <- res{r, c, err}
+	}()
+	if _, err := Punch(context.Background(), oconn, oc); err != nil {
+		t.Fatalf("owner: %v", err)
+	}
+	got := <-done
+	if got.err != nil || got.r.Remote != addrOf(oconn) {
+		t.Fatalf("PunchMany = %+v, %v", got.r, got.err)
+	}
+	open := 0
+	for _, c := range many {
+		if _, err := c.WriteToUDPAddrPort([]byte("x"), addrOf(oconn)); err == nil {
+			open++
+			if c != got.c {
+				t.Fatal("a losing socket was left open")
+			}
+		}
+	}
+	if open != 1 {
+		t.Fatalf("%d sockets open after PunchMany, want the winner only", open)
+	}
+}
