@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -238,6 +239,28 @@ func TestP2PMatrix(t *testing.T) {
 		tcpPort, udpPort := ownerServices(t, l.hosts[owner])
 		l.startClient(t, owner, ownerConfig(owner, tcpPort, udpPort))
 	}
+	// hopc nat explains each NAT from its side, through hops only.
+	t.Run("hopc nat", func(t *testing.T) {
+		for host, want := range map[string][]string{
+			"oa": {"mapping:            endpoint-independent", "port preserved:     yes", "class:              EIM/APDF"},
+			"vq": {"mapping:            address-and-port-dependent", "port preserved:     no", "class:              APDM/APDF", "look random"},
+		} {
+			path := writeConfig(t, "hopc", "serverAddr = \"198.51.100.10\"\nserverPort = 7000\nauth.token = \"e2e-secret\"\n")
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			out, err := l.hosts[host].Run(ctx, filepath.Join(binDir, "hopc"), "nat", "-c", path)
+			cancel()
+			if err != nil {
+				t.Fatalf("hopc nat on %s: %v\n%s", host, err, out)
+			}
+			for _, w := range want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("hopc nat on %s lacks %q:\n%s", host, w, out)
+				}
+			}
+			t.Logf("hopc nat on %s:\n%s", host, out)
+		}
+	})
+
 	cells := []struct {
 		visitor, owner string
 		want           string // outcome of the attempt: lan, direct or failed (relay)
