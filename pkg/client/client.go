@@ -54,6 +54,12 @@ type Client struct {
 	closers  closers // direct P2P paths served as owner
 	replays  replayCache
 	visitors []*visitor
+
+	natMu        sync.Mutex
+	natFiltering string    // filtering part of the NAT class, see learnFiltering
+	natAt        time.Time // when it was learnt
+	natDone      chan struct{}
+	natOnce      sync.Once // closes natDone after the first learnFiltering
 }
 
 // Stats counts sessions and remembers why the last one ended.
@@ -84,7 +90,8 @@ func New(cfg *config.ClientConfig, log *slog.Logger) (*Client, error) {
 		ps[p.Name] = p
 	}
 	return &Client{cfg: cfg, log: log.With("client", id), id: id, tls: tc, proxies: ps, lastWarn: map[string]time.Time{},
-		waits: p2pWaits{answers: map[string]chan *protocol.P2PAnswer{}, gos: map[string]chan *protocol.P2PGo{}}}, nil
+		waits:   p2pWaits{answers: map[string]chan *protocol.P2PAnswer{}, gos: map[string]chan *protocol.P2PGo{}},
+		natDone: make(chan struct{})}, nil
 }
 
 // ID is the client ID sent at login.

@@ -30,9 +30,87 @@ const (
 	demandWindow  = 5 * time.Minute  // retry in the background while connections came this recently
 )
 
-// discoverOpts keep NAT discovery short: an attempt must fit in the
-// visitor's fallbackTimeout as far as possible.
-var discoverOpts = nat.Options{Tries: 2, Interval: 150 * time.Millisecond}
+// discoverOpts keep an attempt's NAT discovery short, to fit in the
+// visitor's fallbackTimeout: the mapping only (answered tests return at
+// once); the filtering, whose tests wait out their timeouts behind most
+// NATs, comes from learnFiltering.
+var discoverOpts = nat.Options{Tries: 2, Interval: 150 * time.Millisecond, SkipFiltering: true}
+
+// filteringTTL is how long a learnt filtering behaviour is trusted.
+const filteringTTL = 30 * time.Minute
+
+// learnFiltering runs a full NAT discovery on a socket of its own, once
+// per filteringTTL, for the filtering part of the NAT class that attempts
+// report. It runs after login when the client has P2P proxies or visitors.
+func (c *Client) learnFiltering(ctx context.Context) {
+	defer c.connWG.Done()
+	c.natMu.Lock()
+	fresh := !c.natAt.IsZero() && time.Since(c.natAt) < filteringTTL
+	c.natMu.Unlock()
+	if fresh {
+		return
+	}
+	server, err := c.stunServer(ctx)
+	if err != nil {
+		return
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{})
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	rep, err := nat.Discover(ctx, conn, server, nat.Options{})
+	if err != nil {
+		c.log.Info("NAT discovery failed: P2P attempts will report an unknown NAT class", "error", err)
+		c.natOnce.Do(func() { close(c.natDone) })
+		return
+	}
+	_, filtering, _ := strings.Cut(rep.Class(), "/")
+	if !rep.Behind() {
+		filtering = "none"
+	}
+	c.natMu.Lock()
+	c.natFiltering, c.natAt = filtering, time.Now()
+	c.natMu.Unlock()
+	c.natOnce.Do(func() { close(c.natDone) })
+	c.log.Info("NAT behaviour", "public", rep.Mapped, "class", rep.Class(), "port_preserved", rep.PortPreserved)
+}
+
+// refine fills in the filtering of a class that lacked it, waiting up to
+// d for the first learnFiltering to finish.
+func (c *Client) refine(class string, d time.Duration) string {
+	if !strings.HasSuffix(class, "/?F") {
+		return class
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.natDone:
+	case <-t.C:
+	}
+	c.natMu.Lock()
+	f := c.natFiltering
+	c.natMu.Unlock()
+	if f == "" || f == "none" {
+		return class
+	}
+	return strings.TrimSuffix(class, "?F") + f
+}
+
+// class combines an attempt's mapping with the learnt filtering.
+func (c *Client) class(rep *nat.Report) string {
+	if !rep.Behind() {
+		return "none"
+	}
+	mapping, _, _ := strings.Cut(rep.Class(), "/")
+	c.natMu.Lock()
+	f := c.natFiltering
+	c.natMu.Unlock()
+	if f == "" || f == "none" {
+		f = "?F"
+	}
+	return mapping + "/" + f
+}
 
 // stunServer is the server's STUN endpoint: UDP on its bindPort.
 func (c *Client) stunServer(ctx context.Context) (netip.AddrPort, error) {
@@ -57,10 +135,7 @@ func (c *Client) prepareSocket(ctx context.Context) (*net.UDPConn, []protocol.Ca
 	class := "unknown"
 	if server, err := c.stunServer(ctx); err == nil {
 		if rep, err := nat.Discover(ctx, conn, server, discoverOpts); err == nil {
-			class = rep.Class()
-			if !rep.Behind() {
-				class = "none"
-			}
+			class = c.class(rep)
 			if rep.Mapped.IsValid() {
 				cands = append(cands, protocol.Candidate{Kind: "srflx", Addr: rep.Mapped.String()})
 				for _, p := range rep.PredictPorts(4) {
@@ -384,12 +459,12 @@ func (l *p2pLink) attempt() error {
 			result.Packets = pe.PacketsSent
 		}
 		result.Outcome, result.Error = "failed", perr.Error()
-		c.sendResult(result)
+		c.reportLater(result, class)
 		v.log.Info("direct path failed", "visitor_nat", class, "owner_nat", ans.NAT, "error", perr)
 		return fmt.Errorf("punch failed (our NAT %s, theirs %s): %w", class, ans.NAT, perr)
 	}
 	result.Outcome, result.Packets = outcome(res), res.PacketsSent
-	c.sendResult(result)
+	c.reportLater(result, class)
 
 	if v.cfg.Type == config.ProxyXTCP {
 		s, err := xtcp.DialKCP(conn, res.Remote, []byte(v.cfg.SecretKey), sid, xtcp.SessionConfig{
@@ -446,6 +521,18 @@ func (l *p2pLink) watch(done <-chan struct{}, cause func() error) {
 		if !closed {
 			l.v.log.Warn("direct path lost; next connections punch again", "cause", cause())
 		}
+	}()
+}
+
+// reportLater sends the visitor's result for the server's tally once the
+// NAT class is complete (the first full discovery may still run), in the
+// background so that no connection waits for it.
+func (c *Client) reportLater(r *protocol.P2PResult, class string) {
+	c.connWG.Add(1)
+	go func() {
+		defer c.connWG.Done()
+		r.NAT = c.refine(class, 10*time.Second)
+		c.sendResult(r)
 	}()
 }
 

@@ -123,6 +123,10 @@ func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel
 
 	c.setLive(&live{ms: ms, ch: ch, hb: hb})
 	defer c.setLive(nil)
+	if c.usesP2P() {
+		c.connWG.Add(1)
+		go c.learnFiltering(ctx)
+	}
 	wg.Add(2)
 	go func() { // streams opened by the server: one per user connection
 		defer wg.Done()
@@ -218,4 +222,19 @@ func (c *Client) proxyResult(r *protocol.NewProxyResp) {
 	c.log.Info("proxy started", "proxy", r.Name, "type", p.Type,
 		"local", fmt.Sprintf("%s:%d", p.LocalIP, p.LocalPort),
 		"remote", fmt.Sprintf("%s:%d", c.cfg.ServerAddr, r.RemotePort))
+}
+
+// usesP2P reports whether the client has xtcp/xudp proxies or visitors.
+func (c *Client) usesP2P() bool {
+	for _, p := range c.cfg.Proxies {
+		if p.Type.IsP2P() {
+			return true
+		}
+	}
+	for _, v := range c.cfg.Visitors {
+		if v.Type.IsP2P() {
+			return true
+		}
+	}
+	return false
 }

@@ -83,6 +83,9 @@ type P2PResult struct {
 	ElapsedMs int64  `json:"elapsedMs"`
 	Packets   int    `json:"packets"`
 	Error     string `json:"error,omitempty"`
+	// NAT is the sender's NAT class as it knows it by now (it may have
+	// learnt its filtering since the offer); empty keeps the offer's.
+	NAT string `json:"nat,omitempty"`
 }
 
 // Visit opens a relayed connection to a secret proxy: the first frame a
@@ -223,6 +226,9 @@ func (m *P2PResult) validate() error {
 	case "lan", "direct", "failed":
 	default:
 		return fmt.Errorf("outcome %q", m.Outcome)
+	}
+	if err := checkNAT(m.NAT); err != nil {
+		return err
 	}
 	if m.ElapsedMs < 0 || m.Packets < 0 || len(m.Error) > 512 {
 		return fmt.Errorf("result fields out of range")

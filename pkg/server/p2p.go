@@ -149,6 +149,9 @@ func (s *Server) p2pResult(ss *session, m *protocol.P2PResult) {
 	s.p2pForget(a.session)
 	st := s.p2p
 	st.mu.Lock()
+	if m.NAT != "" {
+		a.visitorNAT = m.NAT
+	}
 	key := natPair{Visitor: orUnknown(a.visitorNAT), Owner: orUnknown(a.ownerNAT)}
 	ps := st.pairs[key]
 	if ps == nil {

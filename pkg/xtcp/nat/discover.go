@@ -37,6 +37,11 @@ type Options struct {
 	// Interval is how long to wait for an answer after each send; 0 means
 	// DefaultInterval. An unanswered test takes Tries×Interval.
 	Interval time.Duration
+	// SkipFiltering leaves out the filtering tests (CHANGE-REQUEST), which
+	// behind a filtering NAT take Tries×Interval each to come out silent.
+	// Filtering is then Unknown, with a note. For callers that need the
+	// mapping at once and learnt the filtering earlier.
+	SkipFiltering bool
 }
 
 // Validate checks the options.
@@ -164,20 +169,9 @@ func (d *discovery) run(server netip.AddrPort) (*Report, error) {
 	// been sent to, so the NAT has no reason yet to let in packets from
 	// the alternate ones.
 	var ipTest, portTest result
-	if altAddr {
-		if ipTest, err = d.transact(server, true, altPort); err != nil {
+	if !d.opts.SkipFiltering {
+		if ipTest, portTest, err = d.filteringTests(server, altAddr, altPort); err != nil {
 			return nil, err
-		}
-		if ipTest.outcome == answered && (ipTest.from.Addr() == server.Addr() || altPort && ipTest.from.Port() == server.Port()) {
-			ipTest.outcome = inconclusive
-		}
-	}
-	if altPort && ipTest.outcome != answered {
-		if portTest, err = d.transact(server, false, true); err != nil {
-			return nil, err
-		}
-		if portTest.outcome == answered && portTest.from.Port() == server.Port() {
-			portTest.outcome = inconclusive
 		}
 	}
 
@@ -205,9 +199,36 @@ func (d *discovery) run(server netip.AddrPort) (*Report, error) {
 	}
 
 	r.Mapping, r.MappingNote = classifyMapping(server, r.Other, first.resp.other.IsValid(), r.Probes)
-	r.Filtering, r.FilteringNote = classifyFiltering(server, r.Other, first.resp.other.IsValid(), ipTest, portTest, r.Probes)
+	if d.opts.SkipFiltering {
+		r.Filtering, r.FilteringNote = Unknown, "not tested (SkipFiltering)"
+	} else {
+		r.Filtering, r.FilteringNote = classifyFiltering(server, r.Other, first.resp.other.IsValid(), ipTest, portTest, r.Probes)
+	}
 	r.Deltas = deltas(r.Probes)
 	return r, nil
+}
+
+// filteringTests run the CHANGE-REQUEST tests: change IP and port when the
+// server has an alternate address, else (or when that got no answer)
+// change port.
+func (d *discovery) filteringTests(server netip.AddrPort, altAddr, altPort bool) (ipTest, portTest result, err error) {
+	if altAddr {
+		if ipTest, err = d.transact(server, true, altPort); err != nil {
+			return ipTest, portTest, err
+		}
+		if ipTest.outcome == answered && (ipTest.from.Addr() == server.Addr() || altPort && ipTest.from.Port() == server.Port()) {
+			ipTest.outcome = inconclusive
+		}
+	}
+	if altPort && ipTest.outcome != answered {
+		if portTest, err = d.transact(server, false, true); err != nil {
+			return ipTest, portTest, err
+		}
+		if portTest.outcome == answered && portTest.from.Port() == server.Port() {
+			portTest.outcome = inconclusive
+		}
+	}
+	return ipTest, portTest, nil
 }
 
 // resolveOther turns the server's OTHER-ADDRESS into an endpoint this

@@ -127,6 +127,21 @@ func TestDiscoverLoopbackFull(t *testing.T) {
 	checkUsable(t, conn)
 }
 
+// SkipFiltering still tests the mapping against every endpoint but sends
+// no CHANGE-REQUEST.
+func TestDiscoverSkipFiltering(t *testing.T) {
+	s := startServer(t, true, true)
+	conn := listen(t, "127.0.0.1:0")
+	r := discover(t, conn, s.Addrs()[0], Options{SkipFiltering: true})
+	if r.Mapping != EndpointIndependent || r.Filtering != Unknown || !strings.Contains(r.FilteringNote, "SkipFiltering") {
+		t.Errorf("got %v / %v %q", r.Mapping, r.Filtering, r.FilteringNote)
+	}
+	if len(r.Probes) != 4 || r.Class() != "EIM/?F" {
+		t.Errorf("probes %v, class %s", r.Probes, r.Class())
+	}
+	checkUsable(t, conn)
+}
+
 func TestDiscoverLoopbackAltPortOnly(t *testing.T) {
 	s := startServer(t, true, false)
 	conn := listen(t, "127.0.0.1:0")
