@@ -1,0 +1,367 @@
+// Command bench measures hop against a direct loopback connection: bulk
+// throughput, 64-byte round trips, new connections per second, and the
+// memory and CPU of hops and hopc. It builds and runs the real binaries and
+// is not part of go test:
+//
+//	go run ./bench                           # 3 repetitions, Markdown to stdout
+//	go run ./bench -runs 3 -out BENCHMARKS.md
+//	go run ./bench -quick                    # a short smoke run of the harness
+//
+// BENCHMARKS.md says how to read the figures.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	runs                     int
+	dur, warmup              time.Duration
+	rtts, idle, maxConns     int
+	out                      string
+	hops, hopc               string
+	otherServer, otherClient string
+	otherKind                string
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.runs, "runs", 3, "repetitions of every figure")
+	fs.DurationVar(&o.dur, "duration", 3*time.Second, "length of each throughput and connection-rate phase")
+	fs.DurationVar(&o.warmup, "warmup", 500*time.Millisecond, "unmeasured start of each throughput phase")
+	fs.IntVar(&o.rtts, "rtts", 20000, "64-byte round trips measured per repetition")
+	fs.IntVar(&o.idle, "idle", 1000, "idle proxied connections held open for the memory figures")
+	fs.IntVar(&o.maxConns, "max-conns", 50000, "most connections per connection-rate phase")
+	fs.StringVar(&o.out, "out", "", "also write the report to this file, e.g. BENCHMARKS.md")
+	fs.StringVar(&o.hops, "hops", "", "hops binary to use (default: build it)")
+	fs.StringVar(&o.hopc, "hopc", "", "hopc binary to use (default: build it)")
+	fs.StringVar(&o.otherServer, "other-server", "", "optional: server binary of another proxy, measured as a third column")
+	fs.StringVar(&o.otherClient, "other-client", "", "optional: its client binary")
+	fs.StringVar(&o.otherKind, "other-kind", "frp", `kind of the other proxy, for its configs: "frp" (v0.52+)`)
+	quick := fs.Bool("quick", false, "smoke run: 1 repetition, 1 s phases, 2000 round trips, 100 idle connections (flags given explicitly win)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if *quick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, apply := range map[string]func(){
+			"runs":     func() { o.runs = 1 },
+			"duration": func() { o.dur = time.Second },
+			"warmup":   func() { o.warmup = 200 * time.Millisecond },
+			"rtts":     func() { o.rtts = 2000 },
+			"idle":     func() { o.idle = 100 },
+		} {
+			if !set[name] {
+				apply()
+			}
+		}
+	}
+	switch {
+	case o.runs < 1 || o.dur <= 0 || o.warmup < 0 || o.rtts < 1 || o.idle < 1 || o.maxConns < 1:
+		return o, errors.New("-runs, -duration, -rtts, -idle and -max-conns must be positive, -warmup not negative")
+	case (o.hops == "") != (o.hopc == ""):
+		return o, errors.New("give both -hops and -hopc, or neither")
+	case (o.otherServer == "") != (o.otherClient == ""):
+		return o, errors.New("give both -other-server and -other-client, or neither")
+	case o.otherServer != "" && o.otherKind != "frp":
+		return o, fmt.Errorf("-other-kind %q: only \"frp\" is known", o.otherKind)
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", args...) }
+	begin := time.Now()
+
+	dir, err := os.MkdirTemp("", "hop-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if o.hops == "" {
+		logf("building hops and hopc")
+		if o.hops, o.hopc, err = build(ctx, dir); err != nil {
+			return err
+		}
+	}
+	sink, err := newSink()
+	if err != nil {
+		return err
+	}
+	defer sink.Close()
+	echo, err := newEcho()
+	if err != nil {
+		return err
+	}
+	defer echo.Close()
+
+	targets := []*target{
+		{name: "direct", sinkAddr: sink.Addr(), echoAddr: echo.Addr()},
+		{name: "hop", kind: hopKind(o.hops, o.hopc)},
+	}
+	if o.otherServer != "" {
+		targets = append(targets, &target{name: o.otherKind, kind: frpKind(o.otherServer, o.otherClient)})
+	}
+	var names []string
+	for _, t := range targets {
+		names = append(names, t.name)
+	}
+	res := newResults(names)
+	b := &bench{o: o, sink: sink, echo: echo, res: res, logf: logf, dir: dir}
+	for i := range o.runs {
+		if err := b.repetition(ctx, i, targets); err != nil {
+			return err
+		}
+	}
+
+	md := report(collectMeta(o, args, begin, targets), res)
+	fmt.Fprint(stdout, md)
+	if o.out != "" {
+		if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
+			return err
+		}
+		logf("wrote %s", o.out)
+	}
+	return nil
+}
+
+// bench runs the repetitions and collects their figures.
+type bench struct {
+	o          options
+	sink, echo *service
+	res        *results
+	logf       func(string, ...any)
+	dir        string
+}
+
+// repetition starts the proxies, measures memory with idle connections,
+// then every phase for each target in turn, and stops the proxies.
+func (b *bench) repetition(ctx context.Context, i int, targets []*target) (err error) {
+	b.logf("repetition %d of %d", i+1, b.o.runs)
+	var proxied []*target
+	for _, t := range targets {
+		if t.kind == nil {
+			continue
+		}
+		proxied = append(proxied, t)
+		if err := t.start(ctx, b.dir, b.sink, b.echo); err != nil {
+			t.stop()
+			return fmt.Errorf("starting %s: %w", t.name, err)
+		}
+		defer func() {
+			if serr := t.stop(); serr != nil {
+				b.logf("warning: %v", serr)
+				b.res.warn("repetition %d, %s: %s", i+1, t.name, firstLine(serr.Error()))
+			}
+		}()
+	}
+	for _, t := range proxied {
+		if err := b.memory(ctx, t); err != nil {
+			return err
+		}
+	}
+
+	// Alternate the order of the targets between repetitions.
+	var order []*target
+	for j := range targets {
+		order = append(order, targets[(i+j)%len(targets)])
+	}
+	phases := []struct {
+		name string
+		fn   func(context.Context, *target) error
+	}{
+		{"throughput, 1 stream", func(ctx context.Context, t *target) error { return b.throughput(ctx, t, 1, "tput1", "cpu1") }},
+		{"throughput, 8 streams", func(ctx context.Context, t *target) error { return b.throughput(ctx, t, 8, "tput8", "cpu8") }},
+		{"round trips", b.rtt},
+		{"connections, 1 worker", func(ctx context.Context, t *target) error { return b.conns(ctx, t, 1, "conn1") }},
+		{"connections, 8 workers", func(ctx context.Context, t *target) error { return b.conns(ctx, t, 8, "conn8") }},
+	}
+	for _, ph := range phases {
+		for _, t := range order {
+			if err := ph.fn(ctx, t); err != nil {
+				return fmt.Errorf("%s, %s: %w", ph.name, t.name, err)
+			}
+		}
+	}
+
+	for _, t := range proxied {
+		for j, p := range t.procs() {
+			_, hwm, err := memKB(p.cmd.Process.Pid)
+			if err != nil {
+				return err
+			}
+			b.res.add(t.name, []string{"rss_srv_peak", "rss_cli_peak"}[j], mib(hwm))
+		}
+	}
+	return nil
+}
+
+func mib(kb int64) float64 { return float64(kb) / 1024 }
+
+// memory records the RSS of t's processes idle, with b.o.idle idle
+// connections through t, and after closing them.
+func (b *bench) memory(ctx context.Context, t *target) error {
+	idle, err := settle(ctx, t.procs())
+	if err != nil {
+		return err
+	}
+	conns, err := openIdle(ctx, t.echoAddr, b.o.idle)
+	if err != nil {
+		return err
+	}
+	open, err := settle(ctx, t.procs())
+	closeAll(conns)
+	if err != nil {
+		return err
+	}
+	if err := b.echo.waitIdle(ctx, 30*time.Second); err != nil {
+		return fmt.Errorf("%s after closing %d idle connections: %w", t.name, len(conns), err)
+	}
+	closed, err := settle(ctx, t.procs())
+	if err != nil {
+		return err
+	}
+	b.res.add(t.name, "rss_srv_idle", mib(idle[0]))
+	b.res.add(t.name, "rss_cli_idle", mib(idle[1]))
+	b.res.add(t.name, "rss_srv_open", mib(open[0]))
+	b.res.add(t.name, "rss_cli_open", mib(open[1]))
+	b.res.add(t.name, "rss_per_conn", float64(open[0]+open[1]-idle[0]-idle[1])/float64(b.o.idle))
+	b.res.add(t.name, "rss_srv_closed", mib(closed[0]))
+	b.res.add(t.name, "rss_cli_closed", mib(closed[1]))
+	b.logf("  %s RSS KiB (server, client): idle %v, %d open %v, closed %v", t.name, idle, b.o.idle, open, closed)
+	return nil
+}
+
+func (b *bench) throughput(ctx context.Context, t *target, streams int, key, cpuKey string) error {
+	var cpu func() float64
+	if t.kind != nil {
+		cpu = t.cpu
+	}
+	r, err := throughput(ctx, t.sinkAddr, b.sink, streams, b.o.warmup, b.o.dur, cpu)
+	if err != nil {
+		return err
+	}
+	b.res.add(t.name, key, r.gbps())
+	msg := fmt.Sprintf("  %-6s %s: %.2f Gbit/s", t.name, key, r.gbps())
+	if cpu != nil {
+		perGB := r.cpu / (float64(r.bytes) / 1e9)
+		b.res.add(t.name, cpuKey, perGB)
+		msg += fmt.Sprintf(", %.2f CPU s/GB", perGB)
+	}
+	b.logf("%s", msg)
+	return nil
+}
+
+func (b *bench) rtt(ctx context.Context, t *target) error {
+	ds, err := rtt(ctx, t.echoAddr, b.o.rtts, 2*time.Minute)
+	if err != nil {
+		return err
+	}
+	us := func(p float64) float64 { return float64(percentile(ds, p)) / float64(time.Microsecond) }
+	b.res.add(t.name, "rtt50", us(50))
+	b.res.add(t.name, "rtt99", us(99))
+	b.res.add(t.name, "rtt999", us(99.9))
+	b.logf("  %-6s rtt µs: p50 %.1f, p99 %.1f, p99.9 %.1f", t.name, us(50), us(99), us(99.9))
+	return nil
+}
+
+func (b *bench) conns(ctx context.Context, t *target, workers int, key string) error {
+	r, err := connRate(ctx, t.echoAddr, workers, b.o.dur, b.o.maxConns)
+	if err != nil {
+		return err
+	}
+	if r.failed > 0 {
+		b.res.warn("%s, %d workers: %d of %d connections failed, first: %v", t.name, workers, r.failed, r.n+r.failed, r.firstErr)
+	}
+	b.res.add(t.name, key, r.rate())
+	b.logf("  %-6s %s: %.0f conn/s (%d in %v, %d failed)", t.name, key, r.rate(), r.n, r.elapsed.Round(time.Millisecond), r.failed)
+	// Let the proxy close its side before the next phase.
+	return b.echo.waitIdle(ctx, 30*time.Second)
+}
+
+func collectMeta(o options, args []string, begin time.Time, targets []*target) meta {
+	m := meta{
+		command: strings.Join(append([]string{"go run ./bench"}, args...), " "),
+		date:    begin.UTC().Format("2006-01-02 15:04 UTC"),
+		cores:   runtime.NumCPU(),
+		runs:    o.runs, rtts: o.rtts, idle: o.idle, dur: o.dur, warmup: o.warmup,
+		took:      time.Since(begin),
+		goVersion: "go version: " + runtime.Version() + " (bench)",
+		cpu:       "unknown",
+		kernel:    "unknown",
+	}
+	if out, err := exec.Command("go", "version").Output(); err == nil {
+		m.goVersion = strings.TrimSpace(string(out))
+	}
+	var bins []string
+	for _, t := range targets {
+		if t.kind == nil {
+			continue
+		}
+		for _, bin := range []string{t.kind.server, t.kind.client} {
+			// go version BINARY says which Go built it; a tmp path from
+			// the build is not worth showing.
+			v := "?"
+			if out, err := exec.Command("go", "version", bin).Output(); err == nil {
+				_, v, _ = strings.Cut(strings.TrimSpace(string(out)), ": ")
+			}
+			name := bin
+			if strings.HasPrefix(bin, os.TempDir()) {
+				name = bin[strings.LastIndexByte(bin, '/')+1:] + " (built from this tree)"
+			}
+			bins = append(bins, fmt.Sprintf("%s %s", name, v))
+		}
+	}
+	m.binaries = strings.Join(bins, ", ")
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}

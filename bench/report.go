@@ -1,0 +1,263 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+)
+
+// results holds every figure per target ("direct", "hop", ...) and metric
+// key, one value per repetition, in repetition order.
+type results struct {
+	targets  []string
+	vals     map[string]map[string][]float64
+	warnings []string
+}
+
+func newResults(targets []string) *results {
+	r := &results{targets: targets, vals: make(map[string]map[string][]float64)}
+	for _, t := range targets {
+		r.vals[t] = make(map[string][]float64)
+	}
+	return r
+}
+
+func (r *results) add(target, key string, v float64) {
+	r.vals[target][key] = append(r.vals[target][key], v)
+}
+
+func (r *results) warn(format string, args ...any) {
+	r.warnings = append(r.warnings, fmt.Sprintf(format, args...))
+}
+
+// metric is a row of a table.
+type metric struct{ key, label string }
+
+// netMetrics are measured for every target, direct included.
+var netMetrics = []metric{
+	{"tput1", "Throughput, 1 stream, Gbit/s (higher is better)"},
+	{"tput8", "Throughput, 8 streams, Gbit/s (higher is better)"},
+	{"rtt50", "RTT 64 B, p50, µs (lower is better)"},
+	{"rtt99", "RTT 64 B, p99, µs (lower is better)"},
+	{"rtt999", "RTT 64 B, p99.9, µs (lower is better)"},
+	{"conn1", "New connections/s, 1 worker (higher is better)"},
+	{"conn8", "New connections/s, 8 workers (higher is better)"},
+}
+
+// procMetrics are measured for the proxies only. {n} is the number of idle
+// connections.
+var procMetrics = []metric{
+	{"rss_srv_idle", "server RSS, idle after start, MiB"},
+	{"rss_cli_idle", "client RSS, idle after start, MiB"},
+	{"rss_srv_open", "server RSS, {n} idle connections open, MiB"},
+	{"rss_cli_open", "client RSS, {n} idle connections open, MiB"},
+	{"rss_per_conn", "RSS per idle connection, server + client, KiB"},
+	{"rss_srv_closed", "server RSS, after closing them, MiB"},
+	{"rss_cli_closed", "client RSS, after closing them, MiB"},
+	{"rss_srv_peak", "server peak RSS (VmHWM) over the repetition, MiB"},
+	{"rss_cli_peak", "client peak RSS (VmHWM) over the repetition, MiB"},
+	{"cpu1", "CPU s per GB, server + client, 1 stream"},
+	{"cpu8", "CPU s per GB, server + client, 8 streams"},
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+}
+
+// percentile returns the nearest-rank p-th percentile (0 < p <= 100) of
+// sorted durations.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	// The epsilon keeps 99.9% of 1000 at rank 999 despite rounding.
+	i := int(math.Ceil(p*float64(len(sorted))/100-1e-9)) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// ratios divides num by den repetition by repetition.
+func ratios(num, den []float64) []float64 {
+	if len(num) != len(den) {
+		return nil
+	}
+	out := make([]float64, len(num))
+	for i := range num {
+		out[i] = num[i] / den[i]
+	}
+	return out
+}
+
+// num formats v with about three significant digits.
+func num(v float64) string {
+	switch a := math.Abs(v); {
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		return "n/a"
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+// cell is the median of xs, and its range when the repetitions differ.
+func cell(xs []float64, format func(float64) string) string {
+	if len(xs) == 0 {
+		return "–"
+	}
+	lo, hi := slices.Min(xs), slices.Max(xs)
+	m := format(median(xs))
+	if lo == hi || format(lo) == format(hi) {
+		return m
+	}
+	return fmt.Sprintf("%s (%s–%s)", m, format(lo), format(hi))
+}
+
+func ratio(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+// meta describes the run, for the header of the report.
+type meta struct {
+	command, date, goVersion, binaries, cpu, kernel string
+	cores, runs, rtts, idle                         int
+	dur, warmup, took                               time.Duration
+}
+
+// tables renders the two Markdown tables.
+func tables(r *results, idle int) string {
+	var b strings.Builder
+	proxies := r.targets[1:]
+
+	b.WriteString("| figure | direct |")
+	for _, p := range proxies {
+		fmt.Fprintf(&b, " %s | %s/direct |", p, p)
+	}
+	b.WriteString("\n|---|---:|")
+	b.WriteString(strings.Repeat("---:|---:|", len(proxies)))
+	b.WriteString("\n")
+	for _, m := range netMetrics {
+		direct := r.vals["direct"][m.key]
+		fmt.Fprintf(&b, "| %s | %s |", m.label, cell(direct, num))
+		for _, p := range proxies {
+			v := r.vals[p][m.key]
+			fmt.Fprintf(&b, " %s | %s |", cell(v, num), cell(ratios(v, direct), ratio))
+		}
+		b.WriteString("\n")
+	}
+
+	b.WriteString("\n| process figure |")
+	for _, p := range proxies {
+		fmt.Fprintf(&b, " %s |", p)
+	}
+	b.WriteString("\n|---|")
+	b.WriteString(strings.Repeat("---:|", len(proxies)))
+	b.WriteString("\n")
+	for _, m := range procMetrics {
+		fmt.Fprintf(&b, "| %s |", strings.ReplaceAll(m.label, "{n}", fmt.Sprint(idle)))
+		for _, p := range proxies {
+			fmt.Fprintf(&b, " %s |", cell(r.vals[p][m.key], num))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// report renders the whole Markdown document: header, tables, warnings,
+// how to read them, and what is measured elsewhere.
+func report(m meta, r *results) string {
+	var b strings.Builder
+	b.WriteString("# hop benchmarks\n\n")
+	b.WriteString("Generated by `go run ./bench` (bench/main.go); do not edit by hand, run it again.\n\n")
+	fmt.Fprintf(&b, "```sh\n%s\n```\n\n", m.command)
+	fmt.Fprintf(&b, "- date: %s (took %s)\n", m.date, m.took.Round(time.Second))
+	fmt.Fprintf(&b, "- %s\n", m.goVersion)
+	if m.binaries != "" {
+		fmt.Fprintf(&b, "- binaries: %s\n", m.binaries)
+	}
+	fmt.Fprintf(&b, "- CPU: %s, %d logical cores, shared by the load generator, the services and the proxy processes\n", m.cpu, m.cores)
+	fmt.Fprintf(&b, "- kernel: Linux %s; all traffic on 127.0.0.1\n", m.kernel)
+	fmt.Fprintf(&b, "- settings: %d repetitions; throughput and connection phases %v each after a %v warm-up; %d round trips; %d idle connections\n\n",
+		m.runs, m.dur, m.warmup, m.rtts, m.idle)
+	b.WriteString("## Results\n\n")
+	b.WriteString(tables(r, m.idle))
+	if len(r.warnings) > 0 {
+		b.WriteString("\nWarnings during the run:\n\n")
+		for _, w := range r.warnings {
+			fmt.Fprintf(&b, "- %s\n", w)
+		}
+	}
+	b.WriteString(howToRead)
+	b.WriteString(p2pTODO)
+	return b.String()
+}
+
+const howToRead = `
+## How to read this
+
+- **Cells** are the median over the repetitions, with the lowest and highest
+  value in parentheses when they differ.
+- **Ratios** (hop/direct) are computed within each repetition, where both
+  columns were measured one after the other, phase by phase (the order
+  alternates between repetitions), so that drift of the machine affects
+  both; the cell is the median and range of those per-repetition ratios.
+  For throughput and connections/s, 1.00 means as fast as direct, lower is
+  worse; for round trips, 1.00 means as quick as direct, higher is worse.
+- **direct** is the Go client talking to the in-process services over
+  loopback. It is an upper bound, not a goal: through hop every byte
+  crosses three loopback TCP connections (client → hops, the TLS + yamux
+  session hops → hopc, hopc → service) and is encrypted and decrypted once,
+  and both processes share the same two cores with the load generator.
+  Figures through a proxy are bounded by CPU, not by the network.
+- **Throughput**: senders write 128 KiB chunks of random bytes as fast as
+  they can into a sink that discards them; the bytes the sink receives are
+  counted over the phase's window, after the warm-up (1 Gbit = 10^9 bits).
+- **RTT**: one connection, write 64 bytes, wait for the 64-byte echo,
+  repeat (Nagle off, Go's default); 100 unmeasured round trips first;
+  nearest-rank percentiles.
+- **New connections/s**: connect, send 1 byte, read its echo, close,
+  repeated by each worker; through hop each one is a TCP accept by hops, a
+  new yamux stream, and a TCP connect by hopc to the service.
+- **RSS** is VmRSS from /proc/PID/status, read once it has stayed within 1%
+  for a second (at most 10 s). The idle connections are opened through the
+  proxy to the echo service and each is checked with a 1-byte echo before
+  the reading; "per idle connection" is (open − idle) / count for both
+  processes together. Go gives freed memory back to the OS lazily, so after
+  closing the connections RSS can stay above idle without any leak; a leak
+  shows as this figure growing with the count or across repetitions. The
+  proxy processes are started afresh for each repetition.
+- **Peak RSS** is VmHWM at the end of the repetition, so it covers the
+  throughput phases, where buffers are largest.
+- **CPU s per GB** is utime + stime of both proxy processes from
+  /proc/PID/stat (in clock ticks, assumed to be 100 per second as on every
+  common Linux; 10 ms resolution) during the throughput window, divided by
+  the GB (10^9 bytes) the sink received in it.
+`
+
+const p2pTODO = `
+## TODO: P2P (xtcp) figures
+
+xtcp throughput and 64-byte RTT over a direct (punched) path and relayed
+through hops, and the time from the application's first connect to a
+direct path, need network namespaces with real NATs (root). They are not
+measured by ` + "`go run ./bench`" + ` but by the e2e benchmark:
+
+` + "```sh\ngo test -run '^$' -bench P2P ./tests/e2e\n```" + `
+
+(written separately, in tests/e2e; its figures are to be added here).
+`
