@@ -180,9 +180,9 @@ func (a *acceptedConn) Read(b []byte) (int, error) {
 }
 
 // visitRefused logs why the server or the owner refused a visitor, at most
-// once per warnEvery per visitor.
+// once per warnEvery per visitor and reason.
 func (c *Client) visitRefused(v config.VisitorConfig, err error) {
-	if c.due("visit/" + v.Name) {
+	if c.due("visit/" + v.Name + "/" + err.Error()) {
 		c.log.Warn("visit refused", "visitor", v.Name, "server_name", v.ServerName, "error", err)
 	}
 }

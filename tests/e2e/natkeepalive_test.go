@@ -160,3 +160,21 @@ func TestHeartbeatKeepsNATMappingAlive(t *testing.T) {
 		t.Fatalf("%d logins, want 1", k)
 	}
 }
+
+// With the heartbeat and the mux keepalive off, TCP keepalive is the only
+// check left: its probes die in the NAT that forgot the flow, and hopc
+// reports the kernel's own error, then reconnects.
+func TestTCPKeepaliveReportsKernelError(t *testing.T) {
+	off := "\n[heartbeat]\ninterval = \"0s\"\ntimeout = \"0s\"\n\n[mux]\nkeepaliveInterval = \"0s\"\n"
+	ka := "\n[transport.tcpKeepalive]\nidle = \"4s\"\ninterval = \"1s\"\ncount = 2\n"
+	n := startNATLab(t, off, off+ka)
+	eventually(t, 30*time.Second, "hopc to lose the dead tunnel", func() bool {
+		return n.cli.count(`msg="connection lost"`) >= 1
+	})
+	lost := lineOf(n.cli, `msg="connection lost"`)
+	t.Logf("hopc: %s", lost)
+	if !strings.Contains(lost, "connection timed out") {
+		t.Fatalf("want the kernel's keepalive error (connection timed out): %s", lost)
+	}
+	eventually(t, ready, "an echo through the tunnel after the reconnect", func() bool { return n.echo("again") == nil })
+}

@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -377,6 +379,45 @@ func TestP2PMatrix(t *testing.T) {
 		if k := l.clients["vs"].count("direct path lost"); k != 0 {
 			t.Fatalf("the direct path died while idle:\n%s", l.clients["vs"].out.String())
 		}
+
+		// The owner restarts: the path dies, the visitor says so and
+		// punches again for its next connection.
+		l.clients["oa"].interrupt(10 * time.Second)
+		tcpPort, udpPort := ownerServices(t, l.hosts["oa"])
+		l.startClient(t, "oa", ownerConfig("oa", tcpPort, udpPort))
+		eventually(t, 40*time.Second, "the visitor to notice the dead path", func() bool {
+			return l.clients["vs"].count("direct path lost") > 0
+		})
+		if err := xtcpTransfer(h, 1<<20, 5); err != nil {
+			t.Fatalf("after the owner restarted: %v", err)
+		}
+		eventually(t, 20*time.Second, "a second attempt", func() bool { return countAttempts(l.srv.out.String(), "vs", "xtcp") == 2 })
+	})
+
+	// The tally is served by the web API.
+	t.Run("tally API", func(t *testing.T) {
+		// Dial inside the namespace (http.Client would dial on another
+		// thread, outside it), then speak HTTP on that connection.
+		var c net.Conn
+		if err := l.srvHost.Do(func() (err error) { c, err = net.Dial("tcp", "127.0.0.1:7500"); return }); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprint(c, "GET /api/p2p?table=1 HTTP/1.1\r\nHost: hops\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %s, %v", resp.Status, err)
+		}
+		if !strings.Contains(string(body), "visitor NAT") || !strings.Contains(string(body), "EIM/APDF") {
+			t.Fatalf("tally table:\n%s", body)
+		}
+		t.Logf("GET /api/p2p?table=1:\n%s", body)
 	})
 
 	var b strings.Builder

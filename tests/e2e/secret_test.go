@@ -80,9 +80,10 @@ func TestSTCPAndSUDPThroughRelay(t *testing.T) {
 
 func TestSTCPWrongSecretIsRefused(t *testing.T) {
 	srvPort := freePort(t)
-	start(t, "hops", serverConfig(srvPort, ""))
+	srv := start(t, "hops", serverConfig(srvPort, ""))
 	waitListening(t, loop(srvPort), ready)
 	owner := start(t, "hopc", withID(clientConfig(srvPort, stcpOwner(tcpService(t, echo), udpEcho(t), "right-secret", "")), "owner"))
+	eventually(t, ready, "the owner's proxies", func() bool { return srv.count("secret proxy registered") == 2 })
 	vt, vu := freePort(t), freePort(t)
 	vis := start(t, "hopc", withID(clientConfig(srvPort, stcpVisitor(vt, vu, "wrong-secret")), "visitor"))
 	waitListening(t, loop(vt), ready)
@@ -103,6 +104,7 @@ func TestSTCPAllowUsers(t *testing.T) {
 	srv := start(t, "hops", serverConfig(srvPort, ""))
 	waitListening(t, loop(srvPort), ready)
 	start(t, "hopc", withID(clientConfig(srvPort, stcpOwner(tcpService(t, echo), udpEcho(t), "s3cret-key", `allowUsers = ["friend"]`)), "owner"))
+	eventually(t, ready, "the owner's proxies", func() bool { return srv.count("secret proxy registered") == 2 })
 	vt, vu := freePort(t), freePort(t)
 	vis := start(t, "hopc", withID(clientConfig(srvPort, stcpVisitor(vt, vu, "s3cret-key")), "stranger"))
 	waitListening(t, loop(vt), ready)
