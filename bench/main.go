@@ -255,14 +255,18 @@ func (b *bench) memory(ctx context.Context, t *target) error {
 	if err != nil {
 		return err
 	}
-	b.res.add(t.name, "rss_srv_idle", mib(idle[0]))
-	b.res.add(t.name, "rss_cli_idle", mib(idle[1]))
-	b.res.add(t.name, "rss_srv_open", mib(open[0]))
-	b.res.add(t.name, "rss_cli_open", mib(open[1]))
-	b.res.add(t.name, "rss_per_conn", float64(open[0]+open[1]-idle[0]-idle[1])/float64(b.o.idle))
-	b.res.add(t.name, "rss_srv_closed", mib(closed[0]))
-	b.res.add(t.name, "rss_cli_closed", mib(closed[1]))
-	b.logf("  %s RSS KiB (server, client): idle %v, %d open %v, closed %v", t.name, idle, b.o.idle, open, closed)
+	for j, side := range []string{"srv", "cli"} {
+		b.res.add(t.name, "rss_"+side+"_idle", mib(idle[j].rss))
+		b.res.add(t.name, "rss_"+side+"_open", mib(open[j].rss))
+		b.res.add(t.name, "rss_"+side+"_closed", mib(closed[j].rss))
+		b.res.add(t.name, "fd_"+side+"_idle", float64(idle[j].fds))
+		b.res.add(t.name, "fd_"+side+"_open", float64(open[j].fds))
+		b.res.add(t.name, "fd_"+side+"_closed", float64(closed[j].fds))
+	}
+	b.res.add(t.name, "rss_per_conn", float64(open[0].rss+open[1].rss-idle[0].rss-idle[1].rss)/float64(b.o.idle))
+	b.logf("  %-6s server, client: RSS KiB idle %d, %d; %d open %d, %d; closed %d, %d; fds %d, %d → %d, %d → %d, %d",
+		t.name, idle[0].rss, idle[1].rss, b.o.idle, open[0].rss, open[1].rss, closed[0].rss, closed[1].rss,
+		idle[0].fds, idle[1].fds, open[0].fds, open[1].fds, closed[0].fds, closed[1].fds)
 	return nil
 }
 

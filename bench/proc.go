@@ -208,22 +208,31 @@ func (t *target) cpu() float64 {
 	return sum
 }
 
+// procState is what settle reads of one process.
+type procState struct {
+	rss int64 // KiB
+	fds int
+}
+
 // settle polls the RSS of the processes every 200 ms until their sum has
 // stayed within 1% for a second (or 10 s have passed) and returns it, per
-// process, in KiB.
-func settle(ctx context.Context, procs []*proc) ([]int64, error) {
-	var last []int64
+// process, with the number of open file descriptors.
+func settle(ctx context.Context, procs []*proc) ([]procState, error) {
 	var sums []int64
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		last = last[:0]
+		var last []procState
 		var sum int64
 		for _, p := range procs {
 			rss, _, err := memKB(p.cmd.Process.Pid)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p.name, err)
 			}
-			last = append(last, rss)
+			n, err := fds(p.cmd.Process.Pid)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p.name, err)
+			}
+			last = append(last, procState{rss, n})
 			sum += rss
 		}
 		sums = append(sums, sum)
@@ -353,6 +362,12 @@ func memKB(pid int) (rss, hwm int64, err error) {
 		return 0, 0, fmt.Errorf("/proc/%d/status: no VmRSS or VmHWM", pid)
 	}
 	return rss, hwm, nil
+}
+
+// fds returns how many file descriptors pid has open.
+func fds(pid int) (int, error) {
+	es, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	return len(es), err
 }
 
 // clkTck is sysconf(_SC_CLK_TCK), the unit of utime and stime in

@@ -32,34 +32,40 @@ func (r *results) warn(format string, args ...any) {
 	r.warnings = append(r.warnings, fmt.Sprintf(format, args...))
 }
 
-// metric is a row of a table.
-type metric struct{ key, label string }
+// metric is a row of a table. A row with more keys shows their cells
+// separated by " / ".
+type metric struct {
+	key, label string
+	more       []string
+}
 
 // netMetrics are measured for every target, direct included.
 var netMetrics = []metric{
-	{"tput1", "Throughput, 1 stream, Gbit/s (higher is better)"},
-	{"tput8", "Throughput, 8 streams, Gbit/s (higher is better)"},
-	{"rtt50", "RTT 64 B, p50, µs (lower is better)"},
-	{"rtt99", "RTT 64 B, p99, µs (lower is better)"},
-	{"rtt999", "RTT 64 B, p99.9, µs (lower is better)"},
-	{"conn1", "New connections/s, 1 worker (higher is better)"},
-	{"conn8", "New connections/s, 8 workers (higher is better)"},
+	{key: "tput1", label: "Throughput, 1 stream, Gbit/s (higher is better)"},
+	{key: "tput8", label: "Throughput, 8 streams, Gbit/s (higher is better)"},
+	{key: "rtt50", label: "RTT 64 B, p50, µs (lower is better)"},
+	{key: "rtt99", label: "RTT 64 B, p99, µs (lower is better)"},
+	{key: "rtt999", label: "RTT 64 B, p99.9, µs (lower is better)"},
+	{key: "conn1", label: "New connections/s, 1 worker (higher is better)"},
+	{key: "conn8", label: "New connections/s, 8 workers (higher is better)"},
 }
 
 // procMetrics are measured for the proxies only. {n} is the number of idle
 // connections.
 var procMetrics = []metric{
-	{"rss_srv_idle", "server RSS, idle after start, MiB"},
-	{"rss_cli_idle", "client RSS, idle after start, MiB"},
-	{"rss_srv_open", "server RSS, {n} idle connections open, MiB"},
-	{"rss_cli_open", "client RSS, {n} idle connections open, MiB"},
-	{"rss_per_conn", "RSS per idle connection, server + client, KiB"},
-	{"rss_srv_closed", "server RSS, after closing them, MiB"},
-	{"rss_cli_closed", "client RSS, after closing them, MiB"},
-	{"rss_srv_peak", "server peak RSS (VmHWM) over the repetition, MiB"},
-	{"rss_cli_peak", "client peak RSS (VmHWM) over the repetition, MiB"},
-	{"cpu1", "CPU s per GB, server + client, 1 stream"},
-	{"cpu8", "CPU s per GB, server + client, 8 streams"},
+	{key: "rss_srv_idle", label: "server RSS, idle after start, MiB"},
+	{key: "rss_cli_idle", label: "client RSS, idle after start, MiB"},
+	{key: "rss_srv_open", label: "server RSS, {n} idle connections open, MiB"},
+	{key: "rss_cli_open", label: "client RSS, {n} idle connections open, MiB"},
+	{key: "rss_per_conn", label: "RSS per idle connection, server + client, KiB"},
+	{key: "rss_srv_closed", label: "server RSS, after closing them, MiB"},
+	{key: "rss_cli_closed", label: "client RSS, after closing them, MiB"},
+	{key: "fd_srv_idle", label: "server open files: idle / {n} open / closed", more: []string{"fd_srv_open", "fd_srv_closed"}},
+	{key: "fd_cli_idle", label: "client open files: idle / {n} open / closed", more: []string{"fd_cli_open", "fd_cli_closed"}},
+	{key: "rss_srv_peak", label: "server peak RSS (VmHWM) over the repetition, MiB"},
+	{key: "rss_cli_peak", label: "client peak RSS (VmHWM) over the repetition, MiB"},
+	{key: "cpu1", label: "CPU s per GB, server + client, 1 stream"},
+	{key: "cpu8", label: "CPU s per GB, server + client, 8 streams"},
 }
 
 func median(xs []float64) float64 {
@@ -171,7 +177,11 @@ func tables(r *results, idle int) string {
 	for _, m := range procMetrics {
 		fmt.Fprintf(&b, "| %s |", strings.ReplaceAll(m.label, "{n}", fmt.Sprint(idle)))
 		for _, p := range proxies {
-			fmt.Fprintf(&b, " %s |", cell(r.vals[p][m.key], num))
+			var cells []string
+			for _, k := range append([]string{m.key}, m.more...) {
+				cells = append(cells, cell(r.vals[p][k], num))
+			}
+			fmt.Fprintf(&b, " %s |", strings.Join(cells, " / "))
 		}
 		b.WriteString("\n")
 	}
@@ -192,7 +202,7 @@ func report(m meta, r *results) string {
 	}
 	fmt.Fprintf(&b, "- CPU: %s, %d logical cores, shared by the load generator, the services and the proxy processes\n", m.cpu, m.cores)
 	fmt.Fprintf(&b, "- kernel: Linux %s; all traffic on 127.0.0.1\n", m.kernel)
-	fmt.Fprintf(&b, "- settings: %d repetitions; throughput and connection phases %v each after a %v warm-up; %d round trips; %d idle connections\n\n",
+	fmt.Fprintf(&b, "- settings: repetitions %d; throughput and connection phases %v each, throughput after a %v warm-up; %d round trips; %d idle connections\n\n",
 		m.runs, m.dur, m.warmup, m.rtts, m.idle)
 	b.WriteString("## Results\n\n")
 	b.WriteString(tables(r, m.idle))
@@ -237,10 +247,15 @@ const howToRead = `
   for a second (at most 10 s). The idle connections are opened through the
   proxy to the echo service and each is checked with a 1-byte echo before
   the reading; "per idle connection" is (open − idle) / count for both
-  processes together. Go gives freed memory back to the OS lazily, so after
-  closing the connections RSS can stay above idle without any leak; a leak
-  shows as this figure growing with the count or across repetitions. The
-  proxy processes are started afresh for each repetition.
+  processes together. The proxy processes are started afresh for each
+  repetition.
+- **After closing** is not a leak check by RSS: a Go process that is idle
+  runs no garbage collection (its next one is due when the heap doubles,
+  or after 2 minutes), so RSS stays where the open connections left it,
+  and a second cycle of opening and closing them grows it further until
+  a collection runs. The leak check is the **open files** row, from
+  /proc/PID/fd: each proxied connection holds a socket in each process,
+  and after closing they must be back at the idle count.
 - **Peak RSS** is VmHWM at the end of the repetition, so it covers the
   throughput phases, where buffers are largest.
 - **CPU s per GB** is utime + stime of both proxy processes from
