@@ -10,6 +10,9 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
+
+	"github.com/hashicorp/yamux"
 )
 
 // BufferSize is the size of the copy buffers.
@@ -62,22 +65,38 @@ func Join(a, b net.Conn) (aToB, bToA int64) {
 
 // Copy copies src to dst with a pooled buffer until src ends. It returns
 // nil on a clean EOF.
+//
+// An idle connection holds no buffer: where src can say it is readable
+// without taking data (TCP sockets, yamux streams, WaitReadable), Copy
+// waits for that first and takes a buffer from the pool only to move the
+// bytes, so thousands of idle proxied connections cost their goroutines
+// and little else.
 func Copy(dst io.Writer, src io.Reader) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+	wait := waiter(src)
 	var n int64
 	for {
-		nr, rerr := src.Read(buf)
+		if wait != nil {
+			if err := wait(); err != nil {
+				if errors.Is(err, io.EOF) {
+					return n, nil
+				}
+				return n, err
+			}
+		}
+		bp := bufPool.Get().(*[]byte)
+		nr, rerr := src.Read(*bp)
+		var werr error
 		if nr > 0 {
-			nw, werr := dst.Write(buf[:nr])
+			var nw int
+			nw, werr = dst.Write((*bp)[:nr])
 			n += int64(nw)
-			if werr != nil {
-				return n, werr
+			if werr == nil && nw != nr {
+				werr = io.ErrShortWrite
 			}
-			if nw != nr {
-				return n, io.ErrShortWrite
-			}
+		}
+		bufPool.Put(bp)
+		if werr != nil {
+			return n, werr
 		}
 		if rerr != nil {
 			if errors.Is(rerr, io.EOF) {
@@ -86,4 +105,33 @@ func Copy(dst io.Writer, src io.Reader) (int64, error) {
 			return n, rerr
 		}
 	}
+}
+
+// ReadableWaiter is implemented by connections that can wait until data
+// (or the end) is available without consuming it.
+type ReadableWaiter interface {
+	WaitReadable() error
+}
+
+// waiter returns how to wait until src is readable, or nil when src
+// cannot tell (then Copy blocks in Read, holding a buffer).
+func waiter(src io.Reader) func() error {
+	switch c := src.(type) {
+	case ReadableWaiter:
+		return c.WaitReadable
+	case *yamux.Stream:
+		// A yamux stream's Read with an empty buffer blocks until data or
+		// the end arrives and consumes nothing.
+		return func() error {
+			_, err := c.Read(nil)
+			return err
+		}
+	case syscall.Conn:
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return nil
+		}
+		return func() error { return waitReadable(rc) }
+	}
+	return nil
 }

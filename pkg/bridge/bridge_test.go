@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -77,4 +78,47 @@ func TestJoinResetAbortsOtherDirection(t *testing.T) {
 		t.Fatal("Join hung after a reset")
 	}
 	service.Close()
+}
+
+// Idle joined connections hold no copy buffers: 100 idle joins (200
+// copying goroutines) must cost far less heap than one 64 KiB buffer per
+// goroutine would.
+func TestIdleJoinsHoldNoBuffers(t *testing.T) {
+	const joins = 100
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	done := make(chan struct{}, joins)
+	for range joins {
+		user, a := tcpPair(t)
+		b, service := tcpPair(t)
+		conns = append(conns, user, a, b, service)
+		go func() { Join(a, b); done <- struct{}{} }()
+	}
+	// Let every goroutine reach its wait, then measure.
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() < 2*joins && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	grew := int64(after.HeapInuse) - int64(before.HeapInuse)
+	if limit := int64(2 * joins * BufferSize / 4); grew > limit {
+		t.Fatalf("heap grew %d KiB for %d idle joins; buffers held while idle would be %d KiB", grew>>10, joins, 2*joins*BufferSize>>10)
+	}
+	t.Logf("heap grew %d KiB for %d idle joins", grew>>10, joins)
+	// Data still flows after the idle wait.
+	conns[0].Write([]byte("x"))
+	conns[3].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(conns[3], make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
 }
