@@ -161,6 +161,23 @@ type acceptedConn struct {
 }
 
 func (a *acceptedConn) Read(b []byte) (int, error) {
+	if err := a.accept(); err != nil {
+		return 0, err
+	}
+	return a.Conn.Read(b)
+}
+
+// WaitReadable lets bridge.Copy wait for data without holding a buffer.
+func (a *acceptedConn) WaitReadable() error {
+	if err := a.accept(); err != nil {
+		return err
+	}
+	_, err := a.Conn.Read(nil) // a yamux stream: waits, consumes nothing
+	return err
+}
+
+// accept reads the owner's answer once.
+func (a *acceptedConn) accept() error {
 	a.once.Do(func() {
 		a.Conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 		_, err := protocol.ReadAs[*protocol.VisitOK](a.Conn)
@@ -173,10 +190,7 @@ func (a *acceptedConn) Read(b []byte) (int, error) {
 			}
 		}
 	})
-	if a.err != nil {
-		return 0, a.err
-	}
-	return a.Conn.Read(b)
+	return a.err
 }
 
 // visitRefused logs why the server or the owner refused a visitor, at most

@@ -10,6 +10,7 @@
 package mux
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -243,13 +244,30 @@ func (s *Session) NumStreams() int { return s.y.NumStreams() }
 // RemoteAddr is the peer's address.
 func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 
-// trackedConn records when bytes last arrived and the first I/O error.
+// coalesceMax is the largest yamux frame body written together with its
+// header in one Write (see trackedConn.Write).
+const coalesceMax = 16 << 10
+
+// trackedConn records when bytes last arrived and the first I/O error, and
+// coalesces yamux's writes: yamux writes a data frame's 12-byte header and
+// its body with two Writes, which under TLS makes two records and two
+// syscalls; a small frame goes out as one. Only yamux's send loop writes,
+// so Write needs no lock.
 type trackedConn struct {
 	net.Conn
 	lastRead atomic.Int64
 	errOnce  sync.Once
 	err      atomic.Pointer[error]
+
+	hdr  [headerSize]byte
+	held bool   // hdr waits for its body
+	wbuf []byte // header and body of a coalesced frame
 }
+
+// headerSize is the size of a yamux frame header: version, type, flags (2),
+// stream ID (4), length (4). Data frames have type 0; their body of
+// length bytes follows.
+const headerSize = 12
 
 func (c *trackedConn) touch() { c.lastRead.Store(time.Now().UnixNano()) }
 
@@ -284,6 +302,26 @@ func (c *trackedConn) Read(b []byte) (int, error) {
 }
 
 func (c *trackedConn) Write(b []byte) (int, error) {
+	if !c.held && len(b) == headerSize && b[1] == 0 && binary.BigEndian.Uint32(b[8:]) > 0 {
+		copy(c.hdr[:], b) // a data frame's header: its body comes next
+		c.held = true
+		return len(b), nil
+	}
+	if c.held {
+		c.held = false
+		if len(b) <= coalesceMax {
+			c.wbuf = append(append(c.wbuf[:0], c.hdr[:]...), b...)
+			n, err := c.write(c.wbuf)
+			return max(n-headerSize, 0), err
+		}
+		if _, err := c.write(c.hdr[:]); err != nil {
+			return 0, err
+		}
+	}
+	return c.write(b)
+}
+
+func (c *trackedConn) write(b []byte) (int, error) {
 	n, err := c.Conn.Write(b)
 	if err != nil {
 		c.record("write", err)

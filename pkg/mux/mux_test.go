@@ -1,10 +1,13 @@
 package mux
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -249,5 +252,66 @@ func TestKeepaliveToleratesLatePings(t *testing.T) {
 	close(stop)
 	if err := wait(t, cs, 5*time.Second); !errors.Is(err, ErrKeepaliveTimeout) {
 		t.Fatalf("err = %v, want ErrKeepaliveTimeout once the peer fell silent", err)
+	}
+}
+
+// recordingConn remembers the sizes of its Writes.
+type recordingConn struct {
+	net.Conn
+	mu    sync.Mutex
+	sizes []int
+}
+
+func (r *recordingConn) Write(b []byte) (int, error) {
+	r.mu.Lock()
+	r.sizes = append(r.sizes, len(b))
+	r.mu.Unlock()
+	return r.Conn.Write(b)
+}
+
+func (r *recordingConn) has(n int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Contains(r.sizes, n)
+}
+
+// A small data frame leaves as one write (one TLS record), a large one as
+// header then body; the peer reads both intact.
+func TestWriteCoalescing(t *testing.T) {
+	c, s := tcpPair(t)
+	rec := &recordingConn{Conn: c}
+	cs, err := Client(rec, testConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	ss, err := Server(s, testConf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ss.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		st, err := ss.Accept()
+		if err != nil {
+			return
+		}
+		b, _ := io.ReadAll(st)
+		got <- b
+	}()
+	st, err := cs.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	small, large := []byte("hello"), bytes.Repeat([]byte{7}, coalesceMax+1)
+	st.Write(small)
+	st.Write(large)
+	st.Close()
+	b := <-got
+	if !bytes.Equal(b, append(append([]byte{}, small...), large...)) {
+		t.Fatalf("peer read %d bytes, want %d", len(b), len(small)+len(large))
+	}
+	if !rec.has(headerSize+len(small)) || !rec.has(len(large)) || rec.has(headerSize+len(large)) {
+		t.Fatalf("write sizes %v: want %d (coalesced small frame) and %d (large body alone)", rec.sizes, headerSize+len(small), len(large))
 	}
 }
