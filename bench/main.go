@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
@@ -112,9 +113,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	source := "given with -hops and -hopc"
 	if o.hops == "" {
 		logf("building hops and hopc")
-		if o.hops, o.hopc, err = build(ctx, dir); err != nil {
+		if o.hops, o.hopc, source, err = build(ctx, dir); err != nil {
 			return err
 		}
 	}
@@ -148,7 +150,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	md := report(collectMeta(o, args, begin, targets), res)
+	md := report(collectMeta(o, args, begin, targets, source), res)
 	fmt.Fprint(stdout, md)
 	if o.out != "" {
 		if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
@@ -317,7 +319,9 @@ func (b *bench) conns(ctx context.Context, t *target, workers int, key string) e
 	return b.echo.waitIdle(ctx, 30*time.Second)
 }
 
-func collectMeta(o options, args []string, begin time.Time, targets []*target) meta {
+// collectMeta describes the machine and the binaries; source is where hops
+// and hopc came from.
+func collectMeta(o options, args []string, begin time.Time, targets []*target, source string) meta {
 	m := meta{
 		command: strings.Join(append([]string{"go run ./bench"}, args...), " "),
 		date:    begin.UTC().Format("2006-01-02 15:04 UTC"),
@@ -337,20 +341,15 @@ func collectMeta(o options, args []string, begin time.Time, targets []*target) m
 			continue
 		}
 		for _, bin := range []string{t.kind.server, t.kind.client} {
-			// go version BINARY says which Go built it; a tmp path from
-			// the build is not worth showing.
+			// go version BINARY says which Go built it.
 			v := "?"
 			if out, err := exec.Command("go", "version", bin).Output(); err == nil {
 				_, v, _ = strings.Cut(strings.TrimSpace(string(out)), ": ")
 			}
-			name := bin
-			if strings.HasPrefix(bin, os.TempDir()) {
-				name = bin[strings.LastIndexByte(bin, '/')+1:] + " (built from this tree)"
-			}
-			bins = append(bins, fmt.Sprintf("%s %s", name, v))
+			bins = append(bins, fmt.Sprintf("%s (%s)", filepath.Base(bin), v))
 		}
 	}
-	m.binaries = strings.Join(bins, ", ")
+	m.binaries = strings.Join(bins, ", ") + "; hops and hopc: " + source
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.Lines(string(b)) {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {

@@ -18,14 +18,29 @@ import (
 
 const token = "bench-token"
 
-// build compiles hops and hopc, without -race, into dir.
-func build(ctx context.Context, dir string) (hops, hopc string, err error) {
+// build compiles hops and hopc, without -race, into dir. source says
+// which commit they were built from, as far as git knows.
+func build(ctx context.Context, dir string) (hops, hopc, source string, err error) {
+	source = "commit " + gitOut(ctx, "rev-parse", "--short", "HEAD")
+	if gitOut(ctx, "status", "--porcelain", "--", "cmd", "pkg", "go.mod", "go.sum") != "" {
+		source += " with uncommitted changes in cmd/, pkg/ or go.mod"
+	}
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator),
 		"github.com/hopproxy/hop/cmd/hops", "github.com/hopproxy/hop/cmd/hopc")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", "", fmt.Errorf("go build (run bench from the hop module): %v\n%s", err, out)
+		return "", "", "", fmt.Errorf("go build (run bench from the hop module): %v\n%s", err, out)
 	}
-	return filepath.Join(dir, "hops"), filepath.Join(dir, "hopc"), nil
+	return filepath.Join(dir, "hops"), filepath.Join(dir, "hopc"), source, nil
+}
+
+// gitOut runs git in the working directory and returns its trimmed output,
+// or "?" if git fails.
+func gitOut(ctx context.Context, args ...string) string {
+	out, err := exec.CommandContext(ctx, "git", args...).Output()
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // kind is a proxy under test: its two binaries and how to configure a

@@ -37,6 +37,7 @@ func (r *results) warn(format string, args ...any) {
 type metric struct {
 	key, label string
 	more       []string
+	integer    bool // a count, shown without decimals
 }
 
 // netMetrics are measured for every target, direct included.
@@ -60,8 +61,8 @@ var procMetrics = []metric{
 	{key: "rss_per_conn", label: "RSS per idle connection, server + client, KiB"},
 	{key: "rss_srv_closed", label: "server RSS, after closing them, MiB"},
 	{key: "rss_cli_closed", label: "client RSS, after closing them, MiB"},
-	{key: "fd_srv_idle", label: "server open files: idle / {n} open / closed", more: []string{"fd_srv_open", "fd_srv_closed"}},
-	{key: "fd_cli_idle", label: "client open files: idle / {n} open / closed", more: []string{"fd_cli_open", "fd_cli_closed"}},
+	{key: "fd_srv_idle", label: "server open files: idle / {n} open / closed", more: []string{"fd_srv_open", "fd_srv_closed"}, integer: true},
+	{key: "fd_cli_idle", label: "client open files: idle / {n} open / closed", more: []string{"fd_cli_open", "fd_cli_closed"}, integer: true},
 	{key: "rss_srv_peak", label: "server peak RSS (VmHWM) over the repetition, MiB"},
 	{key: "rss_cli_peak", label: "client peak RSS (VmHWM) over the repetition, MiB"},
 	{key: "cpu1", label: "CPU s per GB, server + client, 1 stream"},
@@ -176,10 +177,14 @@ func tables(r *results, idle int) string {
 	b.WriteString("\n")
 	for _, m := range procMetrics {
 		fmt.Fprintf(&b, "| %s |", strings.ReplaceAll(m.label, "{n}", fmt.Sprint(idle)))
+		format := num
+		if m.integer {
+			format = func(v float64) string { return fmt.Sprintf("%.0f", v) }
+		}
 		for _, p := range proxies {
 			var cells []string
 			for _, k := range append([]string{m.key}, m.more...) {
-				cells = append(cells, cell(r.vals[p][k], num))
+				cells = append(cells, cell(r.vals[p][k], format))
 			}
 			fmt.Fprintf(&b, " %s |", strings.Join(cells, " / "))
 		}
