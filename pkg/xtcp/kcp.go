@@ -65,6 +65,7 @@ func newSession(conn *net.UDPConn, remote netip.AddrPort, key []byte, session Se
 	}
 	// Both ends derive the same conversation ID; KCP drops other ones.
 	conv := binary.BigEndian.Uint32(deriveKey(key, session, infoKCPConv, 4))
+	p.startBatchSender()
 	pc := &kcpPacketConn{p: p, raddr: newFixedAddr(p.remote)}
 	// ownConn=false: kcp-go must never close the socket; the Session does.
 	ks, err := kcp.NewConn4(conv, pc.raddr, nil, 0, 0, false, pc)
@@ -348,7 +349,7 @@ func (c *kcpPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
 }
 
 func (c *kcpPacketConn) WriteTo(b []byte, _ net.Addr) (int, error) {
-	if err := c.p.writeData(b); err != nil {
+	if err := c.p.enqueue(b); err != nil {
 		return 0, err
 	}
 	return len(b), nil

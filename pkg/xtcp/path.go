@@ -68,7 +68,8 @@ type path struct {
 	pktOut, pktIn, bytesOut, bytesIn atomic.Uint64
 	stray, rejected, dropped         atomic.Uint64
 
-	bufs sync.Pool // *[]byte for sealing
+	bufs  sync.Pool    // *[]byte for sealing
+	sendq chan *[]byte // sealed data frames for batchSend; nil: sent at once
 
 	done      chan struct{}
 	closeOnce sync.Once

@@ -66,7 +66,7 @@ func startNATLab(t *testing.T, srvTuning, cliTuning string) *natLab {
 }
 
 // startIn runs bin inside host's namespace; the lab ends it by PID.
-func startIn(t *testing.T, h *netlab.Host, bin, cfg string) *proc {
+func startIn(t testing.TB, h *netlab.Host, bin, cfg string) *proc {
 	t.Helper()
 	cmd := h.Command(context.Background(), filepath.Join(binDir, bin), "-c", writeConfig(t, bin, cfg))
 	return launch(t, bin, cmd, func(c *exec.Cmd) (func() error, error) {

@@ -114,7 +114,7 @@ keepaliveInterval = %[3]q
 `, owner, p2pSecret, keepalive)
 }
 
-func (l *p2pLab) startClient(t *testing.T, name, body string) {
+func (l *p2pLab) startClient(t testing.TB, name, body string) {
 	t.Helper()
 	cfg := fmt.Sprintf("serverAddr = \"198.51.100.10\"\nserverPort = 7000\nclientID = %q\nauth.token = \"e2e-secret\"\ngracePeriod = \"1s\"\n"+
 		"[reconnect]\nminDelay = \"100ms\"\nmaxDelay = \"1s\"\n%s", name, body)
