@@ -172,7 +172,7 @@ type bench struct {
 
 // repetition starts the proxies, measures memory with idle connections,
 // then every phase for each target in turn, and stops the proxies.
-func (b *bench) repetition(ctx context.Context, i int, targets []*target) (err error) {
+func (b *bench) repetition(ctx context.Context, i int, targets []*target) error {
 	b.logf("repetition %d of %d", i+1, b.o.runs)
 	var proxied []*target
 	for _, t := range targets {
