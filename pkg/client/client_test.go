@@ -59,7 +59,7 @@ func (l *logBuf) logger() *slog.Logger {
 
 // freePort returns a loopback port free for TCP and UDP a moment ago (the
 // server's STUN responder uses UDP on its bindPort).
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	for {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -112,7 +112,7 @@ func tcpProxy(name string, local, remote int) config.ProxyConfig {
 }
 
 // runServer starts a server; the returned stop cancels it and waits.
-func runServer(t *testing.T, cfg *config.ServerConfig, log *slog.Logger) (stop func()) {
+func runServer(t testing.TB, cfg *config.ServerConfig, log *slog.Logger) (stop func()) {
 	t.Helper()
 	srv, err := server.New(cfg, log)
 	if err != nil {
@@ -137,7 +137,7 @@ func runServer(t *testing.T, cfg *config.ServerConfig, log *slog.Logger) (stop f
 	return stop
 }
 
-func runClient(t *testing.T, cfg *config.ClientConfig, log *slog.Logger) (*client.Client, func() error) {
+func runClient(t testing.TB, cfg *config.ClientConfig, log *slog.Logger) (*client.Client, func() error) {
 	t.Helper()
 	c, err := client.New(cfg, log)
 	if err != nil {
@@ -159,7 +159,7 @@ func runClient(t *testing.T, cfg *config.ClientConfig, log *slog.Logger) (*clien
 	return c, stop
 }
 
-func echoService(t *testing.T) int {
+func echoService(t testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
