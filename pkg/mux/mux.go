@@ -60,7 +60,7 @@ type Config struct {
 
 // DefaultConfig returns hop's defaults.
 func DefaultConfig() Config {
-	return Config{KeepaliveInterval: 15 * time.Second, KeepaliveTimeout: 10 * time.Second, MaxStreamWindow: 256 << 10}
+	return Config{KeepaliveInterval: 15 * time.Second, KeepaliveTimeout: 10 * time.Second, MaxStreamWindow: 2 << 20}
 }
 
 // Validate reports a config yamux would refuse.
@@ -321,8 +321,28 @@ func (c *trackedConn) Write(b []byte) (int, error) {
 	return c.write(b)
 }
 
+// holder is implemented by the TCP connection under TLS (package
+// transport): between Hold and Flush it sends the records TLS makes of one
+// write with one syscall.
+type holder interface {
+	Hold()
+	Flush() error
+}
+
 func (c *trackedConn) write(b []byte) (int, error) {
+	var h holder
+	if nc, ok := c.Conn.(interface{ NetConn() net.Conn }); ok && len(b) > 16<<10 {
+		h, _ = nc.NetConn().(holder)
+	}
+	if h != nil {
+		h.Hold()
+	}
 	n, err := c.Conn.Write(b)
+	if h != nil {
+		if ferr := h.Flush(); err == nil {
+			err = ferr
+		}
+	}
 	if err != nil {
 		c.record("write", err)
 	}

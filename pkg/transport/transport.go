@@ -49,16 +49,26 @@ func (k KeepAlive) period() time.Duration {
 	return k.Idle
 }
 
-// Listen opens a TCP listener whose accepted connections use ka.
+// Listen opens a TCP listener whose accepted connections use ka. Its
+// connections, like Dial's, gather the TLS records of one mux write into
+// one syscall (see package mux).
 func Listen(ctx context.Context, addr string, ka KeepAlive) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: ka.period(), KeepAliveConfig: ka.config(), Control: control}
-	return lc.Listen(ctx, "tcp", addr)
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return coalescingListener{ln}, nil
 }
 
 // Dial opens a TCP connection with ka, giving up after timeout.
 func Dial(ctx context.Context, addr string, timeout time.Duration, ka KeepAlive) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout, KeepAlive: ka.period(), KeepAliveConfig: ka.config(), Control: control}
-	return d.DialContext(ctx, "tcp", addr)
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return coalescing(c), nil
 }
 
 // Binding returns the channel binding of an established TLS connection.

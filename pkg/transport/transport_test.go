@@ -78,3 +78,47 @@ func TestCAFileErrors(t *testing.T) {
 		t.Fatal("missing CA file accepted")
 	}
 }
+
+// countingConn counts Writes.
+type countingConn struct {
+	net.Conn
+	writes int
+	bytes  int
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	c.writes++
+	c.bytes += len(b)
+	return len(b), nil
+}
+
+func TestCoalescingConn(t *testing.T) {
+	under := &countingConn{}
+	c := coalescing(under).(*coalescingConn)
+	c.Write([]byte("handshake")) // not held: written through
+	if under.writes != 1 {
+		t.Fatalf("%d writes before Hold", under.writes)
+	}
+	c.Hold()
+	for range 4 {
+		c.Write(make([]byte, 16<<10))
+	}
+	if under.writes != 1 {
+		t.Fatal("held writes went out before Flush")
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if under.writes != 2 || under.bytes != 9+64<<10 {
+		t.Fatalf("after Flush: %d writes, %d bytes; want the four held records in one write", under.writes, under.bytes)
+	}
+	// More than maxHold is written in pieces of at most maxHold.
+	c.Hold()
+	for range 20 {
+		c.Write(make([]byte, 16<<10))
+	}
+	c.Flush()
+	if under.writes != 4 {
+		t.Fatalf("%d writes for 320 KiB held, want 2 more (256 KiB + 64 KiB)", under.writes)
+	}
+}
