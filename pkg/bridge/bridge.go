@@ -74,8 +74,9 @@ func Join(a, b net.Conn) (aToB, bToA int64) {
 func Copy(dst io.Writer, src io.Reader) (int64, error) {
 	wait := waiter(src)
 	var n int64
+	full := false // the last read filled the buffer: more is likely waiting
 	for {
-		if wait != nil {
+		if wait != nil && !full {
 			if err := wait(); err != nil {
 				if errors.Is(err, io.EOF) {
 					return n, nil
@@ -85,6 +86,7 @@ func Copy(dst io.Writer, src io.Reader) (int64, error) {
 		}
 		bp := bufPool.Get().(*[]byte)
 		nr, rerr := src.Read(*bp)
+		full = nr == len(*bp)
 		var werr error
 		if nr > 0 {
 			var nw int
