@@ -39,13 +39,16 @@ type MuxConfig struct {
 	// (yamux ConnectionWriteTimeout). Must be > 0. Default 10s.
 	KeepaliveTimeout Duration `toml:"keepaliveTimeout"`
 	// MaxStreamWindow is the per-stream receive window in bytes,
-	// MinStreamWindow..MaxStreamWindowLimit. Default 262144.
+	// MinStreamWindow..MaxStreamWindowLimit. Default DefaultStreamWindow
+	// (2 MiB): a larger window keeps a bulk stream moving between window
+	// updates; memory is only used by data the reader has not taken yet.
 	MaxStreamWindow int `toml:"maxStreamWindow"`
 }
 
 // Limits of MuxConfig.MaxStreamWindow, in bytes.
 const (
 	MinStreamWindow      = 256 * 1024       // yamux's initial window
+	DefaultStreamWindow  = 2 * 1024 * 1024  // default of MuxConfig.MaxStreamWindow
 	MaxStreamWindowLimit = 16 * 1024 * 1024 // 16 MiB
 )
 
@@ -74,7 +77,7 @@ func defaultHeartbeat() HeartbeatConfig {
 }
 
 func defaultMux() MuxConfig {
-	return MuxConfig{KeepaliveInterval: Dur(15 * time.Second), KeepaliveTimeout: Dur(10 * time.Second), MaxStreamWindow: MinStreamWindow}
+	return MuxConfig{KeepaliveInterval: Dur(15 * time.Second), KeepaliveTimeout: Dur(10 * time.Second), MaxStreamWindow: DefaultStreamWindow}
 }
 
 func defaultTCPKeepalive() TCPKeepaliveConfig {
