@@ -14,11 +14,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/hopproxy/hop/pkg/client"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/logging"
+	"github.com/hopproxy/hop/pkg/procs"
 )
 
 func main() {
@@ -67,6 +69,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeLog()
+	if n, fromEnv := procs.Set(); !fromEnv {
+		log.Debug("scheduler", "gomaxprocs", n, "cpus", runtime.NumCPU(), "hint", "set GOMAXPROCS to override")
+	}
 	c, err := client.New(cfg, log)
 	if err != nil {
 		return err

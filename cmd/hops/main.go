@@ -13,10 +13,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/logging"
+	"github.com/hopproxy/hop/pkg/procs"
 	"github.com/hopproxy/hop/pkg/server"
 )
 
@@ -62,6 +64,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeLog()
+	if n, fromEnv := procs.Set(); !fromEnv {
+		log.Debug("scheduler", "gomaxprocs", n, "cpus", runtime.NumCPU(), "hint", "set GOMAXPROCS to override")
+	}
 	srv, err := server.New(cfg, log)
 	if err != nil {
 		return err
