@@ -2,6 +2,7 @@ package xtcp
 
 import (
 	"net"
+	"net/netip"
 
 	"golang.org/x/net/ipv4"
 )
@@ -106,4 +107,58 @@ func (p *path) writeBatch(bw batchWriter, msgs []ipv4.Message) {
 		}
 		msgs = msgs[n:]
 	}
+}
+
+// recvBatch reads the packets of a KCP path with recvmmsg, many per
+// syscall, and hands them out one at a time.
+type recvBatch struct {
+	pc   *ipv4.PacketConn
+	msgs []ipv4.Message
+	n, i int
+}
+
+// recvBatchLen is how many packets one recvmmsg may return; recvBufLen
+// holds any packet of a KCP path (an oversize one is cut and then fails
+// authentication).
+const (
+	recvBatchLen = 32
+	recvBufLen   = 2048
+)
+
+// startBatchReceiver makes readData read with recvmmsg. KCP paths only:
+// datagram paths carry packets larger than recvBufLen.
+func (p *path) startBatchReceiver() {
+	if !p.remote.Addr().Unmap().Is4() {
+		return
+	}
+	rb := &recvBatch{pc: ipv4.NewPacketConn(p.conn), msgs: make([]ipv4.Message, recvBatchLen)}
+	for i := range rb.msgs {
+		rb.msgs[i].Buffers = [][]byte{make([]byte, recvBufLen)}
+	}
+	p.rb = rb
+}
+
+// readPacket returns the next packet and its source: from the batch when
+// there is one, else with a single read into buf. The packet stays valid
+// until the next call.
+func (p *path) readPacket(buf []byte) ([]byte, netip.AddrPort, error) {
+	rb := p.rb
+	if rb == nil {
+		n, from, err := p.conn.ReadFromUDPAddrPort(buf)
+		return buf[:n], from, err
+	}
+	if rb.i >= rb.n {
+		n, err := rb.pc.ReadBatch(rb.msgs, 0)
+		if err != nil {
+			return nil, netip.AddrPort{}, err
+		}
+		rb.n, rb.i = n, 0
+	}
+	m := &rb.msgs[rb.i]
+	rb.i++
+	var from netip.AddrPort
+	if ua, ok := m.Addr.(*net.UDPAddr); ok {
+		from = ua.AddrPort()
+	}
+	return m.Buffers[0][:m.N], from, nil
 }

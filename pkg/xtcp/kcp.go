@@ -66,6 +66,7 @@ func newSession(conn *net.UDPConn, remote netip.AddrPort, key []byte, session Se
 	// Both ends derive the same conversation ID; KCP drops other ones.
 	conv := binary.BigEndian.Uint32(deriveKey(key, session, infoKCPConv, 4))
 	p.startBatchSender()
+	p.startBatchReceiver()
 	pc := &kcpPacketConn{p: p, raddr: newFixedAddr(p.remote)}
 	// ownConn=false: kcp-go must never close the socket; the Session does.
 	ks, err := kcp.NewConn4(conv, pc.raddr, nil, 0, 0, false, pc)

@@ -70,6 +70,7 @@ type path struct {
 
 	bufs  sync.Pool    // *[]byte for sealing
 	sendq chan *[]byte // sealed data frames for batchSend; nil: sent at once
+	rb    *recvBatch   // batched reads (KCP paths); used by the reader only
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -218,13 +219,14 @@ func (p *path) writeData(payload []byte) error {
 	return err
 }
 
-// readData reads from the socket into buf until a data frame from the peer
-// arrives and returns its payload, a slice of buf. It handles control
+// readData reads from the socket until a data frame from the peer arrives
+// and returns its payload, a slice of buf or (with batched reads) of the
+// batch, valid until the next call. It handles control
 // packets on the way. Only one goroutine may call it. It fails once the
 // path is closed, with the cause.
 func (p *path) readData(buf []byte) ([]byte, error) {
 	for {
-		n, from, err := p.conn.ReadFromUDPAddrPort(buf)
+		b, from, err := p.readPacket(buf)
 		if err != nil {
 			select {
 			case <-p.done:
@@ -245,7 +247,7 @@ func (p *path) readData(buf []byte) ([]byte, error) {
 			p.stray.Add(1)
 			continue
 		}
-		b := buf[:n]
+		n := len(b)
 		if isCtl(b) {
 			p.handleCtl(b)
 			continue
