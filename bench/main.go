@@ -37,6 +37,8 @@ func main() {
 }
 
 type options struct {
+	p2p                      string // file with the P2P benchmark's output
+	p2pText                  string // its contents, read before the run
 	runs                     int
 	dur, warmup              time.Duration
 	rtts, idle, maxConns     int
@@ -57,6 +59,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.idle, "idle", 1000, "idle proxied connections held open for the memory figures")
 	fs.IntVar(&o.maxConns, "max-conns", 50000, "most connections per connection-rate phase")
 	fs.StringVar(&o.out, "out", "", "also write the report to this file, e.g. BENCHMARKS.md")
+	fs.StringVar(&o.p2p, "p2p", "", "output of `go test -run '^$' -bench P2P ./tests/e2e` (root, netlab) to include in the report")
 	fs.StringVar(&o.hops, "hops", "", "hops binary to use (default: build it)")
 	fs.StringVar(&o.hopc, "hopc", "", "hopc binary to use (default: build it)")
 	fs.StringVar(&o.otherServer, "other-server", "", "optional: server binary of another proxy, measured as a third column")
@@ -68,6 +71,13 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if o.p2p != "" {
+		b, err := os.ReadFile(o.p2p)
+		if err != nil {
+			return o, fmt.Errorf("-p2p: %w", err)
+		}
+		o.p2pText = string(b)
 	}
 	if *quick {
 		set := map[string]bool{}
@@ -323,6 +333,7 @@ func (b *bench) conns(ctx context.Context, t *target, workers int, key string) e
 // and hopc came from.
 func collectMeta(o options, args []string, begin time.Time, targets []*target, source string) meta {
 	m := meta{
+		p2p:     o.p2pText,
 		command: strings.Join(append([]string{"go run ./bench"}, args...), " "),
 		date:    begin.UTC().Format("2006-01-02 15:04 UTC"),
 		cores:   runtime.NumCPU(),

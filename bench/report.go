@@ -141,6 +141,7 @@ func ratio(v float64) string {
 
 // meta describes the run, for the header of the report.
 type meta struct {
+	p2p                                             string // P2P benchmark output, or ""
 	command, date, goVersion, binaries, cpu, kernel string
 	cores, runs, rtts, idle                         int
 	dur, warmup, took                               time.Duration
@@ -218,7 +219,7 @@ func report(m meta, r *results) string {
 		}
 	}
 	b.WriteString(howToRead)
-	b.WriteString(p2pTODO)
+	b.WriteString(p2pSection(m.p2p))
 	return b.String()
 }
 
@@ -269,15 +270,29 @@ const howToRead = `
   the GB (10^9 bytes) the sink received in it.
 `
 
-const p2pTODO = `
-## TODO: P2P (xtcp) figures
-
-xtcp throughput and 64-byte RTT over a direct (punched) path and relayed
-through hops, and the time from the application's first connect to a
-direct path, need network namespaces with real NATs (root). They are not
-measured by ` + "`go run ./bench`" + ` but by the e2e benchmark:
-
-` + "```sh\ngo test -run '^$' -bench P2P ./tests/e2e\n```" + `
-
-(written separately, in tests/e2e; its figures are to be added here).
-`
+// p2pSection renders the P2P figures from the output of the netlab
+// benchmark, or says how to get them.
+func p2pSection(out string) string {
+	var b strings.Builder
+	b.WriteString("\n## P2P (xtcp) figures\n\n")
+	b.WriteString("xtcp throughput and 64-byte RTT over a direct (punched) path and relayed\n" +
+		"through hops (an stcp visitor of the same owner: the path a failed punch\n" +
+		"falls back to), and the time from the first application connect to a\n" +
+		"direct path, measured in network namespaces with real NATs (root) by:\n\n")
+	b.WriteString("```sh\ngo test -run '^$' -bench P2P -benchtime 2s ./tests/e2e > p2p.txt\ngo run ./bench -p2p p2p.txt -out BENCHMARKS.md\n```\n\n")
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "Benchmark") {
+			lines = append(lines, strings.Join(strings.Fields(l), " "))
+		}
+	}
+	if len(lines) == 0 {
+		b.WriteString("Not included in this run (no -p2p file).\n")
+		return b.String()
+	}
+	b.WriteString("```\n" + strings.Join(lines, "\n") + "\n```\n\n")
+	b.WriteString("MB/s is 10^6 bytes per second (×0.008 for Gbit/s); p50-µs and p99-µs are\n" +
+		"round-trip percentiles; ms-to-path is from the first connect to the\n" +
+		"direct path's establishment.\n")
+	return b.String()
+}
