@@ -114,8 +114,10 @@ func TestReport(t *testing.T) {
 	r.add("direct", "tput1", 10)
 	r.add("hop", "tput1", 5)
 	r.add("hop", "rss_srv_idle", 12)
-	md := report(meta{command: "go run ./bench -quick", idle: 100}, r)
-	for _, want := range []string{"go run ./bench -quick", "| Throughput, 1 stream, Gbit/s (higher is better) | 10.0 | 5.00 | 0.50 |", "100 idle connections open", "go test -run '^$' -bench P2P ./tests/e2e"} {
+	p2p := "goos: linux\nBenchmarkP2P/throughput/direct-2   \t 145\t 18472552 ns/op\t  56.76 MB/s\nok\n"
+	md := report(meta{command: "go run ./bench -quick", idle: 100, p2p: p2p}, r)
+	for _, want := range []string{"go run ./bench -quick", "| Throughput, 1 stream, Gbit/s (higher is better) | 10.0 | 5.00 | 0.50 |", "100 idle connections open",
+		"go test -run '^$' -bench P2P -benchtime 2s ./tests/e2e", "BenchmarkP2P/throughput/direct-2 145 18472552 ns/op 56.76 MB/s"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
