@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hopproxy/hop/pkg/bridge"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/xtcp"
@@ -620,15 +619,7 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 			c.connWG.Add(1)
 			go func() {
 				defer c.connWG.Done()
-				lc, err := net.DialTimeout("tcp", local, localDialTimeout)
-				if err != nil {
-					c.localDown(p, err)
-					st.Close()
-					return
-				}
-				c.users.Add(lc)
-				defer c.users.Remove(lc)
-				bridge.Join(st, lc)
+				c.serveLocal(st, p, "visitor "+m.Visitor+" (direct)")
 			}()
 		}
 		log.Info("direct path to visitor closed", "cause", s.Err())

@@ -8,11 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
 	"sync"
 	"time"
 
-	"github.com/hopproxy/hop/pkg/bridge"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
@@ -114,20 +112,7 @@ func (c *Client) serveVisitor(st net.Conn, p config.ProxyConfig, sw *protocol.St
 		st.Close()
 		return
 	}
-	local := net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))
-	if p.Type.IsDatagram() {
-		c.workUDP(st, p, local)
-		return
-	}
-	lc, err := net.DialTimeout("tcp", local, localDialTimeout)
-	if err != nil {
-		c.localDown(p, err)
-		st.Close()
-		return
-	}
-	c.users.Add(lc)
-	defer c.users.Remove(lc)
-	bridge.Join(st, lc)
+	c.serveLocal(st, p, sw.SrcAddr)
 }
 
 // openRelay opens a relayed connection from a visitor to a secret proxy

@@ -45,8 +45,14 @@ func (c *Client) work(st net.Conn) {
 		c.serveVisitor(st, p, sw)
 		return
 	}
+	c.serveLocal(st, p, sw.SrcAddr)
+}
+
+// serveLocal carries a stream to the proxy's local service: datagrams for
+// the datagram types, bytes for the others.
+func (c *Client) serveLocal(st net.Conn, p config.ProxyConfig, src string) {
 	local := net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))
-	if p.Type == config.ProxyUDP {
+	if p.Type.IsDatagram() {
 		c.workUDP(st, p, local)
 		return
 	}
@@ -59,7 +65,7 @@ func (c *Client) work(st net.Conn) {
 	c.users.Add(lc)
 	defer c.users.Remove(lc)
 	in, out := bridge.Join(st, lc)
-	c.log.Debug("connection closed", "proxy", p.Name, "src", sw.SrcAddr, "bytes_in", in, "bytes_out", out)
+	c.log.Debug("connection closed", "proxy", p.Name, "src", src, "bytes_in", in, "bytes_out", out)
 }
 
 // localDown logs that a proxy's local service refused a connection, at
