@@ -130,6 +130,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	relay, err := buildRelay(ctx, dir)
+	if err != nil {
+		return err
+	}
 	sink, err := newSink()
 	if err != nil {
 		return err
@@ -144,6 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	targets := []*target{
 		{name: "direct", sinkAddr: sink.Addr(), echoAddr: echo.Addr()},
 		{name: "hop", kind: hopKind(o.hops, o.hopc)},
+		{name: "relay×2", kind: relayKind(relay)},
 	}
 	if o.otherServer != "" {
 		targets = append(targets, &target{name: o.otherKind, kind: frpKind(o.otherServer, o.otherClient)})

@@ -33,6 +33,15 @@ func build(ctx context.Context, dir string) (hops, hopc, source string, err erro
 	return filepath.Join(dir, "hops"), filepath.Join(dir, "hopc"), source, nil
 }
 
+// buildRelay compiles the floor's forwarder (bench/relay) into dir.
+func buildRelay(ctx context.Context, dir string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "github.com/hopproxy/hop/bench/relay")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build bench/relay: %v\n%s", err, out)
+	}
+	return filepath.Join(dir, "relay"), nil
+}
+
 // gitOut runs git in the working directory and returns its trimmed output,
 // or "?" if git fails.
 func gitOut(ctx context.Context, args ...string) string {
@@ -51,6 +60,10 @@ type kind struct {
 	server, client         string // binary paths
 	serverConf             func(port int) string
 	clientConf             func(serverPort int, fwds []fwd) string
+	// pairConf, when set, makes both configs at once instead (the relay
+	// floor, whose first process must know the second's ports); the
+	// server then has no control port to poll.
+	pairConf func(fwds []fwd) (server, client string, err error)
 }
 
 // fwd is a tcp proxy: remote port on the server to a local port.
@@ -95,6 +108,26 @@ func frpKind(frps, frpc string) *kind {
 	}
 }
 
+// relayKind is the floor: two plain TCP forwarders (bench/relay) in a
+// chain, no TLS, no mux.
+func relayKind(bin string) *kind {
+	return &kind{
+		name: "relay×2", serverName: "relay1", clientName: "relay2", server: bin, client: bin,
+		pairConf: func(fwds []fwd) (string, string, error) {
+			mids, err := freePorts(len(fwds))
+			if err != nil {
+				return "", "", err
+			}
+			var first, second strings.Builder
+			for i, f := range fwds {
+				fmt.Fprintf(&first, "127.0.0.1:%d 127.0.0.1:%d\n", f.remote, mids[i])
+				fmt.Fprintf(&second, "127.0.0.1:%d 127.0.0.1:%d\n", mids[i], f.local)
+			}
+			return first.String(), second.String(), nil
+		},
+	}
+}
+
 // target is one column of the table: direct to the services, or through a
 // proxy whose processes run while a repetition runs.
 type target struct {
@@ -118,14 +151,23 @@ func (t *target) start(ctx context.Context, dir string, sink, echo *service) err
 		p := filepath.Join(dir, name+".toml")
 		return p, os.WriteFile(p, []byte(s), 0o600)
 	}
-	sc, err := conf(t.kind.serverName, t.kind.serverConf(sp))
+	fwds := []fwd{
+		{"sink", port(sink.Addr()), sinkPort},
+		{"echo", port(echo.Addr()), echoPort},
+	}
+	srvText, cliText := "", ""
+	if t.kind.pairConf != nil {
+		if srvText, cliText, err = t.kind.pairConf(fwds); err != nil {
+			return err
+		}
+	} else {
+		srvText, cliText = t.kind.serverConf(sp), t.kind.clientConf(sp, fwds)
+	}
+	sc, err := conf(t.kind.serverName, srvText)
 	if err != nil {
 		return err
 	}
-	cc, err := conf(t.kind.clientName, t.kind.clientConf(sp, []fwd{
-		{"sink", port(sink.Addr()), sinkPort},
-		{"echo", port(echo.Addr()), echoPort},
-	}))
+	cc, err := conf(t.kind.clientName, cliText)
 	if err != nil {
 		return err
 	}
@@ -135,6 +177,9 @@ func (t *target) start(ctx context.Context, dir string, sink, echo *service) err
 	// Start the client once the server listens, so that it does not wait
 	// out a reconnect backoff.
 	srvAddr := fmt.Sprintf("127.0.0.1:%d", sp)
+	if t.kind.pairConf != nil {
+		srvAddr = fmt.Sprintf("127.0.0.1:%d", echoPort)
+	}
 	if err := t.poll(ctx, "the server to accept on "+srvAddr, func() bool {
 		c, err := net.DialTimeout("tcp", srvAddr, 200*time.Millisecond)
 		if err == nil {

@@ -240,6 +240,12 @@ const howToRead = `
   session hops → hopc, hopc → service) and is encrypted and decrypted once,
   and both processes share the same two cores with the load generator.
   Figures through a proxy are bounded by CPU, not by the network.
+- **relay×2** is the floor of any two-process proxy on this machine: two
+  plain Go TCP forwarders in a chain (bench/relay: no TLS, no mux, the
+  kernel's splice for the bytes), crossing the same processes and loopback
+  hops as hops and hopc. Where hop is close to it, the remaining distance
+  to direct is the cost of a second and third process on two shared
+  cores (each round trip wakes six processes instead of two), not of hop.
 - **Throughput**: senders write 128 KiB chunks of random bytes as fast as
   they can into a sink that discards them; the bytes the sink receives are
   counted over the phase's window, after the warm-up (1 Gbit = 10^9 bits).
