@@ -25,8 +25,11 @@ func build(ctx context.Context, dir string) (hops, hopc, source string, err erro
 	if gitOut(ctx, "status", "--porcelain", "--", "cmd", "pkg", "go.mod", "go.sum") != "" {
 		source += " with uncommitted changes in cmd/, pkg/ or go.mod"
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator),
+	// The release build of the README: static (no libc mapped in) and
+	// stripped.
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", dir+string(filepath.Separator),
 		"github.com/hopproxy/hop/cmd/hops", "github.com/hopproxy/hop/cmd/hopc")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", "", "", fmt.Errorf("go build (run bench from the hop module): %v\n%s", err, out)
 	}

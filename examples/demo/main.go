@@ -48,7 +48,8 @@ func run(ctx context.Context, args []string) error {
 	defer os.RemoveAll(dir)
 
 	fmt.Println("building hops and hopc ...")
-	build := exec.CommandContext(ctx, "go", "build", "-o", dir+"/", "./cmd/hops", "./cmd/hopc")
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", dir+"/", "./cmd/hops", "./cmd/hopc")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as released
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("go build (run the demo from the repository root): %w", err)
