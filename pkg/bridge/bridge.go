@@ -37,6 +37,18 @@ func closeWrite(c net.Conn) {
 // both. An error in one direction (a reset) aborts the other at once. It
 // returns the bytes moved each way.
 func Join(a, b net.Conn) (aToB, bToA int64) {
+	done := make(chan struct{})
+	Start(a, b, func(x, y int64) { aToB, bToA = x, y; close(done) })
+	<-done
+	return aToB, bToA
+}
+
+// Start is Join in two new goroutines: it returns at once and calls done
+// with the byte counts once both directions have ended and both conns are
+// closed. The caller's goroutine is free to end, so an idle proxied
+// connection costs the two copying goroutines' small stacks and not also
+// the (often deeper) stack of the goroutine that set it up.
+func Start(a, b net.Conn, done func(aToB, bToA int64)) {
 	var wg sync.WaitGroup
 	var abort sync.Once
 	kill := func() {
@@ -45,6 +57,7 @@ func Join(a, b net.Conn) (aToB, bToA int64) {
 			b.Close()
 		})
 	}
+	var aToB, bToA int64
 	pipe := func(dst, src net.Conn, n *int64) {
 		defer wg.Done()
 		var err error
@@ -57,10 +70,12 @@ func Join(a, b net.Conn) (aToB, bToA int64) {
 	}
 	wg.Add(2)
 	go pipe(b, a, &aToB)
-	pipe(a, b, &bToA)
-	wg.Wait()
-	kill()
-	return aToB, bToA
+	go func() {
+		pipe(a, b, &bToA)
+		wg.Wait()
+		kill()
+		done(aToB, bToA)
+	}()
 }
 
 // Copy copies src to dst with a pooled buffer until src ends. It returns

@@ -49,7 +49,8 @@ func (c *Client) work(st net.Conn) {
 }
 
 // serveLocal carries a stream to the proxy's local service: datagrams for
-// the datagram types, bytes for the others.
+// the datagram types, bytes for the others (in goroutines of their own:
+// serveLocal returns once the bytes flow).
 func (c *Client) serveLocal(st net.Conn, p config.ProxyConfig, src string) {
 	local := net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))
 	if p.Type.IsDatagram() {
@@ -63,9 +64,12 @@ func (c *Client) serveLocal(st net.Conn, p config.ProxyConfig, src string) {
 		return
 	}
 	c.users.Add(lc)
-	defer c.users.Remove(lc)
-	in, out := bridge.Join(st, lc)
-	c.log.Debug("connection closed", "proxy", p.Name, "src", src, "bytes_in", in, "bytes_out", out)
+	c.connWG.Add(1)
+	bridge.Start(st, lc, func(in, out int64) {
+		c.users.Remove(lc)
+		c.log.Debug("connection closed", "proxy", p.Name, "src", src, "bytes_in", in, "bytes_out", out)
+		c.connWG.Done()
+	})
 }
 
 // localDown logs that a proxy's local service refused a connection, at

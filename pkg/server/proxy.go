@@ -186,16 +186,20 @@ func (s *Server) serveTCP(p *proxy) {
 		s.users.Add(c)
 		s.connWG.Add(1)
 		go func() {
-			defer s.connWG.Done()
-			defer s.users.Remove(c)
 			st, err := p.owner.openStream(p.name, c.RemoteAddr().String())
 			if err != nil {
 				p.log.Debug("cannot open stream to client", "error", err)
 				c.Close()
+				s.users.Remove(c)
+				s.connWG.Done()
 				return
 			}
-			up, down := bridge.Join(c, st)
-			p.log.Debug("connection closed", "src", c.RemoteAddr().String(), "bytes_in", up, "bytes_out", down)
+			// This goroutine ends here; two small ones copy the bytes.
+			bridge.Start(c, st, func(up, down int64) {
+				s.users.Remove(c)
+				p.log.Debug("connection closed", "src", c.RemoteAddr().String(), "bytes_in", up, "bytes_out", down)
+				s.connWG.Done()
+			})
 		}()
 	}
 }
