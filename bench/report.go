@@ -246,6 +246,9 @@ const howToRead = `
   hops as hops and hopc. Where hop is close to it, the remaining distance
   to direct is the cost of a second and third process on two shared
   cores (each round trip wakes six processes instead of two), not of hop.
+  Read only its network rows: its open-file counts show it keeps some
+  connections of earlier phases open, so its memory rows are not
+  comparable with hop's.
 - **Throughput**: senders write 128 KiB chunks of random bytes as fast as
   they can into a sink that discards them; the bytes the sink receives are
   counted over the phase's window, after the warm-up (1 Gbit = 10^9 bits).

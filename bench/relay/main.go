@@ -81,14 +81,11 @@ func serve(l net.Listener, target string) {
 				return
 			}
 			defer d.Close()
-			done := make(chan struct{})
-			go func() {
-				io.Copy(d, c)
-				d.(*net.TCPConn).CloseWrite()
-				close(done)
-			}()
-			io.Copy(c, d)
-			c.(*net.TCPConn).CloseWrite()
+			// The first direction to end closes both: the floor needs no
+			// half-close, and nothing outlives its user.
+			done := make(chan struct{}, 2)
+			go func() { io.Copy(d, c); done <- struct{}{} }()
+			go func() { io.Copy(c, d); done <- struct{}{} }()
 			<-done
 		}()
 	}
