@@ -71,6 +71,11 @@ func (c *Channel) Send(ctx context.Context, m protocol.Message) error {
 		return err
 	}
 	select {
+	case <-c.done: // checked first: select picks at random among ready cases
+		return ErrClosed
+	default:
+	}
+	select {
 	case c.q <- b:
 		return nil
 	case <-c.done:
