@@ -53,9 +53,17 @@ func TestFullQueueDoesNotBlock(t *testing.T) {
 			t.Fatal("TrySend never reported a full queue")
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if err := c.Send(ctx, &protocol.Ping{}); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Send on a full queue: %v", err)
+	// The writer may take one more frame off the queue (and block on it):
+	// after that, Send must give up when its context does.
+	for try := 0; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err := c.Send(ctx, &protocol.Ping{})
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		if err != nil || try == 2 {
+			t.Fatalf("Send on a full queue: %v after %d tries", err, try+1)
+		}
 	}
 }
