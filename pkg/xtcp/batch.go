@@ -54,6 +54,12 @@ func (p *path) batchSend() {
 		bw = ipv4.NewPacketConn(p.conn)
 	}
 	addr := net.UDPAddrFromAddrPort(p.remote)
+	if gsoSupported && bw != nil {
+		p.gso = &gsoState{bufs: make([][]byte, gsoGroups), oob: map[int][]byte{}}
+		for i := range p.gso.bufs {
+			p.gso.bufs[i] = make([]byte, 0, 65507)
+		}
+	}
 	msgs := make([]ipv4.Message, 0, sendBatch)
 	held := make([]*[]byte, 0, sendBatch)
 	for {
@@ -77,11 +83,16 @@ func (p *path) batchSend() {
 				p.write(*bp)
 			}
 		} else {
-			msgs = msgs[:0]
-			for _, bp := range held {
-				msgs = append(msgs, ipv4.Message{Buffers: [][]byte{*bp}, Addr: addr})
+			msgs = p.pack(msgs[:0], held, addr)
+			if err := p.writeBatch(bw, msgs); err != nil && p.gso != nil {
+				// The kernel refused segmentation offload: never again,
+				// and these frames one by one.
+				p.log.Debug("UDP segmentation offload refused; sending packets one by one", "err", err)
+				p.gso = nil
+				for _, bp := range held {
+					p.write(*bp)
+				}
 			}
-			p.writeBatch(bw, msgs)
 		}
 		for i, bp := range held {
 			p.bufs.Put(bp)
@@ -90,16 +101,62 @@ func (p *path) batchSend() {
 	}
 }
 
-// writeBatch sends msgs, falling back to single writes if the kernel
-// refuses sendmmsg.
-func (p *path) writeBatch(bw batchWriter, msgs []ipv4.Message) {
+// gsoState holds what segmentation offload needs: a buffer per group of
+// equal-sized frames sent as one, and the control message per size.
+type gsoState struct {
+	bufs [][]byte
+	oob  map[int][]byte
+}
+
+// gsoGroups bounds the groups of one batch (a batch of 64 full-size
+// frames makes two).
+const gsoGroups = 4
+
+// pack turns held frames into messages: runs of equal-sized frames (and one
+// shorter frame after them) become one segmentation-offload message each,
+// the rest single datagrams.
+func (p *path) pack(msgs []ipv4.Message, held []*[]byte, addr *net.UDPAddr) []ipv4.Message {
+	groups := 0
+	for i := 0; i < len(held); {
+		size := len(*held[i])
+		maxSeg := min(64, 65507/max(size, 1))
+		j := i + 1
+		for j < len(held) && j-i < maxSeg && len(*held[j]) == size {
+			j++
+		}
+		if j < len(held) && j-i < maxSeg && len(*held[j]) < size {
+			j++
+		}
+		if g := p.gso; g != nil && j-i >= 2 && groups < gsoGroups {
+			buf := g.bufs[groups][:0]
+			for _, bp := range held[i:j] {
+				buf = append(buf, *bp...)
+			}
+			g.bufs[groups] = buf
+			oob, ok := g.oob[size]
+			if !ok {
+				oob = gsoOOB(size)
+				g.oob[size] = oob
+			}
+			msgs = append(msgs, ipv4.Message{Buffers: [][]byte{buf}, OOB: oob, Addr: addr})
+			groups++
+		} else {
+			for _, bp := range held[i:j] {
+				msgs = append(msgs, ipv4.Message{Buffers: [][]byte{*bp}, Addr: addr})
+			}
+		}
+		i = j
+	}
+	return msgs
+}
+
+// writeBatch sends msgs and returns the kernel's error, if any (the
+// messages from the failed one on were not sent).
+func (p *path) writeBatch(bw batchWriter, msgs []ipv4.Message) error {
 	for len(msgs) > 0 {
 		n, err := bw.WriteBatch(msgs, 0)
 		if err != nil {
-			for _, m := range msgs {
-				p.write(m.Buffers[0])
-			}
-			return
+			return err
 		}
 		for _, m := range msgs[:n] {
 			p.pktOut.Add(1)
@@ -107,6 +164,7 @@ func (p *path) writeBatch(bw batchWriter, msgs []ipv4.Message) {
 		}
 		msgs = msgs[n:]
 	}
+	return nil
 }
 
 // recvBatch reads the packets of a KCP path with recvmmsg, many per

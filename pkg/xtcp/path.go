@@ -71,6 +71,7 @@ type path struct {
 	bufs  sync.Pool    // *[]byte for sealing
 	sendq chan *[]byte // sealed data frames for batchSend; nil: sent at once
 	rb    *recvBatch   // batched reads (KCP paths); used by the reader only
+	gso   *gsoState    // segmentation offload; used by batchSend only, nil when off
 
 	done      chan struct{}
 	closeOnce sync.Once

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package xtcp
+
+func gsoOOB(int) []byte { return nil }
+
+const gsoSupported = false
