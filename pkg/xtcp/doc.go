@@ -113,6 +113,10 @@
 // packets, MTU 1350, stream mode, ACKs sent at once, writes flushed at
 // once; a small yamux frame (header and body) goes out as one KCP write,
 // so as one packet. Latency thus does not wait for the update timer.
+// Sealed KCP packets leave through a send queue: whatever is queued goes
+// to the kernel in one sendmmsg, runs of equal-sized packets as one buffer
+// with UDP segmentation offload (Linux; it falls back to single packets if
+// the kernel refuses); the reader takes up to 32 packets per recvmmsg.
 // kcp-go never gives up retransmitting; the path keepalive, and a yamux
 // ping every KeepaliveInterval that must come back through KCP within
 // KeepaliveTimeout while nothing else arrives through KCP, turn a dead or
