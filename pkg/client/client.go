@@ -27,8 +27,19 @@ import (
 	"github.com/hopproxy/hop/pkg/transport"
 )
 
-// ErrPermanent marks errors that reconnecting cannot fix; Run returns them.
-var ErrPermanent = errors.New("permanent error")
+// Sentinel errors; match them with errors.Is.
+var (
+	// ErrPermanent marks errors that reconnecting cannot fix; Run returns
+	// them.
+	ErrPermanent = errors.New("permanent error")
+	// ErrVisitAuth: a visitor's proof does not match the proxy's secretKey.
+	ErrVisitAuth = errors.New("visitor authentication failed: secretKey differs between the visitor and the proxy")
+
+	// errShutdown is the cause recorded when hopc itself stops.
+	errShutdown = errors.New("hopc shutting down")
+	// errNoDirect: a visitor has no direct P2P path (yet).
+	errNoDirect = errors.New("no direct path")
+)
 
 // Client is a running hopc.
 type Client struct {

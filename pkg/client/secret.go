@@ -23,8 +23,6 @@ const (
 	maxSeenVisit = 65536       // bound of the replay cache
 )
 
-// ErrVisitAuth: a visitor's proof does not match the proxy's secretKey.
-var ErrVisitAuth = errors.New("visitor authentication failed: secretKey differs between the visitor and the proxy")
 
 func visitMAC(secret, proxy, visitor string, unixMs int64, nonce []byte) []byte {
 	mac := hmac.New(sha256.New, []byte(secret))

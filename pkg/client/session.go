@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -18,8 +17,6 @@ import (
 	"github.com/hopproxy/hop/pkg/transport"
 )
 
-// errShutdown is the cause recorded when hopc itself stops.
-var errShutdown = errors.New("hopc shutting down")
 
 // Software is sent in the ClientHello.
 const Software = "hopc/0.1"

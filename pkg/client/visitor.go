@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -314,5 +313,3 @@ func (v *visitor) janitor(stop chan struct{}) {
 		}
 	}
 }
-
-var errNoDirect = fmt.Errorf("no direct path")
