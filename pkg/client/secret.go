@@ -23,7 +23,6 @@ const (
 	maxSeenVisit = 65536       // bound of the replay cache
 )
 
-
 func visitMAC(secret, proxy, visitor string, unixMs int64, nonce []byte) []byte {
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write([]byte(visitLabel))

@@ -17,7 +17,6 @@ import (
 	"github.com/hopproxy/hop/pkg/transport"
 )
 
-
 // Software is sent in the ClientHello.
 const Software = "hopc/0.1"
 
