@@ -28,12 +28,14 @@ import (
 	"github.com/hopproxy/hop/pkg/xtcp/stunserver"
 )
 
-// ErrReplaced is the cause recorded for a session that a newer login with
-// the same client ID replaced.
-var ErrReplaced = errors.New("replaced by a new login with the same client ID")
-
-// ErrShutdown is the cause recorded for sessions closed by Shutdown.
-var ErrShutdown = errors.New("server shutting down")
+// Causes recorded for sessions the server ends; match them with errors.Is.
+var (
+	// ErrReplaced: a newer login with the same client ID replaced the
+	// session.
+	ErrReplaced = errors.New("replaced by a new login with the same client ID")
+	// ErrShutdown: the server is shutting down.
+	ErrShutdown = errors.New("server shutting down")
+)
 
 // Server is a running hops.
 type Server struct {
