@@ -12,10 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/idle"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/xtcp"
 	"github.com/hopproxy/hop/pkg/xtcp/nat"
@@ -641,8 +641,8 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 // ownerFlow is one visitor source of an xudp path, with its own socket to
 // the local service.
 type ownerFlow struct {
-	conn *net.UDPConn
-	last atomic.Int64
+	conn   *net.UDPConn
+	active idle.Stamp
 }
 
 // serveDatagramPath moves an xudp path's datagrams to and from the local
@@ -670,24 +670,17 @@ func (c *Client) serveDatagramPath(d *xtcp.DatagramPath, p config.ProxyConfig, l
 	wg.Add(1)
 	go func() { // idle flows
 		defer wg.Done()
-		idle := p.IdleTimeout.Duration
-		t := time.NewTicker(max(idle/4, 10*time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case now := <-t.C:
-				mu.Lock()
-				for id, f := range flows {
-					if now.Sub(time.Unix(0, f.last.Load())) > idle {
-						f.conn.Close()
-						delete(flows, id)
-					}
+		idle.Sweep(p.IdleTimeout.Duration, stop, func(now time.Time) bool {
+			mu.Lock()
+			for id, f := range flows {
+				if f.active.Idle(now, p.IdleTimeout.Duration) {
+					f.conn.Close()
+					delete(flows, id)
 				}
-				mu.Unlock()
 			}
-		}
+			mu.Unlock()
+			return true
+		})
 	}()
 	buf := make([]byte, 65536)
 	for {
@@ -720,7 +713,7 @@ func (c *Client) serveDatagramPath(d *xtcp.DatagramPath, p config.ProxyConfig, l
 					if err != nil {
 						return
 					}
-					f.last.Store(time.Now().UnixNano())
+					f.active.Touch()
 					if d.Send(out[:4+k]) != nil {
 						return
 					}
@@ -728,7 +721,7 @@ func (c *Client) serveDatagramPath(d *xtcp.DatagramPath, p config.ProxyConfig, l
 			}()
 		}
 		mu.Unlock()
-		f.last.Store(time.Now().UnixNano())
+		f.active.Touch()
 		f.conn.Write(buf[4:n])
 	}
 }

@@ -9,11 +9,11 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hopproxy/hop/pkg/bridge"
 	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/idle"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
 
@@ -139,13 +139,13 @@ func (v *visitor) serveStream(app net.Conn) {
 
 // vflow is one local source of a datagram visitor.
 type vflow struct {
-	src      netip.AddrPort
-	id       uint32
-	relay    net.Conn // relayed flow; nil for a direct one
-	q        chan []byte
-	lastSeen atomic.Int64
-	done     chan struct{}
-	once     sync.Once
+	src    netip.AddrPort
+	id     uint32
+	relay  net.Conn // relayed flow; nil for a direct one
+	q      chan []byte
+	active idle.Stamp
+	done   chan struct{}
+	once   sync.Once
 }
 
 func (f *vflow) close() {
@@ -179,7 +179,7 @@ func (v *visitor) serveDatagrams() {
 			go v.runFlow(f)
 		}
 		v.mu.Unlock()
-		f.lastSeen.Store(time.Now().UnixNano())
+		f.active.Touch()
 		select {
 		case f.q <- append([]byte(nil), buf[:n]...):
 		default: // queue full: drop, as a congested UDP path would
@@ -244,7 +244,7 @@ func (v *visitor) runFlow(f *vflow) {
 			if err != nil {
 				return
 			}
-			f.lastSeen.Store(time.Now().UnixNano())
+			f.active.Touch()
 			v.pc.WriteToUDPAddrPort(buf[:n], f.src)
 		}
 	}()
@@ -274,7 +274,7 @@ func (v *visitor) deliverDirect(b []byte) {
 	if f == nil {
 		return
 	}
-	f.lastSeen.Store(time.Now().UnixNano())
+	f.active.Touch()
 	v.pc.WriteToUDPAddrPort(b[4:], f.src)
 }
 
@@ -291,25 +291,19 @@ func (v *visitor) dropFlow(f *vflow) {
 // janitor closes flows idle for longer than idleTimeout.
 func (v *visitor) janitor(stop chan struct{}) {
 	defer v.wg.Done()
-	idle := v.cfg.IdleTimeout.Duration
-	t := time.NewTicker(max(idle/4, 10*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case now := <-t.C:
-			v.mu.Lock()
-			var old []*vflow
-			for _, f := range v.flows {
-				if now.Sub(time.Unix(0, f.lastSeen.Load())) > idle {
-					old = append(old, f)
-				}
-			}
-			v.mu.Unlock()
-			for _, f := range old {
-				f.close()
+	timeout := v.cfg.IdleTimeout.Duration
+	idle.Sweep(timeout, stop, func(now time.Time) bool {
+		v.mu.Lock()
+		var old []*vflow
+		for _, f := range v.flows {
+			if f.active.Idle(now, timeout) {
+				old = append(old, f)
 			}
 		}
-	}
+		v.mu.Unlock()
+		for _, f := range old {
+			f.close()
+		}
+		return true
+	})
 }

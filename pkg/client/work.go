@@ -5,11 +5,11 @@ import (
 	"net"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hopproxy/hop/pkg/bridge"
 	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/idle"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
 
@@ -98,9 +98,8 @@ func (c *Client) workUDP(st net.Conn, p config.ProxyConfig, local string) {
 	}
 	c.users.Add(lc)
 	defer c.users.Remove(lc)
-	var last atomic.Int64
-	touch := func() { last.Store(time.Now().UnixNano()) }
-	touch()
+	var active idle.Stamp
+	active.Touch()
 	var once sync.Once
 	stop := make(chan struct{})
 	end := func() {
@@ -121,7 +120,7 @@ func (c *Client) workUDP(st net.Conn, p config.ProxyConfig, local string) {
 			if err != nil {
 				return
 			}
-			touch()
+			active.Touch()
 			b, _ := protocol.AppendDatagram(buf[:0], buf[2:2+n])
 			if _, err := st.Write(b); err != nil {
 				return
@@ -130,20 +129,13 @@ func (c *Client) workUDP(st net.Conn, p config.ProxyConfig, local string) {
 	}()
 	go func() { // idle timeout
 		defer wg.Done()
-		idle := p.IdleTimeout.Duration
-		t := time.NewTicker(max(idle/4, 10*time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case now := <-t.C:
-				if now.Sub(time.Unix(0, last.Load())) > idle {
-					end()
-					return
-				}
+		idle.Sweep(p.IdleTimeout.Duration, stop, func(now time.Time) bool {
+			if active.Idle(now, p.IdleTimeout.Duration) {
+				end()
+				return false
 			}
-		}
+			return true
+		})
 	}()
 	buf := make([]byte, protocol.MaxDatagram)
 	for {
@@ -151,7 +143,7 @@ func (c *Client) workUDP(st net.Conn, p config.ProxyConfig, local string) {
 		if err != nil {
 			break
 		}
-		touch()
+		active.Touch()
 		if _, err := lc.Write(buf[:n]); err != nil {
 			break
 		}

@@ -4,9 +4,9 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/hopproxy/hop/pkg/idle"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
 
@@ -27,12 +27,12 @@ type udpRelay struct {
 }
 
 type flow struct {
-	src      netip.AddrPort
-	stream   net.Conn
-	q        chan []byte
-	lastSeen atomic.Int64
-	done     chan struct{}
-	once     sync.Once
+	src    netip.AddrPort
+	stream net.Conn
+	q      chan []byte
+	active idle.Stamp
+	done   chan struct{}
+	once   sync.Once
 }
 
 func (f *flow) close() {
@@ -67,7 +67,7 @@ func (u *udpRelay) serve() {
 		if f == nil {
 			continue
 		}
-		f.lastSeen.Store(time.Now().UnixNano())
+		f.active.Touch()
 		bp := datagramPool.Get().(*[]byte)
 		b, _ := protocol.AppendDatagram((*bp)[:0], buf[:n])
 		select {
@@ -99,7 +99,7 @@ func (u *udpRelay) flow(src netip.AddrPort) *flow {
 		return nil
 	}
 	f = &flow{src: src, stream: st, q: make(chan []byte, flowQueue), done: make(chan struct{})}
-	f.lastSeen.Store(time.Now().UnixNano())
+	f.active.Touch()
 	u.mu.Lock()
 	u.flows[src] = f
 	u.mu.Unlock()
@@ -138,7 +138,7 @@ func (u *udpRelay) readLoop(f *flow) {
 			u.drop(f)
 			return
 		}
-		f.lastSeen.Store(time.Now().UnixNano())
+		f.active.Touch()
 		if _, err := u.p.pc.WriteToUDPAddrPort(buf[:n], f.src); err != nil {
 			u.drop(f)
 			return
@@ -158,24 +158,18 @@ func (u *udpRelay) drop(f *flow) {
 // janitor closes flows idle for longer than the idle timeout.
 func (u *udpRelay) janitor(stop chan struct{}) {
 	defer u.wg.Done()
-	t := time.NewTicker(max(u.idle/4, 10*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case now := <-t.C:
-			u.mu.Lock()
-			var idle []*flow
-			for _, f := range u.flows {
-				if now.Sub(time.Unix(0, f.lastSeen.Load())) > u.idle {
-					idle = append(idle, f)
-				}
-			}
-			u.mu.Unlock()
-			for _, f := range idle {
-				u.drop(f)
+	idle.Sweep(u.idle, stop, func(now time.Time) bool {
+		u.mu.Lock()
+		var old []*flow
+		for _, f := range u.flows {
+			if f.active.Idle(now, u.idle) {
+				old = append(old, f)
 			}
 		}
-	}
+		u.mu.Unlock()
+		for _, f := range old {
+			u.drop(f)
+		}
+		return true
+	})
 }
