@@ -901,16 +901,17 @@ func TestExpandEnv(t *testing.T) {
 func TestEnvValues(t *testing.T) {
 	t.Setenv("HOP_TEST_TOKEN", "from env")
 	t.Setenv("HOP_TEST_ADDR", "hop.example.com")
+	dir := t.TempDir()
 	cfg, err := ParseClient("hopc.toml", []byte(`
 serverAddr = "${HOP_TEST_ADDR}"
 auth.token = "${HOP_TEST_TOKEN}"
 [log]
-to = "/var/log/$${HOP_TEST_ADDR}.log"
+to = '`+dir+`/$${HOP_TEST_ADDR}.log'
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ServerAddr != "hop.example.com" || cfg.Auth.Token != "from env" || cfg.Log.To != "/var/log/${HOP_TEST_ADDR}.log" {
+	if cfg.ServerAddr != "hop.example.com" || cfg.Auth.Token != "from env" || cfg.Log.To != dir+"/${HOP_TEST_ADDR}.log" {
 		t.Errorf("got %q %q %q", cfg.ServerAddr, cfg.Auth.Token, cfg.Log.To)
 	}
 }
@@ -954,4 +955,44 @@ func TestWarnings(t *testing.T) {
 	if got := cli.Warnings(); got != nil {
 		t.Errorf("warnings after fixing the token: %q", got)
 	}
+}
+
+func TestLogTo(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ to, want string }{
+		{"stderr", ""},
+		{"stdout", ""},
+		{"console", ""},
+		{filepath.Join(dir, "hop.log"), ""}, // created at start
+		{file, ""},                          // appended to
+		{"hop.log", ""},                     // the working directory
+		{filepath.Join(dir, "missing", "hop.log"), "hops.toml:2: log.to: directory " + filepath.Join(dir, "missing") + ` does not exist; create it, or set log.to to "stderr", "stdout" or a file in a directory that exists`},
+		{filepath.Join(file, "hop.log"), "hops.toml:2: log.to: " + file + ` is not a directory; create it, or set log.to to "stderr", "stdout" or a file in a directory that exists`},
+		{dir, "hops.toml:2: log.to: " + dir + ` is a directory; write the path of a file in it, e.g. "` + filepath.Join(dir, "hop.log") + `"`},
+	} {
+		_, err := ParseServer("hops.toml", []byte(tokenLine+"log.to = '"+c.to+"'\n"))
+		checkErr(t, "hops.toml", err, c.want)
+	}
+
+	// Permissions: root may write anywhere, so only a user sees these.
+	if os.Geteuid() == 0 {
+		t.Log("running as root: skipping the permission cases")
+		return
+	}
+	ro := filepath.Join(dir, "ro")
+	if err := os.Mkdir(ro, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	rofile := filepath.Join(dir, "ro.log")
+	if err := os.WriteFile(rofile, nil, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ParseServer("hops.toml", []byte(tokenLine+"log.to = '"+filepath.Join(ro, "hop.log")+"'\n"))
+	checkErr(t, "hops.toml", err, "hops.toml:2: log.to: directory "+ro+" is not writable by this user, so hop.log cannot be created there; fix its permissions or choose another directory")
+	_, err = ParseServer("hops.toml", []byte(tokenLine+"log.to = '"+rofile+"'\n"))
+	checkErr(t, "hops.toml", err, "hops.toml:2: log.to: file "+rofile+" is not writable by this user; fix its permissions or choose another file")
 }
