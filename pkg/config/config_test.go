@@ -996,3 +996,34 @@ func TestLogTo(t *testing.T) {
 	_, err = ParseServer("hops.toml", []byte(tokenLine+"log.to = '"+rofile+"'\n"))
 	checkErr(t, "hops.toml", err, "hops.toml:2: log.to: file "+rofile+" is not writable by this user; fix its permissions or choose another file")
 }
+
+// TestFrpKeysExist checks that every key of hop named for one of frp's
+// exists on the side it is for, and that none of frp's keys named there
+// is a key of hop (it would never be unknown).
+func TestFrpKeysExist(t *testing.T) {
+	sides := map[string][]reflect.Type{
+		"":     {reflect.TypeOf(rawServer{}), reflect.TypeOf(rawClient{})},
+		"hops": {reflect.TypeOf(rawServer{})},
+		"hopc": {reflect.TypeOf(rawClient{})},
+	}
+	for from, h := range frpKeyNames {
+		if h.to == "" && h.msg == "" {
+			t.Errorf("%s: neither a key of hop nor an explanation", from)
+		}
+		for _, root := range sides[h.side] {
+			if _, ok := schemaType(root, strings.ReplaceAll(from, "[]", "[0]")); ok {
+				t.Errorf("%s is a key of hop in %s, so it is never unknown", from, root.Name())
+			}
+			if h.to == "" {
+				continue
+			}
+			to := strings.ReplaceAll(h.to, "[]", "[0]")
+			if _, ok := schemaType(root, to); !ok {
+				t.Errorf("%s: hop has no key %s in %s", from, h.to, root.Name())
+			}
+			if (h.unit != "" || h.perHour) && !isDuration(root, to) {
+				t.Errorf("%s: %s is not a duration", from, h.to)
+			}
+		}
+	}
+}

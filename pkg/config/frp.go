@@ -1,11 +1,13 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pelletier/go-toml/v2/unstable"
 )
@@ -30,11 +32,13 @@ type frpKey struct {
 	// msg explains a key hop has no counterpart for, or adds to "hop
 	// calls this ...".
 	msg string
+	// perHour: frp counted attempts per hour, hop sets the time between
+	// two.
+	perHour bool
 }
 
-// frpKeys is indexed by the key path without array indexes, folded by
-// normKey part by part (so "transport.heartbeat_timeout" matches too).
-var frpKeys = foldKeys(map[string]frpKey{
+// frpKeyNames is indexed by frp's key path, with [] for an array entry.
+var frpKeyNames = map[string]frpKey{
 	"transport.heartbeatInterval":       {to: "heartbeat.interval", unit: "s", negOff: true},
 	"transport.heartbeatTimeout":        {to: "heartbeat.timeout", unit: "s", negOff: true},
 	"heartbeatInterval":                 {to: "heartbeat.interval", unit: "s", negOff: true},
@@ -53,24 +57,34 @@ var frpKeys = foldKeys(map[string]frpKey{
 	"visitors[].fallbackTimeoutMs":      {side: "hopc", to: "visitors[].fallbackTimeout", unit: "ms"},
 	"visitors[].minRetryInterval":       {side: "hopc", to: "visitors[].retryInterval", unit: "s"},
 
-	"transport.tcpMux":                  {msg: "hop always multiplexes: every connection is a stream of one yamux session; remove it"},
-	"tcpMux":                            {msg: "hop always multiplexes: every connection is a stream of one yamux session; remove it"},
-	"auth.method":                       {msg: "hop has one method, a PAKE on auth.token (the token never crosses the wire, and a recorded login does not reveal it); remove it"},
-	"authenticationMethod":              {msg: "hop has one method, a PAKE on auth.token (the token never crosses the wire, and a recorded login does not reveal it); remove it"},
-	"auth.additionalScopes":             {msg: "hop authenticates the session once, and heartbeats and streams travel inside it; remove it"},
-	"loginFailExit":                     {side: "hopc", msg: "hopc exits by itself on errors that reconnecting cannot fix (a wrong token, an incompatible version) and retries the others, also at boot; remove it"},
-	"transport.tls.enable":              {side: "hopc", msg: "hop always uses TLS; remove it"},
-	"tlsEnable":                         {side: "hopc", msg: "hop always uses TLS; remove it"},
-	"transport.tls.force":               {side: "hops", msg: "hop always uses TLS; remove it"},
-	"transport.poolCount":               {side: "hopc", msg: "hop opens streams on demand in its one session, so there is no pool of connections; remove it"},
-	"transport.protocol":                {side: "hopc", msg: "hop connects over TCP with TLS only; remove it"},
-	"webServer.user":                    {side: "hops", msg: "hop's web API has no login yet, which is why webServer.addr must be a loopback address: reach it through an SSH tunnel; remove it"},
-	"webServer.password":                {side: "hops", msg: "hop's web API has no login yet, which is why webServer.addr must be a loopback address: reach it through an SSH tunnel; remove it"},
-	"log.maxDays":                       {msg: "hop does not rotate its log file: rotate it with logrotate (copytruncate), or log to stderr under systemd; remove it"},
-	"log.disablePrintColor":             {msg: "hop's logs have no colors; remove it"},
-	"proxies[].localAddr":               {side: "hopc", msg: "write the address in localIP and the port in localPort"},
-	"proxies[].transport.useEncryption": {side: "hopc", msg: "hop always encrypts (TLS to hops, and the secret key between visitor and owner); remove it"},
-})
+	"transport.tcpMux":                        {msg: "hop always multiplexes: every connection is a stream of one yamux session; remove it"},
+	"tcpMux":                                  {msg: "hop always multiplexes: every connection is a stream of one yamux session; remove it"},
+	"auth.method":                             {msg: "hop has one method, a PAKE on auth.token (the token never crosses the wire, and a recorded login does not reveal it); remove it"},
+	"authenticationMethod":                    {msg: "hop has one method, a PAKE on auth.token (the token never crosses the wire, and a recorded login does not reveal it); remove it"},
+	"auth.additionalScopes":                   {msg: "hop authenticates the session once, and heartbeats and streams travel inside it; remove it"},
+	"loginFailExit":                           {side: "hopc", msg: "hopc exits by itself on errors that reconnecting cannot fix (a wrong token, an incompatible version) and retries the others, also at boot; remove it"},
+	"transport.tls.enable":                    {side: "hopc", msg: "hop always uses TLS; remove it"},
+	"tlsEnable":                               {side: "hopc", msg: "hop always uses TLS; remove it"},
+	"transport.tls.force":                     {side: "hops", msg: "hop always uses TLS; remove it"},
+	"transport.poolCount":                     {side: "hopc", msg: "hop opens streams on demand in its one session, so there is no pool of connections; remove it"},
+	"transport.protocol":                      {side: "hopc", msg: "hop connects over TCP with TLS only; remove it"},
+	"webServer.user":                          {side: "hops", msg: "hop's web API has no login yet, which is why webServer.addr must be a loopback address: reach it through an SSH tunnel; remove it"},
+	"webServer.password":                      {side: "hops", msg: "hop's web API has no login yet, which is why webServer.addr must be a loopback address: reach it through an SSH tunnel; remove it"},
+	"log.maxDays":                             {msg: "hop does not rotate its log file: rotate it with logrotate (copytruncate), or log to stderr under systemd; remove it"},
+	"log.disablePrintColor":                   {msg: "hop's logs have no colors; remove it"},
+	"proxies[].localAddr":                     {side: "hopc", msg: "write the address in localIP and the port in localPort"},
+	"proxies[].transport.useEncryption":       {side: "hopc", msg: "hop always encrypts (TLS to hops, and the secret key between visitor and owner); remove it"},
+	"proxies[].transport.useCompression":      {side: "hopc", msg: "hop does not compress; remove it"},
+	"natHoleStunServer":                       {side: "hopc", msg: "hopc asks hops for STUN (on its bindPort and p2p.stunAltPort), never a public server; remove it"},
+	"transport.tls.disableCustomTLSFirstByte": {side: "hopc", msg: "hop sends plain TLS; remove it"},
+	"visitors[].fallbackTo":                   {side: "hopc", msg: "an xtcp or xudp visitor relays through hops by itself when there is no direct path after fallbackTimeout; remove it"},
+	"visitors[].keepTunnelOpen":               {side: "hopc", msg: "hop keeps the direct path open by itself (keepaliveInterval) and, while relaying, tries it again every retryInterval; remove it"},
+	"visitors[].maxRetriesAnHour":             {side: "hopc", to: "visitors[].retryInterval", perHour: true},
+}
+
+// frpKeys is frpKeyNames indexed by the key path without array indexes,
+// folded by normKey (so "transport.heartbeat_timeout" matches too).
+var frpKeys = foldKeys(frpKeyNames)
 
 func foldKeys(m map[string]frpKey) map[string]frpKey {
 	out := make(map[string]frpKey, len(m))
@@ -183,6 +197,9 @@ func renamed(root reflect.Type, ix *index, key, to string, h frpKey, en entry) s
 		return msg
 	}
 	value, note := durationValue(en, h)
+	if h.perHour {
+		value, note = perHourValue(en)
+	}
 	return fmt.Sprintf("%s, a duration string%s: write %s", msg, note, placeKey(en, to, strconv.Quote(value)))
 }
 
@@ -190,7 +207,7 @@ func renamed(root reflect.Type, ix *index, key, to string, h frpKey, en entry) s
 // seconds is "90s"; a negative number, where that turned the feature
 // off, is "0s".
 func durationValue(en entry, h frpKey) (value, note string) {
-	unit := cmpOr(h.unit, "s")
+	unit := cmp.Or(h.unit, "s")
 	text := strings.ReplaceAll(en.text, "_", "")
 	switch en.kind {
 	case unstable.Integer, unstable.Float:
@@ -214,11 +231,13 @@ func durationValue(en entry, h frpKey) (value, note string) {
 	return "10s", ""
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
+// perHourValue turns frp's attempts per hour into the time between two.
+func perHourValue(en entry) (value, note string) {
+	n, err := strconv.Atoi(strings.ReplaceAll(en.text, "_", ""))
+	if en.kind != unstable.Integer || err != nil || n < 1 {
+		return "7m30s", " of the time between attempts"
 	}
-	return b
+	return formatDuration(time.Hour / time.Duration(n)), fmt.Sprintf(" of the time between attempts (%d an hour)", n)
 }
 
 // placeKey says how to write to = value where key (whose entry is en)
