@@ -1027,3 +1027,38 @@ func TestFrpKeysExist(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateCodeBuiltAuthAndLimits(t *testing.T) {
+	srv := DefaultServer()
+	srv.Auth.Users = []AuthUser{{Name: "ci", Token: "0123456789abcdef"}}
+	if err := srv.Validate(); err != nil {
+		t.Fatalf("users without a shared token: %v", err)
+	}
+	srv.Auth.Token = PlaceholderToken
+	srv.Limits = ServerLimits{}
+	srv.MaxProxiesPerClient = 0
+	srv.WebServer.Addr = "192.0.2.1"
+	checkErr(t, "", srv.Validate(), `auth.token: "change-me" is the placeholder of the example files, which anyone can read; set a real secret, e.g. the output of: openssl rand -hex 24 (best kept out of the file: token = "${HOP_TOKEN}" with HOP_TOKEN exported)`+"\n"+
+		`maxProxiesPerClient: 0 is not allowed; set the most proxies one client may register, 1 or more (default 64); there is no "unlimited"`+"\n"+
+		`webServer.addr: "192.0.2.1" is not a loopback address; the web API shows the addresses of clients and has no login yet, so it must stay on loopback (127.0.0.1, ::1 or localhost) until webServer.user and webServer.password exist; to reach it from elsewhere use an SSH tunnel or an authenticating reverse proxy`+"\n"+
+		"limits.maxHandshakes: 0 is not allowed; set 1 or more (default 128): connections still in TLS and login, over all sources\n"+
+		"limits.maxHandshakesPerIP: 0 is not allowed; set 1 or more (default 8): connections still in TLS and login from one IP address\n"+
+		"limits.maxStreamsPerSession: 0 is not allowed; set 1 or more (default 1024): streams a client may have open or pending\n"+
+		"limits.maxUDPFlowsPerProxy: 0 is not allowed; set 1 or more (default 1024): UDP flows of one udp proxy\n"+
+		"limits.maxUDPFlowsPerIP: 0 is not allowed; set 1 or more (default 64): UDP flows of one source IP address on one proxy\n"+
+		"limits.stunPerIPPerSecond: 0 is not allowed; set 1 or more (default 20): STUN requests answered per second for one IP address\n"+
+		"limits.maxP2PAttemptsPerClient: 0 is not allowed; set 1 or more (default 32): P2P attempts one client may have in progress\n"+
+		"limits.maxP2POffersPerProxy: 0 is not allowed; set 1 or more (default 8): visitor offers waiting for the owner of one secret proxy\n"+
+		`limits.udpUnansweredTimeout: 0s is not allowed; use a positive duration such as "10s" (a UDP flow that never got a reply closes after this)`)
+
+	cli := DefaultClient()
+	cli.Auth.Token = "0123456789abcdef"
+	cli.User = "a b"
+	cli.Auth.Users = []AuthUser{{Name: "ci", Token: "0123456789abcdef"}}
+	cli.Limits.MaxStreamsPerSession = 0
+	cli.Mux.StreamCloseTimeout = Duration{}
+	checkErr(t, "", cli.Validate(), `user: "a b" is not a valid user name; use 1-64 of A-Z a-z 0-9 . _ - (or leave it empty)`+"\n"+
+		"auth.users: only hops takes auth.users; hopc logs in as one user: set user at the top level and that user's token in auth.token\n"+
+		`mux.streamCloseTimeout: 0s is not allowed; use a positive duration such as "10s" (how long a closed stream waits for the peer's close before it is reset)`+"\n"+
+		"limits.maxStreamsPerSession: 0 is not allowed; set 1 or more (default 1024): streams the server may have open or pending in the session")
+}
