@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/hopproxy/hop/pkg/acceptloop"
 	"github.com/hopproxy/hop/pkg/bridge"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
@@ -169,20 +171,14 @@ func (s *Server) closeProxy(p *proxy) {
 	p.owner.mu.Unlock()
 }
 
-// serveTCP accepts user connections until the port closes. The
-// connections it started live on (tracked by s.users and s.connWG) so that
-// closing a port lets them finish.
+// serveTCP accepts user connections until the port closes; a failed
+// accept is waited out and retried (package acceptloop), so the port is
+// never left bound with nobody accepting. The connections it started live
+// on (tracked by s.users and s.connWG) so that closing a port lets them
+// finish.
 func (s *Server) serveTCP(p *proxy) {
 	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return
-		}
+	acceptloop.Serve(context.Background(), p.ln, func(c net.Conn) {
 		s.users.Add(c)
 		s.connWG.Add(1)
 		go func() {
@@ -201,7 +197,7 @@ func (s *Server) serveTCP(p *proxy) {
 				s.connWG.Done()
 			})
 		}()
-	}
+	}, acceptloop.Options{Log: p.log})
 }
 
 // isSecret reports whether a proxy type has no public port and is reached

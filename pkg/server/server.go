@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hopproxy/hop/pkg/acceptloop"
 	"github.com/hopproxy/hop/pkg/auth"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/drain"
@@ -139,28 +140,17 @@ func (s *Server) Serve(ctx context.Context) error {
 	return err
 }
 
+// acceptLoop hands every control connection to handle until shutdown
+// closes the listener; a failed accept (out of descriptors, say) is waited
+// out and retried, never the end of hops.
 func (s *Server) acceptLoop(ctx context.Context) error {
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("accept: %w", err)
-		}
+	return acceptloop.Serve(ctx, s.ln, func(c net.Conn) {
 		s.handlers.Add(1)
 		go func() {
 			defer s.handlers.Done()
 			s.handle(ctx, c)
 		}()
-	}
+	}, acceptloop.Options{Log: s.log.With("listener", "control")})
 }
 
 // shutdown is the two-phase stop: no new clients or user connections,
