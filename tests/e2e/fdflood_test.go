@@ -167,7 +167,7 @@ func TestFDFloodProxyPort(t *testing.T) {
 
 	// The control port still takes clients.
 	rPort2 := freePort(t)
-	cli2 := start(t, "hopc", clientConfig(srvPort, "clientID = \"second\"\n"+tcpProxy("echo2", echoPort, rPort2)))
+	cli2 := start(t, "hopc", clientConfig(srvPort, tcpProxy("echo2", echoPort, rPort2)))
 	waitProxy(t, loop(rPort2), ready)
 	for _, p := range []*proc{cli2, cli, srv} {
 		if code := p.interrupt(10 * time.Second); code != 0 {
