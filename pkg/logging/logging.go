@@ -1,6 +1,10 @@
 // Package logging builds the *slog.Logger of hops and hopc from the log
 // section of their config: a level (debug, info, warn, error) and a
 // destination (stderr, stdout or a file, appended to).
+//
+// Its Limiter keeps the lines a remote peer can repeat at will (failed
+// handshakes, rejected logins, refused visitors) to one line and one
+// summary per source and window.
 package logging
 
 import (
