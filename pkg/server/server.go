@@ -23,6 +23,7 @@ import (
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/drain"
 	"github.com/hopproxy/hop/pkg/heartbeat"
+	"github.com/hopproxy/hop/pkg/logging"
 	"github.com/hopproxy/hop/pkg/mux"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/transport"
@@ -61,6 +62,10 @@ type Server struct {
 	users    drain.Set      // proxied user connections, for the drain
 	acceptWG sync.WaitGroup
 	connWG   sync.WaitGroup // one per proxied user connection
+
+	// logLimit folds the lines a remote peer can repeat at will (failed
+	// handshakes, rejected logins) into one summary per source and window.
+	logLimit logging.Limiter
 }
 
 // New prepares a server; Listen binds it.
@@ -201,7 +206,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		if errors.Is(err, io.EOF) {
 			level = slog.LevelDebug // a port probe that connected and left
 		}
-		log.Log(ctx, level, "TLS handshake failed", "error", err)
+		s.logLimit.Log(ctx, log, level, logging.Source(remote), "TLS handshake failed", "error", err)
 		raw.Close()
 		return
 	}
@@ -218,7 +223,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		if hello != nil {
 			args = append(args, "client", hello.ClientID)
 		}
-		log.Warn("login rejected", args...)
+		s.logLimit.Log(ctx, log, slog.LevelWarn, logging.Source(remote), "login rejected", args...)
 		tc.Close()
 		return
 	}
