@@ -71,15 +71,20 @@ func flood(t *testing.T, addr string, n int) []net.Conn {
 	return conns
 }
 
-// exhaust floods addr and waits until p holds every descriptor its limit
-// allows (or exits), then closes the flood.
-func exhaust(t *testing.T, p *proc, addr string) {
+// exhaust floods addr with connections that send nothing and waits until
+// p holds every descriptor its limit allows (or exits). The caller closes
+// the flood with closeAll.
+func exhaust(t *testing.T, p *proc, addr string) []net.Conn {
 	t.Helper()
 	conns := flood(t, addr, floodConns)
 	eventually(t, ready, p.name+" to run out of file descriptors", func() bool {
 		return !p.running() || p.openFDs() >= fdLimit
 	})
 	t.Logf("%d connections to %s: %s holds %d descriptors of %d", len(conns), addr, p.name, p.openFDs(), fdLimit)
+	return conns
+}
+
+func closeAll(conns []net.Conn) {
 	for _, c := range conns {
 		c.Close()
 	}
@@ -115,7 +120,15 @@ func TestFDFloodControlPort(t *testing.T) {
 	t.Logf("hops idle: %d descriptors open", srv.openFDs())
 
 	began := time.Now()
-	exhaust(t, srv, loop(srvPort))
+	idle := exhaust(t, srv, loop(srvPort))
+	// While hops is out of descriptors, junk connections queue in the
+	// backlog; it accepts them once the idle ones are gone, and each
+	// fails its TLS handshake.
+	junk := flood(t, loop(srvPort), floodConns)
+	for _, c := range junk {
+		c.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	}
+	closeAll(idle)
 	eventually(t, ready, "hops to log that it ran out of file descriptors, or exit", func() bool {
 		return !srv.running() || srv.count(fdExhaustedLine) > 0
 	})
@@ -123,6 +136,10 @@ func TestFDFloodControlPort(t *testing.T) {
 		t.Fatalf("hops exited (code %d) after %d plain TCP connections to its control port", srv.waitExit(time.Second), floodConns)
 	}
 	checkFDLog(t, srv, began)
+	eventually(t, ready, "hops to fail the handshakes of the junk connections", func() bool {
+		return srv.count(`msg="TLS handshake failed`) > 0
+	})
+	closeAll(junk)
 
 	echoPort := tcpService(t, echo)
 	rPort := freePort(t)
@@ -134,6 +151,13 @@ func TestFDFloodControlPort(t *testing.T) {
 	}
 	if want := fmt.Sprintf("soft=%d hard=%d", fdLimit, fdLimit); srv.count("file descriptor limit") == 0 || srv.count(want) == 0 {
 		t.Errorf("hops did not log its file descriptor limit (%s)", want)
+	}
+	// The junk of each connection failed its TLS handshake: one line for
+	// the source, a summary only after 10 s.
+	if n := srv.count(`msg="TLS handshake failed`); n < 1 || n > 2 {
+		t.Errorf("%d lines about failed TLS handshakes for %d junk connections from one address, want 1 (or 2 with the summary)", n, floodConns)
+	} else {
+		t.Logf("%d junk connections: %d line(s) about failed TLS handshakes", floodConns, n)
 	}
 	if code := cli.interrupt(10 * time.Second); code != 0 {
 		t.Fatalf("hopc exit code %d after SIGINT", code)
@@ -158,7 +182,7 @@ func TestFDFloodProxyPort(t *testing.T) {
 	t.Logf("hops with a client and a proxy: %d descriptors open", srv.openFDs())
 
 	began := time.Now()
-	exhaust(t, srv, loop(rPort))
+	closeAll(exhaust(t, srv, loop(rPort)))
 	if !srv.running() {
 		t.Fatalf("hops exited (code %d) after a flood of its proxy port", srv.waitExit(time.Second))
 	}
@@ -180,4 +204,30 @@ func TestFDFloodProxyPort(t *testing.T) {
 func start2(t *testing.T, srvPort int, proxies string) *proc {
 	t.Helper()
 	return start(t, "hopc", clientConfig(srvPort, proxies))
+}
+
+// TestFDFloodVisitorPort: the same for a visitor's local port on hopc
+// (its accept loop ended silently on EMFILE, the port stayed bound).
+func TestFDFloodVisitorPort(t *testing.T) {
+	srvPort := freePort(t)
+	srv := start(t, "hops", serverConfig(srvPort, ""))
+	waitListening(t, loop(srvPort), ready)
+	owner := start(t, "hopc", withID(clientConfig(srvPort, stcpOwner(tcpService(t, echo), udpEcho(t), "s3cret-key", "")), "owner"))
+	vt, vu := freePort(t), freePort(t)
+	visitor := startLimited(t, "hopc", withID(clientConfig(srvPort, stcpVisitor(vt, vu, "s3cret-key")), "visitor"), fdLimit)
+	waitProxy(t, loop(vt), ready)
+	t.Logf("hopc with a visitor: %d descriptors open", visitor.openFDs())
+
+	began := time.Now()
+	closeAll(exhaust(t, visitor, loop(vt)))
+	if !visitor.running() {
+		t.Fatalf("hopc exited (code %d) after a flood of its visitor port", visitor.waitExit(time.Second))
+	}
+	waitProxy(t, loop(vt), ready)
+	checkFDLog(t, visitor, began)
+	for _, p := range []*proc{visitor, owner, srv} {
+		if code := p.interrupt(10 * time.Second); code != 0 {
+			t.Fatalf("%s exit code %d after SIGINT", p.name, code)
+		}
+	}
 }
