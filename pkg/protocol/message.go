@@ -97,6 +97,9 @@ const (
 	CodeProxyExists       = "proxy_exists"
 	CodeTooManyProxies    = "too_many_proxies"
 	CodeShuttingDown      = "shutting_down"
+	// CodeTemporary: the server cannot do it now for lack of resources
+	// (file descriptors, socket memory); the client retries later.
+	CodeTemporary = "temporary"
 )
 
 // Error is sent before the sender closes the connection or refuses a request.
