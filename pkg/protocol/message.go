@@ -307,10 +307,14 @@ func newMessage(t Type) Message {
 		return new(P2PResult)
 	case TypeVisit:
 		return new(Visit)
-	case TypeVisitAuth:
-		return new(VisitAuth)
-	case TypeVisitOK:
-		return new(VisitOK)
+	case TypeP2PAuth:
+		return new(P2PAuth)
+	case TypeVisitHello:
+		return new(VisitHello)
+	case TypeVisitAccept:
+		return new(VisitAccept)
+	case TypeVisitConfirm:
+		return new(VisitConfirm)
 	}
 	return nil
 }

@@ -28,14 +28,17 @@ var samples = []Message{
 	&StartWork{Proxy: "ssh", SrcAddr: "visitor", Visitor: "c2"},
 	&NewProxy{Name: "p2p", ProxyType: ProxyXTCP, AllowUsers: []string{"c2", "*"}},
 	&P2POffer{ID: "o1", Proxy: "p2p", ProxyType: ProxyXTCP, Visitor: "c2", SessionID: "00112233445566778899aabbccddeeff",
-		Candidates: []Candidate{{Kind: "host", Addr: "10.0.0.2:4000"}, {Kind: "srflx", Addr: "198.51.100.2:4000"}}, NAT: "EIM/APDF"},
-	&P2PAnswer{ID: "o1", SessionID: "00112233445566778899aabbccddeeff", Candidates: []Candidate{{Kind: "predicted", Addr: "[2001:db8::1]:5"}}, DelayMs: 30},
+		NAT: "EIM/APDF", Share: bytes.Repeat([]byte{7}, ShareSize)},
+	&P2PAuth{ID: "o1", SessionID: "00112233445566778899aabbccddeeff", Share: bytes.Repeat([]byte{8}, ShareSize), Tag: bytes.Repeat([]byte{9}, TagSize)},
+	&P2PAuth{SessionID: "00112233445566778899aabbccddeeff", Tag: bytes.Repeat([]byte{9}, TagSize), Sealed: []byte("sealed box")},
+	&P2PAnswer{ID: "o1", SessionID: "00112233445566778899aabbccddeeff", NAT: "EIM/EIF", Sealed: []byte("box"), DelayMs: 30},
 	&P2PAnswer{ID: "o1", Code: CodeBadRequest, Error: "no such proxy"},
 	&P2PGo{SessionID: "00112233445566778899aabbccddeeff", DelayMs: 12},
 	&P2PResult{SessionID: "00112233445566778899aabbccddeeff", Role: "owner", Outcome: "lan", ElapsedMs: 3, Packets: 4},
 	&Visit{Proxy: "p2p", ProxyType: ProxySTCP},
-	&VisitAuth{Visitor: "c2", UnixMs: 1, Nonce: bytes.Repeat([]byte{5}, NonceSize), MAC: bytes.Repeat([]byte{6}, ProofSize)},
-	&VisitOK{},
+	&VisitHello{SID: bytes.Repeat([]byte{5}, VisitSIDSize), Share: bytes.Repeat([]byte{6}, ShareSize)},
+	&VisitAccept{Share: bytes.Repeat([]byte{6}, ShareSize), Tag: bytes.Repeat([]byte{7}, TagSize)},
+	&VisitConfirm{Tag: bytes.Repeat([]byte{7}, TagSize)},
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -82,7 +85,10 @@ func TestDecodeErrors(t *testing.T) {
 		{"bad proxy name", frame(Version, byte(TypeNewProxy), `{"name":"a b","type":"tcp"}`), ErrMalformed, "outside"},
 		{"bad proxy type", frame(Version, byte(TypeNewProxy), `{"name":"a","type":"sctp"}`), ErrMalformed, "sctp"},
 		{"secret proxy with port", frame(Version, byte(TypeNewProxy), `{"name":"a","type":"xtcp","remotePort":5}`), ErrMalformed, "no remote port"},
-		{"bad candidate", frame(Version, byte(TypeP2POffer), `{"id":"a","proxy":"p","type":"xtcp","candidates":[{"kind":"host","addr":"nope"}]}`), ErrMalformed, "candidate address"},
+		{"offer without share", frame(Version, byte(TypeP2POffer), `{"id":"a","proxy":"p","type":"xtcp"}`), ErrMalformed, "share must be 32 bytes"},
+		{"auth without tag", frame(Version, byte(TypeP2PAuth), `{"sessionID":"00112233445566778899aabbccddeeff"}`), ErrMalformed, "tag must be 32 bytes"},
+		{"short visit share", frame(Version, byte(TypeVisitHello), `{"sid":"AAAAAAAAAAAAAAAAAAAAAA==","share":"AAAA"}`), ErrMalformed, "share must be 32 bytes"},
+		{"retired VisitAuth", frame(Version, 50, `{}`), ErrUnknownType, "50"},
 		{"bad session", frame(Version, byte(TypeP2PGo), `{"sessionID":"xyz"}`), ErrMalformed, "sessionID"},
 		{"port range", frame(Version, byte(TypeNewProxy), `{"name":"a","type":"tcp","remotePort":70000}`), ErrMalformed, "70000"},
 		{"error without code", frame(Version, byte(TypeError), `{"message":"x"}`), ErrMalformed, "without code"},
@@ -187,6 +193,37 @@ func FuzzReadDatagram(f *testing.F) {
 			if n > MaxDatagram {
 				t.Fatalf("n = %d", n)
 			}
+		}
+	})
+}
+
+func TestDecodeP2PInfo(t *testing.T) {
+	good := `{"candidates":[{"kind":"host","addr":"10.0.0.2:4000"},{"kind":"srflx","addr":"[2001:db8::1]:5"}],"nat":"EIM/APDF"}`
+	m, err := DecodeP2PInfo([]byte(good))
+	if err != nil || len(m.Candidates) != 2 || m.NAT != "EIM/APDF" {
+		t.Fatalf("good info: %+v, %v", m, err)
+	}
+	for _, bad := range []string{`{`, `{"candidates":[{"kind":"host","addr":"nope"}]}`, `{"candidates":[{"kind":"relay","addr":"1.2.3.4:5"}]}`,
+		`{"nat":"` + strings.Repeat("x", 40) + `"}`} {
+		if _, err := DecodeP2PInfo([]byte(bad)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", bad, err)
+		}
+	}
+}
+
+// FuzzDecodeP2PInfo: the plaintext of a sealed P2PInfo (it comes from the
+// peer, authenticated but not trusted to be well formed).
+func FuzzDecodeP2PInfo(f *testing.F) {
+	f.Add([]byte(`{"candidates":[{"kind":"host","addr":"10.0.0.2:4000"}],"nat":"EIM/APDF"}`))
+	f.Add([]byte(`{"candidates":null}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		m, err := DecodeP2PInfo(in)
+		if err != nil {
+			return
+		}
+		if len(m.Candidates) > MaxCandidates {
+			t.Fatalf("%d candidates accepted", len(m.Candidates))
 		}
 	})
 }
