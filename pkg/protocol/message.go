@@ -159,6 +159,9 @@ type StartWork struct {
 	// Visitor is the client ID of the visitor of a secret proxy whose
 	// stream the server relays; empty for public proxies.
 	Visitor string `json:"visitor,omitempty"`
+	// VisitorUser is the user that visitor logged in as, as the server
+	// vouches for it; the visit handshake binds it.
+	VisitorUser string `json:"visitorUser,omitempty"`
 }
 
 func (*ClientHello) Type() Type  { return TypeClientHello }
@@ -265,6 +268,11 @@ func (m *Pong) validate() error       { return nil }
 func (m *StartWork) validate() error {
 	if m.Visitor != "" {
 		if err := checkName("visitor", m.Visitor); err != nil {
+			return err
+		}
+	}
+	if m.VisitorUser != "" {
+		if err := checkName("visitorUser", m.VisitorUser); err != nil {
 			return err
 		}
 	}

@@ -63,9 +63,14 @@ type P2POffer struct {
 	Proxy     string `json:"proxy"`
 	ProxyType string `json:"type"` // xtcp or xudp
 	Visitor   string `json:"visitor,omitempty"`
-	SessionID string `json:"sessionID,omitempty"` // 32 hex digits, names the attempt
-	NAT       string `json:"nat"`                 // the visitor's NAT behaviour, e.g. "EIM/APDF" (tally only)
-	Share     []byte `json:"share"`               // the visitor's CPace share
+	// VisitorUser is the visitor's user, which the server fills in.
+	VisitorUser string `json:"visitorUser,omitempty"`
+	// ServerUser is the user of the proxy's owner; empty means the
+	// visitor's own user.
+	ServerUser string `json:"serverUser,omitempty"`
+	SessionID  string `json:"sessionID,omitempty"` // 32 hex digits, names the attempt
+	NAT        string `json:"nat"`                 // the visitor's NAT behaviour, e.g. "EIM/APDF" (tally only)
+	Share      []byte `json:"share"`               // the visitor's CPace share
 }
 
 // P2PAuth carries the rest of the key exchange between the two clients of
@@ -143,6 +148,9 @@ type P2PResult struct {
 type Visit struct {
 	Proxy     string `json:"proxy"`
 	ProxyType string `json:"type"`
+	// ServerUser is the user of the proxy's owner; empty means the
+	// visitor's own user.
+	ServerUser string `json:"serverUser,omitempty"`
 }
 
 func (*P2POffer) Type() Type  { return TypeP2POffer }
@@ -218,6 +226,13 @@ func (m *P2POffer) validate() error {
 	if m.Visitor != "" {
 		if err := checkName("visitor", m.Visitor); err != nil {
 			return err
+		}
+	}
+	for what, u := range map[string]string{"visitorUser": m.VisitorUser, "serverUser": m.ServerUser} {
+		if u != "" {
+			if err := checkName(what, u); err != nil {
+				return err
+			}
 		}
 	}
 	if err := checkSession(m.SessionID, false); err != nil {
@@ -299,6 +314,11 @@ func (m *P2PResult) validate() error {
 func (m *Visit) validate() error {
 	if err := checkName("proxy name", m.Proxy); err != nil {
 		return err
+	}
+	if m.ServerUser != "" {
+		if err := checkName("serverUser", m.ServerUser); err != nil {
+			return err
+		}
 	}
 	switch m.ProxyType {
 	case ProxySTCP, ProxySUDP, ProxyXTCP, ProxyXUDP:
