@@ -167,7 +167,7 @@ func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel
 		case *protocol.NewProxyResp:
 			c.proxyResult(m)
 			continue
-		case *protocol.P2PAnswer, *protocol.P2PGo:
+		case *protocol.P2PAnswer, *protocol.P2PGo, *protocol.P2PAuth:
 			c.waits.deliver(m)
 			continue
 		case *protocol.P2POffer:

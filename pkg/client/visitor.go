@@ -15,6 +15,7 @@ import (
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/idle"
 	"github.com/hopproxy/hop/pkg/protocol"
+	"github.com/hopproxy/hop/pkg/seal"
 )
 
 // visitor serves one [[visitors]] entry: a local port whose connections
@@ -240,20 +241,21 @@ func (v *visitor) runFlow(f *vflow) {
 		defer f.close()
 		buf := make([]byte, protocol.MaxDatagram)
 		for {
-			n, err := protocol.ReadDatagram(st, buf)
+			n, err := st.ReadDatagram(buf)
 			if err != nil {
+				if !errors.Is(err, seal.ErrTruncated) && !errors.Is(err, net.ErrClosed) {
+					v.log.Warn("relayed datagram flow ended", "src", f.src, "error", err)
+				}
 				return
 			}
 			f.active.Touch()
 			v.pc.WriteToUDPAddrPort(buf[:n], f.src)
 		}
 	}()
-	out := make([]byte, 0, 2+protocol.MaxDatagram)
 	for {
 		select {
 		case d := <-f.q:
-			b, _ := protocol.AppendDatagram(out[:0], d)
-			if _, err := st.Write(b); err != nil {
+			if err := st.WriteDatagram(d); err != nil {
 				return
 			}
 		case <-f.done:

@@ -243,3 +243,46 @@ func (c nopConn) Read(b []byte) (int, error) {
 }
 func (c nopConn) Write(b []byte) (int, error) { return c.Writer.Write(b) }
 func (c nopConn) Close() error                { return nil }
+
+func TestBox(t *testing.T) {
+	k1, k2 := bytes.Repeat([]byte{1}, KeySize), bytes.Repeat([]byte{2}, KeySize)
+	box, err := SealBox(k1, []byte("ad"), []byte("candidates"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(box, []byte("candidates")) {
+		t.Fatal("box in clear")
+	}
+	if m, err := OpenBox(k1, []byte("ad"), box); err != nil || string(m) != "candidates" {
+		t.Fatalf("open: %q, %v", m, err)
+	}
+	for name, try := range map[string]func() error{
+		"wrong key": func() error { _, err := OpenBox(k2, []byte("ad"), box); return err },
+		"wrong ad":  func() error { _, err := OpenBox(k1, []byte("da"), box); return err },
+		"flipped": func() error {
+			b := bytes.Clone(box)
+			b[0] ^= 1
+			_, err := OpenBox(k1, []byte("ad"), b)
+			return err
+		},
+	} {
+		if err := try(); !errors.Is(err, ErrAuth) {
+			t.Errorf("%s: %v, want ErrAuth", name, err)
+		}
+	}
+	if _, err := OpenBox(k1, nil, []byte("short")); !errors.Is(err, ErrRecord) {
+		t.Errorf("short box: %v", err)
+	}
+}
+
+func FuzzOpenBox(f *testing.F) {
+	key := bytes.Repeat([]byte{1}, KeySize)
+	box, _ := SealBox(key, nil, []byte("seed"))
+	f.Add(box)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if m, err := OpenBox(key, nil, b); err == nil && !bytes.Equal(b, box) && m == nil {
+			t.Fatal("nil message without error")
+		}
+	})
+}

@@ -132,8 +132,27 @@ func (s *Server) p2pAnswer(ss *session, m *protocol.P2PAnswer) {
 	rttV, rttO := a.visitor.hb.Stats().LastRTT, a.owner.hb.Stats().LastRTT
 	base := max(rttV, rttO)/2 + 20*time.Millisecond
 	dv, do := base-rttV/2, base-rttO/2
-	sendTimeout(a.visitor, &protocol.P2PAnswer{ID: a.offerID, SessionID: a.session, Candidates: m.Candidates, NAT: m.NAT, DelayMs: dv.Milliseconds()})
+	sendTimeout(a.visitor, &protocol.P2PAnswer{ID: a.offerID, SessionID: a.session, NAT: m.NAT, Sealed: m.Sealed, DelayMs: dv.Milliseconds()})
 	sendTimeout(a.owner, &protocol.P2PGo{SessionID: a.session, DelayMs: do.Milliseconds()})
+}
+
+// p2pAuth forwards the key exchange of an attempt (shares, confirmation
+// tags, sealed candidates) to the attempt's other client, unread: only the
+// two clients can open it.
+func (s *Server) p2pAuth(ss *session, m *protocol.P2PAuth) {
+	a := s.p2pLookup(m.SessionID)
+	switch {
+	case a == nil:
+		ss.log.Debug("P2P auth for an unknown attempt", "session", m.SessionID)
+	case ss == a.owner:
+		fwd := *m
+		fwd.ID = a.offerID
+		sendTimeout(a.visitor, &fwd)
+	case ss == a.visitor:
+		fwd := *m
+		fwd.ID = ""
+		sendTimeout(a.owner, &fwd)
+	}
 }
 
 // p2pResult records the visitor's outcome of an attempt in the tally.

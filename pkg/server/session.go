@@ -111,6 +111,9 @@ func (ss *session) handle(msg protocol.Message) error {
 	case *protocol.P2PResult:
 		ss.srv.p2pResult(ss, m)
 		return nil
+	case *protocol.P2PAuth:
+		ss.srv.p2pAuth(ss, m)
+		return nil
 	case *protocol.CloseProxy:
 		ss.mu.Lock()
 		p := ss.proxies[m.Name]
