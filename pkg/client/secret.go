@@ -3,6 +3,7 @@ package client
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -76,6 +77,20 @@ func (c *Client) openRelay(v config.VisitorConfig) (*seal.Conn, error) {
 		return nil, err
 	}
 	return sc, nil
+}
+
+// sealEnded logs, rate-limited, a relayed connection that ended because its
+// sealed records did not check out: the relay (hops, or whoever is between
+// it and us) altered, injected or cut the connection's data. A clean end or
+// a plain close is not logged.
+func (c *Client) sealEnded(sc *seal.Conn, log *slog.Logger, side, name string) {
+	err := sc.Err()
+	if err == nil || errors.Is(err, net.ErrClosed) || !(errors.Is(err, seal.ErrAuth) || errors.Is(err, seal.ErrRecord) || errors.Is(err, seal.ErrTooLarge)) {
+		return
+	}
+	if c.due("seal/" + side + "/" + name) {
+		log.Warn("relayed connection ended: its data was altered in transit", "error", err)
+	}
 }
 
 // visitRefused logs why the server or the owner refused a visitor, or why

@@ -15,7 +15,6 @@ import (
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/idle"
 	"github.com/hopproxy/hop/pkg/protocol"
-	"github.com/hopproxy/hop/pkg/seal"
 )
 
 // visitor serves one [[visitors]] entry: a local port whose connections
@@ -136,6 +135,7 @@ func (v *visitor) serveStream(app net.Conn) {
 	}
 	v.log.Debug("connection relayed", "src", app.RemoteAddr().String())
 	bridge.Join(app, st)
+	v.c.sealEnded(st, v.log, "visitor", v.cfg.Name)
 }
 
 // vflow is one local source of a datagram visitor.
@@ -243,9 +243,7 @@ func (v *visitor) runFlow(f *vflow) {
 		for {
 			n, err := st.ReadDatagram(buf)
 			if err != nil {
-				if !errors.Is(err, seal.ErrTruncated) && !errors.Is(err, net.ErrClosed) {
-					v.log.Warn("relayed datagram flow ended", "src", f.src, "error", err)
-				}
+				v.c.sealEnded(st, v.log, "visitor", v.cfg.Name)
 				return
 			}
 			f.active.Touch()

@@ -11,6 +11,7 @@ import (
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/idle"
 	"github.com/hopproxy/hop/pkg/protocol"
+	"github.com/hopproxy/hop/pkg/seal"
 )
 
 // localDialTimeout bounds the connect to a local service.
@@ -70,6 +71,9 @@ func (c *Client) serveLocal(st net.Conn, p config.ProxyConfig, src string) {
 	c.users.Add(lc)
 	c.connWG.Add(1)
 	bridge.Start(st, lc, func(in, out int64) {
+		if sc, ok := st.(*seal.Conn); ok {
+			c.sealEnded(sc, c.log.With("proxy", p.Name), "owner", p.Name)
+		}
 		c.users.Remove(lc)
 		c.log.Debug("connection closed", "proxy", p.Name, "src", src, "bytes_in", in, "bytes_out", out)
 		c.connWG.Done()
@@ -172,6 +176,9 @@ func (c *Client) workUDP(st datagramConn, p config.ProxyConfig, local string) {
 	for {
 		n, err := st.ReadDatagram(buf)
 		if err != nil {
+			if sc, ok := st.(*seal.Conn); ok {
+				c.sealEnded(sc, c.log.With("proxy", p.Name), "owner", p.Name)
+			}
 			break
 		}
 		active.Touch()

@@ -300,6 +300,17 @@ func (c *Conn) ReadDatagram(buf []byte) (int, error) {
 	return copy(buf, data), nil
 }
 
+// Err is why reading stopped other than at the peer's end record
+// (ErrAuth, ErrTruncated, ErrRecord or the underlying conn's error), or nil.
+func (c *Conn) Err() error {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if errors.Is(c.rerr, io.EOF) {
+		return nil
+	}
+	return c.rerr
+}
+
 // WaitReadable waits, without taking a buffer, until Read has something to
 // return (data, the end, or an error).
 func (c *Conn) WaitReadable() error {
