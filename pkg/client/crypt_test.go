@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hopproxy/hop/pkg/client"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/visit"
@@ -215,4 +216,98 @@ func TestRelayFlippedByteEndsConnection(t *testing.T) {
 	eventually(t, 10*time.Second, "the visitor to log the tampering", func() bool {
 		return strings.Contains(log.String(), "record failed authentication")
 	})
+}
+
+// TestP2PDirectOverLoopback runs the whole offer exchange (shares, both
+// confirmations, sealed candidates, the server's go) between two real
+// clients through a real server, and the punched xtcp and xudp paths it
+// keys, on loopback.
+func TestP2PDirectOverLoopback(t *testing.T) {
+	defer client.LoopbackOnlyCandidates()()
+	port := freePort(t)
+	var srvLog, ownerLog, visLog logBuf
+	runServer(t, serverConfig(port), srvLog.logger())
+	const secret = "p2p-s3cret"
+	px := config.DefaultProxy(config.ProxyXTCP)
+	px.Name, px.LocalPort, px.SecretKey = "ssh", echoService(t), secret
+	pu := config.DefaultProxy(config.ProxyXUDP)
+	pu.Name, pu.LocalPort, pu.SecretKey = "game", udpEchoService(t), secret
+	ocfg := clientConfig(port, px, pu)
+	ocfg.ClientID = "owner"
+	runClient(t, ocfg, ownerLog.logger())
+	eventually(t, 10*time.Second, "the owner's proxies", func() bool {
+		return strings.Count(srvLog.String(), "secret proxy registered") == 2
+	})
+	vx := config.DefaultVisitor(config.ProxyXTCP)
+	vx.Name, vx.ServerName, vx.SecretKey, vx.BindPort = "vssh", "ssh", secret, freePort(t)
+	vu := config.DefaultVisitor(config.ProxyXUDP)
+	vu.Name, vu.ServerName, vu.SecretKey, vu.BindPort = "vgame", "game", secret, freePort(t)
+	vcfg := clientConfig(port)
+	vcfg.ClientID = "laptop"
+	vcfg.Visitors = []config.VisitorConfig{vx, vu}
+	runClient(t, vcfg, visLog.logger())
+
+	eventually(t, 30*time.Second, "an xtcp echo", func() bool { return echoWorks(addr(vx.BindPort)) })
+	defer func() {
+		if t.Failed() {
+			t.Logf("visitor:\n%s\nowner:\n%s\nserver:\n%s", visLog.String(), ownerLog.String(), srvLog.String())
+		}
+	}()
+	eventually(t, 30*time.Second, "the xtcp direct path", func() bool {
+		echoWorks(addr(vx.BindPort))
+		return logLine(&visLog, `msg="direct path established"`, "visitor=vssh")
+	})
+	if !echoWorks(addr(vx.BindPort)) {
+		t.Fatal("no echo over the direct xtcp path")
+	}
+	uc, err := net.Dial("udp", addr(vu.BindPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	buf := make([]byte, 100)
+	eventually(t, 30*time.Second, "the xudp direct path and an echo over it", func() bool {
+		uc.Write([]byte("dgram"))
+		uc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		n, err := uc.Read(buf)
+		return err == nil && string(buf[:n]) == "dgram" && logLine(&visLog, `msg="direct path established"`, "visitor=vgame")
+	})
+	if strings.Contains(ownerLog.String(), "P2P offer refused") || strings.Contains(visLog.String(), "could not prove") {
+		t.Fatalf("an honest attempt was refused:\n%s\n%s", ownerLog.String(), visLog.String())
+	}
+}
+
+func udpEchoService(t *testing.T) int {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for {
+			n, a, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			pc.WriteTo(buf[:n], a)
+		}
+	}()
+	t.Cleanup(func() { pc.Close(); <-done })
+	return pc.LocalAddr().(*net.UDPAddr).Port
+}
+
+// logLine reports whether a line of l contains all of words.
+func logLine(l *logBuf, words ...string) bool {
+	for _, line := range strings.Split(l.String(), "\n") {
+		all := true
+		for _, w := range words {
+			all = all && strings.Contains(line, w)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
