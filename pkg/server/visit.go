@@ -34,7 +34,7 @@ func (s *Server) lookupSecret(visitor, name, typ string) (*proxy, *protocol.Erro
 
 // serveVisit relays one stream a visitor opened: it reads the Visit frame,
 // opens a stream to the proxy's owner and joins the two. The secret is
-// checked end to end by the owner (VisitAuth), never by the server.
+// checked end to end by the visit handshake (pkg/visit), never by the server.
 func (s *Server) serveVisit(ss *session, st net.Conn) {
 	defer s.connWG.Done()
 	s.users.Add(st)

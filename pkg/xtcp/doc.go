@@ -57,7 +57,7 @@
 //	28     8    sender timestamp, Unix nanoseconds (signed)
 //	36     16   nonce, random
 //	52     16   HMAC-SHA256 over bytes 0..51, truncated to 16 bytes, keyed by
-//	            HKDF-SHA256(secretKey, salt = session ID, info = "hop punch v1")
+//	            HKDF-SHA256(attempt key, salt = session ID, info = "hop punch v1")
 //
 // A receiver drops a packet of any other length, magic, version, type,
 // role or reserved value; of another session; whose MAC does not verify;
@@ -99,7 +99,7 @@
 //	14     n    payload, ChaCha20-Poly1305 ciphertext
 //	14+n   16   tag
 //
-// The key is HKDF-SHA256(secretKey, salt = session ID, info = "hop kcp v1
+// The key is HKDF-SHA256(attempt key, salt = session ID, info = "hop kcp v1
 // " or "hop xudp v1 " followed by the sender's role); the nonce is four
 // zero bytes then the counter; the additional data is bytes 0..13. A
 // receiver drops frames from other addresses, frames that do not open and
