@@ -508,7 +508,7 @@ func (l *p2pLink) attempt() error {
 	if err != nil {
 		return err
 	}
-	if !c.replays.fresh(auth.SessionID, time.Now()) {
+	if !c.replays.fresh("visitor/"+auth.SessionID, time.Now()) { // per role: a client may visit its own proxy
 		return fmt.Errorf("%w: %s", errReplayedSession, auth.SessionID)
 	}
 	box, err := sealInfo(isk, infoBoxVisitor, auth.SessionID, cands, class)
@@ -660,7 +660,7 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 		refuse(err.Error())
 		return
 	}
-	if !c.replays.fresh(m.SessionID, time.Now()) {
+	if !c.replays.fresh("owner/"+m.SessionID, time.Now()) {
 		log.Warn("P2P offer refused", "error", errReplayedSession)
 		refuse(errReplayedSession.Error())
 		return

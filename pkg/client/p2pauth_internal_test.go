@@ -342,3 +342,53 @@ func TestP2PGuard(t *testing.T) {
 }
 
 var testLogOut io.Writer = io.Discard
+
+// TestP2PVisitorRefusesReplayedSession: an owner (or a server) that
+// answers a second offer with a session ID the visitor already used gets
+// no candidates, even with the right secret; a client that owns the proxy
+// it visits (both roles see the one session ID) is not refused.
+func TestP2PVisitorRefusesReplayedSession(t *testing.T) {
+	c, f := testClient(t, "the-owners-secret", "alice", "laptop")
+	c.replays.fresh("owner/"+testSession, time.Now()) // this client also owned the attempt
+	vc := config.DefaultVisitor(config.ProxyXTCP)
+	vc.Name, vc.ServerName, vc.SecretKey, vc.ServerUser = "ssh-visitor", "ssh", "the-owners-secret", "bob"
+	v := &visitor{c: c, cfg: vc, log: c.log}
+	l := newP2PLink(v)
+	defer l.close()
+	for round := range 2 {
+		errc := make(chan error, 1)
+		go func() { errc <- l.attempt() }()
+		o, ok := f.next("P2POffer").(*protocol.P2POffer)
+		if !ok {
+			t.Fatalf("visitor's offer: %+v", o)
+		}
+		ps := pake.Start(pake.Responder, []byte("the-owners-secret"), visitorIdent.Channel(p2pChannel), []byte(o.ID), []byte(testSession))
+		isk, err := ps.Finish(o.Share, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.waits.deliver(&protocol.P2PAuth{ID: o.ID, SessionID: testSession, Share: ps.Share(), Tag: pake.Confirm(isk, pake.Responder)})
+		if round == 0 {
+			a, ok := f.next("the visitor's P2PAuth").(*protocol.P2PAuth)
+			if !ok || !pake.Verify(isk, pake.Initiator, a.Tag) {
+				t.Fatalf("round 0: visitor's confirmation %+v", a)
+			}
+			if _, err := openInfo(isk, infoBoxVisitor, testSession, a.Sealed); err != nil {
+				t.Fatalf("round 0: visitor's sealed info: %v", err)
+			}
+			c.waits.deliver(&protocol.P2PAnswer{ID: o.ID, Code: protocol.CodeBadRequest, Error: "stop here"})
+			if err := <-errc; err == nil || !strings.Contains(err.Error(), "stop here") {
+				t.Fatalf("round 0: %v", err)
+			}
+			continue
+		}
+		if err := <-errc; !errors.Is(err, errReplayedSession) {
+			t.Fatalf("replayed session: %v, want errReplayedSession", err)
+		}
+		select {
+		case m := <-f.in:
+			t.Fatalf("the visitor sent %T for a replayed session", m)
+		default:
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hopproxy/hop/pkg/pake"
 	"github.com/hopproxy/hop/pkg/protocol"
@@ -246,3 +247,45 @@ func TestCapturedHandshakeGivesNoOfflineCheck(t *testing.T) {
 }
 
 func errAuth() error { return seal.ErrAuth }
+
+// rwConn is a net.Conn reading from r and writing to w.
+type rwConn struct {
+	net.Conn
+	r io.Reader
+	w io.Writer
+}
+
+func (c rwConn) Read(b []byte) (int, error)      { return c.r.Read(b) }
+func (c rwConn) Write(b []byte) (int, error)     { return c.w.Write(b) }
+func (c rwConn) SetReadDeadline(time.Time) error { return nil }
+func (c rwConn) Close() error                    { return nil }
+
+// FuzzOwner and FuzzVisitor feed arbitrary bytes as the other side of the
+// handshake: it fails with an error (it never confirms without the secret,
+// never panics, never hangs).
+func FuzzOwner(f *testing.F) {
+	var seed bytes.Buffer
+	protocol.WriteMsg(&seed, &protocol.VisitHello{SID: make([]byte, protocol.VisitSIDSize), Share: make([]byte, protocol.ShareSize)})
+	protocol.WriteMsg(&seed, &protocol.VisitConfirm{Tag: make([]byte, protocol.TagSize)})
+	f.Add(seed.Bytes())
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if _, err := Owner(rwConn{r: bytes.NewReader(in), w: io.Discard}, "k", ident); err == nil {
+			t.Fatal("confirmed without the secret")
+		}
+	})
+}
+
+func FuzzVisitor(f *testing.F) {
+	var seed bytes.Buffer
+	protocol.WriteMsg(&seed, &protocol.VisitAccept{Share: make([]byte, protocol.ShareSize), Tag: make([]byte, protocol.TagSize)})
+	f.Add(seed.Bytes())
+	var refusal bytes.Buffer
+	protocol.WriteMsg(&refusal, &protocol.Error{Code: protocol.CodeBadRequest, Message: "no"})
+	f.Add(refusal.Bytes())
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if _, err := Visitor(rwConn{r: bytes.NewReader(in), w: io.Discard}, nil, "k", ident); err == nil {
+			t.Fatal("confirmed without the secret")
+		}
+	})
+}
