@@ -97,8 +97,8 @@ type Conn struct {
 	recv  cipher.AEAD
 	rseq  uint64
 	rerr  error  // sticky: io.EOF after the end record, else why reading stopped
-	rbuf  []byte // a record's buffer while it has unread plaintext
-	rdata []byte // the unread plaintext, inside rbuf
+	rbuf  *[]byte // a pooled record buffer while it has unread plaintext
+	rdata []byte  // the unread plaintext, inside *rbuf
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 2+MaxBody); return &b }}
@@ -264,7 +264,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		c.rbuf, c.rdata = *bp, data
+		c.rbuf, c.rdata = bp, data
 		if len(data) == 0 {
 			continue // an empty data record: legal, carries nothing
 		}
@@ -278,9 +278,8 @@ func (c *Conn) Read(b []byte) (int, error) {
 }
 
 func (c *Conn) release() {
-	b := c.rbuf
+	bufPool.Put(c.rbuf)
 	c.rbuf, c.rdata = nil, nil
-	bufPool.Put(&b)
 }
 
 // ReadDatagram reads one record into buf and returns its length. A record
