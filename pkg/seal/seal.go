@@ -202,7 +202,21 @@ func (c *Conn) readRecord() (*[]byte, []byte, error) {
 	if c.rerr != nil {
 		return nil, nil, c.rerr
 	}
+	// The header first, into a small array: an idle connection waits here
+	// without holding a record buffer.
+	var hdr [2]byte
+	if _, err := io.ReadFull(c.Conn, hdr[:]); err != nil {
+		switch {
+		case errors.Is(err, io.EOF):
+			err = ErrTruncated
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			err = fmt.Errorf("%w (inside a record header)", ErrTruncated)
+		}
+		c.rerr = err
+		return nil, nil, err
+	}
 	bp := bufPool.Get().(*[]byte)
+	copy(*bp, hdr[:])
 	data, err := c.open(*bp)
 	if err != nil {
 		bufPool.Put(bp)
@@ -212,16 +226,9 @@ func (c *Conn) readRecord() (*[]byte, []byte, error) {
 	return bp, data, nil
 }
 
+// open reads the body of the record whose header is in buf[:2] and opens
+// it in place.
 func (c *Conn) open(buf []byte) ([]byte, error) {
-	if _, err := io.ReadFull(c.Conn, buf[:2]); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, ErrTruncated
-		}
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("%w (inside a record header)", ErrTruncated)
-		}
-		return nil, err
-	}
 	n := int(binary.BigEndian.Uint16(buf[:2]))
 	if n < 1+chacha20poly1305.Overhead {
 		return nil, fmt.Errorf("%w: body of %d bytes", ErrRecord, n)
