@@ -91,7 +91,6 @@ type Conn struct {
 	send   cipher.AEAD
 	wseq   uint64
 	wended bool
-	wbuf   []byte
 
 	rmu   sync.Mutex
 	recv  cipher.AEAD
@@ -129,18 +128,14 @@ func (c *Conn) writeRecord(kind byte, data []byte) error {
 		return ErrExhausted
 	}
 	n := 1 + len(data) + chacha20poly1305.Overhead
-	if cap(c.wbuf) < 2+n {
-		c.wbuf = make([]byte, 0, 2+max(n, maxChunk+1+chacha20poly1305.Overhead))
-	}
-	b := binary.BigEndian.AppendUint16(c.wbuf[:0], uint16(n))
+	bp := bufPool.Get().(*[]byte) // pooled: an idle conn holds no write buffer
+	defer bufPool.Put(bp)
+	b := binary.BigEndian.AppendUint16((*bp)[:0], uint16(n))
 	pt := append(b[2:2], kind)
 	pt = append(pt, data...)
 	b = c.send.Seal(b[:2], nonce(c.wseq), pt, b[:2])
 	c.wseq++
 	_, err := c.Conn.Write(b)
-	if cap(c.wbuf) > 2*maxChunk { // a datagram grew it: do not keep 64 KiB per idle conn
-		c.wbuf = nil
-	}
 	return err
 }
 
