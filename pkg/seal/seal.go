@@ -95,7 +95,7 @@ type Conn struct {
 	rmu   sync.Mutex
 	recv  cipher.AEAD
 	rseq  uint64
-	rerr  error  // sticky: io.EOF after the end record, else why reading stopped
+	rerr  error   // sticky: io.EOF after the end record, else why reading stopped
 	rbuf  *[]byte // a pooled record buffer while it has unread plaintext
 	rdata []byte  // the unread plaintext, inside *rbuf
 }
