@@ -45,16 +45,22 @@ type Candidate struct {
 }
 
 // P2POffer asks for a direct path to a secret proxy. The visitor sends it
-// with its candidates; the server fills in SessionID and Visitor and
-// forwards it to the proxy's owner.
+// with its candidates; the server fills in SessionID, Visitor and
+// VisitorUser and forwards it to the proxy's owner.
 type P2POffer struct {
-	ID         string      `json:"id"` // the visitor's attempt ID
-	Proxy      string      `json:"proxy"`
-	ProxyType  string      `json:"type"` // xtcp or xudp
-	Visitor    string      `json:"visitor,omitempty"`
-	SessionID  string      `json:"sessionID,omitempty"` // 32 hex digits, keys the probes
-	Candidates []Candidate `json:"candidates"`
-	NAT        string      `json:"nat"` // the visitor's NAT behaviour, e.g. "EIM/APDF"
+	ID        string `json:"id"` // the visitor's attempt ID
+	Proxy     string `json:"proxy"`
+	ProxyType string `json:"type"` // xtcp or xudp
+	// ServerUser is the user of the proxy's owner, set by the visitor
+	// (its serverUser); "" = the visitor's own user.
+	ServerUser string `json:"serverUser,omitempty"`
+	// Visitor (client ID) and VisitorUser (its authenticated user) are set
+	// by the server from the visitor's session.
+	Visitor     string      `json:"visitor,omitempty"`
+	VisitorUser string      `json:"visitorUser,omitempty"`
+	SessionID   string      `json:"sessionID,omitempty"` // 32 hex digits, keys the probes
+	Candidates  []Candidate `json:"candidates"`
+	NAT         string      `json:"nat"` // the visitor's NAT behaviour, e.g. "EIM/APDF"
 }
 
 // P2PAnswer carries the owner's candidates back (or why there is no P2P).
@@ -93,6 +99,9 @@ type P2PResult struct {
 type Visit struct {
 	Proxy     string `json:"proxy"`
 	ProxyType string `json:"type"`
+	// ServerUser is the user of the proxy's owner (the visitor's
+	// serverUser); "" = the visitor's own user.
+	ServerUser string `json:"serverUser,omitempty"`
 }
 
 // VisitAuth proves, end to end to the owner, that the visitor knows the
@@ -183,6 +192,12 @@ func (m *P2POffer) validate() error {
 			return err
 		}
 	}
+	if err := checkUser("serverUser", m.ServerUser); err != nil {
+		return err
+	}
+	if err := checkUser("visitorUser", m.VisitorUser); err != nil {
+		return err
+	}
 	if err := checkSession(m.SessionID, false); err != nil {
 		return err
 	}
@@ -238,6 +253,9 @@ func (m *P2PResult) validate() error {
 
 func (m *Visit) validate() error {
 	if err := checkName("proxy name", m.Proxy); err != nil {
+		return err
+	}
+	if err := checkUser("serverUser", m.ServerUser); err != nil {
 		return err
 	}
 	switch m.ProxyType {
