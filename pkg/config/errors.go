@@ -69,7 +69,9 @@ type reporter struct {
 	file     string
 	ix       *index // nil for Validate
 	problems []problem
+	warnings []problem
 	failed   map[string]bool // keys already reported; checks involving them are skipped
+	trees    map[string]bool // keys below which nothing is reported
 }
 
 // problem is a Problem and its document offset, to sort problems on the
@@ -80,13 +82,13 @@ type problem struct {
 }
 
 func newReporter(file string, ix *index) *reporter {
-	return &reporter{file: file, ix: ix, failed: make(map[string]bool)}
+	return &reporter{file: file, ix: ix, failed: make(map[string]bool), trees: make(map[string]bool)}
 }
 
 // add reports a problem with key unless a problem about key was already
 // reported. It marks key as failed.
 func (r *reporter) add(key, format string, args ...any) {
-	if r.failed[key] {
+	if r.failed[key] || r.inTree(key) {
 		return
 	}
 	r.failed[key] = true
@@ -100,11 +102,31 @@ func (r *reporter) addAt(line, off int, key, msg string) {
 	r.problems = append(r.problems, problem{Problem{File: r.file, Line: line, Key: key, Msg: msg}, off})
 }
 
+// warn records a remark about key that does not make the config invalid.
+func (r *reporter) warn(key, format string, args ...any) {
+	line, off := r.ix.pos(key)
+	r.warnings = append(r.warnings, problem{Problem{File: r.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)}, off})
+}
+
+// warningLines returns the warnings formatted like problems, in document
+// order, or nil when there are none.
+func (r *reporter) warningLines() []string {
+	if len(r.warnings) == 0 {
+		return nil
+	}
+	ps := sortProblems(r.warnings)
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return lines
+}
+
 // ok reports whether none of keys has had a problem reported, so that a
 // check combining them is meaningful.
 func (r *reporter) ok(keys ...string) bool {
 	for _, k := range keys {
-		if r.failed[k] {
+		if r.failed[k] || r.inTree(k) {
 			return false
 		}
 	}
@@ -125,10 +147,7 @@ func (r *reporter) err() error {
 	if len(r.problems) == 0 {
 		return nil
 	}
-	ps := slices.Clone(r.problems)
-	slices.SortStableFunc(ps, func(a, b problem) int {
-		return cmp.Or(cmp.Compare(sortLine(a.Line), sortLine(b.Line)), cmp.Compare(a.off, b.off))
-	})
+	ps := sortProblems(r.problems)
 	e := &Error{Problems: make([]Problem, len(ps))}
 	for i, p := range ps {
 		e.Problems[i] = p.Problem
@@ -136,11 +155,36 @@ func (r *reporter) err() error {
 	return e
 }
 
+// sortProblems returns ps sorted by line (those without a line last).
+func sortProblems(ps []problem) []problem {
+	ps = slices.Clone(ps)
+	slices.SortStableFunc(ps, func(a, b problem) int {
+		return cmp.Or(cmp.Compare(sortLine(a.Line), sortLine(b.Line)), cmp.Compare(a.off, b.off))
+	})
+	return ps
+}
+
 func sortLine(l int) int {
 	if l <= 0 {
 		return int(^uint(0) >> 1)
 	}
 	return l
+}
+
+// suppressTree marks key and every key below it as failed.
+func (r *reporter) suppressTree(key string) {
+	if key != "" {
+		r.trees[key] = true
+	}
+}
+
+func (r *reporter) inTree(key string) bool {
+	for ; key != ""; key = parentPath(key) {
+		if r.trees[key] {
+			return true
+		}
+	}
+	return false
 }
 
 // suppress marks keys as failed without reporting anything, because a
