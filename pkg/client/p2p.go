@@ -427,7 +427,7 @@ func (l *p2pLink) attempt() error {
 	id := hex.EncodeToString(idb[:])
 	ansCh, done := c.waits.expectAnswer(id)
 	defer done()
-	if err := lv.ch.Send(ctx, &protocol.P2POffer{ID: id, Proxy: v.cfg.ServerName, ProxyType: string(v.cfg.Type), Candidates: cands, NAT: class}); err != nil {
+	if err := lv.ch.Send(ctx, &protocol.P2POffer{ID: id, Proxy: v.cfg.ServerName, ProxyType: string(v.cfg.Type), ServerUser: v.cfg.ServerUser, Candidates: cands, NAT: class}); err != nil {
 		return err
 	}
 	var ans *protocol.P2PAnswer

@@ -124,7 +124,7 @@ func (c *Client) openRelay(v config.VisitorConfig) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open relay stream: %w", err)
 	}
-	b1, _ := protocol.Encode(&protocol.Visit{Proxy: v.ServerName, ProxyType: string(v.Type)})
+	b1, _ := protocol.Encode(&protocol.Visit{Proxy: v.ServerName, ProxyType: string(v.Type), ServerUser: v.ServerUser})
 	b2, _ := protocol.Encode(newVisitAuth(v.SecretKey, v.ServerName, c.id))
 	if _, err := st.Write(append(b1, b2...)); err != nil {
 		st.Close()
