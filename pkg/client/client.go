@@ -48,7 +48,7 @@ type Client struct {
 	id       string
 	identity auth.Identity // made at start, kept across reconnects: proves this process is the same client
 	tls      *tls.Config
-	proxies map[string]config.ProxyConfig
+	proxies  map[string]config.ProxyConfig
 
 	users  drain.Set      // open proxied connections
 	connWG sync.WaitGroup // their goroutines
