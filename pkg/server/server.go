@@ -258,6 +258,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		// clear refusal at login.
 		ss.log.Info("session refused after login", "cause", err)
 		ss.ms.CloseWithCause(err)
+		ss.ch.Close()
 		ss.ms.Close()
 		return
 	}
