@@ -47,30 +47,28 @@ type Candidate struct {
 	Addr string `json:"addr"` // ip:port
 }
 
-// Sizes of the P2P key exchange (CPace, see pkg/pake).
-const (
-	ShareSize     = 32   // a PAKE share
-	TagSize       = 32   // a key confirmation tag
-	MaxSealedInfo = 4096 // a sealed P2PInfo
-)
+// MaxSealedInfo bounds a sealed P2PInfo. The key exchange's shares and
+// tags have ShareSize and TagSize bytes.
+const MaxSealedInfo = 4096
 
 // P2POffer asks for a direct path to a secret proxy. The visitor sends it
-// with its PAKE share and no addresses; the server fills in SessionID and
-// Visitor and forwards it to the proxy's owner. NAT is in clear only for
-// the server's tally: no punching decision is made from it.
+// with its PAKE share and no addresses; the server fills in SessionID,
+// Visitor and VisitorUser and forwards it to the proxy's owner. NAT is in
+// clear only for the server's tally: no punching decision is made from it.
 type P2POffer struct {
 	ID        string `json:"id"` // the visitor's attempt ID
 	Proxy     string `json:"proxy"`
 	ProxyType string `json:"type"` // xtcp or xudp
-	Visitor   string `json:"visitor,omitempty"`
-	// VisitorUser is the visitor's user, which the server fills in.
-	VisitorUser string `json:"visitorUser,omitempty"`
-	// ServerUser is the user of the proxy's owner; empty means the
-	// visitor's own user.
+	// ServerUser is the user of the proxy's owner, set by the visitor
+	// (its serverUser); "" = the visitor's own user.
 	ServerUser string `json:"serverUser,omitempty"`
-	SessionID  string `json:"sessionID,omitempty"` // 32 hex digits, names the attempt
-	NAT        string `json:"nat"`                 // the visitor's NAT behaviour, e.g. "EIM/APDF" (tally only)
-	Share      []byte `json:"share"`               // the visitor's CPace share
+	// Visitor (client ID) and VisitorUser (its authenticated user) are set
+	// by the server from the visitor's session.
+	Visitor     string `json:"visitor,omitempty"`
+	VisitorUser string `json:"visitorUser,omitempty"`
+	SessionID   string `json:"sessionID,omitempty"` // 32 hex digits, names the attempt
+	NAT         string `json:"nat"`                 // the visitor's NAT behaviour, e.g. "EIM/APDF" (tally only)
+	Share       []byte `json:"share"`               // the visitor's CPace share
 }
 
 // P2PAuth carries the rest of the key exchange between the two clients of
@@ -148,8 +146,8 @@ type P2PResult struct {
 type Visit struct {
 	Proxy     string `json:"proxy"`
 	ProxyType string `json:"type"`
-	// ServerUser is the user of the proxy's owner; empty means the
-	// visitor's own user.
+	// ServerUser is the user of the proxy's owner (the visitor's
+	// serverUser); "" = the visitor's own user.
 	ServerUser string `json:"serverUser,omitempty"`
 }
 
@@ -228,12 +226,11 @@ func (m *P2POffer) validate() error {
 			return err
 		}
 	}
-	for what, u := range map[string]string{"visitorUser": m.VisitorUser, "serverUser": m.ServerUser} {
-		if u != "" {
-			if err := checkName(what, u); err != nil {
-				return err
-			}
-		}
+	if err := checkUser("serverUser", m.ServerUser); err != nil {
+		return err
+	}
+	if err := checkUser("visitorUser", m.VisitorUser); err != nil {
+		return err
 	}
 	if err := checkSession(m.SessionID, false); err != nil {
 		return err
@@ -315,10 +312,8 @@ func (m *Visit) validate() error {
 	if err := checkName("proxy name", m.Proxy); err != nil {
 		return err
 	}
-	if m.ServerUser != "" {
-		if err := checkName("serverUser", m.ServerUser); err != nil {
-			return err
-		}
+	if err := checkUser("serverUser", m.ServerUser); err != nil {
+		return err
 	}
 	switch m.ProxyType {
 	case ProxySTCP, ProxySUDP, ProxyXTCP, ProxyXUDP:
