@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -60,9 +61,9 @@ func TestE2EFakeOwnerGetsNothing(t *testing.T) {
 	if n, d := conns.Load(), dgrams.Load(); n != 0 || d != 0 {
 		t.Fatalf("the fake owner's services got %d connections and %d datagrams, want none", n, d)
 	}
-	if !strings.Contains(lineOf(fake, "visitor refused"), "visitor authentication failed") {
-		t.Fatalf("fake owner's log: %s", lineOf(fake, "visitor refused"))
-	}
+	eventually(t, 5*time.Second, "the fake owner to log the failed handshake", func() bool {
+		return strings.Contains(lineOf(fake, "visitor refused"), "visitor authentication failed")
+	})
 }
 
 // TestE2ESealedRelayHalfCloseAndIntegrity: a large transfer through the
@@ -94,4 +95,59 @@ func TestE2ESealedRelayHalfCloseAndIntegrity(t *testing.T) {
 		sum = h.Sum(nil)
 		return err == nil && bytes.Equal(got, sum)
 	})
+}
+
+// withUser puts a user (and a serverUser for visitors) into a client
+// config, before its first table.
+func withUser(cfg, user string) string {
+	return strings.Replace(cfg, "gracePeriod", fmt.Sprintf("user = %q\ngracePeriod", user), 1)
+}
+
+// TestE2EImpostorOwnerCannotBeReached: a second hopc registers the same
+// proxy name under another user — even with the right secretKey. The
+// visitor, which names its owner's user (serverUser) and binds it into the
+// visit handshake, reaches the real owner only; the impostor's service
+// never sees a connection.
+func TestE2EImpostorOwnerCannotBeReached(t *testing.T) {
+	srvPort := freePort(t)
+	srv := start(t, "hops", serverConfig(srvPort, ""))
+	waitListening(t, loop(srvPort), ready)
+	var realConns, impConns atomic.Int64
+	realPort := tcpService(t, func(c net.Conn) { realConns.Add(1); echo(c) })
+	impPort := tcpService(t, func(c net.Conn) { impConns.Add(1); echo(c) })
+	owner := func(id, user string, port int, allow string) *proc {
+		return start(t, "hopc", withUser(withID(clientConfig(srvPort, fmt.Sprintf(`
+[[proxies]]
+name = "sec-tcp"
+type = "stcp"
+secretKey = "the-real-secret"
+localPort = %d
+allowUsers = [%q]
+`, port, allow)), id), user))
+	}
+	owner("owner", "bob", realPort, "alice")
+	eventually(t, ready, "the real owner's proxy", func() bool { return srv.count("secret proxy registered") == 1 })
+	imp := owner("impostor", "mallory", impPort, "*")
+	eventually(t, ready, "the impostor's registration to be answered", func() bool {
+		return srv.count("secret proxy registered") == 2 || imp.count("proxy") > 0
+	})
+	vt := freePort(t)
+	start(t, "hopc", withUser(withID(clientConfig(srvPort, fmt.Sprintf(`
+[[visitors]]
+name = "v-tcp"
+type = "stcp"
+serverName = "sec-tcp"
+serverUser = "bob"
+secretKey = "the-real-secret"
+bindPort = %d
+`, vt)), "alice"), "alice"))
+	waitProxy(t, loop(vt), ready)
+	for range 5 {
+		if err := tcpEchoOnce(loop(vt), []byte("to bob only")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if realConns.Load() < 5 || impConns.Load() != 0 {
+		t.Fatalf("the real owner got %d connections, the impostor %d; want >= 5 and 0", realConns.Load(), impConns.Load())
+	}
 }
