@@ -243,6 +243,7 @@ func FuzzDecodeP2PInfo(f *testing.F) {
 		}
 	})
 }
+
 // fuzzDecode fuzzes the decoder of one message type with payloads seeded
 // from the samples of that type: it must never panic, and what it accepts
 // must survive a round trip.
