@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"sync"
-	"time"
 
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/protocol"
@@ -100,81 +98,4 @@ func (c *Client) visitRefused(v config.VisitorConfig, err error) {
 	if c.due("visit/" + v.Name + "/" + err.Error()) {
 		c.log.Warn("visit refused", "visitor", v.Name, "server_name", v.ServerName, "error", err)
 	}
-}
-
-// Recently used P2P session IDs, so that a reused one (a malicious server
-// or an impostor replaying an attempt) is refused.
-const (
-	maxSeenSessions = 4096
-	seenSessionTTL  = 10 * time.Minute
-)
-
-// replayCache is the name client.Client's field has for the P2P guard.
-type replayCache = p2pGuard
-
-// p2pGuard is a client's defence against abusive P2P offers: the recent
-// session IDs (a bounded set) and the owner's count of offers in flight per
-// proxy and per visitor.
-type p2pGuard struct {
-	mu         sync.Mutex
-	seen       map[string]time.Time
-	order      []string // seen's keys, oldest first
-	perProxy   map[string]int
-	perVisitor map[string]int
-}
-
-// fresh records a session ID and reports whether it was not used before.
-func (g *p2pGuard) fresh(id string, now time.Time) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.seen == nil {
-		g.seen = map[string]time.Time{}
-	}
-	for len(g.order) > 0 && (len(g.order) >= maxSeenSessions || now.Sub(g.seen[g.order[0]]) > seenSessionTTL) {
-		delete(g.seen, g.order[0])
-		g.order = g.order[1:]
-	}
-	if _, dup := g.seen[id]; dup {
-		return false
-	}
-	g.seen[id] = now
-	g.order = append(g.order, id)
-	return true
-}
-
-// Owner-side caps of P2P offers in flight (the server has its own).
-const (
-	maxOffersPerProxy   = 8
-	maxOffersPerVisitor = 2
-)
-
-// admit counts an offer for proxy from visitor if both are under their
-// caps; release undoes it.
-func (g *p2pGuard) admit(proxy, visitor string) (release func(), err error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.perProxy == nil {
-		g.perProxy, g.perVisitor = map[string]int{}, map[string]int{}
-	}
-	switch {
-	case g.perProxy[proxy] >= maxOffersPerProxy:
-		return nil, fmt.Errorf("%w: %d P2P offers for proxy %q in flight (at most %d)", errTooManyOffers, g.perProxy[proxy], proxy, maxOffersPerProxy)
-	case g.perVisitor[visitor] >= maxOffersPerVisitor:
-		return nil, fmt.Errorf("%w: %d P2P offers from visitor %q in flight (at most %d)", errTooManyOffers, g.perVisitor[visitor], visitor, maxOffersPerVisitor)
-	}
-	g.perProxy[proxy]++
-	g.perVisitor[visitor]++
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			g.mu.Lock()
-			defer g.mu.Unlock()
-			if g.perProxy[proxy]--; g.perProxy[proxy] <= 0 {
-				delete(g.perProxy, proxy)
-			}
-			if g.perVisitor[visitor]--; g.perVisitor[visitor] <= 0 {
-				delete(g.perVisitor, visitor)
-			}
-		})
-	}, nil
 }
