@@ -290,3 +290,25 @@ func FuzzOpenBox(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkStream: sealed bytes over loopback TCP, 64 KiB writes (what
+// pkg/bridge writes).
+func BenchmarkStream(b *testing.B) {
+	a, c := tcpPair(b)
+	x, y := sealed(b, a, c)
+	buf := make([]byte, 64<<10)
+	done := make(chan struct{})
+	go func() {
+		io.Copy(io.Discard, y)
+		close(done)
+	}()
+	b.SetBytes(int64(len(buf)))
+	b.ResetTimer()
+	for range b.N {
+		if _, err := x.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	x.CloseWrite()
+	<-done
+}
