@@ -44,11 +44,12 @@ var (
 
 // Client is a running hopc.
 type Client struct {
-	cfg     *config.ClientConfig
-	log     *slog.Logger
-	id      string
-	tls     *tls.Config
-	proxies map[string]config.ProxyConfig
+	cfg      *config.ClientConfig
+	log      *slog.Logger
+	id       string
+	identity auth.Identity // made at start, kept across reconnects: proves this process is the same client
+	tls      *tls.Config
+	proxies  map[string]config.ProxyConfig
 
 	users  drain.Set      // open proxied connections
 	connWG sync.WaitGroup // their goroutines
@@ -102,13 +103,20 @@ func New(cfg *config.ClientConfig, log *slog.Logger) (*Client, error) {
 	for _, p := range cfg.Proxies {
 		ps[p.Name] = p
 	}
-	return &Client{cfg: cfg, log: log.With("client", id), id: id, tls: tc, proxies: ps, lastWarn: map[string]time.Time{},
+	l := log.With("client", id)
+	if cfg.User != "" {
+		l = log.With("user", cfg.User, "client", id)
+	}
+	return &Client{cfg: cfg, log: l, id: id, identity: auth.NewIdentity(), tls: tc, proxies: ps, lastWarn: map[string]time.Time{},
 		waits:   p2pWaits{answers: map[string]chan *protocol.P2PAnswer{}, gos: map[string]chan *protocol.P2PGo{}},
 		natDone: make(chan struct{})}, nil
 }
 
 // ID is the client ID sent at login.
 func (c *Client) ID() string { return c.id }
+
+// User is the user this client logs in as.
+func (c *Client) User() string { return c.cfg.User }
 
 // Stats returns a snapshot.
 func (c *Client) Stats() Stats {
@@ -152,10 +160,15 @@ func (c *Client) Run(ctx context.Context) error {
 			bo.Reset()
 		}
 		d := bo.Next()
-		if up > 0 {
+		var pe *protocol.Error
+		switch {
+		case up > 0:
 			c.log.Warn("connection lost", "cause", err, "uptime", up.Round(time.Second))
 			c.log.Info("reconnecting", "in", d.Round(time.Millisecond))
-		} else {
+		case errors.As(err, &pe) && pe.Code == protocol.CodeClientIDInUse:
+			c.log.Warn(fmt.Sprintf("login refused: client ID in use by another hopc's live session; retrying in %v", d.Round(100*time.Millisecond)),
+				"server", c.serverAddr(), "error", pe.Message, "attempt", bo.Attempt())
+		default:
 			c.log.Warn("cannot connect to server", "server", c.serverAddr(), "error", err, "retry_in", d.Round(time.Millisecond), "attempt", bo.Attempt())
 		}
 		if !backoff.Sleep(ctx, d) {

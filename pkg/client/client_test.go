@@ -254,7 +254,7 @@ func login(t *testing.T, port int, token string) (*mux.Session, net.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := auth.Client(tc, token, b, protocol.ClientHello{ClientID: "manual", HeartbeatIntervalMs: 1000}); err != nil {
+	if _, err := auth.Client(tc, token, b, auth.NewIdentity(), protocol.ClientHello{ClientID: "manual", HeartbeatIntervalMs: 1000}); err != nil {
 		t.Fatal(err)
 	}
 	ms, err := mux.Client(tc, mux.DefaultConfig())

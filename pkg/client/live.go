@@ -27,6 +27,7 @@ type p2pWaits struct {
 	mu      sync.Mutex
 	answers map[string]chan *protocol.P2PAnswer // by offer ID
 	gos     map[string]chan *protocol.P2PGo     // by session ID
+	auths   map[string]chan *protocol.P2PAuth   // "v/" + offer ID (visitor), "o/" + session ID (owner)
 }
 
 func (c *Client) setLive(l *live) {
@@ -87,10 +88,34 @@ func (w *p2pWaits) expectGo(session string) (chan *protocol.P2PGo, func()) {
 	return ch, func() { w.mu.Lock(); delete(w.gos, session); w.mu.Unlock() }
 }
 
+// expectAuth waits for the peer's P2PAuth: a visitor's by its offer ID
+// (the server names it toward the visitor), an owner's by session ID.
+func (w *p2pWaits) expectAuth(key string) (chan *protocol.P2PAuth, func()) {
+	ch := make(chan *protocol.P2PAuth, 1)
+	w.mu.Lock()
+	if w.auths == nil {
+		w.auths = map[string]chan *protocol.P2PAuth{}
+	}
+	w.auths[key] = ch
+	w.mu.Unlock()
+	return ch, func() { w.mu.Lock(); delete(w.auths, key); w.mu.Unlock() }
+}
+
 func (w *p2pWaits) deliver(m protocol.Message) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch m := m.(type) {
+	case *protocol.P2PAuth:
+		key := "o/" + m.SessionID
+		if m.ID != "" {
+			key = "v/" + m.ID
+		}
+		if ch := w.auths[key]; ch != nil {
+			select {
+			case ch <- m:
+			default:
+			}
+		}
 	case *protocol.P2PAnswer:
 		if ch := w.answers[m.ID]; ch != nil {
 			select {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -16,10 +17,62 @@ import (
 
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/idle"
+	"github.com/hopproxy/hop/pkg/pake"
 	"github.com/hopproxy/hop/pkg/protocol"
+	"github.com/hopproxy/hop/pkg/seal"
 	"github.com/hopproxy/hop/pkg/xtcp"
 	"github.com/hopproxy/hop/pkg/xtcp/nat"
 )
+
+// Errors of P2P attempts; match them with errors.Is.
+var (
+	// errP2PUnconfirmed: the other client of an attempt could not prove
+	// it knows the proxy's secretKey (for this proxy and these users).
+	errP2PUnconfirmed = errors.New("the other client could not prove it knows the proxy's secretKey (a different secretKey on the two sides, or an impostor)")
+	// errReplayedSession: a session ID this client has used before.
+	errReplayedSession = errors.New("P2P session ID used before (replayed by the server or an impostor)")
+	// errTooManyOffers: the owner's caps on P2P offers in flight.
+	errTooManyOffers = errors.New("too many P2P offers in flight")
+)
+
+// The offer exchange: CPace (pkg/pake) keyed by the proxy's secretKey over
+// the control messages P2POffer (the visitor's share) and P2PAuth (the
+// owner's share and tag; then the visitor's tag and sealed P2PInfo), then
+// the owner's sealed P2PInfo in P2PAnswer. Its ISK keys the boxes and the
+// attempt key of the punch and the path.
+const (
+	p2pChannel     = "hop p2p v1"
+	infoP2PPath    = "hop p2p path v1"
+	infoBoxVisitor = "hop p2p info v1 visitor"
+	infoBoxOwner   = "hop p2p info v1 owner"
+)
+
+// sealInfo seals what a client reveals of itself under the ISK of the
+// attempt; label says whose box it is, sessionID is bound as associated
+// data.
+func sealInfo(isk []byte, label, sessionID string, cands []protocol.Candidate, class string) ([]byte, error) {
+	b, err := json.Marshal(&protocol.P2PInfo{Candidates: cands, NAT: class})
+	if err != nil {
+		return nil, err
+	}
+	return seal.SealBox(pake.Key(isk, label, seal.KeySize), []byte(sessionID), b)
+}
+
+// openInfo opens the peer's box.
+func openInfo(isk []byte, label, sessionID string, box []byte) (*protocol.P2PInfo, error) {
+	b, err := seal.OpenBox(pake.Key(isk, label, seal.KeySize), []byte(sessionID), box)
+	if err != nil {
+		return nil, err
+	}
+	return protocol.DecodeP2PInfo(b)
+}
+
+// attemptKey is the key of the punch and of the path that follows.
+func attemptKey(isk []byte) []byte { return pake.Key(isk, infoP2PPath, xtcp.KeySize) }
+
+// hostCandidates gathers the interface addresses of a P2P socket; tests
+// that must keep their traffic on loopback replace it.
+var hostCandidates = xtcp.HostCandidates
 
 // Timing of P2P attempts.
 const (
@@ -129,7 +182,7 @@ func (c *Client) prepareSocket(ctx context.Context) (*net.UDPConn, []protocol.Ca
 		return nil, nil, "", err
 	}
 	port := uint16(conn.LocalAddr().(*net.UDPAddr).Port)
-	hosts, _ := xtcp.HostCandidates(port)
+	hosts, _ := hostCandidates(port)
 	cands := toWire(hosts)
 	class := "unknown"
 	if server, err := c.stunServer(ctx); err == nil {
@@ -401,8 +454,10 @@ func (l *p2pLink) close() {
 	l.wg.Wait()
 }
 
-// attempt is the visitor's side of one punch: candidates, offer through the
-// server, punch at the agreed moment, then the session on the path.
+// attempt is the visitor's side of one punch: its socket and candidates,
+// the offer exchange through the server (the owner must prove it knows the
+// secret before the visitor reveals its candidates, sealed), the punch at
+// the agreed moment, then the session on the path.
 func (l *p2pLink) attempt() error {
 	v, c := l.v, l.v.c
 	start := time.Now()
@@ -410,7 +465,7 @@ func (l *p2pLink) attempt() error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(l.ctx, answerTimeout+punchTimeout)
+	ctx, cancel := context.WithTimeout(l.ctx, 2*answerTimeout+punchTimeout)
 	defer cancel()
 	conn, cands, class, err := c.prepareSocket(ctx)
 	if err != nil {
@@ -425,33 +480,70 @@ func (l *p2pLink) attempt() error {
 	var idb [8]byte
 	rand.Read(idb[:])
 	id := hex.EncodeToString(idb[:])
+	ps := pake.Start(pake.Initiator, []byte(v.cfg.SecretKey), c.visitorIdentity(v.cfg).Channel(p2pChannel), []byte(id), nil)
+	authCh, doneAuth := c.waits.expectAuth("v/" + id)
+	defer doneAuth()
 	ansCh, done := c.waits.expectAnswer(id)
 	defer done()
-	if err := lv.ch.Send(ctx, &protocol.P2POffer{ID: id, Proxy: v.cfg.ServerName, ProxyType: string(v.cfg.Type), Candidates: cands, NAT: class}); err != nil {
+	if err := lv.ch.Send(ctx, &protocol.P2POffer{ID: id, Proxy: v.cfg.ServerName, ProxyType: string(v.cfg.Type),
+		ServerUser: v.cfg.ServerUser, NAT: class, Share: ps.Share()}); err != nil {
+		return err
+	}
+	var auth *protocol.P2PAuth
+	select {
+	case auth = <-authCh:
+	case ans := <-ansCh:
+		return fmt.Errorf("P2P refused: %s", ans.Error)
+	case <-ctx.Done():
+		return fmt.Errorf("no answer from the owner to the P2P offer within %v", answerTimeout)
+	}
+	isk, err := ps.Finish(auth.Share, []byte(auth.SessionID))
+	if err != nil {
+		return fmt.Errorf("%w: %v", errP2PUnconfirmed, err)
+	}
+	if !pake.Verify(isk, pake.Responder, auth.Tag) {
+		return errP2PUnconfirmed
+	}
+	sid, err := xtcp.ParseSessionID(auth.SessionID)
+	if err != nil {
+		return err
+	}
+	if !c.replays.fresh("visitor/"+auth.SessionID, time.Now()) { // per role: a client may visit its own proxy
+		return fmt.Errorf("%w: %s", errReplayedSession, auth.SessionID)
+	}
+	box, err := sealInfo(isk, infoBoxVisitor, auth.SessionID, cands, class)
+	if err != nil {
+		return err
+	}
+	if err := lv.ch.Send(ctx, &protocol.P2PAuth{SessionID: auth.SessionID, Tag: pake.Confirm(isk, pake.Initiator), Sealed: box}); err != nil {
 		return err
 	}
 	var ans *protocol.P2PAnswer
 	select {
 	case ans = <-ansCh:
 	case <-ctx.Done():
-		return fmt.Errorf("no answer from the server to the P2P offer within %v", answerTimeout)
+		return fmt.Errorf("no answer from the owner to the P2P offer within %v", answerTimeout)
 	}
 	if ans.Error != "" {
 		return fmt.Errorf("P2P refused: %s", ans.Error)
 	}
-	sid, err := xtcp.ParseSessionID(ans.SessionID)
-	if err != nil {
-		return err
+	if ans.SessionID != auth.SessionID {
+		return fmt.Errorf("P2P answer for session %s, the exchange was for %s", ans.SessionID, auth.SessionID)
 	}
+	peer, err := openInfo(isk, infoBoxOwner, auth.SessionID, ans.Sealed)
+	if err != nil {
+		return fmt.Errorf("the owner's sealed candidates: %w", err)
+	}
+	key := attemptKey(isk)
 	res, pconn, perr := punch(ctx, conn, xtcp.PunchConfig{
-		SecretKey: []byte(v.cfg.SecretKey), SessionID: sid, Role: xtcp.RoleVisitor,
-		Remote: fromWire(ans.Candidates), StartAt: time.Now().Add(time.Duration(ans.DelayMs) * time.Millisecond),
+		Key: key, SessionID: sid, Role: xtcp.RoleVisitor,
+		Remote: fromWire(peer.Candidates), StartAt: time.Now().Add(time.Duration(ans.DelayMs) * time.Millisecond),
 		Timeout: punchTimeout, Logger: v.log,
-	}, class, ans.NAT, ans.Candidates)
+	}, class, peer.NAT, peer.Candidates)
 	if pconn != nil {
 		conn = pconn
 	}
-	result := &protocol.P2PResult{SessionID: ans.SessionID, Role: "visitor", ElapsedMs: time.Since(start).Milliseconds()}
+	result := &protocol.P2PResult{SessionID: auth.SessionID, Role: "visitor", ElapsedMs: time.Since(start).Milliseconds()}
 	if perr != nil {
 		var pe *xtcp.PunchError
 		if errors.As(perr, &pe) {
@@ -459,14 +551,14 @@ func (l *p2pLink) attempt() error {
 		}
 		result.Outcome, result.Error = "failed", perr.Error()
 		c.reportLater(result, class)
-		v.log.Info("direct path failed", "visitor_nat", class, "owner_nat", ans.NAT, "error", perr)
-		return fmt.Errorf("punch failed (our NAT %s, theirs %s): %w", class, ans.NAT, perr)
+		v.log.Info("direct path failed", "visitor_nat", class, "owner_nat", peer.NAT, "error", perr)
+		return fmt.Errorf("punch failed (our NAT %s, theirs %s): %w", class, peer.NAT, perr)
 	}
 	result.Outcome, result.Packets = outcome(res), res.PacketsSent
 	c.reportLater(result, class)
 
 	if v.cfg.Type == config.ProxyXTCP {
-		s, err := xtcp.DialKCP(conn, res.Remote, []byte(v.cfg.SecretKey), sid, xtcp.SessionConfig{
+		s, err := xtcp.DialKCP(conn, res.Remote, key, sid, xtcp.SessionConfig{
 			KeepaliveInterval: v.cfg.KeepaliveInterval.Duration, KeepaliveTimeout: v.cfg.KeepaliveTimeout.Duration, Logger: v.log})
 		if err != nil {
 			return err
@@ -477,7 +569,7 @@ func (l *p2pLink) attempt() error {
 		l.mu.Unlock()
 		l.watch(s.Done(), s.Err)
 	} else {
-		d, err := xtcp.NewDatagramPath(conn, res.Remote, []byte(v.cfg.SecretKey), sid, xtcp.RoleVisitor, xtcp.DatagramConfig{
+		d, err := xtcp.NewDatagramPath(conn, res.Remote, key, sid, xtcp.RoleVisitor, xtcp.DatagramConfig{
 			KeepaliveInterval: v.cfg.KeepaliveInterval.Duration, KeepaliveTimeout: v.cfg.KeepaliveTimeout.Duration, Logger: v.log})
 		if err != nil {
 			return err
@@ -501,7 +593,7 @@ func (l *p2pLink) attempt() error {
 		l.watch(d.Done(), d.Err)
 	}
 	v.log.Info("direct path established", "path", res.Kind, "remote", res.Remote, "rtt", res.RTT,
-		"time_to_path", time.Since(start).Round(time.Millisecond), "packets", res.PacketsSent, "visitor_nat", class, "owner_nat", ans.NAT)
+		"time_to_path", time.Since(start).Round(time.Millisecond), "packets", res.PacketsSent, "visitor_nat", class, "owner_nat", peer.NAT)
 	return nil
 }
 
@@ -536,8 +628,11 @@ func (c *Client) reportLater(r *protocol.P2PResult, class string) {
 }
 
 // ownerOffer is the owner's side of a punch for one of its xtcp/xudp
-// proxies: answer with candidates, wait for the server's go, punch, then
-// serve the visitor's connections over the path until it dies.
+// proxies: the offer exchange (the visitor must prove it knows the secret
+// before the owner opens a socket, reveals a candidate or sends a packet),
+// then the server's go, the punch, and the visitor's connections over the
+// path until it dies. Every punching decision comes from the visitor's
+// sealed, authenticated P2PInfo, never from the offer's clear NAT.
 func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 	defer c.connWG.Done()
 	p, ok := c.proxies[m.Proxy]
@@ -552,26 +647,81 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 		refuse(fmt.Sprintf("this client has no %s proxy named %q", m.ProxyType, m.Proxy))
 		return
 	}
-	log := c.log.With("proxy", p.Name, "type", p.Type, "visitor", m.Visitor)
+	log := c.log.With("proxy", p.Name, "type", p.Type, "visitor", m.Visitor, "visitor_user", m.VisitorUser, "session", m.SessionID)
+	release, err := c.replays.admit(p.Name, m.VisitorUser+"/"+m.Visitor)
+	if err != nil {
+		log.Warn("P2P offer refused", "error", err)
+		refuse(err.Error())
+		return
+	}
+	defer release()
 	sid, err := xtcp.ParseSessionID(m.SessionID)
 	if err != nil {
 		refuse(err.Error())
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*answerTimeout+punchTimeout)
+	if !c.replays.fresh("owner/"+m.SessionID, time.Now()) {
+		log.Warn("P2P offer refused", "error", errReplayedSession)
+		refuse(errReplayedSession.Error())
+		return
+	}
+	ident := visitIdentity(p, m.VisitorUser, m.Visitor, c.cfg.User)
+	ps := pake.Start(pake.Responder, []byte(p.SecretKey), ident.Channel(p2pChannel), []byte(m.ID), []byte(m.SessionID))
+	isk, err := ps.Finish(m.Share, nil)
+	if err != nil {
+		refuse(fmt.Sprintf("%v: %v", errP2PUnconfirmed, err))
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*answerTimeout+punchTimeout)
 	defer cancel()
+	l, err := c.current()
+	if err != nil {
+		return
+	}
+	authCh, doneAuth := c.waits.expectAuth("o/" + m.SessionID)
+	defer doneAuth()
+	if err := l.ch.Send(ctx, &protocol.P2PAuth{SessionID: m.SessionID, Share: ps.Share(), Tag: pake.Confirm(isk, pake.Responder)}); err != nil {
+		return
+	}
+	var auth *protocol.P2PAuth
+	t := time.NewTimer(answerTimeout)
+	defer t.Stop()
+	select {
+	case auth = <-authCh:
+	case <-t.C:
+		log.Info("P2P offer abandoned: the visitor did not confirm", "within", answerTimeout)
+		refuse("the visitor did not confirm the key exchange in time")
+		return
+	case <-ctx.Done():
+		return
+	}
+	if !pake.Verify(isk, pake.Initiator, auth.Tag) {
+		log.Warn("P2P offer refused", "error", errP2PUnconfirmed)
+		refuse(errP2PUnconfirmed.Error())
+		return
+	}
+	peer, err := openInfo(isk, infoBoxVisitor, m.SessionID, auth.Sealed)
+	if err != nil {
+		log.Warn("P2P offer refused: the visitor's sealed candidates", "error", err)
+		refuse("the visitor's sealed candidates: " + err.Error())
+		return
+	}
+	// The visitor is proven: now the owner may open its socket and reveal
+	// itself.
 	conn, cands, class, err := c.prepareSocket(ctx)
 	if err != nil {
 		refuse("the owner cannot open a UDP socket: " + err.Error())
 		return
 	}
+	box, err := sealInfo(isk, infoBoxOwner, m.SessionID, cands, class)
+	if err != nil {
+		conn.Close()
+		refuse(err.Error())
+		return
+	}
 	goCh, done := c.waits.expectGo(m.SessionID)
 	defer done()
-	l, err := c.current()
-	if err == nil {
-		err = l.ch.Send(ctx, &protocol.P2PAnswer{ID: m.ID, SessionID: m.SessionID, Candidates: cands, NAT: class})
-	}
-	if err != nil {
+	if err := l.ch.Send(ctx, &protocol.P2PAnswer{ID: m.ID, SessionID: m.SessionID, NAT: class, Sealed: box}); err != nil {
 		conn.Close()
 		return
 	}
@@ -583,20 +733,22 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 		return
 	}
 	start := time.Now()
+	key := attemptKey(isk)
 	res, pconn, perr := punch(ctx, conn, xtcp.PunchConfig{
-		SecretKey: []byte(p.SecretKey), SessionID: sid, Role: xtcp.RoleOwner,
-		Remote: fromWire(m.Candidates), StartAt: start.Add(time.Duration(g.DelayMs) * time.Millisecond),
+		Key: key, SessionID: sid, Role: xtcp.RoleOwner,
+		Remote: fromWire(peer.Candidates), StartAt: start.Add(time.Duration(g.DelayMs) * time.Millisecond),
 		Timeout: punchTimeout, Logger: log,
-	}, class, m.NAT, m.Candidates)
+	}, class, peer.NAT, peer.Candidates)
 	if pconn != nil {
 		conn = pconn
 	}
+	release() // the attempt is over; a path that follows is not an offer in flight
 	result := &protocol.P2PResult{SessionID: m.SessionID, Role: "owner", ElapsedMs: time.Since(start).Milliseconds()}
 	if perr != nil {
 		result.Outcome, result.Error = "failed", perr.Error()
 		c.sendResult(result)
 		conn.Close()
-		log.Info("direct path to visitor failed", "owner_nat", class, "visitor_nat", m.NAT, "error", perr)
+		log.Info("direct path to visitor failed", "owner_nat", class, "visitor_nat", peer.NAT, "error", perr)
 		return
 	}
 	result.Outcome, result.Packets = outcome(res), res.PacketsSent
@@ -604,7 +756,7 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 	log.Info("direct path to visitor established", "path", res.Kind, "remote", res.Remote, "rtt", res.RTT)
 	local := net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))
 	if p.Type == config.ProxyXTCP {
-		s, err := xtcp.AcceptKCP(conn, res.Remote, []byte(p.SecretKey), sid, xtcp.SessionConfig{Logger: log})
+		s, err := xtcp.AcceptKCP(conn, res.Remote, key, sid, xtcp.SessionConfig{Logger: log})
 		if err != nil {
 			conn.Close()
 			return
@@ -626,7 +778,7 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 		s.Close()
 		return
 	}
-	d, err := xtcp.NewDatagramPath(conn, res.Remote, []byte(p.SecretKey), sid, xtcp.RoleOwner, xtcp.DatagramConfig{Logger: log})
+	d, err := xtcp.NewDatagramPath(conn, res.Remote, key, sid, xtcp.RoleOwner, xtcp.DatagramConfig{Logger: log})
 	if err != nil {
 		conn.Close()
 		return
@@ -724,4 +876,81 @@ func (c *Client) serveDatagramPath(d *xtcp.DatagramPath, p config.ProxyConfig, l
 		f.active.Touch()
 		f.conn.Write(buf[4:n])
 	}
+}
+
+// Recently used P2P session IDs, so that a reused one (a malicious server
+// or an impostor replaying an attempt) is refused.
+const (
+	maxSeenSessions = 4096
+	seenSessionTTL  = 10 * time.Minute
+)
+
+// replayCache is the name client.Client's field has for the P2P guard.
+type replayCache = p2pGuard
+
+// p2pGuard is a client's defence against abusive P2P offers: the recent
+// session IDs (a bounded set) and the owner's count of offers in flight per
+// proxy and per visitor.
+type p2pGuard struct {
+	mu         sync.Mutex
+	seen       map[string]time.Time
+	order      []string // seen's keys, oldest first
+	perProxy   map[string]int
+	perVisitor map[string]int
+}
+
+// fresh records a session ID and reports whether it was not used before.
+func (g *p2pGuard) fresh(id string, now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.seen == nil {
+		g.seen = map[string]time.Time{}
+	}
+	for len(g.order) > 0 && (len(g.order) >= maxSeenSessions || now.Sub(g.seen[g.order[0]]) > seenSessionTTL) {
+		delete(g.seen, g.order[0])
+		g.order = g.order[1:]
+	}
+	if _, dup := g.seen[id]; dup {
+		return false
+	}
+	g.seen[id] = now
+	g.order = append(g.order, id)
+	return true
+}
+
+// Owner-side caps of P2P offers in flight (the server has its own).
+const (
+	maxOffersPerProxy   = 8
+	maxOffersPerVisitor = 2
+)
+
+// admit counts an offer for proxy from visitor if both are under their
+// caps; release undoes it.
+func (g *p2pGuard) admit(proxy, visitor string) (release func(), err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.perProxy == nil {
+		g.perProxy, g.perVisitor = map[string]int{}, map[string]int{}
+	}
+	switch {
+	case g.perProxy[proxy] >= maxOffersPerProxy:
+		return nil, fmt.Errorf("%w: %d P2P offers for proxy %q in flight (at most %d)", errTooManyOffers, g.perProxy[proxy], proxy, maxOffersPerProxy)
+	case g.perVisitor[visitor] >= maxOffersPerVisitor:
+		return nil, fmt.Errorf("%w: %d P2P offers from visitor %q in flight (at most %d)", errTooManyOffers, g.perVisitor[visitor], visitor, maxOffersPerVisitor)
+	}
+	g.perProxy[proxy]++
+	g.perVisitor[visitor]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if g.perProxy[proxy]--; g.perProxy[proxy] <= 0 {
+				delete(g.perProxy, proxy)
+			}
+			if g.perVisitor[visitor]--; g.perVisitor[visitor] <= 0 {
+				delete(g.perVisitor, visitor)
+			}
+		})
+	}, nil
 }

@@ -41,8 +41,8 @@ func (c *Client) session(ctx context.Context) (time.Duration, error) {
 		tc.Close()
 		return 0, err
 	}
-	hello := protocol.ClientHello{ClientID: c.id, HeartbeatIntervalMs: c.cfg.Heartbeat.Interval.Milliseconds(), Software: Software}
-	w, err := auth.Client(tc, c.cfg.Auth.Token, binding, hello)
+	hello := protocol.ClientHello{User: c.cfg.User, ClientID: c.id, HeartbeatIntervalMs: c.cfg.Heartbeat.Interval.Milliseconds(), Software: Software}
+	w, err := auth.Client(tc, c.cfg.Auth.Token, binding, c.identity, hello)
 	if err != nil {
 		tc.Close()
 		return 0, fmt.Errorf("login to %s: %w", addr, err)
@@ -106,15 +106,11 @@ func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel
 		ms.Close()
 	}()
 
-	for _, p := range c.cfg.Proxies {
-		m := &protocol.NewProxy{Name: p.Name, ProxyType: string(p.Type), RemotePort: p.RemotePort, AllowUsers: p.AllowUsers}
-		if p.Type == config.ProxyUDP {
-			m.IdleTimeoutMs = p.IdleTimeout.Milliseconds()
-		}
-		if err := ch.Send(ctx, m); err != nil {
-			ms.CloseWithCause(fmt.Errorf("register proxies: %w", err))
-			return ms.Err()
-		}
+	reg := newRegistrar(ch, c.log, c.cfg.Proxies, c.cfg.Reconnect.MinDelay.Duration, c.cfg.Reconnect.MaxDelay.Duration, c.proxyStarted)
+	defer reg.close()
+	if err := reg.start(ctx); err != nil {
+		ms.CloseWithCause(err)
+		return ms.Err()
 	}
 
 	c.setLive(&live{ms: ms, ch: ch, hb: hb})
@@ -165,9 +161,11 @@ func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel
 		hb.Heard()
 		switch m := msg.(type) {
 		case *protocol.NewProxyResp:
-			c.proxyResult(m)
+			if !reg.result(m) {
+				c.log.Warn("server answered for an unknown proxy", "proxy", m.Name)
+			}
 			continue
-		case *protocol.P2PAnswer, *protocol.P2PGo:
+		case *protocol.P2PAnswer, *protocol.P2PGo, *protocol.P2PAuth:
 			c.waits.deliver(m)
 			continue
 		case *protocol.P2POffer:
@@ -201,16 +199,8 @@ func (c *Client) drain(ch *control.Channel, ms *mux.Session) {
 	c.users.CloseAll()
 }
 
-func (c *Client) proxyResult(r *protocol.NewProxyResp) {
-	p, ok := c.proxies[r.Name]
-	if !ok {
-		c.log.Warn("server answered for an unknown proxy", "proxy", r.Name)
-		return
-	}
-	if r.Error != "" {
-		c.log.Error("proxy failed", "proxy", r.Name, "type", p.Type, "code", r.Code, "error", r.Error)
-		return
-	}
+// proxyStarted logs a proxy the server accepted.
+func (c *Client) proxyStarted(p config.ProxyConfig, r *protocol.NewProxyResp) {
 	if p.Type.IsSecret() {
 		c.log.Info("secret proxy registered", "proxy", r.Name, "type", p.Type, "local", fmt.Sprintf("%s:%d", p.LocalIP, p.LocalPort))
 		return

@@ -15,6 +15,7 @@ import (
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/logging"
 	"github.com/hopproxy/hop/pkg/protocol"
+	"github.com/hopproxy/hop/pkg/visit"
 )
 
 type lockedLog struct {
@@ -40,25 +41,21 @@ func (l *lockedLog) String() string {
 func TestVisitorRefusedLogsOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var out lockedLog
-		c := &Client{log: slog.New(slog.NewTextHandler(&out, nil))}
-		p := config.ProxyConfig{Name: "ssh", SecretKey: "right-secret"}
+		c := &Client{cfg: &config.ClientConfig{}, log: slog.New(slog.NewTextHandler(&out, nil))}
+		p := config.ProxyConfig{Name: "ssh", Type: config.ProxySTCP, SecretKey: "right-secret"}
 		const n = 200
 		for range n {
 			owner, visitor := net.Pipe()
 			answer := make(chan error, 1)
 			go func() {
 				defer visitor.Close()
-				if err := protocol.WriteMsg(visitor, newVisitAuth("wrong-secret", "ssh", "mallory")); err != nil {
-					answer <- err
-					return
-				}
-				_, err := protocol.ReadAs[*protocol.VisitOK](visitor)
+				_, err := visit.Visitor(visitor, nil, "wrong-secret",
+					visit.Identity{Proxy: "ssh", ProxyType: string(p.Type), VisitorID: "mallory"})
 				answer <- err
 			}()
 			c.serveVisitor(owner, p, &protocol.StartWork{Proxy: "ssh", Visitor: "mallory"})
-			var pe *protocol.Error
-			if err := <-answer; !errors.As(err, &pe) || pe.Code != protocol.CodeAuthFailed {
-				t.Fatalf("wrong secret answered %v, want %s", err, protocol.CodeAuthFailed)
+			if err := <-answer; !errors.Is(err, visit.ErrOwnerUnconfirmed) {
+				t.Fatalf("wrong secret got %v, want visit.ErrOwnerUnconfirmed", err)
 			}
 		}
 		if got := strings.Count(out.String(), `msg="visitor refused`); got != 1 {

@@ -129,6 +129,7 @@ func (v *visitor) serveStream(app net.Conn) {
 	}
 	v.log.Debug("connection relayed", "src", app.RemoteAddr().String())
 	bridge.Join(app, st)
+	v.c.sealEnded(st, v.log, "visitor", v.cfg.Name)
 }
 
 // vflow is one local source of a datagram visitor.
@@ -234,20 +235,19 @@ func (v *visitor) runFlow(f *vflow) {
 		defer f.close()
 		buf := make([]byte, protocol.MaxDatagram)
 		for {
-			n, err := protocol.ReadDatagram(st, buf)
+			n, err := st.ReadDatagram(buf)
 			if err != nil {
+				v.c.sealEnded(st, v.log, "visitor", v.cfg.Name)
 				return
 			}
 			f.active.Touch()
 			v.pc.WriteToUDPAddrPort(buf[:n], f.src)
 		}
 	}()
-	out := make([]byte, 0, 2+protocol.MaxDatagram)
 	for {
 		select {
 		case d := <-f.q:
-			b, _ := protocol.AppendDatagram(out[:0], d)
-			if _, err := st.Write(b); err != nil {
+			if err := st.WriteDatagram(d); err != nil {
 				return
 			}
 		case <-f.done:

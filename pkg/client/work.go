@@ -11,6 +11,7 @@ import (
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/idle"
 	"github.com/hopproxy/hop/pkg/protocol"
+	"github.com/hopproxy/hop/pkg/seal"
 )
 
 // localDialTimeout bounds the connect to a local service.
@@ -54,7 +55,11 @@ func (c *Client) work(st net.Conn) {
 func (c *Client) serveLocal(st net.Conn, p config.ProxyConfig, src string) {
 	local := net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))
 	if p.Type.IsDatagram() {
-		c.workUDP(st, p, local)
+		dc, ok := st.(datagramConn)
+		if !ok {
+			dc = &framedDatagrams{Conn: st}
+		}
+		c.workUDP(dc, p, local)
 		return
 	}
 	lc, err := net.DialTimeout("tcp", local, localDialTimeout)
@@ -66,6 +71,9 @@ func (c *Client) serveLocal(st net.Conn, p config.ProxyConfig, src string) {
 	c.users.Add(lc)
 	c.connWG.Add(1)
 	bridge.Start(st, lc, func(in, out int64) {
+		if sc, ok := st.(*seal.Conn); ok {
+			c.sealEnded(sc, c.log.With("proxy", p.Name), "owner", p.Name)
+		}
 		c.users.Remove(lc)
 		c.log.Debug("connection closed", "proxy", p.Name, "src", src, "bytes_in", in, "bytes_out", out)
 		c.connWG.Done()
@@ -80,10 +88,38 @@ func (c *Client) localDown(p config.ProxyConfig, err error) {
 	}
 }
 
+// datagramConn carries whole datagrams: a sealed relay stream (sudp), or a
+// plain stream of length-prefixed datagrams (udp).
+type datagramConn interface {
+	ReadDatagram(buf []byte) (int, error)
+	WriteDatagram(d []byte) error
+	Close() error
+}
+
+// framedDatagrams is a udp proxy's data stream: 2-byte length prefixes.
+// One goroutine writes.
+type framedDatagrams struct {
+	net.Conn
+	wbuf []byte
+}
+
+func (f *framedDatagrams) ReadDatagram(buf []byte) (int, error) {
+	return protocol.ReadDatagram(f.Conn, buf)
+}
+
+func (f *framedDatagrams) WriteDatagram(d []byte) error {
+	b, err := protocol.AppendDatagram(f.wbuf[:0], d)
+	if err == nil {
+		f.wbuf = b
+		_, err = f.Write(b)
+	}
+	return err
+}
+
 // workUDP carries one source's datagrams between the stream and a UDP
 // socket connected to the local service, until either side fails or the
 // flow is idle for the proxy's idleTimeout.
-func (c *Client) workUDP(st net.Conn, p config.ProxyConfig, local string) {
+func (c *Client) workUDP(st datagramConn, p config.ProxyConfig, local string) {
 	ua, err := net.ResolveUDPAddr("udp", local)
 	if err != nil {
 		c.localDown(p, err)
@@ -114,15 +150,14 @@ func (c *Client) workUDP(st net.Conn, p config.ProxyConfig, local string) {
 	go func() { // local service → stream
 		defer wg.Done()
 		defer end()
-		buf := make([]byte, 2+protocol.MaxDatagram)
+		buf := make([]byte, protocol.MaxDatagram)
 		for {
-			n, err := lc.Read(buf[2:])
+			n, err := lc.Read(buf)
 			if err != nil {
 				return
 			}
 			active.Touch()
-			b, _ := protocol.AppendDatagram(buf[:0], buf[2:2+n])
-			if _, err := st.Write(b); err != nil {
+			if err := st.WriteDatagram(buf[:n]); err != nil {
 				return
 			}
 		}
@@ -139,8 +174,11 @@ func (c *Client) workUDP(st net.Conn, p config.ProxyConfig, local string) {
 	}()
 	buf := make([]byte, protocol.MaxDatagram)
 	for {
-		n, err := protocol.ReadDatagram(st, buf)
+		n, err := st.ReadDatagram(buf)
 		if err != nil {
+			if sc, ok := st.(*seal.Conn); ok {
+				c.sealEnded(sc, c.log.With("proxy", p.Name), "owner", p.Name)
+			}
 			break
 		}
 		active.Touch()

@@ -8,8 +8,9 @@ import (
 )
 
 // Version is the protocol version this build speaks. It is the first byte
-// of every frame.
-const Version = 1
+// of every frame. Version 2 has the PAKE login (CPace, identity keys,
+// users); a v1 peer's first frame is answered with a version error.
+const Version = 2
 
 // HeaderSize is the size of a frame header: version (1), type (1),
 // payload length (4, big endian).

@@ -45,31 +45,57 @@ type Message interface {
 	validate() error
 }
 
-// NonceSize is the size of handshake nonces; ProofSize of HMAC-SHA256 proofs.
+// Sizes of handshake fields.
 const (
-	NonceSize = 32
+	NonceSize = 32 // ClientHello.Nonce
+	// ProofSize is the size of HMAC-SHA256 values.
 	ProofSize = 32
-	// MaxNameLen bounds proxy names and client IDs.
+	// ShareSize is a CPace share (ClientHello.Share, Challenge.Share): an
+	// encoded ristretto255 element.
+	ShareSize = 32
+	// TagSize is a key confirmation tag (ClientProof.Tag, ServerProof.Tag).
+	TagSize = 32
+	// IdentityKeySize is an Ed25519 public key (ClientHello.IdentityKey);
+	// SignatureSize an Ed25519 signature (ClientProof.Signature).
+	IdentityKeySize = 32
+	SignatureSize   = 64
+	// MaxNameLen bounds proxy names, user names and client IDs.
 	MaxNameLen = 64
 )
 
-// ClientHello opens the handshake.
+// ClientHello opens the handshake. Share is the client's CPace share,
+// made with the user's token as the secret, the TLS channel binding, User
+// and ClientID as the channel identifier and Nonce as the session ID.
+// IdentityKey is the Ed25519 public key of this hopc process, which signs
+// the transcript in ClientProof: the server keeps a (User, ClientID) for
+// the key that logged in with it while that session lives.
 type ClientHello struct {
+	// User is frp's user: "" or a name; its token is checked and its
+	// proxy names are kept apart from other users'.
+	User     string `json:"user,omitempty"`
 	ClientID string `json:"clientID"`
 	Nonce    []byte `json:"nonce"`
+	Share    []byte `json:"share"`
+	// IdentityKey is an Ed25519 public key.
+	IdentityKey []byte `json:"identityKey"`
 	// HeartbeatIntervalMs is the client's app heartbeat interval; 0 = none.
 	HeartbeatIntervalMs int64  `json:"heartbeatIntervalMs"`
 	Software            string `json:"software,omitempty"`
 }
 
-// Challenge carries the server's nonce.
+// Challenge carries the server's CPace share, made with the token the
+// server has for ClientHello.User (a random one for a user it does not
+// know).
 type Challenge struct {
-	Nonce []byte `json:"nonce"`
+	Share []byte `json:"share"`
 }
 
-// ClientProof is HMAC-SHA256(token, label|binding|transcript) of the client.
+// ClientProof confirms the client's key: Tag is an HMAC of the transcript
+// under a key derived from the CPace session key, Signature the identity
+// key's Ed25519 signature of the same transcript hash.
 type ClientProof struct {
-	Proof []byte `json:"proof"`
+	Tag       []byte `json:"tag"`
+	Signature []byte `json:"signature"`
 }
 
 // Welcome tells an authenticated client the session's parameters.
@@ -81,9 +107,10 @@ type Welcome struct {
 	HeartbeatTimeoutMs  int64 `json:"heartbeatTimeoutMs"`
 }
 
-// ServerProof proves the server knows the token too.
+// ServerProof confirms the server's key: an HMAC of the transcript up to
+// and including Welcome under a key derived from the CPace session key.
 type ServerProof struct {
-	Proof []byte `json:"proof"`
+	Tag []byte `json:"tag"`
 }
 
 // Error codes carried by Error and NewProxyResp.
@@ -100,6 +127,11 @@ const (
 	// CodeTemporary: the server cannot do it now for lack of resources
 	// (file descriptors, socket memory); the client retries later.
 	CodeTemporary = "temporary"
+	// CodeClientIDInUse: another hopc process (a different identity key)
+	// holds a live session with this user and client ID. Retryable: the
+	// stale session of a hopc that stopped answering ends at its
+	// heartbeat timeout.
+	CodeClientIDInUse = "client_id_in_use"
 )
 
 // Error is sent before the sender closes the connection or refuses a request.
@@ -123,8 +155,9 @@ type NewProxy struct {
 	RemotePort int    `json:"remotePort"`
 	// IdleTimeoutMs closes an idle udp source session; udp only.
 	IdleTimeoutMs int64 `json:"idleTimeoutMs,omitempty"`
-	// AllowUsers lists the client IDs that may visit a secret proxy;
-	// empty or "*" means any visitor that knows the secret.
+	// AllowUsers lists the users whose visitors may reach a secret proxy
+	// (frp semantics): empty = only the owner's own user, "*" = any
+	// authenticated user.
 	AllowUsers []string `json:"allowUsers,omitempty"`
 }
 
@@ -162,6 +195,10 @@ type StartWork struct {
 	// Visitor is the client ID of the visitor of a secret proxy whose
 	// stream the server relays; empty for public proxies.
 	Visitor string `json:"visitor,omitempty"`
+	// VisitorUser is the user the visitor authenticated as at login, set
+	// by the server from its session ("" for the empty user and for
+	// public proxies).
+	VisitorUser string `json:"visitorUser,omitempty"`
 }
 
 func (*ClientHello) Type() Type  { return TypeClientHello }
@@ -204,18 +241,43 @@ func checkPort(p int) error {
 	return nil
 }
 
+// checkUser accepts "" (the empty user) or a name.
+func checkUser(what, s string) error {
+	if s == "" {
+		return nil
+	}
+	return checkName(what, s)
+}
+
 func (m *ClientHello) validate() error {
+	if err := checkUser("user", m.User); err != nil {
+		return err
+	}
 	if err := checkName("clientID", m.ClientID); err != nil {
 		return err
 	}
 	if m.HeartbeatIntervalMs < 0 {
 		return fmt.Errorf("negative heartbeat interval")
 	}
-	return checkLen("nonce", m.Nonce, NonceSize)
+	if len(m.Software) > MaxNameLen {
+		return fmt.Errorf("software must be at most %d bytes, got %d", MaxNameLen, len(m.Software))
+	}
+	if err := checkLen("nonce", m.Nonce, NonceSize); err != nil {
+		return err
+	}
+	if err := checkLen("share", m.Share, ShareSize); err != nil {
+		return err
+	}
+	return checkLen("identityKey", m.IdentityKey, IdentityKeySize)
 }
-func (m *Challenge) validate() error   { return checkLen("nonce", m.Nonce, NonceSize) }
-func (m *ClientProof) validate() error { return checkLen("proof", m.Proof, ProofSize) }
-func (m *ServerProof) validate() error { return checkLen("proof", m.Proof, ProofSize) }
+func (m *Challenge) validate() error { return checkLen("share", m.Share, ShareSize) }
+func (m *ClientProof) validate() error {
+	if err := checkLen("tag", m.Tag, TagSize); err != nil {
+		return err
+	}
+	return checkLen("signature", m.Signature, SignatureSize)
+}
+func (m *ServerProof) validate() error { return checkLen("tag", m.Tag, TagSize) }
 func (m *Welcome) validate() error {
 	if m.HeartbeatIntervalMs < 0 || m.HeartbeatTimeoutMs < 0 {
 		return fmt.Errorf("negative heartbeat setting")
@@ -271,6 +333,9 @@ func (m *StartWork) validate() error {
 			return err
 		}
 	}
+	if err := checkUser("visitorUser", m.VisitorUser); err != nil {
+		return err
+	}
 	return checkName("proxy name", m.Proxy)
 }
 
@@ -310,10 +375,14 @@ func newMessage(t Type) Message {
 		return new(P2PResult)
 	case TypeVisit:
 		return new(Visit)
-	case TypeVisitAuth:
-		return new(VisitAuth)
-	case TypeVisitOK:
-		return new(VisitOK)
+	case TypeP2PAuth:
+		return new(P2PAuth)
+	case TypeVisitHello:
+		return new(VisitHello)
+	case TypeVisitAccept:
+		return new(VisitAccept)
+	case TypeVisitConfirm:
+		return new(VisitConfirm)
 	}
 	return nil
 }

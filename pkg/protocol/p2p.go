@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 )
@@ -12,14 +13,16 @@ const (
 	TypeP2PAnswer Type = 20 // owner → server → visitor (control stream)
 	TypeP2PGo     Type = 21 // server → owner: start punching after a delay
 	TypeP2PResult Type = 22 // either client → server: outcome of an attempt
+	TypeP2PAuth   Type = 23 // either client → server → the other: PAKE share, key confirmation, sealed candidates
 	TypeVisit     Type = 49 // first frame of a visitor's relay stream to the server
-	TypeVisitAuth Type = 50 // visitor → owner, end to end through the relay
-	TypeVisitOK   Type = 51 // owner → visitor: authenticated, data follows
+	// 50 (VisitAuth) and 51 (VisitOK) were the HMAC visit proof of v1,
+	// which let whoever saw it test guesses of the secret offline. They are
+	// retired: never reuse the numbers. The visit handshake is in visit.go.
 )
 
 func init() {
 	for t, n := range map[Type]string{TypeP2POffer: "P2POffer", TypeP2PAnswer: "P2PAnswer", TypeP2PGo: "P2PGo",
-		TypeP2PResult: "P2PResult", TypeVisit: "Visit", TypeVisitAuth: "VisitAuth", TypeVisitOK: "VisitOK"} {
+		TypeP2PResult: "P2PResult", TypeP2PAuth: "P2PAuth", TypeVisit: "Visit"} {
 		typeNames[t] = n
 	}
 }
@@ -44,29 +47,78 @@ type Candidate struct {
 	Addr string `json:"addr"` // ip:port
 }
 
+// MaxSealedInfo bounds a sealed P2PInfo. The key exchange's shares and
+// tags have ShareSize and TagSize bytes.
+const MaxSealedInfo = 4096
+
 // P2POffer asks for a direct path to a secret proxy. The visitor sends it
-// with its candidates; the server fills in SessionID and Visitor and
-// forwards it to the proxy's owner.
+// with its PAKE share and no addresses; the server fills in SessionID,
+// Visitor and VisitorUser and forwards it to the proxy's owner. NAT is in
+// clear only for the server's tally: no punching decision is made from it.
 type P2POffer struct {
-	ID         string      `json:"id"` // the visitor's attempt ID
-	Proxy      string      `json:"proxy"`
-	ProxyType  string      `json:"type"` // xtcp or xudp
-	Visitor    string      `json:"visitor,omitempty"`
-	SessionID  string      `json:"sessionID,omitempty"` // 32 hex digits, keys the probes
-	Candidates []Candidate `json:"candidates"`
-	NAT        string      `json:"nat"` // the visitor's NAT behaviour, e.g. "EIM/APDF"
+	ID        string `json:"id"` // the visitor's attempt ID
+	Proxy     string `json:"proxy"`
+	ProxyType string `json:"type"` // xtcp or xudp
+	// ServerUser is the user of the proxy's owner, set by the visitor
+	// (its serverUser); "" = the visitor's own user.
+	ServerUser string `json:"serverUser,omitempty"`
+	// Visitor (client ID) and VisitorUser (its authenticated user) are set
+	// by the server from the visitor's session.
+	Visitor     string `json:"visitor,omitempty"`
+	VisitorUser string `json:"visitorUser,omitempty"`
+	SessionID   string `json:"sessionID,omitempty"` // 32 hex digits, names the attempt
+	NAT         string `json:"nat"`                 // the visitor's NAT behaviour, e.g. "EIM/APDF" (tally only)
+	Share       []byte `json:"share"`               // the visitor's CPace share
 }
 
-// P2PAnswer carries the owner's candidates back (or why there is no P2P).
-// The server adds DelayMs: when the visitor starts punching.
+// P2PAuth carries the rest of the key exchange between the two clients of
+// an attempt; the server forwards it to the other party of SessionID (and
+// sets ID, the visitor's attempt ID, toward the visitor). The owner sends
+// Share and Tag (its key confirmation); the visitor answers with Tag and
+// Sealed: its P2PInfo sealed under the exchange's key.
+type P2PAuth struct {
+	ID        string `json:"id,omitempty"`
+	SessionID string `json:"sessionID"`
+	Share     []byte `json:"share,omitempty"`
+	Tag       []byte `json:"tag"`
+	Sealed    []byte `json:"sealed,omitempty"`
+}
+
+// P2PAnswer carries the owner's sealed P2PInfo back (or why there is no
+// P2P). The server adds DelayMs: when the visitor starts punching. NAT is
+// the owner's class in clear, for the server's tally only.
 type P2PAnswer struct {
-	ID         string      `json:"id"`
-	SessionID  string      `json:"sessionID,omitempty"`
-	Candidates []Candidate `json:"candidates,omitempty"`
-	NAT        string      `json:"nat,omitempty"`
-	DelayMs    int64       `json:"delayMs,omitempty"`
-	Code       string      `json:"code,omitempty"`
-	Error      string      `json:"error,omitempty"`
+	ID        string `json:"id"`
+	SessionID string `json:"sessionID,omitempty"`
+	NAT       string `json:"nat,omitempty"`
+	Sealed    []byte `json:"sealed,omitempty"`
+	DelayMs   int64  `json:"delayMs,omitempty"`
+	Code      string `json:"code,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// P2PInfo is what each client reveals to the other once the key exchange
+// has proved that both know the secret: its candidates and NAT class. It
+// travels only sealed (P2PAuth.Sealed, P2PAnswer.Sealed), and every
+// punching decision is made from it.
+type P2PInfo struct {
+	Candidates []Candidate `json:"candidates"`
+	NAT        string      `json:"nat"`
+}
+
+// DecodeP2PInfo parses and checks the plaintext of a sealed P2PInfo.
+func DecodeP2PInfo(b []byte) (*P2PInfo, error) {
+	var m P2PInfo
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: P2PInfo: %v", ErrMalformed, err)
+	}
+	if err := checkNAT(m.NAT); err != nil {
+		return nil, fmt.Errorf("%w: P2PInfo: %v", ErrMalformed, err)
+	}
+	if err := checkCandidates(m.Candidates); err != nil {
+		return nil, fmt.Errorf("%w: P2PInfo: %v", ErrMalformed, err)
+	}
+	return &m, nil
 }
 
 // P2PGo tells the owner when to start punching.
@@ -89,31 +141,22 @@ type P2PResult struct {
 }
 
 // Visit opens a relayed connection to a secret proxy: the first frame a
-// visitor writes on a stream it opens to the server.
+// visitor writes on a stream it opens to the server. The visit handshake
+// (visit.go) follows, end to end with the owner.
 type Visit struct {
 	Proxy     string `json:"proxy"`
 	ProxyType string `json:"type"`
+	// ServerUser is the user of the proxy's owner (the visitor's
+	// serverUser); "" = the visitor's own user.
+	ServerUser string `json:"serverUser,omitempty"`
 }
-
-// VisitAuth proves, end to end to the owner, that the visitor knows the
-// proxy's secretKey: MAC = HMAC-SHA256(secretKey, proxy|visitor|unixMs|nonce).
-type VisitAuth struct {
-	Visitor string `json:"visitor"`
-	UnixMs  int64  `json:"unixMs"`
-	Nonce   []byte `json:"nonce"`
-	MAC     []byte `json:"mac"`
-}
-
-// VisitOK tells the visitor the owner accepted it; data follows.
-type VisitOK struct{}
 
 func (*P2POffer) Type() Type  { return TypeP2POffer }
 func (*P2PAnswer) Type() Type { return TypeP2PAnswer }
 func (*P2PGo) Type() Type     { return TypeP2PGo }
 func (*P2PResult) Type() Type { return TypeP2PResult }
+func (*P2PAuth) Type() Type   { return TypeP2PAuth }
 func (*Visit) Type() Type     { return TypeVisit }
-func (*VisitAuth) Type() Type { return TypeVisitAuth }
-func (*VisitOK) Type() Type   { return TypeVisitOK }
 
 var candidateKinds = map[string]bool{"host": true, "srflx": true, "predicted": true, "prflx": true}
 
@@ -183,13 +226,39 @@ func (m *P2POffer) validate() error {
 			return err
 		}
 	}
+	if err := checkUser("serverUser", m.ServerUser); err != nil {
+		return err
+	}
+	if err := checkUser("visitorUser", m.VisitorUser); err != nil {
+		return err
+	}
 	if err := checkSession(m.SessionID, false); err != nil {
 		return err
 	}
 	if err := checkNAT(m.NAT); err != nil {
 		return err
 	}
-	return checkCandidates(m.Candidates)
+	return checkLen("share", m.Share, ShareSize)
+}
+
+func (m *P2PAuth) validate() error {
+	if m.ID != "" {
+		if err := checkID("offer ID", m.ID); err != nil {
+			return err
+		}
+	}
+	if err := checkSession(m.SessionID, true); err != nil {
+		return err
+	}
+	if len(m.Share) != 0 {
+		if err := checkLen("share", m.Share, ShareSize); err != nil {
+			return err
+		}
+	}
+	if len(m.Sealed) > MaxSealedInfo {
+		return fmt.Errorf("sealed info of %d bytes, at most %d", len(m.Sealed), MaxSealedInfo)
+	}
+	return checkLen("tag", m.Tag, TagSize)
 }
 
 func (m *P2PAnswer) validate() error {
@@ -205,7 +274,10 @@ func (m *P2PAnswer) validate() error {
 	if err := checkNAT(m.NAT); err != nil {
 		return err
 	}
-	return checkCandidates(m.Candidates)
+	if len(m.Sealed) > MaxSealedInfo {
+		return fmt.Errorf("sealed info of %d bytes, at most %d", len(m.Sealed), MaxSealedInfo)
+	}
+	return nil
 }
 
 func (m *P2PGo) validate() error {
@@ -240,21 +312,12 @@ func (m *Visit) validate() error {
 	if err := checkName("proxy name", m.Proxy); err != nil {
 		return err
 	}
+	if err := checkUser("serverUser", m.ServerUser); err != nil {
+		return err
+	}
 	switch m.ProxyType {
 	case ProxySTCP, ProxySUDP, ProxyXTCP, ProxyXUDP:
 		return nil
 	}
 	return fmt.Errorf("visit type %q is not a secret proxy type", m.ProxyType)
 }
-
-func (m *VisitAuth) validate() error {
-	if err := checkName("visitor", m.Visitor); err != nil {
-		return err
-	}
-	if err := checkLen("nonce", m.Nonce, NonceSize); err != nil {
-		return err
-	}
-	return checkLen("mac", m.MAC, ProofSize)
-}
-
-func (m *VisitOK) validate() error { return nil }

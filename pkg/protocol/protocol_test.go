@@ -11,12 +11,16 @@ import (
 )
 
 var samples = []Message{
-	&ClientHello{ClientID: "c1", Nonce: bytes.Repeat([]byte{1}, NonceSize), HeartbeatIntervalMs: 10000, Software: "hopc/test"},
-	&Challenge{Nonce: bytes.Repeat([]byte{2}, NonceSize)},
-	&ClientProof{Proof: bytes.Repeat([]byte{3}, ProofSize)},
+	&ClientHello{ClientID: "c1", Nonce: bytes.Repeat([]byte{1}, NonceSize), Share: bytes.Repeat([]byte{9}, ShareSize),
+		IdentityKey: bytes.Repeat([]byte{8}, IdentityKeySize), HeartbeatIntervalMs: 10000, Software: "hopc/test"},
+	&ClientHello{User: "alice", ClientID: "c1", Nonce: bytes.Repeat([]byte{1}, NonceSize), Share: bytes.Repeat([]byte{9}, ShareSize),
+		IdentityKey: bytes.Repeat([]byte{8}, IdentityKeySize)},
+	&Challenge{Share: bytes.Repeat([]byte{2}, ShareSize)},
+	&ClientProof{Tag: bytes.Repeat([]byte{3}, TagSize), Signature: bytes.Repeat([]byte{7}, SignatureSize)},
 	&Welcome{SessionID: "abc", HeartbeatIntervalMs: 1, HeartbeatTimeoutMs: 3},
-	&ServerProof{Proof: bytes.Repeat([]byte{4}, ProofSize)},
+	&ServerProof{Tag: bytes.Repeat([]byte{4}, TagSize)},
 	&Error{Code: CodeAuthFailed, Message: "no"},
+	&Error{Code: CodeClientIDInUse, Message: "held by another hopc"},
 	&NewProxy{Name: "ssh", ProxyType: ProxyTCP, RemotePort: 6000},
 	&NewProxy{Name: "dns", ProxyType: ProxyUDP, RemotePort: 0, IdleTimeoutMs: 60000},
 	&NewProxyResp{Name: "ssh", RemotePort: 6000},
@@ -26,16 +30,22 @@ var samples = []Message{
 	&Pong{Seq: 7, EchoNanos: 99},
 	&StartWork{Proxy: "ssh", SrcAddr: "1.2.3.4:5"},
 	&StartWork{Proxy: "ssh", SrcAddr: "visitor", Visitor: "c2"},
+	&StartWork{Proxy: "ssh", SrcAddr: "visitor", Visitor: "c2", VisitorUser: "bob"},
 	&NewProxy{Name: "p2p", ProxyType: ProxyXTCP, AllowUsers: []string{"c2", "*"}},
 	&P2POffer{ID: "o1", Proxy: "p2p", ProxyType: ProxyXTCP, Visitor: "c2", SessionID: "00112233445566778899aabbccddeeff",
-		Candidates: []Candidate{{Kind: "host", Addr: "10.0.0.2:4000"}, {Kind: "srflx", Addr: "198.51.100.2:4000"}}, NAT: "EIM/APDF"},
-	&P2PAnswer{ID: "o1", SessionID: "00112233445566778899aabbccddeeff", Candidates: []Candidate{{Kind: "predicted", Addr: "[2001:db8::1]:5"}}, DelayMs: 30},
+		NAT: "EIM/APDF", Share: bytes.Repeat([]byte{7}, ShareSize)},
+	&P2PAuth{ID: "o1", SessionID: "00112233445566778899aabbccddeeff", Share: bytes.Repeat([]byte{8}, ShareSize), Tag: bytes.Repeat([]byte{9}, TagSize)},
+	&P2PAuth{SessionID: "00112233445566778899aabbccddeeff", Tag: bytes.Repeat([]byte{9}, TagSize), Sealed: []byte("sealed box")},
+	&P2PAnswer{ID: "o1", SessionID: "00112233445566778899aabbccddeeff", NAT: "EIM/EIF", Sealed: []byte("box"), DelayMs: 30},
+	&P2POffer{ID: "o2", Proxy: "p2p", ProxyType: ProxyXUDP, ServerUser: "alice", Visitor: "c2", VisitorUser: "bob", Share: bytes.Repeat([]byte{7}, ShareSize)},
 	&P2PAnswer{ID: "o1", Code: CodeBadRequest, Error: "no such proxy"},
 	&P2PGo{SessionID: "00112233445566778899aabbccddeeff", DelayMs: 12},
 	&P2PResult{SessionID: "00112233445566778899aabbccddeeff", Role: "owner", Outcome: "lan", ElapsedMs: 3, Packets: 4},
 	&Visit{Proxy: "p2p", ProxyType: ProxySTCP},
-	&VisitAuth{Visitor: "c2", UnixMs: 1, Nonce: bytes.Repeat([]byte{5}, NonceSize), MAC: bytes.Repeat([]byte{6}, ProofSize)},
-	&VisitOK{},
+	&Visit{Proxy: "p2p", ProxyType: ProxySTCP, ServerUser: "alice"},
+	&VisitHello{SID: bytes.Repeat([]byte{5}, VisitSIDSize), Share: bytes.Repeat([]byte{6}, ShareSize)},
+	&VisitAccept{Share: bytes.Repeat([]byte{6}, ShareSize), Tag: bytes.Repeat([]byte{7}, TagSize)},
+	&VisitConfirm{Tag: bytes.Repeat([]byte{7}, TagSize)},
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -74,15 +84,27 @@ func TestDecodeErrors(t *testing.T) {
 		words string
 	}{
 		{"oversize", huge, ErrFrameTooLarge, "65537"},
-		{"version", frame(2, byte(TypePing), `{}`), ErrVersion, "peer speaks v2"},
+		{"version 1", frame(1, byte(TypePing), `{}`), ErrVersion, "peer speaks v1, this build speaks v2"},
+		{"version 3", frame(3, byte(TypePing), `{}`), ErrVersion, "peer speaks v3"},
+		{"short share", frame(Version, byte(TypeChallenge), `{"share":"AAAA"}`), ErrMalformed, "share must be 32 bytes"},
+		{"v1 challenge", frame(Version, byte(TypeChallenge), `{"nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`), ErrMalformed, "share must be 32 bytes"},
+		{"hello without identity", frame(Version, byte(TypeClientHello), `{"clientID":"c","nonce":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=","share":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`), ErrMalformed, "identityKey must be 32 bytes"},
+		{"hello bad user", frame(Version, byte(TypeClientHello), `{"user":"a b","clientID":"c"}`), ErrMalformed, "user"},
+		{"proof without signature", frame(Version, byte(TypeClientProof), `{"tag":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}`), ErrMalformed, "signature must be 64 bytes"},
+		{"server proof short", frame(Version, byte(TypeServerProof), `{"tag":"AAAA"}`), ErrMalformed, "tag must be 32 bytes"},
+		{"start work bad user", frame(Version, byte(TypeStartWork), `{"proxy":"p","visitorUser":"a/b"}`), ErrMalformed, "visitorUser"},
+		{"visit bad server user", frame(Version, byte(TypeVisit), `{"proxy":"p","type":"stcp","serverUser":"a b"}`), ErrMalformed, "serverUser"},
 		{"unknown type", frame(Version, 200, `{}`), ErrUnknownType, "200"},
 		{"bad json", frame(Version, byte(TypePing), `{`), ErrMalformed, "Ping"},
 		{"wrong json type", frame(Version, byte(TypeNewProxy), `{"name":5}`), ErrMalformed, "NewProxy"},
-		{"short nonce", frame(Version, byte(TypeChallenge), `{"nonce":"AAAA"}`), ErrMalformed, "nonce must be 32 bytes"},
+		{"short nonce", frame(Version, byte(TypeClientHello), `{"clientID":"c","nonce":"AAAA"}`), ErrMalformed, "nonce must be 32 bytes"},
 		{"bad proxy name", frame(Version, byte(TypeNewProxy), `{"name":"a b","type":"tcp"}`), ErrMalformed, "outside"},
 		{"bad proxy type", frame(Version, byte(TypeNewProxy), `{"name":"a","type":"sctp"}`), ErrMalformed, "sctp"},
 		{"secret proxy with port", frame(Version, byte(TypeNewProxy), `{"name":"a","type":"xtcp","remotePort":5}`), ErrMalformed, "no remote port"},
-		{"bad candidate", frame(Version, byte(TypeP2POffer), `{"id":"a","proxy":"p","type":"xtcp","candidates":[{"kind":"host","addr":"nope"}]}`), ErrMalformed, "candidate address"},
+		{"offer without share", frame(Version, byte(TypeP2POffer), `{"id":"a","proxy":"p","type":"xtcp"}`), ErrMalformed, "share must be 32 bytes"},
+		{"auth without tag", frame(Version, byte(TypeP2PAuth), `{"sessionID":"00112233445566778899aabbccddeeff"}`), ErrMalformed, "tag must be 32 bytes"},
+		{"short visit share", frame(Version, byte(TypeVisitHello), `{"sid":"AAAAAAAAAAAAAAAAAAAAAA==","share":"AAAA"}`), ErrMalformed, "share must be 32 bytes"},
+		{"retired VisitAuth", frame(Version, 50, `{}`), ErrUnknownType, "50"},
 		{"bad session", frame(Version, byte(TypeP2PGo), `{"sessionID":"xyz"}`), ErrMalformed, "sessionID"},
 		{"port range", frame(Version, byte(TypeNewProxy), `{"name":"a","type":"tcp","remotePort":70000}`), ErrMalformed, "70000"},
 		{"error without code", frame(Version, byte(TypeError), `{"message":"x"}`), ErrMalformed, "without code"},
@@ -190,3 +212,76 @@ func FuzzReadDatagram(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeP2PInfo(t *testing.T) {
+	good := `{"candidates":[{"kind":"host","addr":"10.0.0.2:4000"},{"kind":"srflx","addr":"[2001:db8::1]:5"}],"nat":"EIM/APDF"}`
+	m, err := DecodeP2PInfo([]byte(good))
+	if err != nil || len(m.Candidates) != 2 || m.NAT != "EIM/APDF" {
+		t.Fatalf("good info: %+v, %v", m, err)
+	}
+	for _, bad := range []string{`{`, `{"candidates":[{"kind":"host","addr":"nope"}]}`, `{"candidates":[{"kind":"relay","addr":"1.2.3.4:5"}]}`,
+		`{"nat":"` + strings.Repeat("x", 40) + `"}`} {
+		if _, err := DecodeP2PInfo([]byte(bad)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: %v, want ErrMalformed", bad, err)
+		}
+	}
+}
+
+// FuzzDecodeP2PInfo: the plaintext of a sealed P2PInfo (it comes from the
+// peer, authenticated but not trusted to be well formed).
+func FuzzDecodeP2PInfo(f *testing.F) {
+	f.Add([]byte(`{"candidates":[{"kind":"host","addr":"10.0.0.2:4000"}],"nat":"EIM/APDF"}`))
+	f.Add([]byte(`{"candidates":null}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		m, err := DecodeP2PInfo(in)
+		if err != nil {
+			return
+		}
+		if len(m.Candidates) > MaxCandidates {
+			t.Fatalf("%d candidates accepted", len(m.Candidates))
+		}
+	})
+}
+
+// fuzzDecode fuzzes the decoder of one message type with payloads seeded
+// from the samples of that type: it must never panic, and what it accepts
+// must survive a round trip.
+func fuzzDecode(f *testing.F, t Type) {
+	for _, m := range samples {
+		if m.Type() == t {
+			b, _ := Encode(m)
+			f.Add(b[HeaderSize:])
+		}
+	}
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(tt *testing.T, payload []byte) {
+		m, err := Decode(t, payload)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				tt.Fatalf("error %v is not ErrMalformed", err)
+			}
+			return
+		}
+		b, err := Encode(m)
+		if err != nil {
+			tt.Fatalf("re-encode: %v", err)
+		}
+		m2, err := Decode(t, b[HeaderSize:])
+		if err != nil || !reflect.DeepEqual(m, m2) {
+			tt.Fatalf("round trip of %#v: %#v, %v", m, m2, err)
+		}
+	})
+}
+
+// The handshake messages, one target each.
+func FuzzClientHello(f *testing.F) { fuzzDecode(f, TypeClientHello) }
+func FuzzChallenge(f *testing.F)   { fuzzDecode(f, TypeChallenge) }
+func FuzzClientProof(f *testing.F) { fuzzDecode(f, TypeClientProof) }
+func FuzzServerProof(f *testing.F) { fuzzDecode(f, TypeServerProof) }
+func FuzzWelcome(f *testing.F)     { fuzzDecode(f, TypeWelcome) }
+func FuzzError(f *testing.F)       { fuzzDecode(f, TypeError) }
+func FuzzStartWork(f *testing.F)   { fuzzDecode(f, TypeStartWork) }
+func FuzzVisit(f *testing.F)       { fuzzDecode(f, TypeVisit) }
+func FuzzP2POffer(f *testing.F)    { fuzzDecode(f, TypeP2POffer) }

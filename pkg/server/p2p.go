@@ -67,14 +67,14 @@ func sendTimeout(ss *session, m protocol.Message) error {
 // p2pOffer handles a visitor's request for a direct path: it checks the
 // proxy, names the attempt and hands the offer to the proxy's owner.
 func (s *Server) p2pOffer(ss *session, m *protocol.P2POffer) {
-	p, perr := s.lookupSecret(ss.clientID, m.Proxy, m.ProxyType)
+	p, perr := s.lookupSecret(ss, m.ServerUser, m.Proxy, m.ProxyType)
 	if perr != nil {
 		sendTimeout(ss, &protocol.P2PAnswer{ID: m.ID, Code: perr.Code, Error: perr.Message})
 		return
 	}
 	var id [16]byte
 	rand.Read(id[:])
-	a := &attempt{offerID: m.ID, session: hex.EncodeToString(id[:]), proxy: p.name, typ: p.typ,
+	a := &attempt{offerID: m.ID, session: hex.EncodeToString(id[:]), proxy: p.fullName(), typ: p.typ,
 		visitor: ss, owner: p.owner, visitorNAT: m.NAT, created: time.Now()}
 	st := s.p2p
 	st.mu.Lock()
@@ -92,11 +92,14 @@ func (s *Server) p2pOffer(ss *session, m *protocol.P2POffer) {
 		sendTimeout(ss, &protocol.P2PAnswer{ID: m.ID, Code: protocol.CodeBadRequest, Error: "the server has too many P2P attempts in flight; try again later"})
 		return
 	}
+	// The owner learns who visits from the server, which authenticated
+	// the visitor's session; whatever the visitor wrote there is replaced.
 	fwd := *m
-	fwd.Visitor, fwd.SessionID = ss.clientID, a.session
+	fwd.Proxy, fwd.ServerUser = p.name, p.owner.user
+	fwd.Visitor, fwd.VisitorUser, fwd.SessionID = ss.clientID, ss.user, a.session
 	if err := sendTimeout(p.owner, &fwd); err != nil {
 		s.p2pForget(a.session)
-		sendTimeout(ss, &protocol.P2PAnswer{ID: m.ID, Code: protocol.CodeBadRequest, Error: "the owner of proxy " + p.name + " cannot be reached: " + err.Error()})
+		sendTimeout(ss, &protocol.P2PAnswer{ID: m.ID, Code: protocol.CodeBadRequest, Error: "the owner of proxy " + p.fullName() + " cannot be reached: " + err.Error()})
 	}
 }
 
@@ -132,8 +135,27 @@ func (s *Server) p2pAnswer(ss *session, m *protocol.P2PAnswer) {
 	rttV, rttO := a.visitor.hb.Stats().LastRTT, a.owner.hb.Stats().LastRTT
 	base := max(rttV, rttO)/2 + 20*time.Millisecond
 	dv, do := base-rttV/2, base-rttO/2
-	sendTimeout(a.visitor, &protocol.P2PAnswer{ID: a.offerID, SessionID: a.session, Candidates: m.Candidates, NAT: m.NAT, DelayMs: dv.Milliseconds()})
+	sendTimeout(a.visitor, &protocol.P2PAnswer{ID: a.offerID, SessionID: a.session, NAT: m.NAT, Sealed: m.Sealed, DelayMs: dv.Milliseconds()})
 	sendTimeout(a.owner, &protocol.P2PGo{SessionID: a.session, DelayMs: do.Milliseconds()})
+}
+
+// p2pAuth forwards the key exchange of an attempt (shares, confirmation
+// tags, sealed candidates) to the attempt's other client, unread: only the
+// two clients can open it.
+func (s *Server) p2pAuth(ss *session, m *protocol.P2PAuth) {
+	a := s.p2pLookup(m.SessionID)
+	switch {
+	case a == nil:
+		ss.log.Debug("P2P auth for an unknown attempt", "session", m.SessionID)
+	case ss == a.owner:
+		fwd := *m
+		fwd.ID = a.offerID
+		sendTimeout(a.visitor, &fwd)
+	case ss == a.visitor:
+		fwd := *m
+		fwd.ID = ""
+		sendTimeout(a.owner, &fwd)
+	}
 }
 
 // p2pResult records the visitor's outcome of an attempt in the tally.
@@ -173,7 +195,7 @@ func (s *Server) p2pResult(ss *session, m *protocol.P2PResult) {
 		ps.AvgToDirectMs = float64(ps.totalMs) / float64(n)
 	}
 	st.mu.Unlock()
-	args := []any{"proxy", a.proxy, "type", a.typ, "visitor", a.visitor.clientID, "owner", a.owner.clientID,
+	args := []any{"proxy", a.proxy, "type", a.typ, "visitor", a.visitor.key().String(), "owner", a.owner.key().String(),
 		"visitor_nat", key.Visitor, "owner_nat", key.Owner, "outcome", m.Outcome, "elapsed", time.Duration(m.ElapsedMs) * time.Millisecond, "packets", m.Packets}
 	if m.Error != "" {
 		args = append(args, "why_not_direct", m.Error)

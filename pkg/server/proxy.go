@@ -15,12 +15,16 @@ import (
 	"github.com/hopproxy/hop/pkg/protocol"
 )
 
+// proxyKey names a proxy on the server: its owner's user and the name the
+// owner gave it. Names are per user (frp's user.name); ports are global.
+type proxyKey struct{ user, name string }
+
 // proxy is one public port of a client.
 type proxy struct {
-	name    string
+	name    string // the owner's name of it, sent in StartWork
 	typ     string
 	port    int      // 0 for secret proxies
-	allow   []string // secret proxies: client IDs that may visit; empty = any
+	allow   []string // secret proxies: users that may visit; empty = the owner's user, "*" = any
 	owner   *session
 	log     *slog.Logger
 	ln      net.Listener // tcp
@@ -42,6 +46,11 @@ func (p *proxy) stopAccepting() {
 	})
 }
 
+func (p *proxy) key() proxyKey { return proxyKey{p.owner.user, p.name} }
+
+// fullName is the server-side name, user.name, for logs.
+func (p *proxy) fullName() string { return qualify(p.owner.user, p.name) }
+
 func refuse(name, code, format string, args ...any) *protocol.NewProxyResp {
 	return &protocol.NewProxyResp{Name: name, Code: code, Error: fmt.Sprintf(format, args...)}
 }
@@ -54,12 +63,12 @@ func (s *Server) openProxy(ss *session, m *protocol.NewProxy) *protocol.NewProxy
 	if s.closing {
 		return refuse(m.Name, protocol.CodeShuttingDown, "server is shutting down")
 	}
-	if other, ok := s.proxies[m.Name]; ok {
-		who := "another client (" + other.owner.clientID + ")"
+	full := qualify(ss.user, m.Name)
+	if other, ok := s.proxies[proxyKey{ss.user, m.Name}]; ok {
 		if other.owner == ss {
-			who = "this session"
+			return refuse(m.Name, protocol.CodeBadRequest, "proxy %q is already registered by this session", full)
 		}
-		return refuse(m.Name, protocol.CodeProxyExists, "proxy name %q is already registered by %s; give each proxy a unique name", m.Name, who)
+		return refuse(m.Name, protocol.CodeProxyExists, "proxy name %q is held by another live session of user %q (client %s); if that is a previous run of this hopc, it is freed when that session ends or misses its heartbeat; otherwise give each proxy of the user a unique name", full, ss.user, other.owner.clientID)
 	}
 	ss.mu.Lock()
 	n := len(ss.proxies)
@@ -72,8 +81,8 @@ func (s *Server) openProxy(ss *session, m *protocol.NewProxy) *protocol.NewProxy
 	}
 	p := &proxy{name: m.Name, typ: m.ProxyType, owner: ss, allow: m.AllowUsers}
 	if isSecret(p.typ) {
-		p.log = ss.log.With("proxy", p.name, "type", p.typ)
-		s.proxies[p.name] = p
+		p.log = ss.log.With("proxy", full, "type", p.typ)
+		s.proxies[p.key()] = p
 		ss.mu.Lock()
 		ss.proxies[p.name] = p
 		ss.mu.Unlock()
@@ -88,8 +97,8 @@ func (s *Server) openProxy(ss *session, m *protocol.NewProxy) *protocol.NewProxy
 		}
 		return r
 	}
-	p.log = ss.log.With("proxy", p.name, "type", p.typ, "port", p.port)
-	s.proxies[p.name] = p
+	p.log = ss.log.With("proxy", full, "type", p.typ, "port", p.port)
+	s.proxies[p.key()] = p
 	ss.mu.Lock()
 	ss.proxies[p.name] = p
 	ss.mu.Unlock()
@@ -189,8 +198,8 @@ func (s *Server) closeProxy(p *proxy) {
 	p.stopAccepting()
 	p.wg.Wait()
 	s.mu.Lock()
-	if s.proxies[p.name] == p {
-		delete(s.proxies, p.name)
+	if s.proxies[p.key()] == p {
+		delete(s.proxies, p.key())
 	}
 	s.mu.Unlock()
 	p.owner.mu.Lock()
@@ -237,13 +246,15 @@ func isSecret(typ string) bool {
 	return false
 }
 
-// allows reports whether the client may visit the secret proxy p.
-func (p *proxy) allows(clientID string) bool {
+// allows reports whether a visitor authenticated as user may visit the
+// secret proxy p (frp's allowUsers): an empty list admits only the
+// owner's own user, "*" any user.
+func (p *proxy) allows(user string) bool {
 	if len(p.allow) == 0 {
-		return true
+		return user == p.owner.user
 	}
 	for _, u := range p.allow {
-		if u == "*" || u == clientID {
+		if u == "*" || u == user {
 			return true
 		}
 	}

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
@@ -32,9 +33,12 @@ import (
 
 // Causes recorded for sessions the server ends; match them with errors.Is.
 var (
-	// ErrReplaced: a newer login with the same client ID replaced the
-	// session.
-	ErrReplaced = errors.New("replaced by a new login with the same client ID")
+	// ErrReplaced: a newer login of the same hopc process (same user,
+	// client ID and identity key) replaced the session.
+	ErrReplaced = errors.New("replaced by a new login of the same client (same user, client ID and identity key)")
+	// ErrClientIDInUse: a login for a (user, client ID) with a live session
+	// of another identity key was refused.
+	ErrClientIDInUse = errors.New("client ID in use by a live session of another hopc process")
 	// ErrShutdown: the server is shutting down.
 	ErrShutdown = errors.New("server shutting down")
 )
@@ -50,8 +54,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	closing  bool
-	sessions map[string]*session // by client ID
-	proxies  map[string]*proxy   // by proxy name
+	sessions map[clientKey]*session // by (user, client ID)
+	proxies  map[proxyKey]*proxy    // by (user, proxy name)
 	history  map[string]*ClientHistory
 	p2p      *p2pState
 	stun     *stunserver.Server
@@ -78,7 +82,7 @@ func New(cfg *config.ServerConfig, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	return &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp,
-		sessions: map[string]*session{}, proxies: map[string]*proxy{}, history: map[string]*ClientHistory{}, p2p: newP2PState()}, nil
+		sessions: map[clientKey]*session{}, proxies: map[proxyKey]*proxy{}, history: map[string]*ClientHistory{}, p2p: newP2PState()}, nil
 }
 
 func (s *Server) keepalive() transport.KeepAlive {
@@ -217,17 +221,18 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		return
 	}
 	var sessionID string
-	hello, welcome, err := auth.Server(tc, s.cfg.Auth.Token, binding, s.decide)
+	hello, welcome, err := auth.Server(tc, s.cfg.Auth.TokenFor, binding, s.decide)
 	if err != nil {
 		args := []any{"error", err}
 		if hello != nil {
-			args = append(args, "client", hello.ClientID)
+			args = append(args, "user", hello.User, "client", hello.ClientID)
 		}
 		s.logLimit.Log(ctx, log, slog.LevelWarn, logging.Source(remote), "login rejected", args...)
 		tc.Close()
 		return
 	}
 	sessionID = welcome.SessionID
+	log = log.With("user", hello.User, "client", hello.ClientID)
 	ms, err := mux.Server(tc, s.muxConfig())
 	if err != nil {
 		log.Error("mux session", "error", err)
@@ -236,14 +241,19 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 	}
 	ctrl, err := ms.Accept() // bounded by the handshake deadline
 	if err != nil {
-		log.Warn("client opened no control stream", "client", hello.ClientID, "error", err)
+		log.Warn("client opened no control stream", "error", err)
 		ms.Close()
 		return
 	}
 	raw.SetDeadline(time.Time{})
-	ss := newSession(s, hello.ClientID, sessionID, ms, ctrl, log.With("client", hello.ClientID, "session", sessionID))
-	if !s.register(ss) {
-		ss.ms.CloseWithCause(ErrShutdown)
+	ss := newSession(s, hello, sessionID, ms, ctrl, log.With("session", sessionID))
+	if err := s.register(ss); err != nil {
+		// Shutting down, or (rarely) another process's login for this
+		// client ID won the race since decide: its next try gets the
+		// clear refusal at login.
+		ss.log.Info("session refused after login", "cause", err)
+		ss.ms.CloseWithCause(err)
+		ss.ch.Close()
 		ss.ms.Close()
 		return
 	}
@@ -266,7 +276,8 @@ func (s *Server) muxConfig() mux.Config {
 	}
 }
 
-// decide is the login policy, applied once the client proved the token.
+// decide is the login policy, applied once the client proved the token
+// and signed with its identity key.
 func (s *Server) decide(h *protocol.ClientHello) (*protocol.Welcome, *protocol.Error) {
 	hb := s.cfg.Heartbeat
 	if hb.Timeout.Duration > 0 && h.HeartbeatIntervalMs == 0 {
@@ -276,9 +287,13 @@ func (s *Server) decide(h *protocol.ClientHello) (*protocol.Welcome, *protocol.E
 	}
 	s.mu.Lock()
 	closing := s.closing
+	old := s.sessions[clientKey{h.User, h.ClientID}]
 	s.mu.Unlock()
 	if closing {
 		return nil, &protocol.Error{Code: protocol.CodeShuttingDown, Message: "server is shutting down"}
+	}
+	if old != nil && !old.identity.Equal(ed25519.PublicKey(h.IdentityKey)) {
+		return nil, s.clientIDInUse(h.User, h.ClientID)
 	}
 	var id [6]byte
 	rand.Read(id[:])
@@ -289,22 +304,39 @@ func (s *Server) decide(h *protocol.ClientHello) (*protocol.Welcome, *protocol.E
 	}, nil
 }
 
-// register makes ss the session of its client ID, replacing (and waiting
-// out) an older one, so that its ports are free for the new session.
-func (s *Server) register(ss *session) bool {
+// clientIDInUse is the refusal of a login for a (user, client ID) that a
+// live session of another identity key holds.
+func (s *Server) clientIDInUse(user, clientID string) *protocol.Error {
+	until := fmt.Sprintf("misses its heartbeat (hops' heartbeat.timeout is %v)", s.cfg.Heartbeat.Timeout.Duration)
+	if s.cfg.Heartbeat.Timeout.Duration <= 0 {
+		until = "stops answering the mux keepalive"
+	}
+	return &protocol.Error{Code: protocol.CodeClientIDInUse, Message: fmt.Sprintf(
+		"client ID %q of user %q is held by a live session of another hopc process (another identity key); hops frees it when that session ends or %s, and a retry gets in then. If two hopc run with this clientID on purpose, give each its own (or leave clientID unset: each process then makes one)",
+		clientID, user, until)}
+}
+
+// register makes ss the session of its (user, client ID). An older session
+// of the same identity key (the same hopc process reconnecting) is
+// replaced at once and waited out, so its ports are free for ss; one of
+// another key stays, and ss is refused.
+func (s *Server) register(ss *session) error {
 	for {
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
-			return false
+			return ErrShutdown
 		}
-		old := s.sessions[ss.clientID]
+		old := s.sessions[ss.key()]
 		if old == nil {
-			s.sessions[ss.clientID] = ss
+			s.sessions[ss.key()] = ss
 			s.mu.Unlock()
-			return true
+			return nil
 		}
 		s.mu.Unlock()
+		if !old.identity.Equal(ss.identity) {
+			return ErrClientIDInUse
+		}
 		ss.log.Info("replacing the previous session of this client", "old_session", old.id)
 		old.ms.CloseWithCause(ErrReplaced)
 		<-old.ended
@@ -314,13 +346,14 @@ func (s *Server) register(ss *session) bool {
 func (s *Server) unregister(ss *session, cause error) {
 	ss.closeProxies()
 	s.mu.Lock()
-	if s.sessions[ss.clientID] == ss {
-		delete(s.sessions, ss.clientID)
+	if s.sessions[ss.key()] == ss {
+		delete(s.sessions, ss.key())
 	}
-	h := s.history[ss.clientID]
+	name := ss.key().String()
+	h := s.history[name]
 	if h == nil {
 		h = &ClientHistory{}
-		s.history[ss.clientID] = h
+		s.history[name] = h
 	}
 	h.Sessions++
 	h.LastCause = cause
@@ -336,7 +369,8 @@ type ClientHistory struct {
 	LastEnd   time.Time // when
 }
 
-// History returns a copy of the ended-session history per client ID.
+// History returns a copy of the ended-session history per client, keyed
+// user.clientID (the client ID alone for the empty user).
 func (s *Server) History() map[string]ClientHistory {
 	s.mu.Lock()
 	defer s.mu.Unlock()

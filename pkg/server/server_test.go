@@ -1,12 +1,17 @@
 package server
 
 import (
+	"crypto/ed25519"
+	"errors"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hopproxy/hop/pkg/auth"
 	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/mux"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
 
@@ -39,25 +44,141 @@ func TestDecideRequiresHeartbeat(t *testing.T) {
 
 func TestLookupSecret(t *testing.T) {
 	s := testServer(t)
-	owner := &session{clientID: "owner", proxies: map[string]*proxy{}}
-	s.proxies["x"] = &proxy{name: "x", typ: protocol.ProxyXTCP, owner: owner, allow: []string{"friend"}}
-	s.proxies["web"] = &proxy{name: "web", typ: protocol.ProxyTCP, owner: owner, port: 8080}
+	alice := &session{user: "alice", clientID: "a1", proxies: map[string]*proxy{}}
+	bob := &session{user: "bob", clientID: "b1", proxies: map[string]*proxy{}}
+	carol := &session{user: "carol", clientID: "c1"}
+	add := func(owner *session, name, typ string, allow ...string) {
+		p := &proxy{name: name, typ: typ, owner: owner, allow: allow}
+		s.proxies[p.key()] = p
+	}
+	add(alice, "x", protocol.ProxyXTCP, "bob")
+	add(alice, "own", protocol.ProxySTCP) // empty allowUsers: alice's own visitors only
+	add(alice, "any", protocol.ProxySTCP, "*")
+	add(alice, "web", protocol.ProxyTCP)
+	add(bob, "x", protocol.ProxyXTCP) // the same name under another user
+	hidden := `has no secret proxy`
 	for _, tt := range []struct {
-		visitor, name, typ, want string
+		visitor          *session
+		serverUser, name string
+		typ              string
+		want             string // "" = found
+		wantOwner        *session
 	}{
-		{"friend", "x", protocol.ProxyXTCP, ""},
-		{"stranger", "x", protocol.ProxyXTCP, "not in the allowUsers"},
-		{"friend", "x", protocol.ProxySTCP, "use the same type on both sides"},
-		{"friend", "nope", protocol.ProxyXTCP, "no proxy named"},
-		{"friend", "web", protocol.ProxySTCP, "public port, not a secret proxy"},
+		{alice, "", "own", protocol.ProxySTCP, "", alice},
+		{alice, "alice", "own", protocol.ProxySTCP, "", alice},
+		{bob, "alice", "own", protocol.ProxySTCP, hidden, nil},
+		{bob, "alice", "x", protocol.ProxyXTCP, "", alice},
+		{carol, "alice", "x", protocol.ProxyXTCP, hidden, nil},
+		{carol, "alice", "any", protocol.ProxySTCP, "", alice},
+		{bob, "", "x", protocol.ProxyXTCP, "", bob}, // bob's own x, not alice's
+		{alice, "bob", "x", protocol.ProxyXTCP, hidden, nil},
+		{alice, "", "x", protocol.ProxySTCP, "use the same type on both sides", nil},
+		{alice, "", "nope", protocol.ProxyXTCP, `no proxy named "alice.nope"`, nil},
+		{alice, "", "web", protocol.ProxySTCP, "public port, not a secret proxy", nil},
+		{bob, "alice", "nope", protocol.ProxyXTCP, hidden, nil},
+		{bob, "alice", "web", protocol.ProxySTCP, hidden, nil},
 	} {
-		_, e := s.lookupSecret(tt.visitor, tt.name, tt.typ)
+		p, e := s.lookupSecret(tt.visitor, tt.serverUser, tt.name, tt.typ)
+		name := tt.visitor.user + "->" + qualify(tt.serverUser, tt.name)
 		switch {
 		case tt.want == "" && e != nil:
-			t.Errorf("%+v: refused: %s", tt, e.Message)
+			t.Errorf("%s: refused: %s", name, e.Message)
+		case tt.want == "" && p.owner != tt.wantOwner:
+			t.Errorf("%s: got the proxy of %s", name, p.owner.user)
 		case tt.want != "" && (e == nil || !strings.Contains(e.Message, tt.want)):
-			t.Errorf("%+v: got %v, want %q", tt, e, tt.want)
+			t.Errorf("%s: got %v, want %q", name, e, tt.want)
 		}
+	}
+	// A visitor of another user learns nothing from the refusal: absent,
+	// public and not-allowed proxies read the same.
+	_, e1 := s.lookupSecret(bob, "alice", "nope", protocol.ProxySTCP)
+	_, e2 := s.lookupSecret(bob, "alice", "own", protocol.ProxySTCP)
+	_, e3 := s.lookupSecret(bob, "alice", "web", protocol.ProxySTCP)
+	if e1.Message != strings.Replace(e2.Message, `"own"`, `"nope"`, 1) || e1.Message != strings.Replace(e3.Message, `"web"`, `"nope"`, 1) {
+		t.Errorf("refusals differ:\n%s\n%s\n%s", e1.Message, e2.Message, e3.Message)
+	}
+}
+
+func hello(user, clientID string, key ed25519.PublicKey) *protocol.ClientHello {
+	return &protocol.ClientHello{User: user, ClientID: clientID, IdentityKey: key, HeartbeatIntervalMs: 10000}
+}
+
+// A live (user, clientID) is refused to a login with another identity
+// key, and taken over by one with the same key.
+func TestDecideClientIDInUse(t *testing.T) {
+	s := testServer(t)
+	k1, k2 := auth.NewIdentity().Public(), auth.NewIdentity().Public()
+	s.sessions[clientKey{"alice", "c"}] = &session{user: "alice", clientID: "c", identity: k1}
+	if _, e := s.decide(hello("alice", "c", k2)); e == nil || e.Code != protocol.CodeClientIDInUse ||
+		!strings.Contains(e.Message, `client ID "c" of user "alice"`) || !strings.Contains(e.Message, "heartbeat.timeout is 30s") {
+		t.Fatalf("other key: %+v", e)
+	}
+	if _, e := s.decide(hello("alice", "c", k1)); e != nil {
+		t.Fatalf("same key: %+v", e)
+	}
+	if _, e := s.decide(hello("bob", "c", k2)); e != nil {
+		t.Fatalf("another user with the same client ID: %+v", e)
+	}
+	if _, e := s.decide(hello("", "c", k2)); e != nil {
+		t.Fatalf("the empty user with the same client ID: %+v", e)
+	}
+}
+
+// liveSession is a session with a real mux over a pipe, whose run loop
+// stands in for handle: it unregisters when the mux ends.
+func liveSession(t *testing.T, s *Server, user, clientID string, key ed25519.PublicKey) *session {
+	t.Helper()
+	a, b := net.Pipe()
+	ms, err := mux.Server(a, mux.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer, err := mux.Client(b, mux.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ms.Close(); peer.Close() })
+	ss := &session{srv: s, user: user, clientID: clientID, identity: key, ms: ms, id: clientID + "-" + user,
+		log: slog.New(slog.DiscardHandler), ended: make(chan struct{}), proxies: map[string]*proxy{}}
+	return ss
+}
+
+func TestRegister(t *testing.T) {
+	s := testServer(t)
+	k1, k2 := auth.NewIdentity().Public(), auth.NewIdentity().Public()
+	first := liveSession(t, s, "alice", "c", k1)
+	if err := s.register(first); err != nil {
+		t.Fatal(err)
+	}
+	go func() { <-first.ms.Done(); s.unregister(first, first.ms.Err()) }()
+
+	// Another process (key) with the same user and client ID: refused,
+	// and the live session is untouched.
+	other := liveSession(t, s, "alice", "c", k2)
+	if err := s.register(other); !errors.Is(err, ErrClientIDInUse) {
+		t.Fatalf("other key: %v", err)
+	}
+	select {
+	case <-first.ms.Done():
+		t.Fatal("the refused login closed the live session")
+	default:
+	}
+	if s.sessions[clientKey{"alice", "c"}] != first {
+		t.Fatal("the live session lost its slot")
+	}
+
+	// The same process reconnecting replaces it at once.
+	again := liveSession(t, s, "alice", "c", k1)
+	if err := s.register(again); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(first.ms.Err(), ErrReplaced) || s.sessions[clientKey{"alice", "c"}] != again {
+		t.Fatalf("old session cause %v; slot holds %p, want %p", first.ms.Err(), s.sessions[clientKey{"alice", "c"}], again)
+	}
+	// Another user's client of the same ID is a different client.
+	bob := liveSession(t, s, "bob", "c", k2)
+	if err := s.register(bob); err != nil {
+		t.Fatalf("bob: %v", err)
 	}
 }
 

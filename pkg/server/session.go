@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,10 +16,29 @@ import (
 	"github.com/hopproxy/hop/pkg/protocol"
 )
 
+// clientKey is a client's identity on the server: its authenticated user
+// and the client ID it logged in with. The session table is keyed by it.
+type clientKey struct{ user, clientID string }
+
+// String is user.clientID, or the client ID alone for the empty user.
+func (k clientKey) String() string { return qualify(k.user, k.clientID) }
+
+// qualify is frp's naming of a user's object on the server: user.name
+// when the user is not empty. It is for logs and messages only: the
+// tables key by (user, name) so "a.b"+"c" and "a"+"b.c" stay apart.
+func qualify(user, name string) string {
+	if user == "" {
+		return name
+	}
+	return user + "." + name
+}
+
 // session is one logged-in client.
 type session struct {
 	srv      *Server
+	user     string // authenticated at login: its token was proven
 	clientID string
+	identity ed25519.PublicKey // signed the login transcript
 	id       string
 	ms       *mux.Session
 	ch       *control.Channel
@@ -31,10 +51,12 @@ type session struct {
 	proxies map[string]*proxy
 }
 
-func newSession(s *Server, clientID, id string, ms *mux.Session, ctrl net.Conn, log *slog.Logger) *session {
-	return &session{srv: s, clientID: clientID, id: id, ms: ms, ch: control.New(ctrl), log: log,
-		ended: make(chan struct{}), proxies: map[string]*proxy{}}
+func newSession(s *Server, hello *protocol.ClientHello, id string, ms *mux.Session, ctrl net.Conn, log *slog.Logger) *session {
+	return &session{srv: s, user: hello.User, clientID: hello.ClientID, identity: ed25519.PublicKey(hello.IdentityKey),
+		id: id, ms: ms, ch: control.New(ctrl), log: log, ended: make(chan struct{}), proxies: map[string]*proxy{}}
 }
+
+func (ss *session) key() clientKey { return clientKey{ss.user, ss.clientID} }
 
 // run serves the control stream until the session ends and returns why.
 func (ss *session) run() error {
@@ -111,13 +133,16 @@ func (ss *session) handle(msg protocol.Message) error {
 	case *protocol.P2PResult:
 		ss.srv.p2pResult(ss, m)
 		return nil
+	case *protocol.P2PAuth:
+		ss.srv.p2pAuth(ss, m)
+		return nil
 	case *protocol.CloseProxy:
 		ss.mu.Lock()
 		p := ss.proxies[m.Name]
 		ss.mu.Unlock()
 		if p != nil {
 			ss.srv.closeProxy(p)
-			ss.log.Info("proxy closed by client", "proxy", m.Name)
+			ss.log.Info("proxy closed by client", "proxy", p.fullName())
 		}
 		return nil
 	default:
@@ -140,6 +165,7 @@ func (ss *session) closeProxies() {
 }
 
 // openStream opens the stream of one user connection and announces it.
+// proxyName is the client's own name of the proxy.
 func (ss *session) openStream(proxyName, src string) (net.Conn, error) {
 	return ss.openStreamFor(&protocol.StartWork{Proxy: proxyName, SrcAddr: src})
 }

@@ -2,7 +2,7 @@
 // and listening with kernel keepalive settings, the TLS configurations of
 // hops and hopc (a generated self-signed certificate when none is
 // configured, optional CA or fingerprint pinning) and the TLS channel
-// binding used by package auth.
+// binding used by package auth (its login PAKE is bound to it).
 package transport
 
 import (
@@ -133,7 +133,9 @@ func selfSigned() (tls.Certificate, error) {
 
 // ClientTLS returns the client's TLS config. Without caFile and pin it
 // does not verify the server's certificate: login security comes from the
-// channel-bound token proofs of package auth. caFile verifies the chain and
+// channel-bound PAKE of package auth, which gives an impostor one online
+// guess of the token per connection and nothing to test offline (but pin
+// or verify the certificate to keep impostors out altogether). caFile verifies the chain and
 // serverName; pin (lowercase hex SHA-256, no colons) requires that exact
 // leaf certificate.
 func ClientTLS(serverName, caFile, pin string) (*tls.Config, error) {

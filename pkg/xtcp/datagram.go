@@ -30,7 +30,7 @@ type DatagramPath struct {
 }
 
 // NewDatagramPath starts an xudp path to the peer at remote over conn,
-// the socket Punch used. key is the secret key, session the punch's session
+// the socket Punch used. key is the attempt key (PunchConfig.Key), session the punch's session
 // ID and role ours. On success the DatagramPath owns conn; on error conn is
 // untouched.
 func NewDatagramPath(conn *net.UDPConn, remote netip.AddrPort, key []byte, session SessionID, role Role, cfg DatagramConfig) (*DatagramPath, error) {

@@ -11,17 +11,20 @@
 //	owner and visitor, each with its own socket:
 //	  local, _ := xtcp.LocalPrefixes()
 //	  remote := xtcp.OrderCandidates(local, candidatesFromServer)
-//	  res, err := xtcp.Punch(ctx, conn, xtcp.PunchConfig{SecretKey: sk,
+//	  res, err := xtcp.Punch(ctx, conn, xtcp.PunchConfig{Key: key,
 //	      SessionID: sid, Role: role, Remote: remote, StartAt: startAt})
 //	  // on *xtcp.PunchError: report err.Reason, use the relay
-//	visitor: s, err := xtcp.DialKCP(conn, res.Remote, sk, sid, xtcp.SessionConfig{})
-//	owner:   s, err := xtcp.AcceptKCP(conn, res.Remote, sk, sid, xtcp.SessionConfig{})
+//	visitor: s, err := xtcp.DialKCP(conn, res.Remote, key, sid, xtcp.SessionConfig{})
+//	owner:   s, err := xtcp.AcceptKCP(conn, res.Remote, key, sid, xtcp.SessionConfig{})
 //	  st, err := s.Open() / s.Accept()
 //	  <-s.Done(); errors.Is(s.Err(), xtcp.ErrPathDead) → punch again
 //
 // Punch reads the socket while it runs; after it, the Session or
-// DatagramPath owns the socket and closes it. Every key is
-// HKDF-SHA256(secretKey, salt = sessionID, info = label); the labels are
+// DatagramPath owns the socket and closes it. key is the attempt key, which
+// the caller derives from the ISK of a PAKE exchange between the two peers
+// (hop: pkg/client, keyed by the proxy's secretKey), fresh per attempt.
+// Every working key is HKDF-SHA256(key, salt = sessionID, info = label);
+// the labels are
 // "hop punch v1" (control packets), "hop kcp v1 visitor|owner" and
 // "hop xudp v1 visitor|owner" (data frames, by sending role) and
 // "hop kcp conv v1" (KCP's conversation ID).
@@ -54,7 +57,7 @@
 //	28     8    sender timestamp, Unix nanoseconds (signed)
 //	36     16   nonce, random
 //	52     16   HMAC-SHA256 over bytes 0..51, truncated to 16 bytes, keyed by
-//	            HKDF-SHA256(secretKey, salt = session ID, info = "hop punch v1")
+//	            HKDF-SHA256(attempt key, salt = session ID, info = "hop punch v1")
 //
 // A receiver drops a packet of any other length, magic, version, type,
 // role or reserved value; of another session; whose MAC does not verify;
@@ -96,7 +99,7 @@
 //	14     n    payload, ChaCha20-Poly1305 ciphertext
 //	14+n   16   tag
 //
-// The key is HKDF-SHA256(secretKey, salt = session ID, info = "hop kcp v1
+// The key is HKDF-SHA256(attempt key, salt = session ID, info = "hop kcp v1
 // " or "hop xudp v1 " followed by the sender's role); the nonce is four
 // zero bytes then the counter; the additional data is bytes 0..13. A
 // receiver drops frames from other addresses, frames that do not open and

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+	"time"
 )
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -117,5 +118,35 @@ func TestReplayWindow(t *testing.T) {
 		if !accept(c) {
 			t.Fatalf("counter %d refused", c)
 		}
+	}
+}
+
+// TestFramesDoNotCrossAttempts: two attempts with the same session ID but
+// their own attempt keys (as two PAKE exchanges give) share no frame or
+// control packet, even at the same counter — no nonce reuse under one key,
+// no replay from one attempt into the other.
+func TestFramesDoNotCrossAttempts(t *testing.T) {
+	sid := NewSessionID()
+	k1, k2 := []byte("attempt one key, 32 bytes long!!"), []byte("attempt two key, 32 bytes long!!")
+	for _, kind := range []frameKind{kindKCP, kindDatagram} {
+		f1 := newFrameSealer(k1, sid, kind, RoleVisitor).seal(nil, []byte("payload"))
+		f2 := newFrameSealer(k2, sid, kind, RoleVisitor).seal(nil, []byte("payload"))
+		if bytes.Equal(f1, f2) {
+			t.Fatalf("kind %d: the same frame under both attempts", kind)
+		}
+		if _, err := newFrameOpener(k2, sid, kind, RoleVisitor).open(bytes.Clone(f1)); err == nil {
+			t.Fatalf("kind %d: a frame of attempt 1 opened in attempt 2", kind)
+		}
+		if _, err := newFrameOpener(k1, sid, kind, RoleVisitor).open(f1); err != nil {
+			t.Fatalf("kind %d: own frame: %v", kind, err)
+		}
+	}
+	now := time.Now()
+	pkt := newCtlKey(k1, sid).seal(nil, ctlProbe, RoleVisitor, 1, now)
+	if _, err := newCtlKey(k2, sid).open(pkt); !errors.Is(err, ErrBadMAC) {
+		t.Fatalf("control packet of attempt 1 in attempt 2: %v, want ErrBadMAC", err)
+	}
+	if string(deriveKey(k1, sid, infoKCPConv, 4)) == string(deriveKey(k2, sid, infoKCPConv, 4)) {
+		t.Fatal("both attempts have the same KCP conversation ID")
 	}
 }

@@ -39,7 +39,8 @@ type Session struct {
 
 // DialKCP starts the visitor's end of an xtcp session with the peer at
 // remote (PunchResult.Remote) over conn, the socket Punch used. key is the
-// secret key and session the punch's session ID; both must be the owner's.
+// attempt key (PunchConfig.Key) and session the punch's session ID; both
+// must be the owner's.
 //
 // On success the Session owns conn; on error conn is untouched and still
 // the caller's. KCP needs no handshake, so DialKCP returns at once.

@@ -290,7 +290,7 @@ func TestSessionConfigErrors(t *testing.T) {
 		}
 	}
 	if _, err := DialKCP(conn, peer, nil, NewSessionID(), SessionConfig{}); err == nil {
-		t.Error("empty secret accepted")
+		t.Error("empty key accepted")
 	}
 	if _, err := AcceptKCP(conn, peer, testSecret, SessionID{}, SessionConfig{}); err == nil {
 		t.Error("zero session accepted")

@@ -107,22 +107,27 @@ func (id *SessionID) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// KeySize is the size of an attempt key (PunchConfig.Key).
+const KeySize = 32
+
 // HKDF info labels. Each key of an attempt is
-// HKDF-SHA256(secretKey, salt = sessionID, info = label); the data labels
+// HKDF-SHA256(attempt key, salt = sessionID, info = label); the data labels
 // end in the sending role ("visitor" or "owner"), so each direction has its
-// own key and a packet reflected back to its sender does not open.
+// own key and a packet reflected back to its sender does not open. The
+// attempt key is fresh per attempt (both peers contribute randomness to
+// it), so a repeated session ID never repeats a key, and the counter
+// nonces of the data frames never repeat under one key.
 const (
 	infoPunch    = "hop punch v1"    // control packets (HMAC key)
 	infoKCP      = "hop kcp v1 "     // + sender role: KCP data frames
 	infoDatagram = "hop xudp v1 "    // + sender role: xudp data frames
 	infoKCPConv  = "hop kcp conv v1" // KCP conversation ID (4 bytes)
 	keyLen       = 32                // bytes of every key
-	maxSecretLen = 1 << 10
 )
 
-// deriveKey returns n bytes of HKDF-SHA256(secret, salt = id, info).
-func deriveKey(secret []byte, id SessionID, info string, n int) []byte {
-	k, err := hkdf.Key(sha256.New, secret, id[:], info, n)
+// deriveKey returns n bytes of HKDF-SHA256(key, salt = id, info).
+func deriveKey(key []byte, id SessionID, info string, n int) []byte {
+	k, err := hkdf.Key(sha256.New, key, id[:], info, n)
 	if err != nil {
 		// Only an n beyond 255*32 fails; every caller asks for less.
 		panic(err)
@@ -130,13 +135,12 @@ func deriveKey(secret []byte, id SessionID, info string, n int) []byte {
 	return k
 }
 
-// checkSecret rejects keys no peer could share by accident.
-func checkSecret(secret []byte) error {
-	if len(secret) == 0 {
-		return fmt.Errorf("xtcp: empty secret key")
-	}
-	if len(secret) > maxSecretLen {
-		return fmt.Errorf("xtcp: secret key of %d bytes is too long (at most %d)", len(secret), maxSecretLen)
+// checkKey rejects anything but an attempt key of KeySize bytes (a
+// low-entropy secret passed directly would make the frames' keys
+// guessable offline from a captured packet).
+func checkKey(key []byte) error {
+	if len(key) != KeySize {
+		return fmt.Errorf("xtcp: attempt key of %d bytes, want %d (derive it from the offer's PAKE exchange)", len(key), KeySize)
 	}
 	return nil
 }

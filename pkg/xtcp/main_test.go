@@ -25,7 +25,7 @@ func checkLeaks(t testing.TB) {
 	t.Cleanup(func() { goleak.VerifyNone(t, opts...) })
 }
 
-var testSecret = []byte("correct horse battery staple")
+var testSecret = []byte("correct horse battery staple 32b") // an attempt key: KeySize bytes
 
 // listen opens a UDP socket on loopback; the test closes it at the end
 // unless something else already did.
@@ -60,7 +60,7 @@ func host(a netip.AddrPort) Candidate { return Candidate{Addr: a, Kind: Host} }
 // testPunchConfig returns fast settings for loopback.
 func testPunchConfig(sid SessionID, role Role, remote ...Candidate) PunchConfig {
 	return PunchConfig{
-		SecretKey:  testSecret,
+		Key:        testSecret,
 		SessionID:  sid,
 		Role:       role,
 		Remote:     remote,

@@ -84,7 +84,7 @@ func newPath(conn *net.UDPConn, remote netip.AddrPort, secret []byte, session Se
 	if conn == nil {
 		return nil, errors.New("xtcp: nil conn")
 	}
-	if err := checkSecret(secret); err != nil {
+	if err := checkKey(secret); err != nil {
 		return nil, err
 	}
 	if session.IsZero() {

@@ -12,13 +12,16 @@ import (
 	"time"
 )
 
-// PunchConfig configures one punch attempt. SecretKey, SessionID, Role and
+// PunchConfig configures one punch attempt. Key, SessionID, Role and
 // Remote are required; a zero duration or count means its default.
 type PunchConfig struct {
-	// SecretKey is the secret both peers share (the proxy's secret key).
-	// It never leaves the machine: packets carry an HMAC keyed by
-	// HKDF-SHA256(SecretKey, salt = SessionID, info = "hop punch v1").
-	SecretKey []byte
+	// Key is the attempt key both peers agreed on (KeySize bytes): hop
+	// derives it from the ISK of the offer's PAKE exchange, to which both
+	// peers contributed fresh randomness, so it is new for every attempt
+	// even when a session ID repeats. It never leaves the machine: packets
+	// carry an HMAC keyed by HKDF-SHA256(Key, salt = SessionID,
+	// info = "hop punch v1").
+	Key []byte
 	// SessionID identifies this attempt; the server makes it.
 	SessionID SessionID
 	// Role is ours; the peer must have the other one.
@@ -74,7 +77,7 @@ const (
 
 // withDefaults validates c and fills in the defaults.
 func (c PunchConfig) withDefaults() (PunchConfig, error) {
-	if err := checkSecret(c.SecretKey); err != nil {
+	if err := checkKey(c.Key); err != nil {
 		return c, err
 	}
 	if c.SessionID.IsZero() {
@@ -239,7 +242,7 @@ func newPuncher(conn *net.UDPConn, cfg PunchConfig) *puncher {
 	ps := &puncher{
 		conn:   conn,
 		cfg:    cfg,
-		key:    newCtlKey(cfg.SecretKey, cfg.SessionID),
+		key:    newCtlKey(cfg.Key, cfg.SessionID),
 		guard:  newCtlGuard(cfg.Role, cfg.MaxClockSkew),
 		probes: make(map[uint32]sentProbe),
 		trips:  make(map[netip.AddrPort]roundTrip),

@@ -86,7 +86,7 @@ func TestPunchWrongKey(t *testing.T) {
 	sid := NewSessionID()
 	oc := testPunchConfig(sid, RoleOwner, host(addrOf(vconn)))
 	vc := testPunchConfig(sid, RoleVisitor, host(addrOf(oconn)))
-	vc.SecretKey = []byte("not the owner's secret")
+	vc.Key = []byte("not the owner's attempt key, 32b")
 	oc.Timeout, vc.Timeout = 300*time.Millisecond, 300*time.Millisecond
 	o, v := punchBoth(context.Background(), oconn, vconn, oc, vc)
 	for _, out := range []punchOutcome{o, v} {
@@ -226,7 +226,7 @@ func TestPunchConfigErrors(t *testing.T) {
 	conn := listen(t)
 	good := testPunchConfig(NewSessionID(), RoleOwner, host(deadPort(t)))
 	for name, mod := range map[string]func(*PunchConfig){
-		"no secret":     func(c *PunchConfig) { c.SecretKey = nil },
+		"no key":        func(c *PunchConfig) { c.Key = nil },
 		"zero session":  func(c *PunchConfig) { c.SessionID = SessionID{} },
 		"no role":       func(c *PunchConfig) { c.Role = 0 },
 		"no candidates": func(c *PunchConfig) { c.Remote = nil },
@@ -313,7 +313,7 @@ func TestSprayCandidates(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	cfg, err := PunchConfig{SecretKey: []byte("0123456789abcdef"), SessionID: NewSessionID(), Role: RoleOwner,
+	cfg, err := PunchConfig{Key: []byte("0123456789abcdef0123456789abcdef"), SessionID: NewSessionID(), Role: RoleOwner,
 		Remote:  []Candidate{{Addr: netip.MustParseAddrPort("127.0.0.1:5000"), Kind: ServerReflexive}},
 		SprayIP: netip.MustParseAddr("127.0.0.1"), SprayPorts: 300}.withDefaults()
 	if err != nil {
@@ -330,7 +330,7 @@ func TestSprayCandidates(t *testing.T) {
 		}
 		seen[c.Addr] = true
 	}
-	if _, err := (PunchConfig{SecretKey: []byte("0123456789abcdef"), SessionID: NewSessionID(), Role: RoleOwner,
+	if _, err := (PunchConfig{Key: []byte("0123456789abcdef0123456789abcdef"), SessionID: NewSessionID(), Role: RoleOwner,
 		Remote: ps.cfg.Remote, SprayPorts: 10}).withDefaults(); err == nil {
 		t.Fatal("spray without an address accepted")
 	}

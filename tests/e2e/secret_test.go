@@ -94,8 +94,11 @@ func TestSTCPWrongSecretIsRefused(t *testing.T) {
 	if !strings.Contains(lineOf(owner, "visitor refused"), "secretKey differs") {
 		t.Fatalf("owner's reason: %s", lineOf(owner, "visitor refused"))
 	}
+	// The visitor checks the owner first (the owner confirms the key
+	// before the visitor does): it refuses an owner that cannot prove the
+	// secret, and says so.
 	eventually(t, 5*time.Second, "the visitor to log the refusal", func() bool {
-		return strings.Contains(lineOf(vis, "visit refused"), "secretKey differs")
+		return strings.Contains(lineOf(vis, "visit refused"), "could not prove it knows the secretKey")
 	})
 }
 

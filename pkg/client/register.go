@@ -1,0 +1,161 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hopproxy/hop/pkg/backoff"
+	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/protocol"
+)
+
+// sender is what the registrar needs of the control channel.
+type sender interface {
+	Send(ctx context.Context, m protocol.Message) error
+}
+
+// permanentProxyCode reports whether a NewProxyResp refusal cannot pass by
+// itself: the request or the server's policy has to change. Every other
+// code (port_in_use, proxy_exists held by a dying session, a temporary
+// server error, codes this build does not know) is retried.
+func permanentProxyCode(code string) bool {
+	switch code {
+	case protocol.CodePortNotAllowed, protocol.CodeBadRequest, protocol.CodeTooManyProxies:
+		return true
+	}
+	return false
+}
+
+// registrar registers the proxies of one session and retries, per proxy
+// with its own backoff (jitter, capped at reconnect.maxDelay), those the
+// server refused for a passing reason. It lives as long as the session.
+type registrar struct {
+	ch      sender
+	log     *slog.Logger
+	min     time.Duration
+	max     time.Duration
+	onReady func(config.ProxyConfig, *protocol.NewProxyResp) // logs a started proxy
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // pending retries
+
+	order []config.ProxyConfig
+
+	mu     sync.Mutex
+	closed bool
+	state  map[string]*regState // by proxy name
+}
+
+type regState struct {
+	cfg   config.ProxyConfig
+	bo    backoff.Backoff
+	timer *time.Timer // pending retry, nil if none
+	up    bool        // the server accepted it
+}
+
+func newRegistrar(ch sender, log *slog.Logger, proxies []config.ProxyConfig, min, max time.Duration, onReady func(config.ProxyConfig, *protocol.NewProxyResp)) *registrar {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &registrar{ch: ch, log: log, min: min, max: max, onReady: onReady, ctx: ctx, cancel: cancel, order: proxies, state: map[string]*regState{}}
+	for _, p := range proxies {
+		r.state[p.Name] = &regState{cfg: p, bo: backoff.Backoff{Min: min, Max: max}}
+	}
+	return r
+}
+
+func newProxyMsg(p config.ProxyConfig) *protocol.NewProxy {
+	m := &protocol.NewProxy{Name: p.Name, ProxyType: string(p.Type), RemotePort: p.RemotePort, AllowUsers: p.AllowUsers}
+	if p.Type == config.ProxyUDP {
+		m.IdleTimeoutMs = p.IdleTimeout.Milliseconds()
+	}
+	return m
+}
+
+// start sends a NewProxy for every proxy, in config order.
+func (r *registrar) start(ctx context.Context) error {
+	for _, p := range r.order {
+		if err := r.ch.Send(ctx, newProxyMsg(p)); err != nil {
+			return fmt.Errorf("register proxies: %w", err)
+		}
+	}
+	return nil
+}
+
+// result handles the server's answer for one proxy. It reports false for
+// an answer about a proxy this client does not have.
+func (r *registrar) result(m *protocol.NewProxyResp) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st, ok := r.state[m.Name]
+	if !ok {
+		return false
+	}
+	if r.closed {
+		return true
+	}
+	if m.Error == "" {
+		st.up = true
+		st.bo.Reset()
+		if r.onReady != nil {
+			r.onReady(st.cfg, m)
+		}
+		return true
+	}
+	if permanentProxyCode(m.Code) {
+		r.log.Error(fmt.Sprintf("proxy %s refused: %s; not retrying: this needs a change of its config or of the server's", m.Name, m.Error),
+			"proxy", m.Name, "type", st.cfg.Type, "code", m.Code)
+		return true
+	}
+	d := st.bo.Next()
+	r.log.Warn(fmt.Sprintf("proxy %s refused: %s; retrying in %v", m.Name, m.Error, d.Round(100*time.Millisecond)),
+		"proxy", m.Name, "type", st.cfg.Type, "code", m.Code, "attempt", st.bo.Attempt(), "retry_in", d)
+	if st.timer != nil {
+		return true // a retry is already pending
+	}
+	r.wg.Add(1)
+	st.timer = time.AfterFunc(d, func() {
+		defer r.wg.Done()
+		r.mu.Lock()
+		st.timer = nil
+		closed := r.closed
+		r.mu.Unlock()
+		if closed {
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+		defer cancel()
+		if err := r.ch.Send(ctx, newProxyMsg(st.cfg)); err != nil {
+			r.log.Debug("proxy retry not sent: the session is ending", "proxy", st.cfg.Name, "error", err)
+		}
+	})
+	return true
+}
+
+// pending reports whether a retry of the named proxy is scheduled (tests).
+func (r *registrar) pending(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := r.state[name]
+	return st != nil && st.timer != nil
+}
+
+// close stops the pending retries and waits for any that is running. It
+// may be called more than once.
+func (r *registrar) close() {
+	r.mu.Lock()
+	if !r.closed {
+		r.closed = true
+		for _, st := range r.state {
+			if st.timer != nil && st.timer.Stop() {
+				st.timer = nil
+				r.wg.Done()
+			}
+		}
+	}
+	r.mu.Unlock()
+	r.cancel()
+	r.wg.Wait()
+}

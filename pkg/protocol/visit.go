@@ -1,0 +1,58 @@
+package protocol
+
+// The visit handshake: after Visit, the visitor and the owner of a secret
+// proxy run CPace (pkg/pake) keyed by the proxy's secretKey, end to end
+// through the server's relay, with key confirmation both ways; sealed
+// records (pkg/seal) follow. Values are part of the wire format: never
+// renumber.
+const (
+	TypeVisitHello   Type = 52 // visitor → owner: session ID and CPace share
+	TypeVisitAccept  Type = 53 // owner → visitor: CPace share and the owner's confirmation tag
+	TypeVisitConfirm Type = 54 // visitor → owner: the visitor's confirmation tag; sealed records follow
+)
+
+// VisitSIDSize is the size of the visitor's random session ID.
+const VisitSIDSize = 16
+
+func init() {
+	for t, n := range map[Type]string{TypeVisitHello: "VisitHello", TypeVisitAccept: "VisitAccept", TypeVisitConfirm: "VisitConfirm"} {
+		typeNames[t] = n
+	}
+}
+
+// VisitHello opens the visit handshake.
+type VisitHello struct {
+	SID   []byte `json:"sid"`   // VisitSIDSize random bytes of the visitor
+	Share []byte `json:"share"` // the visitor's CPace share
+}
+
+// VisitAccept is the owner's share and proof that it knows the secret.
+type VisitAccept struct {
+	Share []byte `json:"share"`
+	Tag   []byte `json:"tag"`
+}
+
+// VisitConfirm is the visitor's proof that it knows the secret.
+type VisitConfirm struct {
+	Tag []byte `json:"tag"`
+}
+
+func (*VisitHello) Type() Type   { return TypeVisitHello }
+func (*VisitAccept) Type() Type  { return TypeVisitAccept }
+func (*VisitConfirm) Type() Type { return TypeVisitConfirm }
+
+func (m *VisitHello) validate() error {
+	if err := checkLen("sid", m.SID, VisitSIDSize); err != nil {
+		return err
+	}
+	return checkLen("share", m.Share, ShareSize)
+}
+
+func (m *VisitAccept) validate() error {
+	if err := checkLen("share", m.Share, ShareSize); err != nil {
+		return err
+	}
+	return checkLen("tag", m.Tag, TagSize)
+}
+
+func (m *VisitConfirm) validate() error { return checkLen("tag", m.Tag, TagSize) }
