@@ -31,9 +31,9 @@ func TestPortReleasedProxyComesUp(t *testing.T) {
 }
 
 // frozenServer has a short app heartbeat, so a frozen hopc's session
-// times out in two seconds.
+// times out in four seconds (room for a -race hopc to start meanwhile).
 func frozenServer(port int) string {
-	return serverConfig(port, "[heartbeat]\ninterval = \"200ms\"\ntimeout = \"2s\"\n")
+	return serverConfig(port, "[heartbeat]\ninterval = \"200ms\"\ntimeout = \"4s\"\n")
 }
 
 func frozenClient(srvPort int, extra string) string {
