@@ -19,6 +19,7 @@ import (
 
 	"github.com/hopproxy/hop/pkg/client"
 	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/fdlimit"
 	"github.com/hopproxy/hop/pkg/logging"
 	"github.com/hopproxy/hop/pkg/procs"
 )
@@ -39,6 +40,7 @@ const usage = `usage:
   hopc nat -c FILE      discover the NAT in front of this host (via the server in FILE) and explain what it means for P2P`
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
+	hup := procs.CatchHUP() // from here on SIGHUP no longer ends the process
 	var sub string
 	if len(args) > 0 && (args[0] == "verify" || args[0] == "nat") {
 		sub, args = args[0], args[1:]
@@ -72,6 +74,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeLog()
+	defer hup.Log(log)()
+	fdlimit.RaiseAndLog(log)
 	for _, w := range cfg.Warnings() {
 		log.Warn("config warning", "warning", w)
 	}

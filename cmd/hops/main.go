@@ -17,6 +17,7 @@ import (
 	"syscall"
 
 	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/fdlimit"
 	"github.com/hopproxy/hop/pkg/logging"
 	"github.com/hopproxy/hop/pkg/procs"
 	"github.com/hopproxy/hop/pkg/server"
@@ -37,6 +38,7 @@ const usage = `usage:
   hops verify -c FILE   check FILE and print every problem`
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
+	hup := procs.CatchHUP() // from here on SIGHUP no longer ends the process
 	verify := len(args) > 0 && args[0] == "verify"
 	if verify {
 		args = args[1:]
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeLog()
+	defer hup.Log(log)()
+	fdlimit.RaiseAndLog(log)
 	for _, w := range cfg.Warnings() {
 		log.Warn("config warning", "warning", w)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/hopproxy/hop/pkg/backoff"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/drain"
+	"github.com/hopproxy/hop/pkg/logging"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/transport"
 )
@@ -58,6 +59,7 @@ type Client struct {
 
 	warnMu   sync.Mutex
 	lastWarn map[string]time.Time // per proxy, see localDown
+	logLimit logging.Limiter      // per visitor: "visitor refused"
 
 	liveMu   sync.Mutex
 	cur      *live         // the logged-in session, nil between sessions

@@ -1,12 +1,14 @@
 package client
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
@@ -100,7 +102,7 @@ func (c *Client) serveVisitor(st net.Conn, p config.ProxyConfig, sw *protocol.St
 		err = c.checkVisit(a, p, sw.Visitor)
 	}
 	if err != nil {
-		c.log.Warn("visitor refused", "proxy", p.Name, "visitor", sw.Visitor, "error", err)
+		c.logLimit.Log(context.Background(), c.log, slog.LevelWarn, sw.Visitor, "visitor refused", "proxy", p.Name, "visitor", sw.Visitor, "error", err)
 		protocol.WriteMsg(st, &protocol.Error{Code: protocol.CodeAuthFailed, Message: err.Error()})
 		st.Close()
 		return

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -11,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hopproxy/hop/pkg/acceptloop"
 	"github.com/hopproxy/hop/pkg/bridge"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/idle"
@@ -92,17 +92,11 @@ func (c *Client) stopVisitors() {
 	}
 }
 
+// serveStreams accepts application connections until the visitor's port
+// closes; a failed accept is waited out and retried (package acceptloop).
 func (v *visitor) serveStreams() {
 	defer v.wg.Done()
-	for {
-		app, err := v.ln.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return
-		}
+	acceptloop.Serve(context.Background(), v.ln, func(app net.Conn) {
 		v.c.users.Add(app)
 		v.c.connWG.Add(1)
 		go func() {
@@ -110,7 +104,7 @@ func (v *visitor) serveStreams() {
 			defer v.c.users.Remove(app)
 			v.serveStream(app)
 		}()
-	}
+	}, acceptloop.Options{Log: v.log})
 }
 
 // serveStream carries one application connection: direct when a P2P path

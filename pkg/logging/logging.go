@@ -2,6 +2,10 @@
 // section of their config: a level (debug, info, warn, error) and a
 // destination (stderr, stdout, console (frp's name for stdout) or a file,
 // appended to).
+//
+// Its Limiter keeps the lines a remote peer can repeat at will (failed
+// handshakes, rejected logins, refused visitors) to one line and one
+// summary per source and window.
 package logging
 
 import (

@@ -82,7 +82,7 @@ type State struct {
 func Start(role Role, secret, channel, sid, ad []byte) *State {
 	g := generator(secret, channel, sid)
 	var r [64]byte
-	rand.Read(r[:]) // never fails (crypto/rand contract since Go 1.24)
+	rand.Read(r[:])                                        // never fails (crypto/rand contract since Go 1.24)
 	y, _ := ristretto255.NewScalar().SetUniformBytes(r[:]) // 64 bytes: cannot fail
 	Y := ristretto255.NewIdentityElement().ScalarMult(y, g)
 	return &State{role: role, y: y, share: Y.Bytes(), ad: append([]byte(nil), ad...), sid: append([]byte(nil), sid...)}

@@ -1,4 +1,5 @@
-// Package procs sizes the Go scheduler of hops and hopc.
+// Package procs holds the process settings of hops and hopc: the size of
+// the Go scheduler (Set) and what SIGHUP does (CatchHUP).
 //
 // A proxy's work is a pipeline of goroutine hand-offs (socket reader, mux
 // send loop, TLS, the other socket's writer). With a P for every CPU, each

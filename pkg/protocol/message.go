@@ -124,6 +124,9 @@ const (
 	CodeProxyExists       = "proxy_exists"
 	CodeTooManyProxies    = "too_many_proxies"
 	CodeShuttingDown      = "shutting_down"
+	// CodeTemporary: the server cannot do it now for lack of resources
+	// (file descriptors, socket memory); the client retries later.
+	CodeTemporary = "temporary"
 	// CodeClientIDInUse: another hopc process (a different identity key)
 	// holds a live session with this user and client ID. Retryable: the
 	// stale session of a hopc that stopped answering ends at its

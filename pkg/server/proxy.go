@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/hopproxy/hop/pkg/acceptloop"
 	"github.com/hopproxy/hop/pkg/bridge"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
@@ -88,10 +90,12 @@ func (s *Server) openProxy(ss *session, m *protocol.NewProxy) *protocol.NewProxy
 		return &protocol.NewProxyResp{Name: p.name}
 	}
 	if err := s.bind(p, m.RemotePort); err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return refuse(m.Name, protocol.CodePortInUse, "remotePort %d is already in use on the server; pick another or set remotePort = 0", m.RemotePort)
+		r := bindRefusal(m.Name, m.RemotePort, err)
+		if r.Code == protocol.CodeTemporary {
+			s.logLimit.Log(context.Background(), ss.log, slog.LevelWarn, ss.key().String(), "cannot open a proxy's port: out of resources; the client will retry",
+				"proxy", full, "remote_port", m.RemotePort, "error", err, "hint", "raise the open files limit (ulimit -n, LimitNOFILE= in a systemd unit)")
 		}
-		return refuse(m.Name, protocol.CodePortNotAllowed, "cannot open remotePort %d on the server: %v", m.RemotePort, err)
+		return r
 	}
 	p.log = ss.log.With("proxy", full, "type", p.typ, "port", p.port)
 	s.proxies[p.key()] = p
@@ -107,6 +111,31 @@ func (s *Server) openProxy(ss *session, m *protocol.NewProxy) *protocol.NewProxy
 	}
 	p.log.Info("proxy started")
 	return &protocol.NewProxyResp{Name: p.name, RemotePort: p.port}
+}
+
+// bindRefusal is the answer to a NewProxy whose port cannot be opened,
+// by the cause: a port in use or one the server may not open is for the
+// user to change; a server out of file descriptors or socket memory is
+// temporary, and hopc retries.
+func bindRefusal(name string, port int, err error) *protocol.NewProxyResp {
+	what := fmt.Sprintf("remotePort %d", port)
+	if port == 0 {
+		what = "a free port"
+	}
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		if port == 0 {
+			return refuse(name, protocol.CodePortInUse, "no free port on the server (within its allowPorts, if set); ask its operator for more")
+		}
+		return refuse(name, protocol.CodePortInUse, "%s is already in use on the server; pick another or set remotePort = 0", what)
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE):
+		return refuse(name, protocol.CodeTemporary, "the server is out of file descriptors and cannot open %s now (%v); hopc retries, and the server's operator should raise its open files limit (ulimit -n)", what, err)
+	case errors.Is(err, syscall.ENOBUFS), errors.Is(err, syscall.ENOMEM):
+		return refuse(name, protocol.CodeTemporary, "the server is out of socket memory and cannot open %s now (%v); hopc retries", what, err)
+	case errors.Is(err, syscall.EACCES), errors.Is(err, syscall.EPERM):
+		return refuse(name, protocol.CodePortNotAllowed, "the server may not open %s: %v; ports below 1024 need privileges (CAP_NET_BIND_SERVICE) on the server: pick a higher remotePort", what, err)
+	}
+	return refuse(name, protocol.CodePortNotAllowed, "cannot open %s on the server: %v", what, err)
 }
 
 // bind opens the proxy's public port: the requested one, or with port 0
@@ -178,20 +207,14 @@ func (s *Server) closeProxy(p *proxy) {
 	p.owner.mu.Unlock()
 }
 
-// serveTCP accepts user connections until the port closes. The
-// connections it started live on (tracked by s.users and s.connWG) so that
-// closing a port lets them finish.
+// serveTCP accepts user connections until the port closes; a failed
+// accept is waited out and retried (package acceptloop), so the port is
+// never left bound with nobody accepting. The connections it started live
+// on (tracked by s.users and s.connWG) so that closing a port lets them
+// finish.
 func (s *Server) serveTCP(p *proxy) {
 	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return
-		}
+	acceptloop.Serve(context.Background(), p.ln, func(c net.Conn) {
 		s.users.Add(c)
 		s.connWG.Add(1)
 		go func() {
@@ -210,7 +233,7 @@ func (s *Server) serveTCP(p *proxy) {
 				s.connWG.Done()
 			})
 		}()
-	}
+	}, acceptloop.Options{Log: p.log})
 }
 
 // isSecret reports whether a proxy type has no public port and is reached

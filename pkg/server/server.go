@@ -19,10 +19,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hopproxy/hop/pkg/acceptloop"
 	"github.com/hopproxy/hop/pkg/auth"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/drain"
 	"github.com/hopproxy/hop/pkg/heartbeat"
+	"github.com/hopproxy/hop/pkg/logging"
 	"github.com/hopproxy/hop/pkg/mux"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/transport"
@@ -64,6 +66,10 @@ type Server struct {
 	users    drain.Set      // proxied user connections, for the drain
 	acceptWG sync.WaitGroup
 	connWG   sync.WaitGroup // one per proxied user connection
+
+	// logLimit folds the lines a remote peer can repeat at will (failed
+	// handshakes, rejected logins) into one summary per source and window.
+	logLimit logging.Limiter
 }
 
 // New prepares a server; Listen binds it.
@@ -143,28 +149,17 @@ func (s *Server) Serve(ctx context.Context) error {
 	return err
 }
 
+// acceptLoop hands every control connection to handle until shutdown
+// closes the listener; a failed accept (out of descriptors, say) is waited
+// out and retried, never the end of hops.
 func (s *Server) acceptLoop(ctx context.Context) error {
-	for {
-		c, err := s.ln.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closing := s.closing
-			s.mu.Unlock()
-			if closing {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return fmt.Errorf("accept: %w", err)
-		}
+	return acceptloop.Serve(ctx, s.ln, func(c net.Conn) {
 		s.handlers.Add(1)
 		go func() {
 			defer s.handlers.Done()
 			s.handle(ctx, c)
 		}()
-	}
+	}, acceptloop.Options{Log: s.log.With("listener", "control")})
 }
 
 // shutdown is the two-phase stop: no new clients or user connections,
@@ -215,7 +210,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		if errors.Is(err, io.EOF) {
 			level = slog.LevelDebug // a port probe that connected and left
 		}
-		log.Log(ctx, level, "TLS handshake failed", "error", err)
+		s.logLimit.Log(ctx, log, level, logging.Source(remote), "TLS handshake failed", "error", err)
 		raw.Close()
 		return
 	}
@@ -232,7 +227,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		if hello != nil {
 			args = append(args, "user", hello.User, "client", hello.ClientID)
 		}
-		log.Warn("login rejected", args...)
+		s.logLimit.Log(ctx, log, slog.LevelWarn, logging.Source(remote), "login rejected", args...)
 		tc.Close()
 		return
 	}
