@@ -573,3 +573,30 @@ type fuzzConn struct {
 
 func (c *fuzzConn) Read(b []byte) (int, error)  { return c.r.Read(b) }
 func (c *fuzzConn) Write(b []byte) (int, error) { return len(b), nil }
+
+// FuzzClient feeds arbitrary bytes as the server's side of a login: the
+// client must not panic and must never accept, since no input can carry a
+// valid server tag without the token and the client's fresh share.
+func FuzzClient(f *testing.F) {
+	for _, user := range []string{"", "alice"} {
+		c, s := net.Pipe()
+		rec := &recorder{Conn: s}
+		go func() {
+			Server(rec, tokens("secret", nil), binding, welcome)
+			s.Close()
+		}()
+		Client(c, "secret", binding, testID, protocol.ClientHello{User: user, ClientID: "c1"})
+		c.Close()
+		b := rec.sent.Bytes()
+		f.Add(b)
+		f.Add(b[:len(b)/2])
+	}
+	f.Add([]byte{1, 6, 0, 0, 0, 2, '{', '}'})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		rw := &fuzzConn{r: bytes.NewReader(in)}
+		w, err := Client(rw, "secret", binding, testID, protocol.ClientHello{ClientID: "c1"})
+		if err == nil || w != nil {
+			t.Fatalf("client accepted fuzz input: welcome %+v, err %v", w, err)
+		}
+	})
+}

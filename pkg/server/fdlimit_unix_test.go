@@ -78,5 +78,5 @@ func TestOpenProxyOutOfDescriptors(t *testing.T) {
 	if r.Code != "" || r.RemotePort == 0 {
 		t.Fatalf("after the descriptors came back: %+v", r)
 	}
-	s.closeProxy(s.proxies["web"])
+	s.closeProxy(s.proxies[proxyKey{ss.user, "web"}])
 }

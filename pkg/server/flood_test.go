@@ -104,7 +104,7 @@ func TestRejectedLoginsLogOnce(t *testing.T) {
 					done <- err
 					return
 				}
-				_, err = auth.Client(tc, "wrong-token", b, protocol.ClientHello{ClientID: "guess", HeartbeatIntervalMs: 10000})
+				_, err = auth.Client(tc, "wrong-token", b, auth.NewIdentity(), protocol.ClientHello{ClientID: "guess", HeartbeatIntervalMs: 10000})
 				done <- err
 			}()
 			s.handle(t.Context(), fromConn{srv, &net.TCPAddr{IP: net.IPv4(203, 0, 113, 9), Port: 20000 + i}})

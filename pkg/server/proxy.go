@@ -92,8 +92,8 @@ func (s *Server) openProxy(ss *session, m *protocol.NewProxy) *protocol.NewProxy
 	if err := s.bind(p, m.RemotePort); err != nil {
 		r := bindRefusal(m.Name, m.RemotePort, err)
 		if r.Code == protocol.CodeTemporary {
-			s.logLimit.Log(context.Background(), ss.log, slog.LevelWarn, ss.clientID, "cannot open a proxy's port: out of resources; the client will retry",
-				"proxy", m.Name, "remote_port", m.RemotePort, "error", err, "hint", "raise the open files limit (ulimit -n, LimitNOFILE= in a systemd unit)")
+			s.logLimit.Log(context.Background(), ss.log, slog.LevelWarn, ss.key().String(), "cannot open a proxy's port: out of resources; the client will retry",
+				"proxy", full, "remote_port", m.RemotePort, "error", err, "hint", "raise the open files limit (ulimit -n, LimitNOFILE= in a systemd unit)")
 		}
 		return r
 	}

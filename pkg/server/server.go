@@ -257,7 +257,8 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		ss.ms.Close()
 		return
 	}
-	ss.log.Info("client logged in", "heartbeat_interval", time.Duration(hello.HeartbeatIntervalMs)*time.Millisecond)
+	ss.log.Info("client logged in", "heartbeat_interval", time.Duration(hello.HeartbeatIntervalMs)*time.Millisecond,
+		"identity", hex.EncodeToString(hello.IdentityKey[:8]))
 	cause := ss.run()
 	s.unregister(ss, cause)
 	level := slog.LevelWarn

@@ -208,3 +208,38 @@ func TestTally(t *testing.T) {
 		t.Fatal("finished attempts are kept")
 	}
 }
+
+// Proxy names are per user: alice and bob may both have "db"; a second
+// session of alice may not take alice's; one session registering a name
+// twice is a bad request (permanent), another session's hold is
+// proxy_exists (retryable).
+func TestProxyNamesPerUser(t *testing.T) {
+	s := testServer(t)
+	mk := func(user, id string) *session {
+		return &session{srv: s, user: user, clientID: id, log: slog.New(slog.DiscardHandler), proxies: map[string]*proxy{}}
+	}
+	a1, a2, b := mk("alice", "a1"), mk("alice", "a2"), mk("bob", "b1")
+	db := func() *protocol.NewProxy { return &protocol.NewProxy{Name: "db", ProxyType: protocol.ProxySTCP} }
+	if r := s.openProxy(a1, db()); r.Error != "" || r.Name != "db" {
+		t.Fatalf("alice: %+v", r)
+	}
+	if r := s.openProxy(b, db()); r.Error != "" {
+		t.Fatalf("bob's db beside alice's: %+v", r)
+	}
+	if r := s.openProxy(a2, db()); r.Code != protocol.CodeProxyExists || !strings.Contains(r.Error, `"alice.db" is held by another live session of user "alice" (client a1)`) {
+		t.Fatalf("alice's second client: %+v", r)
+	}
+	if r := s.openProxy(a1, db()); r.Code != protocol.CodeBadRequest {
+		t.Fatalf("the same session twice: %+v", r)
+	}
+	if p := s.proxies[proxyKey{"bob", "db"}]; p == nil || p.owner != b || p.fullName() != "bob.db" {
+		t.Fatalf("bob's proxy: %+v", p)
+	}
+	// "a.b"+"c" and "a"+"b.c" read the same in logs but are two proxies.
+	if r := s.openProxy(mk("a.b", "x"), &protocol.NewProxy{Name: "c", ProxyType: protocol.ProxySTCP}); r.Error != "" {
+		t.Fatal(r.Error)
+	}
+	if r := s.openProxy(mk("a", "y"), &protocol.NewProxy{Name: "b.c", ProxyType: protocol.ProxySTCP}); r.Error != "" {
+		t.Fatalf("a.b.c of user a collided with user a.b's: %+v", r)
+	}
+}

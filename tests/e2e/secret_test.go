@@ -102,23 +102,38 @@ func TestSTCPWrongSecretIsRefused(t *testing.T) {
 	})
 }
 
+// allowUsers lists users (frp semantics): the owner's proxy admits the
+// visitors of user friend, not those of user stranger, whatever their
+// client IDs; both know the secretKey.
 func TestSTCPAllowUsers(t *testing.T) {
 	srvPort := freePort(t)
-	srv := start(t, "hops", serverConfig(srvPort, ""))
+	srv := start(t, "hops", strings.Replace(serverConfig(srvPort, ""), `auth.token = "e2e-secret"`,
+		"auth.users = [{ name = \"owner\", token = \"owner-e2e-token-0123\" }, { name = \"friend\", token = \"friend-e2e-token-0123\" }, { name = \"stranger\", token = \"stranger-e2e-token-012\" }]", 1))
 	waitListening(t, loop(srvPort), ready)
-	start(t, "hopc", withID(clientConfig(srvPort, stcpOwner(tcpService(t, echo), udpEcho(t), "s3cret-key", `allowUsers = ["friend"]`)), "owner"))
+	asUser := func(cfg, user, token string) string {
+		return strings.Replace(cfg, `auth.token = "e2e-secret"`, fmt.Sprintf("user = %q\nauth.token = %q", user, token), 1)
+	}
+	withServerUser := func(cfg string) string {
+		return strings.ReplaceAll(cfg, "serverName = ", "serverUser = \"owner\"\nserverName = ")
+	}
+	start(t, "hopc", asUser(clientConfig(srvPort, stcpOwner(tcpService(t, echo), udpEcho(t), "s3cret-key", `allowUsers = ["friend"]`)), "owner", "owner-e2e-token-0123"))
 	eventually(t, ready, "the owner's proxies", func() bool { return srv.count("secret proxy registered") == 2 })
 	vt, vu := freePort(t), freePort(t)
-	vis := start(t, "hopc", withID(clientConfig(srvPort, stcpVisitor(vt, vu, "s3cret-key")), "stranger"))
+	// The stranger even takes the client ID "friend": allowUsers is about
+	// the authenticated user.
+	vis := start(t, "hopc", withID(asUser(clientConfig(srvPort, withServerUser(stcpVisitor(vt, vu, "s3cret-key"))), "stranger", "stranger-e2e-token-012"), "friend"))
 	waitListening(t, loop(vt), ready)
 	eventually(t, ready, "the server to refuse the stranger", func() bool {
 		tcpEchoOnce(loop(vt), []byte("x"))
 		return srv.count("visit refused") > 0
 	})
-	if !strings.Contains(lineOf(srv, "visit refused"), "not in the allowUsers") {
+	if !strings.Contains(lineOf(srv, "visit refused"), `that user \"stranger\" may visit`) {
 		t.Fatalf("server's reason: %s", lineOf(srv, "visit refused"))
 	}
 	eventually(t, 5*time.Second, "the visitor to log the refusal", func() bool {
 		return strings.Contains(lineOf(vis, "visit refused"), "allowUsers")
 	})
+	ft, fu := freePort(t), freePort(t)
+	start(t, "hopc", asUser(clientConfig(srvPort, withServerUser(stcpVisitor(ft, fu, "s3cret-key"))), "friend", "friend-e2e-token-0123"))
+	waitProxy(t, loop(ft), ready)
 }
