@@ -34,6 +34,9 @@ var (
 	// them.
 	ErrPermanent = errors.New("permanent error")
 	// ErrVisitAuth: a visitor's proof does not match the proxy's secretKey.
+	// ErrNotAllowed: the server relayed a visitor whose user the proxy's
+	// allowUsers does not admit; the owner refuses it too.
+	ErrNotAllowed = errors.New("visitor refused: its user is not in the proxy's allowUsers")
 	ErrVisitAuth = errors.New("visitor authentication failed: secretKey differs between the visitor and the proxy")
 
 	// errShutdown is the cause recorded when hopc itself stops.

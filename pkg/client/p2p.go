@@ -643,7 +643,10 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 			l.ch.Send(sctx, &protocol.P2PAnswer{ID: m.ID, SessionID: m.SessionID, Code: protocol.CodeBadRequest, Error: msg})
 		}
 	}
-	if !ok || string(p.Type) != m.ProxyType {
+	// allowUsers is the server's to enforce; the owner checks it again, so
+	// that a server that vouches for a visitor it should not cannot make
+	// the owner take part. A refused user hears the same as for no proxy.
+	if !ok || string(p.Type) != m.ProxyType || !p.AllowsUser(c.cfg.User, m.VisitorUser) {
 		refuse(fmt.Sprintf("this client has no %s proxy named %q", m.ProxyType, m.Proxy))
 		return
 	}

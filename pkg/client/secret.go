@@ -38,6 +38,11 @@ func (c *Client) visitorIdentity(v config.VisitorConfig) visit.Identity {
 // owner's secret proxy p: the visit handshake, then the sealed connection
 // to the local service. A visitor that cannot confirm gets nothing.
 func (c *Client) serveVisitor(st net.Conn, p config.ProxyConfig, sw *protocol.StartWork) {
+	if !p.AllowsUser(c.cfg.User, sw.VisitorUser) { // the server's check, again
+		c.logLimit.Log(context.Background(), c.log, slog.LevelWarn, sw.Visitor, "visitor refused", "proxy", p.Name, "visitor", sw.Visitor, "visitor_user", sw.VisitorUser, "error", ErrNotAllowed)
+		st.Close()
+		return
+	}
 	sc, err := visit.Owner(st, p.SecretKey, c.ownerIdentity(p, sw))
 	if err != nil {
 		c.logLimit.Log(context.Background(), c.log, slog.LevelWarn, sw.Visitor, "visitor refused", "proxy", p.Name, "visitor", sw.Visitor, "visitor_user", sw.VisitorUser, "error", fmt.Errorf("%w: %w", ErrVisitAuth, err))
