@@ -37,7 +37,7 @@ var (
 	// ErrNotAllowed: the server relayed a visitor whose user the proxy's
 	// allowUsers does not admit; the owner refuses it too.
 	ErrNotAllowed = errors.New("visitor refused: its user is not in the proxy's allowUsers")
-	ErrVisitAuth = errors.New("visitor authentication failed: secretKey differs between the visitor and the proxy")
+	ErrVisitAuth  = errors.New("visitor authentication failed: secretKey differs between the visitor and the proxy")
 
 	// errShutdown is the cause recorded when hopc itself stops.
 	errShutdown = errors.New("hopc shutting down")
