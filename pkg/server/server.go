@@ -263,11 +263,14 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 }
 
 func (s *Server) muxConfig() mux.Config {
+	d := mux.DefaultConfig()
 	return mux.Config{
-		KeepaliveInterval: s.cfg.Mux.KeepaliveInterval.Duration,
-		KeepaliveTimeout:  s.cfg.Mux.KeepaliveTimeout.Duration,
-		MaxStreamWindow:   uint32(s.cfg.Mux.MaxStreamWindow),
-		Logger:            s.log,
+		KeepaliveInterval:  s.cfg.Mux.KeepaliveInterval.Duration,
+		KeepaliveTimeout:   s.cfg.Mux.KeepaliveTimeout.Duration,
+		MaxStreamWindow:    uint32(s.cfg.Mux.MaxStreamWindow),
+		MaxStreams:         d.MaxStreams,
+		StreamCloseTimeout: d.StreamCloseTimeout,
+		Logger:             s.log,
 	}
 }
 
