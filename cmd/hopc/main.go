@@ -59,6 +59,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	switch sub {
 	case "verify":
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(stdout, "warning: %s\n", w)
+		}
 		fmt.Fprintf(stdout, "%s: OK (%d proxies, %d visitors)\n", *path, len(cfg.Proxies), len(cfg.Visitors))
 		return nil
 	case "nat":
@@ -69,6 +72,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeLog()
+	for _, w := range cfg.Warnings() {
+		log.Warn("config", "warning", w)
+	}
 	if n, fromEnv := procs.Set(); !fromEnv {
 		log.Debug("scheduler", "gomaxprocs", n, "cpus", runtime.NumCPU(), "hint", "set GOMAXPROCS to override")
 	}

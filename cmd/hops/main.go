@@ -56,6 +56,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if verify {
+		for _, w := range cfg.Warnings() {
+			fmt.Fprintf(stdout, "warning: %s\n", w)
+		}
 		fmt.Fprintf(stdout, "%s: OK\n", *path)
 		return nil
 	}
@@ -64,6 +67,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeLog()
+	for _, w := range cfg.Warnings() {
+		log.Warn("config", "warning", w)
+	}
 	if n, fromEnv := procs.Set(); !fromEnv {
 		log.Debug("scheduler", "gomaxprocs", n, "cpus", runtime.NumCPU(), "hint", "set GOMAXPROCS to override")
 	}

@@ -39,8 +39,8 @@ var serverCases = []errorCase{
 		"hops.toml:6: log: expected a table, found an array of tables"},
 	{name: "addr with port", toml: tokenLine + "bindAddr = \"0.0.0.0:7000\"\n", want: "hops.toml:2: bindAddr: \"0.0.0.0:7000\" looks like host:port; write only the host here and the port in bindPort"},
 	{name: "ipv6 addr", toml: tokenLine + "bindAddr = \"::\"\nproxyBindAddr = \"::1\"\n"},
-	{name: "missing token", toml: "bindPort = 7000\n", want: "hops.toml: auth.token: missing or empty; set the secret shared by server and clients, e.g. auth.token = \"${HOP_TOKEN}\" with HOP_TOKEN exported"},
-	{name: "empty token", toml: "[auth]\ntoken = \"\"\n", want: "hops.toml:2: auth.token: missing or empty; set the secret shared by server and clients, e.g. auth.token = \"${HOP_TOKEN}\" with HOP_TOKEN exported"},
+	{name: "missing token", toml: "bindPort = 7000\n", want: "hops.toml: auth.token: missing or empty; set the secret shared by server and clients, e.g. auth.token = \"${HOP_TOKEN}\" with HOP_TOKEN exported (or give each user a token of its own in [[auth.users]])"},
+	{name: "empty token", toml: "[auth]\ntoken = \"\"\n", want: "hops.toml:2: auth.token: missing or empty; set the secret shared by server and clients, e.g. auth.token = \"${HOP_TOKEN}\" with HOP_TOKEN exported (or give each user a token of its own in [[auth.users]])"},
 	{name: "allowPorts forms", toml: tokenLine + "allowPorts = [\n  { start = 2000, end = 3000 },\n  { single = 3001 },\n]\n"},
 	{name: "allowPorts bad forms", toml: tokenLine + "allowPorts = [\n  { start = 2000 },\n  { end = 3000 },\n  { single = 1, start = 1, end = 2 },\n  {},\n  { start = 3000, end = 2000 },\n  { single = 0 },\n  { start = 1, end = 65536 },\n  { single = 5, port = 5 },\n]\n", want: "hops.toml:3: allowPorts[0]: has start but no end; write { start = 2000, end = 3000 } or { single = 3001 }\n" +
 		"hops.toml:4: allowPorts[1]: has end but no start; write { start = 2000, end = 3000 } or { single = 3001 }\n" +
@@ -53,7 +53,8 @@ var serverCases = []errorCase{
 	{name: "allowPorts not tables", toml: tokenLine + "allowPorts = [2000, 3000]\n", want: "hops.toml:2: allowPorts[0]: expected a table, found an integer\n" +
 		"hops.toml:2: allowPorts[1]: expected a table, found an integer"},
 	{name: "allowPorts as table", toml: tokenLine + "[allowPorts]\nstart = 1\nend = 2\n", want: "hops.toml:2: allowPorts: written as a table; allowPorts must be an array: allowPorts = [{ start = 2000, end = 3000 }, { single = 3001 }]"},
-	{name: "negative maxProxiesPerClient", toml: tokenLine + "maxProxiesPerClient = -1\n", want: "hops.toml:2: maxProxiesPerClient: -1 is negative; use 0 for no limit or a positive number"},
+	{name: "negative maxProxiesPerClient", toml: tokenLine + "maxProxiesPerClient = -1\n", want: "hops.toml:2: maxProxiesPerClient: -1 is not allowed; set the most proxies one client may register, 1 or more (default 64); there is no \"unlimited\""},
+	{name: "zero maxProxiesPerClient", toml: tokenLine + "maxProxiesPerClient = 0\n", want: "hops.toml:2: maxProxiesPerClient: 0 is not allowed; set the most proxies one client may register, 1 or more (default 64); there is no \"unlimited\""},
 	{name: "tls cert without key", toml: tokenLine + "[transport.tls]\ncertFile = \"server.crt\"\n", want: "hops.toml:3: transport.tls.certFile: set without transport.tls.keyFile; set both to use your own certificate, or neither to use a generated self-signed one"},
 	{name: "tls key without cert", toml: tokenLine + "[transport.tls]\nkeyFile = \"server.key\"\n", want: "hops.toml:3: transport.tls.keyFile: set without transport.tls.certFile; set both to use your own certificate, or neither to use a generated self-signed one"},
 	{name: "tls files missing", toml: tokenLine + "[transport.tls]\ncertFile = \"/nonexistent/server.crt\"\nkeyFile = \"/nonexistent/server.key\"\n", want: "hops.toml:3: transport.tls.certFile: cannot read certificate file \"/nonexistent/server.crt\": no such file or directory; check the path (relative paths start at the working directory)\n" +
@@ -69,7 +70,7 @@ var serverCases = []errorCase{
 		"hops.toml:4: mux.maxStreamWindow: 1024 is out of range; use 262144-16777216 (bytes, 256 KiB to 16 MiB)"},
 	{name: "env set", toml: "auth.token = \"${HOP_TEST_TOKEN}\"\n", env: map[string]string{"HOP_TEST_TOKEN": "t"}},
 	{name: "env unset", toml: "bindPort = 7000\n[auth]\ntoken = \"${HOP_TEST_UNSET}\"\n", want: "hops.toml:3: auth.token: environment variable HOP_TEST_UNSET is not set (referenced as ${HOP_TEST_UNSET}); export it or write the value directly"},
-	{name: "env empty", toml: "auth.token = \"${HOP_TEST_EMPTY}\"\n", env: map[string]string{"HOP_TEST_EMPTY": ""}, want: "hops.toml:1: auth.token: missing or empty; set the secret shared by server and clients, e.g. auth.token = \"${HOP_TOKEN}\" with HOP_TOKEN exported"},
+	{name: "env empty", toml: "auth.token = \"${HOP_TEST_EMPTY}\"\n", env: map[string]string{"HOP_TEST_EMPTY": ""}, want: "hops.toml:1: auth.token: missing or empty; set the secret shared by server and clients, e.g. auth.token = \"${HOP_TOKEN}\" with HOP_TOKEN exported (or give each user a token of its own in [[auth.users]])"},
 	{name: "env escaped", toml: "auth.token = \"$${HOP_TEST_UNSET}\"\n"},
 	{name: "env bad reference", toml: "auth.token = \"${HOP-TOKEN} and ${OOPS\"\n", want: "hops.toml:1: auth.token: \"${HOP-TOKEN}\" is not a valid variable reference; names are letters, digits and _ not starting with a digit (write $${ for a literal \"${\")\n" +
 		"hops.toml:1: auth.token: \"${\" without a closing \"}\"; write ${NAME}, or $${ for a literal \"${\""},
@@ -77,15 +78,46 @@ var serverCases = []errorCase{
 	{name: "syntax error", toml: tokenLine + "bindPort = \n", want: "hops.toml:2: invalid TOML: unexpected character U+000A at start of value"},
 	{name: "duplicate key", toml: tokenLine + "bindPort = 1\nbindPort = 2\n", want: "hops.toml:3: bindPort: invalid TOML: key bindPort is already defined"},
 	{name: "many problems", toml: "bindPort = 0\nbogus = 1\n\n[heartbeat]\ninterval = 10\ntimeout = \"5\"\n\n[log]\nlevel = \"trace\"\n\n[mux]\nmaxStreamWindow = 0\n", want: "hops.toml:1: bindPort: 0 is out of range; use 1-65535\n" +
-		"hops.toml:2: bogus: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer\n" +
+		"hops.toml:2: bogus: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits\n" +
 		"hops.toml:5: heartbeat.interval: 10 is a bare number; durations are strings with a unit: write \"10s\" (units: ms, s, m, h)\n" +
 		"hops.toml:6: heartbeat.timeout: \"5\" has no unit; add one, e.g. \"5s\" (units: ms, s, m, h)\n" +
 		"hops.toml:9: log.level: \"trace\" is not a log level; use one of: debug, info, warn, error\n" +
 		"hops.toml:12: mux.maxStreamWindow: 0 is out of range; use 262144-16777216 (bytes, 256 KiB to 16 MiB)\n" +
-		"hops.toml: auth.token: missing or empty; set the secret shared by server and clients, e.g. auth.token = \"${HOP_TOKEN}\" with HOP_TOKEN exported"},
-	{name: "p2p and webServer", toml: tokenLine + "bindAddr = \"203.0.113.1\"\n[p2p]\nstunAltPort = 3478\nstunAltAddr = \"203.0.113.2\"\ntallyInterval = \"0s\"\n[webServer]\naddr = \"0.0.0.0\"\nport = 7500\n"},
+		"hops.toml: auth.token: missing or empty; set the secret shared by server and clients, e.g. auth.token = \"${HOP_TOKEN}\" with HOP_TOKEN exported (or give each user a token of its own in [[auth.users]])"},
+	{name: "p2p and webServer", toml: tokenLine + "bindAddr = \"203.0.113.1\"\n[p2p]\nstunAltPort = 3478\nstunAltAddr = \"203.0.113.2\"\ntallyInterval = \"0s\"\n[webServer]\naddr = \"127.0.0.2\"\nport = 7500\n"},
 	{name: "p2p ipv6", toml: tokenLine + "bindAddr = \"2001:db8::1\"\np2p.stunAltAddr = \"2001:db8::2\"\n"},
 	{name: "p2p off", toml: tokenLine + "p2p.stunAltPort = 0\n"},
+	// Tokens, users and limits.
+	{name: "placeholder token", toml: "auth.token = \"change-me\"\n", want: "hops.toml:1: auth.token: \"change-me\" is the placeholder of the example files, which anyone can read; set a real secret, e.g. the output of: openssl rand -hex 24 (best kept out of the file: token = \"${HOP_TOKEN}\" with HOP_TOKEN exported)"},
+	{name: "placeholder token from env", toml: "auth.token = \"${HOP_TEST_TOKEN}\"\n", env: map[string]string{"HOP_TEST_TOKEN": "change-me"}, want: "hops.toml:1: auth.token: \"change-me\" is the placeholder of the example files, which anyone can read; set a real secret, e.g. the output of: openssl rand -hex 24 (best kept out of the file: token = \"${HOP_TOKEN}\" with HOP_TOKEN exported)"},
+	{name: "users without shared token", toml: "[[auth.users]]\nname = \"ci\"\ntoken = \"0123456789abcdef\"\n[[auth.users]]\nname = \"laptop.home-1_a\"\ntoken = \"fedcba9876543210\"\n"},
+	{name: "users and empty shared token", toml: "[auth]\ntoken = \"\"\n[[auth.users]]\nname = \"ci\"\ntoken = \"0123456789abcdef\"\n"},
+	{name: "users problems", toml: tokenLine + "[[auth.users]]\nname = \"ci\"\ntoken = \"0123456789abcdef\"\n[[auth.users]]\nname = \"ci\"\ntoken = \"change-me\"\n[[auth.users]]\nname = \"my laptop\"\ntoken = \"\"\n[[auth.users]]\ntoken = \"x\"\n[[auth.users]]\nname = \"phone\"\n[[auth.users]]\nname = \"tablet\"\npassword = \"x\"\ntoken = \"0123456789abcdef\"\n",
+		want: "hops.toml:6: auth.users[1].name: \"ci\" is already the name of auth.users[0] (line 2); user names must be unique\n" +
+			"hops.toml:7: auth.users[1].token: \"change-me\" is the placeholder of the example files, which anyone can read; set a real secret, e.g. the output of: openssl rand -hex 24 (best kept out of the file: token = \"${HOP_TOKEN}\" with HOP_TOKEN exported)\n" +
+			"hops.toml:9: auth.users[2].name: \"my laptop\" is not a valid user name; use 1-64 of A-Z a-z 0-9 . _ - (the user key of that hopc)\n" +
+			"hops.toml:10: auth.users[2].token: missing or empty; set the secret of user \"my laptop\", e.g. token = \"${HOP_TOKEN_MY_LAPTOP}\" with that variable exported\n" +
+			"hops.toml:11: auth.users[3].name: missing; every user needs a name, the user key of its hopc, e.g. name = \"laptop\"\n" +
+			"hops.toml:13: auth.users[4].token: missing; every user needs a token, e.g. token = \"${HOP_TOKEN_LAPTOP}\" with that variable exported\n" +
+			"hops.toml:17: auth.users[5].password: unknown key; the keys in [[auth.users]] are: name, token"},
+	{name: "users as table", toml: tokenLine + "[auth.users]\nname = \"ci\"\ntoken = \"0123456789abcdef\"\n", want: "hops.toml:2: auth.users: written as a table; auth.users must be an array: write [[auth.users]] (double brackets) once per user, with name = \"...\" and token = \"...\""},
+	{name: "limits", toml: tokenLine + "[limits]\nmaxHandshakes = 1\nmaxHandshakesPerIP = 1\nmaxStreamsPerSession = 1\nmaxUDPFlowsPerProxy = 1\nmaxUDPFlowsPerIP = 1\nudpUnansweredTimeout = \"1ms\"\nstunPerIPPerSecond = 1\nmaxP2PAttemptsPerClient = 1\nmaxP2POffersPerProxy = 1\n"},
+	{name: "limits zero", toml: tokenLine + "[limits]\nmaxHandshakes = 0\nmaxHandshakesPerIP = -1\nmaxStreamsPerSession = 0\nmaxUDPFlowsPerProxy = 0\nmaxUDPFlowsPerIP = 0\nudpUnansweredTimeout = \"0s\"\nstunPerIPPerSecond = 0\nmaxP2PAttemptsPerClient = 0\nmaxP2POffersPerProxy = 0\n",
+		want: "hops.toml:3: limits.maxHandshakes: 0 is not allowed; set 1 or more (default 128): connections still in TLS and login, over all sources\n" +
+			"hops.toml:4: limits.maxHandshakesPerIP: -1 is not allowed; set 1 or more (default 8): connections still in TLS and login from one IP address\n" +
+			"hops.toml:5: limits.maxStreamsPerSession: 0 is not allowed; set 1 or more (default 1024): streams a client may have open or pending\n" +
+			"hops.toml:6: limits.maxUDPFlowsPerProxy: 0 is not allowed; set 1 or more (default 1024): UDP flows of one udp proxy\n" +
+			"hops.toml:7: limits.maxUDPFlowsPerIP: 0 is not allowed; set 1 or more (default 64): UDP flows of one source IP address on one proxy\n" +
+			"hops.toml:8: limits.udpUnansweredTimeout: 0s is not allowed; use a positive duration such as \"10s\" (a UDP flow that never got a reply closes after this)\n" +
+			"hops.toml:9: limits.stunPerIPPerSecond: 0 is not allowed; set 1 or more (default 20): STUN requests answered per second for one IP address\n" +
+			"hops.toml:10: limits.maxP2PAttemptsPerClient: 0 is not allowed; set 1 or more (default 32): P2P attempts one client may have in progress\n" +
+			"hops.toml:11: limits.maxP2POffersPerProxy: 0 is not allowed; set 1 or more (default 8): visitor offers waiting for the owner of one secret proxy"},
+	{name: "limits bare number duration", toml: tokenLine + "limits.udpUnansweredTimeout = 5\n", want: "hops.toml:2: limits.udpUnansweredTimeout: 5 is a bare number; durations are strings with a unit: write \"5s\" (units: ms, s, m, h)"},
+	{name: "stream close timeout", toml: tokenLine + "mux.streamCloseTimeout = \"0s\"\n", want: "hops.toml:2: mux.streamCloseTimeout: 0s is not allowed; use a positive duration such as \"10s\" (how long a closed stream waits for the peer's close before it is reset)"},
+	{name: "webServer loopback", toml: tokenLine + "[webServer]\naddr = \"localhost\"\nport = 7500\n"},
+	{name: "webServer ipv6 loopback", toml: tokenLine + "webServer.addr = \"::1\"\n"},
+	{name: "webServer not loopback", toml: tokenLine + "[webServer]\naddr = \"0.0.0.0\"\nport = 7500\n", want: "hops.toml:3: webServer.addr: \"0.0.0.0\" is not a loopback address; the web API shows the addresses of clients and has no login yet, so it must stay on loopback (127.0.0.1, ::1 or localhost) until webServer.user and webServer.password exist; to reach it from elsewhere use an SSH tunnel or an authenticating reverse proxy"},
+	{name: "webServer host name", toml: tokenLine + "webServer.addr = \"hop.example.com\"\n", want: "hops.toml:2: webServer.addr: \"hop.example.com\" is not a loopback address; the web API shows the addresses of clients and has no login yet, so it must stay on loopback (127.0.0.1, ::1 or localhost) until webServer.user and webServer.password exist; to reach it from elsewhere use an SSH tunnel or an authenticating reverse proxy"},
 	{name: "stunAltPort out of range", toml: tokenLine + "[p2p]\nstunAltPort = 70000\n", want: "hops.toml:3: p2p.stunAltPort: 70000 is out of range; use 1-65535, or 0 for no alternate STUN port"},
 	{name: "stunAltPort negative", toml: tokenLine + "p2p.stunAltPort = -1\n", want: "hops.toml:2: p2p.stunAltPort: -1 is out of range; use 1-65535, or 0 for no alternate STUN port"},
 	{name: "stunAltPort default is bindPort", toml: tokenLine + "bindPort = 7001\n", want: "hops.toml:2: p2p.stunAltPort: 7001 (the default) is also bindPort, where hops already answers STUN; the alternate port must differ: set p2p.stunAltPort to another port, or 0 for none"},
@@ -111,6 +143,14 @@ var serverCases = []errorCase{
 
 var clientCases = []errorCase{
 	{name: "minimal", toml: tokenLine},
+	{name: "user", toml: tokenLine + "user = \"laptop.home-1_a\"\n"},
+	{name: "bad user", toml: tokenLine + "user = \"my laptop\"\n", want: "hopc.toml:2: user: \"my laptop\" is not a valid user name; use 1-64 of A-Z a-z 0-9 . _ - (or leave it empty)"},
+	{name: "placeholder token", toml: "[auth]\ntoken = \"change-me\"\n", want: "hopc.toml:2: auth.token: \"change-me\" is the placeholder of the example files, which anyone can read; set a real secret, e.g. the output of: openssl rand -hex 24 (best kept out of the file: token = \"${HOP_TOKEN}\" with HOP_TOKEN exported)"},
+	{name: "users in the client", toml: tokenLine + "[[auth.users]]\nname = \"ci\"\ntoken = \"0123456789abcdef\"\n", want: "hopc.toml:2: auth.users: unknown table; the keys in [auth] are: token"},
+	{name: "client limits", toml: tokenLine + "[limits]\nmaxStreamsPerSession = 0\nmaxHandshakes = 1\n", want: "hopc.toml:3: limits.maxStreamsPerSession: 0 is not allowed; set 1 or more (default 1024): streams the server may have open or pending in the session\n" +
+		"hopc.toml:4: limits.maxHandshakes: unknown key; the keys in [limits] are: maxStreamsPerSession"},
+	{name: "client stream close timeout", toml: tokenLine + "[mux]\nstreamCloseTimeout = \"-1s\"\n", want: "hopc.toml:3: mux.streamCloseTimeout: -1s is not allowed; use a positive duration such as \"10s\" (how long a closed stream waits for the peer's close before it is reset)"},
+	{name: "visitor serverUser", toml: tokenLine + "[[visitors]]\nname = \"a\"\ntype = \"stcp\"\nserverName = \"db\"\nserverUser = \"home\"\nsecretKey = \"0123456789\"\nbindPort = 6000\n[[visitors]]\nname = \"b\"\ntype = \"xtcp\"\nserverName = \"db\"\nserverUser = \"my home\"\nsecretKey = \"0123456789\"\nbindPort = 6001\n", want: "hopc.toml:13: visitors[1].serverUser: \"my home\" is not a valid user name; write the user key of the hopc that owns the proxy (1-64 of A-Z a-z 0-9 . _ -), or leave it out for this client's own user"},
 	{name: "proxies", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n\n[[proxies]]\nname = \"dns\"\ntype = \"udp\"\nlocalIP = \"10.0.0.53\"\nlocalPort = 53\nremotePort = 0\nidleTimeout = \"2m\"\n"},
 	{name: "unknown key in proxy", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n\n[[proxies]]\nname = \"web\"\ntype = \"tcp\"\nlocalPort = 80\nremotePort = 8080\nlocal_ip = \"127.0.0.1\"\ncustomDomains = [\"a\"]\n", want: "hopc.toml:13: proxies[1].local_ip: unknown key; did you mean localIP?\n" +
 		"hopc.toml:14: proxies[1].customDomains: unknown key; the keys in [[proxies]] are: name, type, localIP, localPort, remotePort, idleTimeout, secretKey, allowUsers"},
@@ -150,7 +190,7 @@ var clientCases = []errorCase{
 		"hopc.toml:5: reconnect.stableAfter: 0s is not allowed; use a positive duration such as \"10s\" (uptime after which the backoff resets)"},
 	{name: "reconnect zero min", toml: tokenLine + "[reconnect]\nminDelay = \"0s\"\n", want: "hopc.toml:3: reconnect.minDelay: 0s is not allowed; use a positive duration such as \"10s\""},
 	{name: "env in proxy", toml: tokenLine + "[[proxies]]\nname = \"${HOP_TEST_NAME}\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n[[proxies]]\nname = \"b\"\ntype = \"tcp\"\nlocalIP = \"${HOP_TEST_UNSET}\"\nlocalPort = 22\nremotePort = 6001\n", env: map[string]string{"HOP_TEST_NAME": "ssh"}, want: "hopc.toml:10: proxies[1].localIP: environment variable HOP_TEST_UNSET is not set (referenced as ${HOP_TEST_UNSET}); export it or write the value directly"},
-	{name: "missing token", toml: "serverAddr = \"example.com\"\n", want: "hopc.toml: auth.token: missing or empty; set the secret shared by server and clients, e.g. auth.token = \"${HOP_TOKEN}\" with HOP_TOKEN exported"},
+	{name: "missing token", toml: "serverAddr = \"example.com\"\n", want: "hopc.toml: auth.token: missing or empty; set the secret shared with the server (or, when hops lists this user in [[auth.users]], that user's token), e.g. auth.token = \"${HOP_TOKEN}\" with HOP_TOKEN exported"},
 	{name: "many problems", toml: "serverPort = 70000\ntoken = \"x\"\n\n[heartbeat]\ninterval = 10\n\n[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\nidleTimeout = \"30s\"\n\n[[proxies]]\nname = \"ssh\"\ntype = \"tpc\"\nlocalPort = 22\nremotPort = 6001\n", want: "hopc.toml:1: serverPort: 70000 is out of range; use 1-65535\n" +
 		"hopc.toml:2: token: unknown key; did you mean auth.token?\n" +
 		"hopc.toml:5: heartbeat.interval: 10 is a bare number; durations are strings with a unit: write \"10s\" (units: ms, s, m, h)\n" +
@@ -175,8 +215,8 @@ var clientCases = []errorCase{
 		"hopc.toml:8: proxies[0].allowUsers: only stcp, sudp, xtcp and xudp proxies take allowUsers; remove it from this tcp proxy\n" +
 		"hopc.toml:14: proxies[1].secretKey: only stcp, sudp, xtcp and xudp proxies take secretKey; remove it from this udp proxy\n" +
 		"hopc.toml:15: proxies[1].allowUsers: only stcp, sudp, xtcp and xudp proxies take allowUsers; remove it from this udp proxy"},
-	{name: "allowUsers entries", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"xtcp\"\nlocalPort = 22\nsecretKey = \"0123456789\"\nallowUsers = [\n  \"laptop\",\n  \"*\",\n  \"my laptop\",\n  \"\",\n]\n", want: "hopc.toml:10: proxies[0].allowUsers[2]: \"my laptop\" is not a valid client ID; use 1-64 of A-Z a-z 0-9 . _ - (the clientID of a visiting hopc), or \"*\" for any visitor that knows the secretKey\n" +
-		"hopc.toml:11: proxies[0].allowUsers[3]: \"\" is not a valid client ID; use 1-64 of A-Z a-z 0-9 . _ - (the clientID of a visiting hopc), or \"*\" for any visitor that knows the secretKey"},
+	{name: "allowUsers entries", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"xtcp\"\nlocalPort = 22\nsecretKey = \"0123456789\"\nallowUsers = [\n  \"laptop\",\n  \"*\",\n  \"my laptop\",\n  \"\",\n]\n", want: "hopc.toml:10: proxies[0].allowUsers[2]: \"my laptop\" is not a valid user name; use 1-64 of A-Z a-z 0-9 . _ - (the user key of a visiting hopc), or \"*\" for any user\n" +
+		"hopc.toml:11: proxies[0].allowUsers[3]: \"\" is not a valid user name; use 1-64 of A-Z a-z 0-9 . _ - (the user key of a visiting hopc), or \"*\" for any user"},
 	{name: "allowUsers env unset", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"xtcp\"\nlocalPort = 22\nsecretKey = \"0123456789\"\nallowUsers = [\"laptop\",\n  \"${HOP_TEST_UNSET}\"]\n", want: "hopc.toml:8: proxies[0].allowUsers[1]: environment variable HOP_TEST_UNSET is not set (referenced as ${HOP_TEST_UNSET}); export it or write the value directly"},
 	{name: "allowUsers not an array", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"xtcp\"\nlocalPort = 22\nsecretKey = \"0123456789\"\nallowUsers = \"laptop\"\n", want: "hopc.toml:7: proxies[0].allowUsers: expected an array of strings, e.g. [\"a\", \"b\"], found a string"},
 	{name: "allowUsers not strings", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"xtcp\"\nlocalPort = 22\nsecretKey = \"0123456789\"\nallowUsers = [1, \"laptop\"]\n", want: "hopc.toml:7: proxies[0].allowUsers[0]: expected a string in double quotes, found an integer"},
@@ -229,5 +269,5 @@ var clientCases = []errorCase{
 		"hopc.toml:8: proxies[0].bindAddr: unknown key; bindAddr is a key of [[visitors]] entries; a proxy forwards to its local service at localIP and localPort\n" +
 		"hopc.toml:9: proxies[0].bindPort: unknown key; bindPort is a key of [[visitors]] entries; a proxy forwards to its local service at localIP and localPort"},
 	{name: "visitor key at top level", toml: tokenLine + "bindPort = 6000\n", want: "hopc.toml:2: bindPort: unknown key; bindPort is a key of [[visitors]] entries: put it below a [[visitors]] header"},
-	{name: "visitor unknown key", toml: tokenLine + "[[visitors]]\nname = \"a\"\ntype = \"xtcp\"\nserverName = \"ssh\"\nsecretKey = \"0123456789\"\nbindPort = 6000\nserverUser = \"home\"\n", want: "hopc.toml:8: visitors[0].serverUser: unknown key; the keys in [[visitors]] are: name, type, serverName, secretKey, bindAddr, bindPort, idleTimeout, fallbackTimeout, keepaliveInterval, keepaliveTimeout, retryInterval"},
+	{name: "visitor unknown key", toml: tokenLine + "[[visitors]]\nname = \"a\"\ntype = \"xtcp\"\nserverName = \"ssh\"\nsecretKey = \"0123456789\"\nbindPort = 6000\nbogus = 7000\n", want: "hopc.toml:8: visitors[0].bogus: unknown key; the keys in [[visitors]] are: name, type, serverName, serverUser, secretKey, bindAddr, bindPort, idleTimeout, fallbackTimeout, keepaliveInterval, keepaliveTimeout, retryInterval"},
 }

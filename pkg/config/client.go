@@ -22,7 +22,13 @@ type ClientConfig struct {
 	// ClientID identifies this client to the server, [A-Za-z0-9._-]{1,64}.
 	// Empty (the default) means the program picks one per process.
 	ClientID string `toml:"clientID"`
-	// Auth holds the shared token. Required.
+	// User is the user this client logs in as (frp's key): "" (the
+	// default) or [A-Za-z0-9._-]{1,64}. hops checks the token of that user
+	// (see AuthConfig.TokenFor) and keeps the proxy names of each user
+	// apart, so two users may both have a proxy "ssh".
+	User string `toml:"user"`
+	// Auth holds the token of this client's user. Auth.Token is required;
+	// Auth.Users must be empty (it is a key of hops).
 	Auth AuthConfig `toml:"auth"`
 	// GracePeriod is how long shutdown waits for connections to drain.
 	// Default 5s.
@@ -33,11 +39,21 @@ type ClientConfig struct {
 	Heartbeat HeartbeatConfig       `toml:"heartbeat"`
 	Mux       MuxConfig             `toml:"mux"`
 	Log       LogConfig             `toml:"log"`
+	Limits    ClientLimits          `toml:"limits"`
 
 	// Proxies are the [[proxies]] entries, in file order.
 	Proxies []ProxyConfig `toml:"proxies,omitempty"`
 	// Visitors are the [[visitors]] entries, in file order.
 	Visitors []VisitorConfig `toml:"visitors,omitempty"`
+
+	src *source // where a loaded config came from, for Warnings
+}
+
+// ClientLimits is the [limits] table of hopc.
+type ClientLimits struct {
+	// MaxStreamsPerSession caps the streams the server may have open or
+	// pending in the session, >= 1. Default DefaultMaxStreamsPerSession.
+	MaxStreamsPerSession int `toml:"maxStreamsPerSession"`
 }
 
 // ClientTransportConfig is the client's [transport] table.
@@ -163,20 +179,22 @@ type ProxyConfig struct {
 	// between visitor and owner, so it has at least MinSecretKeyLen
 	// characters. Must be empty for tcp and udp.
 	SecretKey string `toml:"secretKey,omitempty"`
-	// AllowUsers (stcp, sudp, xtcp, xudp) lists the client IDs of the
-	// visitors allowed in. Empty (the default) or an entry "*" allows any
-	// visitor that knows SecretKey. See AllowsUser. Must be empty for tcp
-	// and udp.
+	// AllowUsers (stcp, sudp, xtcp, xudp) lists the users (the user key of
+	// their hopc, as authenticated by hops) whose visitors may come in, as
+	// in frp. Empty (the default) allows only the owner's own user; an
+	// entry "*" allows any user. Visitors still need SecretKey. See
+	// AllowsUser. Must be empty for tcp and udp.
 	AllowUsers []string `toml:"allowUsers,omitempty"`
 }
 
-// AllowsUser reports whether a visitor whose client has ID clientID may
-// reach p: AllowUsers is empty, or holds "*" or clientID.
-func (p ProxyConfig) AllowsUser(clientID string) bool {
-	if len(p.AllowUsers) == 0 || slices.Contains(p.AllowUsers, "*") {
-		return true
+// AllowsUser reports whether a visitor logged in as user visitor may reach
+// p, a proxy of a client logged in as user owner: AllowUsers holds "*" or
+// visitor, or AllowUsers is empty and visitor is owner.
+func (p ProxyConfig) AllowsUser(owner, visitor string) bool {
+	if len(p.AllowUsers) == 0 {
+		return visitor == owner
 	}
-	return clientID != "" && slices.Contains(p.AllowUsers, clientID)
+	return slices.Contains(p.AllowUsers, "*") || slices.Contains(p.AllowUsers, visitor)
 }
 
 // VisitorConfig is one [[visitors]] entry: a local port that reaches a
@@ -190,6 +208,10 @@ type VisitorConfig struct {
 	Type ProxyType `toml:"type"`
 	// ServerName is the name of the proxy visited, on the other hopc.
 	ServerName string `toml:"serverName"`
+	// ServerUser is the user of the other hopc, which owns the proxy
+	// (frp's key): "" (the default) means this client's own User, else
+	// [A-Za-z0-9._-]{1,64}. See OwnerUser.
+	ServerUser string `toml:"serverUser,omitempty"`
 	// SecretKey is the secretKey of that proxy, at least MinSecretKeyLen
 	// characters.
 	SecretKey string `toml:"secretKey"`
@@ -221,6 +243,15 @@ type VisitorConfig struct {
 	RetryInterval Duration `toml:"retryInterval,omitzero"`
 }
 
+// OwnerUser returns the user whose proxy v visits: ServerUser, or self
+// (the User of the visiting client) when ServerUser is empty.
+func (v VisitorConfig) OwnerUser(self string) string {
+	if v.ServerUser != "" {
+		return v.ServerUser
+	}
+	return self
+}
+
 // DefaultClient returns the client defaults: no proxies and an empty
 // Auth.Token, so the result does not pass Validate until a token is set.
 func DefaultClient() ClientConfig {
@@ -241,6 +272,7 @@ func DefaultClient() ClientConfig {
 		Heartbeat: defaultHeartbeat(),
 		Mux:       defaultMux(),
 		Log:       defaultLog(),
+		Limits:    ClientLimits{MaxStreamsPerSession: DefaultMaxStreamsPerSession},
 	}
 }
 
@@ -286,6 +318,19 @@ func (c *ClientConfig) Validate() error {
 	return r.err()
 }
 
+// Warnings returns remarks about c that do not make it invalid (a short
+// token, for example), one line each, formatted like the problems of an
+// *Error: with file and line for a config from LoadClient or ParseClient.
+// nil when there are none.
+func (c *ClientConfig) Warnings() []string {
+	r := newReporter("", nil)
+	if c.src != nil {
+		r = newReporter(c.src.file, c.src.ix)
+	}
+	c.validate(r)
+	return r.warningLines()
+}
+
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 func (c *ClientConfig) validate(r *reporter) {
@@ -294,7 +339,17 @@ func (c *ClientConfig) validate(r *reporter) {
 	if c.ClientID != "" && !nameRE.MatchString(c.ClientID) {
 		r.add("clientID", "%q is not a valid client ID; use 1-64 of A-Z a-z 0-9 . _ - (or leave it empty to get one per process)", c.ClientID)
 	}
-	c.Auth.validate(r, "auth")
+	if c.User != "" && !nameRE.MatchString(c.User) {
+		r.add("user", "%q is not a valid user name; use 1-64 of A-Z a-z 0-9 . _ - (or leave it empty)", c.User)
+	}
+	if c.Auth.Token == "" {
+		r.add("auth.token", `missing or empty; set the secret shared with the server (or, when hops lists this user in [[auth.users]], that user's token), e.g. auth.token = "${HOP_TOKEN}" with HOP_TOKEN exported`)
+	} else {
+		checkToken(r, "auth.token", c.Auth.Token)
+	}
+	if len(c.Auth.Users) > 0 {
+		r.add("auth.users", "only hops takes auth.users; hopc logs in as one user: set user at the top level and that user's token in auth.token")
+	}
 	nonNegative(r, "gracePeriod", c.GracePeriod, `"0s" closes connections at once on shutdown`)
 
 	tls := c.Transport.TLS
@@ -324,6 +379,7 @@ func (c *ClientConfig) validate(r *reporter) {
 	c.Heartbeat.validate(r, "heartbeat")
 	c.Mux.validate(r, "mux")
 	c.Log.validate(r, "log")
+	atLeastOne(r, "limits.maxStreamsPerSession", c.Limits.MaxStreamsPerSession, DefaultMaxStreamsPerSession, "streams the server may have open or pending in the session")
 
 	names := make(map[string]string)  // name → key of the proxy or visitor that has it
 	remote := make(map[string]string) // "type/port" → key of the proxy that has it
@@ -422,7 +478,7 @@ func (p ProxyConfig) validate(r *reporter, key string) {
 		checkSecretKey(r, key+".secretKey", p.SecretKey, p.Type, "proxies")
 		for i, u := range p.AllowUsers {
 			if u != "*" && !nameRE.MatchString(u) {
-				r.add(key+".allowUsers["+strconv.Itoa(i)+"]", `%q is not a valid client ID; use 1-64 of A-Z a-z 0-9 . _ - (the clientID of a visiting hopc), or "*" for any visitor that knows the secretKey`, u)
+				r.add(key+".allowUsers["+strconv.Itoa(i)+"]", `%q is not a valid user name; use 1-64 of A-Z a-z 0-9 . _ - (the user key of a visiting hopc), or "*" for any user`, u)
 			}
 		}
 	default:
@@ -460,6 +516,9 @@ func (v VisitorConfig) validate(r *reporter, key string) {
 	}
 	if !nameRE.MatchString(v.ServerName) {
 		r.add(key+".serverName", "%q is not a valid proxy name; write the name of the proxy to visit, as in its [[proxies]] entry on the other hopc (1-64 of A-Z a-z 0-9 . _ -)", v.ServerName)
+	}
+	if v.ServerUser != "" && !nameRE.MatchString(v.ServerUser) {
+		r.add(key+".serverUser", "%q is not a valid user name; write the user key of the hopc that owns the proxy (1-64 of A-Z a-z 0-9 . _ -), or leave it out for this client's own user", v.ServerUser)
 	}
 	checkSecretKey(r, key+".secretKey", v.SecretKey, v.Type, "visitors")
 	checkHost(r, key+".bindAddr", v.BindAddr, "bindPort")

@@ -43,6 +43,10 @@ type MuxConfig struct {
 	// (2 MiB): a larger window keeps a bulk stream moving between window
 	// updates; memory is only used by data the reader has not taken yet.
 	MaxStreamWindow int `toml:"maxStreamWindow"`
+	// StreamCloseTimeout is how long a closed stream waits for the peer to
+	// close its side before it is reset, so that a peer that never answers
+	// cannot keep it. Must be > 0. Default 5s.
+	StreamCloseTimeout Duration `toml:"streamCloseTimeout"`
 }
 
 // Limits of MuxConfig.MaxStreamWindow, in bytes.
@@ -66,9 +70,46 @@ type TCPKeepaliveConfig struct {
 
 // AuthConfig is the [auth] table.
 type AuthConfig struct {
-	// Token is the secret shared by server and clients. Required.
+	// Token is the secret shared by the server and the clients that are
+	// not listed in Users. hopc: required. hops: may be empty only when
+	// Users is not, and then only listed users can log in. See TokenFor.
+	Token string `toml:"token"`
+	// Users (hops only) are the [[auth.users]] entries: users with a token
+	// of their own. Must be empty in hopc, which names its user in the
+	// top-level user key.
+	Users []AuthUser `toml:"users,omitempty"`
+}
+
+// AuthUser is one [[auth.users]] entry of hops.
+type AuthUser struct {
+	// Name is the user, as hopc writes it in its user key:
+	// [A-Za-z0-9._-]{1,64}, unique among the entries.
+	Name string `toml:"name"`
+	// Token is the secret of this user. Required.
 	Token string `toml:"token"`
 }
+
+// TokenFor returns the token that user must prove at login: the own token
+// of a user listed in Users; for any other user (including "") the shared
+// Token, or ok false when Token is empty (then only listed users may log
+// in).
+func (a AuthConfig) TokenFor(user string) (token string, ok bool) {
+	for _, u := range a.Users {
+		if u.Name == user {
+			return u.Token, true
+		}
+	}
+	return a.Token, a.Token != ""
+}
+
+// PlaceholderToken is the auth.token of older example files. It is
+// refused: a server reachable from the internet with a token every reader
+// of the examples knows is open to anyone.
+const PlaceholderToken = "change-me"
+
+// MinTokenLen is the least number of bytes of a token that does not draw a
+// warning.
+const MinTokenLen = 16
 
 func defaultLog() LogConfig { return LogConfig{Level: "info", To: "stderr"} }
 
@@ -77,7 +118,7 @@ func defaultHeartbeat() HeartbeatConfig {
 }
 
 func defaultMux() MuxConfig {
-	return MuxConfig{KeepaliveInterval: Dur(15 * time.Second), KeepaliveTimeout: Dur(10 * time.Second), MaxStreamWindow: DefaultStreamWindow}
+	return MuxConfig{KeepaliveInterval: Dur(15 * time.Second), KeepaliveTimeout: Dur(10 * time.Second), MaxStreamWindow: DefaultStreamWindow, StreamCloseTimeout: Dur(5 * time.Second)}
 }
 
 func defaultTCPKeepalive() TCPKeepaliveConfig {
@@ -109,6 +150,7 @@ func (m MuxConfig) validate(r *reporter, key string) {
 	if m.MaxStreamWindow < MinStreamWindow || m.MaxStreamWindow > MaxStreamWindowLimit {
 		r.add(key+".maxStreamWindow", "%d is out of range; use %d-%d (bytes, 256 KiB to 16 MiB)", m.MaxStreamWindow, MinStreamWindow, MaxStreamWindowLimit)
 	}
+	positive(r, key+".streamCloseTimeout", m.StreamCloseTimeout, "how long a closed stream waits for the peer's close before it is reset")
 }
 
 func (k TCPKeepaliveConfig) validate(r *reporter, key string) {
@@ -122,9 +164,31 @@ func (k TCPKeepaliveConfig) validate(r *reporter, key string) {
 	}
 }
 
-func (a AuthConfig) validate(r *reporter, key string) {
-	if a.Token == "" {
-		r.add(key+".token", `missing or empty; set the secret shared by server and clients, e.g. auth.token = "${HOP_TOKEN}" with HOP_TOKEN exported`)
+// checkToken checks one token (auth.token or auth.users[i].token) that is
+// set: it refuses the placeholder of the examples and warns about a short
+// one.
+func checkToken(r *reporter, key, token string) {
+	switch {
+	case token == PlaceholderToken:
+		r.add(key, "%q is the placeholder of the example files, which anyone can read; set a real secret, e.g. the output of: openssl rand -hex 24 (best kept out of the file: %s = \"${HOP_TOKEN}\" with HOP_TOKEN exported)", token, lastKey(key))
+	case len(token) < MinTokenLen:
+		r.warn(key, "only %d bytes; a short token is easier to guess: use at least %d, e.g. the output of: openssl rand -hex 24", len(token), MinTokenLen)
+	}
+}
+
+// lastKey returns the last part of a key path: "token" for "auth.token".
+func lastKey(key string) string {
+	if i := strings.LastIndexAny(key, ".]"); i >= 0 {
+		return key[i+1:]
+	}
+	return key
+}
+
+// atLeastOne checks a count that must be 1 or more; what says what it
+// counts.
+func atLeastOne(r *reporter, key string, v, def int, what string) {
+	if v < 1 {
+		r.add(key, "%d is not allowed; set 1 or more (default %d): %s", v, def, what)
 	}
 }
 

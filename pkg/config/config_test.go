@@ -84,6 +84,19 @@ func TestParseClientErrors(t *testing.T) {
 	}
 }
 
+// values returns a copy of a loaded config without the record of its
+// source, to compare it with one built in code.
+func values[T ServerConfig | ClientConfig](c *T) T {
+	v := *c
+	switch x := any(&v).(type) {
+	case *ServerConfig:
+		x.src = nil
+	case *ClientConfig:
+		x.src = nil
+	}
+	return v
+}
+
 func d(s string) Duration {
 	v, err := time.ParseDuration(s)
 	if err != nil {
@@ -99,18 +112,21 @@ func TestServerDefaults(t *testing.T) {
 	}
 	want := DefaultServer()
 	want.Auth.Token = "t"
-	if !reflect.DeepEqual(*cfg, want) {
+	if !reflect.DeepEqual(values(cfg), want) {
 		t.Errorf("got  %+v\nwant %+v", *cfg, want)
 	}
 	// The documented values, spelled out once.
 	if want.BindAddr != "0.0.0.0" || want.BindPort != 7000 || want.ProxyBindAddr != "0.0.0.0" ||
-		want.AllowPorts != nil || want.MaxProxiesPerClient != 0 || want.GracePeriod != d("5s") ||
+		want.AllowPorts != nil || want.MaxProxiesPerClient != 64 || want.GracePeriod != d("5s") ||
 		want.Transport != (ServerTransportConfig{HandshakeTimeout: d("10s"), TCPKeepalive: TCPKeepaliveConfig{d("15s"), d("5s"), 3}}) ||
 		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s")}) ||
-		want.Mux != (MuxConfig{d("15s"), d("10s"), 2097152}) ||
+		want.Mux != (MuxConfig{d("15s"), d("10s"), 2097152, d("5s")}) ||
 		want.Log != (LogConfig{"info", "stderr"}) ||
 		want.P2P != (P2PConfig{StunAltPort: 7001, StunAltAddr: "", TallyInterval: d("10m")}) ||
-		want.WebServer != (WebServerConfig{Addr: "127.0.0.1", Port: 0}) {
+		want.WebServer != (WebServerConfig{Addr: "127.0.0.1", Port: 0}) ||
+		want.Limits != (ServerLimits{MaxHandshakes: 128, MaxHandshakesPerIP: 8, MaxStreamsPerSession: 1024, MaxUDPFlowsPerProxy: 1024,
+			MaxUDPFlowsPerIP: 64, UDPUnansweredTimeout: d("5s"), StunPerIPPerSecond: 20, MaxP2PAttemptsPerClient: 32, MaxP2POffersPerProxy: 8}) ||
+		want.Auth.Users != nil {
 		t.Errorf("DefaultServer() = %+v, differs from the documented defaults", want)
 	}
 	if a := want.WebServerAddress(); a != "" {
@@ -129,14 +145,15 @@ func TestClientDefaults(t *testing.T) {
 	}
 	want := DefaultClient()
 	want.Auth.Token = "s3cret"
-	if !reflect.DeepEqual(*cfg, want) {
+	if !reflect.DeepEqual(values(cfg), want) {
 		t.Errorf("got  %+v\nwant %+v", *cfg, want)
 	}
-	if want.ServerAddr != "127.0.0.1" || want.ServerPort != 7000 || want.ClientID != "" || want.GracePeriod != d("5s") ||
+	if want.ServerAddr != "127.0.0.1" || want.ServerPort != 7000 || want.ClientID != "" || want.User != "" || want.GracePeriod != d("5s") ||
+		want.Limits != (ClientLimits{MaxStreamsPerSession: 1024}) ||
 		want.Transport != (ClientTransportConfig{DialTimeout: d("10s"), HandshakeTimeout: d("10s"), TCPKeepalive: TCPKeepaliveConfig{d("15s"), d("5s"), 3}}) ||
 		want.Reconnect != (ReconnectConfig{d("1s"), d("30s"), d("60s")}) ||
 		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s")}) ||
-		want.Mux != (MuxConfig{d("15s"), d("10s"), 2097152}) ||
+		want.Mux != (MuxConfig{d("15s"), d("10s"), 2097152, d("5s")}) ||
 		want.Log != (LogConfig{"info", "stderr"}) || want.Proxies != nil || want.Visitors != nil {
 		t.Errorf("DefaultClient() = %+v, differs from the documented defaults", want)
 	}
@@ -144,7 +161,6 @@ func TestClientDefaults(t *testing.T) {
 
 func TestExplicitZeroStaysZero(t *testing.T) {
 	srv, err := ParseServer("hops.toml", []byte(tokenLine+`
-maxProxiesPerClient = 0
 gracePeriod = "0s"
 [transport.tcpKeepalive]
 idle = "0s"
@@ -160,7 +176,7 @@ keepaliveInterval = "0s"
 		t.Fatal(err)
 	}
 	if srv.GracePeriod.Duration != 0 || srv.Transport.TCPKeepalive != (TCPKeepaliveConfig{}) ||
-		srv.Heartbeat != (HeartbeatConfig{}) || srv.Mux.KeepaliveInterval.Duration != 0 || srv.MaxProxiesPerClient != 0 {
+		srv.Heartbeat != (HeartbeatConfig{}) || srv.Mux.KeepaliveInterval.Duration != 0 {
 		t.Errorf("explicit zeros were replaced: %+v", srv)
 	}
 	if srv.Mux.KeepaliveTimeout != d("10s") {
@@ -362,22 +378,56 @@ func TestProxyTypeClasses(t *testing.T) {
 
 func TestAllowsUser(t *testing.T) {
 	for _, c := range []struct {
-		allow []string
-		id    string
-		want  bool
+		allow          []string
+		owner, visitor string
+		want           bool
 	}{
-		{nil, "laptop", true},
-		{nil, "", true},
-		{[]string{"*"}, "anyone", true},
-		{[]string{"laptop", "ci"}, "ci", true},
-		{[]string{"laptop", "ci"}, "phone", false},
-		{[]string{"laptop"}, "", false},
-		{[]string{"laptop"}, "Laptop", false},
-		{[]string{"laptop", "*"}, "phone", true},
+		{nil, "home", "home", true},
+		{nil, "home", "laptop", false},
+		{nil, "", "", true},
+		{nil, "", "laptop", false},
+		{nil, "home", "", false},
+		{[]string{"*"}, "home", "anyone", true},
+		{[]string{"*"}, "home", "", true},
+		{[]string{"laptop", "ci"}, "home", "ci", true},
+		{[]string{"laptop", "ci"}, "home", "phone", false},
+		{[]string{"laptop"}, "home", "home", false}, // as in frp: a list replaces the owner's own user
+		{[]string{"laptop"}, "home", "", false},
+		{[]string{"laptop"}, "home", "Laptop", false},
+		{[]string{"laptop", "*"}, "home", "phone", true},
 	} {
 		p := ProxyConfig{AllowUsers: c.allow}
-		if got := p.AllowsUser(c.id); got != c.want {
-			t.Errorf("AllowUsers %q: AllowsUser(%q) = %v, want %v", c.allow, c.id, got, c.want)
+		if got := p.AllowsUser(c.owner, c.visitor); got != c.want {
+			t.Errorf("AllowUsers %q of owner %q: AllowsUser(visitor %q) = %v, want %v", c.allow, c.owner, c.visitor, got, c.want)
+		}
+	}
+}
+
+func TestOwnerUser(t *testing.T) {
+	v := VisitorConfig{}
+	if got := v.OwnerUser("laptop"); got != "laptop" {
+		t.Errorf("no serverUser: OwnerUser = %q, want the visitor's own user", got)
+	}
+	v.ServerUser = "home"
+	if got := v.OwnerUser("laptop"); got != "home" {
+		t.Errorf("serverUser home: OwnerUser = %q", got)
+	}
+}
+
+func TestTokenFor(t *testing.T) {
+	a := AuthConfig{Token: "shared", Users: []AuthUser{{"ci", "ci-token"}, {"laptop", "laptop-token"}}}
+	for user, want := range map[string]string{"ci": "ci-token", "laptop": "laptop-token", "": "shared", "other": "shared", "CI": "shared"} {
+		if got, ok := a.TokenFor(user); got != want || !ok {
+			t.Errorf("TokenFor(%q) = %q, %v; want %q, true", user, got, ok, want)
+		}
+	}
+	a.Token = ""
+	if got, ok := a.TokenFor("ci"); got != "ci-token" || !ok {
+		t.Errorf("no shared token: TokenFor(ci) = %q, %v", got, ok)
+	}
+	for _, user := range []string{"", "other"} {
+		if got, ok := a.TokenFor(user); ok || got != "" {
+			t.Errorf("no shared token: TokenFor(%q) = %q, %v; want \"\", false", user, got, ok)
 		}
 	}
 }
@@ -417,13 +467,20 @@ func TestAllowPorts(t *testing.T) {
 	if want := []PortRange{{2000, 3000}, {3001, 3001}}; !reflect.DeepEqual(cfg.AllowPorts, want) {
 		t.Errorf("AllowPorts = %v, want %v", cfg.AllowPorts, want)
 	}
+	priv := DefaultServer()
+	priv.AllowPorts = []PortRange{{22, 22}, {443, 443}, {8000, 8000}}
+	for port, want := range map[int]bool{22: true, 443: true, 80: false, 1024: false, 8000: true} {
+		if got := priv.PortAllowed(port); got != want {
+			t.Errorf("allowPorts 22, 443, 8000: PortAllowed(%d) = %v, want %v", port, got, want)
+		}
+	}
 	for port, want := range map[int]bool{0: false, 1: false, 1999: false, 2000: true, 2500: true, 3000: true, 3001: true, 3002: false, 65536: false} {
 		if got := cfg.PortAllowed(port); got != want {
 			t.Errorf("PortAllowed(%d) = %v, want %v", port, got, want)
 		}
 	}
 	all := DefaultServer()
-	for port, want := range map[int]bool{-1: false, 0: false, 1: true, 65535: true, 65536: false} {
+	for port, want := range map[int]bool{-1: false, 0: false, 1: false, 22: false, 1023: false, 1024: true, 65535: true, 65536: false} {
 		if got := all.PortAllowed(port); got != want {
 			t.Errorf("no allowPorts: PortAllowed(%d) = %v, want %v", port, got, want)
 		}
@@ -455,7 +512,7 @@ func TestTLSFiles(t *testing.T) {
 
 func TestValidateCodeBuilt(t *testing.T) {
 	srv := DefaultServer()
-	checkErr(t, "", srv.Validate(), `auth.token: missing or empty; set the secret shared by server and clients, e.g. auth.token = "${HOP_TOKEN}" with HOP_TOKEN exported`)
+	checkErr(t, "", srv.Validate(), `auth.token: missing or empty; set the secret shared by server and clients, e.g. auth.token = "${HOP_TOKEN}" with HOP_TOKEN exported (or give each user a token of its own in [[auth.users]])`)
 	srv.Auth.Token = "t"
 	if err := srv.Validate(); err != nil {
 		t.Fatal(err)
@@ -508,7 +565,7 @@ func TestValidateCodeBuilt(t *testing.T) {
 		"proxies[0].allowUsers: only stcp, sudp, xtcp and xudp proxies take allowUsers; remove it from this tcp proxy\n"+
 		"proxies[1].remotePort: xtcp proxies have no public port on the server; visitors reach them through [[visitors]] entries on another hopc: remove remotePort\n"+
 		`proxies[1].secretKey: missing or empty; it keys the authentication and encryption of the P2P path: set secretKey = "${HOP_SECRET}" with a long random HOP_SECRET exported (the same key in every visitor of this proxy)`+"\n"+
-		`proxies[1].allowUsers[0]: "bad id" is not a valid client ID; use 1-64 of A-Z a-z 0-9 . _ - (the clientID of a visiting hopc), or "*" for any visitor that knows the secretKey`+"\n"+
+		`proxies[1].allowUsers[0]: "bad id" is not a valid user name; use 1-64 of A-Z a-z 0-9 . _ - (the user key of a visiting hopc), or "*" for any user`+"\n"+
 		`visitors[0].keepaliveTimeout: 10s is not longer than keepaliveInterval (10s), so a healthy direct path would be declared dead between two keepalives; set keepaliveTimeout to at least 3× the interval ("30s") or shorten keepaliveInterval`+"\n"+
 		"visitors[1].idleTimeout: only sudp and xudp visitors have an idle timeout; remove it from this stcp visitor\n"+
 		"visitors[1].fallbackTimeout: only xtcp and xudp visitors take fallbackTimeout, since stcp always goes through hops; remove it from this stcp visitor\n"+
@@ -589,17 +646,23 @@ func TestMarshalRoundTrip(t *testing.T) {
 	srv.BindAddr = "203.0.113.1"
 	srv.P2P = P2PConfig{StunAltPort: 3478, StunAltAddr: "203.0.113.2", TallyInterval: d("1h")}
 	srv.WebServer = WebServerConfig{Addr: "::1", Port: 7500}
+	srv.Auth.Users = []AuthUser{{Name: "ci", Token: "0123456789abcdef"}}
+	srv.MaxProxiesPerClient = 3
+	srv.Limits.MaxHandshakesPerIP, srv.Limits.UDPUnansweredTimeout = 2, d("750ms")
+	srv.Mux.StreamCloseTimeout = d("1s")
 	b, err := toml.Marshal(srv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	back, err := ParseServer("marshaled", b)
-	if err != nil || !reflect.DeepEqual(*back, srv) {
+	if err != nil || !reflect.DeepEqual(values(back), srv) {
 		t.Errorf("round trip: %v\n%s", err, b)
 	}
 
 	cli := DefaultClient()
 	cli.Auth.Token = "t"
+	cli.User = "laptop"
+	cli.Limits.MaxStreamsPerSession = 10
 	tcp, udp := DefaultProxy(ProxyTCP), DefaultProxy(ProxyUDP)
 	tcp.Name, tcp.LocalPort = "ssh", 22
 	udp.Name, udp.LocalPort, udp.RemotePort = "dns", 53, 6001
@@ -612,7 +675,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 		v.Name, v.ServerName, v.SecretKey, v.BindPort = string(typ)+"-visitor", string(typ), key, 2000+i
 		if typ == ProxyXUDP {
 			p.AllowUsers = []string{"laptop", "*"}
-			v.BindAddr, v.RetryInterval = "::1", d("1m")
+			v.BindAddr, v.RetryInterval, v.ServerUser = "::1", d("1m"), "home"
 		}
 		cli.Proxies = append(cli.Proxies, p)
 		cli.Visitors = append(cli.Visitors, v)
@@ -625,7 +688,7 @@ func TestMarshalRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	cback, err := ParseClient("marshaled", b)
-	if err != nil || !reflect.DeepEqual(*cback, cli) {
+	if err != nil || !reflect.DeepEqual(values(cback), cli) {
 		t.Errorf("round trip: %v\n%s", err, b)
 	}
 }
@@ -634,8 +697,9 @@ func TestMarshalRoundTrip(t *testing.T) {
 // examples write exactly the defaults except for the values they say are
 // not defaults (the token and the proxies).
 func TestConfFiles(t *testing.T) {
-	const token, secret = "from-the-environment", "secret-from-the-environment"
+	const token, secret, ciToken = "token-from-the-environment", "secret-from-the-environment", "ci-token-from-the-environment"
 	t.Setenv("HOP_TOKEN", token)
+	t.Setenv("HOP_CI_TOKEN", ciToken)
 	t.Setenv("HOP_SECRET", secret)
 	files, err := filepath.Glob("../../conf/*.toml")
 	if err != nil || len(files) == 0 {
@@ -652,12 +716,18 @@ func TestConfFiles(t *testing.T) {
 				t.Errorf("%v", err)
 				continue
 			}
+			if w := cfg.Warnings(); w != nil {
+				t.Errorf("%s: warnings %q", f, w)
+			}
 			servers[base] = cfg
 		case strings.HasPrefix(base, "hopc"):
 			cfg, err := LoadClient(f)
 			if err != nil {
 				t.Errorf("%v", err)
 				continue
+			}
+			if w := cfg.Warnings(); w != nil {
+				t.Errorf("%s: warnings %q", f, w)
 			}
 			clients[base] = cfg
 		default:
@@ -700,7 +770,8 @@ func TestConfFiles(t *testing.T) {
 	if got := servers["hops_full.toml"]; got != nil {
 		want := DefaultServer()
 		want.Auth.Token = token
-		if !reflect.DeepEqual(*got, want) {
+		want.Auth.Users = []AuthUser{{Name: "ci", Token: ciToken}}
+		if !reflect.DeepEqual(values(got), want) {
 			t.Errorf("hops_full.toml differs from the defaults:\ngot  %+v\nwant %+v", *got, want)
 		}
 	}
@@ -718,7 +789,7 @@ func TestConfFiles(t *testing.T) {
 		sshV.Name, sshV.ServerName, sshV.SecretKey, sshV.BindPort = "ssh-p2p-visitor", "ssh-p2p", secret, 6022
 		dnsV.Name, dnsV.ServerName, dnsV.SecretKey, dnsV.BindPort = "dns-p2p-visitor", "dns-p2p", secret, 6053
 		want.Visitors = []VisitorConfig{sshV, dnsV}
-		if !reflect.DeepEqual(*got, want) {
+		if !reflect.DeepEqual(values(got), want) {
 			t.Errorf("hopc_full.toml differs from the defaults:\ngot  %+v\nwant %+v", *got, want)
 		}
 	}
@@ -761,9 +832,12 @@ func checkVisits(t *testing.T, file string, owner, visitor *ClientConfig, want .
 			continue
 		}
 		p := owner.Proxies[i]
-		if p.Type != v.Type || p.SecretKey != v.SecretKey || !p.AllowsUser(visitor.ClientID) {
-			t.Errorf("%s: visitor %s (%s, client %q) cannot reach proxy %s (%s, allowUsers %q) or their secretKeys differ",
-				file, v.Name, v.Type, visitor.ClientID, p.Name, p.Type, p.AllowUsers)
+		if v.OwnerUser(visitor.User) != owner.User {
+			t.Errorf("%s: visitor %s looks for a proxy of user %q, but the owner is user %q", file, v.Name, v.OwnerUser(visitor.User), owner.User)
+		}
+		if p.Type != v.Type || p.SecretKey != v.SecretKey || !p.AllowsUser(owner.User, visitor.User) {
+			t.Errorf("%s: visitor %s (%s, user %q) cannot reach proxy %s (%s, owner %q, allowUsers %q) or their secretKeys differ",
+				file, v.Name, v.Type, visitor.User, p.Name, p.Type, owner.User, p.AllowUsers)
 		}
 		visited[p.Name] = true
 		types = append(types, v.Type)
@@ -838,5 +912,46 @@ to = "/var/log/$${HOP_TEST_ADDR}.log"
 	}
 	if cfg.ServerAddr != "hop.example.com" || cfg.Auth.Token != "from env" || cfg.Log.To != "/var/log/${HOP_TEST_ADDR}.log" {
 		t.Errorf("got %q %q %q", cfg.ServerAddr, cfg.Auth.Token, cfg.Log.To)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	srv, err := ParseServer("hops.toml", []byte("bindPort = 7000\n[auth]\ntoken = \"short\"\n[[auth.users]]\nname = \"ci\"\ntoken = \"0123456789abcdef\"\n[[auth.users]]\nname = \"laptop\"\ntoken = \"0123456789abcde\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"hops.toml:3: auth.token: only 5 bytes; a short token is easier to guess: use at least 16, e.g. the output of: openssl rand -hex 24",
+		"hops.toml:9: auth.users[1].token: only 15 bytes; a short token is easier to guess: use at least 16, e.g. the output of: openssl rand -hex 24",
+	}
+	if got := srv.Warnings(); !reflect.DeepEqual(got, want) {
+		t.Errorf("server warnings:\n%q\nwant\n%q", got, want)
+	}
+	// A config built in code has no lines; one without remarks has none.
+	code := DefaultServer()
+	code.Auth.Token = "short"
+	if got, want := code.Warnings(), []string{"auth.token: only 5 bytes; a short token is easier to guess: use at least 16, e.g. the output of: openssl rand -hex 24"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("code-built warnings = %q, want %q", got, want)
+	}
+	code.Auth.Token = "0123456789abcdef"
+	if got := code.Warnings(); got != nil {
+		t.Errorf("warnings of a long token: %q", got)
+	}
+
+	cli, err := ParseClient("hopc.toml", []byte("\nauth.token = \"${HOP_TEST_TOKEN}\"\n"))
+	if err == nil {
+		t.Fatal("unset variable accepted")
+	}
+	t.Setenv("HOP_TEST_TOKEN", "0123456")
+	if cli, err = ParseClient("hopc.toml", []byte("\nauth.token = \"${HOP_TEST_TOKEN}\"\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cli.Warnings(), []string{"hopc.toml:2: auth.token: only 7 bytes; a short token is easier to guess: use at least 16, e.g. the output of: openssl rand -hex 24"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("client warnings = %q, want %q", got, want)
+	}
+	// Warnings follow the values: a token fixed in code is no longer short.
+	cli.Auth.Token = "0123456789abcdef0123"
+	if got := cli.Warnings(); got != nil {
+		t.Errorf("warnings after fixing the token: %q", got)
 	}
 }

@@ -48,6 +48,7 @@ func ParseServer(name string, data []byte) (*ServerConfig, error) {
 	if err := r.err(); err != nil {
 		return nil, err
 	}
+	cfg.src = &source{file: name, ix: r.ix}
 	return &cfg, nil
 }
 
@@ -64,6 +65,7 @@ func ParseClient(name string, data []byte) (*ClientConfig, error) {
 	if err := r.err(); err != nil {
 		return nil, err
 	}
+	cfg.src = &source{file: name, ix: r.ix}
 	return &cfg, nil
 }
 

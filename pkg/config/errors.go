@@ -69,6 +69,7 @@ type reporter struct {
 	file     string
 	ix       *index // nil for Validate
 	problems []problem
+	warnings []problem
 	failed   map[string]bool // keys already reported; checks involving them are skipped
 }
 
@@ -100,6 +101,26 @@ func (r *reporter) addAt(line, off int, key, msg string) {
 	r.problems = append(r.problems, problem{Problem{File: r.file, Line: line, Key: key, Msg: msg}, off})
 }
 
+// warn records a remark about key that does not make the config invalid.
+func (r *reporter) warn(key, format string, args ...any) {
+	line, off := r.ix.pos(key)
+	r.warnings = append(r.warnings, problem{Problem{File: r.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)}, off})
+}
+
+// warningLines returns the warnings formatted like problems, in document
+// order, or nil when there are none.
+func (r *reporter) warningLines() []string {
+	if len(r.warnings) == 0 {
+		return nil
+	}
+	ps := sortProblems(r.warnings)
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return lines
+}
+
 // ok reports whether none of keys has had a problem reported, so that a
 // check combining them is meaningful.
 func (r *reporter) ok(keys ...string) bool {
@@ -125,15 +146,21 @@ func (r *reporter) err() error {
 	if len(r.problems) == 0 {
 		return nil
 	}
-	ps := slices.Clone(r.problems)
-	slices.SortStableFunc(ps, func(a, b problem) int {
-		return cmp.Or(cmp.Compare(sortLine(a.Line), sortLine(b.Line)), cmp.Compare(a.off, b.off))
-	})
+	ps := sortProblems(r.problems)
 	e := &Error{Problems: make([]Problem, len(ps))}
 	for i, p := range ps {
 		e.Problems[i] = p.Problem
 	}
 	return e
+}
+
+// sortProblems returns ps sorted by line (those without a line last).
+func sortProblems(ps []problem) []problem {
+	ps = slices.Clone(ps)
+	slices.SortStableFunc(ps, func(a, b problem) int {
+		return cmp.Or(cmp.Compare(sortLine(a.Line), sortLine(b.Line)), cmp.Compare(a.off, b.off))
+	})
+	return ps
 }
 
 func sortLine(l int) int {

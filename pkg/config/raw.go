@@ -40,9 +40,10 @@ type rawHeartbeat struct {
 }
 
 type rawMux struct {
-	KeepaliveInterval *rawText `toml:"keepaliveInterval"`
-	KeepaliveTimeout  *rawText `toml:"keepaliveTimeout"`
-	MaxStreamWindow   *int64   `toml:"maxStreamWindow"`
+	KeepaliveInterval  *rawText `toml:"keepaliveInterval"`
+	KeepaliveTimeout   *rawText `toml:"keepaliveTimeout"`
+	MaxStreamWindow    *int64   `toml:"maxStreamWindow"`
+	StreamCloseTimeout *rawText `toml:"streamCloseTimeout"`
 }
 
 type rawTCPKeepalive struct {
@@ -53,6 +54,32 @@ type rawTCPKeepalive struct {
 
 type rawAuth struct {
 	Token *string `toml:"token"`
+}
+
+type rawServerAuth struct {
+	Token *string       `toml:"token"`
+	Users []rawAuthUser `toml:"users"`
+}
+
+type rawAuthUser struct {
+	Name  *string `toml:"name"`
+	Token *string `toml:"token"`
+}
+
+type rawServerLimits struct {
+	MaxHandshakes           *int64   `toml:"maxHandshakes"`
+	MaxHandshakesPerIP      *int64   `toml:"maxHandshakesPerIP"`
+	MaxStreamsPerSession    *int64   `toml:"maxStreamsPerSession"`
+	MaxUDPFlowsPerProxy     *int64   `toml:"maxUDPFlowsPerProxy"`
+	MaxUDPFlowsPerIP        *int64   `toml:"maxUDPFlowsPerIP"`
+	UDPUnansweredTimeout    *rawText `toml:"udpUnansweredTimeout"`
+	StunPerIPPerSecond      *int64   `toml:"stunPerIPPerSecond"`
+	MaxP2PAttemptsPerClient *int64   `toml:"maxP2PAttemptsPerClient"`
+	MaxP2POffersPerProxy    *int64   `toml:"maxP2POffersPerProxy"`
+}
+
+type rawClientLimits struct {
+	MaxStreamsPerSession *int64 `toml:"maxStreamsPerSession"`
 }
 
 type rawPortRange struct {
@@ -87,7 +114,7 @@ type rawServer struct {
 	BindAddr            *string            `toml:"bindAddr"`
 	BindPort            *int64             `toml:"bindPort"`
 	ProxyBindAddr       *string            `toml:"proxyBindAddr"`
-	Auth                rawAuth            `toml:"auth"`
+	Auth                rawServerAuth      `toml:"auth"`
 	AllowPorts          []rawPortRange     `toml:"allowPorts"`
 	MaxProxiesPerClient *int64             `toml:"maxProxiesPerClient"`
 	GracePeriod         *rawText           `toml:"gracePeriod"`
@@ -97,6 +124,7 @@ type rawServer struct {
 	Log                 rawLog             `toml:"log"`
 	P2P                 rawP2P             `toml:"p2p"`
 	WebServer           rawWebServer       `toml:"webServer"`
+	Limits              rawServerLimits    `toml:"limits"`
 }
 
 type rawClientTLS struct {
@@ -133,6 +161,7 @@ type rawVisitor struct {
 	Name              *string  `toml:"name"`
 	Type              *string  `toml:"type"`
 	ServerName        *string  `toml:"serverName"`
+	ServerUser        *string  `toml:"serverUser"`
 	SecretKey         *string  `toml:"secretKey"`
 	BindAddr          *string  `toml:"bindAddr"`
 	BindPort          *int64   `toml:"bindPort"`
@@ -147,6 +176,7 @@ type rawClient struct {
 	ServerAddr  *string            `toml:"serverAddr"`
 	ServerPort  *int64             `toml:"serverPort"`
 	ClientID    *string            `toml:"clientID"`
+	User        *string            `toml:"user"`
 	Auth        rawAuth            `toml:"auth"`
 	GracePeriod *rawText           `toml:"gracePeriod"`
 	Transport   rawClientTransport `toml:"transport"`
@@ -154,6 +184,7 @@ type rawClient struct {
 	Heartbeat   rawHeartbeat       `toml:"heartbeat"`
 	Mux         rawMux             `toml:"mux"`
 	Log         rawLog             `toml:"log"`
+	Limits      rawClientLimits    `toml:"limits"`
 	Proxies     []rawProxy         `toml:"proxies"`
 	Visitors    []rawVisitor       `toml:"visitors"`
 }
@@ -230,6 +261,7 @@ func (c conv) mux(dst *MuxConfig, key string, v rawMux) {
 	c.dur(&dst.KeepaliveInterval, key+".keepaliveInterval", v.KeepaliveInterval)
 	c.dur(&dst.KeepaliveTimeout, key+".keepaliveTimeout", v.KeepaliveTimeout)
 	c.int(&dst.MaxStreamWindow, key+".maxStreamWindow", v.MaxStreamWindow)
+	c.dur(&dst.StreamCloseTimeout, key+".streamCloseTimeout", v.StreamCloseTimeout)
 }
 
 func (c conv) tcpKeepalive(dst *TCPKeepaliveConfig, key string, v rawTCPKeepalive) {
@@ -244,6 +276,20 @@ func (c conv) server(v *rawServer) ServerConfig {
 	c.int(&cfg.BindPort, "bindPort", v.BindPort)
 	c.str(&cfg.ProxyBindAddr, v.ProxyBindAddr)
 	c.str(&cfg.Auth.Token, v.Auth.Token)
+	if !c.array("auth.users", `write [[auth.users]] (double brackets) once per user, with name = "..." and token = "..."`) {
+		v.Auth.Users = nil
+	}
+	for i, u := range v.Auth.Users {
+		key := "auth.users[" + strconv.Itoa(i) + "]"
+		var au AuthUser
+		if c.required(key+".name", u.Name != nil, `every user needs a name, the user key of its hopc, e.g. name = "laptop"`) {
+			au.Name = *u.Name
+		}
+		if c.required(key+".token", u.Token != nil, `every user needs a token, e.g. token = "${HOP_TOKEN_LAPTOP}" with that variable exported`) {
+			au.Token = *u.Token
+		}
+		cfg.Auth.Users = append(cfg.Auth.Users, au)
+	}
 	if !c.array("allowPorts", "allowPorts = [{ start = 2000, end = 3000 }, { single = 3001 }]") {
 		v.AllowPorts = nil
 	}
@@ -264,6 +310,16 @@ func (c conv) server(v *rawServer) ServerConfig {
 	c.dur(&cfg.P2P.TallyInterval, "p2p.tallyInterval", v.P2P.TallyInterval)
 	c.str(&cfg.WebServer.Addr, v.WebServer.Addr)
 	c.int(&cfg.WebServer.Port, "webServer.port", v.WebServer.Port)
+	l, rl := &cfg.Limits, v.Limits
+	c.int(&l.MaxHandshakes, "limits.maxHandshakes", rl.MaxHandshakes)
+	c.int(&l.MaxHandshakesPerIP, "limits.maxHandshakesPerIP", rl.MaxHandshakesPerIP)
+	c.int(&l.MaxStreamsPerSession, "limits.maxStreamsPerSession", rl.MaxStreamsPerSession)
+	c.int(&l.MaxUDPFlowsPerProxy, "limits.maxUDPFlowsPerProxy", rl.MaxUDPFlowsPerProxy)
+	c.int(&l.MaxUDPFlowsPerIP, "limits.maxUDPFlowsPerIP", rl.MaxUDPFlowsPerIP)
+	c.dur(&l.UDPUnansweredTimeout, "limits.udpUnansweredTimeout", rl.UDPUnansweredTimeout)
+	c.int(&l.StunPerIPPerSecond, "limits.stunPerIPPerSecond", rl.StunPerIPPerSecond)
+	c.int(&l.MaxP2PAttemptsPerClient, "limits.maxP2PAttemptsPerClient", rl.MaxP2PAttemptsPerClient)
+	c.int(&l.MaxP2POffersPerProxy, "limits.maxP2POffersPerProxy", rl.MaxP2POffersPerProxy)
 	return cfg
 }
 
@@ -304,6 +360,7 @@ func (c conv) client(v *rawClient) ClientConfig {
 	c.str(&cfg.ServerAddr, v.ServerAddr)
 	c.int(&cfg.ServerPort, "serverPort", v.ServerPort)
 	c.str(&cfg.ClientID, v.ClientID)
+	c.str(&cfg.User, v.User)
 	c.str(&cfg.Auth.Token, v.Auth.Token)
 	c.dur(&cfg.GracePeriod, "gracePeriod", v.GracePeriod)
 
@@ -324,6 +381,7 @@ func (c conv) client(v *rawClient) ClientConfig {
 	c.heartbeat(&cfg.Heartbeat, "heartbeat", v.Heartbeat)
 	c.mux(&cfg.Mux, "mux", v.Mux)
 	c.log(&cfg.Log, v.Log)
+	c.int(&cfg.Limits.MaxStreamsPerSession, "limits.maxStreamsPerSession", v.Limits.MaxStreamsPerSession)
 
 	if !c.array("proxies", "write [[proxies]] (double brackets) once per proxy") {
 		v.Proxies = nil
@@ -414,6 +472,7 @@ func (c conv) visitor(key string, v rawVisitor) VisitorConfig {
 	if c.required(key+".serverName", v.ServerName != nil, `add the name of the proxy to visit on the other hopc, e.g. serverName = "ssh"`) {
 		vc.ServerName = *v.ServerName
 	}
+	c.str(&vc.ServerUser, v.ServerUser)
 	c.str(&vc.SecretKey, v.SecretKey)
 	c.str(&vc.BindAddr, v.BindAddr)
 	if c.required(key+".bindPort", v.BindPort != nil, "add the local port to listen on, e.g. bindPort = 6000") {

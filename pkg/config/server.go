@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -18,13 +19,15 @@ type ServerConfig struct {
 	// ProxyBindAddr is the address public proxy ports listen on.
 	// Default "0.0.0.0".
 	ProxyBindAddr string `toml:"proxyBindAddr"`
-	// Auth holds the shared token. Required.
+	// Auth holds the shared token and the users with tokens of their own.
+	// A token, or at least one user, is required.
 	Auth AuthConfig `toml:"auth"`
-	// AllowPorts restricts the remote ports clients may use; empty allows
-	// all. See PortAllowed.
+	// AllowPorts lists the remote ports clients may use; empty allows the
+	// unprivileged ports, 1024-65535 (a port below 1024 only when
+	// listed). See PortAllowed.
 	AllowPorts []PortRange `toml:"allowPorts,omitempty"`
-	// MaxProxiesPerClient caps the proxies of one client; 0 = no limit.
-	// Default 0.
+	// MaxProxiesPerClient caps the proxies of one client, >= 1 (there is
+	// no "unlimited"). Default 64.
 	MaxProxiesPerClient int `toml:"maxProxiesPerClient"`
 	// GracePeriod is how long shutdown waits for connections to drain.
 	// Default 5s.
@@ -36,6 +39,77 @@ type ServerConfig struct {
 	Log       LogConfig             `toml:"log"`
 	P2P       P2PConfig             `toml:"p2p"`
 	WebServer WebServerConfig       `toml:"webServer"`
+	Limits    ServerLimits          `toml:"limits"`
+
+	src *source // where a loaded config came from, for Warnings
+}
+
+// ServerLimits is the [limits] table: caps on what one peer, source
+// address or proxy may hold at once, so that no single one can exhaust
+// the server. Every count is >= 1.
+type ServerLimits struct {
+	// MaxHandshakes caps the connections that have not finished TLS and
+	// login yet, over all sources. Default 128.
+	MaxHandshakes int `toml:"maxHandshakes"`
+	// MaxHandshakesPerIP caps those of one source IP address. Default 8.
+	MaxHandshakesPerIP int `toml:"maxHandshakesPerIP"`
+	// MaxStreamsPerSession caps the streams a client may have open or
+	// pending in its session. Default 1024.
+	MaxStreamsPerSession int `toml:"maxStreamsPerSession"`
+	// MaxUDPFlowsPerProxy caps the UDP flows (source address and port) of
+	// one udp proxy. Default 1024.
+	MaxUDPFlowsPerProxy int `toml:"maxUDPFlowsPerProxy"`
+	// MaxUDPFlowsPerIP caps the UDP flows of one source IP address on one
+	// proxy. Default 64.
+	MaxUDPFlowsPerIP int `toml:"maxUDPFlowsPerIP"`
+	// UDPUnansweredTimeout closes a UDP flow that never got a reply after
+	// this long, well before the proxy's idleTimeout. > 0. Default 5s.
+	UDPUnansweredTimeout Duration `toml:"udpUnansweredTimeout"`
+	// StunPerIPPerSecond caps the STUN requests answered per second for one
+	// source IP address. Default 20.
+	StunPerIPPerSecond int `toml:"stunPerIPPerSecond"`
+	// MaxP2PAttemptsPerClient caps the P2P attempts (xtcp, xudp) one client
+	// may have in progress. Default 32.
+	MaxP2PAttemptsPerClient int `toml:"maxP2PAttemptsPerClient"`
+	// MaxP2POffersPerProxy caps the visitor offers waiting for the owner of
+	// one secret proxy. Default 8.
+	MaxP2POffersPerProxy int `toml:"maxP2POffersPerProxy"`
+}
+
+// Defaults of ServerLimits and ClientLimits.
+const (
+	DefaultMaxHandshakes           = 128
+	DefaultMaxHandshakesPerIP      = 8
+	DefaultMaxStreamsPerSession    = 1024
+	DefaultMaxUDPFlowsPerProxy     = 1024
+	DefaultMaxUDPFlowsPerIP        = 64
+	DefaultUDPUnansweredTimeout    = 5 * time.Second
+	DefaultStunPerIPPerSecond      = 20
+	DefaultMaxP2PAttemptsPerClient = 32
+	DefaultMaxP2POffersPerProxy    = 8
+	DefaultMaxProxiesPerClient     = 64
+)
+
+// DefaultServerLimits returns the defaults of the [limits] table of hops.
+func DefaultServerLimits() ServerLimits {
+	return ServerLimits{
+		MaxHandshakes:           DefaultMaxHandshakes,
+		MaxHandshakesPerIP:      DefaultMaxHandshakesPerIP,
+		MaxStreamsPerSession:    DefaultMaxStreamsPerSession,
+		MaxUDPFlowsPerProxy:     DefaultMaxUDPFlowsPerProxy,
+		MaxUDPFlowsPerIP:        DefaultMaxUDPFlowsPerIP,
+		UDPUnansweredTimeout:    Dur(DefaultUDPUnansweredTimeout),
+		StunPerIPPerSecond:      DefaultStunPerIPPerSecond,
+		MaxP2PAttemptsPerClient: DefaultMaxP2PAttemptsPerClient,
+		MaxP2POffersPerProxy:    DefaultMaxP2POffersPerProxy,
+	}
+}
+
+// source is where a loaded config came from: the file name and the index
+// of its keys, so that Warnings can give lines.
+type source struct {
+	file string
+	ix   *index
 }
 
 // P2PConfig is the [p2p] table: how hops helps two hopc reach each other
@@ -59,9 +133,11 @@ type P2PConfig struct {
 }
 
 // WebServerConfig is the [webServer] table: the HTTP API of hops (the
-// name comes from frp). It has no authentication of its own.
+// name comes from frp). It has no authentication of its own, and it
+// shows the addresses of clients, so it listens on loopback only.
 type WebServerConfig struct {
-	// Addr is the address the API listens on. Default "127.0.0.1".
+	// Addr is the address the API listens on: a loopback address
+	// (127.0.0.0/8, ::1) or "localhost". Default "127.0.0.1".
 	Addr string `toml:"addr"`
 	// Port is the TCP port of the API, 1..65535 and not BindPort;
 	// 0 (the default) turns the API off.
@@ -92,13 +168,14 @@ type ServerTLSConfig struct {
 }
 
 // DefaultServer returns the server defaults. Auth.Token is empty, so the
-// result does not pass Validate until a token is set.
+// result does not pass Validate until a token (or a user) is set.
 func DefaultServer() ServerConfig {
 	return ServerConfig{
-		BindAddr:      "0.0.0.0",
-		BindPort:      7000,
-		ProxyBindAddr: "0.0.0.0",
-		GracePeriod:   Dur(5 * time.Second),
+		BindAddr:            "0.0.0.0",
+		BindPort:            7000,
+		ProxyBindAddr:       "0.0.0.0",
+		MaxProxiesPerClient: DefaultMaxProxiesPerClient,
+		GracePeriod:         Dur(5 * time.Second),
 		Transport: ServerTransportConfig{
 			HandshakeTimeout: Dur(10 * time.Second),
 			TCPKeepalive:     defaultTCPKeepalive(),
@@ -111,6 +188,7 @@ func DefaultServer() ServerConfig {
 			TallyInterval: Dur(10 * time.Minute),
 		},
 		WebServer: WebServerConfig{Addr: "127.0.0.1"},
+		Limits:    DefaultServerLimits(),
 	}
 }
 
@@ -128,14 +206,22 @@ func (c *ServerConfig) WebServerAddress() string {
 	return net.JoinHostPort(c.WebServer.Addr, strconv.Itoa(c.WebServer.Port))
 }
 
+// Unprivileged ports: the remote ports allowed when AllowPorts is empty.
+const (
+	MinUnprivilegedPort = 1024
+	MaxPort             = 65535
+)
+
 // PortAllowed reports whether clients may use port as a remote port: it is
-// in 1..65535 and, when AllowPorts is not empty, inside one of its ranges.
+// inside one of the ranges of AllowPorts or, when AllowPorts is empty, in
+// 1024..65535 (so that a client cannot take a privileged port such as 22
+// or 443 unless the operator lists it).
 func (c *ServerConfig) PortAllowed(port int) bool {
-	if port < 1 || port > 65535 {
+	if port < 1 || port > MaxPort {
 		return false
 	}
 	if len(c.AllowPorts) == 0 {
-		return true
+		return port >= MinUnprivilegedPort
 	}
 	for _, pr := range c.AllowPorts {
 		if port >= pr.Start && port <= pr.End {
@@ -153,11 +239,24 @@ func (c *ServerConfig) Validate() error {
 	return r.err()
 }
 
+// Warnings returns remarks about c that do not make it invalid (a short
+// token, for example), one line each, formatted like the problems of an
+// *Error: with file and line for a config from LoadServer or ParseServer.
+// nil when there are none.
+func (c *ServerConfig) Warnings() []string {
+	r := newReporter("", nil)
+	if c.src != nil {
+		r = newReporter(c.src.file, c.src.ix)
+	}
+	c.validate(r)
+	return r.warningLines()
+}
+
 func (c *ServerConfig) validate(r *reporter) {
 	checkHost(r, "bindAddr", c.BindAddr, "bindPort")
 	portRange(r, "bindPort", c.BindPort, 1, "")
 	checkHost(r, "proxyBindAddr", c.ProxyBindAddr, "each proxy's remotePort")
-	c.Auth.validate(r, "auth")
+	c.validateAuth(r)
 	for i, pr := range c.AllowPorts {
 		key := "allowPorts[" + strconv.Itoa(i) + "]"
 		switch {
@@ -169,8 +268,8 @@ func (c *ServerConfig) validate(r *reporter) {
 			r.add(key, "start %d is greater than end %d; swap them", pr.Start, pr.End)
 		}
 	}
-	if c.MaxProxiesPerClient < 0 {
-		r.add("maxProxiesPerClient", "%d is negative; use 0 for no limit or a positive number", c.MaxProxiesPerClient)
+	if c.MaxProxiesPerClient < 1 {
+		r.add("maxProxiesPerClient", "%d is not allowed; set the most proxies one client may register, 1 or more (default %d); there is no \"unlimited\"", c.MaxProxiesPerClient, DefaultMaxProxiesPerClient)
 	}
 	nonNegative(r, "gracePeriod", c.GracePeriod, `"0s" closes connections at once on shutdown`)
 
@@ -191,6 +290,69 @@ func (c *ServerConfig) validate(r *reporter) {
 	c.Log.validate(r, "log")
 	c.validateP2P(r)
 	c.validateWebServer(r)
+	c.validateLimits(r)
+}
+
+func (c *ServerConfig) validateAuth(r *reporter) {
+	a := c.Auth
+	if a.Token == "" && len(a.Users) == 0 {
+		r.add("auth.token", `missing or empty; set the secret shared by server and clients, e.g. auth.token = "${HOP_TOKEN}" with HOP_TOKEN exported (or give each user a token of its own in [[auth.users]])`)
+	} else if a.Token != "" {
+		checkToken(r, "auth.token", a.Token)
+	}
+	names := make(map[string]string) // name → key of the entry that has it
+	for i, u := range a.Users {
+		key := "auth.users[" + strconv.Itoa(i) + "]"
+		switch prev, dup := names[u.Name]; {
+		case !nameRE.MatchString(u.Name):
+			r.add(key+".name", "%q is not a valid user name; use 1-64 of A-Z a-z 0-9 . _ - (the user key of that hopc)", u.Name)
+		case dup:
+			r.add(key+".name", "%q is already the name of %s%s; user names must be unique", u.Name, prev, r.at(prev))
+		default:
+			names[u.Name] = key
+		}
+		if u.Token == "" {
+			r.add(key+".token", `missing or empty; set the secret of user %q, e.g. token = "${HOP_TOKEN_%s}" with that variable exported`, u.Name, envSuffix(u.Name))
+		} else {
+			checkToken(r, key+".token", u.Token)
+		}
+	}
+}
+
+// envSuffix turns a user name into the tail of an environment variable
+// name for examples: "ci.bot-1" → "CI_BOT_1".
+func envSuffix(name string) string {
+	b := []byte(strings.ToUpper(name))
+	for i, c := range b {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "USER"
+	}
+	return string(b)
+}
+
+func (c *ServerConfig) validateLimits(r *reporter) {
+	l := c.Limits
+	for _, f := range []struct {
+		name   string
+		v, def int
+		what   string
+	}{
+		{"maxHandshakes", l.MaxHandshakes, DefaultMaxHandshakes, "connections still in TLS and login, over all sources"},
+		{"maxHandshakesPerIP", l.MaxHandshakesPerIP, DefaultMaxHandshakesPerIP, "connections still in TLS and login from one IP address"},
+		{"maxStreamsPerSession", l.MaxStreamsPerSession, DefaultMaxStreamsPerSession, "streams a client may have open or pending"},
+		{"maxUDPFlowsPerProxy", l.MaxUDPFlowsPerProxy, DefaultMaxUDPFlowsPerProxy, "UDP flows of one udp proxy"},
+		{"maxUDPFlowsPerIP", l.MaxUDPFlowsPerIP, DefaultMaxUDPFlowsPerIP, "UDP flows of one source IP address on one proxy"},
+		{"stunPerIPPerSecond", l.StunPerIPPerSecond, DefaultStunPerIPPerSecond, "STUN requests answered per second for one IP address"},
+		{"maxP2PAttemptsPerClient", l.MaxP2PAttemptsPerClient, DefaultMaxP2PAttemptsPerClient, "P2P attempts one client may have in progress"},
+		{"maxP2POffersPerProxy", l.MaxP2POffersPerProxy, DefaultMaxP2POffersPerProxy, "visitor offers waiting for the owner of one secret proxy"},
+	} {
+		atLeastOne(r, "limits."+f.name, f.v, f.def, f.what)
+	}
+	positive(r, "limits.udpUnansweredTimeout", l.UDPUnansweredTimeout, "a UDP flow that never got a reply closes after this")
 }
 
 func (c *ServerConfig) validateP2P(r *reporter) {
@@ -234,9 +396,22 @@ func (c *ServerConfig) validateP2P(r *reporter) {
 	nonNegative(r, "p2p.tallyInterval", p.TallyInterval, `"0s" never logs the table`)
 }
 
+// isLoopback reports whether host is "localhost" or an IP address in
+// 127.0.0.0/8 or ::1.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func (c *ServerConfig) validateWebServer(r *reporter) {
 	w := c.WebServer
 	checkHost(r, "webServer.addr", w.Addr, "webServer.port")
+	if r.ok("webServer.addr") && !isLoopback(w.Addr) {
+		r.add("webServer.addr", "%q is not a loopback address; the web API shows the addresses of clients and has no login yet, so it must stay on loopback (127.0.0.1, ::1 or localhost) until webServer.user and webServer.password exist; to reach it from elsewhere use an SSH tunnel or an authenticating reverse proxy", w.Addr)
+	}
 	switch {
 	case w.Port < 0 || w.Port > 65535:
 		r.add("webServer.port", "%d is out of range; use 1-65535, or 0 to turn the web API off", w.Port)
