@@ -40,8 +40,8 @@ func (l Limits) Validate() error {
 	if l.Max < 1 {
 		return fmt.Errorf("%w: limits.maxHandshakes is %d, must be at least 1", ErrInvalidLimits, l.Max)
 	}
-	if l.PerIP < 1 || l.PerIP > l.Max {
-		return fmt.Errorf("%w: limits.maxHandshakesPerIP is %d, must be between 1 and limits.maxHandshakes (%d)", ErrInvalidLimits, l.PerIP, l.Max)
+	if l.PerIP < 1 {
+		return fmt.Errorf("%w: limits.maxHandshakesPerIP is %d, must be at least 1", ErrInvalidLimits, l.PerIP)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hopproxy/hop/pkg/admit"
 	"github.com/hopproxy/hop/pkg/auth"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/drain"
@@ -43,6 +44,7 @@ type Server struct {
 	log         *slog.Logger
 	tls         *tls.Config
 	fingerprint string
+	gate        *admit.Gate // concurrent handshakes, before TLS
 
 	ln net.Listener
 
@@ -71,7 +73,11 @@ func New(cfg *config.ServerConfig, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp,
+	gate, err := admit.New(admit.Limits{Max: cfg.Limits.MaxHandshakes, PerIP: cfg.Limits.MaxHandshakesPerIP})
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp, gate: gate,
 		sessions: map[string]*session{}, proxies: map[string]*proxy{}, history: map[string]*ClientHistory{}, p2p: newP2PState()}, nil
 }
 
@@ -202,6 +208,13 @@ func (s *Server) shutdown(grace time.Duration) {
 
 // handle runs one client connection from TLS handshake to session end.
 func (s *Server) handle(ctx context.Context, raw net.Conn) {
+	leave, gerr := s.gate.Enter(raw.RemoteAddr())
+	if gerr != nil { // over limits.maxHandshakes(PerIP): counted in the gate's Stats
+		s.log.Debug("connection refused before TLS", "remote", raw.RemoteAddr().String(), "error", gerr)
+		raw.Close()
+		return
+	}
+	defer leave()
 	remote := raw.RemoteAddr().String()
 	log := s.log.With("remote", remote)
 	raw.SetDeadline(time.Now().Add(s.cfg.Transport.HandshakeTimeout.Duration))
@@ -246,6 +259,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		return
 	}
 	raw.SetDeadline(time.Time{})
+	leave() // logged in: no longer a handshake
 	ss := newSession(s, hello.ClientID, sessionID, ms, ctrl, log.With("client", hello.ClientID, "session", sessionID))
 	if !s.register(ss) {
 		ss.ms.CloseWithCause(ErrShutdown)
@@ -263,13 +277,12 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 }
 
 func (s *Server) muxConfig() mux.Config {
-	d := mux.DefaultConfig()
 	return mux.Config{
 		KeepaliveInterval:  s.cfg.Mux.KeepaliveInterval.Duration,
 		KeepaliveTimeout:   s.cfg.Mux.KeepaliveTimeout.Duration,
 		MaxStreamWindow:    uint32(s.cfg.Mux.MaxStreamWindow),
-		MaxStreams:         d.MaxStreams,
-		StreamCloseTimeout: d.StreamCloseTimeout,
+		MaxStreams:         s.cfg.Limits.MaxStreamsPerSession,
+		StreamCloseTimeout: s.cfg.Mux.StreamCloseTimeout.Duration,
 		Logger:             s.log,
 	}
 }
@@ -354,6 +367,10 @@ func (s *Server) History() map[string]ClientHistory {
 	}
 	return out
 }
+
+// HandshakeStats reports the connections in TLS and login now and those
+// refused over limits.maxHandshakes and limits.maxHandshakesPerIP.
+func (s *Server) HandshakeStats() admit.Stats { return s.gate.Stats() }
 
 // heartbeatConfig is the server's own heartbeat.
 func (s *Server) heartbeatConfig() heartbeat.Config {
