@@ -152,3 +152,15 @@ func waiter(src io.Reader) func() error {
 	}
 	return nil
 }
+
+// WaitReadable blocks until the socket c has data (or an error) to report,
+// without reading any, so that a reader can take a buffer only once there
+// is something to put in it. Where the platform cannot peek it returns at
+// once.
+func WaitReadable(c syscall.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return waitReadable(rc)
+}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hopproxy/hop/pkg/bridge"
 	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/dgrampool"
 	"github.com/hopproxy/hop/pkg/idle"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
@@ -114,15 +115,23 @@ func (c *Client) workUDP(st net.Conn, p config.ProxyConfig, local string) {
 	go func() { // local service → stream
 		defer wg.Done()
 		defer end()
-		buf := make([]byte, 2+protocol.MaxDatagram)
 		for {
-			n, err := lc.Read(buf[2:])
+			// Wait for a datagram without holding a buffer: an idle flow
+			// costs no 64 KiB.
+			if err := bridge.WaitReadable(lc); err != nil {
+				return
+			}
+			bp := dgrampool.Get(dgrampool.Large)
+			n, err := lc.Read((*bp)[2:])
 			if err != nil {
+				dgrampool.Put(bp)
 				return
 			}
 			active.Touch()
-			b, _ := protocol.AppendDatagram(buf[:0], buf[2:2+n])
-			if _, err := st.Write(b); err != nil {
+			b, _ := protocol.AppendDatagram((*bp)[:0], (*bp)[2:2+n])
+			_, err = st.Write(b)
+			dgrampool.Put(bp)
+			if err != nil {
 				return
 			}
 		}
@@ -137,14 +146,15 @@ func (c *Client) workUDP(st net.Conn, p config.ProxyConfig, local string) {
 			return true
 		})
 	}()
-	buf := make([]byte, protocol.MaxDatagram)
 	for {
-		n, err := protocol.ReadDatagram(st, buf)
+		bp, err := dgrampool.ReadDatagram(st)
 		if err != nil {
 			break
 		}
 		active.Touch()
-		if _, err := lc.Write(buf[:n]); err != nil {
+		_, err = lc.Write(*bp)
+		dgrampool.Put(bp)
+		if err != nil {
 			break
 		}
 	}
