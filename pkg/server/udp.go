@@ -42,6 +42,7 @@ type udpRelay struct {
 	p    *proxy
 	idle time.Duration
 	lim  udpLimits
+	open func(src netip.AddrPort) (net.Conn, error) // a flow's stream to the client
 
 	mu       sync.Mutex
 	flows    map[netip.AddrPort]*flow
@@ -91,7 +92,9 @@ func newUDPRelay(s *Server, p *proxy, idleMs int64) *udpRelay {
 	}
 	l := s.cfg.Limits
 	lim := udpLimits{maxFlows: l.MaxUDPFlowsPerProxy, maxPerIP: l.MaxUDPFlowsPerIP, unanswered: min(l.UDPUnansweredTimeout.Duration, idle)}
-	return &udpRelay{srv: s, p: p, idle: idle, lim: lim, flows: map[netip.AddrPort]*flow{}, perIP: map[netip.Addr]*list.List{}}
+	u := &udpRelay{srv: s, p: p, idle: idle, lim: lim, flows: map[netip.AddrPort]*flow{}, perIP: map[netip.Addr]*list.List{}}
+	u.open = func(src netip.AddrPort) (net.Conn, error) { return p.owner.openStream(p.name, src.String()) }
+	return u
 }
 
 func (u *udpRelay) serve() {
@@ -211,7 +214,7 @@ func (u *udpRelay) removeLocked(f *flow) {
 func (u *udpRelay) run(f *flow) {
 	defer u.wg.Done()
 	defer u.drainQueue(f)
-	st, err := u.p.owner.openStream(u.p.name, f.src.String())
+	st, err := u.open(f.src)
 	if err != nil {
 		u.p.log.Debug("cannot open stream for udp flow", "src", f.src, "error", err)
 		u.drop(f)
