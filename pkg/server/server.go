@@ -52,7 +52,7 @@ type Server struct {
 	closing  bool
 	sessions map[string]*session // by client ID
 	proxies  map[string]*proxy   // by proxy name
-	history  map[string]*ClientHistory
+	history  history // under mu
 	p2p      *p2pState
 	stun     *stunserver.Server
 	api      *http.Server
@@ -78,7 +78,7 @@ func New(cfg *config.ServerConfig, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	return &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp, gate: gate,
-		sessions: map[string]*session{}, proxies: map[string]*proxy{}, history: map[string]*ClientHistory{}, p2p: newP2PState()}, nil
+		sessions: map[string]*session{}, proxies: map[string]*proxy{}, history: newHistory(maxHistory), p2p: newP2PState()}, nil
 }
 
 func (s *Server) keepalive() transport.KeepAlive {
@@ -338,14 +338,7 @@ func (s *Server) unregister(ss *session, cause error) {
 	if s.sessions[ss.clientID] == ss {
 		delete(s.sessions, ss.clientID)
 	}
-	h := s.history[ss.clientID]
-	if h == nil {
-		h = &ClientHistory{}
-		s.history[ss.clientID] = h
-	}
-	h.Sessions++
-	h.LastCause = cause
-	h.LastEnd = time.Now()
+	s.history.record(ss.clientID, cause, time.Now())
 	s.mu.Unlock()
 	close(ss.ended)
 }
@@ -357,15 +350,12 @@ type ClientHistory struct {
 	LastEnd   time.Time // when
 }
 
-// History returns a copy of the ended-session history per client ID.
+// History returns a copy of the ended-session history per client ID, for
+// the maxHistory client IDs whose last session ended most recently.
 func (s *Server) History() map[string]ClientHistory {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]ClientHistory, len(s.history))
-	for id, h := range s.history {
-		out[id] = *h
-	}
-	return out
+	return s.history.snapshot()
 }
 
 // HandshakeStats reports the connections in TLS and login now and those
