@@ -52,7 +52,7 @@ type Server struct {
 	closing  bool
 	sessions map[string]*session // by client ID
 	proxies  map[string]*proxy   // by proxy name
-	history  history // under mu
+	history  history             // under mu
 	p2p      *p2pState
 	stun     *stunserver.Server
 	api      *http.Server
