@@ -82,7 +82,7 @@ func TestUDPSourceFlood(t *testing.T) {
 	port := legitEcho(t, &junk)
 	remote := freePort(t)
 	proxy := strings.Replace(udpProxy("flood", port, remote), `idleTimeout = "2s"`, `idleTimeout = "20s"`, 1)
-	_, cli, _ := setup(t, "", proxy)
+	srv, cli, _ := setup(t, "", proxy)
 	legit, err := net.Dial("udp", loop(remote))
 	if err != nil {
 		t.Fatal(err)
@@ -95,8 +95,8 @@ func TestUDPSourceFlood(t *testing.T) {
 		n, err := legit.Read(buf)
 		return err == nil && string(buf[:n]) == "hello"
 	})
-	pid := cli.cmd.Process.Pid
-	baseFDs, baseRSS := procFDs(pid), procStatus(pid, "VmRSS")
+	pid, spid := cli.cmd.Process.Pid, srv.cmd.Process.Pid
+	baseFDs, baseRSS, baseSrvRSS := procFDs(pid), procStatus(pid, "VmRSS"), procStatus(spid, "VmRSS")
 
 	// The legitimate source: one probe every 20 ms, counting answers.
 	var asked, answered atomic.Int64
@@ -128,7 +128,7 @@ func TestUDPSourceFlood(t *testing.T) {
 	}()
 
 	// Peak sampling of hopc's descriptors and memory.
-	var peakFDs, peakRSS atomic.Int64
+	var peakFDs, peakRSS, peakSrvRSS atomic.Int64
 	stopSample := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() {
@@ -136,6 +136,7 @@ func TestUDPSourceFlood(t *testing.T) {
 		for {
 			peakFDs.Store(max(peakFDs.Load(), int64(procFDs(pid))))
 			peakRSS.Store(max(peakRSS.Load(), int64(procStatus(pid, "VmRSS"))))
+			peakSrvRSS.Store(max(peakSrvRSS.Load(), int64(procStatus(spid, "VmRSS"))))
 			select {
 			case <-stopSample:
 				return
@@ -179,9 +180,9 @@ func TestUDPSourceFlood(t *testing.T) {
 	<-sampled
 	close(stopLegit)
 	<-legitDone
-	t.Logf("flood of %d sources in %v: %d reached the service; hopc fds %d -> peak %d -> %d (flows gone %v after the flood); VmRSS %d kB -> peak %d kB -> %d kB; legit source answered %d of %d during the flood (%d of %d in all)",
+	t.Logf("flood of %d sources in %v: %d reached the service; hopc fds %d -> peak %d -> %d (flows gone %v after the flood); VmRSS %d kB -> peak %d kB -> %d kB (hops: %d kB -> peak %d kB); legit source answered %d of %d during the flood (%d of %d in all)",
 		sources, floodTime.Round(time.Millisecond), junk.Load(), baseFDs, peakFDs.Load(), procFDs(pid), gone.Round(100*time.Millisecond),
-		baseRSS, peakRSS.Load(), procStatus(pid, "VmRSS"), legitAnsweredDuring, legitAskedDuring, answered.Load(), asked.Load())
+		baseRSS, peakRSS.Load(), procStatus(pid, "VmRSS"), baseSrvRSS, peakSrvRSS.Load(), legitAnsweredDuring, legitAskedDuring, answered.Load(), asked.Load())
 	if p := peakFDs.Load(); p > int64(baseFDs+maxFlows+16) {
 		t.Errorf("hopc peaked at %d fds (baseline %d): more flows than the cap of %d", p, baseFDs, maxFlows)
 	}
