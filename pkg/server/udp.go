@@ -21,6 +21,12 @@ const (
 	flowQueueBytes = 256 << 10
 )
 
+// maxOpening bounds the flows of one proxy opening their stream at once.
+// A yamux open cannot be abandoned, so a flow evicted while waiting for its
+// turn never opens one: under a flood of new sources, the streams opened
+// are those of the flows that stay.
+const maxOpening = 32
+
 // udpLimits bound the flows of one udp proxy.
 type udpLimits struct {
 	maxFlows   int           // limits.maxUDPFlowsPerProxy
@@ -38,11 +44,12 @@ type udpLimits struct {
 // the least recently used flow goes: of the same IP for the per-IP cap,
 // else one never answered, else any.
 type udpRelay struct {
-	srv  *Server
-	p    *proxy
-	idle time.Duration
-	lim  udpLimits
-	open func(src netip.AddrPort) (net.Conn, error) // a flow's stream to the client
+	srv     *Server
+	p       *proxy
+	idle    time.Duration
+	lim     udpLimits
+	open    func(src netip.AddrPort) (net.Conn, error) // a flow's stream to the client
+	opening chan struct{}                              // maxOpening
 
 	mu       sync.Mutex
 	flows    map[netip.AddrPort]*flow
@@ -92,7 +99,8 @@ func newUDPRelay(s *Server, p *proxy, idleMs int64) *udpRelay {
 	}
 	l := s.cfg.Limits
 	lim := udpLimits{maxFlows: l.MaxUDPFlowsPerProxy, maxPerIP: l.MaxUDPFlowsPerIP, unanswered: min(l.UDPUnansweredTimeout.Duration, idle)}
-	u := &udpRelay{srv: s, p: p, idle: idle, lim: lim, flows: map[netip.AddrPort]*flow{}, perIP: map[netip.Addr]*list.List{}}
+	u := &udpRelay{srv: s, p: p, idle: idle, lim: lim, opening: make(chan struct{}, maxOpening),
+		flows: map[netip.AddrPort]*flow{}, perIP: map[netip.Addr]*list.List{}}
 	u.open = func(src netip.AddrPort) (net.Conn, error) { return p.owner.openStream(p.name, src.String()) }
 	return u
 }
@@ -214,7 +222,13 @@ func (u *udpRelay) removeLocked(f *flow) {
 func (u *udpRelay) run(f *flow) {
 	defer u.wg.Done()
 	defer u.drainQueue(f)
+	select {
+	case u.opening <- struct{}{}:
+	case <-f.done: // evicted or idle before its turn
+		return
+	}
 	st, err := u.open(f.src)
+	<-u.opening
 	if err != nil {
 		u.p.log.Debug("cannot open stream for udp flow", "src", f.src, "error", err)
 		u.drop(f)

@@ -63,7 +63,7 @@ func testRelay(t *testing.T, lim udpLimits, fc *fakeClient) (*udpRelay, *net.UDP
 		t.Fatal(err)
 	}
 	p := &proxy{name: "u", pc: pc, log: slog.New(slog.DiscardHandler)}
-	u := &udpRelay{p: p, idle: time.Minute, lim: lim, open: fc.opener,
+	u := &udpRelay{p: p, idle: time.Minute, lim: lim, open: fc.opener, opening: make(chan struct{}, maxOpening),
 		flows: map[netip.AddrPort]*flow{}, perIP: map[netip.Addr]*list.List{}}
 	p.wg.Add(1)
 	go u.serve()
