@@ -68,7 +68,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer closeLog()
 	for _, w := range cfg.Warnings() {
-		log.Warn("config", "warning", w)
+		log.Warn("config warning", "warning", w)
 	}
 	if n, fromEnv := procs.Set(); !fromEnv {
 		log.Debug("scheduler", "gomaxprocs", n, "cpus", runtime.NumCPU(), "hint", "set GOMAXPROCS to override")

@@ -137,8 +137,58 @@ var serverCases = []errorCase{
 	{name: "webServer port", toml: tokenLine + "[webServer]\nport = 70000\n", want: "hops.toml:3: webServer.port: 70000 is out of range; use 1-65535, or 0 to turn the web API off"},
 	{name: "webServer port is bindPort", toml: tokenLine + "[webServer]\nport = 7000\n", want: "hops.toml:3: webServer.port: 7000 is also bindPort, where hopc clients connect; use another port, e.g. 7500, or 0 to turn the web API off"},
 	{name: "webServer addr", toml: tokenLine + "[webServer]\naddr = \"127.0.0.1:7500\"\nport = 7500\n", want: "hops.toml:3: webServer.addr: \"127.0.0.1:7500\" looks like host:port; write only the host here and the port in webServer.port"},
-	{name: "webServer frp keys", toml: tokenLine + "[webServer]\nport = 7500\nuser = \"admin\"\npassword = \"admin\"\n", want: "hops.toml:4: webServer.user: unknown key; the keys in [webServer] are: addr, port\n" +
-		"hops.toml:5: webServer.password: unknown key; the keys in [webServer] are: addr, port"},
+	// Keys are exact-case: go-toml would accept these.
+	{name: "wrong-case key", toml: tokenLine + "BINDPORT = 7001\n", want: "hops.toml:2: BINDPORT: unknown key; did you mean bindPort?"},
+	{name: "wrong-case key of another side", toml: "SERVERPORT = 1\n" + tokenLine, want: "hops.toml:1: SERVERPORT: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits"},
+	{name: "wrong-case table", toml: "[AUTH]\ntoken = \"x\"\n", want: "hops.toml:1: AUTH: unknown table; did you mean auth?"},
+	{name: "wrong-case dotted keys", toml: "Auth.Token = \"x\"\n", want: "hops.toml:1: Auth: unknown table; did you mean auth?"},
+	{name: "wrong-case nested key", toml: "auth.TOKEN = \"x\"\n", want: "hops.toml:1: auth.TOKEN: unknown key; did you mean token?"},
+	{name: "wrong-case and right-case key", toml: tokenLine + "bindport = 1\nbindPort = 2\n", want: "hops.toml:2: bindport: unknown key; did you mean bindPort?"},
+	{name: "wrong-case key of the wrong type", toml: tokenLine + "BINDPORT = \"x\"\n", want: "hops.toml:2: BINDPORT: unknown key; did you mean bindPort?"},
+	{name: "wrong-case key in inline table", toml: tokenLine + "allowPorts = [{ START = 2000, end = 3000 }]\n", want: "hops.toml:2: allowPorts[0].START: unknown key; did you mean start?"},
+	{name: "wrong-case header part", toml: tokenLine + "[Transport.TLS]\ncertFile = \"a\"\n", want: "hops.toml:2: Transport: unknown table; did you mean transport?"},
+	{name: "wrong-case and other problems", toml: tokenLine + "LOG.level = \"x\"\nbindPort = 0\nbogus = 1\n", want: "hops.toml:2: LOG: unknown table; did you mean log?\n" +
+		"hops.toml:3: bindPort: 0 is out of range; use 1-65535\n" +
+		"hops.toml:4: bogus: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits"},
+
+	// frp's keys and frp's habits.
+	{name: "frp heartbeatTimeout", toml: tokenLine + "transport.heartbeatTimeout = 90\n", want: "hops.toml:2: transport.heartbeatTimeout: unknown key; hop calls this heartbeat.timeout, a duration string: write heartbeat.timeout = \"90s\""},
+	{name: "frp heartbeatTimeout off", toml: tokenLine + "transport.heartbeatTimeout = -1\n", want: "hops.toml:2: transport.heartbeatTimeout: unknown key; hop calls this heartbeat.timeout, a duration string; frp turned it off with a negative number, hop with \"0s\": write heartbeat.timeout = \"0s\""},
+	{name: "frp v0 heartbeatTimeout", toml: tokenLine + "heartbeatTimeout = 90\nheartbeat_interval = \"30s\"\n", want: "hops.toml:2: heartbeatTimeout: unknown key; hop calls this heartbeat.timeout, a duration string: write heartbeat.timeout = \"90s\"\n" +
+		"hops.toml:3: heartbeat_interval: unknown key; hop calls this heartbeat.interval, a duration string: write heartbeat.interval = \"30s\""},
+	{name: "frp transport table", toml: tokenLine + "[transport]\nheartbeatInterval = 30\ntcpMuxKeepaliveInterval = 30\ntcpMux = true\ntls.force = true\n", want: "hops.toml:3: transport.heartbeatInterval: unknown key; hop calls this heartbeat.interval, a duration string: write interval = \"30s\" below [heartbeat]\n" +
+		"hops.toml:4: transport.tcpMuxKeepaliveInterval: unknown key; hop calls this mux.keepaliveInterval, a duration string: write keepaliveInterval = \"30s\" below [mux]\n" +
+		"hops.toml:5: transport.tcpMux: unknown key; hop always multiplexes: every connection is a stream of one yamux session; remove it\n" +
+		"hops.toml:6: transport.tls.force: unknown key; hop always uses TLS; remove it"},
+	{name: "frp maxPortsPerClient", toml: tokenLine + "maxPortsPerClient = 0\n", want: "hops.toml:2: maxPortsPerClient: unknown key; hop calls this maxProxiesPerClient, which has no \"0 = unlimited\": set a number, e.g. maxProxiesPerClient = 64"},
+	{name: "frp maxPortsPerClient set", toml: tokenLine + "maxPortsPerClient = 5\n", want: "hops.toml:2: maxPortsPerClient: unknown key; hop calls this maxProxiesPerClient, which has no \"0 = unlimited\""},
+	{name: "frp auth", toml: tokenLine + "auth.method = \"token\"\nauth.additionalScopes = [\"HeartBeats\"]\n", want: "hops.toml:2: auth.method: unknown key; hop has one method, a PAKE on auth.token (the token never crosses the wire, and a recorded login does not reveal it); remove it\n" +
+		"hops.toml:3: auth.additionalScopes: unknown key; hop authenticates the session once, and heartbeats and streams travel inside it; remove it"},
+	{name: "frp dashboard", toml: tokenLine + "dashboardPort = 7500\ndashboard_addr = \"127.0.0.1\"\n", want: "hops.toml:2: dashboardPort: unknown key; hop calls this webServer.port\n" +
+		"hops.toml:3: dashboard_addr: unknown key; hop calls this webServer.addr"},
+	{name: "frp log", toml: tokenLine + "log.maxDays = 3\nlog.disablePrintColor = true\nlogFile = \"x.log\"\n", want: "hops.toml:2: log.maxDays: unknown key; hop does not rotate its log file: rotate it with logrotate (copytruncate), or log to stderr under systemd; remove it\n" +
+		"hops.toml:3: log.disablePrintColor: unknown key; hop's logs have no colors; remove it\n" +
+		"hops.toml:4: logFile: unknown key; hop calls this log.to"},
+	{name: "frp client keys in the server", toml: tokenLine + "transport.dialServerTimeout = 10\nloginFailExit = true\n", want: "hops.toml:2: transport.dialServerTimeout: unknown key; the keys in [transport] are: tls, handshakeTimeout, tcpKeepalive\n" +
+		"hops.toml:3: loginFailExit: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits"},
+	{name: "frp tcpKeepalive seconds", toml: tokenLine + "transport.tcpKeepalive = 7200\n", want: "hops.toml:2: transport.tcpKeepalive: expected a table, found an integer; frp's transport.tcpKeepalive counted seconds, hop's is a table: write transport.tcpKeepalive.idle = \"7200s\" (idle = \"0s\" turns it off)"},
+	{name: "unit in the key name", toml: tokenLine + "gracePeriodSeconds = 5\ntransport.handshakeTimeoutMs = 500\nheartbeat.timeoutSeconds = \"30\"\ntransport.heartbeatTimeoutSeconds = 1_000\n", want: "hops.toml:2: gracePeriodSeconds: unknown key; hop calls this gracePeriod, a duration string: write gracePeriod = \"5s\"\n" +
+		"hops.toml:3: transport.handshakeTimeoutMs: unknown key; hop calls this transport.handshakeTimeout, a duration string: write transport.handshakeTimeout = \"500ms\"\n" +
+		"hops.toml:4: heartbeat.timeoutSeconds: unknown key; hop calls this heartbeat.timeout, a duration string: write heartbeat.timeout = \"30s\"\n" +
+		"hops.toml:5: transport.heartbeatTimeoutSeconds: unknown key; hop calls this heartbeat.timeout, a duration string: write heartbeat.timeout = \"1000s\""},
+	{name: "unit in the key name below its table", toml: tokenLine + "[transport]\nhandshakeTimeoutMs = 500\n[heartbeat]\ntimeoutSeconds = 30\n", want: "hops.toml:3: transport.handshakeTimeoutMs: unknown key; hop calls this transport.handshakeTimeout, a duration string: write handshakeTimeout = \"500ms\"\n" +
+		"hops.toml:5: heartbeat.timeoutSeconds: unknown key; hop calls this heartbeat.timeout, a duration string: write timeout = \"30s\""},
+	{name: "unit in the key name, not a duration", toml: tokenLine + "bindPortMs = 5\n", want: "hops.toml:2: bindPortMs: unknown key; did you mean bindPort?"},
+	{name: "frp template", toml: "auth.token = \"{{ .Envs.FRP_TOKEN }}\"\n", want: "hops.toml:1: auth.token: hop does not expand {{ .Envs.FRP_TOKEN }} (frp's template); write ${FRP_TOKEN}"},
+	{name: "frp templates", toml: tokenLine + "bindAddr = \"{{.Envs.A}}-{{ .Envs.B }}\"\nproxyBindAddr = \"{{ .Foo }}\"\n", want: "hops.toml:2: bindAddr: hop does not expand {{.Envs.A}} (frp's template); write ${A}\n" +
+		"hops.toml:2: bindAddr: hop does not expand {{ .Envs.B }} (frp's template); write ${B}\n" +
+		"hops.toml:3: proxyBindAddr: hop does not expand {{ .Foo }} (frp's template); write the value out, or ${NAME} for the environment variable NAME"},
+	{name: "frp range template", toml: "{{- range $_, $v := parseNumberRangePair \"6000-6006\" \"6000-6006\" }}\n" + tokenLine + "{{- end }}\n", want: "hops.toml:1: invalid TOML: invalid character at start of key: U+007B '{'; hop does not expand frp's templates ({{ ... }}): write each entry out, and ${NAME} for the environment variable NAME"},
+	{name: "braces that are no template", toml: "auth.token = \"{{x}}-0123456789abcdef\"\n"},
+	{name: "log to console", toml: tokenLine + "log.to = \"console\"\n"},
+	{name: "log to missing directory", toml: tokenLine + "[log]\nto = \"/nonexistent-hop-dir/sub/hops.log\"\n", want: "hops.toml:3: log.to: directory /nonexistent-hop-dir/sub does not exist; create it, or set log.to to \"stderr\", \"stdout\" or a file in a directory that exists"},
+	{name: "webServer frp keys", toml: tokenLine + "[webServer]\nport = 7500\nuser = \"admin\"\npassword = \"admin\"\n", want: "hops.toml:4: webServer.user: unknown key; hop's web API has no login yet, which is why webServer.addr must be a loopback address: reach it through an SSH tunnel; remove it\n" +
+		"hops.toml:5: webServer.password: unknown key; hop's web API has no login yet, which is why webServer.addr must be a loopback address: reach it through an SSH tunnel; remove it"},
 }
 
 var clientCases = []errorCase{
@@ -151,6 +201,28 @@ var clientCases = []errorCase{
 		"hopc.toml:4: limits.maxHandshakes: unknown key; the keys in [limits] are: maxStreamsPerSession"},
 	{name: "client stream close timeout", toml: tokenLine + "[mux]\nstreamCloseTimeout = \"-1s\"\n", want: "hopc.toml:3: mux.streamCloseTimeout: -1s is not allowed; use a positive duration such as \"10s\" (how long a closed stream waits for the peer's close before it is reset)"},
 	{name: "visitor serverUser", toml: tokenLine + "[[visitors]]\nname = \"a\"\ntype = \"stcp\"\nserverName = \"db\"\nserverUser = \"home\"\nsecretKey = \"0123456789\"\nbindPort = 6000\n[[visitors]]\nname = \"b\"\ntype = \"xtcp\"\nserverName = \"db\"\nserverUser = \"my home\"\nsecretKey = \"0123456789\"\nbindPort = 6001\n", want: "hopc.toml:13: visitors[1].serverUser: \"my home\" is not a valid user name; write the user key of the hopc that owns the proxy (1-64 of A-Z a-z 0-9 . _ -), or leave it out for this client's own user"},
+	{name: "wrong-case client key", toml: "SERVERPORT = 7000\n" + tokenLine, want: "hopc.toml:1: SERVERPORT: unknown key; did you mean serverPort?"},
+	{name: "wrong-case array of tables", toml: tokenLine + "[[PROXIES]]\nname = \"a\"\n", want: "hopc.toml:2: PROXIES: unknown table; did you mean proxies?"},
+	{name: "wrong-case key in an entry", toml: tokenLine + "[[proxies]]\nNAME = \"a\"\ntype = \"tcp\"\nlocalPort = 1\nremotePort = 0\n", want: "hopc.toml:3: proxies[0].NAME: unknown key; did you mean name?"},
+	{name: "frp client transport", toml: tokenLine + "transport.dialServerTimeout = 10\nloginFailExit = false\ntransport.heartbeatInterval = 30\ntransport.tls.enable = true\ntransport.dialServerKeepalive = -1\ntransport.poolCount = 5\ntransport.protocol = \"tcp\"\n", want: "hopc.toml:2: transport.dialServerTimeout: unknown key; hop calls this transport.dialTimeout, a duration string: write transport.dialTimeout = \"10s\"\n" +
+		"hopc.toml:3: loginFailExit: unknown key; hopc exits by itself on errors that reconnecting cannot fix (a wrong token, an incompatible version) and retries the others, also at boot; remove it\n" +
+		"hopc.toml:4: transport.heartbeatInterval: unknown key; hop calls this heartbeat.interval, a duration string: write heartbeat.interval = \"30s\"\n" +
+		"hopc.toml:5: transport.tls.enable: unknown key; hop always uses TLS; remove it\n" +
+		"hopc.toml:6: transport.dialServerKeepalive: unknown key; hop calls this transport.tcpKeepalive.idle, a duration string; frp turned it off with a negative number, hop with \"0s\": write transport.tcpKeepalive.idle = \"0s\"\n" +
+		"hopc.toml:7: transport.poolCount: unknown key; hop opens streams on demand in its one session, so there is no pool of connections; remove it\n" +
+		"hopc.toml:8: transport.protocol: unknown key; hop connects over TCP with TLS only; remove it"},
+	{name: "frp server key in the client", toml: tokenLine + "maxPortsPerClient = 0\n", want: "hopc.toml:2: maxPortsPerClient: unknown key; the keys at the top level are: serverAddr, serverPort, clientID, user, auth, gracePeriod, transport, reconnect, heartbeat, mux, log, limits, proxies, visitors"},
+	{name: "frp visitor keys", toml: tokenLine + "[[visitors]]\nname = \"a\"\ntype = \"xtcp\"\nserverName = \"s\"\nsecretKey = \"0123456789\"\nbindPort = 6000\nfallbackTimeoutMs = 1500\nminRetryInterval = 90\n", want: "hopc.toml:8: visitors[0].fallbackTimeoutMs: unknown key; hop calls this fallbackTimeout, a duration string: write fallbackTimeout = \"1500ms\"\n" +
+		"hopc.toml:9: visitors[0].minRetryInterval: unknown key; hop calls this retryInterval, a duration string: write retryInterval = \"90s\""},
+	{name: "frp visitor retries", toml: tokenLine + "[[visitors]]\nname = \"a\"\ntype = \"xtcp\"\nserverName = \"s\"\nsecretKey = \"0123456789\"\nbindPort = 6000\nkeepTunnelOpen = true\nmaxRetriesAnHour = 8\nfallbackTo = \"b\"\n", want: "hopc.toml:8: visitors[0].keepTunnelOpen: unknown key; hop keeps the direct path open by itself (keepaliveInterval) and, while relaying, tries it again every retryInterval; remove it\n" +
+		"hopc.toml:9: visitors[0].maxRetriesAnHour: unknown key; hop calls this retryInterval, a duration string of the time between attempts (8 an hour): write retryInterval = \"7m30s\"\n" +
+		"hopc.toml:10: visitors[0].fallbackTo: unknown key; an xtcp or xudp visitor relays through hops by itself when there is no direct path after fallbackTimeout; remove it"},
+	{name: "frp client extras", toml: tokenLine + "natHoleStunServer = \"stun.example.com:3478\"\n[[proxies]]\nname = \"a\"\ntype = \"tcp\"\nlocalPort = 1\nremotePort = 6000\ntransport.useCompression = true\n", want: "hopc.toml:2: natHoleStunServer: unknown key; hopc asks hops for STUN (on its bindPort and p2p.stunAltPort), never a public server; remove it\n" +
+		"hopc.toml:8: proxies[0].transport.useCompression: unknown key; hop does not compress; remove it"},
+	{name: "bare number fallbackTimeout", toml: tokenLine + "[[visitors]]\nname = \"a\"\ntype = \"xtcp\"\nserverName = \"s\"\nsecretKey = \"0123456789\"\nbindPort = 6000\nfallbackTimeout = 1500\n", want: "hopc.toml:8: visitors[0].fallbackTimeout: 1500 is a bare number; durations are strings with a unit: write \"1500ms\" (units: ms, s, m, h)"},
+	{name: "frp proxy keys", toml: tokenLine + "[[proxies]]\nname = \"a\"\ntype = \"tcp\"\nlocalPort = 1\nremotePort = 6000\nlocalAddr = \"127.0.0.1:1\"\ntransport.useEncryption = true\n", want: "hopc.toml:7: proxies[0].localAddr: unknown key; write the address in localIP and the port in localPort\n" +
+		"hopc.toml:8: proxies[0].transport.useEncryption: unknown key; hop always encrypts (TLS to hops, and the secret key between visitor and owner); remove it"},
+	{name: "frp client template", toml: "serverAddr = \"{{ .Envs.FRP_SERVER_ADDR }}\"\n" + tokenLine, want: "hopc.toml:1: serverAddr: hop does not expand {{ .Envs.FRP_SERVER_ADDR }} (frp's template); write ${FRP_SERVER_ADDR}"},
 	{name: "proxies", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n\n[[proxies]]\nname = \"dns\"\ntype = \"udp\"\nlocalIP = \"10.0.0.53\"\nlocalPort = 53\nremotePort = 0\nidleTimeout = \"2m\"\n"},
 	{name: "unknown key in proxy", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n\n[[proxies]]\nname = \"web\"\ntype = \"tcp\"\nlocalPort = 80\nremotePort = 8080\nlocal_ip = \"127.0.0.1\"\ncustomDomains = [\"a\"]\n", want: "hopc.toml:13: proxies[1].local_ip: unknown key; did you mean localIP?\n" +
 		"hopc.toml:14: proxies[1].customDomains: unknown key; the keys in [[proxies]] are: name, type, localIP, localPort, remotePort, idleTimeout, secretKey, allowUsers"},

@@ -2,8 +2,10 @@ package config
 
 import (
 	"errors"
+	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -13,9 +15,15 @@ import (
 type LogConfig struct {
 	// Level is one of "debug", "info", "warn", "error". Default "info".
 	Level string `toml:"level"`
-	// To is "stderr", "stdout" or a file path. Default "stderr".
+	// To is "stderr", "stdout", "console" (frp's name for standard
+	// output) or the path of a file, appended to, in a directory that
+	// exists and is writable. Default "stderr".
 	To string `toml:"to"`
 }
+
+// LogStreams are the values of LogConfig.To that name a standard stream
+// rather than a file.
+var LogStreams = []string{"stderr", "stdout", "console"}
 
 // LogLevels lists the valid values of LogConfig.Level, most verbose first.
 var LogLevels = []string{"debug", "info", "warn", "error"}
@@ -129,9 +137,48 @@ func (l LogConfig) validate(r *reporter, key string) {
 	if !slices.Contains(LogLevels, l.Level) {
 		r.add(key+".level", "%q is not a log level; use one of: %s", l.Level, strings.Join(LogLevels, ", "))
 	}
-	if l.To == "" {
+	switch {
+	case l.To == "":
 		r.add(key+".to", `empty; use "stderr", "stdout" or a file path`)
+	case !slices.Contains(LogStreams, l.To):
+		checkLogFile(r, key+".to", l.To)
 	}
+}
+
+// checkLogFile reports a log file that could not be opened for appending
+// at start: its directory is missing or not writable, or the file is a
+// directory or not writable. It creates nothing.
+func checkLogFile(r *reporter, key, path string) {
+	const how = `create it, or set log.to to "stderr", "stdout" or a file in a directory that exists`
+	if fi, err := os.Stat(path); err == nil {
+		switch {
+		case fi.IsDir():
+			r.add(key, "%s is a directory; write the path of a file in it, e.g. %q", path, filepath.Join(path, "hop.log"))
+		case fi.Mode().IsRegular() && !writable(path):
+			r.add(key, "file %s is not writable by this user; fix its permissions or choose another file", path)
+		}
+		return
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		r.add(key, "directory %s does not exist; %s", dir, how)
+	case err != nil:
+		r.add(key, "directory %s cannot be read: %v; %s", dir, unwrapPathError(err), how)
+	case !fi.IsDir():
+		r.add(key, "%s is not a directory; %s", dir, how)
+	case !writable(dir):
+		r.add(key, "directory %s is not writable by this user, so %s cannot be created there; fix its permissions or choose another directory", dir, filepath.Base(path))
+	}
+}
+
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 func (h HeartbeatConfig) validate(r *reporter, key string) {

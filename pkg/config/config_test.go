@@ -901,16 +901,17 @@ func TestExpandEnv(t *testing.T) {
 func TestEnvValues(t *testing.T) {
 	t.Setenv("HOP_TEST_TOKEN", "from env")
 	t.Setenv("HOP_TEST_ADDR", "hop.example.com")
+	dir := t.TempDir()
 	cfg, err := ParseClient("hopc.toml", []byte(`
 serverAddr = "${HOP_TEST_ADDR}"
 auth.token = "${HOP_TEST_TOKEN}"
 [log]
-to = "/var/log/$${HOP_TEST_ADDR}.log"
+to = '`+dir+`/$${HOP_TEST_ADDR}.log'
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ServerAddr != "hop.example.com" || cfg.Auth.Token != "from env" || cfg.Log.To != "/var/log/${HOP_TEST_ADDR}.log" {
+	if cfg.ServerAddr != "hop.example.com" || cfg.Auth.Token != "from env" || cfg.Log.To != dir+"/${HOP_TEST_ADDR}.log" {
 		t.Errorf("got %q %q %q", cfg.ServerAddr, cfg.Auth.Token, cfg.Log.To)
 	}
 }
@@ -954,4 +955,110 @@ func TestWarnings(t *testing.T) {
 	if got := cli.Warnings(); got != nil {
 		t.Errorf("warnings after fixing the token: %q", got)
 	}
+}
+
+func TestLogTo(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ to, want string }{
+		{"stderr", ""},
+		{"stdout", ""},
+		{"console", ""},
+		{filepath.Join(dir, "hop.log"), ""}, // created at start
+		{file, ""},                          // appended to
+		{"hop.log", ""},                     // the working directory
+		{filepath.Join(dir, "missing", "hop.log"), "hops.toml:2: log.to: directory " + filepath.Join(dir, "missing") + ` does not exist; create it, or set log.to to "stderr", "stdout" or a file in a directory that exists`},
+		{filepath.Join(file, "hop.log"), "hops.toml:2: log.to: " + file + ` is not a directory; create it, or set log.to to "stderr", "stdout" or a file in a directory that exists`},
+		{dir, "hops.toml:2: log.to: " + dir + ` is a directory; write the path of a file in it, e.g. "` + filepath.Join(dir, "hop.log") + `"`},
+	} {
+		_, err := ParseServer("hops.toml", []byte(tokenLine+"log.to = '"+c.to+"'\n"))
+		checkErr(t, "hops.toml", err, c.want)
+	}
+
+	// Permissions: root may write anywhere, so only a user sees these.
+	if os.Geteuid() == 0 {
+		t.Log("running as root: skipping the permission cases")
+		return
+	}
+	ro := filepath.Join(dir, "ro")
+	if err := os.Mkdir(ro, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	rofile := filepath.Join(dir, "ro.log")
+	if err := os.WriteFile(rofile, nil, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ParseServer("hops.toml", []byte(tokenLine+"log.to = '"+filepath.Join(ro, "hop.log")+"'\n"))
+	checkErr(t, "hops.toml", err, "hops.toml:2: log.to: directory "+ro+" is not writable by this user, so hop.log cannot be created there; fix its permissions or choose another directory")
+	_, err = ParseServer("hops.toml", []byte(tokenLine+"log.to = '"+rofile+"'\n"))
+	checkErr(t, "hops.toml", err, "hops.toml:2: log.to: file "+rofile+" is not writable by this user; fix its permissions or choose another file")
+}
+
+// TestFrpKeysExist checks that every key of hop named for one of frp's
+// exists on the side it is for, and that none of frp's keys named there
+// is a key of hop (it would never be unknown).
+func TestFrpKeysExist(t *testing.T) {
+	sides := map[string][]reflect.Type{
+		"":     {reflect.TypeOf(rawServer{}), reflect.TypeOf(rawClient{})},
+		"hops": {reflect.TypeOf(rawServer{})},
+		"hopc": {reflect.TypeOf(rawClient{})},
+	}
+	for from, h := range frpKeyNames {
+		if h.to == "" && h.msg == "" {
+			t.Errorf("%s: neither a key of hop nor an explanation", from)
+		}
+		for _, root := range sides[h.side] {
+			if _, ok := schemaType(root, strings.ReplaceAll(from, "[]", "[0]")); ok {
+				t.Errorf("%s is a key of hop in %s, so it is never unknown", from, root.Name())
+			}
+			if h.to == "" {
+				continue
+			}
+			to := strings.ReplaceAll(h.to, "[]", "[0]")
+			if _, ok := schemaType(root, to); !ok {
+				t.Errorf("%s: hop has no key %s in %s", from, h.to, root.Name())
+			}
+			if (h.unit != "" || h.perHour) && !isDuration(root, to) {
+				t.Errorf("%s: %s is not a duration", from, h.to)
+			}
+		}
+	}
+}
+
+func TestValidateCodeBuiltAuthAndLimits(t *testing.T) {
+	srv := DefaultServer()
+	srv.Auth.Users = []AuthUser{{Name: "ci", Token: "0123456789abcdef"}}
+	if err := srv.Validate(); err != nil {
+		t.Fatalf("users without a shared token: %v", err)
+	}
+	srv.Auth.Token = PlaceholderToken
+	srv.Limits = ServerLimits{}
+	srv.MaxProxiesPerClient = 0
+	srv.WebServer.Addr = "192.0.2.1"
+	checkErr(t, "", srv.Validate(), `auth.token: "change-me" is the placeholder of the example files, which anyone can read; set a real secret, e.g. the output of: openssl rand -hex 24 (best kept out of the file: token = "${HOP_TOKEN}" with HOP_TOKEN exported)`+"\n"+
+		`maxProxiesPerClient: 0 is not allowed; set the most proxies one client may register, 1 or more (default 64); there is no "unlimited"`+"\n"+
+		`webServer.addr: "192.0.2.1" is not a loopback address; the web API shows the addresses of clients and has no login yet, so it must stay on loopback (127.0.0.1, ::1 or localhost) until webServer.user and webServer.password exist; to reach it from elsewhere use an SSH tunnel or an authenticating reverse proxy`+"\n"+
+		"limits.maxHandshakes: 0 is not allowed; set 1 or more (default 128): connections still in TLS and login, over all sources\n"+
+		"limits.maxHandshakesPerIP: 0 is not allowed; set 1 or more (default 8): connections still in TLS and login from one IP address\n"+
+		"limits.maxStreamsPerSession: 0 is not allowed; set 1 or more (default 1024): streams a client may have open or pending\n"+
+		"limits.maxUDPFlowsPerProxy: 0 is not allowed; set 1 or more (default 1024): UDP flows of one udp proxy\n"+
+		"limits.maxUDPFlowsPerIP: 0 is not allowed; set 1 or more (default 64): UDP flows of one source IP address on one proxy\n"+
+		"limits.stunPerIPPerSecond: 0 is not allowed; set 1 or more (default 20): STUN requests answered per second for one IP address\n"+
+		"limits.maxP2PAttemptsPerClient: 0 is not allowed; set 1 or more (default 32): P2P attempts one client may have in progress\n"+
+		"limits.maxP2POffersPerProxy: 0 is not allowed; set 1 or more (default 8): visitor offers waiting for the owner of one secret proxy\n"+
+		`limits.udpUnansweredTimeout: 0s is not allowed; use a positive duration such as "10s" (a UDP flow that never got a reply closes after this)`)
+
+	cli := DefaultClient()
+	cli.Auth.Token = "0123456789abcdef"
+	cli.User = "a b"
+	cli.Auth.Users = []AuthUser{{Name: "ci", Token: "0123456789abcdef"}}
+	cli.Limits.MaxStreamsPerSession = 0
+	cli.Mux.StreamCloseTimeout = Duration{}
+	checkErr(t, "", cli.Validate(), `user: "a b" is not a valid user name; use 1-64 of A-Z a-z 0-9 . _ - (or leave it empty)`+"\n"+
+		"auth.users: only hops takes auth.users; hopc logs in as one user: set user at the top level and that user's token in auth.token\n"+
+		`mux.streamCloseTimeout: 0s is not allowed; use a positive duration such as "10s" (how long a closed stream waits for the peer's close before it is reset)`+"\n"+
+		"limits.maxStreamsPerSession: 0 is not allowed; set 1 or more (default 1024): streams the server may have open or pending in the session")
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
@@ -76,6 +77,7 @@ func ParseClient(name string, data []byte) (*ClientConfig, error) {
 func decode(name string, data []byte, raw any, lookup func(string) (string, bool)) (*reporter, bool) {
 	r := newReporter(name, nil)
 	root := reflect.TypeOf(raw).Elem()
+	reported := make(map[string]bool) // unknown keys go-toml reported
 	err := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().Decode(raw)
 	if ix, ierr := buildIndex(data); ierr == nil {
 		r.ix = ix
@@ -90,17 +92,22 @@ func decode(name string, data []byte, raw any, lookup func(string) (string, bool
 			e := &strict.Errors[i]
 			line, col := e.Position()
 			key := r.keyAt(line, col, e.Key())
-			k, _ := r.ix.kind(key)
-			msg, meant := unknownKey(root, key, k == unstable.Table || k == unstable.ArrayTable)
+			en, _ := r.ix.entry(key)
+			msg, meant := unknownKey(root, r.ix, key, en)
 			r.addAt(line, r.ix.offsetOf(line, col), key, msg)
 			r.suppress(key, meant)
+			reported[key] = true
 		}
 	case errors.As(err, &de):
-		if r.ix != nil && typeCheck(r, root) > 0 {
+		if r.ix != nil && typeCheck(r, root)+caseCheck(r, raw, reported) > 0 {
 			return r, false
 		}
 		line, col := de.Position()
-		r.addAt(line, r.ix.offsetOf(line, col), r.keyAt(line, col, de.Key()), "invalid TOML: "+strings.TrimPrefix(de.Error(), "toml: "))
+		msg := "invalid TOML: " + strings.TrimPrefix(de.Error(), "toml: ")
+		if strings.Contains(lineText(data, line), "{{") {
+			msg += "; hop does not expand frp's templates ({{ ... }}): write each entry out, and ${NAME} for the environment variable NAME"
+		}
+		r.addAt(line, r.ix.offsetOf(line, col), r.keyAt(line, col, de.Key()), msg)
 		return r, false
 	default:
 		r.addAt(0, -1, "", "invalid TOML: "+strings.TrimPrefix(err.Error(), "toml: "))
@@ -112,8 +119,21 @@ func decode(name string, data []byte, raw any, lookup func(string) (string, bool
 		r.addAt(0, -1, "", "invalid TOML: cannot index the document")
 		return r, false
 	}
+	caseCheck(r, raw, reported)
 	expandAll(r, reflect.ValueOf(raw).Elem(), "", lookup)
 	return r, true
+}
+
+// lineText returns the 1-based line of data, or "".
+func lineText(data []byte, line int) string {
+	for i := 1; len(data) > 0; i++ {
+		l, rest, _ := bytes.Cut(data, []byte("\n"))
+		if i == line {
+			return string(l)
+		}
+		data = rest
+	}
+	return ""
 }
 
 // keyAt returns the key path at a document position reported by go-toml,
@@ -136,7 +156,7 @@ func typeCheck(r *reporter, root reflect.Type) int {
 		if !ok || fits(t, en.kind) {
 			continue
 		}
-		r.addAt(en.line, en.off, en.path, fmt.Sprintf("expected %s, found %s", describe(t), kindName(en.kind)))
+		r.addAt(en.line, en.off, en.path, fmt.Sprintf("expected %s, found %s%s", describe(t), kindName(en.kind), typeHint(en)))
 		n++
 	}
 	return n
@@ -251,11 +271,116 @@ func keysOf(t reflect.Type) []string {
 	return keys
 }
 
-// unknownKey explains an unknown key and suggests what was meant. isTable
-// tells that the key names a table ([key] or [[key]]). meant is the key
-// path suggested, if any, so that problems about it can be left out: the
-// user tried to set it.
-func unknownKey(root reflect.Type, key string, isTable bool) (msg, meant string) {
+// caseCheck reports the keys of the document that match a key of the raw
+// shape raw points to only in another letter case ("SERVERPORT", "[AUTH]"):
+// go-toml matches field names case-insensitively, hop does not. A value
+// stays decoded (problems about the key meant are left out); a table is
+// cleared, so that its keys are not checked without their lines. It
+// returns how many keys it reported. reported holds the keys already
+// reported as unknown.
+func caseCheck(r *reporter, raw any, reported map[string]bool) int {
+	root := reflect.TypeOf(raw).Elem()
+	n := 0
+	for _, en := range r.ix.entries {
+		p, ok := caseMismatch(root, en.path)
+		if !ok || reported[p] {
+			continue
+		}
+		reported[p] = true
+		pe, found := r.ix.entry(p)
+		if !found || p != en.path {
+			// A table named in the header or dotted key of en.
+			pe = entry{path: p, line: en.line, off: en.off, kind: unstable.Table}
+		}
+		msg, meant := unknownKey(root, r.ix, p, pe)
+		r.addAt(pe.line, pe.off, p, msg)
+		if pe.kind == unstable.Table || pe.kind == unstable.ArrayTable || pe.kind == unstable.InlineTable {
+			// What go-toml decoded from the table would be checked
+			// without the lines of its keys (they are under another
+			// name): drop it, and what would be missing now.
+			clearPath(reflect.ValueOf(raw).Elem(), splitPath(p))
+			r.suppressTree(meant)
+		}
+		r.suppress(p, meant)
+		n++
+	}
+	return n
+}
+
+// caseMismatch walks key path through the raw shape t and returns the
+// path up to the first part that names a field only in another case.
+func caseMismatch(t reflect.Type, key string) (string, bool) {
+	path := ""
+	for _, seg := range splitPath(key) {
+		t = deref(t)
+		if strings.HasPrefix(seg, "[") {
+			if t.Kind() != reflect.Slice {
+				return "", false
+			}
+			t, path = t.Elem(), path+seg
+			continue
+		}
+		if t.Kind() != reflect.Struct {
+			return "", false
+		}
+		path = join(path, seg)
+		if f, ok := fieldByKey(t, seg); ok {
+			t = f.Type
+			continue
+		}
+		for _, k := range keysOf(t) {
+			if strings.EqualFold(k, seg) {
+				return path, true
+			}
+		}
+		return "", false
+	}
+	return "", false
+}
+
+// clearPath sets the field that go-toml filled from the wrong-case key at
+// path segs (inside v) back to its zero value.
+func clearPath(v reflect.Value, segs []string) {
+	for i, seg := range segs {
+		for v.Kind() == reflect.Pointer {
+			if v.IsNil() {
+				return
+			}
+			v = v.Elem()
+		}
+		if strings.HasPrefix(seg, "[") {
+			n, err := strconv.Atoi(strings.Trim(seg, "[]"))
+			if err != nil || v.Kind() != reflect.Slice || n >= v.Len() {
+				return
+			}
+			v = v.Index(n)
+			continue
+		}
+		if v.Kind() != reflect.Struct {
+			return
+		}
+		t := v.Type()
+		for j := 0; j < t.NumField(); j++ {
+			name := tomlName(t.Field(j))
+			if i == len(segs)-1 && name != seg && strings.EqualFold(name, seg) {
+				v.Field(j).SetZero()
+				return
+			}
+			if name == seg {
+				v = v.Field(j)
+				break
+			}
+		}
+	}
+}
+
+// unknownKey explains an unknown key and suggests what was meant. en is
+// its entry in the document ix (zero when unknown); a Table or ArrayTable
+// kind tells that the key names a table ([key] or [[key]]). meant is the
+// key path suggested, if any, so that problems about it can be left out:
+// the user tried to set it.
+func unknownKey(root reflect.Type, ix *index, key string, en entry) (msg, meant string) {
+	isTable := en.kind == unstable.Table || en.kind == unstable.ArrayTable
 	t, parent := root, ""
 	segs := splitPath(key)
 	for i, seg := range segs {
@@ -277,6 +402,11 @@ func unknownKey(root reflect.Type, key string, isTable bool) (msg, meant string)
 			what = "unknown table " + join(parent, seg)
 		} else if isTable {
 			what = "unknown table"
+		}
+		if !isTable {
+			if m, meant, ok := frpHint(root, ix, key, en); ok {
+				return "unknown key; " + m, meant
+			}
 		}
 		if t.Kind() != reflect.Struct {
 			return what + "; remove it", ""

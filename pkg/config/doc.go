@@ -6,20 +6,33 @@
 // Validate method for configs built in code. [LoadServer] and [LoadClient]
 // read a file; [ParseServer] and [ParseClient] decode bytes.
 //
-// Decoding is strict. Keys follow frp v1 (camelCase). Unknown keys, values
-// of the wrong type and bad values are all reported in one [*Error] that
-// lists every [Problem] with its file, line and key path, e.g.
+// Decoding is strict. Keys follow frp v1 (camelCase) and match exactly,
+// letter case included. Unknown keys, values of the wrong type and bad
+// values are all reported in one [*Error] that lists every [Problem] with
+// its file, line and key path, e.g.
 //
 //	hopc.toml:12: proxies[1].remotePort: 70000 is out of range; use 0-65535 (0 lets the server choose)
+//	hopc.toml:3: SERVERPORT: unknown key; did you mean serverPort?
+//	hopc.toml:7: transport.heartbeatTimeout: unknown key; hop calls this heartbeat.timeout, a duration string: write heartbeat.timeout = "90s"
 //
-// Every such error matches [ErrInvalid] with errors.Is.
+// Every such error matches [ErrInvalid] with errors.Is. An unknown key
+// that is one of frp's gets hop's name for it and its value in hop's form,
+// or what hop does instead. Remarks that do not make a config invalid (a
+// token shorter than [MinTokenLen]) are returned by the Warnings methods.
 //
 // A key that is absent takes its default; a key written explicitly keeps its
 // value, including zero ("0s" disables heartbeats, for example). Durations
 // are strings with a unit ("10s", "500ms", "1m30s"); a bare number is an
 // error. "${NAME}" in any string value is replaced by the environment
 // variable NAME after decoding; "$${" writes a literal "${". An unset
-// variable is an error; a variable set to the empty string is not.
+// variable is an error; a variable set to the empty string is not. frp's
+// "{{ .Envs.NAME }}" is an error that says to write "${NAME}".
+//
+// Users: hopc logs in as its user (ClientConfig.User, "" by default); hops
+// checks the token of that user ([AuthConfig.TokenFor]): its own from
+// [[auth.users]], else the shared auth.token. Proxy names are kept apart
+// per user, allowUsers of a secret proxy lists users, and a visitor names
+// the owner's user in serverUser.
 //
 // Proxies and visitors: a [[proxies]] entry of type tcp or udp opens a
 // public port on the server. The secret types (stcp, sudp, xtcp, xudp)
@@ -32,7 +45,9 @@
 // ([P2PConfig]) sets the STUN ports that xtcp and xudp rely on.
 //
 // Relative file paths (certFile, keyFile, trustedCaFile, log.to) are used as
-// written, that is relative to the working directory of the process.
+// written, that is relative to the working directory of the process. Files
+// are checked when the config is loaded: the TLS files must be readable,
+// and log.to must be in a directory that exists and is writable.
 //
 // conf/ holds commented examples: hops.toml and hopc.toml are a minimal
 // working pair, hops_full.toml and hopc_full.toml list every key with its

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -50,6 +51,30 @@ func expandEnv(s string, lookup func(string) (string, bool)) (string, []string) 
 	return b.String(), probs
 }
 
+var (
+	frpEnvRef   = regexp.MustCompile(`\{\{-?\s*\.Envs\.([A-Za-z_][A-Za-z0-9_]*)\s*-?\}\}`)
+	frpTemplate = regexp.MustCompile(`\{\{-?\s*(\.|range\b|end\b|if\b|parseNumberRange)[^}]*\}\}`)
+)
+
+// templates reports frp's Go templates in s ("{{ .Envs.HOP_TOKEN }}"),
+// which hop leaves as they are: such a token or address would be used
+// literally.
+func templates(s string) []string {
+	if !strings.Contains(s, "{{") {
+		return nil
+	}
+	var probs []string
+	for _, m := range frpEnvRef.FindAllStringSubmatch(s, -1) {
+		probs = append(probs, fmt.Sprintf("hop does not expand %s (frp's template); write ${%s}", m[0], m[1]))
+	}
+	if len(probs) == 0 {
+		if m := frpTemplate.FindString(s); m != "" {
+			probs = append(probs, fmt.Sprintf("hop does not expand %s (frp's template); write the value out, or ${NAME} for the environment variable NAME", m))
+		}
+	}
+	return probs
+}
+
 func validEnvName(name string) bool {
 	if name == "" {
 		return false
@@ -75,6 +100,7 @@ func expandAll(r *reporter, v reflect.Value, key string, lookup func(string) (st
 		}
 	case reflect.String:
 		s, probs := expandEnv(v.String(), lookup)
+		probs = append(templates(v.String()), probs...)
 		line, off := r.ix.pos(key)
 		for _, m := range probs {
 			r.addAt(line, off, key, m)

@@ -71,6 +71,7 @@ type reporter struct {
 	problems []problem
 	warnings []problem
 	failed   map[string]bool // keys already reported; checks involving them are skipped
+	trees    map[string]bool // keys below which nothing is reported
 }
 
 // problem is a Problem and its document offset, to sort problems on the
@@ -81,13 +82,13 @@ type problem struct {
 }
 
 func newReporter(file string, ix *index) *reporter {
-	return &reporter{file: file, ix: ix, failed: make(map[string]bool)}
+	return &reporter{file: file, ix: ix, failed: make(map[string]bool), trees: make(map[string]bool)}
 }
 
 // add reports a problem with key unless a problem about key was already
 // reported. It marks key as failed.
 func (r *reporter) add(key, format string, args ...any) {
-	if r.failed[key] {
+	if r.failed[key] || r.inTree(key) {
 		return
 	}
 	r.failed[key] = true
@@ -125,7 +126,7 @@ func (r *reporter) warningLines() []string {
 // check combining them is meaningful.
 func (r *reporter) ok(keys ...string) bool {
 	for _, k := range keys {
-		if r.failed[k] {
+		if r.failed[k] || r.inTree(k) {
 			return false
 		}
 	}
@@ -168,6 +169,22 @@ func sortLine(l int) int {
 		return int(^uint(0) >> 1)
 	}
 	return l
+}
+
+// suppressTree marks key and every key below it as failed.
+func (r *reporter) suppressTree(key string) {
+	if key != "" {
+		r.trees[key] = true
+	}
+}
+
+func (r *reporter) inTree(key string) bool {
+	for ; key != ""; key = parentPath(key) {
+		if r.trees[key] {
+			return true
+		}
+	}
+	return false
 }
 
 // suppress marks keys as failed without reporting anything, because a

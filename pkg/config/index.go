@@ -21,10 +21,12 @@ type index struct {
 }
 
 type entry struct {
-	path string
-	line int           // line of the key (or header, or element)
-	off  int           // document offset of the same
-	kind unstable.Kind // value kind; Table/ArrayTable for headers
+	path  string
+	line  int           // line of the key (or header, or element)
+	off   int           // document offset of the same
+	kind  unstable.Kind // value kind; Table/ArrayTable for headers
+	text  string        // the value of a string, the digits of a number, "true"/"false"; "" otherwise
+	under string        // for a key/value: the table whose header it is written below ("" at the top level)
 }
 
 // buildIndex parses data. It returns the parser's error for a document that
@@ -44,7 +46,7 @@ func buildIndex(data []byte) (*index, error) {
 		e := p.Expression()
 		switch e.Kind {
 		case unstable.KeyValue:
-			ix.keyValue(prefix, e)
+			ix.keyValue(prefix, prefix, e)
 		case unstable.Table, unstable.ArrayTable:
 			// Resolve the header: a part that names an array of tables
 			// refers to its last element.
@@ -93,7 +95,7 @@ func (ix *index) add(off int, en entry) {
 	ix.entries = append(ix.entries, en)
 }
 
-func (ix *index) keyValue(prefix string, kv *unstable.Node) {
+func (ix *index) keyValue(under, prefix string, kv *unstable.Node) {
 	path, first, line := prefix, -1, 0
 	it := kv.Key()
 	for it.Next() {
@@ -111,12 +113,17 @@ func (ix *index) keyValue(prefix string, kv *unstable.Node) {
 	if v == nil {
 		return
 	}
-	ix.add(first, entry{path: path, line: line, off: first, kind: v.Kind})
-	ix.value(path, line, first, v)
+	en := entry{path: path, line: line, off: first, kind: v.Kind, under: under}
+	switch v.Kind {
+	case unstable.String, unstable.Integer, unstable.Float, unstable.Bool:
+		en.text = string(v.Data)
+	}
+	ix.add(first, en)
+	ix.value(under, path, line, first, v)
 }
 
 // value indexes the contents of an inline table or array at path.
-func (ix *index) value(path string, line, off int, v *unstable.Node) {
+func (ix *index) value(under, path string, line, off int, v *unstable.Node) {
 	if off := ix.offset(v); off >= 0 {
 		ix.byPos[off] = path
 	}
@@ -125,7 +132,7 @@ func (ix *index) value(path string, line, off int, v *unstable.Node) {
 		it := v.Children()
 		for it.Next() {
 			if c := it.Node(); c.Kind == unstable.KeyValue {
-				ix.keyValue(path, c)
+				ix.keyValue(under, path, c)
 			}
 		}
 	case unstable.Array:
@@ -143,7 +150,7 @@ func (ix *index) value(path string, line, off int, v *unstable.Node) {
 				l, o = ix.lineAt(co), co
 			}
 			ix.add(-1, entry{path: el, line: l, off: o, kind: c.Kind})
-			ix.value(el, l, o, c)
+			ix.value(under, el, l, o, c)
 		}
 	}
 }
@@ -201,6 +208,15 @@ func (ix *index) pos(key string) (line, off int) {
 func (ix *index) has(key string) bool {
 	_, ok := ix.kind(key)
 	return ok
+}
+
+// entry returns the entry of key. ix may be nil (then false).
+func (ix *index) entry(key string) (entry, bool) {
+	if ix == nil {
+		return entry{}, false
+	}
+	en, ok := ix.byPath[key]
+	return en, ok
 }
 
 // kind returns the kind of the value written at key.

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/pelletier/go-toml/v2/unstable"
 )
@@ -217,9 +218,12 @@ func (c conv) dur(dst *Duration, key string, v *rawText) {
 	}
 	s := string(*v)
 	if k, ok := c.r.ix.kind(key); ok && k != unstable.String {
-		example := "10s"
+		example, unit := "10s", "s"
+		if msDurationKeys[lastKey(key)] {
+			example, unit = "500ms", "ms" // frp counted these in milliseconds
+		}
 		if isNumber(s) {
-			example = s + "s"
+			example = strings.ReplaceAll(s, "_", "") + unit
 		}
 		if k == unstable.Integer || k == unstable.Float {
 			c.r.add(key, `%s is a bare number; durations are strings with a unit: write %q (%s)`, s, example, durationUnits)

@@ -1,0 +1,265 @@
+package config
+
+import (
+	"cmp"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// People come to hop with frp's files. The keys below are frp's (v0.52+
+// TOML, and the older INI names in camelCase) for things hop has under
+// another name, or does not need; an unknown key that is one of them gets
+// an explanation instead of a list of keys.
+
+// frpKey is what hop says about one of frp's keys.
+type frpKey struct {
+	side string // "hops" or "hopc" when the key is only frp's server's or client's; "" for both
+	// to is hop's key path (with [] for an array entry, as in
+	// "visitors[].fallbackTimeout"); "" when hop has none.
+	to string
+	// unit is the unit frp counted an integer in ("s", "ms") when to is a
+	// duration.
+	unit string
+	// negOff: frp turned the feature off with a negative number; hop
+	// writes "0s".
+	negOff bool
+	// msg explains a key hop has no counterpart for, or adds to "hop
+	// calls this ...".
+	msg string
+	// perHour: frp counted attempts per hour, hop sets the time between
+	// two.
+	perHour bool
+}
+
+// frpKeyNames is indexed by frp's key path, with [] for an array entry.
+var frpKeyNames = map[string]frpKey{
+	"transport.heartbeatInterval":       {to: "heartbeat.interval", unit: "s", negOff: true},
+	"transport.heartbeatTimeout":        {to: "heartbeat.timeout", unit: "s", negOff: true},
+	"heartbeatInterval":                 {to: "heartbeat.interval", unit: "s", negOff: true},
+	"heartbeatTimeout":                  {to: "heartbeat.timeout", unit: "s", negOff: true},
+	"transport.tcpMuxKeepaliveInterval": {to: "mux.keepaliveInterval", unit: "s", negOff: true},
+	"tcpMuxKeepaliveInterval":           {to: "mux.keepaliveInterval", unit: "s", negOff: true},
+	"transport.dialServerTimeout":       {side: "hopc", to: "transport.dialTimeout", unit: "s"},
+	"dialServerTimeout":                 {side: "hopc", to: "transport.dialTimeout", unit: "s"},
+	"transport.dialServerKeepalive":     {side: "hopc", to: "transport.tcpKeepalive.idle", unit: "s", negOff: true},
+	"dialServerKeepalive":               {side: "hopc", to: "transport.tcpKeepalive.idle", unit: "s", negOff: true},
+	"maxPortsPerClient":                 {side: "hops", to: "maxProxiesPerClient", msg: `which has no "0 = unlimited"`},
+	"logFile":                           {to: "log.to"},
+	"logLevel":                          {to: "log.level"},
+	"dashboardAddr":                     {side: "hops", to: "webServer.addr"},
+	"dashboardPort":                     {side: "hops", to: "webServer.port"},
+	"visitors[].fallbackTimeoutMs":      {side: "hopc", to: "visitors[].fallbackTimeout", unit: "ms"},
+	"visitors[].minRetryInterval":       {side: "hopc", to: "visitors[].retryInterval", unit: "s"},
+
+	"transport.tcpMux":                        {msg: "hop always multiplexes: every connection is a stream of one yamux session; remove it"},
+	"tcpMux":                                  {msg: "hop always multiplexes: every connection is a stream of one yamux session; remove it"},
+	"auth.method":                             {msg: "hop has one method, a PAKE on auth.token (the token never crosses the wire, and a recorded login does not reveal it); remove it"},
+	"authenticationMethod":                    {msg: "hop has one method, a PAKE on auth.token (the token never crosses the wire, and a recorded login does not reveal it); remove it"},
+	"auth.additionalScopes":                   {msg: "hop authenticates the session once, and heartbeats and streams travel inside it; remove it"},
+	"loginFailExit":                           {side: "hopc", msg: "hopc exits by itself on errors that reconnecting cannot fix (a wrong token, an incompatible version) and retries the others, also at boot; remove it"},
+	"transport.tls.enable":                    {side: "hopc", msg: "hop always uses TLS; remove it"},
+	"tlsEnable":                               {side: "hopc", msg: "hop always uses TLS; remove it"},
+	"transport.tls.force":                     {side: "hops", msg: "hop always uses TLS; remove it"},
+	"transport.poolCount":                     {side: "hopc", msg: "hop opens streams on demand in its one session, so there is no pool of connections; remove it"},
+	"transport.protocol":                      {side: "hopc", msg: "hop connects over TCP with TLS only; remove it"},
+	"webServer.user":                          {side: "hops", msg: "hop's web API has no login yet, which is why webServer.addr must be a loopback address: reach it through an SSH tunnel; remove it"},
+	"webServer.password":                      {side: "hops", msg: "hop's web API has no login yet, which is why webServer.addr must be a loopback address: reach it through an SSH tunnel; remove it"},
+	"log.maxDays":                             {msg: "hop does not rotate its log file: rotate it with logrotate (copytruncate), or log to stderr under systemd; remove it"},
+	"log.disablePrintColor":                   {msg: "hop's logs have no colors; remove it"},
+	"proxies[].localAddr":                     {side: "hopc", msg: "write the address in localIP and the port in localPort"},
+	"proxies[].transport.useEncryption":       {side: "hopc", msg: "hop always encrypts (TLS to hops, and the secret key between visitor and owner); remove it"},
+	"proxies[].transport.useCompression":      {side: "hopc", msg: "hop does not compress; remove it"},
+	"natHoleStunServer":                       {side: "hopc", msg: "hopc asks hops for STUN (on its bindPort and p2p.stunAltPort), never a public server; remove it"},
+	"transport.tls.disableCustomTLSFirstByte": {side: "hopc", msg: "hop sends plain TLS; remove it"},
+	"visitors[].fallbackTo":                   {side: "hopc", msg: "an xtcp or xudp visitor relays through hops by itself when there is no direct path after fallbackTimeout; remove it"},
+	"visitors[].keepTunnelOpen":               {side: "hopc", msg: "hop keeps the direct path open by itself (keepaliveInterval) and, while relaying, tries it again every retryInterval; remove it"},
+	"visitors[].maxRetriesAnHour":             {side: "hopc", to: "visitors[].retryInterval", perHour: true},
+}
+
+// frpKeys is frpKeyNames indexed by the key path without array indexes,
+// folded by normKey (so "transport.heartbeat_timeout" matches too).
+var frpKeys = foldKeys(frpKeyNames)
+
+func foldKeys(m map[string]frpKey) map[string]frpKey {
+	out := make(map[string]frpKey, len(m))
+	for k, v := range m {
+		out[foldPath(k)] = v
+	}
+	return out
+}
+
+var elemIndex = regexp.MustCompile(`\[[0-9]*\]`)
+
+// foldPath folds a key path for frpKeys: without array indexes, each part
+// by normKey. "visitors[2].fallback_timeout_ms" → "visitors[].fallbacktimeoutms".
+func foldPath(key string) string {
+	return normKey(elemIndex.ReplaceAllString(key, "[]"))
+}
+
+// durationSuffixes are the endings of integer keys that carry their unit
+// in the name (fallbackTimeoutMs, intervalSeconds), with that unit.
+var durationSuffixes = []struct{ suffix, unit string }{
+	{"milliseconds", "ms"}, {"millis", "ms"}, {"ms", "ms"},
+	{"seconds", "s"}, {"secs", "s"}, {"sec", "s"},
+	{"minutes", "m"}, {"mins", "m"},
+}
+
+// msDurationKeys are hop's duration keys whose frp counterpart counted
+// milliseconds, so that a bare number there most likely means ms.
+var msDurationKeys = map[string]bool{"fallbackTimeout": true}
+
+// frpHint explains an unknown key (the last part of key) that is one of
+// frp's, or an integer key with its unit in the name. en is its entry in
+// the document. ok is false when there is nothing to say.
+func frpHint(root reflect.Type, ix *index, key string, en entry) (msg, meant string, ok bool) {
+	side := "hopc"
+	if root == reflect.TypeOf(rawServer{}) {
+		side = "hops"
+	}
+	if h, found := frpKeys[foldPath(key)]; found && (h.side == "" || h.side == side) {
+		if h.to == "" {
+			return h.msg, "", true
+		}
+		if to, exists := hopKey(root, key, h.to); exists {
+			return renamed(root, ix, key, to, h, en), to, true
+		}
+	}
+	// fooTimeoutMs = 1500: the name carries the unit of a duration key.
+	parent, last := parentPath(key), key[len(parentPath(key)):]
+	last = strings.TrimPrefix(last, ".")
+	low := strings.ToLower(last)
+	for _, s := range durationSuffixes {
+		stem := last[:max(0, len(last)-len(s.suffix))]
+		if !strings.HasSuffix(low, s.suffix) || stem == "" {
+			continue
+		}
+		h := frpKey{unit: s.unit}
+		if fh, found := frpKeys[foldPath(join(parent, stem))]; found && fh.to != "" && (fh.side == "" || fh.side == side) {
+			h.to, h.negOff = fh.to, fh.negOff
+		} else if t, found := schemaType(root, parent); found && t.Kind() == reflect.Struct {
+			for _, k := range keysOf(t) {
+				if normKey(k) == normKey(stem) {
+					h.to = join(elemIndex.ReplaceAllString(parent, "[]"), k)
+				}
+			}
+		}
+		if h.to == "" {
+			continue
+		}
+		if to, exists := hopKey(root, key, h.to); exists && isDuration(root, to) {
+			return renamed(root, ix, key, to, h, en), to, true
+		}
+	}
+	return "", "", false
+}
+
+// hopKey resolves a path of frpKeys ("visitors[].retryInterval") against
+// the key being explained ("visitors[3].minRetryInterval" gives
+// "visitors[3].retryInterval") and reports whether hop has it.
+func hopKey(root reflect.Type, key, to string) (string, bool) {
+	if strings.Contains(to, "[]") {
+		m := elemIndex.FindString(key)
+		if m == "" {
+			return "", false
+		}
+		to = strings.Replace(to, "[]", m, 1)
+	}
+	_, ok := schemaType(root, to)
+	return to, ok
+}
+
+func isDuration(root reflect.Type, key string) bool {
+	t, ok := schemaType(root, key)
+	return ok && t == rawTextType
+}
+
+// renamed says that hop calls key to, and how to write the value of en
+// there.
+func renamed(root reflect.Type, ix *index, key, to string, h frpKey, en entry) string {
+	name := to
+	if tp := parentPath(to); tp == parentPath(key) && strings.HasSuffix(tp, "]") {
+		name = strings.TrimPrefix(to[len(tp):], ".") // a key of the same [[entry]]
+	}
+	msg := "hop calls this " + name
+	if !isDuration(root, to) {
+		if h.msg != "" {
+			msg += ", " + h.msg
+			if en.kind == unstable.Integer && en.text == "0" && to == "maxProxiesPerClient" {
+				msg += fmt.Sprintf(": set a number, e.g. %s = %d", to, DefaultMaxProxiesPerClient)
+			}
+		}
+		return msg
+	}
+	value, note := durationValue(en, h)
+	if h.perHour {
+		value, note = perHourValue(en)
+	}
+	return fmt.Sprintf("%s, a duration string%s: write %s", msg, note, placeKey(en, to, strconv.Quote(value)))
+}
+
+// durationValue turns frp's value of a duration key into hop's: 90 in
+// seconds is "90s"; a negative number, where that turned the feature
+// off, is "0s".
+func durationValue(en entry, h frpKey) (value, note string) {
+	unit := cmp.Or(h.unit, "s")
+	text := strings.ReplaceAll(en.text, "_", "")
+	switch en.kind {
+	case unstable.Integer, unstable.Float:
+		if strings.HasPrefix(text, "-") && h.negOff {
+			return "0s", `; frp turned it off with a negative number, hop with "0s"`
+		}
+		if _, err := strconv.ParseFloat(text, 64); err == nil && !strings.HasPrefix(text, "-") {
+			return strings.TrimPrefix(text, "+") + unit, ""
+		}
+	case unstable.String:
+		if isNumber(text) && !strings.HasPrefix(text, "-") {
+			return text + unit, ""
+		}
+		if _, err := parseDuration(text); err == nil {
+			return text, ""
+		}
+	}
+	if unit == "ms" {
+		return "500ms", ""
+	}
+	return "10s", ""
+}
+
+// perHourValue turns frp's attempts per hour into the time between two.
+func perHourValue(en entry) (value, note string) {
+	n, err := strconv.Atoi(strings.ReplaceAll(en.text, "_", ""))
+	if en.kind != unstable.Integer || err != nil || n < 1 {
+		return "7m30s", " of the time between attempts"
+	}
+	return formatDuration(time.Hour / time.Duration(n)), fmt.Sprintf(" of the time between attempts (%d an hour)", n)
+}
+
+// placeKey says how to write to = value where key (whose entry is en)
+// is written: the path of to from the table header en is below, when to
+// is inside it ("transport.heartbeatTimeout = 90" at the top level gives
+// heartbeat.timeout = "90s"; fallbackTimeoutMs in [[visitors]] gives
+// fallbackTimeout = ...), else its last part below the header of its
+// table.
+func placeKey(en entry, to, value string) string {
+	if under := en.under; under == "" || strings.HasPrefix(to, under+".") {
+		return strings.TrimPrefix(to, under+".") + " = " + value
+	}
+	tp := parentPath(to)
+	return fmt.Sprintf("%s = %s below %s", strings.TrimPrefix(to[len(tp):], "."), value, header(tp))
+}
+
+// typeHint adds to a type error at en what frp meant by a value of that
+// type there, or returns "".
+func typeHint(en entry) string {
+	if en.path == "transport.tcpKeepalive" && en.kind == unstable.Integer {
+		v, _ := durationValue(en, frpKey{unit: "s", negOff: true})
+		return fmt.Sprintf(`; frp's transport.tcpKeepalive counted seconds, hop's is a table: write transport.tcpKeepalive.idle = %q (idle = "0s" turns it off)`, v)
+	}
+	return ""
+}
