@@ -22,9 +22,10 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, BufferSize); return 
 
 type closeWriter interface{ CloseWrite() error }
 
-// closeWrite ends the sending side of c. Conns without CloseWrite (yamux
-// streams) treat Close as a half-close: reading goes on until the peer's
-// FIN.
+// closeWrite ends the sending side of c. Conns without CloseWrite (raw
+// yamux streams, as in pkg/xtcp) treat Close as a half-close: reading goes
+// on until the peer's FIN. pkg/mux streams have CloseWrite, and their Close
+// is a full close.
 func closeWrite(c net.Conn) {
 	if cw, ok := c.(closeWriter); ok {
 		cw.CloseWrite()
