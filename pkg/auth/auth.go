@@ -156,11 +156,14 @@ func (p *peer) write(m protocol.Message) error {
 // frame, which no tag covers (JSON's base64 ignores a character's unused
 // low bits, for one).
 func (p *peer) read() (protocol.Message, error) {
-	t, payload, err := protocol.ReadFrame(p.rw)
+	// Nothing is authenticated yet: a frame may announce at most
+	// MaxPreAuthPayload bytes, so an unauthenticated peer cannot make us
+	// hold 64 KiB per handshake.
+	t, payload, err := protocol.ReadFrameMax(p.rw, protocol.MaxPreAuthPayload)
 	if err != nil {
 		return nil, err
 	}
-	b, _ := protocol.AppendFrame(nil, t, payload) // the length was checked by ReadFrame
+	b, _ := protocol.AppendFrame(nil, t, payload) // the length was checked by ReadFrameMax
 	p.th.Write(b)
 	m, err := protocol.Decode(t, payload)
 	if err != nil {

@@ -539,6 +539,32 @@ func TestMalformedHello(t *testing.T) {
 	}
 }
 
+// A frame before authentication may announce at most 1 KiB: a peer that
+// announces more is refused from the header alone, before its payload is
+// read (the audit's 64 KiB handshake frames held 130 KB per handshake).
+func TestPreAuthFrameCap(t *testing.T) {
+	c, s := net.Pipe()
+	defer c.Close()
+	res := make(chan error, 1)
+	go func() {
+		_, _, err := Server(s, tokens("secret", nil), binding, welcome)
+		s.Close()
+		res <- err
+	}()
+	hdr := []byte{protocol.Version, byte(protocol.TypeClientHello), 0, 0, 0x10, 0} // announces 4096 bytes
+	if _, err := c.Write(hdr); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-res:
+		if !errors.Is(err, protocol.ErrFrameTooLarge) {
+			t.Fatalf("got %v, want ErrFrameTooLarge", err)
+		}
+	case <-time.After(pipeDeadline):
+		t.Fatal("the server waited for a 4 KiB pre-auth payload")
+	}
+}
+
 // FuzzServer feeds arbitrary bytes as the client's side of a login: the
 // server must not panic and must never accept, since no input can carry
 // a valid tag without the token.

@@ -22,9 +22,10 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, BufferSize); return 
 
 type closeWriter interface{ CloseWrite() error }
 
-// closeWrite ends the sending side of c. Conns without CloseWrite (yamux
-// streams) treat Close as a half-close: reading goes on until the peer's
-// FIN.
+// closeWrite ends the sending side of c. Conns without CloseWrite (raw
+// yamux streams, as in pkg/xtcp) treat Close as a half-close: reading goes
+// on until the peer's FIN. pkg/mux streams have CloseWrite, and their Close
+// is a full close.
 func closeWrite(c net.Conn) {
 	if cw, ok := c.(closeWriter); ok {
 		cw.CloseWrite()
@@ -151,4 +152,16 @@ func waiter(src io.Reader) func() error {
 		return func() error { return waitReadable(rc) }
 	}
 	return nil
+}
+
+// WaitReadable blocks until the socket c has data (or an error) to report,
+// without reading any, so that a reader can take a buffer only once there
+// is something to put in it. Where the platform cannot peek it returns at
+// once.
+func WaitReadable(c syscall.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return waitReadable(rc)
 }

@@ -56,6 +56,7 @@ func testClient(t *testing.T, secret, user, id string) (*Client, *fakeServer) {
 	cfg.User, cfg.ClientID = user, id
 	p := config.DefaultProxy(config.ProxyXTCP)
 	p.Name, p.LocalPort, p.SecretKey = "ssh", 1, secret
+	p.AllowUsers = []string{visitorIdent.VisitorUser} // the owner checks allowUsers too
 	cfg.Proxies = []config.ProxyConfig{p}
 	c, err := New(&cfg, slog.New(slog.NewTextHandler(testLogOut, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {

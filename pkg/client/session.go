@@ -47,12 +47,7 @@ func (c *Client) session(ctx context.Context) (time.Duration, error) {
 		tc.Close()
 		return 0, fmt.Errorf("login to %s: %w", addr, err)
 	}
-	ms, err := mux.Client(tc, mux.Config{
-		KeepaliveInterval: c.cfg.Mux.KeepaliveInterval.Duration,
-		KeepaliveTimeout:  c.cfg.Mux.KeepaliveTimeout.Duration,
-		MaxStreamWindow:   uint32(c.cfg.Mux.MaxStreamWindow),
-		Logger:            c.log,
-	})
+	ms, err := mux.Client(tc, c.muxConfig())
 	if err != nil {
 		tc.Close()
 		return 0, err

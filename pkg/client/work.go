@@ -9,6 +9,7 @@ import (
 
 	"github.com/hopproxy/hop/pkg/bridge"
 	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/dgrampool"
 	"github.com/hopproxy/hop/pkg/idle"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/seal"
@@ -55,9 +56,9 @@ func (c *Client) work(st net.Conn) {
 func (c *Client) serveLocal(st net.Conn, p config.ProxyConfig, src string) {
 	local := net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))
 	if p.Type.IsDatagram() {
-		dc, ok := st.(datagramConn)
-		if !ok {
-			dc = &framedDatagrams{Conn: st}
+		var dc datagramConn = framedDatagrams{st}
+		if sc, ok := st.(*seal.Conn); ok {
+			dc = sealedDatagrams{sc}
 		}
 		c.workUDP(dc, p, local)
 		return
@@ -91,29 +92,42 @@ func (c *Client) localDown(p config.ProxyConfig, err error) {
 // datagramConn carries whole datagrams: a sealed relay stream (sudp), or a
 // plain stream of length-prefixed datagrams (udp).
 type datagramConn interface {
-	ReadDatagram(buf []byte) (int, error)
+	// ReadDatagram waits for the next datagram without holding a buffer
+	// and returns it in one from dgrampool, which the caller puts back.
+	ReadDatagram() (*[]byte, error)
 	WriteDatagram(d []byte) error
 	Close() error
 }
 
 // framedDatagrams is a udp proxy's data stream: 2-byte length prefixes.
 // One goroutine writes.
-type framedDatagrams struct {
-	net.Conn
-	wbuf []byte
-}
+type framedDatagrams struct{ net.Conn }
 
-func (f *framedDatagrams) ReadDatagram(buf []byte) (int, error) {
-	return protocol.ReadDatagram(f.Conn, buf)
-}
+func (f framedDatagrams) ReadDatagram() (*[]byte, error) { return dgrampool.ReadDatagram(f.Conn) }
 
-func (f *framedDatagrams) WriteDatagram(d []byte) error {
-	b, err := protocol.AppendDatagram(f.wbuf[:0], d)
-	if err == nil {
-		f.wbuf = b
-		_, err = f.Write(b)
-	}
+func (f framedDatagrams) WriteDatagram(d []byte) error {
+	bp := dgrampool.Framed(d)
+	_, err := f.Write(*bp)
+	dgrampool.Put(bp)
 	return err
+}
+
+// sealedDatagrams is a sealed relay stream of a datagram type: one record
+// per datagram.
+type sealedDatagrams struct{ *seal.Conn }
+
+func (s sealedDatagrams) ReadDatagram() (*[]byte, error) {
+	if err := s.WaitReadable(); err != nil {
+		return nil, err
+	}
+	bp := dgrampool.Get(dgrampool.Large)
+	n, err := s.Conn.ReadDatagram(*bp)
+	if err != nil {
+		dgrampool.Put(bp)
+		return nil, err
+	}
+	*bp = (*bp)[:n]
+	return bp, nil
 }
 
 // workUDP carries one source's datagrams between the stream and a UDP
@@ -150,14 +164,20 @@ func (c *Client) workUDP(st datagramConn, p config.ProxyConfig, local string) {
 	go func() { // local service → stream
 		defer wg.Done()
 		defer end()
-		buf := make([]byte, protocol.MaxDatagram)
 		for {
-			n, err := lc.Read(buf)
-			if err != nil {
+			// Wait for a datagram without holding a buffer: an idle flow
+			// costs no 64 KiB.
+			if err := bridge.WaitReadable(lc); err != nil {
 				return
 			}
-			active.Touch()
-			if err := st.WriteDatagram(buf[:n]); err != nil {
+			bp := dgrampool.Get(dgrampool.Large)
+			n, err := lc.Read(*bp)
+			if err == nil {
+				active.Touch()
+				err = st.WriteDatagram((*bp)[:n])
+			}
+			dgrampool.Put(bp)
+			if err != nil {
 				return
 			}
 		}
@@ -172,17 +192,18 @@ func (c *Client) workUDP(st datagramConn, p config.ProxyConfig, local string) {
 			return true
 		})
 	}()
-	buf := make([]byte, protocol.MaxDatagram)
 	for {
-		n, err := st.ReadDatagram(buf)
+		bp, err := st.ReadDatagram()
 		if err != nil {
-			if sc, ok := st.(*seal.Conn); ok {
-				c.sealEnded(sc, c.log.With("proxy", p.Name), "owner", p.Name)
+			if sd, ok := st.(sealedDatagrams); ok {
+				c.sealEnded(sd.Conn, c.log.With("proxy", p.Name), "owner", p.Name)
 			}
 			break
 		}
 		active.Touch()
-		if _, err := lc.Write(buf[:n]); err != nil {
+		_, err = lc.Write(*bp)
+		dgrampool.Put(bp)
+		if err != nil {
 			break
 		}
 	}

@@ -7,6 +7,15 @@
 // keep arriving is late behind bulk data, not lost, and does not count), distinct from the app heartbeat (package
 // heartbeat) and from errors of the connection itself (ConnError), which
 // include the kernel's TCP keepalive error.
+//
+// Bounds: at most Config.MaxStreams streams opened by the peer are open at
+// once (Accept waits for a slot; meanwhile yamux queues at most
+// AcceptBacklog new streams, each with the initial 256 KiB window, and resets
+// the rest). A stream's Close is a full close, as for a TCP connection: it
+// sends FIN, then discards whatever the peer still sends until its FIN, a
+// reset or Config.StreamCloseTimeout, and frees the stream's buffer; CloseWrite
+// is the half-close. When the session ends, nothing it buffered stays
+// reachable from it.
 package mux
 
 import (
@@ -54,14 +63,29 @@ type Config struct {
 	KeepaliveTimeout time.Duration
 	// MaxStreamWindow is the per-stream receive window in bytes.
 	MaxStreamWindow uint32
+	// MaxStreams is the most streams opened by the peer that may be open at
+	// once (limits.maxStreamsPerSession). A stream counts from Accept until
+	// its Close has finished (the peer's FIN, a reset or StreamCloseTimeout).
+	MaxStreams int
+	// StreamCloseTimeout is how long a closed stream waits for the peer's
+	// FIN before it is reset and freed (mux.streamCloseTimeout).
+	StreamCloseTimeout time.Duration
 	// Logger receives yamux's own messages at debug level; nil discards.
 	Logger *slog.Logger
 }
 
 // DefaultConfig returns hop's defaults.
 func DefaultConfig() Config {
-	return Config{KeepaliveInterval: 15 * time.Second, KeepaliveTimeout: 10 * time.Second, MaxStreamWindow: 2 << 20}
+	return Config{KeepaliveInterval: 15 * time.Second, KeepaliveTimeout: 10 * time.Second, MaxStreamWindow: 2 << 20,
+		MaxStreams: 1024, StreamCloseTimeout: 5 * time.Second}
 }
+
+// maxBacklog caps yamux's AcceptBacklog: streams the peer opened that wait
+// for Accept, each able to hold the initial 256 KiB window. It also caps
+// the streams this side has opened and the peer not yet acknowledged.
+const maxBacklog = 128
+
+func (c Config) backlog() int { return min(c.MaxStreams, maxBacklog) }
 
 // Validate reports a config yamux would refuse.
 func (c Config) Validate() error {
@@ -74,6 +98,12 @@ func (c Config) Validate() error {
 	if c.MaxStreamWindow < 256<<10 {
 		return fmt.Errorf("mux.maxStreamWindow must be at least 262144")
 	}
+	if c.MaxStreams < 1 {
+		return fmt.Errorf("limits.maxStreamsPerSession must be at least 1, not %d", c.MaxStreams)
+	}
+	if c.StreamCloseTimeout <= 0 {
+		return fmt.Errorf("mux.streamCloseTimeout must be positive, not %v", c.StreamCloseTimeout)
+	}
 	return nil
 }
 
@@ -83,6 +113,8 @@ func (c Config) yamux() *yamux.Config {
 	y.ConnectionWriteTimeout = c.KeepaliveTimeout
 	y.MaxStreamWindowSize = c.MaxStreamWindow
 	y.StreamOpenTimeout = 30 * time.Second
+	y.StreamCloseTimeout = c.StreamCloseTimeout
+	y.AcceptBacklog = c.backlog()
 	y.LogOutput = nil
 	l := c.Logger
 	if l == nil {
@@ -102,9 +134,17 @@ func (y yamuxLogger) Println(v ...any) { y.l.Debug(fmt.Sprint(v...), "component"
 
 // Session is a yamux session with a recorded cause of death.
 type Session struct {
-	y    *yamux.Session
-	conn *trackedConn
-	cfg  Config
+	// y is the yamux session while it runs; nil once it has ended, so that
+	// whoever still holds the Session does not pin its streams' buffers.
+	y      atomic.Pointer[yamux.Session]
+	closed <-chan struct{} // y's CloseChan
+	conn   *trackedConn
+	cfg    Config
+	slots  chan struct{} // one per open stream accepted from the peer
+
+	drainMu  sync.Mutex
+	drainEnd bool           // Close is waiting for drains: start no more
+	drains   sync.WaitGroup // closed streams waiting for the peer's FIN
 
 	closeOnce sync.Once
 	mu        sync.Mutex
@@ -129,7 +169,8 @@ func start(conn net.Conn, cfg Config, mk func(io.ReadWriteCloser, *yamux.Config)
 	if err != nil {
 		return nil, err
 	}
-	s := &Session{y: y, conn: tc, cfg: cfg, done: make(chan struct{})}
+	s := &Session{closed: y.CloseChan(), conn: tc, cfg: cfg, slots: make(chan struct{}, cfg.MaxStreams), done: make(chan struct{})}
+	s.y.Store(y)
 	s.wg.Add(1)
 	go s.watch()
 	if cfg.KeepaliveInterval > 0 {
@@ -142,8 +183,9 @@ func start(conn net.Conn, cfg Config, mk func(io.ReadWriteCloser, *yamux.Config)
 // watch records why yamux stopped when nobody else did.
 func (s *Session) watch() {
 	defer s.wg.Done()
-	<-s.y.CloseChan()
+	<-s.closed
 	s.setCause(s.conn.firstErr())
+	s.y.Store(nil)
 	close(s.done)
 }
 
@@ -154,11 +196,15 @@ func (s *Session) keepalive() {
 	for {
 		select {
 		case <-t.C:
-		case <-s.y.CloseChan():
+		case <-s.closed:
+			return
+		}
+		y := s.y.Load()
+		if y == nil {
 			return
 		}
 		start := time.Now()
-		if _, err := s.y.Ping(); err != nil {
+		if _, err := y.Ping(); err != nil {
 			if !errors.Is(err, yamux.ErrTimeout) {
 				return
 			}
@@ -194,7 +240,9 @@ func (s *Session) setCause(err error) {
 // the first. It returns at once; Close also waits for the goroutines.
 func (s *Session) CloseWithCause(err error) {
 	s.setCause(err)
-	s.y.Close()
+	if y := s.y.Load(); y != nil {
+		y.Close()
+	}
 }
 
 // Close closes the session and waits for its goroutines. It is safe to
@@ -205,6 +253,10 @@ func (s *Session) Close() error {
 		s.conn.Close()
 	})
 	s.wg.Wait()
+	s.drainMu.Lock()
+	s.drainEnd = true
+	s.drainMu.Unlock()
+	s.drains.Wait()
 	return nil
 }
 
@@ -225,21 +277,120 @@ func (s *Session) Err() error {
 
 // Open opens a stream to the peer.
 func (s *Session) Open() (net.Conn, error) {
-	st, err := s.y.OpenStream()
+	y := s.y.Load()
+	if y == nil {
+		return nil, yamux.ErrSessionShutdown
+	}
+	st, err := y.OpenStream()
 	if err != nil {
 		return nil, err
 	}
-	return st, nil
+	return &Stream{Stream: st, s: s}, nil
 }
 
-// Accept waits for the peer to open a stream.
-func (s *Session) Accept() (net.Conn, error) { return s.y.AcceptStream() }
+// Accept waits for the peer to open a stream. While MaxStreams streams
+// accepted before are open it waits for one of them to finish closing;
+// meanwhile new streams queue in yamux's backlog, and those beyond it are
+// reset.
+func (s *Session) Accept() (net.Conn, error) {
+	y := s.y.Load()
+	if y == nil {
+		return nil, yamux.ErrSessionShutdown
+	}
+	select {
+	case s.slots <- struct{}{}:
+	case <-s.closed:
+		return nil, yamux.ErrSessionShutdown
+	}
+	st, err := y.AcceptStream()
+	if err != nil {
+		<-s.slots
+		return nil, err
+	}
+	return &Stream{Stream: st, s: s, slot: true}, nil
+}
+
+// Stream is a mux stream. Close is a full close and CloseWrite the
+// half-close (see the package doc).
+type Stream struct {
+	*yamux.Stream
+	s         *Session
+	slot      bool // holds one of s.slots until its close has finished
+	closeOnce sync.Once
+}
+
+// CloseWrite sends FIN: the peer reads EOF, and reading goes on until the
+// peer's FIN.
+func (st *Stream) CloseWrite() error { return st.Stream.Close() }
+
+// Close sends FIN (if not sent yet) and stops reading: what the peer still
+// sends is discarded until its FIN, a reset or StreamCloseTimeout, and then
+// the stream's buffer is freed and, for a stream the peer opened, its slot
+// of MaxStreams is released. Safe to call more than once.
+func (st *Stream) Close() error {
+	err := st.Stream.Close()
+	st.closeOnce.Do(func() {
+		st.s.drainMu.Lock()
+		if st.s.drainEnd { // the session is gone: reads end at once
+			st.s.drainMu.Unlock()
+			st.drain()
+			return
+		}
+		st.s.drains.Add(1)
+		st.s.drainMu.Unlock()
+		go func() {
+			defer st.s.drains.Done()
+			st.drain()
+		}()
+	})
+	return err
+}
+
+// WaitReadable waits until data or the end is available without consuming
+// it (a yamux Read with an empty buffer; see package bridge).
+func (st *Stream) WaitReadable() error {
+	_, err := st.Stream.Read(nil)
+	return err
+}
+
+var drainPool = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+
+func (st *Stream) drain() {
+	st.Stream.SetReadDeadline(time.Now().Add(st.s.cfg.StreamCloseTimeout))
+	for {
+		// Wait without a buffer, so a thousand closing streams hold none.
+		if _, err := st.Stream.Read(nil); err != nil {
+			break
+		}
+		bp := drainPool.Get().(*[]byte)
+		_, err := st.Stream.Read(*bp)
+		drainPool.Put(bp)
+		st.Stream.Shrink() // drop the emptied buffer now, not at the FIN
+		if err != nil {
+			break
+		}
+	}
+	st.Stream.Shrink()
+	if st.slot {
+		<-st.s.slots
+	}
+}
 
 // LastRead is when bytes last arrived from the peer, whatever they were.
 func (s *Session) LastRead() time.Time { return time.Unix(0, s.conn.lastRead.Load()) }
 
-// NumStreams is the number of open streams.
-func (s *Session) NumStreams() int { return s.y.NumStreams() }
+// NumStreams is the number of open streams, either side's, including those
+// closed here and waiting for the peer's FIN.
+func (s *Session) NumStreams() int {
+	if y := s.y.Load(); y != nil {
+		return y.NumStreams()
+	}
+	return 0
+}
+
+// AcceptedOpen is the number of streams accepted from the peer whose close
+// has not finished: at most Config.MaxStreams.
+func (s *Session) AcceptedOpen() int { return len(s.slots) }
 
 // RemoteAddr is the peer's address.
 func (s *Session) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }

@@ -76,7 +76,8 @@ func (b *blackHoleConn) Write(p []byte) (int, error) {
 	return b.Conn.Write(p)
 }
 
-var testConf = Config{KeepaliveInterval: 50 * time.Millisecond, KeepaliveTimeout: 300 * time.Millisecond, MaxStreamWindow: 256 << 10}
+var testConf = Config{KeepaliveInterval: 50 * time.Millisecond, KeepaliveTimeout: 300 * time.Millisecond, MaxStreamWindow: 256 << 10,
+	MaxStreams: 1024, StreamCloseTimeout: 5 * time.Second}
 
 func sessions(t *testing.T, pair connPair, ccfg, scfg Config) (*Session, *Session, *blackHoleConn) {
 	t.Helper()
@@ -122,7 +123,7 @@ func TestStreamsAndHalfClose(t *testing.T) {
 				t.Fatal(err)
 			}
 			st.Write([]byte("hello"))
-			st.Close() // half-close: reading goes on
+			st.(interface{ CloseWrite() error }).CloseWrite() // half-close: reading goes on
 			got, err := io.ReadAll(st)
 			if err != nil || string(got) != "hello" {
 				t.Fatalf("got %q, %v", got, err)
@@ -203,6 +204,8 @@ func TestValidate(t *testing.T) {
 		{KeepaliveInterval: -1, KeepaliveTimeout: time.Second, MaxStreamWindow: 256 << 10},
 		{KeepaliveTimeout: 0, MaxStreamWindow: 256 << 10},
 		{KeepaliveTimeout: time.Second, MaxStreamWindow: 1024},
+		{KeepaliveTimeout: time.Second, MaxStreamWindow: 256 << 10, MaxStreams: 0, StreamCloseTimeout: time.Second},
+		{KeepaliveTimeout: time.Second, MaxStreamWindow: 256 << 10, MaxStreams: 1, StreamCloseTimeout: 0},
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v accepted", c)

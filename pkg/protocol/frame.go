@@ -20,6 +20,12 @@ const HeaderSize = 6
 // a longer one is malformed and is disconnected.
 const MaxPayload = 64 << 10
 
+// MaxPreAuthPayload is the largest payload read before the peer has
+// authenticated (ReadFrameMax in the login exchange): a login message is a
+// few hundred bytes, and an unauthenticated peer must not make the server
+// buffer 64 KiB per half-open handshake.
+const MaxPreAuthPayload = 1 << 10
+
 // Sentinel errors of the codec; match them with errors.Is.
 var (
 	// ErrFrameTooLarge: the header announces a payload over MaxPayload.
@@ -65,9 +71,18 @@ func WriteFrame(w io.Writer, t Type, payload []byte) error {
 	return err
 }
 
-// ReadFrame reads one frame. It checks the version and the length before
-// reading the payload, so an oversize frame costs no allocation.
-func ReadFrame(r io.Reader) (Type, []byte, error) {
+// ReadFrame reads one frame of at most MaxPayload bytes. It checks the
+// version and the length before reading the payload, so an oversize frame
+// costs no allocation.
+func ReadFrame(r io.Reader) (Type, []byte, error) { return ReadFrameMax(r, MaxPayload) }
+
+// ReadFrameMax reads one frame whose payload may be at most limit bytes
+// (limit is clamped to MaxPayload). A header announcing more fails with
+// ErrFrameTooLarge before any payload is read or allocated, so the cost of a
+// frame to the reader is bounded by limit. Use it with MaxPreAuthPayload for
+// everything read before the peer has authenticated.
+func ReadFrameMax(r io.Reader, limit int) (Type, []byte, error) {
+	limit = min(max(limit, 0), MaxPayload)
 	var hdr [HeaderSize]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return 0, nil, err
@@ -76,8 +91,8 @@ func ReadFrame(r io.Reader) (Type, []byte, error) {
 		return 0, nil, &VersionError{Got: hdr[0]}
 	}
 	n := binary.BigEndian.Uint32(hdr[2:])
-	if n > MaxPayload {
-		return 0, nil, fmt.Errorf("%w: peer announced %d bytes, at most %d", ErrFrameTooLarge, n, MaxPayload)
+	if n > uint32(limit) {
+		return 0, nil, fmt.Errorf("%w: peer announced %d bytes, at most %d here", ErrFrameTooLarge, n, limit)
 	}
 	payload := make([]byte, n)
 	if _, err := io.ReadFull(r, payload); err != nil {

@@ -422,8 +422,12 @@ func WriteMsg(w io.Writer, m Message) error {
 }
 
 // ReadMsg reads and decodes one frame.
-func ReadMsg(r io.Reader) (Message, error) {
-	t, payload, err := ReadFrame(r)
+func ReadMsg(r io.Reader) (Message, error) { return ReadMsgMax(r, MaxPayload) }
+
+// ReadMsgMax reads and decodes one frame of at most limit payload bytes (see
+// ReadFrameMax).
+func ReadMsgMax(r io.Reader, limit int) (Message, error) {
+	t, payload, err := ReadFrameMax(r, limit)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -285,3 +286,69 @@ func FuzzError(f *testing.F)       { fuzzDecode(f, TypeError) }
 func FuzzStartWork(f *testing.F)   { fuzzDecode(f, TypeStartWork) }
 func FuzzVisit(f *testing.F)       { fuzzDecode(f, TypeVisit) }
 func FuzzP2POffer(f *testing.F)    { fuzzDecode(f, TypeP2POffer) }
+
+// TestReadFrameMax: a header announcing more than the limit fails with
+// ErrFrameTooLarge without reading its payload; at the limit it reads.
+func TestReadFrameMax(t *testing.T) {
+	atLimit, _ := AppendFrame(nil, TypePing, bytes.Repeat([]byte{'x'}, MaxPreAuthPayload))
+	over, _ := AppendFrame(nil, TypePing, bytes.Repeat([]byte{'x'}, MaxPreAuthPayload+1))
+	if _, p, err := ReadFrameMax(bytes.NewReader(atLimit), MaxPreAuthPayload); err != nil || len(p) != MaxPreAuthPayload {
+		t.Fatalf("frame at the limit: %d bytes, %v", len(p), err)
+	}
+	r := bytes.NewReader(over)
+	if _, _, err := ReadFrameMax(r, MaxPreAuthPayload); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("frame over the limit: %v, want ErrFrameTooLarge", err)
+	}
+	if read := len(over) - r.Len(); read != HeaderSize {
+		t.Fatalf("read %d bytes of an oversize frame, want only the %d-byte header", read, HeaderSize)
+	}
+	// A 64 KiB announcement (what a pre-auth peer could make the server
+	// buffer before) is refused before any allocation.
+	huge := []byte{Version, byte(TypePing), 0, 1, 0, 0}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const runs = 100
+	for range runs {
+		if _, _, err := ReadFrameMax(bytes.NewReader(huge), MaxPreAuthPayload); !errors.Is(err, ErrFrameTooLarge) {
+			t.Fatal(err)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / runs; per > MaxPreAuthPayload {
+		t.Fatalf("%d bytes allocated per refused 64 KiB frame, want under %d", per, MaxPreAuthPayload)
+	}
+	// The limit is clamped: no limit lifts MaxPayload.
+	big, _ := AppendFrame(nil, TypePing, nil)
+	big[2], big[3] = 0, 2 // 128 KiB announced
+	if _, _, err := ReadFrameMax(bytes.NewReader(big), 1<<30); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("limit over MaxPayload: %v", err)
+	}
+	if _, _, err := ReadFrameMax(bytes.NewReader(atLimit), -1); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("negative limit: %v", err)
+	}
+	m, _ := Encode(&Ping{})
+	if _, err := ReadMsgMax(bytes.NewReader(m), MaxPreAuthPayload); err != nil {
+		t.Fatalf("ReadMsgMax of a ping: %v", err)
+	}
+}
+
+// FuzzReadFrameMax: whatever the bytes and the limit, ReadFrameMax never
+// panics and never returns a payload over the limit (or MaxPayload).
+func FuzzReadFrameMax(f *testing.F) {
+	for _, m := range samples {
+		b, _ := Encode(m)
+		f.Add(b, MaxPreAuthPayload)
+	}
+	f.Add([]byte{Version, byte(TypePing), 0, 1, 0, 0}, MaxPreAuthPayload)
+	f.Add([]byte{Version, byte(TypePing), 0, 0, 0, 1, 'x'}, 0)
+	f.Add([]byte{Version, byte(TypePing), 0, 0, 0, 1, 'x'}, -5)
+	f.Fuzz(func(t *testing.T, in []byte, limit int) {
+		_, p, err := ReadFrameMax(bytes.NewReader(in), limit)
+		if err != nil {
+			return
+		}
+		if len(p) > max(limit, 0) || len(p) > MaxPayload {
+			t.Fatalf("payload of %d bytes with limit %d", len(p), limit)
+		}
+	})
+}

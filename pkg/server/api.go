@@ -26,7 +26,8 @@ func (s *Server) startSTUN() error {
 		}
 		addr = ips[0]
 	}
-	cfg := stunserver.Config{Primary: netip.AddrPortFrom(addr, uint16(s.cfg.BindPort)), AltPort: uint16(s.cfg.P2P.StunAltPort), Logger: s.log}
+	cfg := stunserver.Config{Primary: netip.AddrPortFrom(addr, uint16(s.cfg.BindPort)), AltPort: uint16(s.cfg.P2P.StunAltPort),
+		PerIPPerSecond: s.cfg.Limits.StunPerIPPerSecond, Logger: s.log}
 	if a := s.cfg.P2P.StunAltAddr; a != "" {
 		cfg.AltAddr, err = netip.ParseAddr(a)
 		if err != nil {

@@ -4,20 +4,25 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hopproxy/hop/pkg/protocol"
+	"github.com/hopproxy/hop/pkg/xtcp/nat"
 )
 
 // attemptTTL bounds how long the server remembers a P2P attempt.
 const attemptTTL = time.Minute
 
-// maxAttempts bounds the attempts the server remembers at once.
+// maxAttempts bounds the attempts the server remembers at once; within it
+// each client may have limits.maxP2PAttemptsPerClient, and each secret
+// proxy limits.maxP2POffersPerProxy offers not yet answered by its owner.
 const maxAttempts = 4096
 
 // attempt is one P2P punch the server coordinates.
@@ -30,6 +35,7 @@ type attempt struct {
 	owner      *session
 	visitorNAT string
 	ownerNAT   string
+	answered   bool // the owner answered the offer
 	created    time.Time
 }
 
@@ -38,6 +44,7 @@ type p2pState struct {
 	mu       sync.Mutex
 	attempts map[string]*attempt // by session ID
 	pairs    map[natPair]*PairStats
+	dropped  atomic.Int64 // messages for another session dropped on its full queue
 }
 
 type natPair struct{ Visitor, Owner string }
@@ -58,11 +65,33 @@ func newP2PState() *p2pState {
 	return &p2pState{attempts: map[string]*attempt{}, pairs: map[natPair]*PairStats{}}
 }
 
+// sendTimeout answers the session whose message is being handled: its own
+// read loop waits while its own queue is full.
 func sendTimeout(ss *session, m protocol.Message) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	return ss.ch.Send(ctx, m)
 }
+
+// errQueueFull: a message for another session was dropped because that
+// session's control queue is full (it does not read).
+var errQueueFull = errors.New("its control queue is full")
+
+// forward queues m for another session than the one being handled, never
+// waiting: one session that does not read must not stall another's read
+// loop. A message that does not fit is dropped and counted.
+func (s *Server) forward(to *session, m protocol.Message) error {
+	if to.ch.TrySend(m) {
+		return nil
+	}
+	n := s.p2p.dropped.Add(1)
+	to.log.Debug("P2P message dropped: the session's control queue is full", "type", m.Type(), "dropped_total", n)
+	return errQueueFull
+}
+
+// P2PDropped is the number of P2P messages dropped because the session
+// they were for did not read its control stream.
+func (s *Server) P2PDropped() int64 { return s.p2p.dropped.Load() }
 
 // p2pOffer handles a visitor's request for a direct path: it checks the
 // proxy, names the attempt and hands the offer to the proxy's owner.
@@ -77,19 +106,35 @@ func (s *Server) p2pOffer(ss *session, m *protocol.P2POffer) {
 	a := &attempt{offerID: m.ID, session: hex.EncodeToString(id[:]), proxy: p.fullName(), typ: p.typ,
 		visitor: ss, owner: p.owner, visitorNAT: m.NAT, created: time.Now()}
 	st := s.p2p
+	lim := s.cfg.Limits
 	st.mu.Lock()
+	mine, waiting := 0, 0
 	for k, old := range st.attempts {
 		if time.Since(old.created) > attemptTTL {
 			delete(st.attempts, k)
+			continue
+		}
+		if old.visitor.key() == ss.key() {
+			mine++
+		}
+		if old.proxy == a.proxy && !old.answered {
+			waiting++
 		}
 	}
-	full := len(st.attempts) >= maxAttempts
-	if !full {
+	var refusal string
+	switch {
+	case mine >= lim.MaxP2PAttemptsPerClient:
+		refusal = fmt.Sprintf("this client already has %d P2P attempts in progress, the server's limits.maxP2PAttemptsPerClient; try again when they end", mine)
+	case waiting >= lim.MaxP2POffersPerProxy:
+		refusal = fmt.Sprintf("proxy %s already has %d P2P offers waiting for its owner, the server's limits.maxP2POffersPerProxy; try again later", p.fullName(), waiting)
+	case len(st.attempts) >= maxAttempts:
+		refusal = "the server has too many P2P attempts in flight; try again later"
+	default:
 		st.attempts[a.session] = a
 	}
 	st.mu.Unlock()
-	if full {
-		sendTimeout(ss, &protocol.P2PAnswer{ID: m.ID, Code: protocol.CodeBadRequest, Error: "the server has too many P2P attempts in flight; try again later"})
+	if refusal != "" {
+		sendTimeout(ss, &protocol.P2PAnswer{ID: m.ID, Code: protocol.CodeBadRequest, Error: refusal})
 		return
 	}
 	// The owner learns who visits from the server, which authenticated
@@ -97,7 +142,7 @@ func (s *Server) p2pOffer(ss *session, m *protocol.P2POffer) {
 	fwd := *m
 	fwd.Proxy, fwd.ServerUser = p.name, p.owner.user
 	fwd.Visitor, fwd.VisitorUser, fwd.SessionID = ss.clientID, ss.user, a.session
-	if err := sendTimeout(p.owner, &fwd); err != nil {
+	if err := s.forward(p.owner, &fwd); err != nil {
 		s.p2pForget(a.session)
 		sendTimeout(ss, &protocol.P2PAnswer{ID: m.ID, Code: protocol.CodeBadRequest, Error: "the owner of proxy " + p.fullName() + " cannot be reached: " + err.Error()})
 	}
@@ -126,16 +171,20 @@ func (s *Server) p2pAnswer(ss *session, m *protocol.P2PAnswer) {
 	}
 	if m.Error != "" {
 		s.p2pForget(a.session)
-		sendTimeout(a.visitor, &protocol.P2PAnswer{ID: a.offerID, Code: m.Code, Error: m.Error})
+		s.forward(a.visitor, &protocol.P2PAnswer{ID: a.offerID, Code: m.Code, Error: m.Error})
 		return
 	}
 	s.p2p.mu.Lock()
-	a.ownerNAT = m.NAT
+	a.ownerNAT = natClass(m.NAT)
+	a.answered = true
 	s.p2p.mu.Unlock()
 	rttV, rttO := a.visitor.hb.Stats().LastRTT, a.owner.hb.Stats().LastRTT
 	base := max(rttV, rttO)/2 + 20*time.Millisecond
 	dv, do := base-rttV/2, base-rttO/2
-	sendTimeout(a.visitor, &protocol.P2PAnswer{ID: a.offerID, SessionID: a.session, NAT: m.NAT, Sealed: m.Sealed, DelayMs: dv.Milliseconds()})
+	if err := s.forward(a.visitor, &protocol.P2PAnswer{ID: a.offerID, SessionID: a.session, NAT: m.NAT, Sealed: m.Sealed, DelayMs: dv.Milliseconds()}); err != nil {
+		s.p2pForget(a.session) // the visitor will not punch: neither should the owner
+		return
+	}
 	sendTimeout(a.owner, &protocol.P2PGo{SessionID: a.session, DelayMs: do.Milliseconds()})
 }
 
@@ -150,11 +199,15 @@ func (s *Server) p2pAuth(ss *session, m *protocol.P2PAuth) {
 	case ss == a.owner:
 		fwd := *m
 		fwd.ID = a.offerID
-		sendTimeout(a.visitor, &fwd)
+		if s.forward(a.visitor, &fwd) != nil {
+			s.p2pForget(a.session)
+		}
 	case ss == a.visitor:
 		fwd := *m
 		fwd.ID = ""
-		sendTimeout(a.owner, &fwd)
+		if s.forward(a.owner, &fwd) != nil {
+			s.p2pForget(a.session)
+		}
 	}
 }
 
@@ -174,7 +227,7 @@ func (s *Server) p2pResult(ss *session, m *protocol.P2PResult) {
 	if m.NAT != "" {
 		a.visitorNAT = m.NAT
 	}
-	key := natPair{Visitor: orUnknown(a.visitorNAT), Owner: orUnknown(a.ownerNAT)}
+	key := natPair{Visitor: natClass(a.visitorNAT), Owner: natClass(a.ownerNAT)}
 	ps := st.pairs[key]
 	if ps == nil {
 		ps = &PairStats{VisitorNAT: key.Visitor, OwnerNAT: key.Owner}
@@ -203,11 +256,26 @@ func (s *Server) p2pResult(ss *session, m *protocol.P2PResult) {
 	ss.log.Info("P2P attempt", args...)
 }
 
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
+// natClasses is every NAT class a hop client reports: "none" (not behind
+// a NAT), "unknown", and the pairs nat.Classify names ("EIM/APDF"...).
+var natClasses = func() map[string]bool {
+	m := map[string]bool{"none": true, "unknown": true}
+	bs := []nat.Behavior{nat.Unknown, nat.EndpointIndependent, nat.AddressDependent, nat.AddressAndPortDependent}
+	for _, mp := range bs {
+		for _, f := range bs {
+			m[nat.Classify(mp, f)] = true
+		}
 	}
-	return s
+	return m
+}()
+
+// natClass is s if it is a known NAT class, else "unknown": the tally's
+// keys come from clients, and must not grow with whatever they send.
+func natClass(s string) string {
+	if natClasses[s] {
+		return s
+	}
+	return "unknown"
 }
 
 // P2PTally returns the outcomes per pair of NAT behaviours, sorted.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/hopproxy/hop/pkg/acceptloop"
+	"github.com/hopproxy/hop/pkg/admit"
 	"github.com/hopproxy/hop/pkg/auth"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/drain"
@@ -49,6 +50,7 @@ type Server struct {
 	log         *slog.Logger
 	tls         *tls.Config
 	fingerprint string
+	gate        *admit.Gate // concurrent handshakes, before TLS
 
 	ln net.Listener
 
@@ -56,7 +58,7 @@ type Server struct {
 	closing  bool
 	sessions map[clientKey]*session // by (user, client ID)
 	proxies  map[proxyKey]*proxy    // by (user, proxy name)
-	history  map[string]*ClientHistory
+	history  history                // under mu, keyed user.clientID
 	p2p      *p2pState
 	stun     *stunserver.Server
 	api      *http.Server
@@ -81,8 +83,12 @@ func New(cfg *config.ServerConfig, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp,
-		sessions: map[clientKey]*session{}, proxies: map[proxyKey]*proxy{}, history: map[string]*ClientHistory{}, p2p: newP2PState()}, nil
+	gate, err := admit.New(admit.Limits{Max: cfg.Limits.MaxHandshakes, PerIP: cfg.Limits.MaxHandshakesPerIP})
+	if err != nil {
+		return nil, err
+	}
+	return &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp, gate: gate,
+		sessions: map[clientKey]*session{}, proxies: map[proxyKey]*proxy{}, history: newHistory(maxHistory), p2p: newP2PState()}, nil
 }
 
 func (s *Server) keepalive() transport.KeepAlive {
@@ -201,6 +207,13 @@ func (s *Server) shutdown(grace time.Duration) {
 
 // handle runs one client connection from TLS handshake to session end.
 func (s *Server) handle(ctx context.Context, raw net.Conn) {
+	leave, gerr := s.gate.Enter(raw.RemoteAddr())
+	if gerr != nil { // over limits.maxHandshakes(PerIP): counted in the gate's Stats
+		s.log.Debug("connection refused before TLS", "remote", raw.RemoteAddr().String(), "error", gerr)
+		raw.Close()
+		return
+	}
+	defer leave()
 	remote := raw.RemoteAddr().String()
 	log := s.log.With("remote", remote)
 	raw.SetDeadline(time.Now().Add(s.cfg.Transport.HandshakeTimeout.Duration))
@@ -246,6 +259,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		return
 	}
 	raw.SetDeadline(time.Time{})
+	leave() // logged in: no longer a handshake
 	ss := newSession(s, hello, sessionID, ms, ctrl, log.With("session", sessionID))
 	if err := s.register(ss); err != nil {
 		// Shutting down, or (rarely) another process's login for this
@@ -270,10 +284,12 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 
 func (s *Server) muxConfig() mux.Config {
 	return mux.Config{
-		KeepaliveInterval: s.cfg.Mux.KeepaliveInterval.Duration,
-		KeepaliveTimeout:  s.cfg.Mux.KeepaliveTimeout.Duration,
-		MaxStreamWindow:   uint32(s.cfg.Mux.MaxStreamWindow),
-		Logger:            s.log,
+		KeepaliveInterval:  s.cfg.Mux.KeepaliveInterval.Duration,
+		KeepaliveTimeout:   s.cfg.Mux.KeepaliveTimeout.Duration,
+		MaxStreamWindow:    uint32(s.cfg.Mux.MaxStreamWindow),
+		MaxStreams:         s.cfg.Limits.MaxStreamsPerSession,
+		StreamCloseTimeout: s.cfg.Mux.StreamCloseTimeout.Duration,
+		Logger:             s.log,
 	}
 }
 
@@ -350,15 +366,7 @@ func (s *Server) unregister(ss *session, cause error) {
 	if s.sessions[ss.key()] == ss {
 		delete(s.sessions, ss.key())
 	}
-	name := ss.key().String()
-	h := s.history[name]
-	if h == nil {
-		h = &ClientHistory{}
-		s.history[name] = h
-	}
-	h.Sessions++
-	h.LastCause = cause
-	h.LastEnd = time.Now()
+	s.history.record(ss.key().String(), cause, time.Now())
 	s.mu.Unlock()
 	close(ss.ended)
 }
@@ -371,16 +379,17 @@ type ClientHistory struct {
 }
 
 // History returns a copy of the ended-session history per client, keyed
-// user.clientID (the client ID alone for the empty user).
+// user.clientID (the client ID alone for the empty user), for the
+// maxHistory clients whose last session ended most recently.
 func (s *Server) History() map[string]ClientHistory {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]ClientHistory, len(s.history))
-	for id, h := range s.history {
-		out[id] = *h
-	}
-	return out
+	return s.history.snapshot()
 }
+
+// HandshakeStats reports the connections in TLS and login now and those
+// refused over limits.maxHandshakes and limits.maxHandshakesPerIP.
+func (s *Server) HandshakeStats() admit.Stats { return s.gate.Stats() }
 
 // heartbeatConfig is the server's own heartbeat.
 func (s *Server) heartbeatConfig() heartbeat.Config {

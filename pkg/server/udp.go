@@ -1,44 +1,94 @@
 package server
 
 import (
+	"container/list"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/hopproxy/hop/pkg/dgrampool"
 	"github.com/hopproxy/hop/pkg/idle"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
 
-// flowQueue bounds the datagrams waiting for one flow's stream; beyond it
-// datagrams are dropped, as a congested UDP path would.
-const flowQueue = 256
+// flowQueue bounds the datagrams waiting for one flow's stream, and
+// flowQueueBytes the buffer bytes they hold; beyond either datagrams are
+// dropped, as a congested UDP path would.
+const (
+	flowQueue      = 256
+	flowQueueBytes = 256 << 10
+)
+
+// maxOpening bounds the flows of one proxy opening their stream at once.
+// A yamux open cannot be abandoned, so a flow evicted while waiting for its
+// turn never opens one: under a flood of new sources, the streams opened
+// are those of the flows that stay.
+const maxOpening = 32
+
+// udpLimits bound the flows of one udp proxy.
+type udpLimits struct {
+	maxFlows   int           // limits.maxUDPFlowsPerProxy
+	maxPerIP   int           // limits.maxUDPFlowsPerIP
+	unanswered time.Duration // limits.udpUnansweredTimeout: idle time of a flow never answered
+}
 
 // udpRelay serves a udp proxy: one mux stream per source address (a flow),
-// carrying length-prefixed datagrams in order, closed after idleTimeout.
+// carrying length-prefixed datagrams in order, closed after idleTimeout
+// (udpUnansweredTimeout while the client has never answered).
+//
+// The read loop never waits for a stream: a new source gets a flow whose
+// own goroutine opens the stream while its first datagrams wait in its
+// queue. Flows are capped per proxy and per source IP; when a cap is hit
+// the least recently used flow goes: of the same IP for the per-IP cap,
+// else one never answered, else any.
 type udpRelay struct {
-	srv  *Server
-	p    *proxy
-	idle time.Duration
+	srv     *Server
+	p       *proxy
+	idle    time.Duration
+	lim     udpLimits
+	open    func(src netip.AddrPort) (net.Conn, error) // a flow's stream to the client
+	opening chan struct{}                              // maxOpening
 
-	mu    sync.Mutex
-	flows map[netip.AddrPort]*flow
-	wg    sync.WaitGroup
+	mu       sync.Mutex
+	flows    map[netip.AddrPort]*flow
+	perIP    map[netip.Addr]*list.List // flows of one IP, most recent first
+	fresh    list.List                 // flows never answered, most recent first
+	answered list.List                 // flows answered at least once
+	wg       sync.WaitGroup
+
+	evicted atomic.Int64 // flows closed to make room
+	dropped atomic.Int64 // datagrams dropped on a full flow queue
 }
 
 type flow struct {
-	src    netip.AddrPort
-	stream net.Conn
-	q      chan []byte
-	active idle.Stamp
-	done   chan struct{}
-	once   sync.Once
+	src      netip.AddrPort
+	ip       netip.Addr
+	q        chan *[]byte
+	queued   atomic.Int64 // buffer bytes in q
+	active   idle.Stamp
+	done     chan struct{}
+	once     sync.Once
+	answered bool          // under udpRelay.mu
+	elem     *list.Element // in fresh or answered, under udpRelay.mu
+	ipElem   *list.Element // in perIP[ip], under udpRelay.mu
+
+	stMu   sync.Mutex
+	stream net.Conn // set once opened
+	closed bool
 }
 
+// close ends the flow; its goroutines return and free what they hold.
 func (f *flow) close() {
 	f.once.Do(func() {
 		close(f.done)
-		f.stream.Close()
+		f.stMu.Lock()
+		f.closed = true
+		if f.stream != nil {
+			f.stream.Close()
+		}
+		f.stMu.Unlock()
 	})
 }
 
@@ -47,10 +97,13 @@ func newUDPRelay(s *Server, p *proxy, idleMs int64) *udpRelay {
 	if idle <= 0 {
 		idle = 60 * time.Second
 	}
-	return &udpRelay{srv: s, p: p, idle: idle, flows: map[netip.AddrPort]*flow{}}
+	l := s.cfg.Limits
+	lim := udpLimits{maxFlows: l.MaxUDPFlowsPerProxy, maxPerIP: l.MaxUDPFlowsPerIP, unanswered: min(l.UDPUnansweredTimeout.Duration, idle)}
+	u := &udpRelay{srv: s, p: p, idle: idle, lim: lim, opening: make(chan struct{}, maxOpening),
+		flows: map[netip.AddrPort]*flow{}, perIP: map[netip.Addr]*list.List{}}
+	u.open = func(src netip.AddrPort) (net.Conn, error) { return p.owner.openStream(p.name, src.String()) }
+	return u
 }
-
-var datagramPool = sync.Pool{New: func() any { b := make([]byte, 2+protocol.MaxDatagram); return &b }}
 
 func (u *udpRelay) serve() {
 	defer u.p.wg.Done()
@@ -64,16 +117,21 @@ func (u *udpRelay) serve() {
 			break
 		}
 		f := u.flow(src)
-		if f == nil {
+		f.active.Touch()
+		b := dgrampool.Framed(buf[:n])
+		c := int64(cap(*b))
+		if f.queued.Add(c) > flowQueueBytes && len(f.q) > 0 {
+			f.queued.Add(-c)
+			dgrampool.Put(b)
+			u.dropped.Add(1)
 			continue
 		}
-		f.active.Touch()
-		bp := datagramPool.Get().(*[]byte)
-		b, _ := protocol.AppendDatagram((*bp)[:0], buf[:n])
 		select {
 		case f.q <- b:
 		default:
-			datagramPool.Put(bp)
+			f.queued.Add(-c)
+			dgrampool.Put(b)
+			u.dropped.Add(1)
 		}
 	}
 	close(stopJanitor)
@@ -85,39 +143,113 @@ func (u *udpRelay) serve() {
 	u.wg.Wait()
 }
 
-// flow returns the flow of src, opening its stream if it is new.
+// flow returns the flow of src, making room for it and starting it if it
+// is new. It never blocks on the client.
 func (u *udpRelay) flow(src netip.AddrPort) *flow {
+	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	u.mu.Lock()
-	f := u.flows[src]
-	u.mu.Unlock()
-	if f != nil {
+	if f := u.flows[src]; f != nil {
+		u.touchLocked(f)
+		u.mu.Unlock()
 		return f
 	}
-	st, err := u.p.owner.openStream(u.p.name, src.String())
-	if err != nil {
-		u.p.log.Debug("cannot open stream for udp flow", "src", src, "error", err)
-		return nil
+	var victims []*flow
+	ip := src.Addr()
+	if l := u.perIP[ip]; l != nil && l.Len() >= u.lim.maxPerIP {
+		victims = append(victims, l.Back().Value.(*flow))
+		u.removeLocked(victims[0])
 	}
-	f = &flow{src: src, stream: st, q: make(chan []byte, flowQueue), done: make(chan struct{})}
+	for len(u.flows) >= u.lim.maxFlows {
+		e := u.fresh.Back()
+		if e == nil {
+			e = u.answered.Back()
+		}
+		v := e.Value.(*flow)
+		u.removeLocked(v)
+		victims = append(victims, v)
+	}
+	f := &flow{src: src, ip: ip, q: make(chan *[]byte, flowQueue), done: make(chan struct{})}
 	f.active.Touch()
-	u.mu.Lock()
 	u.flows[src] = f
+	f.elem = u.fresh.PushFront(f)
+	l := u.perIP[ip]
+	if l == nil {
+		l = list.New()
+		u.perIP[ip] = l
+	}
+	f.ipElem = l.PushFront(f)
+	u.wg.Add(1)
 	u.mu.Unlock()
-	u.wg.Add(2)
-	go u.writeLoop(f)
-	go u.readLoop(f)
+	for _, v := range victims {
+		v.close()
+		u.evicted.Add(1)
+	}
+	go u.run(f)
 	return f
 }
 
-// writeLoop moves datagrams from the queue into the stream.
-func (u *udpRelay) writeLoop(f *flow) {
+// touchLocked makes f the most recently used.
+func (u *udpRelay) touchLocked(f *flow) {
+	if f.answered {
+		u.answered.MoveToFront(f.elem)
+	} else {
+		u.fresh.MoveToFront(f.elem)
+	}
+	u.perIP[f.ip].MoveToFront(f.ipElem)
+}
+
+// removeLocked takes f out of the tables if it is still in them.
+func (u *udpRelay) removeLocked(f *flow) {
+	if u.flows[f.src] != f {
+		return
+	}
+	delete(u.flows, f.src)
+	if f.answered {
+		u.answered.Remove(f.elem)
+	} else {
+		u.fresh.Remove(f.elem)
+	}
+	if l := u.perIP[f.ip]; l != nil {
+		l.Remove(f.ipElem)
+		if l.Len() == 0 {
+			delete(u.perIP, f.ip)
+		}
+	}
+}
+
+// run opens the flow's stream, then moves datagrams from the queue into
+// it while readLoop carries the answers back.
+func (u *udpRelay) run(f *flow) {
 	defer u.wg.Done()
+	defer u.drainQueue(f)
+	select {
+	case u.opening <- struct{}{}:
+	case <-f.done: // evicted or idle before its turn
+		return
+	}
+	st, err := u.open(f.src)
+	<-u.opening
+	if err != nil {
+		u.p.log.Debug("cannot open stream for udp flow", "src", f.src, "error", err)
+		u.drop(f)
+		return
+	}
+	f.stMu.Lock()
+	if f.closed {
+		f.stMu.Unlock()
+		st.Close()
+		return
+	}
+	f.stream = st
+	f.stMu.Unlock()
+	u.wg.Add(1)
+	go u.readLoop(f, st)
 	for {
 		select {
 		case b := <-f.q:
-			_, err := f.stream.Write(b)
-			b = b[:cap(b)]
-			datagramPool.Put(&b)
+			_, err := st.Write(*b)
+			f.queued.Add(-int64(cap(*b)))
+			dgrampool.Put(b)
 			if err != nil {
 				u.drop(f)
 				return
@@ -128,41 +260,71 @@ func (u *udpRelay) writeLoop(f *flow) {
 	}
 }
 
-// readLoop sends the client's answers back to the source.
-func (u *udpRelay) readLoop(f *flow) {
-	defer u.wg.Done()
-	buf := make([]byte, protocol.MaxDatagram)
+// drainQueue returns the buffers still queued to the pool.
+func (u *udpRelay) drainQueue(f *flow) {
 	for {
-		n, err := protocol.ReadDatagram(f.stream, buf)
+		select {
+		case b := <-f.q:
+			f.queued.Add(-int64(cap(*b)))
+			dgrampool.Put(b)
+		default:
+			return
+		}
+	}
+}
+
+// readLoop sends the client's answers back to the source.
+func (u *udpRelay) readLoop(f *flow, st net.Conn) {
+	defer u.wg.Done()
+	for {
+		bp, err := dgrampool.ReadDatagram(st)
 		if err != nil {
 			u.drop(f)
 			return
 		}
 		f.active.Touch()
-		if _, err := u.p.pc.WriteToUDPAddrPort(buf[:n], f.src); err != nil {
+		u.markAnswered(f)
+		_, err = u.p.pc.WriteToUDPAddrPort(*bp, f.src)
+		dgrampool.Put(bp)
+		if err != nil {
 			u.drop(f)
 			return
 		}
 	}
 }
 
+// markAnswered moves f to the answered flows on its first answer.
+func (u *udpRelay) markAnswered(f *flow) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if f.answered || u.flows[f.src] != f {
+		return
+	}
+	u.fresh.Remove(f.elem)
+	f.answered = true
+	f.elem = u.answered.PushFront(f)
+}
+
 func (u *udpRelay) drop(f *flow) {
 	f.close()
 	u.mu.Lock()
-	if u.flows[f.src] == f {
-		delete(u.flows, f.src)
-	}
+	u.removeLocked(f)
 	u.mu.Unlock()
 }
 
-// janitor closes flows idle for longer than the idle timeout.
+// janitor closes flows idle for longer than the idle timeout, or than
+// udpUnansweredTimeout while never answered.
 func (u *udpRelay) janitor(stop chan struct{}) {
 	defer u.wg.Done()
-	idle.Sweep(u.idle, stop, func(now time.Time) bool {
+	idle.Sweep(u.lim.unanswered, stop, func(now time.Time) bool {
 		u.mu.Lock()
 		var old []*flow
 		for _, f := range u.flows {
-			if f.active.Idle(now, u.idle) {
+			d := u.idle
+			if !f.answered {
+				d = u.lim.unanswered
+			}
+			if f.active.Idle(now, d) {
 				old = append(old, f)
 			}
 		}
@@ -172,4 +334,17 @@ func (u *udpRelay) janitor(stop chan struct{}) {
 		}
 		return true
 	})
+}
+
+// udpStats is a snapshot of a relay, for tests and logs.
+type udpStats struct {
+	Flows, Answered, SourceIPs int
+	Evicted, Dropped           int64
+}
+
+func (u *udpRelay) stats() udpStats {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return udpStats{Flows: len(u.flows), Answered: u.answered.Len(), SourceIPs: len(u.perIP),
+		Evicted: u.evicted.Load(), Dropped: u.dropped.Load()}
 }

@@ -26,6 +26,12 @@ const (
 	maxReason = 128
 )
 
+// RequestSize is the size every Binding request is padded to with a
+// PADDING attribute (RFC 5780 §7.6): hop's STUN server never answers with
+// more bytes than the request carried, and its longest answer (IPv6, with
+// RESPONSE-ORIGIN and OTHER-ADDRESS) is 124 bytes.
+const RequestSize = 128
+
 // errNotOurs is returned by parseResponse for anything that is not a
 // well-formed Binding response to the transaction asked about.
 var errNotOurs = errors.New("not a Binding response to this transaction")
@@ -44,8 +50,23 @@ func newRequest(changeIP, changePort bool) (txid [stun.TransactionIDSize]byte, r
 		}
 		setters = append(setters, rawAttr{stun.AttrChangeRequest, v[:]})
 	}
+	setters = append(setters, PadTo(RequestSize))
 	m := stun.MustBuild(setters...)
 	return m.TransactionID, m.Raw
+}
+
+// PadTo is a stun.Setter that adds a PADDING attribute making the message
+// size bytes long, if it is shorter (to a multiple of 4 at most size). Add
+// it after every other attribute but FINGERPRINT.
+type PadTo int
+
+// AddTo implements stun.Setter.
+func (p PadTo) AddTo(m *stun.Message) error {
+	n := (int(p) - headerSize - int(m.Length) - 4) &^ 3
+	if n > 0 {
+		m.Add(stun.AttrPadding, make([]byte, n))
+	}
+	return nil
 }
 
 type rawAttr struct {

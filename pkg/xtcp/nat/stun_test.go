@@ -122,6 +122,10 @@ func TestNewRequest(t *testing.T) {
 		if err := m.Decode(); err != nil || m.Type != stun.BindingRequest || m.TransactionID != txid {
 			t.Fatalf("request %x: %v %v", raw, m, err)
 		}
+		if len(raw) != RequestSize || !m.Contains(stun.AttrPadding) {
+			t.Errorf("request of %d bytes (PADDING %v), want padded to %d: hop's STUN server drops requests shorter than its answer",
+				len(raw), m.Contains(stun.AttrPadding), RequestSize)
+		}
 		v, err := m.Get(stun.AttrChangeRequest)
 		if tt.flags == 0 {
 			if err == nil {

@@ -48,18 +48,24 @@
 // socket does not exist (change IP without AltAddr, change port without
 // AltPort) the server answers, from the receiving socket, with error 420
 // (Unknown Attribute) listing CHANGE-REQUEST and saying why, never from a
-// socket that was not asked for. A malformed CHANGE-REQUEST gets 400. Other
-// unknown comprehension-required attributes (for example RFC 5780 PADDING
-// and RESPONSE-PORT, which this server does not implement) get 420 listing
+// socket that was not asked for. A malformed CHANGE-REQUEST gets 400.
+// PADDING is accepted and ignored (the response is not padded). Other
+// unknown comprehension-required attributes (for example RFC 5780
+// RESPONSE-PORT, which this server does not implement) get 420 listing
 // them. USERNAME and MESSAGE-INTEGRITY are ignored: the server does not
 // authenticate. A FINGERPRINT, if present, must be correct.
 //
 // # Amplification
 //
-// One request gives at most one response, of at most about 100 bytes for
-// IPv4 (about 150 for IPv6) whatever the request holds; a 420 lists at most
-// eight attribute types. Requests from port 0 or an unspecified address are
-// dropped. There is no rate limit.
+// One request gives at most one response, never longer than the request:
+// a request shorter than the answer it would get is dropped, unanswered.
+// Answers are at most about 100 bytes for IPv4 (about 150 for IPv6)
+// whatever the request holds; a 420 lists at most eight attribute types.
+// hop's client pads every Binding request with a PADDING attribute to
+// nat.RequestSize (128) bytes, which covers every answer. Requests from
+// port 0 or an unspecified address are dropped. Config.PerIPPerSecond caps
+// the answers per second to one source IP (a token bucket per IP, at most
+// 4096 IPs remembered; the rest share one bucket).
 //
 // # Lifetime
 //

@@ -19,6 +19,7 @@ func FuzzHandle(f *testing.F) {
 	f.Add(request(f, changeRequest{port: true}, stun.Fingerprint).Raw)
 	f.Add(request(f, rawAttr{stun.AttrPadding, make([]byte, 8)}).Raw)
 	f.Add(request(f, rawAttr{stun.AttrChangeRequest, []byte{1}}).Raw)
+	f.Add(unpadded(f, stun.TransactionID, stun.BindingRequest).Raw)
 	for _, b := range malformed(f) {
 		f.Add(b)
 	}
@@ -53,8 +54,8 @@ func FuzzHandle(f *testing.F) {
 				!bytes.Equal(m.TransactionID[:], req[8:20]) {
 				t.Fatalf("response %v does not answer the request", m)
 			}
-			if len(resp) > 100 {
-				t.Fatalf("response of %d bytes", len(resp))
+			if len(resp) > 100 || len(resp) > len(req) {
+				t.Fatalf("response of %d bytes to a request of %d", len(resp), len(req))
 			}
 		}
 	})

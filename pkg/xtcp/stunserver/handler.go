@@ -50,8 +50,18 @@ func (h *handler) other(slot int) (int, bool) {
 
 // handle answers the datagram req that arrived from from on socket slot in.
 // It returns the response and the slot of the socket to send it from, or
-// ok false to send nothing.
+// ok false to send nothing. It never answers with more bytes than req has:
+// a request shorter than its answer is dropped (hop's client pads its
+// requests with PADDING; see the package doc).
 func (h *handler) handle(req []byte, from netip.AddrPort, in int) (resp []byte, out int, ok bool) {
+	resp, out, ok = h.answer(req, from, in)
+	if !ok || len(resp) > len(req) {
+		return nil, 0, false
+	}
+	return resp, out, true
+}
+
+func (h *handler) answer(req []byte, from netip.AddrPort, in int) (resp []byte, out int, ok bool) {
 	if !validRequest(req) || !from.IsValid() || from.Port() == 0 || from.Addr().IsUnspecified() {
 		return nil, 0, false
 	}
@@ -77,6 +87,9 @@ func (h *handler) handle(req []byte, from netip.AddrPort, in int) (resp []byte, 
 		case a.Type == stun.AttrUsername, a.Type == stun.AttrMessageIntegrity,
 			a.Type == stun.AttrMessageIntegritySHA256:
 			// No authentication here: nothing to check.
+		case a.Type == stun.AttrPadding:
+			// What makes the request as long as the answer (see
+			// noAmplification); the response is not padded in turn.
 		default:
 			if len(unknown) < maxUnknown && !slices.Contains(unknown, a.Type) {
 				unknown = append(unknown, a.Type)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Errors returned by this package.
@@ -30,6 +31,10 @@ type Config struct {
 	// AltAddr is the alternate address, the zero Addr for none. It needs
 	// AltPort, a concrete Primary address and the same IP family.
 	AltAddr netip.Addr
+	// PerIPPerSecond caps the requests answered per second for one source
+	// IP address (a token bucket with a burst of as many; sources beyond
+	// 4096 remembered share one such bucket). 0 means no limit.
+	PerIPPerSecond int
 	// Logger gets one line per lifecycle event; nil discards.
 	Logger *slog.Logger
 }
@@ -42,6 +47,9 @@ func (c Config) Validate() error {
 	p := c.Primary.Addr()
 	if !p.IsValid() {
 		return bad("no primary address")
+	}
+	if c.PerIPPerSecond < 0 {
+		return bad("requests per second per IP %d is negative", c.PerIPPerSecond)
 	}
 	if p.Zone() != "" {
 		return bad("primary address %s has a zone", p)
@@ -83,6 +91,7 @@ const (
 // Server is a running STUN server.
 type Server struct {
 	h     handler
+	limit *limiter
 	conns [numSlots]*net.UDPConn
 	log   *slog.Logger
 
@@ -102,7 +111,7 @@ func Listen(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{log: log, done: make(chan struct{})}
+	s := &Server{log: log, limit: newLimiter(cfg.PerIPPerSecond), done: make(chan struct{})}
 	s.h.software = software
 
 	primary := netip.AddrPortFrom(cfg.Primary.Addr().Unmap(), cfg.Primary.Port())
@@ -198,7 +207,7 @@ func (s *Server) serve(slot int, conn *net.UDPConn) {
 			return
 		}
 		resp, out, ok := s.h.handle(buf[:n], from, slot)
-		if !ok {
+		if !ok || !s.limit.allow(from.Addr(), time.Now()) {
 			continue
 		}
 		if _, err := s.conns[out].WriteToUDPAddrPort(resp, from); err != nil {
@@ -239,6 +248,13 @@ func (s *Server) Close() error {
 		return err
 	}
 	return nil
+}
+
+// Dropped is the number of answers not sent because their source IP was
+// over Config.PerIPPerSecond.
+func (s *Server) Dropped() uint64 {
+	_, d := s.limit.stats()
+	return d
 }
 
 // Done is closed when the server has stopped, by Close or because reading

@@ -102,10 +102,41 @@ func (c *client) recv() (*stun.Message, netip.AddrPort) {
 	return m, from
 }
 
-// request builds a Binding request with the given extra setters.
+// paddedSize is what hop's client pads its requests to (nat.RequestSize).
+const paddedSize = 128
+
+// padTo adds a PADDING attribute that makes the message n bytes long.
+type padTo int
+
+func (p padTo) AddTo(m *stun.Message) error {
+	if k := (int(p) - headerSize - int(m.Length) - 4) &^ 3; k > 0 {
+		m.Add(stun.AttrPadding, make([]byte, k))
+	}
+	return nil
+}
+
+// request builds a Binding request with the given extra setters, padded as
+// hop's client pads (before a FINGERPRINT).
 func request(t testing.TB, setters ...stun.Setter) *stun.Message {
 	t.Helper()
-	m, err := stun.Build(append([]stun.Setter{stun.TransactionID, stun.BindingRequest}, setters...)...)
+	all := []stun.Setter{stun.TransactionID, stun.BindingRequest}
+	padded := false
+	for _, s := range setters {
+		if s == stun.Fingerprint && !padded {
+			all, padded = append(all, padTo(paddedSize)), true
+		}
+		all = append(all, s)
+	}
+	if !padded {
+		all = append(all, padTo(paddedSize))
+	}
+	return unpadded(t, all...)
+}
+
+// unpadded builds a message from exactly the setters given.
+func unpadded(t testing.TB, setters ...stun.Setter) *stun.Message {
+	t.Helper()
+	m, err := stun.Build(setters...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +364,6 @@ func TestErrorResponses(t *testing.T) {
 	}{
 		{"short CHANGE-REQUEST", []stun.Setter{rawAttr{stun.AttrChangeRequest, []byte{0, 0, 6}}}, 400, nil},
 		{"two CHANGE-REQUESTs", []stun.Setter{changeRequest{port: true}, changeRequest{ip: true}}, 400, nil},
-		{"PADDING", []stun.Setter{rawAttr{stun.AttrPadding, make([]byte, 8)}}, 420, stun.UnknownAttributes{stun.AttrPadding}},
 		{"RESPONSE-PORT and a private one", []stun.Setter{
 			rawAttr{stun.AttrResponsePort, []byte{0x12, 0x34, 0, 0}}, rawAttr{0x7777, nil}, rawAttr{0x7777, nil},
 		}, 420, stun.UnknownAttributes{stun.AttrResponsePort, 0x7777}},
@@ -383,7 +413,7 @@ func malformed(t testing.TB) map[string][]byte {
 	badFP[len(badFP)-1] ^= 1
 	withSW := request(t, stun.NewSoftware("x")).Raw
 	overflow := bytes.Clone(withSW)
-	overflow[headerSize+3] = 100 // SOFTWARE longer than the message
+	overflow[headerSize+3] = 252 // SOFTWARE longer than the message
 	return map[string][]byte{
 		"empty":            {},
 		"short header":     valid[:19],
@@ -401,6 +431,7 @@ func malformed(t testing.TB) map[string][]byte {
 		"allocate request": request(t, stun.NewType(stun.MethodAllocate, stun.ClassRequest)).Raw,
 		"bad fingerprint":  badFP,
 		"too long":         request(t, stun.NewSoftware(strings.Repeat("x", 700)), stun.NewSoftware(strings.Repeat("y", 700))).Raw,
+		"unpadded":         unpadded(t, stun.TransactionID, stun.BindingRequest).Raw,
 	}
 }
 
@@ -471,8 +502,8 @@ func TestResponseSize(t *testing.T) {
 				"bad":     request(t, rawAttr{stun.AttrChangeRequest, nil}).Raw,
 			} {
 				resp, _, ok := h.handle(req, from, slotPrimary)
-				if !ok || len(resp) > tt.max {
-					t.Errorf("%s: ok=%v, %d bytes, want at most %d", name, ok, len(resp), tt.max)
+				if !ok || len(resp) > tt.max || len(resp) > len(req) {
+					t.Errorf("%s: ok=%v, %d bytes for a request of %d, want at most %d and no more than the request", name, ok, len(resp), len(req), tt.max)
 				}
 			}
 		})

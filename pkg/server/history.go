@@ -1,0 +1,55 @@
+package server
+
+import (
+	"container/list"
+	"time"
+)
+
+// maxHistory bounds the client IDs whose ended sessions the server
+// remembers: client IDs are chosen by clients, so the history must not
+// grow with them. The client whose last session ended longest ago is
+// forgotten first.
+const maxHistory = 1024
+
+// history is ClientHistory per client ID, at most max of them, the least
+// recently ended evicted first. Not safe for concurrent use.
+type history struct {
+	max   int
+	byID  map[string]*list.Element // of *historyEntry
+	order list.List                // most recently ended first
+}
+
+type historyEntry struct {
+	id string
+	h  ClientHistory
+}
+
+func newHistory(max int) history { return history{max: max, byID: map[string]*list.Element{}} }
+
+// record notes that a session of id ended at t because of cause.
+func (h *history) record(id string, cause error, t time.Time) {
+	e := h.byID[id]
+	if e == nil {
+		e = h.order.PushFront(&historyEntry{id: id})
+		h.byID[id] = e
+	} else {
+		h.order.MoveToFront(e)
+	}
+	he := e.Value.(*historyEntry)
+	he.h.Sessions++
+	he.h.LastCause = cause
+	he.h.LastEnd = t
+	for h.order.Len() > h.max {
+		old := h.order.Back()
+		h.order.Remove(old)
+		delete(h.byID, old.Value.(*historyEntry).id)
+	}
+}
+
+func (h *history) snapshot() map[string]ClientHistory {
+	out := make(map[string]ClientHistory, len(h.byID))
+	for id, e := range h.byID {
+		out[id] = e.Value.(*historyEntry).h
+	}
+	return out
+}
