@@ -337,6 +337,12 @@ type Client struct {
 // New returns a Client and starts its renewal goroutine. It does not touch
 // the network until Map or Probe.
 func New(cfg Config) (*Client, error) {
+	return newClient(cfg, 5351, netip.MustParseAddrPort("239.255.255.250:1900"))
+}
+
+// newClient is New with the gateway's PCP/NAT-PMP port and the SSDP address
+// chosen (tests point them at loopback fakes).
+func newClient(cfg Config, pmpPort uint16, ssdpAddr netip.AddrPort) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -345,8 +351,8 @@ func New(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		pmpPort:  5351,
-		ssdpAddr: netip.MustParseAddrPort("239.255.255.250:1900"),
+		pmpPort:  pmpPort,
+		ssdpAddr: ssdpAddr,
 		op:       make(chan struct{}, 1),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -738,12 +744,12 @@ func (c *Client) create(ctx context.Context, m *mapping) (changed bool, err erro
 		err = fmt.Errorf("%w: %w", ErrNoGateway, err)
 		if logIt {
 			c.log.Warn("no port-mapping gateway: UPnP, NAT-PMP and PCP unanswered",
-				"methods", fmt.Sprint(c.cfg.Methods), "retry", retry.Round(time.Second), "err", err)
+				"methods", fmt.Sprint(c.cfg.Methods), "retry", retry.Round(10*time.Millisecond), "err", err)
 		} else {
-			c.log.Debug("still no port-mapping gateway", "proto", m.key.proto, "port", m.key.port, "retry", retry.Round(time.Second))
+			c.log.Debug("still no port-mapping gateway", "proto", m.key.proto, "port", m.key.port, "retry", retry.Round(10*time.Millisecond))
 		}
 	} else {
-		c.log.Warn("port mapping failed", "proto", m.key.proto, "port", m.key.port, "retry", retry.Round(time.Second), "err", err)
+		c.log.Warn("port mapping failed", "proto", m.key.proto, "port", m.key.port, "retry", retry.Round(10*time.Millisecond), "err", err)
 	}
 	return lost, err
 }
