@@ -389,6 +389,7 @@ func TestPortmapMiniupnpdRestart(t *testing.T) {
 			if lb.count("re-creating every mapping") == 0 {
 				t.Fatalf("the log does not say the mappings were re-created:\n%s", lb)
 			}
+			t.Logf("portmap log:\n%s", lb)
 		})
 	}
 }

@@ -725,6 +725,16 @@ func (c *Client) create(ctx context.Context, m *mapping) (changed bool, err erro
 		}
 	}
 	err = errors.Join(errs...)
+	if ctx.Err() != nil {
+		// Cancelled (by the caller or Close), not unanswered: keep the
+		// state as it was, so that Close still deletes what exists.
+		c.mu.Lock()
+		if !m.active() {
+			m.retryAt = time.Now().Add(jitter(c.cfg.RetryMin))
+		}
+		c.mu.Unlock()
+		return false, fmt.Errorf("portmap: mapping %s port %d: %w (%w)", m.key.proto, m.key.port, context.Cause(ctx), err)
+	}
 	c.mu.Lock()
 	lost := m.active()
 	m.cur = Mapping{}
