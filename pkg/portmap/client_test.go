@@ -302,3 +302,34 @@ func TestUPnPSerialSearchAndMap(t *testing.T) {
 		t.Fatalf("Close did not delete the UPnP mapping; actions %q", f.actions)
 	}
 }
+
+// TestUPnPControlURLMoved: the router restarts on a new HTTP port, so the
+// renewal's SOAP request fails (go-libp2p issue 3224); the client discovers
+// the gateway again and re-creates the mapping on the new control URL.
+func TestUPnPControlURLMoved(t *testing.T) {
+	g := newFakeGW(t, "silent")
+	f := newFakeIGD(t, stIGDv1)
+	changes := make(chan Mapping, 4)
+	c, lb := newTestClient(t, g, f, Config{
+		Methods: []Method{MethodUPnP}, Lifetime: 2 * time.Second,
+		OnChange: func(m Mapping) { changes <- m },
+	})
+	if _, err := c.Map(context.Background(), "udp", 7100); err != nil {
+		t.Fatal(err)
+	}
+	f.reboot()
+	select {
+	case m := <-changes:
+		if !m.Valid() || m.Method != MethodUPnP {
+			t.Fatalf("OnChange %+v", m)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("not re-created after the control URL moved:\n%s", lb)
+	}
+	if !f.mapped("UDP/7100") {
+		t.Fatal("the restarted IGD has no mapping")
+	}
+	if lb.count("renewal failed; discovering the gateway again") != 1 {
+		t.Fatalf("want one renewal-failed line:\n%s", lb)
+	}
+}

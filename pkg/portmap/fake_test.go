@@ -209,8 +209,36 @@ func newFakeIGD(t *testing.T, answer string) *fakeIGD {
 	f := &fakeIGD{ssdp: pc, done: make(chan struct{}), answer: answer, maps: map[string]string{}}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serveHTTP))
 	go f.serveSSDP()
-	t.Cleanup(func() { pc.Close(); <-f.done; f.srv.Close() })
+	t.Cleanup(func() {
+		pc.Close()
+		<-f.done
+		f.mu.Lock()
+		srv := f.srv
+		f.mu.Unlock()
+		srv.Close()
+	})
 	return f
+}
+
+// reboot moves the HTTP server to a new port (a new control URL) and
+// forgets every mapping, as a router restart does.
+func (f *fakeIGD) reboot() {
+	f.mu.Lock()
+	old := f.srv
+	f.maps = map[string]string{}
+	f.mu.Unlock()
+	old.Close()
+	srv := httptest.NewServer(http.HandlerFunc(f.serveHTTP))
+	f.mu.Lock()
+	f.srv = srv
+	f.mu.Unlock()
+}
+
+func (f *fakeIGD) mapped(key string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.maps[key]
+	return ok
 }
 
 func (f *fakeIGD) ssdpAddr() netip.AddrPort { return f.ssdp.LocalAddr().(*net.UDPAddr).AddrPort() }
@@ -232,9 +260,10 @@ func (f *fakeIGD) serveSSDP() {
 		f.mu.Lock()
 		f.sts = append(f.sts, st)
 		ok := st == f.answer
+		url := f.srv.URL
 		f.mu.Unlock()
 		if ok {
-			fmt.Fprintf(writerTo{f.ssdp, from}, "HTTP/1.1 200 OK\r\nST: %s\r\nUSN: uuid:fake::%s\r\nLOCATION: %s/rootDesc.xml\r\n\r\n", st, st, f.srv.URL)
+			fmt.Fprintf(writerTo{f.ssdp, from}, "HTTP/1.1 200 OK\r\nST: %s\r\nUSN: uuid:fake::%s\r\nLOCATION: %s/rootDesc.xml\r\n\r\n", st, st, url)
 		}
 	}
 }
