@@ -333,3 +333,23 @@ func TestUPnPControlURLMoved(t *testing.T) {
 		t.Fatalf("want one renewal-failed line:\n%s", lb)
 	}
 }
+
+// TestRefusedLogsOnce: a gateway that answers "not authorized" is not
+// "no gateway"; the failure is logged once, retries go to debug.
+func TestRefusedLogsOnce(t *testing.T) {
+	g := newFakeGW(t, "refuse")
+	c, lb := newTestClient(t, g, nil, Config{
+		Methods: []Method{MethodPCP, MethodNATPMP}, RetryMin: 20 * time.Millisecond, RetryMax: 40 * time.Millisecond,
+	})
+	_, err := c.Map(context.Background(), "udp", 8000)
+	if !errors.Is(err, ErrRefused) || errors.Is(err, ErrNoGateway) {
+		t.Fatalf("Map: %v, want ErrRefused", err)
+	}
+	waitFor(t, "retries", func() bool { return lb.count(`level=DEBUG msg="port mapping failed"`) >= 3 })
+	if n := lb.count(`level=WARN msg="port mapping failed"`); n != 1 {
+		t.Fatalf("%d warnings, want 1:\n%s", n, lb)
+	}
+	if lb.count("no port-mapping gateway") != 0 {
+		t.Fatalf("a refusing gateway was logged as missing:\n%s", lb)
+	}
+}

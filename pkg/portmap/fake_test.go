@@ -20,7 +20,7 @@ type fakeGW struct {
 	done chan struct{}
 
 	mu     sync.Mutex
-	mode   string    // "pcp" (PCP and NAT-PMP), "pmp" (NAT-PMP only), "silent"
+	mode   string    // "pcp" (PCP and NAT-PMP), "pmp" (NAT-PMP only), "refuse", "silent"
 	base   time.Time // epoch = now - base
 	ext    netip.Addr
 	maps   map[string]uint32 // "udp/4000" -> lifetime of the live mapping
@@ -119,6 +119,10 @@ func (g *fakeGW) answer(b []byte) []byte {
 		out := make([]byte, pcpHeaderLen, pcpHeaderLen+pcpMapLen)
 		out[0], out[1] = pcpVersion, op|pcpReplyBit
 		binary.BigEndian.PutUint32(out[8:], epoch)
+		if g.mode == "refuse" {
+			out[3] = pcpNotAuthorized
+			return out
+		}
 		if op == pcpOpAnnounce {
 			g.reqs = append(g.reqs, fakeReq{pcp: true, op: op})
 			return out
@@ -155,6 +159,12 @@ func (g *fakeGW) answer(b []byte) []byte {
 		return out
 	case pmpVersion:
 		op := b[1]
+		if g.mode == "refuse" {
+			out := make([]byte, 8)
+			out[1] = pmpReplyBit + op
+			binary.BigEndian.PutUint16(out[2:], pmpNotAuthorized)
+			return out
+		}
 		switch {
 		case op == pmpOpExternal:
 			g.reqs = append(g.reqs, fakeReq{op: op})

@@ -272,6 +272,7 @@ type mapping struct {
 	renewAt    time.Time
 	retryAt    time.Time
 	retryDelay time.Duration
+	lastErr    string // of the last failed attempt, to log a failure once
 }
 
 func (m *mapping) active() bool { return m.cur.Method != "" }
@@ -702,7 +703,7 @@ func (c *Client) create(ctx context.Context, m *mapping) (changed bool, err erro
 			old := m.cur
 			m.cur = res
 			m.renewAt = time.Now().Add(c.renewDelay(res.Lifetime))
-			m.retryDelay = 0
+			m.retryDelay, m.lastErr = 0, ""
 			wasQuiet := c.quiet
 			c.quiet = false
 			c.mu.Unlock()
@@ -716,7 +717,7 @@ func (c *Client) create(ctx context.Context, m *mapping) (changed bool, err erro
 			}
 			return changed, nil
 		}
-		if !errors.Is(err, errUnanswered) {
+		if !isUnanswered(err) {
 			answered = true
 		}
 		errs = append(errs, err)
@@ -759,9 +760,25 @@ func (c *Client) create(ctx context.Context, m *mapping) (changed bool, err erro
 			c.log.Debug("still no port-mapping gateway", "proto", m.key.proto, "port", m.key.port, "retry", retry.Round(10*time.Millisecond))
 		}
 	} else {
-		c.log.Warn("port mapping failed", "proto", m.key.proto, "port", m.key.port, "retry", retry.Round(10*time.Millisecond), "err", err)
+		// Warn once per distinct failure of a mapping, not on every retry.
+		c.mu.Lock()
+		repeat := m.lastErr == err.Error()
+		m.lastErr = err.Error()
+		c.mu.Unlock()
+		level := slog.LevelWarn
+		if repeat {
+			level = slog.LevelDebug
+		}
+		c.log.Log(ctx, level, "port mapping failed", "proto", m.key.proto, "port", m.key.port, "retry", retry.Round(10*time.Millisecond), "err", err)
 	}
 	return lost, err
+}
+
+// isUnanswered reports whether err means that nothing answered: a timeout,
+// an ICMP port unreachable, no route, no default gateway.
+func isUnanswered(err error) bool {
+	return errors.Is(err, errUnanswered) || errors.Is(err, ErrNoDefaultRoute) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTUNREACH)
 }
 
 func jitter(d time.Duration) time.Duration {
