@@ -353,3 +353,24 @@ func TestRefusedLogsOnce(t *testing.T) {
 		t.Fatalf("a refusing gateway was logged as missing:\n%s", lb)
 	}
 }
+
+func TestUnmap(t *testing.T) {
+	g := newFakeGW(t, "pcp")
+	c, _ := newTestClient(t, g, nil, Config{})
+	ctx := context.Background()
+	if _, err := c.Map(ctx, "tcp", 9000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Map(ctx, "udp", 9000); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Unmap(ctx, "tcp", 9000, netip.AddrPort{}); err != nil {
+		t.Fatal(err)
+	}
+	if g.live("tcp/9000") || !g.live("udp/9000") {
+		t.Fatalf("after Unmap tcp: tcp live %v, udp live %v", g.live("tcp/9000"), g.live("udp/9000"))
+	}
+	if ms := c.Mappings(); len(ms) != 1 || ms[0].Protocol != "udp" || !ms[0].Valid() {
+		t.Fatalf("Mappings() = %+v", ms)
+	}
+}
