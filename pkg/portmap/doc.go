@@ -74,5 +74,8 @@
 // 5351, which a test cannot fake on loopback. Every decoder of gateway bytes
 // (PCP, NAT-PMP, SSDP) has a fuzz target.
 //
-// IPv6 is not handled yet: the gateway and mappings are IPv4.
+// Not done: IPv6 (the gateway and mappings are IPv4); listening for the
+// unsolicited PCP ANNOUNCE a restarted server multicasts (RFC 6887 section
+// 14.1; the epoch check at the next renewal finds the restart instead);
+// PCP THIRD_PARTY, PREFER_FAILURE and FILTER options.
 package portmap

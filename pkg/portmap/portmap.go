@@ -410,7 +410,9 @@ func checkProto(proto string, port uint16) error {
 // When no method succeeds the request stays registered: the Client retries
 // in the background with backoff and reports success through OnChange. Every
 // network step is bounded by Config.Timeout, so Map returns within a few
-// Timeouts even when nothing answers (error wrapping ErrNoGateway).
+// Timeouts even when nothing answers (error wrapping ErrNoGateway): with
+// the default methods about 4 × Timeout (PCP, NAT-PMP, SSDP for IGDv2, SSDP
+// for IGDv1), 8 s with the default Timeout.
 func (c *Client) Map(ctx context.Context, proto string, internalPort uint16) (Mapping, error) {
 	if err := checkProto(proto, internalPort); err != nil {
 		return Mapping{}, err
