@@ -374,3 +374,27 @@ func TestUnmap(t *testing.T) {
 		t.Fatalf("Mappings() = %+v", ms)
 	}
 }
+
+// TestUPnPv2WithoutAddAny: a gateway that lists WANIPConnection:2 but
+// answers AddAnyPortMapping with 401 Invalid Action gets AddPortMapping.
+func TestUPnPv2WithoutAddAny(t *testing.T) {
+	g := newFakeGW(t, "silent")
+	f := newFakeIGD(t, stIGDv2)
+	f.mu.Lock()
+	f.service = "urn:schemas-upnp-org:service:WANIPConnection:2"
+	f.mu.Unlock()
+	c, _ := newTestClient(t, g, f, Config{Methods: []Method{MethodUPnP}})
+	m, err := c.Map(context.Background(), "tcp", 7200)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	actions := append([]string(nil), f.actions...)
+	f.mu.Unlock()
+	if m.External != netip.MustParseAddrPort("203.0.113.9:7200") || len(actions) < 2 || actions[0] != "AddAnyPortMapping" || actions[1] != "AddPortMapping" {
+		t.Fatalf("mapping %+v after actions %q", m, actions)
+	}
+	if p := c.Probe(context.Background()); p.Service != "WANIPConnection:2" {
+		t.Fatalf("probe %+v", p)
+	}
+}

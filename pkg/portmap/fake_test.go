@@ -205,6 +205,7 @@ type fakeIGD struct {
 
 	mu      sync.Mutex
 	answer  string // the ST answered; "" answers none
+	service string // the WAN connection service type advertised
 	sts     []string
 	actions []string
 	maps    map[string]string // "UDP/4000" -> internal client
@@ -216,7 +217,8 @@ func newFakeIGD(t *testing.T, answer string) *fakeIGD {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeIGD{ssdp: pc, done: make(chan struct{}), answer: answer, maps: map[string]string{}}
+	f := &fakeIGD{ssdp: pc, done: make(chan struct{}), answer: answer, maps: map[string]string{},
+		service: "urn:schemas-upnp-org:service:WANIPConnection:1"}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serveHTTP))
 	go f.serveSSDP()
 	t.Cleanup(func() {
@@ -290,7 +292,7 @@ const fakeRootDesc = `<?xml version="1.0"?>
 <device><deviceType>urn:schemas-upnp-org:device:InternetGatewayDevice:1</deviceType><friendlyName>fake</friendlyName><UDN>uuid:fake</UDN>
 <deviceList><device><deviceType>urn:schemas-upnp-org:device:WANDevice:1</deviceType><UDN>uuid:fake-wan</UDN>
 <deviceList><device><deviceType>urn:schemas-upnp-org:device:WANConnectionDevice:1</deviceType><UDN>uuid:fake-wanconn</UDN>
-<serviceList><service><serviceType>urn:schemas-upnp-org:service:WANIPConnection:1</serviceType><serviceId>urn:upnp-org:serviceId:WANIPConn1</serviceId>
+<serviceList><service><serviceType>%s</serviceType><serviceId>urn:upnp-org:serviceId:WANIPConn1</serviceId>
 <controlURL>/ctl</controlURL><eventSubURL>/evt</eventSubURL><SCPDURL>/scpd.xml</SCPDURL></service></serviceList>
 </device></deviceList></device></deviceList></device></root>`
 
@@ -311,7 +313,10 @@ func xmlField(body, name string) string {
 func (f *fakeIGD) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/rootDesc.xml":
-		io.WriteString(w, fakeRootDesc)
+		f.mu.Lock()
+		service := f.service
+		f.mu.Unlock()
+		fmt.Fprintf(w, fakeRootDesc, service)
 		return
 	case "/ctl":
 	default:

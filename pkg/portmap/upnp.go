@@ -41,6 +41,8 @@ const (
 	upnpOnlyPermanent   = 725 // OnlyPermanentLeasesSupported
 	upnpNoSuchEntry     = 714 // NoSuchEntryInArray
 	upnpConflictWithOth = 729 // ConflictWithOtherMechanisms
+	upnpInvalidAction   = 401 // Invalid Action
+	upnpNotImplemented  = 602 // Optional Action Not Implemented
 )
 
 // igd is one WAN connection service of an Internet Gateway Device.
@@ -368,7 +370,12 @@ func (c *Client) upnpMap(ctx context.Context, gw, local netip.Addr, m *mapping, 
 
 	addOnce := func(port uint16, lease uint32) (uint16, error) {
 		if g.addAny != nil && !renew {
-			return g.addAny(ctx, port, proto, m.key.port, client, desc, lease)
+			got, err := g.addAny(ctx, port, proto, m.key.port, client, desc, lease)
+			// Some gateways list WANIPConnection:2 but do not implement
+			// AddAnyPortMapping: fall back to AddPortMapping.
+			if code := upnpCode(err); code != upnpInvalidAction && code != upnpNotImplemented {
+				return got, err
+			}
 		}
 		return port, g.add(ctx, port, proto, m.key.port, client, desc, lease)
 	}
