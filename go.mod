@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/gtank/ristretto255 v0.2.0
 	github.com/hashicorp/yamux v0.1.2
+	github.com/huin/goupnp v1.3.1
 	github.com/pelletier/go-toml/v2 v2.4.3
 	github.com/pion/stun/v3 v3.1.7
 	github.com/xtaci/kcp-go/v5 v5.6.35
@@ -24,5 +25,6 @@ require (
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/tjfoc/gmsm v1.4.1 // indirect
 	github.com/wlynxg/anet v0.0.5 // indirect
+	golang.org/x/sync v0.0.0-20210220032951-036812b2e83c // indirect
 	golang.org/x/time v0.14.0 // indirect
 )
