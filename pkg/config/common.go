@@ -51,9 +51,11 @@ type MuxConfig struct {
 	// (2 MiB): a larger window keeps a bulk stream moving between window
 	// updates; memory is only used by data the reader has not taken yet.
 	MaxStreamWindow int `toml:"maxStreamWindow"`
-	// StreamCloseTimeout is how long a closed stream waits for the peer to
-	// close its side before it is reset, so that a peer that never answers
-	// cannot keep it. Must be > 0. Default 5s.
+	// StreamCloseTimeout is how long a stream waits for the peer to close
+	// its side once this side has closed or half-closed it, before it is
+	// reset, so that a peer that never answers cannot keep it. It also
+	// bounds how long the answer to a half-closed request may take. Must be
+	// > 0. Default 60s.
 	StreamCloseTimeout Duration `toml:"streamCloseTimeout"`
 }
 
@@ -126,7 +128,7 @@ func defaultHeartbeat() HeartbeatConfig {
 }
 
 func defaultMux() MuxConfig {
-	return MuxConfig{KeepaliveInterval: Dur(15 * time.Second), KeepaliveTimeout: Dur(10 * time.Second), MaxStreamWindow: DefaultStreamWindow, StreamCloseTimeout: Dur(5 * time.Second)}
+	return MuxConfig{KeepaliveInterval: Dur(15 * time.Second), KeepaliveTimeout: Dur(10 * time.Second), MaxStreamWindow: DefaultStreamWindow, StreamCloseTimeout: Dur(60 * time.Second)}
 }
 
 func defaultTCPKeepalive() TCPKeepaliveConfig {

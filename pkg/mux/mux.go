@@ -67,8 +67,10 @@ type Config struct {
 	// once (limits.maxStreamsPerSession). A stream counts from Accept until
 	// its Close has finished (the peer's FIN, a reset or StreamCloseTimeout).
 	MaxStreams int
-	// StreamCloseTimeout is how long a closed stream waits for the peer's
-	// FIN before it is reset and freed (mux.streamCloseTimeout).
+	// StreamCloseTimeout is how long a closed or half-closed stream waits
+	// for the peer's FIN before it is reset and freed (mux.streamCloseTimeout).
+	// yamux starts it at this side's FIN, half-close included, so it also
+	// bounds how long the answer to a half-closed request may take.
 	StreamCloseTimeout time.Duration
 	// Logger receives yamux's own messages at debug level; nil discards.
 	Logger *slog.Logger
@@ -77,7 +79,7 @@ type Config struct {
 // DefaultConfig returns hop's defaults.
 func DefaultConfig() Config {
 	return Config{KeepaliveInterval: 15 * time.Second, KeepaliveTimeout: 10 * time.Second, MaxStreamWindow: 2 << 20,
-		MaxStreams: 1024, StreamCloseTimeout: 5 * time.Second}
+		MaxStreams: 1024, StreamCloseTimeout: 60 * time.Second}
 }
 
 // maxBacklog caps yamux's AcceptBacklog: streams the peer opened that wait
