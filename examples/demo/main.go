@@ -9,6 +9,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -67,8 +69,11 @@ func run(ctx context.Context, args []string) error {
 	defer web.Close()
 	localPort := ln.Addr().(*net.TCPAddr).Port
 
-	srvCfg := fmt.Sprintf("bindAddr = \"127.0.0.1\"\nbindPort = %d\nproxyBindAddr = \"127.0.0.1\"\nauth.token = \"demo-token\"\n", *serverPort)
-	cliCfg := fmt.Sprintf("serverAddr = \"127.0.0.1\"\nserverPort = %d\nauth.token = \"demo-token\"\n\n[[proxies]]\nname = \"web\"\ntype = \"tcp\"\nlocalIP = \"127.0.0.1\"\nlocalPort = %d\nremotePort = %d\n", *serverPort, localPort, *publicPort)
+	var tok [16]byte
+	rand.Read(tok[:]) // a fresh token per run: the demo's ports are on loopback, but a fixed token is a bad example
+	token := hex.EncodeToString(tok[:])
+	srvCfg := fmt.Sprintf("bindAddr = \"127.0.0.1\"\nbindPort = %d\nproxyBindAddr = \"127.0.0.1\"\nauth.token = %q\n", *serverPort, token)
+	cliCfg := fmt.Sprintf("serverAddr = \"127.0.0.1\"\nserverPort = %d\nauth.token = %q\n\n[[proxies]]\nname = \"web\"\ntype = \"tcp\"\nlocalIP = \"127.0.0.1\"\nlocalPort = %d\nremotePort = %d\n", *serverPort, token, localPort, *publicPort)
 	for name, body := range map[string]string{"hops.toml": srvCfg, "hopc.toml": cliCfg} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
 			return err
