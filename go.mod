@@ -28,3 +28,5 @@ require (
 	golang.org/x/sync v0.0.0-20210220032951-036812b2e83c // indirect
 	golang.org/x/time v0.14.0 // indirect
 )
+
+replace github.com/hashicorp/yamux => ./third_party/yamux

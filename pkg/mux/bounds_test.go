@@ -229,3 +229,62 @@ func TestCloseIsFull(t *testing.T) {
 	st.Close()
 	st.Close() // idempotent
 }
+
+// TestWindowSmallUntilFirstRead: an accepted stream that the application
+// has not read yet gives the peer only yamux's initial 256 KiB window, not
+// MaxStreamWindow (upstream yamux grants the full window at accept; hop's
+// copy in third_party/yamux waits for the first Read). After one Read the
+// window grows to MaxStreamWindow.
+func TestWindowSmallUntilFirstRead(t *testing.T) {
+	c, s := tcpPair(t)
+	cfg := DefaultConfig()
+	cfg.KeepaliveInterval = 0
+	srv, err := Server(s, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	y := attacker(t, c)
+	defer y.Close()
+	st, err := y.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// written pushes as much as the window lets through before writes stall.
+	written := func() int {
+		chunk := make([]byte, 64<<10)
+		n := 0
+		for {
+			st.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+			k, err := st.Write(chunk)
+			n += k
+			if err != nil {
+				return n
+			}
+		}
+	}
+	if _, err := st.Write([]byte("x")); err != nil { // the SYN, so that Accept gets it
+		t.Fatal(err)
+	}
+	in, err := srv.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	const initial = 256 << 10
+	if n := 1 + written(); n > initial {
+		t.Fatalf("before the first read the peer could send %d bytes into the stream, more than the initial window %d", n, initial)
+	} else {
+		t.Logf("before the first read: %d bytes", n)
+	}
+	buf := make([]byte, 1)
+	if _, err := in.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	// The window is now MaxStreamWindow, less what is still buffered.
+	if n := written(); n < int(cfg.MaxStreamWindow)-2*initial {
+		t.Fatalf("after the first read the peer could send only %d more bytes; the window should have grown to %d", n, cfg.MaxStreamWindow)
+	} else {
+		t.Logf("after the first read: %d more bytes", n)
+	}
+}
