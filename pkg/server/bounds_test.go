@@ -3,9 +3,11 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -190,3 +192,39 @@ func TestHistoryBounded(t *testing.T) {
 		t.Fatalf("%d client IDs remembered, bound %d", n, maxHistory)
 	}
 }
+
+// TestJunkVisitorStreamsLogOnce: a client that opens stream after stream
+// of junk (no Visit frame) gets one WARN line, not one per stream; every
+// stream is still closed.
+func TestJunkVisitorStreamsLogOnce(t *testing.T) {
+	s := testServer(t)
+	ss, _, closeSS := pipeSession(t, "junk", true)
+	defer closeSS()
+	var out strings.Builder
+	var mu sync.Mutex
+	ss.log = slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return out.Write(p)
+	}), nil))
+	const n = 200
+	for range n {
+		a, b := net.Pipe()
+		go func() {
+			b.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+			io.Copy(io.Discard, b) // until serveVisit closes its end
+			b.Close()
+		}()
+		s.connWG.Add(1)
+		s.serveVisit(ss, a)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Count(out.String(), `msg="bad visitor stream"`); got != 1 {
+		t.Fatalf("%d lines for %d junk streams:\n%s", got, n, out.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

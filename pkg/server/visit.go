@@ -1,8 +1,10 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -55,7 +57,7 @@ func (s *Server) serveVisit(ss *session, st net.Conn) {
 	if err != nil {
 		var pe *protocol.Error
 		if !errors.As(err, &pe) {
-			ss.log.Warn("bad visitor stream", "error", err)
+			s.logLimit.Log(context.Background(), ss.log, slog.LevelWarn, ss.key().String(), "bad visitor stream", "error", err)
 		}
 		st.Close()
 		return
@@ -63,7 +65,7 @@ func (s *Server) serveVisit(ss *session, st net.Conn) {
 	st.SetReadDeadline(time.Time{})
 	p, perr := s.lookupSecret(ss, v.ServerUser, v.Proxy, v.ProxyType)
 	if perr != nil {
-		ss.log.Info("visit refused", "proxy", v.Proxy, "reason", perr.Message)
+		s.logLimit.Log(context.Background(), ss.log, slog.LevelInfo, ss.key().String(), "visit refused", "proxy", v.Proxy, "reason", perr.Message)
 		protocol.WriteMsg(st, perr)
 		st.Close()
 		return
