@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hopproxy/hop/pkg/backoff"
 	"github.com/hopproxy/hop/pkg/fdlimit"
 )
 
@@ -86,20 +87,9 @@ func Serve(ctx context.Context, ln net.Listener, handle func(net.Conn), opts Opt
 			delay = min(2*delay, maxD)
 		}
 		r.failedAccept(err, delay)
-		if !sleep(ctx, delay) {
+		if !backoff.Sleep(ctx, delay) {
 			return ctx.Err()
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 
