@@ -120,7 +120,7 @@ func TestServerDefaults(t *testing.T) {
 		want.AllowPorts != nil || want.MaxProxiesPerClient != 64 || want.GracePeriod != d("5s") ||
 		want.Transport != (ServerTransportConfig{HandshakeTimeout: d("10s"), TCPKeepalive: TCPKeepaliveConfig{d("15s"), d("5s"), 3}}) ||
 		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s")}) ||
-		want.Mux != (MuxConfig{d("15s"), d("10s"), 2097152, d("5s")}) ||
+		want.Mux != (MuxConfig{d("15s"), d("10s"), 2097152, d("60s")}) ||
 		want.Log != (LogConfig{"info", "stderr"}) ||
 		want.P2P != (P2PConfig{StunAltPort: 7001, StunAltAddr: "", TallyInterval: d("10m")}) ||
 		want.WebServer != (WebServerConfig{Addr: "127.0.0.1", Port: 0}) ||
@@ -153,7 +153,7 @@ func TestClientDefaults(t *testing.T) {
 		want.Transport != (ClientTransportConfig{DialTimeout: d("10s"), HandshakeTimeout: d("10s"), TCPKeepalive: TCPKeepaliveConfig{d("15s"), d("5s"), 3}}) ||
 		want.Reconnect != (ReconnectConfig{d("1s"), d("30s"), d("60s")}) ||
 		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s")}) ||
-		want.Mux != (MuxConfig{d("15s"), d("10s"), 2097152, d("5s")}) ||
+		want.Mux != (MuxConfig{d("15s"), d("10s"), 2097152, d("60s")}) ||
 		want.Log != (LogConfig{"info", "stderr"}) || want.Proxies != nil || want.Visitors != nil {
 		t.Errorf("DefaultClient() = %+v, differs from the documented defaults", want)
 	}
