@@ -138,6 +138,7 @@ func (c *Client) serverAddr() string {
 func (c *Client) Run(ctx context.Context) error {
 	bo := backoff.Backoff{Min: c.cfg.Reconnect.MinDelay.Duration, Max: c.cfg.Reconnect.MaxDelay.Duration}
 	c.startVisitors(ctx)
+	defer c.logLimit.Flush() // the counts of suppressed lines, before the process ends
 	defer c.connWG.Wait()
 	defer c.closers.closeAll()
 	defer c.stopVisitors()

@@ -152,6 +152,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.bgWG.Wait()
 	s.stun.Close()
 	s.logTally()
+	s.logLimit.Flush() // the counts of suppressed lines, before the process ends
 	return err
 }
 
