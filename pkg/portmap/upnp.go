@@ -223,6 +223,28 @@ func (c *Client) fetchRoot(ctx context.Context, loc *url.URL) (*goupnp.RootDevic
 	return root, nil
 }
 
+// wanConnection is what goupnp's WANIPConnection2, WANIPConnection1 and
+// WANPPPConnection1 clients have in common.
+type wanConnection interface {
+	AddPortMappingCtx(ctx context.Context, remoteHost string, ext uint16, proto string, internal uint16, client string, enabled bool, desc string, lease uint32) error
+	DeletePortMappingCtx(ctx context.Context, remoteHost string, ext uint16, proto string) error
+	GetExternalIPAddressCtx(ctx context.Context) (string, error)
+}
+
+// newIGD is the igd of one WAN connection service.
+func newIGD(service string, loc *url.URL, s wanConnection) *igd {
+	return &igd{
+		service: service, location: loc.String(),
+		add: func(ctx context.Context, ext uint16, proto string, internal uint16, client, desc string, lease uint32) error {
+			return s.AddPortMappingCtx(ctx, "", ext, proto, internal, client, true, desc, lease)
+		},
+		del: func(ctx context.Context, ext uint16, proto string) error {
+			return s.DeletePortMappingCtx(ctx, "", ext, proto)
+		},
+		extIP: s.GetExternalIPAddressCtx,
+	}
+}
+
 // pickService returns the first WAN connection service of root, in the
 // order WANIPConnection:2, WANIPConnection:1, WANPPPConnection:1.
 func (c *Client) pickService(root *goupnp.RootDevice, loc *url.URL) *igd {
@@ -230,47 +252,21 @@ func (c *Client) pickService(root *goupnp.RootDevice, loc *url.URL) *igd {
 	if v2, _ := internetgateway2.NewWANIPConnection2ClientsFromRootDevice(root, loc); len(v2) > 0 {
 		s := v2[0]
 		s.SOAPClient.HTTPClient = hc
-		return &igd{
-			service: "WANIPConnection:2", location: loc.String(),
-			addAny: func(ctx context.Context, ext uint16, proto string, internal uint16, client, desc string, lease uint32) (uint16, error) {
-				return s.AddAnyPortMappingCtx(ctx, "", ext, proto, internal, client, true, desc, lease)
-			},
-			add: func(ctx context.Context, ext uint16, proto string, internal uint16, client, desc string, lease uint32) error {
-				return s.AddPortMappingCtx(ctx, "", ext, proto, internal, client, true, desc, lease)
-			},
-			del: func(ctx context.Context, ext uint16, proto string) error {
-				return s.DeletePortMappingCtx(ctx, "", ext, proto)
-			},
-			extIP: s.GetExternalIPAddressCtx,
+		g := newIGD("WANIPConnection:2", loc, s)
+		g.addAny = func(ctx context.Context, ext uint16, proto string, internal uint16, client, desc string, lease uint32) (uint16, error) {
+			return s.AddAnyPortMappingCtx(ctx, "", ext, proto, internal, client, true, desc, lease)
 		}
+		return g
 	}
 	if v1, _ := internetgateway2.NewWANIPConnection1ClientsFromRootDevice(root, loc); len(v1) > 0 {
 		s := v1[0]
 		s.SOAPClient.HTTPClient = hc
-		return &igd{
-			service: "WANIPConnection:1", location: loc.String(),
-			add: func(ctx context.Context, ext uint16, proto string, internal uint16, client, desc string, lease uint32) error {
-				return s.AddPortMappingCtx(ctx, "", ext, proto, internal, client, true, desc, lease)
-			},
-			del: func(ctx context.Context, ext uint16, proto string) error {
-				return s.DeletePortMappingCtx(ctx, "", ext, proto)
-			},
-			extIP: s.GetExternalIPAddressCtx,
-		}
+		return newIGD("WANIPConnection:1", loc, s)
 	}
 	if ppp, _ := internetgateway2.NewWANPPPConnection1ClientsFromRootDevice(root, loc); len(ppp) > 0 {
 		s := ppp[0]
 		s.SOAPClient.HTTPClient = hc
-		return &igd{
-			service: "WANPPPConnection:1", location: loc.String(),
-			add: func(ctx context.Context, ext uint16, proto string, internal uint16, client, desc string, lease uint32) error {
-				return s.AddPortMappingCtx(ctx, "", ext, proto, internal, client, true, desc, lease)
-			},
-			del: func(ctx context.Context, ext uint16, proto string) error {
-				return s.DeletePortMappingCtx(ctx, "", ext, proto)
-			},
-			extIP: s.GetExternalIPAddressCtx,
-		}
+		return newIGD("WANPPPConnection:1", loc, s)
 	}
 	return nil
 }
