@@ -206,7 +206,7 @@ func (c *Client) prepareSocket(ctx context.Context) (conn *net.UDPConn, cands []
 
 // gatherCandidates orders a socket's candidates as they are offered:
 // hosts, server-reflexive, mapped, predicted, cut to
-// protocol.MaxCandidates (the predicted ones go first).
+// protocol.MaxCandidates (the predicted ones are cut first).
 func gatherCandidates(hosts []protocol.Candidate, srflx netip.AddrPort, mapped []protocol.Candidate, rep *nat.Report) []protocol.Candidate {
 	cands := hosts
 	if srflx.IsValid() {
@@ -272,14 +272,26 @@ func hardMapping(class string) bool {
 	return m == "APDM" || m == "ADM"
 }
 
+// hasMapped reports whether cands offer a gateway-mapped port.
+func hasMapped(cands []protocol.Candidate) bool {
+	for _, c := range cands {
+		if c.Kind == "mapped" {
+			return true
+		}
+	}
+	return false
+}
+
 // punch runs the attempt's punch in the mode the two NATs call for: the
 // plain punch, or a birthday punch when exactly one side maps every
 // destination to a new port (that side opens many mappings, the other
-// sprays probes at random ports). It returns the socket the path uses; a
-// socket it does not return is closed.
-func punch(ctx context.Context, conn *net.UDPConn, cfg xtcp.PunchConfig, mine, theirs string, peer []protocol.Candidate) (*xtcp.PunchResult, *net.UDPConn, error) {
+// sprays probes at random ports) and that side offers no gateway-mapped
+// port (the other side's probes to a mapped port get through, and its
+// answers go back through the gateway's forwarding). It returns the socket
+// the path uses; a socket it does not return is closed.
+func punch(ctx context.Context, conn *net.UDPConn, cfg xtcp.PunchConfig, mine, theirs string, mineMapped bool, peer []protocol.Candidate) (*xtcp.PunchResult, *net.UDPConn, error) {
 	switch {
-	case hardMapping(mine) && mappingOf(theirs) == "EIM":
+	case hardMapping(mine) && mappingOf(theirs) == "EIM" && !mineMapped:
 		conns := []*net.UDPConn{conn}
 		for len(conns) < birthdaySockets {
 			c, err := net.ListenUDP("udp4", &net.UDPAddr{})
@@ -290,7 +302,7 @@ func punch(ctx context.Context, conn *net.UDPConn, cfg xtcp.PunchConfig, mine, t
 		}
 		cfg.Interval, cfg.MaxPackets, cfg.MaxRate = time.Second, 16, 20 // about 4 probes each, the rest for answers
 		return xtcp.PunchMany(ctx, conns, cfg, birthdaySpread)
-	case mappingOf(mine) == "EIM" && hardMapping(theirs):
+	case mappingOf(mine) == "EIM" && hardMapping(theirs) && !hasMapped(peer):
 		for _, c := range peer {
 			if c.Kind == "srflx" {
 				if ap, err := netip.ParseAddrPort(c.Addr); err == nil {
@@ -565,7 +577,7 @@ func (l *p2pLink) attempt() error {
 		Key: key, SessionID: sid, Role: xtcp.RoleVisitor,
 		Remote: fromWire(peer.Candidates), StartAt: time.Now().Add(time.Duration(ans.DelayMs) * time.Millisecond),
 		Timeout: punchTimeout, Logger: v.log,
-	}, class, peer.NAT, peer.Candidates)
+	}, class, peer.NAT, hasMapped(cands), peer.Candidates)
 	if pconn != nil {
 		conn = pconn
 	}
@@ -776,7 +788,7 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 		Key: key, SessionID: sid, Role: xtcp.RoleOwner,
 		Remote: fromWire(peer.Candidates), StartAt: start.Add(time.Duration(g.DelayMs) * time.Millisecond),
 		Timeout: punchTimeout, Logger: log,
-	}, class, peer.NAT, peer.Candidates)
+	}, class, peer.NAT, hasMapped(cands), peer.Candidates)
 	if pconn != nil {
 		conn = pconn
 	}
