@@ -77,6 +77,8 @@ type Client struct {
 	natAt        time.Time // when it was learnt
 	natDone      chan struct{}
 	natOnce      sync.Once // closes natDone after the first learnFiltering
+
+	mapper *p2pMapper // port mapping of P2P sockets; nil when off or unused
 }
 
 // Stats counts sessions and remembers why the last one ended.
@@ -137,6 +139,10 @@ func (c *Client) serverAddr() string {
 // occurs (returned, wrapping ErrPermanent).
 func (c *Client) Run(ctx context.Context) error {
 	bo := backoff.Backoff{Min: c.cfg.Reconnect.MinDelay.Duration, Max: c.cfg.Reconnect.MaxDelay.Duration}
+	if c.mapper == nil {
+		c.mapper = startMapper(c.cfg, c.log)
+	}
+	defer c.mapper.close() // after every P2P socket closed: deletes the mappings
 	c.startVisitors(ctx)
 	defer c.logLimit.Flush() // the counts of suppressed lines, before the process ends
 	defer c.connWG.Wait()

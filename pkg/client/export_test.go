@@ -3,10 +3,12 @@ package client
 import "github.com/hopproxy/hop/pkg/xtcp"
 
 // LoopbackOnlyCandidates makes P2P sockets offer no interface addresses,
-// only what the server's STUN saw (127.0.0.1 in tests), so that the
-// punches of a test stay on loopback. It returns the undo.
+// only what the server's STUN saw (127.0.0.1 in tests), and makes clients
+// started after it ask no gateway for a port mapping, so that the
+// traffic of a test stays on loopback. It returns the undo.
 func LoopbackOnlyCandidates() (undo func()) {
-	old := hostCandidates
+	oldHosts, oldMapper := hostCandidates, startMapper
 	hostCandidates = func(uint16) ([]xtcp.Candidate, error) { return nil, nil }
-	return func() { hostCandidates = old }
+	startMapper = noMapper
+	return func() { hostCandidates, startMapper = oldHosts, oldMapper }
 }

@@ -174,36 +174,56 @@ func (c *Client) stunServer(ctx context.Context) (netip.AddrPort, error) {
 }
 
 // prepareSocket opens the UDP socket of an attempt and gathers its
-// candidates: interface addresses, the public mapping the server saw, and
-// predicted ports for NATs that allocate them in sequence.
-func (c *Client) prepareSocket(ctx context.Context) (*net.UDPConn, []protocol.Candidate, string, error) {
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{})
+// candidates: interface addresses, the public mapping the server saw, the
+// port the gateway maps to the socket on request (p2p.portMapping), and
+// predicted ports for NATs that allocate them in sequence. unmap deletes
+// the gateway's mapping: call it once the socket is closed.
+func (c *Client) prepareSocket(ctx context.Context) (conn *net.UDPConn, cands []protocol.Candidate, class string, unmap func(), err error) {
+	conn, err = net.ListenUDP("udp4", &net.UDPAddr{})
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, "", nil, err
 	}
 	port := uint16(conn.LocalAddr().(*net.UDPAddr).Port)
 	hosts, _ := hostCandidates(port)
-	cands := toWire(hosts)
-	class := "unknown"
+	cands = toWire(hosts)
+	class = "unknown"
+	var rep *nat.Report
 	if server, err := c.stunServer(ctx); err == nil {
-		if rep, err := nat.Discover(ctx, conn, server, discoverOpts); err == nil {
+		if rep, err = nat.Discover(ctx, conn, server, discoverOpts); err == nil {
 			class = c.class(rep)
-			if rep.Mapped.IsValid() {
-				cands = append(cands, protocol.Candidate{Kind: "srflx", Addr: rep.Mapped.String()})
-				for _, p := range rep.PredictPorts(4) {
-					if p != rep.Mapped.Port() {
-						cands = append(cands, protocol.Candidate{Kind: "predicted", Addr: netip.AddrPortFrom(rep.Mapped.Addr(), p).String()})
-					}
-				}
-			}
 		} else {
 			c.log.Debug("NAT discovery failed", "error", err)
+		}
+	}
+	var srflx netip.AddrPort
+	if rep != nil && rep.Mapped.IsValid() {
+		srflx = rep.Mapped
+	}
+	mapped, unmap := c.mapper.candidates(port, srflx.Addr(), mapWait)
+	cands = gatherCandidates(cands, srflx, mapped, rep)
+	return conn, cands, class, unmap, nil
+}
+
+// gatherCandidates orders a socket's candidates as they are offered:
+// hosts, server-reflexive, mapped, predicted, cut to
+// protocol.MaxCandidates (the predicted ones are cut first).
+func gatherCandidates(hosts []protocol.Candidate, srflx netip.AddrPort, mapped []protocol.Candidate, rep *nat.Report) []protocol.Candidate {
+	cands := hosts
+	if srflx.IsValid() {
+		cands = append(cands, protocol.Candidate{Kind: "srflx", Addr: srflx.String()})
+	}
+	cands = append(cands, mapped...)
+	if srflx.IsValid() && rep != nil {
+		for _, p := range rep.PredictPorts(4) {
+			if p != srflx.Port() {
+				cands = append(cands, protocol.Candidate{Kind: "predicted", Addr: netip.AddrPortFrom(srflx.Addr(), p).String()})
+			}
 		}
 	}
 	if len(cands) > protocol.MaxCandidates {
 		cands = cands[:protocol.MaxCandidates]
 	}
-	return conn, cands, class, nil
+	return cands
 }
 
 func toWire(cs []xtcp.Candidate) []protocol.Candidate {
@@ -252,14 +272,26 @@ func hardMapping(class string) bool {
 	return m == "APDM" || m == "ADM"
 }
 
+// hasMapped reports whether cands offer a gateway-mapped port.
+func hasMapped(cands []protocol.Candidate) bool {
+	for _, c := range cands {
+		if c.Kind == "mapped" {
+			return true
+		}
+	}
+	return false
+}
+
 // punch runs the attempt's punch in the mode the two NATs call for: the
 // plain punch, or a birthday punch when exactly one side maps every
 // destination to a new port (that side opens many mappings, the other
-// sprays probes at random ports). It returns the socket the path uses; a
-// socket it does not return is closed.
-func punch(ctx context.Context, conn *net.UDPConn, cfg xtcp.PunchConfig, mine, theirs string, peer []protocol.Candidate) (*xtcp.PunchResult, *net.UDPConn, error) {
+// sprays probes at random ports) and that side offers no gateway-mapped
+// port (the other side's probes to a mapped port get through, and its
+// answers go back through the gateway's forwarding). It returns the socket
+// the path uses; a socket it does not return is closed.
+func punch(ctx context.Context, conn *net.UDPConn, cfg xtcp.PunchConfig, mine, theirs string, mineMapped bool, peer []protocol.Candidate) (*xtcp.PunchResult, *net.UDPConn, error) {
 	switch {
-	case hardMapping(mine) && mappingOf(theirs) == "EIM":
+	case hardMapping(mine) && mappingOf(theirs) == "EIM" && !mineMapped:
 		conns := []*net.UDPConn{conn}
 		for len(conns) < birthdaySockets {
 			c, err := net.ListenUDP("udp4", &net.UDPAddr{})
@@ -270,7 +302,7 @@ func punch(ctx context.Context, conn *net.UDPConn, cfg xtcp.PunchConfig, mine, t
 		}
 		cfg.Interval, cfg.MaxPackets, cfg.MaxRate = time.Second, 16, 20 // about 4 probes each, the rest for answers
 		return xtcp.PunchMany(ctx, conns, cfg, birthdaySpread)
-	case mappingOf(mine) == "EIM" && hardMapping(theirs):
+	case mappingOf(mine) == "EIM" && hardMapping(theirs) && !hasMapped(peer):
 		for _, c := range peer {
 			if c.Kind == "srflx" {
 				if ap, err := netip.ParseAddrPort(c.Addr); err == nil {
@@ -467,14 +499,20 @@ func (l *p2pLink) attempt() error {
 	}
 	ctx, cancel := context.WithTimeout(l.ctx, 2*answerTimeout+punchTimeout)
 	defer cancel()
-	conn, cands, class, err := c.prepareSocket(ctx)
+	conn, cands, class, unmap, err := c.prepareSocket(ctx)
 	if err != nil {
 		return fmt.Errorf("P2P socket: %w", err)
 	}
+	mappedConn := conn // the socket whose port the gateway maps
 	keep := false
 	defer func() {
 		if !keep {
 			conn.Close()
+			mappedConn.Close()
+			unmap()
+		} else if conn != mappedConn { // a birthday punch won on another socket
+			mappedConn.Close()
+			unmap()
 		}
 	}()
 	var idb [8]byte
@@ -539,7 +577,7 @@ func (l *p2pLink) attempt() error {
 		Key: key, SessionID: sid, Role: xtcp.RoleVisitor,
 		Remote: fromWire(peer.Candidates), StartAt: time.Now().Add(time.Duration(ans.DelayMs) * time.Millisecond),
 		Timeout: punchTimeout, Logger: v.log,
-	}, class, peer.NAT, peer.Candidates)
+	}, class, peer.NAT, hasMapped(cands), peer.Candidates)
 	if pconn != nil {
 		conn = pconn
 	}
@@ -554,8 +592,12 @@ func (l *p2pLink) attempt() error {
 		v.log.Info("direct path failed", "visitor_nat", class, "owner_nat", peer.NAT, "error", perr)
 		return fmt.Errorf("punch failed (our NAT %s, theirs %s): %w", class, peer.NAT, perr)
 	}
-	result.Outcome, result.Packets = outcome(res), res.PacketsSent
+	result.Outcome, result.Packets, result.Path = outcome(res), res.PacketsSent, res.Candidate.Kind.String()
 	c.reportLater(result, class)
+	afterPath := func() {}
+	if conn == mappedConn {
+		afterPath = unmap
+	}
 
 	if v.cfg.Type == config.ProxyXTCP {
 		s, err := xtcp.DialKCP(conn, res.Remote, key, sid, xtcp.SessionConfig{
@@ -567,7 +609,7 @@ func (l *p2pLink) attempt() error {
 		l.mu.Lock()
 		l.sess, l.relayed = s, false
 		l.mu.Unlock()
-		l.watch(s.Done(), s.Err)
+		l.watch(s.Done(), s.Err, afterPath)
 	} else {
 		d, err := xtcp.NewDatagramPath(conn, res.Remote, key, sid, xtcp.RoleVisitor, xtcp.DatagramConfig{
 			KeepaliveInterval: v.cfg.KeepaliveInterval.Duration, KeepaliveTimeout: v.cfg.KeepaliveTimeout.Duration, Logger: v.log})
@@ -590,20 +632,22 @@ func (l *p2pLink) attempt() error {
 				v.deliverDirect(buf[:n])
 			}
 		}()
-		l.watch(d.Done(), d.Err)
+		l.watch(d.Done(), d.Err, afterPath)
 	}
-	v.log.Info("direct path established", "path", res.Kind, "remote", res.Remote, "rtt", res.RTT,
+	v.log.Info("direct path established", "path", res.Kind, "candidate", res.Candidate.Kind, "remote", res.Remote, "rtt", res.RTT,
 		"time_to_path", time.Since(start).Round(time.Millisecond), "packets", res.PacketsSent, "visitor_nat", class, "owner_nat", peer.NAT)
 	return nil
 }
 
 // watch clears the path when it dies, so that the next connection punches
-// again at once.
-func (l *p2pLink) watch(done <-chan struct{}, cause func() error) {
+// again at once, and then calls after (the path's socket is closed by
+// then).
+func (l *p2pLink) watch(done <-chan struct{}, cause func() error, after func()) {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
 		<-done
+		defer after()
 		l.mu.Lock()
 		l.sess, l.dp = nil, nil
 		l.last, l.lastErr, l.relayed = time.Time{}, cause(), false
@@ -711,11 +755,14 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 	}
 	// The visitor is proven: now the owner may open its socket and reveal
 	// itself.
-	conn, cands, class, err := c.prepareSocket(ctx)
+	conn, cands, class, unmap, err := c.prepareSocket(ctx)
 	if err != nil {
 		refuse("the owner cannot open a UDP socket: " + err.Error())
 		return
 	}
+	defer unmap() // runs after the path's socket is closed
+	mappedConn := conn
+	defer mappedConn.Close()
 	box, err := sealInfo(isk, infoBoxOwner, m.SessionID, cands, class)
 	if err != nil {
 		conn.Close()
@@ -741,7 +788,7 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 		Key: key, SessionID: sid, Role: xtcp.RoleOwner,
 		Remote: fromWire(peer.Candidates), StartAt: start.Add(time.Duration(g.DelayMs) * time.Millisecond),
 		Timeout: punchTimeout, Logger: log,
-	}, class, peer.NAT, peer.Candidates)
+	}, class, peer.NAT, hasMapped(cands), peer.Candidates)
 	if pconn != nil {
 		conn = pconn
 	}
@@ -754,9 +801,9 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 		log.Info("direct path to visitor failed", "owner_nat", class, "visitor_nat", peer.NAT, "error", perr)
 		return
 	}
-	result.Outcome, result.Packets = outcome(res), res.PacketsSent
+	result.Outcome, result.Packets, result.Path = outcome(res), res.PacketsSent, res.Candidate.Kind.String()
 	c.sendResult(result)
-	log.Info("direct path to visitor established", "path", res.Kind, "remote", res.Remote, "rtt", res.RTT)
+	log.Info("direct path to visitor established", "path", res.Kind, "candidate", res.Candidate.Kind, "remote", res.Remote, "rtt", res.RTT)
 	local := net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))
 	if p.Type == config.ProxyXTCP {
 		s, err := xtcp.AcceptKCP(conn, res.Remote, key, sid, xtcp.SessionConfig{Logger: log})

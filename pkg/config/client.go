@@ -40,6 +40,7 @@ type ClientConfig struct {
 	Mux       MuxConfig             `toml:"mux"`
 	Log       LogConfig             `toml:"log"`
 	Limits    ClientLimits          `toml:"limits"`
+	P2P       ClientP2PConfig       `toml:"p2p"`
 
 	// Proxies are the [[proxies]] entries, in file order.
 	Proxies []ProxyConfig `toml:"proxies,omitempty"`
@@ -54,6 +55,16 @@ type ClientLimits struct {
 	// MaxStreamsPerSession caps the streams the server may have open or
 	// pending in the session, >= 1. Default DefaultMaxStreamsPerSession.
 	MaxStreamsPerSession int `toml:"maxStreamsPerSession"`
+}
+
+// ClientP2PConfig is the [p2p] table of hopc: how it reaches the other
+// client of an xtcp or xudp proxy directly.
+type ClientP2PConfig struct {
+	// PortMapping asks the home gateway (PCP, NAT-PMP or UPnP IGD, see
+	// pkg/portmap) to forward a port to each P2P attempt's socket, and
+	// offers that port to the peer as a candidate. Used only when the
+	// client has xtcp/xudp proxies or visitors. Default true.
+	PortMapping bool `toml:"portMapping"`
 }
 
 // ClientTransportConfig is the client's [transport] table.
@@ -273,6 +284,7 @@ func DefaultClient() ClientConfig {
 		Mux:       defaultMux(),
 		Log:       defaultLog(),
 		Limits:    ClientLimits{MaxStreamsPerSession: DefaultMaxStreamsPerSession},
+		P2P:       ClientP2PConfig{PortMapping: true},
 	}
 }
 

@@ -1062,3 +1062,15 @@ func TestValidateCodeBuiltAuthAndLimits(t *testing.T) {
 		`mux.streamCloseTimeout: 0s is not allowed; use a positive duration such as "10s" (how long a closed stream waits for the peer's close before it is reset)`+"\n"+
 		"limits.maxStreamsPerSession: 0 is not allowed; set 1 or more (default 1024): streams the server may have open or pending in the session")
 }
+
+func TestClientPortMapping(t *testing.T) {
+	for body, want := range map[string]bool{"": true, "[p2p]\nportMapping = false\n": false, "[p2p]\nportMapping = true\n": true} {
+		cfg, err := ParseClient("hopc.toml", []byte(tokenLine+body))
+		if err != nil {
+			t.Fatalf("%q: %v", body, err)
+		}
+		if cfg.P2P.PortMapping != want {
+			t.Errorf("%q: portMapping %v, want %v", body, cfg.P2P.PortMapping, want)
+		}
+	}
+}

@@ -172,6 +172,8 @@ func fits(t reflect.Type, k unstable.Kind) bool {
 		return k == unstable.String
 	case t.Kind() == reflect.Int64:
 		return k == unstable.Integer
+	case t.Kind() == reflect.Bool:
+		return k == unstable.Bool
 	case t.Kind() == reflect.Struct:
 		return k == unstable.Table || k == unstable.InlineTable
 	case t.Kind() == reflect.Slice:
@@ -188,6 +190,8 @@ func describe(t reflect.Type) string {
 		return "a string in double quotes"
 	case t.Kind() == reflect.Int64:
 		return "an integer (no quotes)"
+	case t.Kind() == reflect.Bool:
+		return "true or false (no quotes)"
 	case t.Kind() == reflect.Struct:
 		return "a table"
 	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:

@@ -173,6 +173,10 @@ type rawVisitor struct {
 	RetryInterval     *rawText `toml:"retryInterval"`     // xtcp, xudp
 }
 
+type rawClientP2P struct {
+	PortMapping *bool `toml:"portMapping"`
+}
+
 type rawClient struct {
 	ServerAddr  *string            `toml:"serverAddr"`
 	ServerPort  *int64             `toml:"serverPort"`
@@ -186,6 +190,7 @@ type rawClient struct {
 	Mux         rawMux             `toml:"mux"`
 	Log         rawLog             `toml:"log"`
 	Limits      rawClientLimits    `toml:"limits"`
+	P2P         rawClientP2P       `toml:"p2p"`
 	Proxies     []rawProxy         `toml:"proxies"`
 	Visitors    []rawVisitor       `toml:"visitors"`
 }
@@ -386,6 +391,9 @@ func (c conv) client(v *rawClient) ClientConfig {
 	c.mux(&cfg.Mux, "mux", v.Mux)
 	c.log(&cfg.Log, v.Log)
 	c.int(&cfg.Limits.MaxStreamsPerSession, "limits.maxStreamsPerSession", v.Limits.MaxStreamsPerSession)
+	if v.P2P.PortMapping != nil {
+		cfg.P2P.PortMapping = *v.P2P.PortMapping
+	}
 
 	if !c.array("proxies", "write [[proxies]] (double brackets) once per proxy") {
 		v.Proxies = nil

@@ -43,7 +43,7 @@ const (
 
 // Candidate is an address at which a client may be reachable for a punch.
 type Candidate struct {
-	Kind string `json:"kind"` // host, srflx, predicted or prflx
+	Kind string `json:"kind"` // host, srflx, predicted, prflx or mapped
 	Addr string `json:"addr"` // ip:port
 }
 
@@ -132,6 +132,9 @@ type P2PResult struct {
 	SessionID string `json:"sessionID"`
 	Role      string `json:"role"`    // visitor or owner
 	Outcome   string `json:"outcome"` // lan, direct or failed
+	// Path is, on success, the kind of the peer's candidate the path runs
+	// to (host, srflx, prflx, predicted, mapped); "" when unknown.
+	Path      string `json:"path,omitempty"`
 	ElapsedMs int64  `json:"elapsedMs"`
 	Packets   int    `json:"packets"`
 	Error     string `json:"error,omitempty"`
@@ -158,7 +161,7 @@ func (*P2PResult) Type() Type { return TypeP2PResult }
 func (*P2PAuth) Type() Type   { return TypeP2PAuth }
 func (*Visit) Type() Type     { return TypeVisit }
 
-var candidateKinds = map[string]bool{"host": true, "srflx": true, "predicted": true, "prflx": true}
+var candidateKinds = map[string]bool{"host": true, "srflx": true, "predicted": true, "prflx": true, "mapped": true}
 
 func checkCandidates(cs []Candidate) error {
 	if len(cs) > MaxCandidates {

@@ -35,7 +35,8 @@ type attempt struct {
 	owner      *session
 	visitorNAT string
 	ownerNAT   string
-	answered   bool // the owner answered the offer
+	answered   bool   // the owner answered the offer
+	ownerPath  string // the owner's P2PResult.path, if it came first
 	created    time.Time
 }
 
@@ -51,12 +52,15 @@ type natPair struct{ Visitor, Owner string }
 
 // PairStats counts the P2P attempts between one pair of NAT behaviours.
 type PairStats struct {
-	VisitorNAT    string  `json:"visitorNAT"`
-	OwnerNAT      string  `json:"ownerNAT"`
-	Attempts      int     `json:"attempts"`
-	LAN           int     `json:"lan"`
-	Direct        int     `json:"direct"`
-	Relay         int     `json:"relay"`
+	VisitorNAT string `json:"visitorNAT"`
+	OwnerNAT   string `json:"ownerNAT"`
+	Attempts   int    `json:"attempts"`
+	LAN        int    `json:"lan"`
+	Direct     int    `json:"direct"`
+	Relay      int    `json:"relay"`
+	// Mapped counts the direct paths that ran to a port the gateway of
+	// one client mapped on request (candidate kind "mapped").
+	Mapped        int     `json:"mapped"`
 	AvgToDirectMs float64 `json:"avgToDirectMs"`
 	totalMs       int64
 }
@@ -218,7 +222,10 @@ func (s *Server) p2pResult(ss *session, m *protocol.P2PResult) {
 		return
 	}
 	if ss == a.owner {
-		ss.log.Debug("P2P result of the owner", "session", m.SessionID, "outcome", m.Outcome, "error", m.Error)
+		ss.log.Debug("P2P result of the owner", "session", m.SessionID, "outcome", m.Outcome, "path", pathKind(m.Path), "error", m.Error)
+		s.p2p.mu.Lock()
+		a.ownerPath = pathKind(m.Path)
+		s.p2p.mu.Unlock()
 		return
 	}
 	s.p2pForget(a.session)
@@ -228,6 +235,7 @@ func (s *Server) p2pResult(ss *session, m *protocol.P2PResult) {
 		a.visitorNAT = m.NAT
 	}
 	key := natPair{Visitor: natClass(a.visitorNAT), Owner: natClass(a.ownerNAT)}
+	path := pathKind(m.Path)
 	ps := st.pairs[key]
 	if ps == nil {
 		ps = &PairStats{VisitorNAT: key.Visitor, OwnerNAT: key.Owner}
@@ -241,6 +249,10 @@ func (s *Server) p2pResult(ss *session, m *protocol.P2PResult) {
 	case "direct":
 		ps.Direct++
 		ps.totalMs += m.ElapsedMs
+		if path == "mapped" || a.ownerPath == "mapped" {
+			ps.Mapped++
+			path = "mapped"
+		}
 	default:
 		ps.Relay++
 	}
@@ -250,10 +262,25 @@ func (s *Server) p2pResult(ss *session, m *protocol.P2PResult) {
 	st.mu.Unlock()
 	args := []any{"proxy", a.proxy, "type", a.typ, "visitor", a.visitor.key().String(), "owner", a.owner.key().String(),
 		"visitor_nat", key.Visitor, "owner_nat", key.Owner, "outcome", m.Outcome, "elapsed", time.Duration(m.ElapsedMs) * time.Millisecond, "packets", m.Packets}
+	if m.Outcome == "lan" || m.Outcome == "direct" {
+		args = append(args, "path", path)
+	}
 	if m.Error != "" {
 		args = append(args, "why_not_direct", m.Error)
 	}
 	ss.log.Info("P2P attempt", args...)
+}
+
+// pathKinds are the candidate kinds a P2PResult.path may name.
+var pathKinds = map[string]bool{"host": true, "srflx": true, "prflx": true, "predicted": true, "mapped": true}
+
+// pathKind is s if it names a candidate kind, else "unknown": it comes
+// from a client.
+func pathKind(s string) string {
+	if pathKinds[s] {
+		return s
+	}
+	return "unknown"
 }
 
 // natClasses is every NAT class a hop client reports: "none" (not behind
@@ -299,13 +326,13 @@ func (s *Server) P2PTally() []PairStats {
 // TallyTable renders the tally as a text table.
 func TallyTable(rows []PairStats) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-16s %-16s %8s %5s %7s %6s %14s\n", "visitor NAT", "owner NAT", "attempts", "lan", "direct", "relay", "avg to direct")
+	fmt.Fprintf(&b, "%-16s %-16s %8s %5s %7s %6s %6s %14s\n", "visitor NAT", "owner NAT", "attempts", "lan", "direct", "mapped", "relay", "avg to direct")
 	for _, r := range rows {
 		avg := "-"
 		if r.LAN+r.Direct > 0 {
 			avg = (time.Duration(r.AvgToDirectMs * float64(time.Millisecond))).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(&b, "%-16s %-16s %8d %5d %7d %6d %14s\n", r.VisitorNAT, r.OwnerNAT, r.Attempts, r.LAN, r.Direct, r.Relay, avg)
+		fmt.Fprintf(&b, "%-16s %-16s %8d %5d %7d %6d %6d %14s\n", r.VisitorNAT, r.OwnerNAT, r.Attempts, r.LAN, r.Direct, r.Mapped, r.Relay, avg)
 	}
 	return b.String()
 }

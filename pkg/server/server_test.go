@@ -3,6 +3,7 @@ package server
 import (
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -241,5 +242,29 @@ func TestProxyNamesPerUser(t *testing.T) {
 	}
 	if r := s.openProxy(mk("a", "y"), &protocol.NewProxy{Name: "b.c", ProxyType: protocol.ProxySTCP}); r.Error != "" {
 		t.Fatalf("a.b.c of user a collided with user a.b's: %+v", r)
+	}
+}
+
+// Direct paths to a gateway-mapped port are counted, from the visitor's
+// path or from the owner's when the owner reported first; an unknown path
+// kind counts as nothing.
+func TestTallyMapped(t *testing.T) {
+	s := testServer(t)
+	v := &session{clientID: "v", log: slog.New(slog.DiscardHandler)}
+	o := &session{clientID: "o", log: slog.New(slog.DiscardHandler)}
+	for i, tc := range []struct{ vpath, opath string }{{"mapped", ""}, {"prflx", "mapped"}, {"srflx", "srflx"}, {"bogus\nkind", ""}} {
+		id := fmt.Sprint("s", i)
+		s.p2p.attempts[id] = &attempt{session: id, visitor: v, owner: o, visitorNAT: "APDM/APDF", ownerNAT: "APDM/APDF", created: time.Now()}
+		if tc.opath != "" {
+			s.p2pResult(o, &protocol.P2PResult{SessionID: id, Role: "owner", Outcome: "direct", Path: tc.opath})
+		}
+		s.p2pResult(v, &protocol.P2PResult{SessionID: id, Role: "visitor", Outcome: "direct", Path: tc.vpath})
+	}
+	rows := s.P2PTally()
+	if len(rows) != 1 || rows[0].Direct != 4 || rows[0].Mapped != 2 {
+		t.Fatalf("tally %+v, want 4 direct of which 2 mapped", rows)
+	}
+	if table := TallyTable(rows); !strings.Contains(table, "mapped") {
+		t.Errorf("table lacks the mapped column:\n%s", table)
 	}
 }

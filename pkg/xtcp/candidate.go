@@ -10,8 +10,8 @@ import (
 // CandidateKind says where a candidate address came from.
 type CandidateKind uint8
 
-// Candidate kinds. The text forms ("host", "srflx", "predicted", "prflx")
-// are what the control protocol carries.
+// Candidate kinds. The text forms ("host", "srflx", "predicted", "prflx",
+// "mapped") are what the control protocol carries.
 const (
 	// Host: an address of one of the peer's own interfaces.
 	Host CandidateKind = iota + 1
@@ -26,9 +26,16 @@ const (
 	// candidate listed. Punch learns these; the control protocol may
 	// carry them too.
 	PeerReflexive
+	// Mapped: a port the peer's gateway forwards to it on request (UPnP
+	// IGD, NAT-PMP or PCP, see pkg/portmap), at the external address the
+	// gateway reports or at the peer's server-reflexive address (a
+	// gateway behind another NAT reports a wrong external address).
+	// Unlike a server-reflexive mapping it accepts packets from anyone.
+	Mapped
 )
 
-// String returns the text form: "host", "srflx", "predicted" or "prflx".
+// String returns the text form: "host", "srflx", "predicted", "prflx" or
+// "mapped".
 func (k CandidateKind) String() string {
 	switch k {
 	case Host:
@@ -39,11 +46,13 @@ func (k CandidateKind) String() string {
 		return "predicted"
 	case PeerReflexive:
 		return "prflx"
+	case Mapped:
+		return "mapped"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
-func (k CandidateKind) valid() bool { return k >= Host && k <= PeerReflexive }
+func (k CandidateKind) valid() bool { return k >= Host && k <= Mapped }
 
 // MarshalText returns the text form.
 func (k CandidateKind) MarshalText() ([]byte, error) {
@@ -55,13 +64,13 @@ func (k CandidateKind) MarshalText() ([]byte, error) {
 
 // UnmarshalText accepts exactly one of the text forms.
 func (k *CandidateKind) UnmarshalText(b []byte) error {
-	for c := Host; c <= PeerReflexive; c++ {
+	for c := Host; c <= Mapped; c++ {
 		if string(b) == c.String() {
 			*k = c
 			return nil
 		}
 	}
-	return fmt.Errorf("xtcp: unknown candidate kind %q (want host, srflx, predicted or prflx)", b)
+	return fmt.Errorf("xtcp: unknown candidate kind %q (want host, srflx, predicted, prflx or mapped)", b)
 }
 
 // Candidate is an address at which a peer may be reachable. Its JSON form
@@ -98,10 +107,13 @@ func (c Candidate) Validate() error {
 //     prefixes, see LocalPrefixes);
 //  2. other host candidates with private addresses (RFC 1918, fc00::/7)
 //     or loopback ones;
-//  3. server-reflexive and peer-reflexive candidates, and host candidates
+//  3. mapped candidates (a port the peer's gateway forwards on request:
+//     it accepts packets from any address, so it works against any NAT
+//     on our side);
+//  4. server-reflexive and peer-reflexive candidates, and host candidates
 //     with public addresses (reachable directly, like a server-reflexive
 //     one);
-//  4. predicted candidates.
+//  5. predicted candidates.
 //
 // The order is stable within a tier. Addresses are unmapped (::ffff:a.b.c.d
 // becomes a.b.c.d) and each appears once, as its earliest tier; candidates
@@ -144,11 +156,13 @@ func candidateTier(local []netip.Prefix, c Candidate) int {
 		if a.IsPrivate() || a.IsLoopback() {
 			return 1
 		}
+		return 3
+	case Mapped:
 		return 2
 	case ServerReflexive, PeerReflexive:
-		return 2
-	default:
 		return 3
+	default:
+		return 4
 	}
 }
 

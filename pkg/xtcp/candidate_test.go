@@ -41,6 +41,18 @@ func TestOrderCandidates(t *testing.T) {
 				"srflx 203.0.113.7:4000", "host 198.51.100.2:4000", "predicted 203.0.113.7:4001"),
 		},
 		{
+			"mapped after private hosts, before reflexive and predicted",
+			cands("predicted 203.0.113.7:4001", "srflx 203.0.113.7:4000", "mapped 198.51.100.3:31000",
+				"host 10.1.0.10:4000", "mapped 203.0.113.7:31000"),
+			cands("host 10.1.0.10:4000", "mapped 198.51.100.3:31000", "mapped 203.0.113.7:31000",
+				"srflx 203.0.113.7:4000", "predicted 203.0.113.7:4001"),
+		},
+		{
+			"a mapped port equal to the srflx one is kept as mapped",
+			cands("srflx 203.0.113.7:4000", "mapped 203.0.113.7:4000"),
+			cands("mapped 203.0.113.7:4000"),
+		},
+		{
 			"stable within a tier",
 			cands("srflx 203.0.113.9:1", "srflx 203.0.113.7:1", "prflx 203.0.113.8:1", "host 172.16.0.3:1", "host 192.168.0.3:1"),
 			cands("host 172.16.0.3:1", "host 192.168.0.3:1", "srflx 203.0.113.9:1", "srflx 203.0.113.7:1", "prflx 203.0.113.8:1"),

@@ -34,10 +34,11 @@
 // A Candidate is an address and a kind: host (an interface address),
 // srflx (server-reflexive: the NAT mapping the server saw), predicted (a
 // guessed mapping), prflx (peer-reflexive: where an authentic probe came
-// from). Its JSON form is {"addr":"10.1.0.10:4000","kind":"host"}.
+// from), mapped (a port the peer's gateway forwards on request, UPnP IGD,
+// NAT-PMP or PCP). Its JSON form is {"addr":"10.1.0.10:4000","kind":"host"}.
 // OrderCandidates puts host candidates in a shared subnet first, then
-// other private host candidates, then reflexive and public host ones, then
-// predicted ones.
+// other private host candidates, then mapped ones, then reflexive and
+// public host ones, then predicted ones.
 //
 // # Control packets
 //

@@ -29,6 +29,7 @@ type p2pLab struct {
 	hosts   map[string]*netlab.Host
 	nats    map[string]*netlab.NAT
 	clients map[string]*proc
+	upnp    *netlab.Miniupnpd // on NAT U; nil without miniupnpd installed
 }
 
 // services of an owner: a digest service (tcp) and an echo (udp), inside
@@ -144,8 +145,15 @@ func newP2PLab(t *testing.T) *p2pLab {
 		{"natr", "198.51.100.23", "10.3.0", netlab.NATConfig{Mode: netlab.RandomPort}, []string{"or"}},
 		{"natq", "198.51.100.24", "10.4.0", netlab.NATConfig{Mode: netlab.RandomPort}, []string{"vq"}},
 		{"nats", "198.51.100.25", "10.5.0", netlab.NATConfig{Mode: netlab.PortPreserving, UDPTimeout: 3 * time.Second}, []string{"vs"}},
+		// Random ports like NAT R, and its gateway runs miniupnpd (UPnP IGD,
+		// NAT-PMP and PCP).
+		{"natu", "198.51.100.26", "10.6.0", netlab.NATConfig{Mode: netlab.RandomPort}, []string{"ou"}},
 	}
+	_, noUPnP := netlab.MiniupnpdPath()
 	for _, n := range nats {
+		if n.name == "natu" && noUPnP != nil {
+			continue
+		}
 		lan := lab.Network("l"+n.name, n.lan+".0/24")
 		l.nats[n.name] = lab.NAT(n.name, wan, n.wanIP, lan, n.lan+".1", n.cfg)
 		for i, h := range n.hosts {
@@ -153,6 +161,9 @@ func newP2PLab(t *testing.T) *p2pLab {
 			host.Attach(lan, fmt.Sprintf("%s.%d", n.lan, 10+i))
 			host.DefaultRoute(n.lan + ".1")
 			l.hosts[h] = host
+		}
+		if n.name == "natu" {
+			l.upnp = l.nats[n.name].Miniupnpd(netlab.MiniupnpdConfig{})
 		}
 	}
 	srvCfg := "bindAddr = \"198.51.100.10\"\nbindPort = 7000\nauth.token = \"e2e-secret\"\ngracePeriod = \"1s\"\n" +
@@ -181,6 +192,23 @@ func (l *p2pLab) attempt(visitor, owner, typ string) []string {
 		}
 	}
 	return nil
+}
+
+var pathRE = regexp.MustCompile(` path=(\w+)`)
+
+// attemptPath returns the candidate kind (path=) of the server's record of
+// the visitor's first attempt of the given type towards owner.
+func (l *p2pLab) attemptPath(visitor, owner, typ string) string {
+	for _, line := range strings.Split(l.srv.out.String(), "\n") {
+		m := attemptRE.FindStringSubmatch(line)
+		if m != nil && m[1] == typ && m[2] == visitor && m[3] == owner {
+			if p := pathRE.FindStringSubmatch(line); p != nil {
+				return p[1]
+			}
+			return ""
+		}
+	}
+	return ""
 }
 
 // xtcpTransfer moves size bytes through the visitor's xtcp port and checks
@@ -237,7 +265,11 @@ func xudpEcho(h *netlab.Host, n int) error {
 // each cell, and prints the matrix.
 func TestP2PMatrix(t *testing.T) {
 	l := newP2PLab(t)
-	for _, owner := range []string{"oa", "or"} {
+	owners := []string{"oa", "or"}
+	if l.upnp != nil {
+		owners = append(owners, "ou")
+	}
+	for _, owner := range owners {
 		tcpPort, udpPort := ownerServices(t, l.hosts[owner])
 		l.startClient(t, owner, ownerConfig(owner, tcpPort, udpPort))
 	}
@@ -245,8 +277,15 @@ func TestP2PMatrix(t *testing.T) {
 	t.Run("hopc nat", func(t *testing.T) {
 		for host, want := range map[string][]string{
 			"oa": {"mapping:            endpoint-independent", "port preserved:     yes", "class:              EIM/APDF"},
-			"vq": {"mapping:            address-and-port-dependent", "port preserved:     no", "class:              APDM/APDF", "look random"},
+			"vq": {"mapping:            address-and-port-dependent", "port preserved:     no", "class:              APDM/APDF", "look random",
+				"No gateway answers port-mapping requests"},
+			"ou": {"class:              APDM/APDF", "port mapping (gateway 10.6.0.1)", "PCP:              yes", "NAT-PMP:          yes",
+				"UPnP IGD:         yes (WANIPConnection:", "external address: 11.45.67.1 (hops sees 198.51.100.26",
+				"also offered at:  198.51.100.26:", "test mapping deleted: yes"},
 		} {
+			if host == "ou" && l.upnp == nil {
+				continue
+			}
 			path := writeConfig(t, "hopc", "serverAddr = \"198.51.100.10\"\nserverPort = 7000\nauth.token = \"e2e-secret\"\n")
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			out, err := l.hosts[host].Run(ctx, filepath.Join(binDir, "hopc"), "nat", "-c", path)
@@ -266,17 +305,23 @@ func TestP2PMatrix(t *testing.T) {
 	cells := []struct {
 		visitor, owner string
 		want           string // outcome of the attempt: lan, direct or failed (relay)
+		path           string // the kind of candidate the path must run to; "" any
 	}{
-		{"va", "oa", "lan"},    // both behind NAT A
-		{"vb", "oa", "direct"}, // port-preserving both sides
-		{"vq", "or", "failed"}, // random ports on both sides: relay
-		{"vq", "oa", "direct"}, // random visitor, port-preserving owner
-		{"vb", "or", "direct"}, // port-preserving visitor, random owner
+		{"va", "oa", "lan", ""},          // both behind NAT A
+		{"vb", "oa", "direct", ""},       // port-preserving both sides
+		{"vq", "or", "failed", ""},       // random ports on both sides: relay
+		{"vb", "ou", "direct", "mapped"}, // the owner's gateway maps a port: no birthday punch needed
+		{"vq", "ou", "direct", "mapped"}, // random ports on both sides, but the owner's gateway maps a port on request
+		{"vq", "oa", "direct", ""},       // random visitor, port-preserving owner
+		{"vb", "or", "direct", ""},       // port-preserving visitor, random owner
 	}
 	var results []cellResult
 	for _, cell := range cells {
 		name := cell.visitor + "->" + cell.owner
 		ok := t.Run(name, func(t *testing.T) {
+			if l.clients[cell.owner] == nil {
+				netlab.RequireMiniupnpd(t)
+			}
 			if p := l.clients[cell.visitor]; p != nil {
 				p.interrupt(10 * time.Second)
 				delete(l.clients, cell.visitor)
@@ -318,10 +363,43 @@ func TestP2PMatrix(t *testing.T) {
 			if xudp == "failed" {
 				xudp = "relay"
 			}
+			if p := l.attemptPath(cell.visitor, cell.owner, "xtcp"); p != "" {
+				res.outcome += " via " + p
+			}
+			if p := l.attemptPath(cell.visitor, cell.owner, "xudp"); p != "" {
+				xudp += " via " + p
+			}
 			res.outcome += " (xudp " + xudp + ")"
 			results = append(results, res)
 			if m[6] != cell.want || mu[6] != cell.want {
 				t.Errorf("outcome xtcp %s, xudp %s; want %s for %s", m[6], mu[6], cell.want, m[4]+" → "+m[5])
+			}
+			if cell.path != "" {
+				for _, typ := range []string{"xtcp", "xudp"} {
+					if p := l.attemptPath(cell.visitor, cell.owner, typ); p != cell.path {
+						t.Errorf("%s path to a %q candidate, want %q", typ, p, cell.path)
+					}
+				}
+			}
+			// A gateway that answers nothing is said once, not per attempt.
+			if n := l.clients[cell.visitor].count(`msg="no port-mapping gateway`); n > 1 {
+				t.Errorf("the visitor logged %d times that no gateway answered", n)
+			}
+			if cell.owner == "ou" && cell.visitor == "vq" { // the last cell of ou
+				// The owner's paths hold mappings on its gateway; at exit
+				// hopc deletes them.
+				if rules, err := l.upnp.Rules(); err != nil || !strings.Contains(rules, " dport ") {
+					t.Errorf("no mapping on NAT U while the paths are up: %v\n%s", err, rules)
+				}
+				l.clients["ou"].interrupt(10 * time.Second)
+				delete(l.clients, "ou")
+				var rules string
+				eventually(t, 10*time.Second, "hopc to delete its mappings at exit", func() bool {
+					r, err := l.upnp.Rules()
+					rules = r
+					return err == nil && !strings.Contains(r, " dport ")
+				})
+				t.Logf("NAT U's miniupnpd rules after the owner exited:\n%s", rules)
 			}
 		})
 		if !ok && len(results) == 0 {
@@ -421,9 +499,9 @@ func TestP2PMatrix(t *testing.T) {
 	})
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nP2P matrix (visitor → owner):\n%-10s %-22s %-26s %s\n", "cell", "NATs", "outcome", "time to path")
+	fmt.Fprintf(&b, "\nP2P matrix (visitor → owner):\n%-10s %-22s %-50s %s\n", "cell", "NATs", "outcome", "time to path")
 	for _, r := range results {
-		fmt.Fprintf(&b, "%-10s %-22s %-26s %s\n", r.visitor+"->"+r.owner, r.pair, r.outcome, r.timeToPath)
+		fmt.Fprintf(&b, "%-10s %-22s %-50s %s\n", r.visitor+"->"+r.owner, r.pair, r.outcome, r.timeToPath)
 	}
 	t.Log(b.String())
 	// go test shows a passing package's output only with -v: CI names a

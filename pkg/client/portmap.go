@@ -1,0 +1,226 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/portmap"
+	"github.com/hopproxy/hop/pkg/protocol"
+)
+
+// portMapper is what P2P attempts need of a port-mapping client
+// (*portmap.Client); tests swap in a fake.
+type portMapper interface {
+	Map(ctx context.Context, proto string, internalPort uint16) (portmap.Mapping, error)
+	Unmap(ctx context.Context, proto string, internalPort uint16, remote netip.AddrPort) error
+	Close() error
+}
+
+// Timing of the port mapping of P2P sockets.
+const (
+	// mapWait is how long an attempt waits for its socket's mapping; a
+	// gateway on the LAN answers PCP or NAT-PMP in a few milliseconds.
+	mapWait = 500 * time.Millisecond
+	// mapBound bounds one Map in the background (every method, both IGD
+	// versions, with portmap's 2 s steps), so that a silent gateway is
+	// recognised even though no attempt waits that long.
+	mapBound = 12 * time.Second
+	// mapLifetime is the lifetime asked for each mapping. Mappings are
+	// deleted when their attempt's socket closes and on exit; a crashed
+	// hopc leaves them at most this long.
+	mapLifetime = 20 * time.Minute
+	// After no gateway answered, no attempt asks for noGatewayMin,
+	// doubling up to noGatewayMax while the gateway stays silent.
+	noGatewayMin = 30 * time.Second
+	noGatewayMax = 10 * time.Minute
+)
+
+// p2pMapper asks the gateway to forward a UDP port to each P2P attempt's
+// socket and turns the mapping into candidates. It remembers that no
+// gateway answered, so that attempts then neither wait nor ask (pkg/portmap
+// logs that once), and asks again after a backoff.
+type p2pMapper struct {
+	pm  portMapper
+	log *slog.Logger
+
+	ctx    context.Context // ends on close: bounds the background Maps
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	skipUntil time.Time     // no gateway answered: no Map before this
+	skipFor   time.Duration // the current backoff
+	closed    bool
+}
+
+// newP2PMapper returns the mapper of a client with xtcp/xudp proxies or
+// visitors and p2p.portMapping on, or nil. The gateway is the default
+// route's of the network namespace hopc runs in: hopc is one process, so
+// every thread of it (and every goroutine of portmap) reads the same
+// routing table.
+func newP2PMapper(cfg *config.ClientConfig, log *slog.Logger) *p2pMapper {
+	if !cfg.P2P.PortMapping || !usesP2P(cfg) {
+		return nil
+	}
+	log = log.With("component", "portmap")
+	pm, err := portmap.New(portmap.Config{Logger: log, Lifetime: mapLifetime})
+	if err != nil {
+		log.Warn("port mapping off", "error", err)
+		return nil
+	}
+	return newMapperWith(pm, log)
+}
+
+// startMapper makes a client's mapper; tests that must keep their traffic
+// on loopback replace it with noMapper.
+var startMapper = newP2PMapper
+
+func noMapper(*config.ClientConfig, *slog.Logger) *p2pMapper { return nil }
+
+func newMapperWith(pm portMapper, log *slog.Logger) *p2pMapper {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &p2pMapper{pm: pm, log: log, ctx: ctx, cancel: cancel}
+}
+
+// usesP2P reports whether cfg has an xtcp or xudp proxy or visitor.
+func usesP2P(cfg *config.ClientConfig) bool {
+	for _, p := range cfg.Proxies {
+		if p.Type.IsP2P() {
+			return true
+		}
+	}
+	for _, v := range cfg.Visitors {
+		if v.Type.IsP2P() {
+			return true
+		}
+	}
+	return false
+}
+
+type mapResult struct {
+	m   portmap.Mapping
+	err error
+}
+
+// candidates asks for a UDP mapping of port, waiting at most wait, and
+// returns the mapped candidates: the gateway's external address and port,
+// and the mapped port on srflx's address (the public address hops saw,
+// right even when the gateway is behind another NAT) when it differs.
+// release deletes the mapping; call it once the socket is closed. A
+// mapping that comes after wait is deleted at once: its attempt has gone
+// on without it.
+func (p *p2pMapper) candidates(port uint16, srflx netip.Addr, wait time.Duration) (cands []protocol.Candidate, release func()) {
+	release = func() {}
+	if p == nil {
+		return nil, release
+	}
+	p.mu.Lock()
+	if p.closed || time.Now().Before(p.skipUntil) {
+		p.mu.Unlock()
+		return nil, release
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	ch := make(chan mapResult, 1)
+	taken := make(chan bool, 1)
+	go func() {
+		defer p.wg.Done()
+		ctx, cancel := context.WithTimeout(p.ctx, mapBound)
+		m, err := p.pm.Map(ctx, "udp", port)
+		cancel()
+		p.note(err)
+		ch <- mapResult{m, err}
+		if err != nil || !<-taken {
+			p.unmap(port) // also ends portmap's background retries of a failed request
+		}
+	}()
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	var r mapResult
+	select {
+	case r = <-ch:
+	case <-t.C:
+		taken <- false
+		p.log.Debug("no port mapping in time for the P2P attempt", "port", port, "within", wait)
+		return nil, release
+	}
+	if r.err != nil {
+		taken <- false
+		if !errors.Is(r.err, portmap.ErrNoGateway) {
+			p.log.Debug("port mapping failed", "port", port, "error", r.err)
+		}
+		return nil, release
+	}
+	taken <- true
+	var once sync.Once
+	release = func() { once.Do(func() { p.unmapLater(port) }) }
+	ext := r.m.External
+	cands = append(cands, protocol.Candidate{Kind: "mapped", Addr: ext.String()})
+	if srflx.IsValid() && srflx != ext.Addr() {
+		cands = append(cands, protocol.Candidate{Kind: "mapped", Addr: netip.AddrPortFrom(srflx, ext.Port()).String()})
+	}
+	p.log.Debug("P2P socket mapped", "port", port, "external", ext, "method", r.m.Method, "lifetime", r.m.Lifetime)
+	return cands, release
+}
+
+// note records whether a gateway answered.
+func (p *p2pMapper) note(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case err == nil:
+		p.skipUntil, p.skipFor = time.Time{}, 0
+	case errors.Is(err, portmap.ErrNoGateway), errors.Is(err, portmap.ErrNoDefaultRoute):
+		p.skipFor = min(max(2*p.skipFor, noGatewayMin), noGatewayMax)
+		p.skipUntil = time.Now().Add(p.skipFor)
+	}
+}
+
+// unmap deletes a mapping. Its context is not close's: an Unmap cut short
+// would forget the mapping without deleting it from the gateway.
+func (p *p2pMapper) unmap(port uint16) {
+	ctx, cancel := context.WithTimeout(context.Background(), mapBound)
+	defer cancel()
+	if err := p.pm.Unmap(ctx, "udp", port, netip.AddrPort{}); err != nil && !errors.Is(err, portmap.ErrBadRequest) {
+		p.log.Debug("port unmapping failed", "port", port, "error", err)
+	}
+}
+
+// unmapLater deletes a mapping in the background (a gateway round trip).
+func (p *p2pMapper) unmapLater(port uint16) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return // Close deletes every mapping
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go func() {
+		defer p.wg.Done()
+		p.unmap(port)
+	}()
+}
+
+// close cancels the background Maps, waits for them and the Unmaps, then
+// closes the
+// portmap client, which deletes every mapping left. Safe on nil and twice.
+func (p *p2pMapper) close() {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.mu.Unlock()
+	p.cancel()
+	p.wg.Wait()
+	p.pm.Close()
+}
