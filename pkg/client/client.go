@@ -141,6 +141,7 @@ func (c *Client) Run(ctx context.Context) error {
 	bo := backoff.Backoff{Min: c.cfg.Reconnect.MinDelay.Duration, Max: c.cfg.Reconnect.MaxDelay.Duration}
 	if c.mapper == nil {
 		c.mapper = startMapper(c.cfg, c.log)
+		c.mapper.learn()
 	}
 	defer c.mapper.close() // after every P2P socket closed: deletes the mappings
 	c.startVisitors(ctx)

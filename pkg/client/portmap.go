@@ -26,6 +26,10 @@ const (
 	// mapWait is how long an attempt waits for its socket's mapping; a
 	// gateway on the LAN answers PCP or NAT-PMP in a few milliseconds.
 	mapWait = 500 * time.Millisecond
+	// mapWaitUnknown replaces mapWait until a gateway has answered once
+	// (a mapping, or the probe at start): on a network without one, the
+	// first attempts lose at most this on each side.
+	mapWaitUnknown = 200 * time.Millisecond
 	// mapBound bounds one Map in the background (every method, both IGD
 	// versions, with portmap's 2 s steps), so that a silent gateway is
 	// recognised even though no attempt waits that long.
@@ -55,6 +59,7 @@ type p2pMapper struct {
 	mu        sync.Mutex
 	skipUntil time.Time     // no gateway answered: no Map before this
 	skipFor   time.Duration // the current backoff
+	answered  bool          // a gateway has answered: worth waiting mapWait for
 	closed    bool
 }
 
@@ -74,6 +79,39 @@ func newP2PMapper(cfg *config.ClientConfig, log *slog.Logger) *p2pMapper {
 		return nil
 	}
 	return newMapperWith(pm, log)
+}
+
+// prober is the part of *portmap.Client that learn uses.
+type prober interface {
+	Probe(ctx context.Context) portmap.ProbeResult
+}
+
+// learn asks, in the background, whether a gateway answers at all, so that
+// the first attempts know whether a mapping is worth waiting for. Run
+// calls it once the client starts.
+func (p *p2pMapper) learn() {
+	if p == nil {
+		return
+	}
+	pr, ok := p.pm.(prober)
+	if !ok {
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		ctx, cancel := context.WithTimeout(p.ctx, mapBound)
+		defer cancel()
+		r := pr.Probe(ctx)
+		if p.ctx.Err() != nil {
+			return
+		}
+		if r.PCP || r.NATPMP || r.UPnP {
+			p.note(nil)
+		} else {
+			p.note(portmap.ErrNoGateway)
+		}
+	}()
 }
 
 // startMapper makes a client's mapper; tests that must keep their traffic
@@ -123,6 +161,9 @@ func (p *p2pMapper) candidates(port uint16, srflx netip.Addr, wait time.Duration
 	if p.closed || time.Now().Before(p.skipUntil) {
 		p.mu.Unlock()
 		return nil, release
+	}
+	if !p.answered {
+		wait = min(wait, mapWaitUnknown)
 	}
 	p.wg.Add(1)
 	p.mu.Unlock()
@@ -174,7 +215,7 @@ func (p *p2pMapper) note(err error) {
 	defer p.mu.Unlock()
 	switch {
 	case err == nil:
-		p.skipUntil, p.skipFor = time.Time{}, 0
+		p.skipUntil, p.skipFor, p.answered = time.Time{}, 0, true
 	case errors.Is(err, portmap.ErrNoGateway), errors.Is(err, portmap.ErrNoDefaultRoute):
 		p.skipFor = min(max(2*p.skipFor, noGatewayMin), noGatewayMax)
 		p.skipUntil = time.Now().Add(p.skipFor)

@@ -269,3 +269,37 @@ func TestPrintPortMapping(t *testing.T) {
 		}
 	})
 }
+
+// probeMapper is a fake port mapper that also answers Probe.
+type probeMapper struct {
+	portMapper
+	res portmap.ProbeResult
+}
+
+func (p probeMapper) Probe(context.Context) portmap.ProbeResult { return p.res }
+
+// learn: a probe that finds a gateway lets the first attempt wait the full
+// mapWait; one that finds none makes attempts skip the mapping at once.
+func TestMapperLearnsFromProbe(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		res      portmap.ProbeResult
+		answered bool
+		skipping bool
+	}{
+		{"gateway", portmap.ProbeResult{PCP: true}, true, false},
+		{"none", portmap.ProbeResult{}, false, true},
+	} {
+		p := newMapperWith(probeMapper{res: c.res}, slog.New(slog.DiscardHandler))
+		p.learn()
+		p.wg.Wait()
+		p.mu.Lock()
+		answered, skipping := p.answered, time.Now().Before(p.skipUntil)
+		p.mu.Unlock()
+		if answered != c.answered || skipping != c.skipping {
+			t.Errorf("%s: answered %v skipping %v, want %v %v", c.name, answered, skipping, c.answered, c.skipping)
+		}
+	}
+	var none *p2pMapper
+	none.learn() // a client without a mapper: nothing happens
+}
