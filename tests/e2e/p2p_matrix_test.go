@@ -121,11 +121,28 @@ func (l *p2pLab) startClient(t testing.TB, name, body string) {
 		"[reconnect]\nminDelay = \"100ms\"\nmaxDelay = \"1s\"\n%s", name, body)
 	logins := l.srv.count(`msg="client logged in" remote=`) // any client
 	before := strings.Count(l.srv.out.String(), "client="+name+" session=")
+	proxies := strings.Count(body, "[[proxies]]")
+	registered := l.registered(name)
 	l.clients[name] = startIn(t, l.hosts[name], "hopc", cfg)
-	eventually(t, ready, name+" to log in", func() bool {
+	eventually(t, ready, name+" to log in and register its proxies", func() bool {
 		return l.srv.count(`msg="client logged in" remote=`) > logins &&
-			strings.Count(l.srv.out.String(), "client="+name+" session=") > before
+			strings.Count(l.srv.out.String(), "client="+name+" session=") > before &&
+			l.registered(name) >= registered+proxies
 	})
+}
+
+// registered counts the server's lines of proxies of client name that
+// registered (a visitor offering before its owner's proxies are there is
+// refused, not attempted).
+func (l *p2pLab) registered(name string) int {
+	n := 0
+	for _, line := range strings.Split(l.srv.out.String(), "\n") {
+		if strings.Contains(line, " client="+name+" ") &&
+			(strings.Contains(line, `msg="secret proxy registered`) || strings.Contains(line, `msg="proxy started"`)) {
+			n++
+		}
+	}
+	return n
 }
 
 func newP2PLab(t *testing.T) *p2pLab {
