@@ -110,7 +110,7 @@ func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel
 
 	c.setLive(&live{ms: ms, ch: ch, hb: hb})
 	defer c.setLive(nil)
-	if c.usesP2P() {
+	if usesP2P(c.cfg) {
 		c.connWG.Add(1)
 		go c.learnFiltering(ctx)
 	}
@@ -205,17 +205,3 @@ func (c *Client) proxyStarted(p config.ProxyConfig, r *protocol.NewProxyResp) {
 		"remote", fmt.Sprintf("%s:%d", c.cfg.ServerAddr, r.RemotePort))
 }
 
-// usesP2P reports whether the client has xtcp/xudp proxies or visitors.
-func (c *Client) usesP2P() bool {
-	for _, p := range c.cfg.Proxies {
-		if p.Type.IsP2P() {
-			return true
-		}
-	}
-	for _, v := range c.cfg.Visitors {
-		if v.Type.IsP2P() {
-			return true
-		}
-	}
-	return false
-}
