@@ -204,4 +204,3 @@ func (c *Client) proxyStarted(p config.ProxyConfig, r *protocol.NewProxyResp) {
 		"local", fmt.Sprintf("%s:%d", p.LocalIP, p.LocalPort),
 		"remote", fmt.Sprintf("%s:%d", c.cfg.ServerAddr, r.RemotePort))
 }
-
