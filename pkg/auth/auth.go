@@ -45,7 +45,6 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash"
@@ -100,19 +99,13 @@ func (id Identity) Public() ed25519.PublicKey {
 	return id.Private.Public().(ed25519.PublicKey)
 }
 
-// lv appends b with its length as a uvarint.
-func lv(dst, b []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(b)))
-	return append(dst, b...)
-}
-
 // channel is the CPace channel identifier.
 func channel(binding []byte, user, clientID string) []byte {
 	var b []byte
-	b = lv(b, []byte(channelLabel))
-	b = lv(b, binding)
-	b = lv(b, []byte(user))
-	return lv(b, []byte(clientID))
+	b = pake.AppendLV(b, []byte(channelLabel))
+	b = pake.AppendLV(b, binding)
+	b = pake.AppendLV(b, []byte(user))
+	return pake.AppendLV(b, []byte(clientID))
 }
 
 // mac is the confirmation tag of one side over a transcript hash.
@@ -134,7 +127,7 @@ type peer struct {
 
 func newPeer(rw io.ReadWriter, binding []byte) *peer {
 	p := &peer{rw: rw, th: sha256.New()}
-	p.th.Write(lv(lv(nil, []byte(transcriptInit)), binding))
+	p.th.Write(pake.AppendLV(pake.AppendLV(nil, []byte(transcriptInit)), binding))
 	return p
 }
 

@@ -48,22 +48,22 @@ func attackerGenerator(secret, ch, sid []byte) *ristretto255.Element {
 	lenPrefixed := func(n int) int { return len(binary.AppendUvarint(nil, uint64(n))) + n }
 	pad := max(128-1-lenPrefixed(len(secret))-lenPrefixed(len(dsi)), 0)
 	var b []byte
-	b = lv(b, []byte(dsi))
-	b = lv(b, secret)
-	b = lv(b, make([]byte, pad))
-	b = lv(b, ch)
-	b = lv(b, sid)
+	b = pake.AppendLV(b, []byte(dsi))
+	b = pake.AppendLV(b, secret)
+	b = pake.AppendLV(b, make([]byte, pad))
+	b = pake.AppendLV(b, ch)
+	b = pake.AppendLV(b, sid)
 	sum := sha512.Sum512(b)
 	return ristretto255.NewIdentityElement().FromUniformBytes(sum[:])
 }
 
 func attackerISK(sid []byte, K *ristretto255.Element, initiatorShare, responderShare []byte) []byte {
 	h := sha512.New()
-	h.Write(lv(nil, []byte("CPaceRistretto255_ISK")))
-	h.Write(lv(nil, sid))
-	h.Write(lv(nil, K.Bytes()))
-	h.Write(lv(lv(nil, initiatorShare), nil))
-	h.Write(lv(lv(nil, responderShare), nil))
+	h.Write(pake.AppendLV(nil, []byte("CPaceRistretto255_ISK")))
+	h.Write(pake.AppendLV(nil, sid))
+	h.Write(pake.AppendLV(nil, K.Bytes()))
+	h.Write(pake.AppendLV(pake.AppendLV(nil, initiatorShare), nil))
+	h.Write(pake.AppendLV(pake.AppendLV(nil, responderShare), nil))
 	return h.Sum(nil)
 }
 

@@ -108,15 +108,15 @@ func (s *State) Finish(peerShare, peerAD []byte) ([]byte, error) {
 		return nil, ErrBadShare
 	}
 	h := sha512.New()
-	h.Write(lv(nil, []byte(dsiISK)))
-	h.Write(lv(nil, s.sid))
-	h.Write(lv(nil, K.Bytes()))
+	h.Write(AppendLV(nil, []byte(dsiISK)))
+	h.Write(AppendLV(nil, s.sid))
+	h.Write(AppendLV(nil, K.Bytes()))
 	if s.role == Initiator {
-		h.Write(lv(lv(nil, s.share), s.ad))
-		h.Write(lv(lv(nil, peerShare), peerAD))
+		h.Write(AppendLV(AppendLV(nil, s.share), s.ad))
+		h.Write(AppendLV(AppendLV(nil, peerShare), peerAD))
 	} else {
-		h.Write(lv(lv(nil, peerShare), peerAD))
-		h.Write(lv(lv(nil, s.share), s.ad))
+		h.Write(AppendLV(AppendLV(nil, peerShare), peerAD))
+		h.Write(AppendLV(AppendLV(nil, s.share), s.ad))
 	}
 	return h.Sum(nil), nil
 }
@@ -129,18 +129,19 @@ func generator(secret, channel, sid []byte) *ristretto255.Element {
 		pad = 0
 	}
 	var b []byte
-	b = lv(b, []byte(dsi))
-	b = lv(b, secret)
-	b = lv(b, make([]byte, pad))
-	b = lv(b, channel)
-	b = lv(b, sid)
+	b = AppendLV(b, []byte(dsi))
+	b = AppendLV(b, secret)
+	b = AppendLV(b, make([]byte, pad))
+	b = AppendLV(b, channel)
+	b = AppendLV(b, sid)
 	sum := sha512.Sum512(b)
 	return ristretto255.NewIdentityElement().FromUniformBytes(sum[:])
 }
 
-// lv appends b prefixed with its length as LEB128 (the draft's
-// prepend_len).
-func lv(dst, b []byte) []byte {
+// AppendLV appends b prefixed with its length as LEB128 (the draft's
+// prepend_len). Callers build channel identifiers from such fields, so
+// that no two different lists of fields give the same bytes.
+func AppendLV(dst, b []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(b)))
 	return append(dst, b...)
 }

@@ -22,7 +22,6 @@ package visit
 
 import (
 	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -68,8 +67,7 @@ type Identity struct {
 func (id Identity) Channel(label string) []byte {
 	var b []byte
 	for _, s := range []string{label, id.Proxy, id.ProxyType, id.VisitorUser, id.VisitorID, id.OwnerUser} {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		b = append(b, s...)
+		b = pake.AppendLV(b, []byte(s))
 	}
 	return b
 }
