@@ -68,7 +68,8 @@ type Client struct {
 	cur      *live         // the logged-in session, nil between sessions
 	liveCh   chan struct{} // closed while cur is set
 	waits    p2pWaits
-	closers  closers // direct P2P paths served as owner
+	closers  closers    // P2P links served as owner
+	links    ownerLinks // the same, by link
 	replays  replayCache
 	visitors []*visitor
 

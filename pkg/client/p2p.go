@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -50,8 +49,8 @@ const (
 // sealInfo seals what a client reveals of itself under the ISK of the
 // attempt; label says whose box it is, sessionID is bound as associated
 // data.
-func sealInfo(isk []byte, label, sessionID string, cands []protocol.Candidate, class string) ([]byte, error) {
-	b, err := json.Marshal(&protocol.P2PInfo{Candidates: cands, NAT: class})
+func sealInfo(isk []byte, label, sessionID string, info *protocol.P2PInfo) ([]byte, error) {
+	b, err := json.Marshal(info)
 	if err != nil {
 		return nil, err
 	}
@@ -325,172 +324,12 @@ func outcome(r *xtcp.PunchResult) string {
 	return "direct"
 }
 
-// p2pLink is a visitor's direct path to the owner of an xtcp or xudp
-// proxy: it punches on demand, keeps the path, re-punches when it dies, and
-// while connections are relayed keeps trying in the background at most
-// once per retryInterval.
-type p2pLink struct {
-	v *visitor
-
-	mu      sync.Mutex
-	sess    *xtcp.Session      // xtcp
-	dp      *xtcp.DatagramPath // xudp
-	running chan struct{}      // closed when the current attempt ends
-	last    time.Time          // start of the last attempt
-	lastErr error
-	demand  time.Time
-	relayed bool // "relaying" was logged since the path state changed
-	closed  bool
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-}
-
-func newP2PLink(v *visitor) *p2pLink {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &p2pLink{v: v, ctx: ctx, cancel: cancel}
-}
-
-func (l *p2pLink) up() bool { return l.sess != nil || l.dp != nil }
-
-// start begins an attempt unless one is running or (without force) the
-// last one began less than retryInterval ago. It returns the channel of
-// the running attempt, or nil. l.mu must be held.
-func (l *p2pLink) start(force bool) chan struct{} {
-	if l.running != nil || l.closed {
-		return l.running
-	}
-	if !force && !l.last.IsZero() && time.Since(l.last) < l.v.cfg.RetryInterval.Duration {
-		return nil
-	}
-	ch := make(chan struct{})
-	l.running, l.last = ch, time.Now()
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		err := l.attempt()
-		l.mu.Lock()
-		l.running = nil
-		if err != nil {
-			l.lastErr = err
-		}
-		l.mu.Unlock()
-		close(ch)
-	}()
-	return ch
-}
-
-// await waits up to wait for a direct path, starting an attempt if none is
-// running. It returns why there is no direct path.
-func (l *p2pLink) await(wait time.Duration) error {
-	l.mu.Lock()
-	l.demand = time.Now()
-	if l.up() {
-		l.mu.Unlock()
-		return nil
-	}
-	ch := l.start(false)
-	lastErr := l.lastErr
-	l.mu.Unlock()
-	if ch == nil {
-		if lastErr == nil {
-			lastErr = errNoDirect
-		}
-		return fmt.Errorf("%w (retrying within %v)", lastErr, l.v.cfg.RetryInterval.Duration)
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ch:
-	case <-t.C:
-		return fmt.Errorf("no direct path within fallbackTimeout %v; the punch goes on in the background", wait)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.up() {
-		return nil
-	}
-	return l.lastErr
-}
-
-func (l *p2pLink) openStream(wait time.Duration) (net.Conn, error) {
-	if err := l.await(wait); err != nil {
-		return nil, err
-	}
-	l.mu.Lock()
-	s := l.sess
-	l.mu.Unlock()
-	if s == nil {
-		return nil, errNoDirect
-	}
-	return s.Open()
-}
-
-func (l *p2pLink) datagramPath(wait time.Duration) (*xtcp.DatagramPath, error) {
-	if err := l.await(wait); err != nil {
-		return nil, err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.dp == nil {
-		return nil, errNoDirect
-	}
-	return l.dp, nil
-}
-
-// noteRelay logs, once per change of state, that connections are relayed.
-func (l *p2pLink) noteRelay(why error) {
-	l.mu.Lock()
-	first := !l.relayed
-	l.relayed = true
-	l.mu.Unlock()
-	if first {
-		l.v.log.Info("connections relayed through hops", "why_not_direct", why)
-	}
-}
-
-// retryLoop retries the punch every retryInterval while connections keep
-// coming and no direct path exists.
-func (l *p2pLink) retryLoop(ctx context.Context) {
-	defer l.v.wg.Done()
-	t := time.NewTicker(l.v.cfg.RetryInterval.Duration)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-l.ctx.Done():
-			return
-		case <-t.C:
-			l.mu.Lock()
-			if !l.up() && !l.demand.IsZero() && time.Since(l.demand) < demandWindow {
-				l.start(true)
-			}
-			l.mu.Unlock()
-		}
-	}
-}
-
-func (l *p2pLink) close() {
-	l.mu.Lock()
-	l.closed = true
-	s, d := l.sess, l.dp
-	l.mu.Unlock()
-	l.cancel()
-	if s != nil {
-		s.Close()
-	}
-	if d != nil {
-		d.Close()
-	}
-	l.wg.Wait()
-}
-
-// attempt is the visitor's side of one punch: its socket and candidates,
-// the offer exchange through the server (the owner must prove it knows the
-// secret before the visitor reveals its candidates, sealed), the punch at
-// the agreed moment, then the session on the path.
-func (l *p2pLink) attempt() error {
+// attempt is the visitor's side of one punch for link lc: its socket and
+// candidates, the offer exchange through the server (the owner must prove
+// it knows the secret before the visitor reveals its candidates, sealed,
+// with the link's ID), the punch at the agreed moment, then the path as
+// the link's direct carrier.
+func (l *p2pLink) attempt(lc *linkConn) error {
 	v, c := l.v, l.v.c
 	start := time.Now()
 	lv, err := c.current()
@@ -549,7 +388,7 @@ func (l *p2pLink) attempt() error {
 	if !c.replays.fresh("visitor/"+auth.SessionID, time.Now()) { // per role: a client may visit its own proxy
 		return fmt.Errorf("%w: %s", errReplayedSession, auth.SessionID)
 	}
-	box, err := sealInfo(isk, infoBoxVisitor, auth.SessionID, cands, class)
+	box, err := sealInfo(isk, infoBoxVisitor, auth.SessionID, &protocol.P2PInfo{Candidates: cands, NAT: class, Link: lc.id.String()})
 	if err != nil {
 		return err
 	}
@@ -598,65 +437,17 @@ func (l *p2pLink) attempt() error {
 	if conn == mappedConn {
 		afterPath = unmap
 	}
-
-	if v.cfg.Type == config.ProxyXTCP {
-		s, err := xtcp.DialKCP(conn, res.Remote, key, sid, xtcp.SessionConfig{
-			KeepaliveInterval: v.cfg.KeepaliveInterval.Duration, KeepaliveTimeout: v.cfg.KeepaliveTimeout.Duration, Logger: v.log})
-		if err != nil {
-			return err
-		}
-		keep = true
-		l.mu.Lock()
-		l.sess, l.relayed = s, false
-		l.mu.Unlock()
-		l.watch(s.Done(), s.Err, afterPath)
-	} else {
-		d, err := xtcp.NewDatagramPath(conn, res.Remote, key, sid, xtcp.RoleVisitor, xtcp.DatagramConfig{
-			KeepaliveInterval: v.cfg.KeepaliveInterval.Duration, KeepaliveTimeout: v.cfg.KeepaliveTimeout.Duration, Logger: v.log})
-		if err != nil {
-			return err
-		}
-		keep = true
-		l.mu.Lock()
-		l.dp, l.relayed = d, false
-		l.mu.Unlock()
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			buf := make([]byte, 65536)
-			for {
-				n, err := d.Recv(buf)
-				if err != nil {
-					return
-				}
-				v.deliverDirect(buf[:n])
-			}
-		}()
-		l.watch(d.Done(), d.Err, afterPath)
+	uc, err := xtcp.NewUDPCarrier(conn, res.Remote, key, sid, xtcp.RoleVisitor, payloadOf(v.cfg.Type), l.sessionConfig())
+	if err != nil {
+		return err
+	}
+	keep = true
+	if err := l.attachDirect(lc, uc, afterPath); err != nil {
+		return err
 	}
 	v.log.Info("direct path established", "path", res.Kind, "candidate", res.Candidate.Kind, "remote", res.Remote, "rtt", res.RTT,
 		"time_to_path", time.Since(start).Round(time.Millisecond), "packets", res.PacketsSent, "visitor_nat", class, "owner_nat", peer.NAT)
 	return nil
-}
-
-// watch clears the path when it dies, so that the next connection punches
-// again at once, and then calls after (the path's socket is closed by
-// then).
-func (l *p2pLink) watch(done <-chan struct{}, cause func() error, after func()) {
-	l.wg.Add(1)
-	go func() {
-		defer l.wg.Done()
-		<-done
-		defer after()
-		l.mu.Lock()
-		l.sess, l.dp = nil, nil
-		l.last, l.lastErr, l.relayed = time.Time{}, cause(), false
-		closed := l.closed
-		l.mu.Unlock()
-		if !closed {
-			l.v.log.Warn("direct path lost; next connections punch again", "cause", cause())
-		}
-	}()
 }
 
 // reportLater sends the visitor's result for the server's tally once the
@@ -753,6 +544,12 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 		refuse("the visitor's sealed candidates: " + err.Error())
 		return
 	}
+	linkID, err := protocol.ParseLinkID(peer.Link)
+	if err != nil {
+		log.Warn("P2P offer refused: the visitor names no link (a hopc from before relay-first links; upgrade it)", "error", err)
+		refuse("the visitor names no link: upgrade its hopc")
+		return
+	}
 	// The visitor is proven: now the owner may open its socket and reveal
 	// itself.
 	conn, cands, class, unmap, err := c.prepareSocket(ctx)
@@ -760,10 +557,19 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 		refuse("the owner cannot open a UDP socket: " + err.Error())
 		return
 	}
-	defer unmap() // runs after the path's socket is closed
+	keep := false // the path's carrier took conn (and its mapping)
+	defer func() {
+		if !keep {
+			unmap() // after the socket is closed
+		}
+	}()
 	mappedConn := conn
-	defer mappedConn.Close()
-	box, err := sealInfo(isk, infoBoxOwner, m.SessionID, cands, class)
+	defer func() {
+		if !keep || mappedConn != conn {
+			mappedConn.Close()
+		}
+	}()
+	box, err := sealInfo(isk, infoBoxOwner, m.SessionID, &protocol.P2PInfo{Candidates: cands, NAT: class})
 	if err != nil {
 		conn.Close()
 		refuse(err.Error())
@@ -804,40 +610,40 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 	result.Outcome, result.Packets, result.Path = outcome(res), res.PacketsSent, res.Candidate.Kind.String()
 	c.sendResult(result)
 	log.Info("direct path to visitor established", "path", res.Kind, "candidate", res.Candidate.Kind, "remote", res.Remote, "rtt", res.RTT)
-	local := net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))
-	if p.Type == config.ProxyXTCP {
-		s, err := xtcp.AcceptKCP(conn, res.Remote, key, sid, xtcp.SessionConfig{Logger: log})
-		if err != nil {
-			conn.Close()
-			return
-		}
-		c.closers.add(s)
-		defer c.closers.remove(s)
-		for {
-			st, err := s.Accept()
-			if err != nil {
-				break
-			}
-			c.connWG.Add(1)
-			go func() {
-				defer c.connWG.Done()
-				c.serveLocal(st, p, "visitor "+m.Visitor+" (direct)")
-			}()
-		}
-		log.Info("direct path to visitor closed", "cause", s.Err())
-		s.Close()
+	ol, err := c.ownerLink(p, m.VisitorUser, m.Visitor, linkID, true)
+	if err != nil {
+		conn.Close()
+		log.Warn("direct path to visitor dropped", "error", err)
 		return
 	}
-	d, err := xtcp.NewDatagramPath(conn, res.Remote, key, sid, xtcp.RoleOwner, xtcp.DatagramConfig{Logger: log})
+	uc, err := xtcp.NewUDPCarrier(conn, res.Remote, key, sid, xtcp.RoleOwner, payloadOf(p.Type), xtcp.SessionConfig{Logger: log})
 	if err != nil {
 		conn.Close()
 		return
 	}
-	c.closers.add(d)
-	defer c.closers.remove(d)
-	c.serveDatagramPath(d, p, local)
-	log.Info("direct path to visitor closed", "cause", d.Err())
-	d.Close()
+	if err := ol.link.Attach(xtcp.CarrierUDP, uc); err != nil {
+		log.Info("direct path to visitor dropped: its link has ended", "cause", err)
+		return
+	}
+	keep = true
+	after := func() {}
+	if conn == mappedConn {
+		after = unmap
+	}
+	c.connWG.Add(1)
+	go func() {
+		defer c.connWG.Done()
+		<-uc.Done()
+		uc.Close()
+		after()
+		log.Info("direct path to visitor closed", "cause", uc.Err())
+	}()
+}
+
+// packetConn is an xudp link's datagrams (xtcp.Link).
+type packetConn interface {
+	Send(b []byte) error
+	Recv(b []byte) (int, error)
 }
 
 // ownerFlow is one visitor source of an xudp path, with its own socket to
@@ -850,7 +656,7 @@ type ownerFlow struct {
 // serveDatagramPath moves an xudp path's datagrams to and from the local
 // service: every flow ID (one visitor source) gets its own UDP socket,
 // closed after the proxy's idleTimeout.
-func (c *Client) serveDatagramPath(d *xtcp.DatagramPath, p config.ProxyConfig, local string) {
+func (c *Client) serveDatagramPath(d packetConn, p config.ProxyConfig, local string) {
 	ua, err := net.ResolveUDPAddr("udp", local)
 	if err != nil {
 		c.localDown(p, err)

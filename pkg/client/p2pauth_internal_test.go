@@ -149,7 +149,7 @@ func TestP2POfferWithWrongSecretGetsNothing(t *testing.T) {
 	if pake.Verify(isk, pake.Responder, auth.Tag) {
 		t.Fatal("the owner's tag verified under the wrong secret")
 	}
-	box, err := sealInfo(isk, infoBoxVisitor, testSession, []protocol.Candidate{cand}, "APDM/APDF")
+	box, err := sealInfo(isk, infoBoxVisitor, testSession, &protocol.P2PInfo{Candidates: []protocol.Candidate{cand}, NAT: "APDM/APDF", Link: testLink})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,6 +167,9 @@ func TestP2POfferWithWrongSecretGetsNothing(t *testing.T) {
 		t.Fatalf("the owner sent %d packets to the attacker's address and %d to STUN, want 0", n, s)
 	}
 }
+
+// testLink is the link ID the tests' visitors name.
+const testLink = "00112233445566778899aabbccddeeff"
 
 // completeExchange runs the visitor's side of the offer exchange with the
 // right secret against c as owner and returns the ISK and the owner's
@@ -189,7 +192,7 @@ func completeExchange(t *testing.T, c *Client, f *fakeServer, secret, sessionID 
 	if !pake.Verify(isk, pake.Responder, auth.Tag) {
 		t.Fatal("the owner's tag does not verify under the right secret")
 	}
-	box, _ := sealInfo(isk, infoBoxVisitor, sessionID, []protocol.Candidate{mine}, "EIM/EIF")
+	box, _ := sealInfo(isk, infoBoxVisitor, sessionID, &protocol.P2PInfo{Candidates: []protocol.Candidate{mine}, NAT: "EIM/EIF", Link: testLink})
 	c.waits.deliver(&protocol.P2PAuth{SessionID: sessionID, Tag: pake.Confirm(isk, pake.Initiator), Sealed: box})
 	ans, ok := f.next("P2PAnswer").(*protocol.P2PAnswer)
 	if !ok || ans.Error != "" {
@@ -275,7 +278,7 @@ func TestP2PVisitorRefusesImpostorOwner(t *testing.T) {
 			l := newP2PLink(v)
 			defer l.close()
 			errc := make(chan error, 1)
-			go func() { errc <- l.attempt() }()
+			go func() { errc <- l.attempt(&linkConn{}) }()
 			o, ok := f.next("P2POffer").(*protocol.P2POffer)
 			if !ok {
 				t.Fatalf("visitor's offer: %+v", o)
@@ -358,7 +361,7 @@ func TestP2PVisitorRefusesReplayedSession(t *testing.T) {
 	defer l.close()
 	for round := range 2 {
 		errc := make(chan error, 1)
-		go func() { errc <- l.attempt() }()
+		go func() { errc <- l.attempt(&linkConn{}) }()
 		o, ok := f.next("P2POffer").(*protocol.P2POffer)
 		if !ok {
 			t.Fatalf("visitor's offer: %+v", o)

@@ -49,6 +49,10 @@ func (c *Client) serveVisitor(st net.Conn, p config.ProxyConfig, sw *protocol.St
 		st.Close()
 		return
 	}
+	if p.Type.IsP2P() { // the relay of a visitor's link
+		c.serveLinkRelay(sc, p, sw)
+		return
+	}
 	c.serveLocal(sc, p, sw.SrcAddr)
 }
 

@@ -107,17 +107,22 @@ func (v *visitor) serveStreams() {
 	}, acceptloop.Options{Log: v.log})
 }
 
-// serveStream carries one application connection: direct when a P2P path
-// exists or comes up within fallbackTimeout, relayed otherwise.
+// serveStream carries one application connection: over the P2P link
+// for xtcp (relayed at once, direct when the punch succeeds), over a relay
+// of its own for stcp.
 func (v *visitor) serveStream(app net.Conn) {
 	if v.link != nil {
-		if st, err := v.link.openStream(v.cfg.FallbackTimeout.Duration); err == nil {
-			v.log.Debug("connection direct", "src", app.RemoteAddr().String())
-			bridge.Join(app, st)
+		st, err := v.link.openStream()
+		if err != nil {
+			if v.c.due("relay/" + v.cfg.Name) {
+				v.log.Warn("cannot reach the proxy", "error", err)
+			}
+			app.Close()
 			return
-		} else {
-			v.link.noteRelay(err)
 		}
+		v.log.Debug("connection opened on the P2P link", "src", app.RemoteAddr().String())
+		bridge.Join(app, st)
+		return
 	}
 	st, err := v.c.openRelay(v.cfg)
 	if err != nil {
@@ -188,29 +193,31 @@ func (v *visitor) serveDatagrams() {
 	v.mu.Unlock()
 }
 
-// runFlow decides the flow's path once (direct if available within
-// fallbackTimeout, else relayed) and then moves its datagrams.
+// runFlow moves the flow's datagrams: over the P2P link for xudp (its
+// datagrams tagged with the flow's ID), over a relay of its own for sudp.
 func (v *visitor) runFlow(f *vflow) {
 	defer v.wg.Done()
 	defer v.dropFlow(f)
 	if v.link != nil {
-		dp, err := v.link.datagramPath(v.cfg.FallbackTimeout.Duration)
-		if err == nil {
-			v.log.Debug("datagram flow direct", "src", f.src)
-			hdr := make([]byte, 4, 4+protocol.MaxDatagram)
-			binary.BigEndian.PutUint32(hdr, f.id)
-			for {
-				select {
-				case d := <-f.q:
-					if err := dp.Send(append(hdr[:4], d...)); err != nil {
-						return
+		hdr := make([]byte, 4, 4+protocol.MaxDatagram)
+		binary.BigEndian.PutUint32(hdr, f.id)
+		for {
+			select {
+			case d := <-f.q:
+				lc, err := v.link.get()
+				if err != nil {
+					if v.c.due("relay/" + v.cfg.Name) {
+						v.log.Warn("cannot reach the proxy", "error", err)
 					}
-				case <-f.done:
 					return
 				}
+				if err := lc.link.Send(append(hdr[:4], d...)); err != nil {
+					continue // the link ended: the next datagram makes a new one
+				}
+			case <-f.done:
+				return
 			}
 		}
-		v.link.noteRelay(err)
 	}
 	st, err := v.c.openRelay(v.cfg)
 	if err != nil {
@@ -256,7 +263,7 @@ func (v *visitor) runFlow(f *vflow) {
 	}
 }
 
-// deliverDirect hands a datagram that came over the direct path to its
+// deliverDirect hands a datagram that came over the P2P link to its
 // flow's local source.
 func (v *visitor) deliverDirect(b []byte) {
 	if len(b) < 4 {

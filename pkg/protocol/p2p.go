@@ -104,6 +104,9 @@ type P2PAnswer struct {
 type P2PInfo struct {
 	Candidates []Candidate `json:"candidates"`
 	NAT        string      `json:"nat"`
+	// Link is the visitor's link ID (LinkID.String) that a punched path
+	// joins; empty in the owner's box.
+	Link string `json:"link,omitempty"`
 }
 
 // DecodeP2PInfo parses and checks the plaintext of a sealed P2PInfo.
@@ -117,6 +120,11 @@ func DecodeP2PInfo(b []byte) (*P2PInfo, error) {
 	}
 	if err := checkCandidates(m.Candidates); err != nil {
 		return nil, fmt.Errorf("%w: P2PInfo: %v", ErrMalformed, err)
+	}
+	if m.Link != "" {
+		if _, err := ParseLinkID(m.Link); err != nil {
+			return nil, fmt.Errorf("P2PInfo: %w", err)
+		}
 	}
 	return &m, nil
 }

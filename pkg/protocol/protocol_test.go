@@ -352,3 +352,52 @@ func FuzzReadFrameMax(f *testing.F) {
 		}
 	})
 }
+
+func TestLinkRecords(t *testing.T) {
+	h := LinkHello{Resume: true}
+	h.ID[0], h.ID[15] = 1, 2
+	got, err := DecodeLinkHello(h.Encode())
+	if err != nil || got != h {
+		t.Fatalf("%+v, %v", got, err)
+	}
+	id, err := ParseLinkID(h.ID.String())
+	if err != nil || id != h.ID {
+		t.Fatalf("%v %v", id, err)
+	}
+	for _, s := range []string{"", "zz", h.ID.String()[2:]} {
+		if _, err := ParseLinkID(s); !errors.Is(err, ErrMalformed) {
+			t.Errorf("ParseLinkID(%q): %v", s, err)
+		}
+	}
+	if st, err := DecodeLinkStatus(EncodeLinkStatus(LinkUnknown)); err != nil || st != LinkUnknown {
+		t.Fatalf("%d %v", st, err)
+	}
+	bad := h.Encode()
+	bad[5] = 0x80
+	if _, err := DecodeLinkHello(bad); !errors.Is(err, ErrMalformed) {
+		t.Errorf("flags: %v", err)
+	}
+	if _, err := DecodeLinkHello([]byte("hello, old protocol")); !errors.Is(err, ErrMalformed) {
+		t.Errorf("old peer: %v", err)
+	}
+	if _, err := DecodeLinkStatus(append(EncodeLinkStatus(0)[:4], 9, 0)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("version: %v", err)
+	}
+}
+
+// FuzzLinkRecords: the first records of a link's relay come from the peer
+// through the server.
+func FuzzLinkRecords(f *testing.F) {
+	f.Add(LinkHello{Resume: true}.Encode())
+	f.Add(EncodeLinkStatus(LinkOK))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if h, err := DecodeLinkHello(in); err == nil {
+			if again, err := DecodeLinkHello(h.Encode()); err != nil || again != h {
+				t.Fatalf("round trip %+v: %+v %v", h, again, err)
+			}
+		}
+		if st, err := DecodeLinkStatus(in); err == nil && st > LinkUnknown {
+			t.Fatalf("status %d accepted", st)
+		}
+	})
+}

@@ -88,18 +88,20 @@ func (d *DatagramPath) Send(b []byte) error {
 func (d *DatagramPath) Recv(b []byte) (int, error) {
 	select {
 	case m := <-d.in:
-		return d.deliver(b, m)
+		return copyPacket(b, m)
 	default:
 	}
 	select {
 	case m := <-d.in:
-		return d.deliver(b, m)
+		return copyPacket(b, m)
 	case <-d.p.done:
 		return 0, d.p.err()
 	}
 }
 
-func (d *DatagramPath) deliver(b, m []byte) (int, error) {
+// copyPacket copies a received packet m into b, cut to len(b) with
+// io.ErrShortBuffer.
+func copyPacket(b, m []byte) (int, error) {
 	n := copy(b, m)
 	if n < len(m) {
 		return n, io.ErrShortBuffer

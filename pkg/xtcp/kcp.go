@@ -16,14 +16,17 @@ import (
 	kcp "github.com/xtaci/kcp-go/v5"
 )
 
-// Session is an xtcp session: yamux streams over KCP over one punched UDP
-// path, with the path's keepalive. The visitor is the yamux client; either
-// side may open streams.
+// Session is an xtcp session: yamux streams over KCP over a Link, whose
+// carriers (a punched UDP path, a punched TCP connection, the server's
+// relay) may change while the session runs. The visitor is the yamux
+// client; either side may open streams.
 //
-// A Session owns its socket: Close (or the session's death) closes it.
-// Call Close even after Done: it waits for the session's goroutines.
+// A Session owns its link and the link its carriers: Close (or the
+// session's death) closes them. Call Close even after Done: it waits for
+// the session's goroutines.
 type Session struct {
-	path *path
+	link *Link
+	udp  *UDPCarrier // the one carrier of a DialKCP/AcceptKCP session; nil on a link of the caller's
 	kcp  *kcp.UDPSession
 	rc   *readTracker
 	y    *yamux.Session
@@ -38,12 +41,14 @@ type Session struct {
 }
 
 // DialKCP starts the visitor's end of an xtcp session with the peer at
-// remote (PunchResult.Remote) over conn, the socket Punch used. key is the
-// attempt key (PunchConfig.Key) and session the punch's session ID; both
-// must be the owner's.
+// remote (PunchResult.Remote) over conn, the socket Punch used, as the one
+// carrier of a link that ends with it. key is the attempt key
+// (PunchConfig.Key) and session the punch's session ID; both must be the
+// owner's.
 //
-// On success the Session owns conn; on error conn is untouched and still
-// the caller's. KCP needs no handshake, so DialKCP returns at once.
+// On success the Session owns conn; on an invalid cfg conn is untouched
+// and still the caller's. KCP needs no handshake, so DialKCP returns at
+// once.
 func DialKCP(conn *net.UDPConn, remote netip.AddrPort, key []byte, session SessionID, cfg SessionConfig) (*Session, error) {
 	return newSession(conn, remote, key, session, RoleVisitor, cfg)
 }
@@ -60,22 +65,65 @@ func newSession(conn *net.UDPConn, remote netip.AddrPort, key []byte, session Se
 	if err != nil {
 		return nil, err
 	}
-	p, err := newPath(conn, remote, key, session, role, kindKCP, cfg.path())
+	uc, err := NewUDPCarrier(conn, remote, key, session, role, PayloadKCP, cfg)
 	if err != nil {
+		return nil, err
+	}
+	l, err := NewLink(LinkConfig{Logger: cfg.Logger})
+	if err != nil {
+		uc.Close()
+		return nil, err
+	}
+	if err := l.Attach(CarrierUDP, uc); err != nil {
 		return nil, err
 	}
 	// Both ends derive the same conversation ID; KCP drops other ones.
 	conv := binary.BigEndian.Uint32(deriveKey(key, session, infoKCPConv, 4))
-	p.startBatchSender()
-	p.startBatchReceiver()
-	pc := &kcpPacketConn{p: p, raddr: newFixedAddr(p.remote)}
-	// ownConn=false: kcp-go must never close the socket; the Session does.
+	s, err := NewLinkSession(l, role, conv, cfg)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	s.udp = uc
+	s.log = s.log.With("peer", remote)
+	s.log.Info("xtcp session started", "session", session)
+	return s, nil
+}
+
+// NewLinkSession starts an xtcp session over l, which it owns from then on
+// (Close closes it; the session ends when the link does). conv is KCP's
+// conversation ID, the same on both ends. The caller attaches carriers to
+// the link before or after.
+func NewLinkSession(l *Link, role Role, conv uint32, cfg SessionConfig) (*Session, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if !role.valid() {
+		return nil, fmt.Errorf("xtcp: invalid role %d", uint8(role))
+	}
+	pc := &kcpPacketConn{l: l, raddr: linkAddr}
+	// ownConn=false: kcp-go must never close the link; the Session does.
 	ks, err := kcp.NewConn4(conv, pc.raddr, nil, 0, 0, false, pc)
 	if err != nil {
 		return nil, fmt.Errorf("xtcp: kcp: %w", err)
 	}
 	kc := cfg.KCP
 	ks.SetNoDelay(b2i(kc.NoDelay), int(kc.Interval/time.Millisecond), kc.FastResend, b2i(!kc.CongestionControl))
+	// Over a reliable stream (the relay, a punched TCP connection) nothing
+	// is lost while the stream lives, but its queues make the RTT swing:
+	// KCP's 30 ms nodelay RTO and fast resend would send much of the data
+	// twice. There it runs with the 100 ms minimum RTO and RTO doubling,
+	// and no fast resend; over UDP as configured.
+	tune := func(k CarrierKind) {
+		if k == CarrierRelay || k == CarrierTCP {
+			ks.SetNoDelay(0, int(kc.Interval/time.Millisecond), 0, b2i(!kc.CongestionControl))
+		} else {
+			ks.SetNoDelay(b2i(kc.NoDelay), int(kc.Interval/time.Millisecond), kc.FastResend, b2i(!kc.CongestionControl))
+		}
+	}
+	l.tuner.Store(&tune)
+	tune(l.Current())
 	ks.SetWindowSize(kc.SendWindow, kc.RecvWindow)
 	ks.SetMtu(kc.MTU)
 	ks.SetStreamMode(kc.StreamMode)
@@ -89,7 +137,7 @@ func newSession(conn *net.UDPConn, remote netip.AddrPort, key []byte, session Se
 	// A ping waits this long for its answer; frame writes too.
 	ycfg.ConnectionWriteTimeout = cfg.KeepaliveTimeout
 	ycfg.MaxStreamWindowSize = cfg.MaxStreamWindow
-	ycfg.StreamOpenTimeout = 0 // the path keepalive finds dead peers
+	ycfg.StreamOpenTimeout = 0 // the carriers' keepalives find dead peers
 	ycfg.LogOutput = nil
 	ycfg.Logger = yamuxLogger{cfg.Logger}
 	mk := yamux.Client
@@ -101,12 +149,10 @@ func newSession(conn *net.UDPConn, remote netip.AddrPort, key []byte, session Se
 		ks.Close()
 		return nil, fmt.Errorf("xtcp: yamux: %w", err)
 	}
-	s := &Session{path: p, kcp: ks, rc: rc, y: y, cfg: cfg, log: p.log, done: make(chan struct{})}
-	p.run()
+	s := &Session{link: l, kcp: ks, rc: rc, y: y, cfg: cfg, log: cfg.Logger.With("role", role), done: make(chan struct{})}
 	s.wg.Add(2)
 	go s.watch()
 	go s.stallCheck()
-	s.log.Info("xtcp session started", "session", session)
 	return s, nil
 }
 
@@ -152,7 +198,7 @@ func (s *Session) streamErr(err error) error {
 func (s *Session) Close() error {
 	s.shutdown(ErrClosed)
 	s.wg.Wait()
-	s.path.wait()
+	s.link.Close()
 	return nil
 }
 
@@ -167,11 +213,26 @@ func (s *Session) Err() error {
 	return s.cause
 }
 
-// Remote returns the peer's address on the path.
-func (s *Session) Remote() netip.AddrPort { return s.path.remote }
+// Remote returns the peer's address on the path of a DialKCP/AcceptKCP
+// session; the zero AddrPort on a session of NewLinkSession.
+func (s *Session) Remote() netip.AddrPort {
+	if s.udp == nil {
+		return netip.AddrPort{}
+	}
+	return s.udp.Remote()
+}
 
-// Stats returns the path's counters.
-func (s *Session) Stats() PathStats { return s.path.stats() }
+// Stats returns the path's counters of a DialKCP/AcceptKCP session; zero
+// on a session of NewLinkSession (see Link.Stats).
+func (s *Session) Stats() PathStats {
+	if s.udp == nil {
+		return PathStats{}
+	}
+	return s.udp.Stats()
+}
+
+// Link returns the session's link, to attach carriers to.
+func (s *Session) Link() *Link { return s.link }
 
 // NumStreams returns the number of open streams.
 func (s *Session) NumStreams() int { return s.y.NumStreams() }
@@ -179,18 +240,14 @@ func (s *Session) NumStreams() int { return s.y.NumStreams() }
 // shutdown ends the session with cause if it is the first.
 func (s *Session) shutdown(cause error) {
 	s.closeOnce.Do(func() {
-		if pc := s.path.err(); pc != nil {
-			cause = pc // the path died first: that is the story
+		if lc := s.link.Err(); lc != nil {
+			cause = lc // the link died first: that is the story
 		}
 		s.mu.Lock()
 		s.cause = cause
 		s.mu.Unlock()
-		if errors.Is(cause, ErrClosed) {
-			s.path.close() // tells the peer
-		} else {
-			s.path.fail(cause)
-		}
-		s.y.Close() // closes the KCP session too
+		s.link.fail(cause) // ErrClosed: the carriers tell the peer
+		s.y.Close()        // closes the KCP session too
 		s.kcp.Close()
 		close(s.done)
 		s.log.Info("xtcp session ended", "cause", cause)
@@ -201,8 +258,8 @@ func (s *Session) shutdown(cause error) {
 func (s *Session) watch() {
 	defer s.wg.Done()
 	select {
-	case <-s.path.done:
-		s.shutdown(s.path.err())
+	case <-s.link.done:
+		s.shutdown(s.link.Err())
 	case <-s.y.CloseChan():
 		s.shutdown(s.rc.cause())
 	case <-s.done:
@@ -234,11 +291,16 @@ func (s *Session) stallCheck() {
 		if quiet := s.rc.quiet(); quiet < s.cfg.KeepaliveTimeout {
 			continue
 		}
-		if s.path.silence() >= s.cfg.KeepaliveInterval {
-			continue // the path keepalive will tell the story
+		if s.link.Silence() >= s.cfg.KeepaliveInterval {
+			continue // the carriers' keepalives will tell the story
 		}
-		s.shutdown(fmt.Errorf("%w: keepalives pass but KCP delivers nothing: no answer to a ping within %v (MTU black hole?)",
-			ErrPathDead, time.Since(start).Round(time.Millisecond)))
+		err = fmt.Errorf("%w: keepalives pass but KCP delivers nothing: no answer to a ping within %v (MTU black hole?)",
+			ErrPathDead, time.Since(start).Round(time.Millisecond))
+		if s.link.DropCurrent(err) {
+			s.log.Info("xtcp carrier dropped; another one carries on", "cause", err)
+			continue
+		}
+		s.shutdown(err)
 		return
 	}
 }
@@ -322,10 +384,10 @@ func (r *readTracker) quiet() time.Duration {
 }
 
 // kcpPacketConn is the net.PacketConn kcp-go runs on: it reads and writes
-// through the path, so KCP sees only authentic packets from the peer, and
-// every packet it sends is sealed.
+// through the link, whose carriers let only authentic packets from the
+// peer through and seal every packet they send.
 type kcpPacketConn struct {
-	p     *path
+	l     *Link
 	raddr fixedAddr
 }
 
@@ -336,30 +398,27 @@ type fixedAddr struct {
 	s string
 }
 
-func newFixedAddr(ap netip.AddrPort) fixedAddr {
-	return fixedAddr{net.UDPAddrFromAddrPort(ap), ap.String()}
-}
-
-func (a fixedAddr) String() string { return a.s }
+// linkAddr stands for the peer, wherever its carriers are.
+var linkAddr = fixedAddr{&net.UDPAddr{}, "xtcp-link"}
 
 func (c *kcpPacketConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	pt, err := c.p.readData(b)
+	n, err := c.l.Recv(b)
 	if err != nil {
 		return 0, nil, err
 	}
-	return copy(b, pt), c.raddr, nil
+	return n, c.raddr, nil
 }
 
 func (c *kcpPacketConn) WriteTo(b []byte, _ net.Addr) (int, error) {
-	if err := c.p.enqueue(b); err != nil {
+	if err := c.l.Send(b); err != nil {
 		return 0, err
 	}
 	return len(b), nil
 }
 
-// Close does nothing: the Session closes the socket.
+// Close does nothing: the Session closes the link.
 func (c *kcpPacketConn) Close() error                     { return nil }
-func (c *kcpPacketConn) LocalAddr() net.Addr              { return c.p.conn.LocalAddr() }
+func (c *kcpPacketConn) LocalAddr() net.Addr              { return c.raddr }
 func (c *kcpPacketConn) SetDeadline(time.Time) error      { return nil }
 func (c *kcpPacketConn) SetReadDeadline(time.Time) error  { return nil }
 func (c *kcpPacketConn) SetWriteDeadline(time.Time) error { return nil }

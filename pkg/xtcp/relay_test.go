@@ -24,7 +24,9 @@ type relay struct {
 	dup       atomic.Bool
 	// dropCtl drops every control packet of this type (0: none).
 	dropCtl atomic.Int32
-	dropped atomic.Int64
+	// blackhole drops every packet.
+	blackhole atomic.Bool
+	dropped   atomic.Int64
 	wg      sync.WaitGroup
 }
 
@@ -45,7 +47,7 @@ func (r *relay) pump(from, to *net.UDPConn, dst netip.AddrPort) {
 		if err != nil {
 			return
 		}
-		if max := r.dropAbove.Load(); max > 0 && int64(n) > max {
+		if max := r.dropAbove.Load(); (max > 0 && int64(n) > max) || r.blackhole.Load() {
 			continue
 		}
 		if typ := r.dropCtl.Load(); typ != 0 && isCtl(buf[:n]) && n == ctlLen && int32(buf[5]) == typ {
