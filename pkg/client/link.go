@@ -120,8 +120,13 @@ func (l *p2pLink) get() (*linkConn, error) {
 			case <-lc.link.Done():
 				l.cur = nil
 			default:
-				l.mu.Unlock()
-				return lc, nil
+				if lc.link.Carriers() > 0 {
+					l.mu.Unlock()
+					return lc, nil
+				}
+				// Neither relay nor direct path now: new connections go on
+				// a new link; this one's go on if it gets a carrier back.
+				l.cur = nil
 			}
 		}
 		ch := l.creating

@@ -465,6 +465,9 @@ func (l *Link) Has(k CarrierKind) bool {
 	return l.carriers[k-1] != nil
 }
 
+// Carriers is the number of carriers attached.
+func (l *Link) Carriers() int { return len(*l.list.Load()) }
+
 // Silence is the shortest silence of the attached carriers (how long ago
 // the peer was last heard on any of them); a link without carriers has
 // been silent since its start.

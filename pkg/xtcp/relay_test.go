@@ -27,7 +27,7 @@ type relay struct {
 	// blackhole drops every packet.
 	blackhole atomic.Bool
 	dropped   atomic.Int64
-	wg      sync.WaitGroup
+	wg        sync.WaitGroup
 }
 
 func newRelay(t *testing.T, a, b netip.AddrPort) *relay {

@@ -145,27 +145,37 @@ func (l *p2pLab) registered(name string) int {
 	return n
 }
 
-func newP2PLab(t *testing.T) *p2pLab {
+// natSpec is one NAT of a P2P lab and the hosts behind it.
+type natSpec struct {
+	name, wanIP, lan string
+	cfg              netlab.NATConfig
+	hosts            []string
+}
+
+// matrixNATs are the NATs of the matrix.
+var matrixNATs = []natSpec{
+	{"nata", "198.51.100.21", "10.1.0", netlab.NATConfig{Mode: netlab.PortPreserving}, []string{"oa", "va"}},
+	{"natb", "198.51.100.22", "10.2.0", netlab.NATConfig{Mode: netlab.PortPreserving}, []string{"vb"}},
+	{"natr", "198.51.100.23", "10.3.0", netlab.NATConfig{Mode: netlab.RandomPort}, []string{"or"}},
+	{"natq", "198.51.100.24", "10.4.0", netlab.NATConfig{Mode: netlab.RandomPort}, []string{"vq"}},
+	{"nats", "198.51.100.25", "10.5.0", netlab.NATConfig{Mode: netlab.PortPreserving, UDPTimeout: 3 * time.Second}, []string{"vs"}},
+	// Random ports like NAT R, and its gateway runs miniupnpd (UPnP IGD,
+	// NAT-PMP and PCP).
+	{"natu", "198.51.100.26", "10.6.0", netlab.NATConfig{Mode: netlab.RandomPort}, []string{"ou"}},
+}
+
+func newP2PLab(t *testing.T) *p2pLab { return newP2PLabWith(t, matrixNATs) }
+
+// newP2PLabWith builds a lab of the given NATs (NAT "natu" gets
+// miniupnpd, and is left out when it is not installed) with hops on the
+// WAN.
+func newP2PLabWith(t *testing.T, nats []natSpec) *p2pLab {
 	lab := netlab.New(t)
 	l := &p2pLab{lab: lab, hosts: map[string]*netlab.Host{}, nats: map[string]*netlab.NAT{}, clients: map[string]*proc{}}
 	wan := lab.Network("wan", "198.51.100.0/24")
 	l.srvHost = lab.Host("srv")
 	l.srvHost.Attach(wan, "198.51.100.10")
 	l.srvHost.Attach(wan, "198.51.100.11")
-	nats := []struct {
-		name, wanIP, lan string
-		cfg              netlab.NATConfig
-		hosts            []string
-	}{
-		{"nata", "198.51.100.21", "10.1.0", netlab.NATConfig{Mode: netlab.PortPreserving}, []string{"oa", "va"}},
-		{"natb", "198.51.100.22", "10.2.0", netlab.NATConfig{Mode: netlab.PortPreserving}, []string{"vb"}},
-		{"natr", "198.51.100.23", "10.3.0", netlab.NATConfig{Mode: netlab.RandomPort}, []string{"or"}},
-		{"natq", "198.51.100.24", "10.4.0", netlab.NATConfig{Mode: netlab.RandomPort}, []string{"vq"}},
-		{"nats", "198.51.100.25", "10.5.0", netlab.NATConfig{Mode: netlab.PortPreserving, UDPTimeout: 3 * time.Second}, []string{"vs"}},
-		// Random ports like NAT R, and its gateway runs miniupnpd (UPnP IGD,
-		// NAT-PMP and PCP).
-		{"natu", "198.51.100.26", "10.6.0", netlab.NATConfig{Mode: netlab.RandomPort}, []string{"ou"}},
-	}
 	_, noUPnP := netlab.MiniupnpdPath()
 	for _, n := range nats {
 		if n.name == "natu" && noUPnP != nil {

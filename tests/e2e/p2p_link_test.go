@@ -1,0 +1,196 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hopproxy/hop/tests/netlab"
+)
+
+// linkNATs: two port-preserving NATs (their pair punches) and two
+// random-port ones (their pair relays).
+var linkNATs = []natSpec{
+	{"nata", "198.51.100.21", "10.1.0", netlab.NATConfig{Mode: netlab.PortPreserving}, []string{"oa"}},
+	{"natb", "198.51.100.22", "10.2.0", netlab.NATConfig{Mode: netlab.PortPreserving}, []string{"vb"}},
+	{"natr", "198.51.100.23", "10.3.0", netlab.NATConfig{Mode: netlab.RandomPort}, []string{"or"}},
+	{"natq", "198.51.100.24", "10.4.0", netlab.NATConfig{Mode: netlab.RandomPort}, []string{"vq"}},
+}
+
+// serverCounter counts, in nftables on the server's host, the bytes of
+// hop's TCP port in both directions: what the server relays, whatever hop
+// itself logs.
+type serverCounter struct{ h *netlab.Host }
+
+func newServerCounter(t *testing.T, h *netlab.Host) serverCounter {
+	t.Helper()
+	rules := "table inet hopcount {\n" +
+		"\tchain in {\n\t\ttype filter hook input priority filter; policy accept;\n\t\ttcp dport 7000 counter\n\t}\n" +
+		"\tchain out {\n\t\ttype filter hook output priority filter; policy accept;\n\t\ttcp sport 7000 counter\n\t}\n}\n"
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cmd := h.Command(ctx, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("nft counters on the server: %v: %s", err, out)
+	}
+	return serverCounter{h}
+}
+
+var counterRE = regexp.MustCompile(`counter packets \d+ bytes (\d+)`)
+
+// bytes is the sum of both counters.
+func (c serverCounter) bytes(t *testing.T) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := c.h.Run(ctx, "nft", "list", "table", "inet", "hopcount")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, m := range counterRE.FindAllStringSubmatch(string(out), -1) {
+		v, _ := strconv.ParseInt(m[1], 10, 64)
+		n += v
+	}
+	return n
+}
+
+var errDigest = errors.New("digest mismatch")
+
+// dialVisitor connects to the visitor's xtcp port inside its namespace.
+func dialVisitor(h *netlab.Host) (net.Conn, error) {
+	var c net.Conn
+	err := h.Do(func() (err error) { c, err = net.DialTimeout("tcp", "127.0.0.1:9001", 5*time.Second); return })
+	return c, err
+}
+
+// TestP2PLink: relay-first links and their live moves between the relay
+// and the direct path, measured by the server's byte counters.
+func TestP2PLink(t *testing.T) {
+	l := newP2PLabWith(t, linkNATs)
+	for _, owner := range []string{"oa", "or"} {
+		tcpPort, udpPort := ownerServices(t, l.hosts[owner])
+		l.startClient(t, owner, ownerConfig(owner, tcpPort, udpPort))
+	}
+	counter := newServerCounter(t, l.srvHost)
+
+	// The first connection of a visitor whose pair can only relay gets its
+	// first byte at relay latency: it does not wait for the punch.
+	t.Run("relay first", func(t *testing.T) {
+		l.startClient(t, "vq", visitorConfig("or", "10s"))
+		h := l.hosts["vq"]
+		start := time.Now()
+		c, err := dialVisitor(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		c.Write([]byte("x"))
+		c.(*net.TCPConn).CloseWrite()
+		var first [1]byte
+		if _, err := io.ReadFull(c, first[:]); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(start)
+		rest, err := io.ReadAll(c)
+		sum := sha256.Sum256([]byte("x"))
+		if err != nil || first[0] != sum[0] || string(rest) != string(sum[1:]) {
+			t.Fatalf("answer %x %x, %v", first, rest, err)
+		}
+		t.Logf("first byte of the first connection after %v (symmetric × symmetric: relayed)", took.Round(time.Millisecond))
+		if took > 300*time.Millisecond {
+			t.Errorf("first byte after %v, want under 300 ms", took)
+		}
+		l.clients["vq"].interrupt(10 * time.Second)
+		delete(l.clients, "vq")
+	})
+
+	// A 100 MB transfer started at the visitor's first connect moves to the
+	// direct path while it runs: most of its bytes do not cross the server.
+	l.startClient(t, "vb", visitorConfig("oa", "10s")) // for both subtests: its link makes it through both
+	t.Run("live upgrade", func(t *testing.T) {
+		const size = 100 << 20
+		before := counter.bytes(t)
+		start := time.Now()
+		if err := xtcpTransfer(l.hosts["vb"], size, 11); err != nil {
+			t.Fatal(err)
+		}
+		through := counter.bytes(t) - before
+		t.Logf("100 MB in %v; %.1f MB crossed the server (%.0f%%: each relayed byte crosses it twice)",
+			time.Since(start).Round(time.Millisecond), float64(through)/1e6, 100*float64(through)/(2*size))
+		if through > size { // half of the bytes, counted twice
+			t.Errorf("%d bytes crossed the server: most of the transfer was relayed", through)
+		}
+		if n := l.clients["vb"].count("connections moved to the direct path"); n < 1 {
+			t.Errorf("the visitor never said it moved to the direct path")
+		}
+	})
+
+	// The direct path is black-holed in the middle of a transfer: the
+	// transfer finishes intact over the relay.
+	t.Run("live downgrade", func(t *testing.T) {
+		h := l.hosts["vb"]
+		const size = 60 << 20
+		before := counter.bytes(t)
+		var sent atomic.Int64
+		done := make(chan error, 1)
+		go func() { done <- xtcpTransferCounted(h, size, 12, &sent) }()
+		// Black-hole once a third is sent (over the direct path the
+		// upgrade left).
+		eventually(t, 60*time.Second, "a third of the transfer", func() bool { return sent.Load() >= size/3 })
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := l.nats["natb"].Run(ctx, "nft", "insert", "rule", "ip", "netlab", "forward", "meta", "l4proto", "udp", "drop"); err != nil {
+			t.Fatal(err)
+		}
+		blackholed := time.Now()
+		if err := <-done; err != nil {
+			t.Fatalf("transfer across the black hole: %v", err)
+		}
+		through := counter.bytes(t) - before
+		t.Logf("60 MB ended %v after the black hole; %.1f MB crossed the server", time.Since(blackholed).Round(time.Millisecond), float64(through)/1e6)
+		if through < 20<<20 {
+			t.Errorf("only %d bytes crossed the server after the direct path was black-holed", through)
+		}
+		if n := l.clients["vb"].count("connections moved to the relay"); n < 1 {
+			t.Errorf("the visitor never said it moved to the relay")
+		}
+	})
+}
+
+// xtcpTransferCounted is xtcpTransfer, counting the bytes sent in sent.
+func xtcpTransferCounted(h *netlab.Host, size int64, seed uint64, sent *atomic.Int64) error {
+	c, err := dialVisitor(h)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	sum := sha256.New()
+	if err := pattern(io.MultiWriter(c, sum, counting{sent}), size, seed); err != nil {
+		return err
+	}
+	c.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		return err
+	}
+	if string(got) != string(sum.Sum(nil)) {
+		return errDigest
+	}
+	return nil
+}
+
+type counting struct{ n *atomic.Int64 }
+
+func (c counting) Write(b []byte) (int, error) { c.n.Add(int64(len(b))); return len(b), nil }
