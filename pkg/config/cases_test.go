@@ -323,7 +323,7 @@ var clientCases = []errorCase{
 		"hopc.toml:19: visitors[1].retryInterval: only xtcp and xudp visitors take retryInterval, since stcp always goes through hops; remove it from this stcp visitor\n" +
 		"hopc.toml:26: visitors[2].retryInterval: only xtcp and xudp visitors take retryInterval, since sudp always goes through hops; remove it from this sudp visitor"},
 	{name: "visitor p2p durations", toml: tokenLine + "[[visitors]]\nname = \"a\"\ntype = \"xudp\"\nserverName = \"game\"\nsecretKey = \"0123456789\"\nbindPort = 6000\nidleTimeout = \"0s\"\nfallbackTimeout = \"0s\"\nkeepaliveInterval = \"-10s\"\nkeepaliveTimeout = \"0s\"\nretryInterval = \"0s\"\n", want: "hopc.toml:8: visitors[0].idleTimeout: 0s is not allowed; use a positive duration such as \"10s\" (how long a local UDP peer may stay silent)\n" +
-		"hopc.toml:9: visitors[0].fallbackTimeout: 0s is not allowed; use a positive duration such as \"10s\" (how long the first connection waits for a direct path before it is relayed through hops)\n" +
+		"hopc.toml:9: visitors[0].fallbackTimeout: 0s is not allowed; use a positive duration such as \"10s\" (accepted for older configs; it has no effect)\n" +
 		"hopc.toml:10: visitors[0].keepaliveInterval: -10s is not allowed; use a positive duration such as \"10s\" (keepalives keep the NAT mappings of the direct path alive; keep it under the NATs' UDP timeout, often 20-30s)\n" +
 		"hopc.toml:11: visitors[0].keepaliveTimeout: 0s is not allowed; use a positive duration such as \"10s\" (silence after which the direct path is punched again)\n" +
 		"hopc.toml:12: visitors[0].retryInterval: 0s is not allowed; use a positive duration such as \"10s\" (while relaying, how often to try a direct path again)"},

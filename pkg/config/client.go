@@ -236,8 +236,9 @@ type VisitorConfig struct {
 	// without traffic. Default DefaultUDPIdleTimeout; must be 0 for stcp
 	// and xtcp.
 	IdleTimeout Duration `toml:"idleTimeout,omitzero"`
-	// FallbackTimeout (xtcp, xudp) is how long the first connection waits
-	// for a direct path before it is relayed through hops.
+	// FallbackTimeout (xtcp, xudp) is accepted so that older configs still
+	// load, with a warning; it has no effect: connections start over the
+	// relay at once and move to the direct path when it comes up.
 	// Default DefaultFallbackTimeout.
 	FallbackTimeout Duration `toml:"fallbackTimeout,omitzero"`
 	// KeepaliveInterval (xtcp, xudp) is the time between keepalives on the
@@ -549,7 +550,7 @@ func (v VisitorConfig) validate(r *reporter, key string) {
 		d    Duration
 		why  string
 	}{
-		{"fallbackTimeout", v.FallbackTimeout, "how long the first connection waits for a direct path before it is relayed through hops"},
+		{"fallbackTimeout", v.FallbackTimeout, "accepted for older configs; it has no effect"},
 		{"keepaliveInterval", v.KeepaliveInterval, "keepalives keep the NAT mappings of the direct path alive; keep it under the NATs' UDP timeout, often 20-30s"},
 		{"keepaliveTimeout", v.KeepaliveTimeout, "silence after which the direct path is punched again"},
 		{"retryInterval", v.RetryInterval, "while relaying, how often to try a direct path again"},
@@ -563,6 +564,9 @@ func (v VisitorConfig) validate(r *reporter, key string) {
 				r.add(key+"."+f.name, "%s", onlyP2PVisitor(f.name, v.Type))
 			}
 		}
+	}
+	if v.Type.IsP2P() && r.ix.has(key+".fallbackTimeout") {
+		r.warn(key+".fallbackTimeout", "has no effect any more: a connection starts over the relay at once and moves to the direct path when the punch succeeds, without waiting or a reset; remove the key")
 	}
 	iv, to := key+".keepaliveInterval", key+".keepaliveTimeout"
 	if v.Type.IsP2P() && r.ok(iv, to) && v.KeepaliveTimeout.Duration <= v.KeepaliveInterval.Duration {

@@ -795,7 +795,9 @@ func TestConfFiles(t *testing.T) {
 	}
 
 	// Every key of the full examples is written out, so that a new key
-	// cannot be forgotten there.
+	// cannot be forgotten there; keys kept only so that old configs load
+	// (with a warning) are not.
+	deprecatedKeys := map[string]bool{"visitors[].fallbackTimeout": true}
 	elem := regexp.MustCompile(`\[[0-9]+\]`)
 	for name, root := range map[string]reflect.Type{"hops_full.toml": reflect.TypeOf(rawServer{}), "hopc_full.toml": reflect.TypeOf(rawClient{})} {
 		data, err := os.ReadFile(filepath.Join("../../conf", name))
@@ -811,7 +813,7 @@ func TestConfFiles(t *testing.T) {
 			written[elem.ReplaceAllString(p, "[]")] = true
 		}
 		for _, key := range leafKeys(root, "") {
-			if !written[key] {
+			if !written[key] && !deprecatedKeys[key] {
 				t.Errorf("%s: key %s is not documented", name, key)
 			}
 		}
