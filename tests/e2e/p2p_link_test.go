@@ -140,6 +140,16 @@ func TestP2PLink(t *testing.T) {
 	// transfer finishes intact over the relay.
 	t.Run("live downgrade", func(t *testing.T) {
 		h := l.hosts["vb"]
+		// The xudp link too: direct first.
+		if err := xudpEcho(h, 5); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, "the xudp link's direct path", func() bool {
+			return l.clients["vb"].count(`msg="direct path established" client=vb visitor=to-oa-udp`) > 0
+		})
+		if err := xudpEcho(h, 20); err != nil {
+			t.Fatal(err)
+		}
 		const size = 60 << 20
 		before := counter.bytes(t)
 		var sent atomic.Int64
@@ -162,8 +172,19 @@ func TestP2PLink(t *testing.T) {
 		if through < 20<<20 {
 			t.Errorf("only %d bytes crossed the server after the direct path was black-holed", through)
 		}
-		if n := l.clients["vb"].count("connections moved to the relay"); n < 1 {
-			t.Errorf("the visitor never said it moved to the relay")
+		if n := l.clients["vb"].count(`msg="connections moved to the relay: the direct path stopped answering" client=vb visitor=to-oa-tcp`); n < 1 {
+			t.Errorf("the xtcp visitor never said it moved to the relay")
+		}
+		// Datagrams switch the same way.
+		before = counter.bytes(t)
+		if err := xudpEcho(h, 20); err != nil {
+			t.Fatalf("xudp across the black hole: %v", err)
+		}
+		if n := l.clients["vb"].count(`msg="connections moved to the relay: the direct path stopped answering" client=vb visitor=to-oa-udp`); n < 1 {
+			t.Errorf("the xudp visitor never said it moved to the relay")
+		}
+		if through := counter.bytes(t) - before; through < int64(20*2*len("datagram 10")) {
+			t.Errorf("the datagrams did not cross the server after the black hole: %d bytes", through)
 		}
 	})
 }
