@@ -163,7 +163,8 @@ func (c *StreamCarrier) write() {
 	}
 }
 
-// SendPacket queues a copy of b; it drops it when the queue is full.
+// SendPacket queues a copy of b; it drops it when the queue is full
+// (ErrQueueFull).
 func (c *StreamCarrier) SendPacket(b []byte) error {
 	select {
 	case <-c.done:
@@ -178,11 +179,12 @@ func (c *StreamCarrier) SendPacket(b []byte) error {
 	*bp = append((*bp)[:0], b...)
 	select {
 	case c.q <- bp:
+		return nil
 	default:
 		c.dropped.Add(1)
 		c.bufs.Put(bp)
+		return ErrQueueFull
 	}
-	return nil
 }
 
 // RecvPacket reads the next record into b.

@@ -39,6 +39,9 @@ var (
 	ErrPeerClosed = errors.New("xtcp: peer closed the path")
 	// ErrClosed: the path or session was closed locally.
 	ErrClosed = errors.New("xtcp: closed")
+	// ErrQueueFull: a carrier's send queue had no room; the packet is
+	// lost, as on a congested path.
+	ErrQueueFull = errors.New("xtcp: carrier queue full")
 	// ErrTooLarge: a datagram larger than MaxDatagramSize.
 	ErrTooLarge = errors.New("xtcp: datagram too large")
 )

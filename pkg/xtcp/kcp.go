@@ -102,6 +102,7 @@ func NewLinkSession(l *Link, role Role, conv uint32, cfg SessionConfig) (*Sessio
 	if !role.valid() {
 		return nil, fmt.Errorf("xtcp: invalid role %d", uint8(role))
 	}
+	l.kcp.Store(true) // before the first carrier: see resend.go
 	pc := &kcpPacketConn{l: l, raddr: linkAddr}
 	// ownConn=false: kcp-go must never close the link; the Session does.
 	ks, err := kcp.NewConn4(conv, pc.raddr, nil, 0, 0, false, pc)

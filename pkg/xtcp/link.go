@@ -44,6 +44,8 @@ type Link struct {
 
 	dropped atomic.Uint64
 	tuner   atomic.Pointer[func(CarrierKind)] // the session's, told of every switch
+	kcp     atomic.Bool                       // the link carries KCP packets (see resend.go)
+	resent  atomic.Uint64                     // retransmissions a reliable carrier did not need
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -75,6 +77,10 @@ func (k CarrierKind) String() string {
 	}
 	return fmt.Sprintf("carrier(%d)", uint8(k))
 }
+
+// reliable reports whether a carrier of kind k delivers every packet it
+// takes, in order, while it lives: a stream.
+func (k CarrierKind) reliable() bool { return k == CarrierTCP || k == CarrierRelay }
 
 // Direct reports whether k bypasses the server.
 func (k CarrierKind) Direct() bool { return k == CarrierUDP || k == CarrierTCP }
@@ -168,6 +174,7 @@ type attached struct {
 	// heard from the peer (ns since the link's start), 0 when none.
 	unanswered atomic.Int64
 	pokedAt    atomic.Int64
+	sent       *sentSet // a reliable carrier of a KCP link: the segments it took
 	pktOut     atomic.Uint64
 	pktIn      atomic.Uint64
 	bytesOut   atomic.Uint64
@@ -198,6 +205,9 @@ func (l *Link) Attach(kind CarrierKind, c Carrier) error {
 	}
 	a := &attached{kind: kind, c: c}
 	a.poke, _ = c.(Poker)
+	if kind.reliable() {
+		a.sent = new(sentSet) // used once the link carries KCP
+	}
 	l.mu.Lock()
 	select {
 	case <-l.done:
@@ -256,6 +266,17 @@ func (l *Link) read(a *attached) {
 		a.pktIn.Add(1)
 		a.bytesIn.Add(uint64(n))
 		*bp = (*bp)[:n]
+		if a.kind.reliable() {
+			// A stream carrier must not lose what it took (resend.go):
+			// it waits for room, and the stream pushes back.
+			select {
+			case l.in <- bp:
+				continue
+			case <-l.done:
+				l.bufs.Put(bp)
+			}
+			break
+		}
 		select {
 		case l.in <- bp:
 		default:
@@ -406,9 +427,33 @@ func (l *Link) Send(b []byte) error {
 			l.maybePoke(a, now) // a one-way flow keeps proving the path
 		}
 	}
+	if a.sent != nil && l.kcp.Load() {
+		return l.sendOnce(a, b)
+	}
 	if a.c.SendPacket(b) == nil {
 		a.pktOut.Add(1)
 		a.bytesOut.Add(uint64(len(b)))
+	}
+	return nil
+}
+
+// sendOnce sends a KCP packet on a reliable carrier without the segments
+// it already took (resend.go).
+func (l *Link) sendOnce(a *attached, b []byte) error {
+	bp := l.getBuf()
+	defer l.bufs.Put(bp)
+	var arr [8]uint32
+	out, sns := a.sent.filter(b, (*bp)[:0], arr[:0])
+	if len(out) < len(b) {
+		l.resent.Add(1)
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	if a.c.SendPacket(out) == nil {
+		a.sent.taken(sns)
+		a.pktOut.Add(1)
+		a.bytesOut.Add(uint64(len(out)))
 	}
 	return nil
 }
@@ -515,11 +560,14 @@ type LinkStats struct {
 	Current  CarrierKind
 	Carriers []CarrierStats // the attached ones, in preference order
 	Dropped  uint64         // packets lost to a full queue or no carrier
+	// Unresent counts KCP packets a reliable carrier sent without the
+	// retransmissions of segments it had already taken.
+	Unresent uint64
 }
 
 // Stats returns the link's counters.
 func (l *Link) Stats() LinkStats {
-	s := LinkStats{Current: l.Current(), Dropped: l.dropped.Load()}
+	s := LinkStats{Current: l.Current(), Dropped: l.dropped.Load(), Unresent: l.resent.Load()}
 	for _, a := range *l.list.Load() {
 		s.Carriers = append(s.Carriers, CarrierStats{Kind: a.kind, PacketsSent: a.pktOut.Load(), PacketsReceived: a.pktIn.Load(),
 			BytesSent: a.bytesOut.Load(), BytesReceived: a.bytesIn.Load(), RTT: a.c.RTT()})
