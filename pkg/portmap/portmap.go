@@ -818,7 +818,15 @@ func (c *Client) deleteMapping(ctx context.Context, m *mapping) error {
 		return nil
 	}
 	if _, err := c.attempt(ctx, cur.Method, m, 0); err != nil {
-		c.log.Warn("port mapping not deleted", "proto", m.key.proto, "port", m.key.port, "method", cur.Method, "err", err)
+		level := slog.LevelWarn
+		if m.key.remote.IsValid() && errors.Is(err, ErrRefused) {
+			// miniupnpd 2.3.1 (nftables) refuses to delete every PEER
+			// mapping (NO_RESOURCES: it cannot find its own rule); the
+			// mapping ends with its lifetime.
+			level = slog.LevelDebug
+		}
+		c.log.Log(ctx, level, "port mapping not deleted", "proto", m.key.proto, "port", m.key.port,
+			"remote", m.key.remote, "method", cur.Method, "err", err)
 		return fmt.Errorf("portmap: deleting %s port %d: %w", m.key.proto, m.key.port, err)
 	}
 	c.mu.Lock()
