@@ -86,7 +86,9 @@ func printPortMapping(ctx context.Context, w io.Writer, pm portProber, port uint
 		if ok {
 			return "yes" + note(detail)
 		}
-		return "no" + note(fmt.Sprint(err))
+		// errors.Join puts one error a line: keep the report one line
+		// per protocol.
+		return "no" + note(strings.ReplaceAll(fmt.Sprint(err), "\n", "; "))
 	}
 	fmt.Fprintf(w, "  PCP:              %s\n", answered(p.PCP, "", p.PCPErr))
 	fmt.Fprintf(w, "  NAT-PMP:          %s\n", answered(p.NATPMP, "", p.NATPMPErr))

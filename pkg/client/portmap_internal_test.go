@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -303,11 +304,12 @@ func TestPrintPortMapping(t *testing.T) {
 	})
 	t.Run("UPnP only", func(t *testing.T) {
 		why := fmt.Errorf("%w: fake", portmap.ErrNoGateway)
-		f := &fakeProber{fakeMapper: &fakeMapper{ext: ext}, probe: portmap.ProbeResult{Gateway: gw, PCPErr: why, NATPMPErr: why, UPnP: true,
+		f := &fakeProber{fakeMapper: &fakeMapper{ext: ext}, probe: portmap.ProbeResult{Gateway: gw, PCPErr: why, NATPMPErr: errors.Join(why, why), UPnP: true,
 			Service: "WANIPConnection:1", External: ext}}
 		var b strings.Builder
 		printPortMapping(context.Background(), &b, f, 4000, public)
-		if out := b.String(); !strings.Contains(out, "answered:         UPnP IGD\n") || !strings.Contains(out, "NAT-PMP:          no") {
+		if out := b.String(); !strings.Contains(out, "answered:         UPnP IGD\n") ||
+			!strings.Contains(out, "NAT-PMP:          no (portmap: no port-mapping gateway answered: fake; portmap: no port-mapping gateway answered: fake)\n") {
 			t.Errorf("output does not say only UPnP answered:\n%s", out)
 		}
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 )
 
@@ -83,7 +84,7 @@ func (c *Client) Probe(ctx context.Context) ProbeResult {
 		if logIt {
 			c.log.Warn("no port-mapping gateway: UPnP, NAT-PMP and PCP unanswered",
 				"methods", fmt.Sprint(c.cfg.Methods), "gateway", gw,
-				"err", errors.Join(res.PCPErr, res.NATPMPErr, res.UPnPErr))
+				"err", strings.ReplaceAll(errors.Join(res.PCPErr, res.NATPMPErr, res.UPnPErr).Error(), "\n", "; "))
 		}
 	}
 	return res

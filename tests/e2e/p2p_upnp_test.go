@@ -430,6 +430,7 @@ func TestP2PPortMapping(t *testing.T) {
 				t.Errorf("%s logged %d times that no gateway answered, want once", c, n)
 			}
 		}
+		t.Logf("the owner's port-mapping lines:\n%s", portmapLines(l.clients["oz"]))
 		// And it exits promptly, with no Map left hanging.
 		start = time.Now()
 		if code := l.clients["oz"].interrupt(10 * time.Second); code != 0 {
