@@ -47,7 +47,7 @@ var upnpNATs = []upnpNAT{
 
 // upnpVisitors are the visitor hosts behind NAT Q, one per visitor hopc
 // (each binds the same local ports 9001/9002).
-var upnpVisitors = []string{"vp", "vu", "vu2", "vr", "vr2", "vz"}
+var upnpVisitors = []string{"vp", "vp2", "vu", "vu2", "vr", "vr2", "vz"}
 
 // upnpLab is a p2pLab with the owner NATs above and the daemons.
 type upnpLab struct {
@@ -306,6 +306,45 @@ func TestP2PPortMapping(t *testing.T) {
 			"UPnP IGD:         no", "answered:         PCP, NAT-PMP", "via PCP", "test mapping deleted: yes")
 		l.startVisitor(t, "vp", "op")
 		record(l.runPair(t, "vp", "op", "direct", 10))
+
+		// The daemon stops mid-session (port mapping turned off on the
+		// router): the owner's next attempt finds no gateway and says so
+		// once, and connections still work, relayed (both NATs map every
+		// destination to a new port).
+		if err := l.daemons["op"].Stop(); err != nil {
+			t.Fatal(err)
+		}
+		// The punch of the new visitor fails only after its timeout; the
+		// connections do not wait for that, so neither does this cell:
+		// the counter shows the bulk relayed while the attempt runs.
+		start := time.Now()
+		l.startVisitor(t, "vp2", "op")
+		h := l.hosts["vp2"]
+		if err := xtcpTransfer(h, 256<<10, 11); err != nil {
+			t.Fatalf("xtcp with the daemon stopped: %v", err)
+		}
+		before := l.sentTo(t, "op")
+		if err := xtcpTransfer(h, upnpRelayBulk, 12); err != nil {
+			t.Fatalf("xtcp with the daemon stopped: %v", err)
+		}
+		relayed := l.sentTo(t, "op") - before
+		if relayed < upnpRelayBulk {
+			t.Errorf("hops sent only %d bytes to the owner's NAT during a %d-byte transfer with the daemon stopped: not relayed?", relayed, upnpRelayBulk)
+		}
+		if err := xudpEcho(h, 5); err != nil {
+			t.Fatalf("xudp with the daemon stopped: %v", err)
+		}
+		eventually(t, 20*time.Second, "the owner to say that no gateway answers", func() bool {
+			return l.clients["op"].count(noGatewayLine) >= 1
+		})
+		record(upnpCell{name: "vp2->op (daemon stopped)", outcome: "relayed", xudp: "worked", relayedBytes: relayed, took: time.Since(start)})
+		if n := l.clients["op"].count(noGatewayLine); n != 1 {
+			t.Errorf("the owner logged %d times that no gateway answered, want once", n)
+		}
+		// The first visitor's path, made through the mapping, lives on.
+		if err := xtcpTransfer(l.hosts["vp"], 256<<10, 13); err != nil {
+			t.Fatalf("the first visitor after the daemon stopped: %v", err)
+		}
 	})
 
 	t.Run("upnp only", func(t *testing.T) {
