@@ -376,9 +376,12 @@ func (c *Client) upnpMap(ctx context.Context, gw, local netip.Addr, m *mapping, 
 		c.reset = true
 	}
 	c.mu.Unlock()
-	c.log.Warn("UPnP gateway failed at its control URL and was found again; re-creating every mapping",
-		"gateway", gw, "old", cached.control, "new", control, "err", err)
-	c.poke()
+	msg := "UPnP gateway failed at its control URL and was found again"
+	if others > 0 {
+		msg += "; re-creating every mapping"
+		c.poke()
+	}
+	c.log.Warn(msg, "gateway", gw, "old", cached.control, "new", control, "err", err)
 	return res, nil
 }
 
