@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/hopproxy/hop/pkg/config"
@@ -85,11 +86,14 @@ func printPortMapping(ctx context.Context, w io.Writer, pm portProber, port uint
 		if ok {
 			return "yes" + note(detail)
 		}
-		return "no" + note(fmt.Sprint(err))
+		// errors.Join puts one error a line: keep the report one line
+		// per protocol.
+		return "no" + note(strings.ReplaceAll(fmt.Sprint(err), "\n", "; "))
 	}
 	fmt.Fprintf(w, "  PCP:              %s\n", answered(p.PCP, "", p.PCPErr))
 	fmt.Fprintf(w, "  NAT-PMP:          %s\n", answered(p.NATPMP, "", p.NATPMPErr))
 	fmt.Fprintf(w, "  UPnP IGD:         %s\n", answered(p.UPnP, p.Service, p.UPnPErr))
+	fmt.Fprintf(w, "  answered:         %s\n", answeredList(p))
 	if !p.PCP && !p.NATPMP && !p.UPnP {
 		fmt.Fprintf(w, "\nNo gateway answers port-mapping requests: P2P uses the other candidates.\n")
 		return
@@ -120,6 +124,24 @@ func printPortMapping(ctx context.Context, w io.Writer, pm portProber, port uint
 		return
 	}
 	fmt.Fprintf(w, "  test mapping deleted: yes\n")
+}
+
+// answeredList names the protocols the gateway answered, in the order
+// hopc tries them, or says that none did.
+func answeredList(p portmap.ProbeResult) string {
+	var names []string
+	for _, m := range []struct {
+		ok     bool
+		method portmap.Method
+	}{{p.PCP, portmap.MethodPCP}, {p.NATPMP, portmap.MethodNATPMP}, {p.UPnP, portmap.MethodUPnP}} {
+		if m.ok {
+			names = append(names, methodName(m.method))
+		}
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 func gatewayText(a netip.Addr) string {

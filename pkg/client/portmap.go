@@ -17,6 +17,7 @@ import (
 // (*portmap.Client); tests swap in a fake.
 type portMapper interface {
 	Map(ctx context.Context, proto string, internalPort uint16) (portmap.Mapping, error)
+	Peer(ctx context.Context, proto string, internalPort uint16, remote netip.AddrPort) (portmap.Mapping, error)
 	Unmap(ctx context.Context, proto string, internalPort uint16, remote netip.AddrPort) error
 	Close() error
 }
@@ -60,8 +61,18 @@ type p2pMapper struct {
 	skipUntil time.Time     // no gateway answered: no Map before this
 	skipFor   time.Duration // the current backoff
 	answered  bool          // a gateway has answered: worth waiting mapWait for
+	pcp       pcpState      // whether the gateway speaks PCP (for keepFlow)
 	closed    bool
 }
+
+// pcpState is what the mapper knows of the gateway's PCP.
+type pcpState int
+
+const (
+	pcpUnknown pcpState = iota
+	pcpYes
+	pcpNo
+)
 
 // newP2PMapper returns the mapper of a client with xtcp/xudp proxies or
 // visitors and p2p.portMapping on, or nil. The gateway is the default
@@ -111,6 +122,7 @@ func (p *p2pMapper) learn() {
 		} else {
 			p.note(portmap.ErrNoGateway)
 		}
+		p.notePCP(r.PCP)
 	}()
 }
 
@@ -198,6 +210,9 @@ func (p *p2pMapper) candidates(port uint16, srflx netip.Addr, wait time.Duration
 		return nil, release
 	}
 	taken <- true
+	// PCP is tried first: a mapping by another method means the gateway
+	// does not speak it.
+	p.notePCP(r.m.Method == portmap.MethodPCP)
 	var once sync.Once
 	release = func() { once.Do(func() { p.unmapLater(port) }) }
 	ext := r.m.External
@@ -207,6 +222,99 @@ func (p *p2pMapper) candidates(port uint16, srflx netip.Addr, wait time.Duration
 	}
 	p.log.Debug("P2P socket mapped", "port", port, "external", ext, "method", r.m.Method, "lifetime", r.m.Lifetime)
 	return cands, release
+}
+
+func (p *p2pMapper) notePCP(yes bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pcp = pcpNo
+	if yes {
+		p.pcp = pcpYes
+	}
+}
+
+// keepFlow asks the gateway, with a PCP PEER request (RFC 6887 section
+// 11), to keep its mapping of a punched UDP flow between localPort and
+// remote (the peer's address on the path) for mapLifetime; the portmap
+// client renews it at half the lifetime the gateway grants until release
+// is called or ctx ends, then deletes it. Call it once a punch has
+// succeeded on the socket bound to localPort. The request runs in the
+// background: keepFlow never waits for the gateway.
+//
+// When the gateway is known not to speak PCP (the probe at start, or a
+// mapping made with NAT-PMP or UPnP), or no gateway answers, it does
+// nothing but log at debug level; a gateway that turns out not to speak
+// PCP is remembered. release is safe to call more than once, and after
+// the mapper closed (whose Close deletes what is left).
+func (p *p2pMapper) keepFlow(ctx context.Context, localPort uint16, remote netip.AddrPort) (release func()) {
+	release = func() {}
+	if p == nil {
+		return release
+	}
+	p.mu.Lock()
+	skip := ""
+	switch {
+	case p.closed:
+		skip = "mapper closed"
+	case p.pcp == pcpNo:
+		skip = "the gateway does not speak PCP"
+	case time.Now().Before(p.skipUntil):
+		skip = "no port-mapping gateway answers"
+	case localPort == 0 || !remote.IsValid() || remote.Port() == 0:
+		skip = "no local port or remote address"
+	}
+	if skip != "" {
+		p.mu.Unlock()
+		p.log.Debug("punched flow not kept by PCP PEER", "port", localPort, "remote", remote, "why", skip)
+		return release
+	}
+	p.wg.Add(1)
+	p.mu.Unlock()
+	fctx, cancel := context.WithCancel(p.ctx)
+	stop := context.AfterFunc(ctx, cancel)
+	done := make(chan struct{})
+	go func() {
+		defer p.wg.Done()
+		defer close(done)
+		rctx, rcancel := context.WithTimeout(fctx, mapBound)
+		m, err := p.pm.Peer(rctx, "udp", localPort, remote)
+		rcancel()
+		switch {
+		case err == nil:
+			p.notePCP(true)
+			p.log.Debug("punched flow kept by PCP PEER", "port", localPort, "remote", remote,
+				"external", m.External, "lifetime", m.Lifetime)
+			<-fctx.Done() // the flow lives
+		case errors.Is(err, portmap.ErrUnsupported), errors.Is(err, portmap.ErrNoGateway):
+			p.notePCP(false)
+			p.log.Debug("punched flow not kept by PCP PEER", "port", localPort, "remote", remote, "error", err)
+		default:
+			p.log.Debug("PCP PEER for the punched flow failed", "port", localPort, "remote", remote, "error", err)
+		}
+		p.mu.Lock()
+		closed := p.closed
+		p.mu.Unlock()
+		if !closed || err != nil {
+			// Also ends portmap's background retries of a failed request.
+			p.unmapFlow(localPort, remote)
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			stop()
+			cancel()
+		})
+	}
+}
+
+// unmapFlow deletes a PEER mapping (see unmap for the context).
+func (p *p2pMapper) unmapFlow(port uint16, remote netip.AddrPort) {
+	ctx, cancel := context.WithTimeout(context.Background(), mapBound)
+	defer cancel()
+	if err := p.pm.Unmap(ctx, "udp", port, remote); err != nil && !errors.Is(err, portmap.ErrBadRequest) {
+		p.log.Debug("PCP PEER unmapping failed", "port", port, "remote", remote, "error", err)
+	}
 }
 
 // note records whether a gateway answered.

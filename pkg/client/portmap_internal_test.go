@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -24,11 +25,52 @@ type fakeMapper struct {
 	noGW  bool
 	delay time.Duration
 
-	mu      sync.Mutex
-	maps    int
-	unmaps  []uint16
-	closed  bool
-	current map[uint16]bool
+	noPCP bool // Peer answers ErrUnsupported (a NAT-PMP or UPnP gateway)
+
+	mu        sync.Mutex
+	maps      int
+	unmaps    []uint16
+	closed    bool
+	current   map[uint16]bool
+	peerCalls int
+	peers     map[netip.AddrPort]uint16 // live PEER mappings: remote -> port
+}
+
+func (f *fakeMapper) Peer(ctx context.Context, proto string, port uint16, remote netip.AddrPort) (portmap.Mapping, error) {
+	f.mu.Lock()
+	f.peerCalls++
+	f.mu.Unlock()
+	if f.delay > 0 {
+		select {
+		case <-time.After(f.delay):
+		case <-ctx.Done():
+			return portmap.Mapping{}, ctx.Err()
+		}
+	}
+	switch {
+	case f.noGW:
+		return portmap.Mapping{}, fmt.Errorf("%w: fake", portmap.ErrNoGateway)
+	case f.noPCP:
+		return portmap.Mapping{}, fmt.Errorf("%w: fake NAT-PMP gateway", portmap.ErrUnsupported)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.peers == nil {
+		f.peers = map[netip.AddrPort]uint16{}
+	}
+	f.peers[remote] = port
+	return portmap.Mapping{Protocol: proto, InternalPort: port, Remote: remote, External: netip.AddrPortFrom(f.ext, port+20000),
+		Method: portmap.MethodPCP, Lifetime: mapLifetime}, nil
+}
+
+func (f *fakeMapper) peerState() (calls int, live map[netip.AddrPort]uint16) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	live = map[netip.AddrPort]uint16{}
+	for k, v := range f.peers {
+		live[k] = v
+	}
+	return f.peerCalls, live
 }
 
 func (f *fakeMapper) Map(ctx context.Context, proto string, port uint16) (portmap.Mapping, error) {
@@ -61,6 +103,13 @@ func (f *fakeMapper) Map(ctx context.Context, proto string, port uint16) (portma
 func (f *fakeMapper) Unmap(ctx context.Context, proto string, port uint16, remote netip.AddrPort) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if remote.IsValid() {
+		if _, ok := f.peers[remote]; !ok {
+			return fmt.Errorf("%w: no PEER mapping to %v", portmap.ErrBadRequest, remote)
+		}
+		delete(f.peers, remote)
+		return nil
+	}
 	f.unmaps = append(f.unmaps, port)
 	delete(f.current, port)
 	return nil
@@ -242,7 +291,7 @@ func TestPrintPortMapping(t *testing.T) {
 		printPortMapping(context.Background(), &b, f, 4000, public)
 		out := b.String()
 		for _, want := range []string{"port mapping (gateway 10.3.0.1)", "PCP:              yes", "NAT-PMP:          yes",
-			"UPnP IGD:         yes (WANIPConnection:2)", "external address: 203.0.113.7 (hops sees 198.51.100.23",
+			"UPnP IGD:         yes (WANIPConnection:2)", "answered:         PCP, NAT-PMP, UPnP IGD", "external address: 203.0.113.7 (hops sees 198.51.100.23",
 			"test mapping:     udp 4000 -> 203.0.113.7:24000 via PCP, lifetime 20m0s", "also offered at:  198.51.100.23:24000",
 			"test mapping deleted: yes"} {
 			if !strings.Contains(out, want) {
@@ -253,13 +302,24 @@ func TestPrintPortMapping(t *testing.T) {
 			t.Fatalf("the test mapping was not deleted: unmaps %v, live %d", u, live)
 		}
 	})
+	t.Run("UPnP only", func(t *testing.T) {
+		why := fmt.Errorf("%w: fake", portmap.ErrNoGateway)
+		f := &fakeProber{fakeMapper: &fakeMapper{ext: ext}, probe: portmap.ProbeResult{Gateway: gw, PCPErr: why, NATPMPErr: errors.Join(why, why), UPnP: true,
+			Service: "WANIPConnection:1", External: ext}}
+		var b strings.Builder
+		printPortMapping(context.Background(), &b, f, 4000, public)
+		if out := b.String(); !strings.Contains(out, "answered:         UPnP IGD\n") ||
+			!strings.Contains(out, "NAT-PMP:          no (portmap: no port-mapping gateway answered: fake; portmap: no port-mapping gateway answered: fake)\n") {
+			t.Errorf("output does not say only UPnP answered:\n%s", out)
+		}
+	})
 	t.Run("silent", func(t *testing.T) {
 		why := fmt.Errorf("%w: fake", portmap.ErrNoGateway)
 		f := &fakeProber{fakeMapper: &fakeMapper{ext: ext}, probe: portmap.ProbeResult{Gateway: gw, PCPErr: why, NATPMPErr: why, UPnPErr: why}}
 		var b strings.Builder
 		printPortMapping(context.Background(), &b, f, 4000, public)
 		out := b.String()
-		for _, want := range []string{"PCP:              no (portmap: no port-mapping gateway answered: fake)", "No gateway answers"} {
+		for _, want := range []string{"PCP:              no (portmap: no port-mapping gateway answered: fake)", "answered:         none", "No gateway answers"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("output lacks %q:\n%s", want, out)
 			}
@@ -302,4 +362,87 @@ func TestMapperLearnsFromProbe(t *testing.T) {
 	}
 	var none *p2pMapper
 	none.learn() // a client without a mapper: nothing happens
+}
+
+// keepFlow: a PCP gateway gets a PEER request for the punched flow, kept
+// until release (or the flow's context ends); a gateway known not to speak
+// PCP gets none; one that turns out not to is remembered.
+func TestMapperKeepFlow(t *testing.T) {
+	ext := netip.MustParseAddr("203.0.113.7")
+	remote := netip.MustParseAddrPort("198.51.100.22:41000")
+	log := slog.New(slog.DiscardHandler)
+	t.Run("PCP: kept until release", func(t *testing.T) {
+		f := &fakeMapper{ext: ext}
+		p := newMapperWith(f, log)
+		defer p.close()
+		release := p.keepFlow(context.Background(), 4000, remote)
+		waitFor(t, "the PEER mapping", func() bool { _, live := f.peerState(); return live[remote] == 4000 })
+		release()
+		release()
+		waitFor(t, "the PEER mapping deleted", func() bool { _, live := f.peerState(); return len(live) == 0 })
+		if calls, _ := f.peerState(); calls != 1 {
+			t.Fatalf("%d PEER requests, want 1", calls)
+		}
+	})
+	t.Run("PCP: the flow's context ends", func(t *testing.T) {
+		f := &fakeMapper{ext: ext}
+		p := newMapperWith(f, log)
+		defer p.close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer p.keepFlow(ctx, 4001, remote)()
+		waitFor(t, "the PEER mapping", func() bool { _, live := f.peerState(); return len(live) == 1 })
+		cancel()
+		waitFor(t, "the PEER mapping deleted", func() bool { _, live := f.peerState(); return len(live) == 0 })
+	})
+	t.Run("released before the gateway answers", func(t *testing.T) {
+		f := &fakeMapper{ext: ext, delay: time.Hour}
+		p := newMapperWith(f, log)
+		release := p.keepFlow(context.Background(), 4002, remote)
+		waitFor(t, "the PEER request", func() bool { calls, _ := f.peerState(); return calls == 1 })
+		release()
+		p.close() // waits for the request to end: it must not hang
+		if _, live := f.peerState(); len(live) != 0 {
+			t.Fatalf("live PEER mappings after release: %v", live)
+		}
+	})
+	t.Run("close deletes through the portmap client", func(t *testing.T) {
+		f := &fakeMapper{ext: ext}
+		p := newMapperWith(f, log)
+		p.keepFlow(context.Background(), 4003, remote)
+		waitFor(t, "the PEER mapping", func() bool { _, live := f.peerState(); return len(live) == 1 })
+		p.close()
+		if _, _, _, closed := f.state(); !closed {
+			t.Fatal("the portmap client was not closed")
+		}
+	})
+	t.Run("no PCP: remembered", func(t *testing.T) {
+		f := &fakeMapper{ext: ext, noPCP: true}
+		p := newMapperWith(f, log)
+		defer p.close()
+		p.keepFlow(context.Background(), 4004, remote)()
+		waitFor(t, "the mapper to learn the gateway has no PCP", func() bool {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			return p.pcp == pcpNo
+		})
+		p.keepFlow(context.Background(), 4005, remote)()
+		if calls, _ := f.peerState(); calls != 1 {
+			t.Fatalf("%d PEER requests, want 1 (the second flow knows there is no PCP)", calls)
+		}
+	})
+	t.Run("mapping by another method: no PEER asked", func(t *testing.T) {
+		f := &fakeMapper{ext: ext}
+		p := newMapperWith(probeMapper{portMapper: f, res: portmap.ProbeResult{NATPMP: true}}, log)
+		defer p.close()
+		p.learn()
+		p.wg.Wait()
+		p.keepFlow(context.Background(), 4006, remote)()
+		if calls, _ := f.peerState(); calls != 0 {
+			t.Fatalf("%d PEER requests to a NAT-PMP-only gateway", calls)
+		}
+	})
+	t.Run("nil mapper", func(t *testing.T) {
+		var p *p2pMapper
+		p.keepFlow(context.Background(), 4007, remote)()
+	})
 }

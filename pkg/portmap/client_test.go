@@ -398,3 +398,84 @@ func TestUPnPv2WithoutAddAny(t *testing.T) {
 		t.Fatalf("probe %+v", p)
 	}
 }
+
+// TestUPnPNewMappingAfterRestart: the router restarts on a new HTTP port
+// between two mappings. The new mapping fails at the old control URL; the
+// client searches again, maps on the new one, and re-creates the older
+// mapping that the restart lost, without waiting for its renewal.
+func TestUPnPNewMappingAfterRestart(t *testing.T) {
+	g := newFakeGW(t, "silent")
+	f := newFakeIGD(t, stIGDv1)
+	c, lb := newTestClient(t, g, f, Config{Methods: []Method{MethodUPnP}, Lifetime: time.Hour})
+	ctx := context.Background()
+	if _, err := c.Map(ctx, "udp", 7200); err != nil {
+		t.Fatal(err)
+	}
+	f.reboot()
+	m, err := c.Map(ctx, "udp", 7201)
+	if err != nil {
+		t.Fatalf("Map after the restart: %v", err)
+	}
+	if m.Method != MethodUPnP || !f.mapped("UDP/7201") {
+		t.Fatalf("mapping %+v after the restart; on the IGD: %v", m, f.mapped("UDP/7201"))
+	}
+	waitFor(t, "the older mapping re-created", func() bool { return f.mapped("UDP/7200") })
+	if lb.count("found again; re-creating every mapping") != 1 || lb.count(`msg="port mapping re-created" proto=udp port=7200`) != 1 {
+		t.Fatalf("the log does not say what happened:\n%s", lb)
+	}
+}
+
+// TestMethodThatWorkedFirst: on a gateway that speaks only UPnP, the
+// second mapping goes to UPnP at once, without PCP and NAT-PMP requests
+// (each of which costs a Timeout when the gateway drops them).
+func TestMethodThatWorkedFirst(t *testing.T) {
+	g := newFakeGW(t, "silent")
+	f := newFakeIGD(t, stIGDv1)
+	c, _ := newTestClient(t, g, f, Config{})
+	ctx := context.Background()
+	if m, err := c.Map(ctx, "udp", 7300); err != nil || m.Method != MethodUPnP {
+		t.Fatalf("first mapping %+v, %v: want UPnP", m, err)
+	}
+	asked := g.packets()
+	if asked == 0 {
+		t.Fatal("PCP and NAT-PMP were not tried first")
+	}
+	start := time.Now()
+	if m, err := c.Map(ctx, "udp", 7301); err != nil || m.Method != MethodUPnP {
+		t.Fatalf("second mapping %+v, %v: want UPnP", m, err)
+	}
+	if n := g.packets(); n != asked {
+		t.Fatalf("%d PCP/NAT-PMP requests for the second mapping, want none", n-asked)
+	}
+	t.Logf("second mapping in %v", time.Since(start))
+}
+
+// TestProbeSilentLogsOnce: the probe of a gateway that answers nothing
+// says so once; later probes and mappings that find nothing do not
+// repeat it.
+func TestProbeSilentLogsOnce(t *testing.T) {
+	g := newFakeGW(t, "silent")
+	c, lb := newTestClient(t, g, nil, Config{Timeout: 200 * time.Millisecond, RetryMin: time.Hour})
+	ctx := context.Background()
+	for range 2 {
+		if p := c.Probe(ctx); p.PCP || p.NATPMP || p.UPnP {
+			t.Fatalf("probe %+v", p)
+		}
+	}
+	if _, err := c.Map(ctx, "udp", 7400); !errors.Is(err, ErrNoGateway) {
+		t.Fatalf("Map: %v, want ErrNoGateway", err)
+	}
+	if n := lb.count("no port-mapping gateway: UPnP, NAT-PMP and PCP unanswered"); n != 1 {
+		t.Fatalf("logged %d times, want once:\n%s", n, lb)
+	}
+	// A gateway that answers resets it: the next silence is said again.
+	g.setMode("pcp")
+	if p := c.Probe(ctx); !p.PCP {
+		t.Fatalf("probe %+v, want PCP", p)
+	}
+	g.setMode("silent")
+	c.Probe(ctx)
+	if n := lb.count("no port-mapping gateway: UPnP, NAT-PMP and PCP unanswered"); n != 2 {
+		t.Fatalf("logged %d times after the gateway answered and went silent again, want twice:\n%s", n, lb)
+	}
+}

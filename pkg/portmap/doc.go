@@ -18,7 +18,9 @@
 // to the gateway only, without proxy or redirect.
 //
 // Map tries Config.Methods in order, by default PCP, then NAT-PMP, then
-// UPnP, and keeps the first that works:
+// UPnP, and keeps the first that works; once one has worked, later
+// mappings try it first (until the gateway is discovered again), so that a
+// UPnP-only gateway does not cost a PCP and a NAT-PMP exchange per mapping:
 //
 //   - PCP first: it renews by nonce, reports the server epoch, and has PEER,
 //     which keeps the gateway's mapping of an existing (hole-punched) flow
@@ -46,7 +48,8 @@
 // then retries in the background with backoff (Config.RetryMin doubling to
 // RetryMax, with jitter), logging later failures only at debug level until a
 // gateway answers again. The request stays registered: OnChange reports the
-// mapping once it is made.
+// mapping once it is made. A Probe that gets no answer at all logs the same
+// line, under the same once-only rule.
 //
 // # Renewal
 //
@@ -58,8 +61,13 @@
 // both IGD versions) and re-creates every mapping. The same happens when a
 // PCP or NAT-PMP response shows that the server's epoch went back (RFC 6887
 // section 8.5, RFC 6886 section 3.6): the gateway lost its state, so every
-// mapping is re-created at once, not at its next renewal. Each change is
-// reported to Config.OnChange. Close deletes every mapping (lifetime 0 for
+// mapping is re-created at once, not at its next renewal. A new mapping
+// whose request fails at the IGD found earlier (connection refused, HTTP
+// 404: a restarted miniupnpd listens on a new HTTP port) searches the
+// gateway again, and when the IGD found then accepts it, the other
+// mappings are re-created at once too. Each change is reported to
+// Config.OnChange and logged ("port mapping created", or "port mapping
+// re-created" when the gateway gave the same external port back). Close deletes every mapping (lifetime 0 for
 // PCP and NAT-PMP, DeletePortMapping for UPnP) and waits for the goroutine.
 //
 // # Libraries and what is written here

@@ -25,6 +25,7 @@ type fakeGW struct {
 	ext    netip.Addr
 	maps   map[string]uint32 // "udp/4000" -> lifetime of the live mapping
 	reqs   []fakeReq
+	heard  int // packets received, answered or not
 	nonces map[string][12]byte
 }
 
@@ -74,6 +75,12 @@ func (g *fakeGW) requests() []fakeReq {
 	return append([]fakeReq(nil), g.reqs...)
 }
 
+func (g *fakeGW) packets() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.heard
+}
+
 func (g *fakeGW) live(key string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -99,6 +106,7 @@ func (g *fakeGW) answer(b []byte) []byte {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	epoch := uint32(time.Since(g.base) / time.Second)
+	g.heard++
 	if g.mode == "silent" || len(b) < 2 {
 		return nil
 	}

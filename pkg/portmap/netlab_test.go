@@ -468,3 +468,62 @@ func waitRenewals(t *testing.T, c *portmap.Client, n int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestPortmapMiniupnpdStoppedThenBack: the daemon stops while a mapping is
+// held. The renewal fails, the client searches for the gateway again,
+// finds nothing, says so once and retries with backoff; the mapping is
+// reported lost. When the daemon is back, a retry re-creates the mapping.
+func TestPortmapMiniupnpdStoppedThenBack(t *testing.T) {
+	r := newLab(t, &netlab.MiniupnpdConfig{})
+	changes := make(chan portmap.Mapping, 16)
+	c, lb := r.client(t, portmap.Config{
+		Lifetime: 4 * time.Second, Timeout: 500 * time.Millisecond,
+		RetryMin: 200 * time.Millisecond, RetryMax: time.Second,
+		OnChange: func(m portmap.Mapping) { changes <- m },
+	})
+	pc, port := r.listenUDP(t)
+	m, err := c.Map(context.Background(), "udp", port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	next := func(what string) portmap.Mapping {
+		t.Helper()
+		select {
+		case m := <-changes:
+			return m
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no OnChange for %s within 20s; log:\n%s", what, lb)
+		}
+		return portmap.Mapping{}
+	}
+	if lost := next("the lost mapping"); lost.Valid() {
+		t.Fatalf("OnChange %+v after the daemon stopped, want the mapping lost", lost)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for lb.count("still no port-mapping gateway") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no background retries within 20s; log:\n%s", lb)
+		}
+		if len(changes) > 0 {
+			t.Fatalf("OnChange while the daemon is stopped: %+v", <-changes)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := r.d.Start(); err != nil {
+		t.Fatal(err)
+	}
+	back := next("the re-created mapping")
+	if !back.Valid() || back.Method != m.Method {
+		t.Fatalf("OnChange %+v after the daemon came back, want a %s mapping", back, m.Method)
+	}
+	r.checkUDPReach(t, pc, back)
+	if n := lb.count("no port-mapping gateway: UPnP, NAT-PMP and PCP unanswered"); n != 1 {
+		t.Fatalf("the no-gateway line was logged %d times, want once:\n%s", n, lb)
+	}
+	if lb.count("port-mapping gateway answers again") != 1 {
+		t.Fatalf("no line says the gateway answers again:\n%s", lb)
+	}
+}

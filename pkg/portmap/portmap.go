@@ -328,7 +328,8 @@ type Client struct {
 	igd       *igd
 	pmpExt    netip.Addr
 	epochs    map[Method]*epochState
-	reset     bool // an epoch went back: re-create everything
+	reset     bool   // the gateway lost its state or moved: re-create everything
+	good      Method // the method of the last mapping made; tried first
 	maps      map[mapKey]*mapping
 	quiet     bool // "no port-mapping gateway" was logged
 	closeOnce sync.Once
@@ -578,7 +579,7 @@ func (c *Client) gateway(ctx context.Context) (gw, local netip.Addr, err error) 
 func (c *Client) forget() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.gw, c.local, c.igd, c.pmpExt = netip.Addr{}, netip.Addr{}, nil, netip.Addr{}
+	c.gw, c.local, c.igd, c.pmpExt, c.good = netip.Addr{}, netip.Addr{}, nil, netip.Addr{}, ""
 	c.epochs = map[Method]*epochState{MethodPCP: {}, MethodNATPMP: {}}
 }
 
@@ -695,7 +696,7 @@ func (c *Client) renewDelay(d time.Duration) time.Duration {
 func (c *Client) create(ctx context.Context, m *mapping) (changed bool, err error) {
 	var errs []error
 	answered := false
-	for _, method := range c.cfg.Methods {
+	for _, method := range c.methodOrder() {
 		if m.key.remote.IsValid() && method != MethodPCP {
 			continue
 		}
@@ -707,7 +708,7 @@ func (c *Client) create(ctx context.Context, m *mapping) (changed bool, err erro
 			m.renewAt = time.Now().Add(c.renewDelay(res.Lifetime))
 			m.retryDelay, m.lastErr = 0, ""
 			wasQuiet := c.quiet
-			c.quiet = false
+			c.quiet, c.good = false, method
 			c.mu.Unlock()
 			changed = old.External != res.External || old.Method != res.Method
 			if changed {
@@ -776,6 +777,27 @@ func (c *Client) create(ctx context.Context, m *mapping) (changed bool, err erro
 	return lost, err
 }
 
+// methodOrder is Config.Methods with the method of the last mapping made
+// first: once a gateway is known to speak only UPnP, say, a new mapping
+// does not wait for PCP and NAT-PMP to fail first (with ICMP rate limited,
+// a "port unreachable" may not come, and each then costs a Timeout).
+// Rediscovery (forget) goes back to the configured order.
+func (c *Client) methodOrder() []Method {
+	c.mu.Lock()
+	good := c.good
+	c.mu.Unlock()
+	if good == "" || good == c.cfg.Methods[0] {
+		return c.cfg.Methods
+	}
+	order := []Method{good}
+	for _, m := range c.cfg.Methods {
+		if m != good {
+			order = append(order, m)
+		}
+	}
+	return order
+}
+
 // isUnanswered reports whether err means that nothing answered: a timeout,
 // an ICMP port unreachable, no route, no default gateway.
 func isUnanswered(err error) bool {
@@ -796,7 +818,15 @@ func (c *Client) deleteMapping(ctx context.Context, m *mapping) error {
 		return nil
 	}
 	if _, err := c.attempt(ctx, cur.Method, m, 0); err != nil {
-		c.log.Warn("port mapping not deleted", "proto", m.key.proto, "port", m.key.port, "method", cur.Method, "err", err)
+		level := slog.LevelWarn
+		if m.key.remote.IsValid() && errors.Is(err, ErrRefused) {
+			// miniupnpd 2.3.1 (nftables) refuses to delete every PEER
+			// mapping (NO_RESOURCES: it cannot find its own rule); the
+			// mapping ends with its lifetime.
+			level = slog.LevelDebug
+		}
+		c.log.Log(ctx, level, "port mapping not deleted", "proto", m.key.proto, "port", m.key.port,
+			"remote", m.key.remote, "method", cur.Method, "err", err)
 		return fmt.Errorf("portmap: deleting %s port %d: %w", m.key.proto, m.key.port, err)
 	}
 	c.mu.Lock()
@@ -924,6 +954,10 @@ func (c *Client) maintain(ctx context.Context) []Mapping {
 		after := m.cur
 		c.mu.Unlock()
 		if err == nil && (changed || recreate) {
+			if !changed {
+				c.log.Info("port mapping re-created", "proto", m.key.proto, "port", m.key.port,
+					"external", after.External, "method", after.Method, "lifetime", after.Lifetime, "gateway", after.Gateway)
+			}
 			changes = append(changes, after)
 		} else if err != nil && before.Method != "" {
 			changes = append(changes, Mapping{Protocol: m.key.proto, InternalPort: m.key.port, Remote: m.key.remote})

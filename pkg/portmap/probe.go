@@ -2,6 +2,9 @@ package portmap
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"sync"
 )
 
@@ -66,10 +69,34 @@ func (c *Client) Probe(ctx context.Context) ProbeResult {
 	if !res.External.IsValid() {
 		res.External = upnpExt
 	}
-	if res.PCP || res.NATPMP || res.UPnP {
+	switch {
+	case res.PCP || res.NATPMP || res.UPnP:
 		c.mu.Lock()
 		c.quiet = false
 		c.mu.Unlock()
+	case ctx.Err() == nil && unansweredAll(res.PCPErr, res.NATPMPErr, res.UPnPErr):
+		// Said once, as Map says it: a later Map that finds nothing
+		// either logs at debug level only.
+		c.mu.Lock()
+		logIt := !c.quiet
+		c.quiet = true
+		c.mu.Unlock()
+		if logIt {
+			c.log.Warn("no port-mapping gateway: UPnP, NAT-PMP and PCP unanswered",
+				"methods", fmt.Sprint(c.cfg.Methods), "gateway", gw,
+				"err", strings.ReplaceAll(errors.Join(res.PCPErr, res.NATPMPErr, res.UPnPErr).Error(), "\n", "; "))
+		}
 	}
 	return res
+}
+
+// unansweredAll reports whether every non-nil error means that nothing
+// answered (a method left out of Config.Methods has a nil error).
+func unansweredAll(errs ...error) bool {
+	for _, err := range errs {
+		if err != nil && !isUnanswered(err) {
+			return false
+		}
+	}
+	return true
 }

@@ -49,6 +49,7 @@ const (
 type igd struct {
 	service  string // "WANIPConnection:2", "WANIPConnection:1", "WANPPPConnection:1"
 	location string
+	control  string // the service's control URL
 	// addAny is nil for services without AddAnyPortMapping (version 1).
 	addAny func(ctx context.Context, ext uint16, proto string, internal uint16, client, desc string, lease uint32) (uint16, error)
 	add    func(ctx context.Context, ext uint16, proto string, internal uint16, client, desc string, lease uint32) error
@@ -232,9 +233,9 @@ type wanConnection interface {
 }
 
 // newIGD is the igd of one WAN connection service.
-func newIGD(service string, loc *url.URL, s wanConnection) *igd {
+func newIGD(service string, loc *url.URL, control url.URL, s wanConnection) *igd {
 	return &igd{
-		service: service, location: loc.String(),
+		service: service, location: loc.String(), control: control.String(),
 		add: func(ctx context.Context, ext uint16, proto string, internal uint16, client, desc string, lease uint32) error {
 			return s.AddPortMappingCtx(ctx, "", ext, proto, internal, client, true, desc, lease)
 		},
@@ -252,7 +253,7 @@ func (c *Client) pickService(root *goupnp.RootDevice, loc *url.URL) *igd {
 	if v2, _ := internetgateway2.NewWANIPConnection2ClientsFromRootDevice(root, loc); len(v2) > 0 {
 		s := v2[0]
 		s.SOAPClient.HTTPClient = hc
-		g := newIGD("WANIPConnection:2", loc, s)
+		g := newIGD("WANIPConnection:2", loc, s.SOAPClient.EndpointURL, s)
 		g.addAny = func(ctx context.Context, ext uint16, proto string, internal uint16, client, desc string, lease uint32) (uint16, error) {
 			return s.AddAnyPortMappingCtx(ctx, "", ext, proto, internal, client, true, desc, lease)
 		}
@@ -261,12 +262,12 @@ func (c *Client) pickService(root *goupnp.RootDevice, loc *url.URL) *igd {
 	if v1, _ := internetgateway2.NewWANIPConnection1ClientsFromRootDevice(root, loc); len(v1) > 0 {
 		s := v1[0]
 		s.SOAPClient.HTTPClient = hc
-		return newIGD("WANIPConnection:1", loc, s)
+		return newIGD("WANIPConnection:1", loc, s.SOAPClient.EndpointURL, s)
 	}
 	if ppp, _ := internetgateway2.NewWANPPPConnection1ClientsFromRootDevice(root, loc); len(ppp) > 0 {
 		s := ppp[0]
 		s.SOAPClient.HTTPClient = hc
-		return newIGD("WANPPPConnection:1", loc, s)
+		return newIGD("WANPPPConnection:1", loc, s.SOAPClient.EndpointURL, s)
 	}
 	return nil
 }
@@ -330,8 +331,62 @@ func upnpErr(action string, err error) error {
 
 // upnpMap adds (lifetime > 0) or deletes (0) m's mapping on the IGD. A
 // mapping already made is re-added on the same external port, which renews
-// its lease. With op held.
+// its lease.
+//
+// When a new mapping fails at the IGD found earlier otherwise than with a
+// UPnP error (its HTTP server refuses connections or answers 404: a
+// restarted miniupnpd listens on another port, go-libp2p issue 3224), the
+// gateway is searched again and the request sent once more to the IGD
+// found; if that works, the gateway has restarted or moved, so every other
+// mapping is re-created. (A failed renewal does the same through the
+// renewal loop.) With op held.
 func (c *Client) upnpMap(ctx context.Context, gw, local netip.Addr, m *mapping, lifetime uint32) (Mapping, error) {
+	c.mu.Lock()
+	cached := c.igd
+	creating := !m.active()
+	c.mu.Unlock()
+	res, err := c.upnpMapOnce(ctx, gw, local, m, lifetime)
+	if err == nil || cached == nil || !creating || lifetime == 0 || upnpCode(err) != 0 || ctx.Err() != nil {
+		return res, err
+	}
+	c.mu.Lock()
+	if c.igd == cached {
+		c.igd = nil
+	}
+	c.mu.Unlock()
+	res, err2 := c.upnpMapOnce(ctx, gw, local, m, lifetime)
+	if err2 != nil {
+		return Mapping{}, fmt.Errorf("%w; after searching the gateway again: %w", err, err2)
+	}
+	// The gateway failed, then answered when found again: it restarted
+	// or moved (a restarted miniupnpd has no mapping left, and its HTTP
+	// port may change), so the other mappings are likely gone too.
+	c.mu.Lock()
+	control := ""
+	if c.igd != nil {
+		control = c.igd.control
+	}
+	others := 0
+	for _, o := range c.maps {
+		if o != m && o.active() {
+			others++
+		}
+	}
+	if others > 0 {
+		c.reset = true
+	}
+	c.mu.Unlock()
+	msg := "UPnP gateway failed at its control URL and was found again"
+	if others > 0 {
+		msg += "; re-creating every mapping"
+		c.poke()
+	}
+	c.log.Warn(msg, "gateway", gw, "old", cached.control, "new", control, "err", err)
+	return res, nil
+}
+
+// upnpMapOnce is upnpMap with the IGD found now or earlier. With op held.
+func (c *Client) upnpMapOnce(ctx context.Context, gw, local netip.Addr, m *mapping, lifetime uint32) (Mapping, error) {
 	if m.key.remote.IsValid() {
 		return Mapping{}, fmt.Errorf("%w: UPnP IGD has no PEER", ErrUnsupported)
 	}

@@ -1,0 +1,500 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hopproxy/hop/tests/netlab"
+)
+
+// The port-mapping cells (issue 9): owners behind NATs that map every
+// destination to a new port (netlab.RandomPort), whose gateways run a real
+// miniupnpd in different configurations or answer nothing, and visitors
+// behind NAT Q (random ports too, no port-mapping daemon). Without a
+// mapped port such a pair can only relay; with one it goes direct.
+//
+// The path of each transfer is measured twice: by the server's record of
+// the attempt (path=mapped) and by nftables counters on the server's host,
+// which count the bytes hops sends to the owner's NAT (relayed bulk goes
+// through them, direct bulk does not).
+
+// upnpNAT is one owner NAT of the port-mapping lab.
+type upnpNAT struct {
+	name, wanIP, lan, owner string
+	upnp                    *netlab.MiniupnpdConfig // nil: no daemon
+	silent                  bool                    // drop PCP/NAT-PMP/SSDP without an answer
+}
+
+var upnpNATs = []upnpNAT{
+	// NAT-PMP and PCP only.
+	{name: "natp", wanIP: "198.51.100.31", lan: "10.11.0", owner: "op", upnp: &netlab.MiniupnpdConfig{DisableUPnP: true, ExtIP: "11.45.71.1"}},
+	// UPnP IGD only; its HTTP port moves on every restart.
+	{name: "natu", wanIP: "198.51.100.32", lan: "10.12.0", owner: "ou", upnp: &netlab.MiniupnpdConfig{DisableNATPMP: true, ExtIP: "11.45.72.1"}},
+	// Everything on: restarted mid-session.
+	{name: "natr", wanIP: "198.51.100.33", lan: "10.13.0", owner: "or", upnp: &netlab.MiniupnpdConfig{ExtIP: "11.45.73.1"}},
+	// A gateway that answers nothing, not even ICMP.
+	{name: "natz", wanIP: "198.51.100.34", lan: "10.14.0", owner: "oz", silent: true},
+}
+
+// upnpVisitors are the visitor hosts behind NAT Q, one per visitor hopc
+// (each binds the same local ports 9001/9002).
+var upnpVisitors = []string{"vp", "vp2", "vu", "vu2", "vr", "vr2", "vz"}
+
+// upnpLab is a p2pLab with the owner NATs above and the daemons.
+type upnpLab struct {
+	*p2pLab
+	daemons map[string]*netlab.Miniupnpd // by owner
+	natOf   map[string]upnpNAT           // by owner
+}
+
+func newUPnPLab(t *testing.T) *upnpLab {
+	netlab.RequireMiniupnpd(t)
+	lab := netlab.New(t)
+	l := &upnpLab{
+		p2pLab:  &p2pLab{lab: lab, hosts: map[string]*netlab.Host{}, nats: map[string]*netlab.NAT{}, clients: map[string]*proc{}},
+		daemons: map[string]*netlab.Miniupnpd{},
+		natOf:   map[string]upnpNAT{},
+	}
+	wan := lab.Network("wan", "198.51.100.0/24")
+	l.srvHost = lab.Host("srv")
+	l.srvHost.Attach(wan, "198.51.100.10")
+	l.srvHost.Attach(wan, "198.51.100.11")
+
+	lanQ := lab.Network("lnatq", "10.4.0.0/24")
+	l.nats["natq"] = lab.NAT("natq", wan, "198.51.100.24", lanQ, "10.4.0.1", netlab.NATConfig{Mode: netlab.RandomPort})
+	for i, v := range upnpVisitors {
+		h := lab.Host(v)
+		h.Attach(lanQ, fmt.Sprintf("10.4.0.%d", 10+i))
+		h.DefaultRoute("10.4.0.1")
+		l.hosts[v] = h
+	}
+	for _, n := range upnpNATs {
+		lan := lab.Network("l"+n.name, n.lan+".0/24")
+		nat := lab.NAT(n.name, wan, n.wanIP, lan, n.lan+".1", netlab.NATConfig{Mode: netlab.RandomPort})
+		l.nats[n.name] = nat
+		h := lab.Host(n.owner)
+		h.Attach(lan, n.lan+".10")
+		h.DefaultRoute(n.lan + ".1")
+		l.hosts[n.owner] = h
+		l.natOf[n.owner] = n
+		if n.upnp != nil {
+			d := nat.Miniupnpd(*n.upnp)
+			l.daemons[n.owner] = d
+			t.Cleanup(func() {
+				if t.Failed() {
+					t.Logf("miniupnpd on %s:\n%s", n.name, d.Output())
+				}
+			})
+		}
+		if n.silent {
+			if _, err := nat.Run(context.Background(), "nft", "add", "rule", "ip", "netlab", "input",
+				"udp", "dport", "{ 1900, 5351 }", "drop"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Counters of the bytes hops sends to each owner NAT.
+	var rules strings.Builder
+	rules.WriteString("table inet hopcount {\n")
+	for _, n := range upnpNATs {
+		fmt.Fprintf(&rules, "\tcounter to_%s { }\n", n.name)
+	}
+	rules.WriteString("\tchain out {\n\t\ttype filter hook output priority filter; policy accept;\n")
+	for _, n := range upnpNATs {
+		fmt.Fprintf(&rules, "\t\tip daddr %s counter name \"to_%s\"\n", n.wanIP, n.name)
+	}
+	rules.WriteString("\t}\n}\n")
+	path := filepath.Join(t.TempDir(), "hopcount.nft")
+	if err := os.WriteFile(path, []byte(rules.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := l.srvHost.Run(context.Background(), "nft", "-f", path); err != nil {
+		t.Fatalf("server counters: %v: %s", err, out)
+	}
+
+	srvCfg := "bindAddr = \"198.51.100.10\"\nbindPort = 7000\nauth.token = \"e2e-secret\"\ngracePeriod = \"1s\"\n" +
+		"[p2p]\nstunAltPort = 7001\nstunAltAddr = \"198.51.100.11\"\n"
+	l.srv = startIn(t, l.srvHost, "hops", srvCfg)
+	eventually(t, ready, "hops to listen", func() bool { return l.srv.count("msg=listening") == 1 })
+	return l
+}
+
+var counterBytesRE = regexp.MustCompile(`bytes (\d+)`)
+
+// sentTo returns the bytes hops's host has sent to the owner's NAT.
+func (l *upnpLab) sentTo(t *testing.T, owner string) int64 {
+	t.Helper()
+	name := "to_" + l.natOf[owner].name
+	out, err := l.srvHost.Run(context.Background(), "nft", "list", "counter", "inet", "hopcount", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := counterBytesRE.FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("counter %s: no bytes in %q", name, out)
+	}
+	n, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return n
+}
+
+// startOwner starts the owner's hopc with an xtcp and an xudp proxy.
+func (l *upnpLab) startOwner(t *testing.T, owner string) {
+	t.Helper()
+	tcpPort, udpPort := ownerServices(t, l.hosts[owner])
+	l.startClient(t, owner, ownerConfig(owner, tcpPort, udpPort))
+}
+
+// startVisitor starts a visitor hopc on host v, for owner's proxies.
+func (l *upnpLab) startVisitor(t *testing.T, v, owner string) {
+	t.Helper()
+	l.startClient(t, v, visitorConfig(owner, "10s"))
+	h := l.hosts[v]
+	eventually(t, ready, "the visitor port", func() bool {
+		return h.Do(func() error {
+			c, err := net.DialTimeout("tcp", "127.0.0.1:9001", time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		}) == nil
+	})
+}
+
+// hopcNAT runs `hopc nat` on host and checks its output has every want.
+func (l *upnpLab) hopcNAT(t *testing.T, host string, want ...string) string {
+	t.Helper()
+	path := writeConfig(t, "hopc", "serverAddr = \"198.51.100.10\"\nserverPort = 7000\nauth.token = \"e2e-secret\"\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := l.hosts[host].Run(ctx, filepath.Join(binDir, "hopc"), "nat", "-c", path)
+	if err != nil {
+		t.Fatalf("hopc nat on %s: %v\n%s", host, err, out)
+	}
+	for _, w := range want {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("hopc nat on %s lacks %q:\n%s", host, w, out)
+		}
+	}
+	t.Logf("hopc nat on %s:\n%s", host, out)
+	return string(out)
+}
+
+// upnpCell is the outcome of one visitor's pair of attempts.
+type upnpCell struct {
+	name, outcome, xudp, path string
+	relayedBytes              int64 // bytes hops sent the owner's NAT during the bulk transfer
+	took                      time.Duration
+}
+
+// upnpBulk is the size of the counted transfer over a direct path;
+// upnpRelayBulk over a relayed one (relaying under -race is slow, and 1 MB
+// is already far above what a direct path leaves on the server).
+const (
+	upnpBulk      = 4 << 20
+	upnpRelayBulk = 1 << 20
+)
+
+// runPair connects visitor v to owner through xtcp (a first transfer that
+// triggers the attempt, then the bulk over the path found, counted on the
+// server) and xudp, and checks the outcome the server records: want
+// "direct" (then via a mapped candidate, with the bulk not crossing hops)
+// or "failed" (relayed: the bulk crosses hops).
+func (l *upnpLab) runPair(t *testing.T, v, owner, want string, seed uint64) upnpCell {
+	t.Helper()
+	start := time.Now()
+	h := l.hosts[v]
+	if err := xtcpTransfer(h, 256<<10, seed); err != nil {
+		t.Fatalf("xtcp: %v", err)
+	}
+	var m []string
+	eventually(t, 20*time.Second, "the server's record of the xtcp attempt", func() bool {
+		m = l.attempt(v, owner, "xtcp")
+		return m != nil
+	})
+	bulk := int64(upnpBulk)
+	if want != "direct" {
+		bulk = upnpRelayBulk
+	}
+	before := l.sentTo(t, owner)
+	if err := xtcpTransfer(h, bulk, seed+1); err != nil {
+		t.Fatalf("xtcp after the attempt: %v", err)
+	}
+	relayed := l.sentTo(t, owner) - before
+	if err := xudpEcho(h, 20); err != nil {
+		t.Fatalf("xudp: %v", err)
+	}
+	var mu []string
+	eventually(t, 20*time.Second, "the server's record of the xudp attempt", func() bool {
+		mu = l.attempt(v, owner, "xudp")
+		return mu != nil
+	})
+	c := upnpCell{name: v + "->" + owner, outcome: m[6], xudp: mu[6], path: l.attemptPath(v, owner, "xtcp"),
+		relayedBytes: relayed, took: time.Since(start)}
+	if m[6] != want || mu[6] != want {
+		t.Errorf("%s: outcome xtcp %s, xudp %s; want %s", c.name, m[6], mu[6], want)
+	}
+	switch want {
+	case "direct":
+		for _, typ := range []string{"xtcp", "xudp"} {
+			if p := l.attemptPath(v, owner, typ); p != "mapped" {
+				t.Errorf("%s: %s path to a %q candidate, want \"mapped\"", c.name, typ, p)
+			}
+		}
+		if relayed > bulk/10 {
+			t.Errorf("%s: hops sent %d bytes to the owner's NAT during a direct %d-byte transfer", c.name, relayed, bulk)
+		}
+	case "failed":
+		if relayed < bulk {
+			t.Errorf("%s: hops sent only %d bytes to the owner's NAT during a relayed %d-byte transfer", c.name, relayed, bulk)
+		}
+	}
+	return c
+}
+
+// mappedInternal returns the internal ports of the DNAT rules miniupnpd
+// holds on the owner's gateway.
+func (l *upnpLab) mappedInternal(t *testing.T, owner string) []string {
+	t.Helper()
+	rules, err := l.daemons[owner].Rules()
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(regexp.QuoteMeta(l.natOf[owner].lan+".10") + `:(\d+)`)
+	var ports []string
+	for _, m := range re.FindAllStringSubmatch(rules, -1) {
+		ports = append(ports, m[1])
+	}
+	slices.Sort(ports)
+	return slices.Compact(ports)
+}
+
+// portmapLines returns the port-mapping lines of a hopc's log.
+func portmapLines(p *proc) string {
+	var b strings.Builder
+	for _, line := range strings.Split(p.out.String(), "\n") {
+		if strings.Contains(line, "component=portmap") || strings.Contains(line, "port mapping") {
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
+}
+
+const noGatewayLine = `msg="no port-mapping gateway: UPnP, NAT-PMP and PCP unanswered"`
+
+// TestP2PPortMapping runs the port-mapping cells of issue 9 and prints
+// them with their outcome, the bytes hops relayed during each bulk
+// transfer and the time each cell took.
+func TestP2PPortMapping(t *testing.T) {
+	began := time.Now()
+	l := newUPnPLab(t)
+	t.Logf("lab ready in %v", time.Since(began).Round(time.Millisecond))
+	var cells []upnpCell
+	record := func(c upnpCell) { cells = append(cells, c) }
+
+	t.Run("natpmp-pcp only", func(t *testing.T) {
+		l.startOwner(t, "op")
+		l.hopcNAT(t, "op", "port mapping (gateway 10.11.0.1)", "PCP:              yes", "NAT-PMP:          yes",
+			"UPnP IGD:         no", "answered:         PCP, NAT-PMP", "via PCP", "test mapping deleted: yes")
+		l.startVisitor(t, "vp", "op")
+		record(l.runPair(t, "vp", "op", "direct", 10))
+
+		// The daemon stops mid-session (port mapping turned off on the
+		// router): the owner's next attempt finds no gateway and says so
+		// once, and connections still work, relayed (both NATs map every
+		// destination to a new port).
+		if err := l.daemons["op"].Stop(); err != nil {
+			t.Fatal(err)
+		}
+		// The punch of the new visitor fails only after its timeout; the
+		// connections do not wait for that, so neither does this cell:
+		// the counter shows the bulk relayed while the attempt runs.
+		start := time.Now()
+		l.startVisitor(t, "vp2", "op")
+		h := l.hosts["vp2"]
+		if err := xtcpTransfer(h, 256<<10, 11); err != nil {
+			t.Fatalf("xtcp with the daemon stopped: %v", err)
+		}
+		before := l.sentTo(t, "op")
+		if err := xtcpTransfer(h, upnpRelayBulk, 12); err != nil {
+			t.Fatalf("xtcp with the daemon stopped: %v", err)
+		}
+		relayed := l.sentTo(t, "op") - before
+		if relayed < upnpRelayBulk {
+			t.Errorf("hops sent only %d bytes to the owner's NAT during a %d-byte transfer with the daemon stopped: not relayed?", relayed, upnpRelayBulk)
+		}
+		if err := xudpEcho(h, 5); err != nil {
+			t.Fatalf("xudp with the daemon stopped: %v", err)
+		}
+		eventually(t, 20*time.Second, "the owner to say that no gateway answers", func() bool {
+			return l.clients["op"].count(noGatewayLine) >= 1
+		})
+		record(upnpCell{name: "vp2->op (daemon stopped)", outcome: "relayed", xudp: "worked", relayedBytes: relayed, took: time.Since(start)})
+		if n := l.clients["op"].count(noGatewayLine); n != 1 {
+			t.Errorf("the owner logged %d times that no gateway answered, want once", n)
+		}
+		// The first visitor's path, made through the mapping, lives on.
+		if err := xtcpTransfer(l.hosts["vp"], 256<<10, 13); err != nil {
+			t.Fatalf("the first visitor after the daemon stopped: %v", err)
+		}
+	})
+
+	t.Run("upnp only", func(t *testing.T) {
+		l.startOwner(t, "ou")
+		l.hopcNAT(t, "ou", "port mapping (gateway 10.12.0.1)", "PCP:              no", "NAT-PMP:          no",
+			"UPnP IGD:         yes (WANIPConnection:", "answered:         UPnP IGD", "via UPnP IGD", "test mapping deleted: yes")
+		l.startVisitor(t, "vu", "ou")
+		record(l.runPair(t, "vu", "ou", "direct", 20))
+
+		// The router restarts: its rules are gone and its UPnP control URL
+		// moves. The owner finds the gateway again on its next request
+		// and re-creates its mappings; a new visitor goes direct.
+		held := l.mappedInternal(t, "ou")
+		if len(held) == 0 {
+			t.Fatalf("no mapping on %s while the paths are up", l.natOf["ou"].name)
+		}
+		if err := l.daemons["ou"].Restart(); err != nil {
+			t.Fatal(err)
+		}
+		if now := l.mappedInternal(t, "ou"); len(now) != 0 {
+			t.Fatalf("the restarted miniupnpd still maps %v", now)
+		}
+		start := time.Now()
+		l.startVisitor(t, "vu2", "ou")
+		c := l.runPair(t, "vu2", "ou", "direct", 30)
+		c.name += " (after restart)"
+		eventually(t, 20*time.Second, "the owner's mappings re-created on the restarted gateway", func() bool {
+			now := l.mappedInternal(t, "ou")
+			for _, p := range held {
+				if !slices.Contains(now, p) {
+					return false
+				}
+			}
+			return true
+		})
+		c.took = time.Since(start)
+		record(c)
+		if l.clients["ou"].count("found again; re-creating every mapping") == 0 {
+			t.Errorf("the owner does not say it found the gateway again and re-created its mappings")
+		}
+		t.Logf("the owner's port mapping after the restart:\n%s", portmapLines(l.clients["ou"]))
+		// The first visitor's path still carries its connections directly.
+		before := l.sentTo(t, "ou")
+		if err := xtcpTransfer(l.hosts["vu"], upnpBulk, 21); err != nil {
+			t.Fatalf("the first visitor after the restart: %v", err)
+		}
+		if n := l.sentTo(t, "ou") - before; n > upnpBulk/10 {
+			t.Errorf("hops sent %d bytes to the owner's NAT during the first visitor's transfer after the restart", n)
+		}
+	})
+
+	t.Run("miniupnpd restarted", func(t *testing.T) {
+		l.startOwner(t, "or")
+		l.startVisitor(t, "vr", "or")
+		record(l.runPair(t, "vr", "or", "direct", 40))
+		held := l.mappedInternal(t, "or")
+		if len(held) == 0 {
+			t.Fatalf("no mapping on %s while the paths are up", l.natOf["or"].name)
+		}
+		if err := l.daemons["or"].Restart(); err != nil {
+			t.Fatal(err)
+		}
+		if now := l.mappedInternal(t, "or"); len(now) != 0 {
+			t.Fatalf("the restarted miniupnpd still maps %v", now)
+		}
+		start := time.Now()
+		l.startVisitor(t, "vr2", "or")
+		c := l.runPair(t, "vr2", "or", "direct", 50)
+		c.name += " (after restart)"
+		eventually(t, 20*time.Second, "the owner's mappings re-created on the restarted gateway", func() bool {
+			now := l.mappedInternal(t, "or")
+			for _, p := range held {
+				if !slices.Contains(now, p) {
+					return false
+				}
+			}
+			return true
+		})
+		c.took = time.Since(start)
+		record(c)
+		if l.clients["or"].count("epoch went back); re-creating every mapping") == 0 {
+			t.Errorf("the owner does not say it re-created its mappings")
+		}
+		t.Logf("the owner's port mapping after the restart:\n%s", portmapLines(l.clients["or"]))
+		before := l.sentTo(t, "or")
+		if err := xtcpTransfer(l.hosts["vr"], upnpBulk, 41); err != nil {
+			t.Fatalf("the first visitor after the restart: %v", err)
+		}
+		if n := l.sentTo(t, "or") - before; n > upnpBulk/10 {
+			t.Errorf("hops sent %d bytes to the owner's NAT during the first visitor's transfer after the restart", n)
+		}
+		// On a clean exit the owner deletes its mappings.
+		l.clients["or"].interrupt(10 * time.Second)
+		delete(l.clients, "or")
+		if now := l.mappedInternal(t, "or"); len(now) != 0 {
+			t.Errorf("after the owner's clean exit miniupnpd still maps %v", now)
+		}
+	})
+
+	t.Run("silent gateway", func(t *testing.T) {
+		l.startOwner(t, "oz")
+		// hopc nat says so within a bound (each protocol's timeout).
+		start := time.Now()
+		l.hopcNAT(t, "oz", "port mapping (gateway 10.14.0.1)", "PCP:              no", "NAT-PMP:          no",
+			"UPnP IGD:         no", "No gateway answers port-mapping requests")
+		t.Logf("hopc nat with a silent gateway took %v", time.Since(start).Round(time.Millisecond))
+		l.startVisitor(t, "vz", "oz")
+		record(l.runPair(t, "vz", "oz", "failed", 60))
+		// A second visitor session: more attempts, still one line.
+		l.clients["vz"].interrupt(10 * time.Second)
+		delete(l.clients, "vz")
+		l.startVisitor(t, "vz", "oz")
+		if err := xtcpTransfer(l.hosts["vz"], 256<<10, 61); err != nil {
+			t.Fatalf("xtcp with the visitor restarted: %v", err)
+		}
+		eventually(t, 20*time.Second, "the second attempt", func() bool { return countAttempts(l.srv.out.String(), "vz", "xtcp") >= 2 })
+		eventually(t, 20*time.Second, "the owner to say once that no gateway answers", func() bool {
+			return l.clients["oz"].count(noGatewayLine) >= 1
+		})
+		for _, c := range []string{"oz", "vz"} {
+			if n := l.clients[c].count(noGatewayLine); n != 1 {
+				t.Errorf("%s logged %d times that no gateway answered, want once", c, n)
+			}
+		}
+		t.Logf("the owner's port-mapping lines:\n%s", portmapLines(l.clients["oz"]))
+		// And it exits promptly, with no Map left hanging.
+		start = time.Now()
+		if code := l.clients["oz"].interrupt(10 * time.Second); code != 0 {
+			t.Errorf("the owner exited with %d", code)
+		}
+		delete(l.clients, "oz")
+		t.Logf("the owner behind the silent gateway exited in %v", time.Since(start).Round(time.Millisecond))
+	})
+
+	// Every visitor sits behind NAT Q, which has no daemon: each says
+	// once that nothing answers.
+	for _, v := range upnpVisitors {
+		if p := l.clients[v]; p != nil {
+			if n := p.count(noGatewayLine); n > 1 {
+				t.Errorf("visitor %s logged %d times that no gateway answered", v, n)
+			}
+		}
+	}
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nport-mapping cells (visitor behind NAT Q, random ports, no daemon):\n%-26s %-8s %-8s %-8s %-14s %s\n",
+		"cell", "xtcp", "xudp", "path", "relayed bytes", "took")
+	for _, c := range cells {
+		fmt.Fprintf(&b, "%-26s %-8s %-8s %-8s %-14d %v\n", c.name, c.outcome, c.xudp, c.path, c.relayedBytes, c.took.Round(10*time.Millisecond))
+	}
+	fmt.Fprintf(&b, "total %v\n", time.Since(began).Round(10*time.Millisecond))
+	t.Log(b.String())
+}
