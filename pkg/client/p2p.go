@@ -437,6 +437,10 @@ func (l *p2pLink) attempt(lc *linkConn) error {
 	if conn == mappedConn {
 		afterPath = unmap
 	}
+	if res.Kind != xtcp.PathLAN { // a PCP gateway keeps the punched flow's mapping while it lives
+		release, prev := c.mapper.keepFlow(context.Background(), udpPort(conn), res.Remote), afterPath
+		afterPath = func() { release(); prev() }
+	}
 	uc, err := xtcp.NewUDPCarrier(conn, res.Remote, key, sid, xtcp.RoleVisitor, payloadOf(v.cfg.Type), l.sessionConfig())
 	if err != nil {
 		return err
@@ -630,6 +634,10 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 	if conn == mappedConn {
 		after = unmap
 	}
+	if res.Kind != xtcp.PathLAN {
+		release, prev := c.mapper.keepFlow(context.Background(), udpPort(conn), res.Remote), after
+		after = func() { release(); prev() }
+	}
 	c.connWG.Add(1)
 	go func() {
 		defer c.connWG.Done()
@@ -810,3 +818,6 @@ func (g *p2pGuard) admit(proxy, visitor string) (release func(), err error) {
 		})
 	}, nil
 }
+
+// udpPort is the local port of a P2P socket.
+func udpPort(c *net.UDPConn) uint16 { return uint16(c.LocalAddr().(*net.UDPAddr).Port) }
