@@ -54,7 +54,6 @@ var frpKeyNames = map[string]frpKey{
 	"logLevel":                          {to: "log.level"},
 	"dashboardAddr":                     {side: "hops", to: "webServer.addr"},
 	"dashboardPort":                     {side: "hops", to: "webServer.port"},
-	"visitors[].fallbackTimeoutMs":      {side: "hopc", to: "visitors[].fallbackTimeout", unit: "ms"},
 	"visitors[].minRetryInterval":       {side: "hopc", to: "visitors[].retryInterval", unit: "s"},
 
 	"transport.tcpMux":                        {msg: "hop always multiplexes: every connection is a stream of one yamux session; remove it"},
@@ -77,7 +76,8 @@ var frpKeyNames = map[string]frpKey{
 	"proxies[].transport.useCompression":      {side: "hopc", msg: "hop does not compress; remove it"},
 	"natHoleStunServer":                       {side: "hopc", msg: "hopc asks hops for STUN (on its bindPort and p2p.stunAltPort), never a public server; remove it"},
 	"transport.tls.disableCustomTLSFirstByte": {side: "hopc", msg: "hop sends plain TLS; remove it"},
-	"visitors[].fallbackTo":                   {side: "hopc", msg: "an xtcp or xudp visitor relays through hops by itself when there is no direct path after fallbackTimeout; remove it"},
+	"visitors[].fallbackTo":                   {side: "hopc", msg: "an xtcp or xudp visitor starts every connection over hops' relay at once and moves it to the direct path when the punch succeeds; remove it"},
+	"visitors[].fallbackTimeoutMs":            {side: "hopc", msg: "hop's xtcp and xudp connections never wait for the punch: they start over hops' relay and move to the direct path without a reset; remove it"},
 	"visitors[].keepTunnelOpen":               {side: "hopc", msg: "hop keeps the direct path open by itself (keepaliveInterval) and, while relaying, tries it again every retryInterval; remove it"},
 	"visitors[].maxRetriesAnHour":             {side: "hopc", to: "visitors[].retryInterval", perHour: true},
 }
