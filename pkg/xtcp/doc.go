@@ -6,6 +6,22 @@
 // Both keep the NAT mapping open with keepalives and report a dead path as
 // ErrPathDead, so the caller can punch again or fall back to the relay.
 //
+// # Links
+//
+// hop itself runs xtcp and xudp over a Link: one visitor↔owner
+// conversation whose packets travel over whichever Carrier works at the
+// moment — a punched UDP path (UDPCarrier), a punched TCP connection, or
+// the server's relay (StreamCarrier over a sealed stream) — chosen per
+// packet in that order, skipping a direct carrier that has stalled (sent
+// on for LinkConfig.StallAfter with nothing back). Carriers are attached
+// and lost while the conversation goes on: an xtcp Session on a link
+// (NewLinkSession) starts on the relay, moves to the punched path when it
+// is attached and back to the relay when it stops answering, without a
+// stream being reset, because KCP retransmits what a switch loses. Over a
+// reliable carrier KCP runs with a longer RTO and without fast resend, and
+// the carrier drops retransmissions of what it already took (resend.go).
+// DialKCP and AcceptKCP are a link of one UDP carrier that ends with it.
+//
 // # Use
 //
 //	owner and visitor, each with its own socket:
