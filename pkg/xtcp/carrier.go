@@ -1,6 +1,7 @@
 package xtcp
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -215,6 +216,17 @@ func (c *StreamCarrier) fail(cause error) {
 		c.cause = cause
 		c.mu.Unlock()
 		close(c.done)
+		if cw, ok := c.rc.(interface{ CloseWrite() error }); ok && errors.Is(cause, ErrClosed) {
+			// Closed here: the peer reads the stream's clean end (io.EOF)
+			// and ends the link at once. Bounded: a writer stuck on a full
+			// stream holds the write side.
+			ended := make(chan struct{})
+			go func() { cw.CloseWrite(); close(ended) }()
+			select {
+			case <-ended:
+			case <-time.After(time.Second):
+			}
+		}
 		c.rc.Close()
 	})
 }
@@ -229,8 +241,8 @@ func (c *StreamCarrier) Err() error {
 	return c.cause
 }
 
-// Close closes the stream and waits for the writer. Safe to call more than
-// once.
+// Close ends the stream cleanly where it can (the peer's link then ends
+// too) and waits for the writer. Safe to call more than once.
 func (c *StreamCarrier) Close() error {
 	c.fail(ErrClosed)
 	c.wg.Wait()

@@ -3,6 +3,7 @@ package xtcp
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -324,6 +325,10 @@ func (l *Link) detach(a *attached) {
 		return
 	}
 	l.log.Info("link carrier lost", "carrier", a.kind, "cause", cause)
+	if errors.Is(cause, io.EOF) { // a stream's clean end: the peer closed the link
+		l.fail(fmt.Errorf("%w: it closed the link", ErrPeerClosed))
+		return
+	}
 	if empty && l.cfg.Linger == 0 {
 		l.fail(cause)
 		return

@@ -277,3 +277,19 @@ func waitUntil(t testing.TB, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestLinkPeerClose: a link closed on one side ends the other's at once,
+// through its relay's clean end, not after Linger.
+func TestLinkPeerClose(t *testing.T) {
+	checkLeaks(t)
+	vs, os := linkPair(t, LinkConfig{Linger: time.Minute})
+	vs.Close()
+	select {
+	case <-os.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the owner's session did not end")
+	}
+	if !errors.Is(os.Err(), ErrPeerClosed) {
+		t.Fatalf("owner: %v", os.Err())
+	}
+}
