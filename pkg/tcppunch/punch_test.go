@@ -312,11 +312,13 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, edit := range map[string]func(c *Config){
-		"short key":       func(c *Config) { c.Key = c.Key[:16] },
-		"zero session":    func(c *Config) { c.SessionID = xtcp.SessionID{} },
-		"no role":         func(c *Config) { c.Role = 0 },
-		"no candidates":   func(c *Config) { c.Remote = nil },
-		"port 0":          func(c *Config) { c.Remote = []xtcp.Candidate{{Addr: netip.MustParseAddrPort("192.0.2.1:0"), Kind: xtcp.Host}} },
+		"short key":     func(c *Config) { c.Key = c.Key[:16] },
+		"zero session":  func(c *Config) { c.SessionID = xtcp.SessionID{} },
+		"no role":       func(c *Config) { c.Role = 0 },
+		"no candidates": func(c *Config) { c.Remote = nil },
+		"port 0": func(c *Config) {
+			c.Remote = []xtcp.Candidate{{Addr: netip.MustParseAddrPort("192.0.2.1:0"), Kind: xtcp.Host}}
+		},
 		"too many":        func(c *Config) { c.Remote = make([]xtcp.Candidate, MaxCandidates+1) },
 		"negative":        func(c *Config) { c.RetryInterval = -1 },
 		"dial > timeout":  func(c *Config) { c.Timeout, c.DialTimeout = time.Second, 2*time.Second },
