@@ -35,13 +35,16 @@ type Stats struct {
 // Carrier is a punched, authenticated TCP connection carrying the packets
 // of a link (see the package doc). Its methods are safe for concurrent use.
 type Carrier struct {
-	conn  *net.TCPConn
-	sc    *seal.Conn
-	cfg   CarrierConfig
-	role  xtcp.Role
-	path  xtcp.Candidate
-	log   *slog.Logger
-	start time.Time
+	conn *net.TCPConn
+	sc   *seal.Conn
+	cfg  CarrierConfig
+	role xtcp.Role
+	path xtcp.Candidate
+	log  *slog.Logger
+	// accepted: the connection came to the endpoint's listener; else our
+	// connect made it (through the peer's listener or a simultaneous open).
+	accepted bool
+	start    time.Time
 
 	sendq chan *[]byte
 	ctrlq chan []byte // pongs, ahead of packets
@@ -163,6 +166,11 @@ func (c *Carrier) Close() error {
 // Path is the peer's candidate the connection runs to (PeerReflexive when
 // it came from an address the peer did not list).
 func (c *Carrier) Path() xtcp.Candidate { return c.path }
+
+// Accepted reports whether the endpoint's listener accepted the
+// connection (the peer's SYN came first), rather than our own connect
+// (answered by the peer's listener, or a simultaneous open).
+func (c *Carrier) Accepted() bool { return c.accepted }
 
 // LocalAddr and RemoteAddr are the connection's 5-tuple ends.
 func (c *Carrier) LocalAddr() netip.AddrPort { return c.conn.LocalAddr().(*net.TCPAddr).AddrPort() }

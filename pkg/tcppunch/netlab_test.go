@@ -134,8 +134,8 @@ func prepare(t *testing.T, h *netlab.Host) (*client, netip.AddrPort) {
 	return &client{h: h, ep: ep, cs: cs}, mapped
 }
 
-// punch runs both sides at once.
-func punch(t *testing.T, v, o *client, timeout time.Duration) (vc, oc *tcppunch.Carrier, verr, oerr error) {
+// punch runs both sides, the owner starting skew after the visitor.
+func punch(t *testing.T, v, o *client, timeout, skew time.Duration, carrier tcppunch.CarrierConfig) (vc, oc *tcppunch.Carrier, verr, oerr error) {
 	key := make([]byte, xtcp.KeySize)
 	for i := range key {
 		key[i] = byte(i * 7)
@@ -147,12 +147,12 @@ func punch(t *testing.T, v, o *client, timeout time.Duration) (vc, oc *tcppunch.
 	go func() {
 		defer wg.Done()
 		vc, verr = tcppunch.Punch(context.Background(), v.ep, tcppunch.Config{Key: key, SessionID: id, Role: xtcp.RoleVisitor,
-			Remote: o.cs, StartAt: start, Timeout: timeout})
+			Remote: o.cs, StartAt: start, Timeout: timeout, Carrier: carrier})
 	}()
 	go func() {
 		defer wg.Done()
 		oc, oerr = tcppunch.Punch(context.Background(), o.ep, tcppunch.Config{Key: key, SessionID: id, Role: xtcp.RoleOwner,
-			Remote: v.cs, StartAt: start, Timeout: timeout})
+			Remote: v.cs, StartAt: start.Add(skew), Timeout: timeout, Carrier: carrier})
 	}()
 	wg.Wait()
 	for _, c := range []*tcppunch.Carrier{vc, oc} {
@@ -294,12 +294,22 @@ func TestNetlabDropUDP(t *testing.T) {
 	t.Run("port-preserving", func(t *testing.T) {
 		in0, out0, nat0 := srvCount.bytes(t, "in"), srvCount.bytes(t, "out"), natCount.bytes(t, "to_nat2")
 		start := time.Now()
-		v, o, verr, oerr := punch(t, c1, c2, 10*time.Second)
+		v, o, verr, oerr := punch(t, c1, c2, 10*time.Second, 0,
+			tcppunch.CarrierConfig{KeepaliveInterval: 200 * time.Millisecond, KeepaliveTimeout: 5 * time.Second})
 		if verr != nil || oerr != nil {
 			t.Fatalf("punch: visitor %v, owner %v", verr, oerr)
 		}
-		t.Logf("punched in %v: visitor %v→%v (%v), owner %v→%v (%v)", time.Since(start).Round(time.Millisecond),
-			v.LocalAddr(), v.RemoteAddr(), v.Path(), o.LocalAddr(), o.RemoteAddr(), o.Path())
+		t.Logf("punched in %v: visitor %v→%v (%v, accepted %v), owner %v→%v (%v, accepted %v)", time.Since(start).Round(time.Millisecond),
+			v.LocalAddr(), v.RemoteAddr(), v.Path(), v.Accepted(), o.LocalAddr(), o.RemoteAddr(), o.Path(), o.Accepted())
+		// The keepalive runs on the same 5-tuple through both NATs.
+		deadline := time.Now().Add(10 * time.Second)
+		for v.RTT() == 0 || o.RTT() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("no keepalive round trip over the punched path")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Logf("keepalive RTT: visitor %v, owner %v", v.RTT(), o.RTT())
 		if v.RemoteAddr().String() != m2.String() || o.RemoteAddr().String() != m1.String() {
 			t.Errorf("path not through the NATs' mappings: visitor to %v, owner to %v", v.RemoteAddr(), o.RemoteAddr())
 		}
@@ -318,9 +328,6 @@ func TestNetlabDropUDP(t *testing.T) {
 		if nat < bulkSize {
 			t.Errorf("nat1 forwarded only %d bytes to nat2, less than the bulk", nat)
 		}
-		if v.RTT() == 0 && o.RTT() == 0 {
-			t.Log("no keepalive round trip yet (interval 10 s)")
-		}
 		if err := v.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -334,6 +341,26 @@ func TestNetlabDropUDP(t *testing.T) {
 		}
 	})
 
+	// The owner starts 1.5 s late: the visitor's first SYNs die at nat2,
+	// its retries (or the owner's SYN through the mapping they opened)
+	// still meet.
+	t.Run("skewed-start", func(t *testing.T) {
+		a, _ := prepare(t, hosts["c1"])
+		b, _ := prepare(t, hosts["c2"])
+		v, o, verr, oerr := punch(t, a, b, 10*time.Second, 1500*time.Millisecond, tcppunch.CarrierConfig{})
+		if verr != nil || oerr != nil {
+			t.Fatalf("punch: visitor %v, owner %v", verr, oerr)
+		}
+		t.Logf("visitor %v→%v accepted %v; owner %v→%v accepted %v", v.LocalAddr(), v.RemoteAddr(), v.Accepted(), o.LocalAddr(), o.RemoteAddr(), o.Accepted())
+		if err := v.SendPacket([]byte("late")); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 16)
+		if n, err := o.RecvPacket(buf); err != nil || string(buf[:n]) != "late" {
+			t.Fatalf("%q %v", buf[:n], err)
+		}
+	})
+
 	t.Run("symmetric", func(t *testing.T) {
 		c3, m3 := prepare(t, hosts["c3"])
 		if m3.Port() == c3.ep.Port() {
@@ -342,7 +369,7 @@ func TestNetlabDropUDP(t *testing.T) {
 		c1b, _ := prepare(t, hosts["c1"])
 		const timeout = 3 * time.Second
 		start := time.Now()
-		v, o, verr, oerr := punch(t, c1b, c3, timeout)
+		v, o, verr, oerr := punch(t, c1b, c3, timeout, 0, tcppunch.CarrierConfig{})
 		el := time.Since(start)
 		if v != nil || o != nil {
 			t.Fatalf("punched through a random-port NAT: %v %v", v, o)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,21 +16,26 @@ import (
 
 // authed is a connection that passed the handshake.
 type authed struct {
-	conn *net.TCPConn
-	sc   *seal.Conn
-	path xtcp.Candidate
+	conn     *net.TCPConn
+	sc       *seal.Conn
+	path     xtcp.Candidate
+	accepted bool // by the listener, not by our connect
 }
 
 // punchState counts what happened, for the error of a failed punch.
 type punchState struct {
 	dials, connected, accepted, refused atomic.Int64
 	mu                                  sync.Mutex
-	lastDial, lastAuth                  error
+	lastDial                            map[xtcp.Candidate]error // the last failure per candidate
+	lastAuth                            error
 }
 
-func (s *punchState) failDial(err error) {
+func (s *punchState) failDial(r xtcp.Candidate, err error) {
 	s.mu.Lock()
-	s.lastDial = err
+	if s.lastDial == nil {
+		s.lastDial = map[xtcp.Candidate]error{}
+	}
+	s.lastDial[r] = err
 	s.mu.Unlock()
 }
 
@@ -81,7 +87,7 @@ func Punch(ctx context.Context, ep *Endpoint, cfg Config) (*Carrier, error) {
 		known[netip.AddrPortFrom(r.Addr.Addr().Unmap(), r.Addr.Port())] = r
 	}
 	// authenticate hands c to the selection if it passes the handshake.
-	authenticate := func(c *net.TCPConn, path xtcp.Candidate) {
+	authenticate := func(c *net.TCPConn, path xtcp.Candidate, accepted bool) {
 		hd := time.Now().Add(cfg.HandshakeTimeout)
 		if hd.After(deadline) {
 			hd = deadline
@@ -101,7 +107,7 @@ func Punch(ctx context.Context, ep *Endpoint, cfg Config) (*Carrier, error) {
 			return
 		}
 		select {
-		case results <- authed{c, sc, path}:
+		case results <- authed{c, sc, path, accepted}:
 		case <-pctx.Done():
 			reset(c)
 		}
@@ -127,7 +133,7 @@ func Punch(ctx context.Context, ep *Endpoint, cfg Config) (*Carrier, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				authenticate(c, path)
+				authenticate(c, path, true)
 			}()
 		}
 	}()
@@ -143,9 +149,9 @@ func Punch(ctx context.Context, ep *Endpoint, cfg Config) (*Carrier, error) {
 				dcancel()
 				if err == nil {
 					st.connected.Add(1)
-					authenticate(c, r)
+					authenticate(c, r, false)
 				} else if pctx.Err() == nil {
-					st.failDial(fmt.Errorf("dialing %v: %w", r, err))
+					st.failDial(r, err)
 				}
 				t := time.NewTimer(cfg.RetryInterval)
 				select {
@@ -181,8 +187,10 @@ func Punch(ctx context.Context, ep *Endpoint, cfg Config) (*Carrier, error) {
 		return nil, err
 	}
 	log.Info("TCP punch succeeded", "path", win.path.String(), "local", win.conn.LocalAddr().String(),
-		"dials", st.dials.Load(), "accepted", st.accepted.Load())
-	return newCarrier(win.conn, win.sc, cfg.Role, win.path, cfg.Carrier), nil
+		"by_accept", win.accepted, "dials", st.dials.Load(), "accepted", st.accepted.Load())
+	c := newCarrier(win.conn, win.sc, cfg.Role, win.path, cfg.Carrier)
+	c.accepted = win.accepted
+	return c, nil
 }
 
 // punchError says why no connection was chosen.
@@ -197,8 +205,24 @@ func punchError(ctx context.Context, cfg Config, st *punchState) error {
 	switch {
 	case st.lastAuth != nil: // the more telling failure
 		return fmt.Errorf("%w: %s, %d refused in the handshake; last: %w", ErrTimeout, summary, st.refused.Load(), st.lastAuth)
-	case st.lastDial != nil:
-		return fmt.Errorf("%w: %s; last failure: %w", ErrTimeout, summary, st.lastDial)
+	case len(st.lastDial) > 0:
+		// One line: each candidate's last failure, in the order given;
+		// the first of them stays matchable with errors.Is.
+		var first error
+		var b strings.Builder
+		for _, r := range cfg.Remote {
+			err, ok := st.lastDial[r]
+			if !ok {
+				continue
+			}
+			delete(st.lastDial, r) // once per candidate listed twice
+			if first == nil {
+				first = fmt.Errorf("%v: %w", r, err)
+			} else {
+				fmt.Fprintf(&b, "; %v: %v", r, err)
+			}
+		}
+		return fmt.Errorf("%w: %s; last failure per candidate: %w%s", ErrTimeout, summary, first, b.String())
 	}
 	return fmt.Errorf("%w: %s", ErrTimeout, summary)
 }
