@@ -250,7 +250,9 @@ func TestNetlabDropUDP(t *testing.T) {
 	srv := lab.Host("srv")
 	srv.Attach(wan, srvIP)
 	nat1 := lab.NAT("nat1", wan, nat1WAN, lan1, "10.1.0.1", netlab.NATConfig{Mode: netlab.PortPreserving, DropUDP: true})
-	lab.NAT("nat2", wan, nat2WAN, lan2, "10.2.0.1", netlab.NATConfig{Mode: netlab.PortPreserving, DropUDP: true})
+	// nat2 also drops packets conntrack calls invalid: the simultaneous
+	// open must be valid TCP to it.
+	lab.NAT("nat2", wan, nat2WAN, lan2, "10.2.0.1", netlab.NATConfig{Mode: netlab.PortPreserving, DropUDP: true, DropInvalid: true})
 	lab.NAT("nat3", wan, nat3WAN, lan3, "10.3.0.1", netlab.NATConfig{Mode: netlab.RandomPort, DropUDP: true})
 	hosts := map[string]*netlab.Host{}
 	for i, name := range []string{"c1", "c2", "c3"} {
@@ -284,6 +286,10 @@ func TestNetlabDropUDP(t *testing.T) {
 
 	c1, m1 := prepare(t, hosts["c1"]) // after the UDP: the TCP took the same wire
 	c2, m2 := prepare(t, hosts["c2"])
+	// The counters count: the STUN exchanges over TCP crossed them.
+	if in, out := srvCount.bytes(t, "in"), srvCount.bytes(t, "out"); in == 0 || out == 0 {
+		t.Fatalf("hops' counters saw %d bytes in and %d out for two STUN exchanges over TCP", in, out)
+	}
 	if got := srvCount.bytes(t, "udp_in"); got != 0 {
 		t.Fatalf("hops received %d bytes of UDP through a DropUDP NAT", got)
 	}

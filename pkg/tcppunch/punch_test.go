@@ -400,3 +400,14 @@ func TestDiscover(t *testing.T) {
 		t.Errorf("non-STUN answer: %v, want ErrSTUN", err)
 	}
 }
+
+// The carrier has the method set of the lead's link interface.
+var _ interface {
+	SendPacket(b []byte) error
+	RecvPacket(b []byte) (int, error)
+	Silence() time.Duration
+	RTT() time.Duration
+	Done() <-chan struct{}
+	Err() error
+	Close() error
+} = (*Carrier)(nil)
