@@ -20,8 +20,27 @@ import (
 // the peer's to come back.
 const closeGrace = time.Second
 
-// bufPool holds record buffers (kind byte + packet).
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 1+MaxPacket); return &b }}
+// smallBuf is the capacity of pooled packet buffers: link packets (KCP,
+// MTU 1350) fit; a larger one gets a buffer of its own size, so a full
+// queue holds about its packets' bytes, not 64 KiB per packet.
+const smallBuf = 2048
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, smallBuf); return &b }}
+
+// getBuf returns an empty buffer with room for n bytes.
+func getBuf(n int) *[]byte {
+	if n > smallBuf {
+		b := make([]byte, 0, n)
+		return &b
+	}
+	return bufPool.Get().(*[]byte)
+}
+
+func putBuf(bp *[]byte) {
+	if cap(*bp) == smallBuf {
+		bufPool.Put(bp)
+	}
+}
 
 // Stats counts a carrier's packets.
 type Stats struct {
@@ -101,12 +120,12 @@ func (c *Carrier) SendPacket(b []byte) error {
 	if len(b) > MaxPacket {
 		return fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, len(b), MaxPacket)
 	}
-	bp := bufPool.Get().(*[]byte)
+	bp := getBuf(1 + len(b))
 	*bp = append(append((*bp)[:0], kindPacket), b...)
 	select {
 	case c.sendq <- bp:
 	default:
-		bufPool.Put(bp)
+		putBuf(bp)
 		c.sendDropped.Add(1)
 	}
 	return nil
@@ -130,7 +149,7 @@ func (c *Carrier) RecvPacket(b []byte) (int, error) {
 			}
 		}
 	}
-	defer bufPool.Put(bp)
+	defer putBuf(bp)
 	if len(*bp) > len(b) {
 		return 0, fmt.Errorf("%w: %d bytes into a buffer of %d", ErrTooLarge, len(*bp), len(b))
 	}
@@ -237,12 +256,12 @@ func (c *Carrier) reader() {
 		switch kind {
 		case kindPacket:
 			c.received.Add(1)
-			bp := bufPool.Get().(*[]byte)
+			bp := getBuf(len(body))
 			*bp = append((*bp)[:0], body...)
 			select {
 			case c.recvq <- bp:
 			default:
-				bufPool.Put(bp)
+				putBuf(bp)
 				c.recvDropped.Add(1)
 			}
 		case kindPing:
@@ -327,7 +346,7 @@ func (c *Carrier) writer() {
 			continue
 		case bp := <-c.sendq:
 			err = c.write(*bp)
-			bufPool.Put(bp)
+			putBuf(bp)
 			if err == nil {
 				c.sent.Add(1)
 			}
@@ -353,7 +372,7 @@ func (c *Carrier) writer() {
 	for {
 		select {
 		case bp := <-c.sendq:
-			bufPool.Put(bp)
+			putBuf(bp)
 			continue
 		default:
 		}
