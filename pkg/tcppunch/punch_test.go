@@ -411,3 +411,36 @@ var _ interface {
 	Err() error
 	Close() error
 } = (*Carrier)(nil)
+
+// When only the visitor's dials can reach the owner (the owner dials a
+// dead port), the owner's listener accepts the connection, and a stranger
+// that connects and writes junk first is refused without ending the punch.
+func TestPunchByAccept(t *testing.T) {
+	ev, eo := listen(t, "127.0.0.1:0"), listen(t, "127.0.0.1:0")
+	dead := listen(t, "127.0.0.1:0")
+	deadPort := dead.Port()
+	dead.Close()
+	junk, err := net.Dial("tcp4", eo.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer junk.Close()
+	junk.Write(bytes.Repeat([]byte("GET / HTTP/1.1\r\n"), 4))
+	v, o := punchPair(t, ev, eo, []xtcp.Candidate{{Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), deadPort), Kind: xtcp.Host}},
+		cands(eo, "127.0.0.1"), nil)
+	if v.err != nil || o.err != nil {
+		t.Fatalf("visitor %v, owner %v", v.err, o.err)
+	}
+	if !o.c.Accepted() || v.c.Accepted() {
+		t.Errorf("accepted: owner %v, visitor %v; want the owner's listener to have taken it", o.c.Accepted(), v.c.Accepted())
+	}
+	if o.c.Path().Kind != xtcp.PeerReflexive || o.c.Path().Addr != v.c.LocalAddr() {
+		t.Errorf("owner's path %v, want prflx %v", o.c.Path(), v.c.LocalAddr())
+	}
+	if err := o.c.SendPacket([]byte("back")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := recvWithin(t, v.c, 5*time.Second); err != nil || string(got) != "back" {
+		t.Fatalf("%q %v", got, err)
+	}
+}
