@@ -142,7 +142,11 @@ type P2PResult struct {
 	Outcome   string `json:"outcome"` // lan, direct or failed
 	// Path is, on success, the kind of the peer's candidate the path runs
 	// to (host, srflx, prflx, predicted, mapped); "" when unknown.
-	Path      string `json:"path,omitempty"`
+	Path string `json:"path,omitempty"`
+	// Transport is, on success, what the direct path runs over: "udp"
+	// (a punched UDP path with KCP) or "tcp" (a punched TCP connection,
+	// package tcppunch); "" means udp (clients before it).
+	Transport string `json:"transport,omitempty"`
 	ElapsedMs int64  `json:"elapsedMs"`
 	Packets   int    `json:"packets"`
 	Error     string `json:"error,omitempty"`
@@ -309,6 +313,11 @@ func (m *P2PResult) validate() error {
 	case "lan", "direct", "failed":
 	default:
 		return fmt.Errorf("outcome %q", m.Outcome)
+	}
+	switch m.Transport {
+	case "", "udp", "tcp":
+	default:
+		return fmt.Errorf("transport %q (want udp or tcp)", m.Transport)
 	}
 	if err := checkNAT(m.NAT); err != nil {
 		return err

@@ -60,7 +60,11 @@ type PairStats struct {
 	Relay      int    `json:"relay"`
 	// Mapped counts the direct paths that ran to a port the gateway of
 	// one client mapped on request (candidate kind "mapped").
-	Mapped        int     `json:"mapped"`
+	Mapped int `json:"mapped"`
+	// TCP counts the direct paths that run over a punched TCP connection
+	// (P2PResult.transport "tcp"); the rest of Direct and LAN run over
+	// UDP.
+	TCP           int     `json:"tcp"`
 	AvgToDirectMs float64 `json:"avgToDirectMs"`
 	totalMs       int64
 }
@@ -236,6 +240,7 @@ func (s *Server) p2pResult(ss *session, m *protocol.P2PResult) {
 	}
 	key := natPair{Visitor: natClass(a.visitorNAT), Owner: natClass(a.ownerNAT)}
 	path := pathKind(m.Path)
+	transport := transportKind(m.Transport)
 	ps := st.pairs[key]
 	if ps == nil {
 		ps = &PairStats{VisitorNAT: key.Visitor, OwnerNAT: key.Owner}
@@ -246,12 +251,18 @@ func (s *Server) p2pResult(ss *session, m *protocol.P2PResult) {
 	case "lan":
 		ps.LAN++
 		ps.totalMs += m.ElapsedMs
+		if transport == "tcp" {
+			ps.TCP++
+		}
 	case "direct":
 		ps.Direct++
 		ps.totalMs += m.ElapsedMs
 		if path == "mapped" || a.ownerPath == "mapped" {
 			ps.Mapped++
 			path = "mapped"
+		}
+		if transport == "tcp" {
+			ps.TCP++
 		}
 	default:
 		ps.Relay++
@@ -263,12 +274,20 @@ func (s *Server) p2pResult(ss *session, m *protocol.P2PResult) {
 	args := []any{"proxy", a.proxy, "type", a.typ, "visitor", a.visitor.key().String(), "owner", a.owner.key().String(),
 		"visitor_nat", key.Visitor, "owner_nat", key.Owner, "outcome", m.Outcome, "elapsed", time.Duration(m.ElapsedMs) * time.Millisecond, "packets", m.Packets}
 	if m.Outcome == "lan" || m.Outcome == "direct" {
-		args = append(args, "path", path)
+		args = append(args, "path", path, "transport", transport)
 	}
 	if m.Error != "" {
 		args = append(args, "why_not_direct", m.Error)
 	}
 	ss.log.Info("P2P attempt", args...)
+}
+
+// transportKind is "tcp" or "udp" (the empty transport of older clients).
+func transportKind(s string) string {
+	if s == "tcp" {
+		return "tcp"
+	}
+	return "udp"
 }
 
 // pathKinds are the candidate kinds a P2PResult.path may name.
@@ -326,13 +345,13 @@ func (s *Server) P2PTally() []PairStats {
 // TallyTable renders the tally as a text table.
 func TallyTable(rows []PairStats) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-16s %-16s %8s %5s %7s %6s %6s %14s\n", "visitor NAT", "owner NAT", "attempts", "lan", "direct", "mapped", "relay", "avg to direct")
+	fmt.Fprintf(&b, "%-16s %-16s %8s %5s %7s %6s %5s %6s %14s\n", "visitor NAT", "owner NAT", "attempts", "lan", "direct", "mapped", "tcp", "relay", "avg to direct")
 	for _, r := range rows {
 		avg := "-"
 		if r.LAN+r.Direct > 0 {
 			avg = (time.Duration(r.AvgToDirectMs * float64(time.Millisecond))).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(&b, "%-16s %-16s %8d %5d %7d %6d %6d %14s\n", r.VisitorNAT, r.OwnerNAT, r.Attempts, r.LAN, r.Direct, r.Mapped, r.Relay, avg)
+		fmt.Fprintf(&b, "%-16s %-16s %8d %5d %7d %6d %5d %6d %14s\n", r.VisitorNAT, r.OwnerNAT, r.Attempts, r.LAN, r.Direct, r.Mapped, r.TCP, r.Relay, avg)
 	}
 	return b.String()
 }

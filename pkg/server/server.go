@@ -4,6 +4,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -217,7 +218,26 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 	defer leave()
 	remote := raw.RemoteAddr().String()
 	log := s.log.With("remote", remote)
-	raw.SetDeadline(time.Now().Add(s.cfg.Transport.HandshakeTimeout.Duration))
+	deadline := time.Now().Add(s.cfg.Transport.HandshakeTimeout.Duration)
+	raw.SetDeadline(deadline)
+	// The first byte tells a TLS handshake (0x16) from a STUN Binding
+	// request over TCP (first two bits 0), by which a client learns the
+	// public mapping of a TCP port for TCP hole punching.
+	var first [1]byte
+	if _, err := io.ReadFull(raw, first[:]); err != nil {
+		log.Debug("connection closed before its first byte", "error", err)
+		raw.Close()
+		return
+	}
+	if stunserver.IsSTUNFirstByte(first[0]) {
+		err := s.stun.ServeStream(raw, io.MultiReader(bytes.NewReader(first[:]), raw), deadline)
+		raw.Close()
+		if err != nil {
+			s.logLimit.Log(ctx, log, slog.LevelDebug, logging.Source(remote), "STUN over TCP not answered", "error", err)
+		}
+		return
+	}
+	raw = &prefixConn{Conn: raw, prefix: first[:]}
 	tc := tls.Server(raw, s.tls)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		level := slog.LevelInfo
@@ -395,4 +415,20 @@ func (s *Server) HandshakeStats() admit.Stats { return s.gate.Stats() }
 // heartbeatConfig is the server's own heartbeat.
 func (s *Server) heartbeatConfig() heartbeat.Config {
 	return heartbeat.Config{Interval: s.cfg.Heartbeat.Interval.Duration, Timeout: s.cfg.Heartbeat.Timeout.Duration}
+}
+
+// prefixConn is a connection whose first bytes were read already: Read
+// returns them before the rest.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(b []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(b, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
 }

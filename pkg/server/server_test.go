@@ -268,3 +268,23 @@ func TestTallyMapped(t *testing.T) {
 		t.Errorf("table lacks the mapped column:\n%s", table)
 	}
 }
+
+// Direct paths are counted by transport: "tcp" in the tcp column, udp and
+// the empty transport of older clients not; a failed attempt never.
+func TestTallyTransport(t *testing.T) {
+	s := testServer(t)
+	v := &session{clientID: "v", log: slog.New(slog.DiscardHandler)}
+	o := &session{clientID: "o", log: slog.New(slog.DiscardHandler)}
+	for i, tc := range []struct{ outcome, transport string }{{"direct", "tcp"}, {"direct", "udp"}, {"direct", ""}, {"lan", "tcp"}, {"failed", "tcp"}} {
+		id := fmt.Sprint("s", i)
+		s.p2p.attempts[id] = &attempt{session: id, visitor: v, owner: o, visitorNAT: "EIM/APDF", ownerNAT: "EIM/APDF", created: time.Now()}
+		s.p2pResult(v, &protocol.P2PResult{SessionID: id, Role: "visitor", Outcome: tc.outcome, Path: "srflx", Transport: tc.transport})
+	}
+	rows := s.P2PTally()
+	if len(rows) != 1 || rows[0].Direct != 3 || rows[0].LAN != 1 || rows[0].Relay != 1 || rows[0].TCP != 2 {
+		t.Fatalf("tally %+v, want 3 direct, 1 lan, 1 relay, 2 of them over tcp", rows)
+	}
+	if table := TallyTable(rows); !strings.Contains(table, " tcp ") {
+		t.Errorf("table lacks the tcp column:\n%s", table)
+	}
+}

@@ -12,6 +12,8 @@
 //     ip_forward on, and an nftables ruleset that masquerades LAN→WAN,
 //     forwards only LAN→WAN plus established/related replies, and silently
 //     drops unsolicited packets arriving on the WAN leg, like a home router.
+//     NATConfig.DropUDP makes one drop all forwarded UDP, both ways, like a
+//     network that blocks UDP (TCP still passes).
 //
 // Example:
 //

@@ -84,6 +84,12 @@ type NATConfig struct {
 	// state invalid. Without it such packets from the LAN are forwarded
 	// without NAT, as a plain Linux router does.
 	DropInvalid bool
+
+	// DropUDP adds a rule, first in the forward chain, that drops every
+	// forwarded UDP packet in both directions (LAN→WAN and WAN→LAN), as
+	// networks that block UDP (many offices and guest Wi-Fi) do. UDP to
+	// and from the NAT itself is untouched; TCP is forwarded as usual.
+	DropUDP bool
 }
 
 // Validate reports whether c is usable.
@@ -116,7 +122,8 @@ type NAT struct {
 // to lan with address lanAddr (LAN hosts use lanAddr as their default
 // route), with ip_forward on and this nftables ruleset:
 //
-//   - forward: drop by default; drop ct state invalid (if DropInvalid);
+//   - forward: drop by default; drop all UDP (if DropUDP); drop ct state
+//     invalid (if DropInvalid);
 //     accept established/related; accept LAN→WAN.
 //   - input: on the WAN leg accept only established/related; everything
 //     else arriving there is silently dropped.
@@ -180,6 +187,9 @@ func (n *NAT) ruleset() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip netlab {\n")
 	fmt.Fprintf(&b, "\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n")
+	if n.cfg.DropUDP {
+		fmt.Fprintf(&b, "\t\tmeta l4proto udp drop\n")
+	}
 	if n.cfg.DropInvalid {
 		fmt.Fprintf(&b, "\t\tct state invalid drop\n")
 	}

@@ -54,14 +54,18 @@ func (h *handler) other(slot int) (int, bool) {
 // a request shorter than its answer is dropped (hop's client pads its
 // requests with PADDING; see the package doc).
 func (h *handler) handle(req []byte, from netip.AddrPort, in int) (resp []byte, out int, ok bool) {
-	resp, out, ok = h.answer(req, from, in)
+	resp, out, ok = h.answer(req, from, in, false)
 	if !ok || len(resp) > len(req) {
 		return nil, 0, false
 	}
 	return resp, out, true
 }
 
-func (h *handler) answer(req []byte, from netip.AddrPort, in int) (resp []byte, out int, ok bool) {
+// answer builds the response to req. stream is true for a request that
+// came over TCP (see stream.go): it is answered on its own connection, so
+// CHANGE-REQUEST cannot be honoured (420), and RESPONSE-ORIGIN and
+// OTHER-ADDRESS, which name UDP sockets, are left out.
+func (h *handler) answer(req []byte, from netip.AddrPort, in int, stream bool) (resp []byte, out int, ok bool) {
 	if !validRequest(req) || !from.IsValid() || from.Port() == 0 || from.Addr().IsUnspecified() {
 		return nil, 0, false
 	}
@@ -101,6 +105,10 @@ func (h *handler) answer(req []byte, from netip.AddrPort, in int) (resp []byte, 
 	}
 
 	out = in
+	if changes > 0 && stream {
+		return h.errorResponse(m, in, 420, "CHANGE-REQUEST is not supported over TCP",
+			stun.UnknownAttributes{stun.AttrChangeRequest})
+	}
 	if changes > 0 {
 		if changes > 1 || len(change) != 4 {
 			return h.errorResponse(m, in, 400, "malformed CHANGE-REQUEST", nil)
@@ -130,6 +138,14 @@ func (h *handler) answer(req []byte, from netip.AddrPort, in int) (resp []byte, 
 		stun.NewTransactionIDSetter(m.TransactionID),
 		&stun.XORMappedAddress{IP: ip, Port: port},
 		&stun.MappedAddress{IP: ip, Port: port},
+	}
+	if stream {
+		setters = append(setters, stun.NewSoftware(h.software))
+		r, err := stun.Build(setters...)
+		if err != nil {
+			return nil, 0, false
+		}
+		return r.Raw, in, true
 	}
 	if origin := h.addrs[out]; !origin.Addr().IsUnspecified() {
 		setters = append(setters, &stun.ResponseOrigin{IP: origin.Addr().AsSlice(), Port: int(origin.Port())})

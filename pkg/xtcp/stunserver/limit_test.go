@@ -27,7 +27,7 @@ func TestNoAmplification(t *testing.T) {
 	if resp, _, ok := h.handle(bare, from, slotPrimary); ok {
 		t.Fatalf("answered a %d-byte request with %d bytes", len(bare), len(resp))
 	}
-	full, _, ok := h.answer(bare, from, slotPrimary)
+	full, _, ok := h.answer(bare, from, slotPrimary, false)
 	if !ok {
 		t.Fatal("no answer built")
 	}
