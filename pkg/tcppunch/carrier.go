@@ -46,7 +46,7 @@ func putBuf(bp *[]byte) {
 type Stats struct {
 	Sent, Received     uint64 // packets
 	SendDropped        uint64 // SendPacket on a full queue
-	RecvDropped        uint64 // arrived while the receive queue was full
+	RecvDropped        uint64 // always 0: a full receive queue holds the stream back instead
 	MissedKeepalives   uint64 // pings unanswered within an interval
 	KeepalivesAnswered uint64
 }
@@ -109,8 +109,10 @@ func newCarrier(conn *net.TCPConn, sc *seal.Conn, role xtcp.Role, path xtcp.Cand
 func (c *Carrier) now() int64 { return int64(time.Since(c.start)) }
 
 // SendPacket queues one packet for the peer. It never blocks: on a full
-// queue the packet is dropped (counted in Stats). It fails only when the
-// carrier has ended (Err) or the packet exceeds MaxPacket.
+// queue the packet is dropped (counted in Stats) and xtcp.ErrQueueFull
+// returned, so that a link knows the carrier did not take it. It fails
+// otherwise only when the carrier has ended (Err) or the packet exceeds
+// MaxPacket.
 func (c *Carrier) SendPacket(b []byte) error {
 	select {
 	case <-c.done:
@@ -124,11 +126,12 @@ func (c *Carrier) SendPacket(b []byte) error {
 	*bp = append(append((*bp)[:0], kindPacket), b...)
 	select {
 	case c.sendq <- bp:
+		return nil
 	default:
 		putBuf(bp)
 		c.sendDropped.Add(1)
+		return xtcp.ErrQueueFull
 	}
-	return nil
 }
 
 // RecvPacket waits for the next packet from the peer and copies it into b.
@@ -258,11 +261,14 @@ func (c *Carrier) reader() {
 			c.received.Add(1)
 			bp := getBuf(len(body))
 			*bp = append((*bp)[:0], body...)
+			// A packet the stream delivered is never dropped here (a link
+			// counts on a stream carrier losing nothing it took): a full
+			// queue holds the reader, and TCP pushes back on the peer.
+			// The consumer must keep reading, or the keepalive stalls too.
 			select {
 			case c.recvq <- bp:
-			default:
+			case <-c.done:
 				putBuf(bp)
-				c.recvDropped.Add(1)
 			}
 		case kindPing:
 			if c.skipPongs.Load() > 0 {

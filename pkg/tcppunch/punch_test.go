@@ -291,16 +291,44 @@ func TestKeepaliveToleratesOneMiss(t *testing.T) {
 	}
 }
 
-// A full receive queue drops packets but does not stall the keepalive.
+// A full receive queue holds the stream back and loses nothing: a link
+// counts on it. A full send queue says so.
 func TestRecvQueueFull(t *testing.T) {
 	v, o := mustPair(t, func(v, o *Config) {
 		fastKeepalive(50*time.Millisecond, 2*time.Second)(v, o)
 		o.Carrier.RecvQueue = 4
+		v.Carrier.SendQueue = 8
 	})
-	for range 100 {
-		v.SendPacket([]byte("x"))
+	sent, full := 0, 0
+	for i := range 2000 {
+		switch err := v.SendPacket([]byte{byte(i), byte(i >> 8)}); {
+		case err == nil:
+			sent++
+		case errors.Is(err, xtcp.ErrQueueFull):
+			full++
+		default:
+			t.Fatal(err)
+		}
 	}
-	waitFor(t, 5*time.Second, "drops counted", func() bool { return o.Stats().RecvDropped > 0 })
+	if full == 0 {
+		t.Fatal("2000 packets into a send queue of 8 never found it full")
+	}
+	buf := make([]byte, 16)
+	prev := -1
+	for range sent {
+		n, err := o.RecvPacket(buf)
+		if err != nil || n != 2 {
+			t.Fatalf("%d bytes, %v", n, err)
+		}
+		i := int(buf[0]) | int(buf[1])<<8
+		if i <= prev {
+			t.Fatalf("packet %d after %d", i, prev)
+		}
+		prev = i
+	}
+	if s := o.Stats(); s.RecvDropped != 0 || s.Received != uint64(sent) {
+		t.Fatalf("receiver %+v, sent %d", s, sent)
+	}
 	answered := v.Stats().KeepalivesAnswered
 	waitFor(t, 5*time.Second, "keepalives answered", func() bool { return v.Stats().KeepalivesAnswered > answered+2 })
 }
