@@ -370,7 +370,7 @@ func (l *p2pLink) retryLoop(ctx context.Context) {
 		case <-t.C:
 			l.mu.Lock()
 			lc := l.cur
-			if lc != nil && !lc.link.Has(xtcp.CarrierUDP) &&
+			if lc != nil && !lc.link.Has(xtcp.CarrierUDP) && !lc.link.Has(xtcp.CarrierTCP) &&
 				(time.Since(l.demand) < demandWindow || (lc.sess != nil && lc.sess.NumStreams() > 0)) {
 				l.start(lc, false)
 			}
@@ -382,8 +382,8 @@ func (l *p2pLink) retryLoop(ctx context.Context) {
 // attachDirect gives lc the punched path and watches it: when it dies
 // the link carries on over the relay, after is called (the socket is
 // closed by then), and the next retry punches again.
-func (l *p2pLink) attachDirect(lc *linkConn, c *xtcp.UDPCarrier, after func()) error {
-	if err := lc.link.Attach(xtcp.CarrierUDP, c); err != nil {
+func (l *p2pLink) attachDirect(lc *linkConn, kind xtcp.CarrierKind, c xtcp.Carrier, after func()) error {
+	if err := lc.link.Attach(kind, c); err != nil {
 		after()
 		return err
 	}
@@ -398,7 +398,7 @@ func (l *p2pLink) attachDirect(lc *linkConn, c *xtcp.UDPCarrier, after func()) e
 		closed := l.closed
 		l.mu.Unlock()
 		if !closed && lc.link.Err() == nil {
-			l.v.log.Warn("direct path lost; connections continue over the relay and the next retry punches again", "cause", c.Err())
+			l.v.log.Warn("direct path lost; connections continue over the relay and the next retry punches again", "transport", kind, "cause", c.Err())
 		}
 	}()
 	return nil

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/hopproxy/hop/pkg/pake"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/seal"
+	"github.com/hopproxy/hop/pkg/tcppunch"
 	"github.com/hopproxy/hop/pkg/xtcp"
 	"github.com/hopproxy/hop/pkg/xtcp/nat"
 )
@@ -342,6 +344,13 @@ func (l *p2pLink) attempt(lc *linkConn) error {
 	if err != nil {
 		return fmt.Errorf("P2P socket: %w", err)
 	}
+	ep, tcpCands := c.prepareTCP(ctx)
+	tcpStarted := false
+	defer func() {
+		if ep != nil && !tcpStarted {
+			ep.Close()
+		}
+	}()
 	mappedConn := conn // the socket whose port the gateway maps
 	keep := false
 	defer func() {
@@ -388,7 +397,7 @@ func (l *p2pLink) attempt(lc *linkConn) error {
 	if !c.replays.fresh("visitor/"+auth.SessionID, time.Now()) { // per role: a client may visit its own proxy
 		return fmt.Errorf("%w: %s", errReplayedSession, auth.SessionID)
 	}
-	box, err := sealInfo(isk, infoBoxVisitor, auth.SessionID, &protocol.P2PInfo{Candidates: cands, NAT: class, Link: lc.id.String()})
+	box, err := sealInfo(isk, infoBoxVisitor, auth.SessionID, &protocol.P2PInfo{Candidates: cands, NAT: class, Link: lc.id.String(), TCP: tcpCands})
 	if err != nil {
 		return err
 	}
@@ -412,9 +421,13 @@ func (l *p2pLink) attempt(lc *linkConn) error {
 		return fmt.Errorf("the owner's sealed candidates: %w", err)
 	}
 	key := attemptKey(isk)
+	startAt := time.Now().Add(time.Duration(ans.DelayMs) * time.Millisecond)
+	tcpCh := startTCPPunch(l.ctx, ep, key, sid, xtcp.RoleVisitor, peer.TCP, startAt, tcppunch.CarrierConfig{
+		KeepaliveInterval: v.cfg.KeepaliveInterval.Duration, KeepaliveTimeout: v.cfg.KeepaliveTimeout.Duration, Logger: v.log}, v.log)
+	tcpStarted = tcpCh != nil
 	res, pconn, perr := punch(ctx, conn, xtcp.PunchConfig{
 		Key: key, SessionID: sid, Role: xtcp.RoleVisitor,
-		Remote: fromWire(peer.Candidates), StartAt: time.Now().Add(time.Duration(ans.DelayMs) * time.Millisecond),
+		Remote: fromWire(peer.Candidates), StartAt: startAt,
 		Timeout: punchTimeout, Logger: v.log,
 	}, class, peer.NAT, hasMapped(cands), peer.Candidates)
 	if pconn != nil {
@@ -426,12 +439,36 @@ func (l *p2pLink) attempt(lc *linkConn) error {
 		if errors.As(perr, &pe) {
 			result.Packets = pe.PacketsSent
 		}
-		result.Outcome, result.Error = "failed", perr.Error()
+		tr := awaitTCP(tcpCh)
+		if tr.carrier == nil {
+			result.Outcome, result.Error = "failed", perr.Error()
+			if tr.err != nil {
+				result.Error += "; over TCP: " + tr.err.Error()
+			}
+			c.reportLater(result, class)
+			v.log.Info("direct path failed", "visitor_nat", class, "owner_nat", peer.NAT, "error", result.Error)
+			return fmt.Errorf("punch failed (our NAT %s, theirs %s): %s", class, peer.NAT, result.Error)
+		}
+		result.ElapsedMs = time.Since(start).Milliseconds()
+		tcpOutcome(result, tr.carrier)
 		c.reportLater(result, class)
-		v.log.Info("direct path failed", "visitor_nat", class, "owner_nat", peer.NAT, "error", perr)
-		return fmt.Errorf("punch failed (our NAT %s, theirs %s): %w", class, peer.NAT, perr)
+		if err := l.attachDirect(lc, xtcp.CarrierTCP, tr.carrier, func() {}); err != nil {
+			return err
+		}
+		v.log.Info("direct path established", "transport", "tcp", "candidate", tr.carrier.Path().Kind, "remote", tr.carrier.RemoteAddr(),
+			"time_to_path", time.Since(start).Round(time.Millisecond), "visitor_nat", class, "owner_nat", peer.NAT, "udp_error", perr)
+		return nil
 	}
-	result.Outcome, result.Packets, result.Path = outcome(res), res.PacketsSent, res.Candidate.Kind.String()
+	result.Outcome, result.Packets, result.Path, result.Transport = outcome(res), res.PacketsSent, res.Candidate.Kind.String(), "udp"
+	if tcpCh != nil { // the TCP path too, as the link's second choice, before the result goes
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			if tr := awaitTCP(tcpCh); tr.carrier != nil {
+				l.attachDirect(lc, xtcp.CarrierTCP, tr.carrier, func() {})
+			}
+		}()
+	}
 	c.reportLater(result, class)
 	afterPath := func() {}
 	if conn == mappedConn {
@@ -446,10 +483,10 @@ func (l *p2pLink) attempt(lc *linkConn) error {
 		return err
 	}
 	keep = true
-	if err := l.attachDirect(lc, uc, afterPath); err != nil {
+	if err := l.attachDirect(lc, xtcp.CarrierUDP, uc, afterPath); err != nil {
 		return err
 	}
-	v.log.Info("direct path established", "path", res.Kind, "candidate", res.Candidate.Kind, "remote", res.Remote, "rtt", res.RTT,
+	v.log.Info("direct path established", "transport", "udp", "path", res.Kind, "candidate", res.Candidate.Kind, "remote", res.Remote, "rtt", res.RTT,
 		"time_to_path", time.Since(start).Round(time.Millisecond), "packets", res.PacketsSent, "visitor_nat", class, "owner_nat", peer.NAT)
 	return nil
 }
@@ -514,6 +551,7 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 		refuse(fmt.Sprintf("%v: %v", errP2PUnconfirmed, err))
 		return
 	}
+	base := ctx // outlives the attempt, for its TCP punch
 	ctx, cancel := context.WithTimeout(ctx, 3*answerTimeout+punchTimeout)
 	defer cancel()
 	l, err := c.current()
@@ -573,7 +611,14 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 			mappedConn.Close()
 		}
 	}()
-	box, err := sealInfo(isk, infoBoxOwner, m.SessionID, &protocol.P2PInfo{Candidates: cands, NAT: class})
+	ep, tcpCands := c.prepareTCP(ctx)
+	tcpStarted := false
+	defer func() {
+		if ep != nil && !tcpStarted {
+			ep.Close()
+		}
+	}()
+	box, err := sealInfo(isk, infoBoxOwner, m.SessionID, &protocol.P2PInfo{Candidates: cands, NAT: class, TCP: tcpCands})
 	if err != nil {
 		conn.Close()
 		refuse(err.Error())
@@ -594,9 +639,12 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 	}
 	start := time.Now()
 	key := attemptKey(isk)
+	startAt := start.Add(time.Duration(g.DelayMs) * time.Millisecond)
+	tcpCh := startTCPPunch(base, ep, key, sid, xtcp.RoleOwner, peer.TCP, startAt, tcppunch.CarrierConfig{Logger: log}, log)
+	tcpStarted = tcpCh != nil
 	res, pconn, perr := punch(ctx, conn, xtcp.PunchConfig{
 		Key: key, SessionID: sid, Role: xtcp.RoleOwner,
-		Remote: fromWire(peer.Candidates), StartAt: start.Add(time.Duration(g.DelayMs) * time.Millisecond),
+		Remote: fromWire(peer.Candidates), StartAt: startAt,
 		Timeout: punchTimeout, Logger: log,
 	}, class, peer.NAT, hasMapped(cands), peer.Candidates)
 	if pconn != nil {
@@ -604,21 +652,49 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 	}
 	release() // the attempt is over; a path that follows is not an offer in flight
 	result := &protocol.P2PResult{SessionID: m.SessionID, Role: "owner", ElapsedMs: time.Since(start).Milliseconds()}
+	var tr tcpResult
 	if perr != nil {
-		result.Outcome, result.Error = "failed", perr.Error()
-		c.sendResult(result)
-		conn.Close()
-		log.Info("direct path to visitor failed", "owner_nat", class, "visitor_nat", peer.NAT, "error", perr)
-		return
+		tr = awaitTCP(tcpCh)
+		if tr.carrier == nil {
+			result.Outcome, result.Error = "failed", perr.Error()
+			if tr.err != nil {
+				result.Error += "; over TCP: " + tr.err.Error()
+			}
+			c.sendResult(result)
+			conn.Close()
+			log.Info("direct path to visitor failed", "owner_nat", class, "visitor_nat", peer.NAT, "error", result.Error)
+			return
+		}
+		result.ElapsedMs = time.Since(start).Milliseconds()
+		tcpOutcome(result, tr.carrier)
+	} else {
+		result.Outcome, result.Packets, result.Path, result.Transport = outcome(res), res.PacketsSent, res.Candidate.Kind.String(), "udp"
 	}
-	result.Outcome, result.Packets, result.Path = outcome(res), res.PacketsSent, res.Candidate.Kind.String()
 	c.sendResult(result)
-	log.Info("direct path to visitor established", "path", res.Kind, "candidate", res.Candidate.Kind, "remote", res.Remote, "rtt", res.RTT)
 	ol, err := c.ownerLink(p, m.VisitorUser, m.Visitor, linkID, true)
 	if err != nil {
 		conn.Close()
+		if tr.carrier != nil {
+			tr.carrier.Close()
+		}
 		log.Warn("direct path to visitor dropped", "error", err)
 		return
+	}
+	if tr.carrier != nil { // UDP failed, TCP made it
+		conn.Close()
+		c.attachOwnerTCP(ol, tr.carrier, log)
+		log.Info("direct path to visitor established", "transport", "tcp", "candidate", tr.carrier.Path().Kind, "remote", tr.carrier.RemoteAddr())
+		return
+	}
+	log.Info("direct path to visitor established", "transport", "udp", "path", res.Kind, "candidate", res.Candidate.Kind, "remote", res.Remote, "rtt", res.RTT)
+	if tcpCh != nil { // the TCP path too, as the link's second choice
+		c.connWG.Add(1)
+		go func() {
+			defer c.connWG.Done()
+			if tr := awaitTCP(tcpCh); tr.carrier != nil {
+				c.attachOwnerTCP(ol, tr.carrier, log)
+			}
+		}()
 	}
 	uc, err := xtcp.NewUDPCarrier(conn, res.Remote, key, sid, xtcp.RoleOwner, payloadOf(p.Type), xtcp.SessionConfig{Logger: log})
 	if err != nil {
@@ -821,3 +897,16 @@ func (g *p2pGuard) admit(proxy, visitor string) (release func(), err error) {
 
 // udpPort is the local port of a P2P socket.
 func udpPort(c *net.UDPConn) uint16 { return uint16(c.LocalAddr().(*net.UDPAddr).Port) }
+
+// attachOwnerTCP gives an owner's link a punched TCP path.
+func (c *Client) attachOwnerTCP(ol *ownerLink, cr *tcppunch.Carrier, log *slog.Logger) {
+	if err := ol.link.Attach(xtcp.CarrierTCP, cr); err != nil {
+		return
+	}
+	c.connWG.Add(1)
+	go func() {
+		defer c.connWG.Done()
+		<-cr.Done()
+		log.Info("direct TCP path to visitor closed", "cause", cr.Err())
+	}()
+}

@@ -107,6 +107,10 @@ type P2PInfo struct {
 	// Link is the visitor's link ID (LinkID.String) that a punched path
 	// joins; empty in the owner's box.
 	Link string `json:"link,omitempty"`
+	// TCP are the candidates of the sender's TCP punching port (host
+	// addresses and the mapping the server saw over STUN on TCP); none
+	// when it does not punch over TCP.
+	TCP []Candidate `json:"tcp,omitempty"`
 }
 
 // DecodeP2PInfo parses and checks the plaintext of a sealed P2PInfo.
@@ -120,6 +124,9 @@ func DecodeP2PInfo(b []byte) (*P2PInfo, error) {
 	}
 	if err := checkCandidates(m.Candidates); err != nil {
 		return nil, fmt.Errorf("%w: P2PInfo: %v", ErrMalformed, err)
+	}
+	if err := checkCandidates(m.TCP); err != nil {
+		return nil, fmt.Errorf("%w: P2PInfo: tcp: %v", ErrMalformed, err)
 	}
 	if m.Link != "" {
 		if _, err := ParseLinkID(m.Link); err != nil {

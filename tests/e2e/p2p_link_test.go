@@ -23,6 +23,10 @@ var linkNATs = []natSpec{
 	{"natb", "198.51.100.22", "10.2.0", netlab.NATConfig{Mode: netlab.PortPreserving}, []string{"vb"}},
 	{"natr", "198.51.100.23", "10.3.0", netlab.NATConfig{Mode: netlab.RandomPort}, []string{"or"}},
 	{"natq", "198.51.100.24", "10.4.0", netlab.NATConfig{Mode: netlab.RandomPort}, []string{"vq"}},
+	// Networks that drop all UDP (many offices and guest Wi-Fi), with
+	// port-preserving NATs for TCP.
+	{"natd", "198.51.100.27", "10.7.0", netlab.NATConfig{Mode: netlab.PortPreserving, DropUDP: true}, []string{"od"}},
+	{"nate", "198.51.100.28", "10.8.0", netlab.NATConfig{Mode: netlab.PortPreserving, DropUDP: true}, []string{"ve"}},
 }
 
 // serverCounter counts, in nftables on the server's host, the bytes of
@@ -77,7 +81,7 @@ func dialVisitor(h *netlab.Host) (net.Conn, error) {
 // and the direct path, measured by the server's byte counters.
 func TestP2PLink(t *testing.T) {
 	l := newP2PLabWith(t, linkNATs)
-	for _, owner := range []string{"oa", "or"} {
+	for _, owner := range []string{"oa", "or", "od"} {
 		tcpPort, udpPort := ownerServices(t, l.hosts[owner])
 		l.startClient(t, owner, ownerConfig(owner, tcpPort, udpPort))
 	}
@@ -187,6 +191,42 @@ func TestP2PLink(t *testing.T) {
 			t.Errorf("the datagrams did not cross the server after the black hole: %d bytes", through)
 		}
 	})
+
+	// Both networks drop all UDP: xtcp goes direct over a punched TCP
+	// path, and its bulk does not cross the server.
+	t.Run("UDP blocked: direct over TCP", func(t *testing.T) {
+		l.startClient(t, "ve", visitorConfig("od", "10s"))
+		h := l.hosts["ve"]
+		if err := xtcpTransfer(h, 1<<20, 21); err != nil { // makes the link; the punch runs beside it
+			t.Fatal(err)
+		}
+		var m []string
+		eventually(t, 30*time.Second, "the server's record of the xtcp attempt", func() bool {
+			m = l.attempt("ve", "od", "xtcp")
+			return m != nil
+		})
+		line := l.attemptLine("ve", "od", "xtcp")
+		if m[6] != "direct" || !strings.Contains(line, "transport=tcp") {
+			t.Fatalf("attempt: %s", line)
+		}
+		eventually(t, 10*time.Second, "the visitor's TCP path", func() bool {
+			return l.clients["ve"].count(`msg="direct path established" client=ve visitor=to-od-tcp type=xtcp server_name=od-tcp transport=tcp`) > 0
+		})
+		before := counter.bytes(t)
+		if err := xtcpTransfer(h, 10<<20, 22); err != nil {
+			t.Fatal(err)
+		}
+		through := counter.bytes(t) - before
+		t.Logf("10 MB over the punched TCP path; %d bytes crossed the server; attempt: %s", through, line)
+		if through > 1<<20 {
+			t.Errorf("%d bytes crossed the server: the bulk was relayed", through)
+		}
+		// Datagrams go over the TCP path too (the relay is a stream as
+		// well, so nothing is lost by it), or the relay.
+		if err := xudpEcho(h, 20); err != nil {
+			t.Fatalf("xudp: %v", err)
+		}
+	})
 }
 
 // xtcpTransferCounted is xtcpTransfer, counting the bytes sent in sent.
@@ -215,3 +255,15 @@ func xtcpTransferCounted(h *netlab.Host, size int64, seed uint64, sent *atomic.I
 type counting struct{ n *atomic.Int64 }
 
 func (c counting) Write(b []byte) (int, error) { c.n.Add(int64(len(b))); return len(b), nil }
+
+// attemptLine is the server's log line of the visitor's first attempt of
+// the given type towards owner ("" if none).
+func (l *p2pLab) attemptLine(visitor, owner, typ string) string {
+	for _, line := range strings.Split(l.srv.out.String(), "\n") {
+		m := attemptRE.FindStringSubmatch(line)
+		if m != nil && m[1] == typ && m[2] == visitor && m[3] == owner {
+			return line
+		}
+	}
+	return ""
+}
