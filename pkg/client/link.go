@@ -230,6 +230,10 @@ func (l *p2pLink) switched(log interface {
 		log.Info("connections moved to the direct path", "carrier", to)
 	case from.Direct() && to == xtcp.CarrierRelay:
 		log.Info("connections moved to the relay: the direct path stopped answering", "carrier", from)
+	case from == xtcp.CarrierUDP && to == xtcp.CarrierTCP:
+		log.Info("connections moved to the direct TCP path: the UDP path stopped answering")
+	case from == xtcp.CarrierTCP && to == xtcp.CarrierUDP:
+		log.Info("connections moved back to the direct UDP path")
 	}
 }
 
