@@ -12,6 +12,8 @@
 //     ip_forward on, and an nftables ruleset that masquerades LAN→WAN,
 //     forwards only LAN→WAN plus established/related replies, and silently
 //     drops unsolicited packets arriving on the WAN leg, like a home router.
+//     NATConfig.LossPercent makes one drop that share of what it forwards,
+//     at random, both ways (nft numgen; netem is not in every kernel).
 //
 // Example:
 //

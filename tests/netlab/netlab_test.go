@@ -576,3 +576,64 @@ func TestUDPTimeout(t *testing.T) {
 	}
 	expectMsg(t, inbox1, srvSock, mapped, "reply2")
 }
+
+// TestNATLoss sends 1000 datagrams through a NAT with LossPercent 20 to an
+// echo: about 80 % must reach the server and about 64 % come back (each
+// direction loses 20 %), far from both 0 % and 100 % loss.
+func TestNATLoss(t *testing.T) {
+	t.Parallel()
+	if err := (netlab.NATConfig{LossPercent: 101}).Validate(); err == nil {
+		t.Error("LossPercent 101 accepted")
+	}
+	tp := newTopo(t, netlab.NATConfig{LossPercent: 20})
+	if rs := tp.nat.Ruleset(); !strings.Contains(rs, "numgen random mod 100 < 20 drop") {
+		t.Fatalf("ruleset without the loss rule:\n%s", rs)
+	}
+	srv := listenUDP(t, tp.srv, ap(srvIP, 7001))
+	var reached int
+	done := make(chan struct{})
+	go func() { // echo, counting what arrived
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := srv.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			reached++
+			srv.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	c1 := listenUDP(t, tp.c1, ap(c1IP, 40000))
+	echoes := make(chan int)
+	go func() {
+		buf, n := make([]byte, 1500), 0
+		for {
+			c1.SetReadDeadline(time.Now().Add(time.Second)) // quiet for a second: all that will come came
+			if _, _, err := c1.ReadFromUDPAddrPort(buf); err != nil {
+				echoes <- n
+				return
+			}
+			n++
+		}
+	}()
+	const sent = 1000
+	for i := range sent {
+		if _, err := c1.WriteToUDPAddrPort([]byte(fmt.Sprintf("datagram %d", i)), ap(srvIP, 7001)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Microsecond) // pacing, so that no socket buffer overflows
+	}
+	back := <-echoes
+	srv.Close()
+	<-done
+	t.Logf("LossPercent 20: %d of %d datagrams reached the server, %d echoes came back", reached, sent, back)
+	// Binomial: 800 ± 13 and 640 ± 15 (one standard deviation); the
+	// bounds are more than 5 of them away.
+	if reached < 730 || reached > 870 {
+		t.Errorf("%d of %d reached the server, want about 800", reached, sent)
+	}
+	if back < 560 || back > 720 {
+		t.Errorf("%d of %d echoes came back, want about 640", back, sent)
+	}
+}
