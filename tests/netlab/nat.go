@@ -90,7 +90,10 @@ type NATConfig struct {
 	// UDP and TCP alike: nft "numgen random mod 100 < LossPercent drop",
 	// the first rule of the forward chain. Packets to or from the NAT
 	// itself are not affected. 0 (the default) drops nothing; at most 100.
-	// nftables rather than netem, which not every kernel has.
+	// nftables rather than netem, which not every kernel has. The rule
+	// sees packets as the kernel holds them: a TSO/GSO packet (up to
+	// 64 KB) is one; for loss per wire packet, turn offloads off on the
+	// senders (Host.DisableOffloads).
 	LossPercent int
 }
 
