@@ -220,6 +220,17 @@ func timedTransfer(h *netlab.Host, port int, size int64, d time.Duration, seed u
 	return w.n, time.Since(start), nil
 }
 
+// logFailedAttempts logs the server's records of the visitor's attempts of
+// type typ that did not go direct (they say why).
+func (l *p2pLab) logFailedAttempts(t *testing.T, visitor, typ string) {
+	t.Helper()
+	for _, line := range strings.Split(l.srv.out.String(), "\n") {
+		if m := attemptRE.FindStringSubmatch(line); m != nil && m[1] == typ && m[2] == visitor && m[6] != "direct" {
+			t.Logf("attempt that did not go direct: %s", line)
+		}
+	}
+}
+
 // directAttempts counts the server's records of the visitor's attempts of
 // type typ, and those that went direct.
 func (l *p2pLab) directAttempts(visitor, typ string) (all, direct int) {
@@ -279,6 +290,7 @@ func TestP2PLoss(t *testing.T) {
 			})
 			all, _ := l.directAttempts(visitor, "xtcp")
 			t.Logf("xtcp: direct after %d attempt(s)", all)
+			l.logFailedAttempts(t, visitor, "xtcp")
 			if all > 3 {
 				t.Errorf("xtcp needed %d attempts to go direct", all)
 			}
@@ -317,6 +329,7 @@ func TestP2PLoss(t *testing.T) {
 			})
 			uall, _ := l.directAttempts(visitor, "xudp")
 			t.Logf("xudp: direct after %d attempt(s)", uall)
+			l.logFailedAttempts(t, visitor, "xudp")
 			if uall > 3 {
 				t.Errorf("xudp needed %d attempts to go direct", uall)
 			}
