@@ -67,8 +67,7 @@ func newLossLab(t *testing.T) *p2pLab {
 			h.DisableOffloads(h.AttachDelayed(ln, lan+".10", lossDelay))
 			h.DefaultRoute(lan + ".1")
 			congctl(t, h, "default", "via", lan+".1")
-			_, wanIP := lossNAT(client)
-			congctl(t, l.srvHost, wanIP+"/32", "dev", "eth0", "src", lossSrvIP)
+			congctl(t, l.srvHost, natIP+"/32", "dev", "eth0", "src", lossSrvIP)
 			l.hosts[client] = h
 		}
 	}
