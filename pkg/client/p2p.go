@@ -83,11 +83,14 @@ const (
 	demandWindow  = 5 * time.Minute  // retry in the background while connections came this recently
 )
 
-// discoverOpts keep an attempt's NAT discovery short, to fit in the
-// visitor's fallbackTimeout: the mapping only (answered tests return at
-// once); the filtering, whose tests wait out their timeouts behind most
-// NATs, comes from learnFiltering.
-var discoverOpts = nat.Options{Tries: 2, Interval: 150 * time.Millisecond, SkipFiltering: true}
+// discoverOpts keep an attempt's NAT discovery short (no connection waits
+// for it: they run over the relay meanwhile): the mapping only (answered
+// tests return at once), each request sent up to 4 times from 50 ms
+// doubling, so that a lost answer (10 % loss each way) does not leave the
+// attempt without its public address; a silent test costs 750 ms. The
+// filtering, whose tests wait out their timeouts behind most NATs, comes
+// from learnFiltering.
+var discoverOpts = nat.Options{Tries: 4, Interval: 50 * time.Millisecond, SkipFiltering: true}
 
 // filteringTTL is how long a learnt filtering behaviour is trusted.
 const filteringTTL = 30 * time.Minute

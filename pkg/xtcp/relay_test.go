@@ -26,15 +26,23 @@ type relay struct {
 	dropCtl atomic.Int32
 	// blackhole drops every packet.
 	blackhole atomic.Bool
-	dropped   atomic.Int64
-	wg        sync.WaitGroup
+	// lose, if set before the first packet, decides for every packet
+	// whether it is lost on the way; aToB says the direction. Each
+	// direction is pumped by one goroutine.
+	lose    func(aToB bool) bool
+	dropped atomic.Int64
+	wg      sync.WaitGroup
 }
 
 func newRelay(t *testing.T, a, b netip.AddrPort) *relay {
-	r := &relay{forA: listen(t), forB: listen(t), a: a, b: b}
+	return startRelay(t, &relay{forA: listen(t), forB: listen(t), a: a, b: b})
+}
+
+// startRelay starts r's pumps; r has its sockets and peers.
+func startRelay(t *testing.T, r *relay) *relay {
 	r.wg.Add(2)
-	go r.pump(r.forA, r.forB, b)
-	go r.pump(r.forB, r.forA, a)
+	go r.pump(r.forA, r.forB, r.b)
+	go r.pump(r.forB, r.forA, r.a)
 	t.Cleanup(func() { r.forA.Close(); r.forB.Close(); r.wg.Wait() })
 	return r
 }
@@ -51,6 +59,10 @@ func (r *relay) pump(from, to *net.UDPConn, dst netip.AddrPort) {
 			continue
 		}
 		if typ := r.dropCtl.Load(); typ != 0 && isCtl(buf[:n]) && n == ctlLen && int32(buf[5]) == typ {
+			r.dropped.Add(1)
+			continue
+		}
+		if r.lose != nil && r.lose(dst == r.b) {
 			r.dropped.Add(1)
 			continue
 		}

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -36,36 +34,16 @@ type serverCounter struct{ h *netlab.Host }
 
 func newServerCounter(t *testing.T, h *netlab.Host) serverCounter {
 	t.Helper()
-	rules := "table inet hopcount {\n" +
-		"\tchain in {\n\t\ttype filter hook input priority filter; policy accept;\n\t\ttcp dport 7000 counter\n\t}\n" +
-		"\tchain out {\n\t\ttype filter hook output priority filter; policy accept;\n\t\ttcp sport 7000 counter\n\t}\n}\n"
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cmd := h.Command(ctx, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(rules)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft counters on the server: %v: %s", err, out)
-	}
+	applyNft(t, h, "table inet hopcount {\n\tcounter in { }\n\tcounter out { }\n"+
+		"\tchain in {\n\t\ttype filter hook input priority filter; policy accept;\n\t\ttcp dport 7000 counter name \"in\"\n\t}\n"+
+		"\tchain out {\n\t\ttype filter hook output priority filter; policy accept;\n\t\ttcp sport 7000 counter name \"out\"\n\t}\n}\n")
 	return serverCounter{h}
 }
-
-var counterRE = regexp.MustCompile(`counter packets \d+ bytes (\d+)`)
 
 // bytes is the sum of both counters.
 func (c serverCounter) bytes(t *testing.T) int64 {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	out, err := c.h.Run(ctx, "nft", "list", "table", "inet", "hopcount")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n int64
-	for _, m := range counterRE.FindAllStringSubmatch(string(out), -1) {
-		v, _ := strconv.ParseInt(m[1], 10, 64)
-		n += v
-	}
-	return n
+	return nftCounter(t, c.h, "inet", "hopcount", "in") + nftCounter(t, c.h, "inet", "hopcount", "out")
 }
 
 var errDigest = errors.New("digest mismatch")

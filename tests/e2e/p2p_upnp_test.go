@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -113,13 +111,7 @@ func newUPnPLab(t *testing.T) *upnpLab {
 		fmt.Fprintf(&rules, "\t\tip daddr %s counter name \"to_%s\"\n", n.wanIP, n.name)
 	}
 	rules.WriteString("\t}\n}\n")
-	path := filepath.Join(t.TempDir(), "hopcount.nft")
-	if err := os.WriteFile(path, []byte(rules.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := l.srvHost.Run(context.Background(), "nft", "-f", path); err != nil {
-		t.Fatalf("server counters: %v: %s", err, out)
-	}
+	applyNft(t, l.srvHost, rules.String())
 
 	srvCfg := "bindAddr = \"198.51.100.10\"\nbindPort = 7000\nauth.token = \"e2e-secret\"\ngracePeriod = \"1s\"\n" +
 		"[p2p]\nstunAltPort = 7001\nstunAltAddr = \"198.51.100.11\"\n"
@@ -128,22 +120,10 @@ func newUPnPLab(t *testing.T) *upnpLab {
 	return l
 }
 
-var counterBytesRE = regexp.MustCompile(`bytes (\d+)`)
-
 // sentTo returns the bytes hops's host has sent to the owner's NAT.
 func (l *upnpLab) sentTo(t *testing.T, owner string) int64 {
 	t.Helper()
-	name := "to_" + l.natOf[owner].name
-	out, err := l.srvHost.Run(context.Background(), "nft", "list", "counter", "inet", "hopcount", name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := counterBytesRE.FindSubmatch(out)
-	if m == nil {
-		t.Fatalf("counter %s: no bytes in %q", name, out)
-	}
-	n, _ := strconv.ParseInt(string(m[1]), 10, 64)
-	return n
+	return nftCounter(t, l.srvHost, "inet", "hopcount", "to_"+l.natOf[owner].name)
 }
 
 // startOwner starts the owner's hopc with an xtcp and an xudp proxy.

@@ -14,6 +14,12 @@
 //     drops unsolicited packets arriving on the WAN leg, like a home router.
 //     NATConfig.DropUDP makes one drop all forwarded UDP, both ways, like a
 //     network that blocks UDP (TCP still passes).
+//     NATConfig.LossPercent makes one drop that share of what it forwards,
+//     at random, both ways (nft numgen; netem is not in every kernel).
+//   - Impairments without netem: Host.AttachDelayed puts a delay line (a
+//     forwarder in the test process) on a host's link, and
+//     Host.DisableOffloads makes a host send wire-sized packets, so that
+//     a NAT's loss hits each of them rather than a 64 KB TSO/GSO packet.
 //
 // Example:
 //

@@ -154,7 +154,11 @@ func (h *Host) Attach(n *Network, addr string) string {
 	return ifname
 }
 
-func (h *Host) attach(n *Network, addr string) (string, error) {
+func (h *Host) attach(n *Network, addr string) (string, error) { return h.attachLink(n, addr, 0) }
+
+// attachLink is attach, with a delay line on the link if delay > 0 (see
+// AttachDelayed).
+func (h *Host) attachLink(n *Network, addr string, delay time.Duration) (string, error) {
 	if n.lab != h.lab {
 		return "", fmt.Errorf("netlab: network %s belongs to another lab", n.name)
 	}
@@ -181,13 +185,34 @@ func (h *Host) attach(n *Network, addr string) (string, error) {
 		{"-n", h.ns, "addr", "add", netip.PrefixFrom(a, n.prefix.Bits()).String(), "dev", ifname},
 		{"-n", h.ns, "link", "set", ifname, "up"},
 	}
+	ports := []string{port}
+	if delay > 0 {
+		// port is not on the bridge: a second veth pair is, and a delay
+		// line carries the frames between port and it.
+		steps = [][]string{
+			steps[0],
+			{"-n", n.ns, "link", "add", port + "d", "type", "veth", "peer", "name", port + "b"},
+			{"-n", n.ns, "link", "set", port + "b", "master", "br0", "up"},
+			{"-n", n.ns, "link", "set", port + "d", "promisc", "on", "up"},
+			{"-n", n.ns, "link", "set", port, "promisc", "on", "up"},
+			steps[2], steps[3],
+		}
+		ports = append(ports, port+"d", port+"b")
+	}
 	for _, args := range steps {
 		if _, err := run(nil, "ip", args...); err != nil {
 			return "", err
 		}
 	}
-	if err := waitUp(n.ns, port); err != nil {
-		return "", err
+	for _, p := range ports {
+		if err := waitUp(n.ns, p); err != nil {
+			return "", err
+		}
+	}
+	if delay > 0 {
+		if err := h.lab.startDelayLine(n, port, port+"d", delay); err != nil {
+			return "", err
+		}
 	}
 	if err := waitUp(h.ns, ifname); err != nil {
 		return "", err
@@ -260,7 +285,13 @@ func (h *Host) sysctl(key, value string) error {
 // If switching back fails, the thread is left locked so that the Go runtime
 // terminates it when the goroutine exits, and Do returns an error.
 func (h *Host) Do(fn func() error) (err error) {
-	if h.lab.isClosed() {
+	return h.lab.doIn(h.ns, h.name, fn)
+}
+
+// doIn runs fn with the calling goroutine's thread in namespace ns (of the
+// host or network called name), as Host.Do does.
+func (l *Lab) doIn(ns, name string, fn func() error) (err error) {
+	if l.isClosed() {
 		return ErrClosed
 	}
 	runtime.LockOSThread()
@@ -270,21 +301,21 @@ func (h *Host) Do(fn func() error) (err error) {
 		return fmt.Errorf("netlab: opening current namespace: %w", err)
 	}
 	defer unix.Close(orig)
-	target, err := unix.Open(netnsDir+"/"+h.ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	target, err := unix.Open(netnsDir+"/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		runtime.UnlockOSThread()
-		return fmt.Errorf("netlab: opening namespace of %s: %w", h.name, err)
+		return fmt.Errorf("netlab: opening namespace of %s: %w", name, err)
 	}
 	err = unix.Setns(target, unix.CLONE_NEWNET)
 	unix.Close(target)
 	if err != nil {
 		runtime.UnlockOSThread()
-		return fmt.Errorf("netlab: entering namespace of %s: %w", h.name, err)
+		return fmt.Errorf("netlab: entering namespace of %s: %w", name, err)
 	}
 	defer func() {
 		if rerr := unix.Setns(orig, unix.CLONE_NEWNET); rerr != nil {
 			// Stay locked: this thread must never run other goroutines.
-			err = errors.Join(err, fmt.Errorf("netlab: leaving namespace of %s (thread discarded): %w", h.name, rerr))
+			err = errors.Join(err, fmt.Errorf("netlab: leaving namespace of %s (thread discarded): %w", name, rerr))
 			return
 		}
 		runtime.UnlockOSThread()

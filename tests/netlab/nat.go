@@ -90,6 +90,17 @@ type NATConfig struct {
 	// networks that block UDP (many offices and guest Wi-Fi) do. UDP to
 	// and from the NAT itself is untouched; TCP is forwarded as usual.
 	DropUDP bool
+
+	// LossPercent drops that share of the packets the NAT forwards, at
+	// random and independently, in both directions (LAN→WAN and WAN→LAN),
+	// UDP and TCP alike: nft "numgen random mod 100 < LossPercent drop",
+	// the first rule of the forward chain. Packets to or from the NAT
+	// itself are not affected. 0 (the default) drops nothing; at most 100.
+	// nftables rather than netem, which not every kernel has. The rule
+	// sees packets as the kernel holds them: a TSO/GSO packet (up to
+	// 64 KB) is one; for loss per wire packet, turn offloads off on the
+	// senders (Host.DisableOffloads).
+	LossPercent int
 }
 
 // Validate reports whether c is usable.
@@ -104,6 +115,9 @@ func (c NATConfig) Validate() error {
 		if d.v < 0 || d.v%time.Second != 0 {
 			return fmt.Errorf("netlab: NATConfig.%s %v: want 0 (kernel default) or whole seconds", d.name, d.v)
 		}
+	}
+	if c.LossPercent < 0 || c.LossPercent > 100 {
+		return fmt.Errorf("netlab: NATConfig.LossPercent %d: want 0-100", c.LossPercent)
 	}
 	return nil
 }
@@ -122,8 +136,9 @@ type NAT struct {
 // to lan with address lanAddr (LAN hosts use lanAddr as their default
 // route), with ip_forward on and this nftables ruleset:
 //
-//   - forward: drop by default; drop all UDP (if DropUDP); drop ct state
-//     invalid (if DropInvalid);
+//   - forward: drop by default; drop all UDP (if DropUDP); drop
+//     LossPercent of all packets at random (if LossPercent > 0); drop ct
+//     state invalid (if DropInvalid);
 //     accept established/related; accept LAN→WAN.
 //   - input: on the WAN leg accept only established/related; everything
 //     else arriving there is silently dropped.
@@ -189,6 +204,9 @@ func (n *NAT) ruleset() string {
 	fmt.Fprintf(&b, "\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n")
 	if n.cfg.DropUDP {
 		fmt.Fprintf(&b, "\t\tmeta l4proto udp drop\n")
+	}
+	if n.cfg.LossPercent > 0 {
+		fmt.Fprintf(&b, "\t\tnumgen random mod 100 < %d drop\n", n.cfg.LossPercent)
 	}
 	if n.cfg.DropInvalid {
 		fmt.Fprintf(&b, "\t\tct state invalid drop\n")

@@ -576,3 +576,115 @@ func TestUDPTimeout(t *testing.T) {
 	}
 	expectMsg(t, inbox1, srvSock, mapped, "reply2")
 }
+
+// TestNATLoss sends 1000 datagrams through a NAT with LossPercent 20 to an
+// echo: about 80 % must reach the server and about 64 % come back (each
+// direction loses 20 %), far from both 0 % and 100 % loss.
+func TestNATLoss(t *testing.T) {
+	t.Parallel()
+	if err := (netlab.NATConfig{LossPercent: 101}).Validate(); err == nil {
+		t.Error("LossPercent 101 accepted")
+	}
+	tp := newTopo(t, netlab.NATConfig{LossPercent: 20})
+	if rs := tp.nat.Ruleset(); !strings.Contains(rs, "numgen random mod 100 < 20 drop") {
+		t.Fatalf("ruleset without the loss rule:\n%s", rs)
+	}
+	srv := listenUDP(t, tp.srv, ap(srvIP, 7001))
+	var reached int
+	done := make(chan struct{})
+	go func() { // echo, counting what arrived
+		defer close(done)
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := srv.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			reached++
+			srv.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	c1 := listenUDP(t, tp.c1, ap(c1IP, 40000))
+	echoes := make(chan int)
+	go func() {
+		buf, n := make([]byte, 1500), 0
+		for {
+			c1.SetReadDeadline(time.Now().Add(time.Second)) // quiet for a second: all that will come came
+			if _, _, err := c1.ReadFromUDPAddrPort(buf); err != nil {
+				echoes <- n
+				return
+			}
+			n++
+		}
+	}()
+	const sent = 1000
+	for i := range sent {
+		if _, err := c1.WriteToUDPAddrPort([]byte(fmt.Sprintf("datagram %d", i)), ap(srvIP, 7001)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Microsecond) // pacing, so that no socket buffer overflows
+	}
+	back := <-echoes
+	srv.Close()
+	<-done
+	t.Logf("LossPercent 20: %d of %d datagrams reached the server, %d echoes came back", reached, sent, back)
+	// Binomial: 800 ± 13 and 640 ± 15 (one standard deviation); the
+	// bounds are more than 5 of them away.
+	if reached < 730 || reached > 870 {
+		t.Errorf("%d of %d reached the server, want about 800", reached, sent)
+	}
+	if back < 560 || back > 720 {
+		t.Errorf("%d of %d echoes came back, want about 640", back, sent)
+	}
+}
+
+// TestAttachDelayed: a host attached with a 15 ms delay line sees UDP
+// round trips of 30 ms or a little more to a host attached plainly, and a
+// TCP transfer (GSO frames, partial checksums) arrives intact, also with
+// DisableOffloads on both hosts.
+func TestAttachDelayed(t *testing.T) {
+	t.Parallel()
+	lab := netlab.New(t)
+	lan := lab.Network("lan", "10.9.0.0/24")
+	a, b := lab.Host("a"), lab.Host("b")
+	a.AttachDelayed(lan, "10.9.0.1", 15*time.Millisecond)
+	b.Attach(lan, "10.9.0.2")
+	udpEcho(t, b, ap("10.9.0.2", 5000))
+	ca := listenUDP(t, a, ap("10.9.0.1", 5001))
+	observe(t, ca, ap("10.9.0.2", 5000)) // ARP done
+	var best time.Duration
+	for i := range 5 {
+		start := time.Now()
+		if got := observe(t, ca, ap("10.9.0.2", 5000)); got != ap("10.9.0.1", 5001) {
+			t.Fatalf("seen as %v", got)
+		}
+		if rtt := time.Since(start); i == 0 || rtt < best {
+			best = rtt
+		}
+	}
+	t.Logf("best UDP round trip through the delay line: %v", best)
+	if best < 30*time.Millisecond || best > 80*time.Millisecond {
+		t.Errorf("round trip %v, want 30 ms or a little more", best)
+	}
+
+	// TCP with offloads (TSO/GSO frames through the delay line), then
+	// without (one packet per frame, checksums made by the stack).
+	for i, port := range []uint16{5002, 5003} {
+		if i == 1 {
+			a.DisableOffloads("eth0")
+			b.DisableOffloads("eth0")
+		}
+		c, s := tcpPair(t, a, 0, b, ap("10.9.0.2", port))
+		const size = 4 << 20
+		go func() {
+			buf := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+			c.Write(buf)
+			c.CloseWrite()
+		}()
+		s.SetReadDeadline(time.Now().Add(20 * time.Second))
+		got, err := io.ReadAll(s)
+		if err != nil || !bytes.Equal(got, bytes.Repeat([]byte("0123456789abcdef"), size/16)) {
+			t.Fatalf("TCP through the delay line (offloads off: %v): %d bytes, %v", i == 1, len(got), err)
+		}
+	}
+}

@@ -58,29 +58,29 @@ func classifyMapping(server, other netip.AddrPort, offered bool, probes []Probe)
 		// The port alone changes nothing, the address does.
 		return AddressDependent, ""
 	case addrKnown, bothKnown:
-		return AddressAndPortDependent, "the public port changes with the destination address; " +
-			"whether it also changes with the port alone could not be tested " + whyNoPort(other, server, unanswered) +
-			", so the stricter behaviour is assumed"
-	case portKnown:
-		why := "the server has no alternate address"
-		if altAddr {
-			why = "the server's alternate address (" + strings.Join(unanswered, ", ") + ") did not answer"
+		if other.Port() != server.Port() {
+			// The test exists but its answer never came: no conclusion
+			// from an answer that did not arrive.
+			return Unknown, "the public port changes with the destination address, so the mapping is at least address-dependent; " +
+				"whether it also changes with the port alone could not be told because " + strings.Join(unanswered, ", ") + " did not answer"
 		}
-		return EndpointIndependent, "only the destination port could be varied (" + why +
-			"); a NAT that keeps the port per destination address would look the same, but such NATs are rare"
+		return AddressAndPortDependent, "the public port changes with the destination address; " +
+			"whether it also changes with the port alone could not be tested (the server has no alternate port), " +
+			"so the stricter behaviour is assumed"
+	case portKnown:
+		if altAddr {
+			return Unknown, "the public port stays the same when only the destination port changes, but the server's alternate address (" +
+				strings.Join(unanswered, ", ") + ") did not answer, so whether it changes with the address could not be told"
+		}
+		return EndpointIndependent, "only the destination port could be varied (the server has no alternate address); " +
+			"a NAT that keeps the port per destination address would look the same, but such NATs are rare"
 	}
 	return Unknown, "the server's alternate endpoints (" + strings.Join(unanswered, ", ") + ") did not answer"
 }
 
-func whyNoPort(other, server netip.AddrPort, unanswered []string) string {
-	if other.Port() == server.Port() {
-		return "(the server has no alternate port)"
-	}
-	return "(" + strings.Join(unanswered, ", ") + " did not answer)"
-}
-
 // classifyFiltering interprets the CHANGE-REQUEST tests as in RFC 5780 §4.4.
-// A test that got no answer counts only if the endpoint that should have
+// A test that got no answer counts only if the control sent with it was
+// answered (else its outcome is lost) and the endpoint that should have
 // answered did answer a plain probe once the NAT had a reason to let it in.
 func classifyFiltering(server, other netip.AddrPort, offered bool, ipTest, portTest result, probes []Probe) (Behavior, string) {
 	if !other.IsValid() {
@@ -108,6 +108,9 @@ func classifyFiltering(server, other netip.AddrPort, offered bool, ipTest, portT
 			}
 			return AddressDependent, partial + "the server's alternate address " + other.String() +
 				" never answered, so it could also be endpoint-independent"
+		case lost:
+			return AddressDependent, partial + "the request to answer from another address got no answer, nor did the control " +
+				"request sent with it (lost on the way), so it could also be endpoint-independent"
 		case refused:
 			return AddressDependent, partial + fmt.Sprintf("the server refused to answer from another address (%d %s), ",
 				ipTest.resp.code, ipTest.resp.reason) + "so it could also be endpoint-independent"
@@ -121,6 +124,9 @@ func classifyFiltering(server, other netip.AddrPort, offered bool, ipTest, portT
 			return AddressAndPortDependent, ""
 		}
 		return Unknown, "no answer came from another port of the server, but that port never answered at all, so this proves nothing"
+	case portTest.outcome == lost:
+		return Unknown, "no answer came from another port of the server, but none came to the control request sent with it either, " +
+			"so the answers may have been lost on the way"
 	case portTest.outcome == refused:
 		return Unknown, fmt.Sprintf("the server refused to answer from another port (%d %s)", portTest.resp.code, portTest.resp.reason)
 	case portTest.outcome == inconclusive:
@@ -134,6 +140,9 @@ func classifyFiltering(server, other netip.AddrPort, offered bool, ipTest, portT
 				"so address-dependent filtering could not be told apart and the stricter behaviour is assumed"
 		}
 		return Unknown, "no answer came from another address of the server, but that address never answered at all, so this proves nothing"
+	case lost:
+		return Unknown, "no answer came from another address of the server, but none came to the control request sent with it either, " +
+			"so the answers may have been lost on the way"
 	case refused:
 		return Unknown, fmt.Sprintf("the server refused to answer from another address (%d %s)", ipTest.resp.code, ipTest.resp.reason)
 	case inconclusive:

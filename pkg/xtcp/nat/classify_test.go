@@ -53,14 +53,16 @@ func TestClassifyMapping(t *testing.T) {
 		{"APDM random", srvBoth, true, probes(fullDests, 5000, 61234, 40211, 33333), AddressAndPortDependent, ""},
 		{"EIM, alt port silent", srvBoth, true, probes(fullDests, 5000, 0, 5000, 5000), EndpointIndependent, ""},
 		{"ADM, alt port silent", srvBoth, true, probes(fullDests, 5000, 0, 5001, 5001), AddressDependent, ""},
-		{"address changes, port untested", srvBoth, true, probes(fullDests, 5000, 0, 5001, 0), AddressAndPortDependent, "could not be tested"},
-		{"alt address silent, ports same", srvBoth, true, probes(fullDests, 5000, 5000, 0, 0), EndpointIndependent, "did not answer"},
+		{"address changes, port probe lost", srvBoth, true, probes(fullDests, 5000, 0, 5001, 0), Unknown, "at least address-dependent"},
+		{"address changes, both-changed probe lost", srvBoth, true, probes(fullDests, 5000, 0, 0, 5001), Unknown, "at least address-dependent"},
+		{"alt address silent, ports same", srvBoth, true, probes(fullDests, 5000, 5000, 0, 0), Unknown, "did not answer"},
 		{"alt address silent, ports differ", srvBoth, true, probes(fullDests, 5000, 5001, 0, 0), AddressAndPortDependent, ""},
 		{"all alternates silent", srvBoth, true, probes(fullDests, 5000, 0, 0, 0), Unknown, "did not answer"},
 		{"port only, same", srvPort, true, probes(portDests, 5000, 5000), EndpointIndependent, "no alternate address"},
 		{"port only, differs", srvPort, true, probes(portDests, 5000, 5001), AddressAndPortDependent, ""},
 		{"addr only, same", srvAddr, true, probes(addrDests, 5000, 5000), EndpointIndependent, ""},
 		{"addr only, differs", srvAddr, true, probes(addrDests, 5000, 5001), AddressAndPortDependent, "no alternate port"},
+		{"addr only, silent", srvAddr, true, probes(addrDests, 5000, 0), Unknown, "did not answer"},
 		{"no OTHER-ADDRESS", netip.AddrPort{}, false, probes(fullDests[:1], 5000), Unknown, "no OTHER-ADDRESS"},
 		{"unusable OTHER-ADDRESS", netip.AddrPort{}, true, probes(fullDests[:1], 5000), Unknown, "not an endpoint"},
 	}
@@ -79,6 +81,7 @@ func TestClassifyFiltering(t *testing.T) {
 	quiet := result{outcome: silent}
 	no := result{outcome: refused, resp: response{code: 420, reason: "cannot change IP"}}
 	odd := result{outcome: inconclusive}
+	gone := result{outcome: lost}
 	none := result{}
 	fullUp := probes(fullDests, 5000, 5000, 5000, 5000)
 	tests := []struct {
@@ -100,6 +103,12 @@ func TestClassifyFiltering(t *testing.T) {
 		{"ADF, change IP ignored", srvBoth, odd, ok, fullUp, AddressDependent, "ignored", true, false},
 		{"silence but alt port dead", srvBoth, quiet, quiet, probes(fullDests, 5000, 0, 5000, 5000), Unknown, "proves nothing", true, false},
 		{"change port refused", srvBoth, quiet, no, fullUp, Unknown, "refused", true, false},
+		{"ADF, change IP lost", srvBoth, gone, ok, fullUp, AddressDependent, "lost on the way", true, false},
+		{"change IP and port lost", srvBoth, gone, gone, fullUp, Unknown, "lost", true, false},
+		{"change IP silent, change port lost", srvBoth, quiet, gone, fullUp, Unknown, "lost", true, false},
+		{"APDF, change IP lost", srvBoth, gone, quiet, fullUp, AddressAndPortDependent, "", true, false},
+		{"port only: lost", srvPort, none, gone, probes(portDests, 5000, 5000), Unknown, "lost", true, false},
+		{"addr only: lost", srvAddr, gone, none, probes(addrDests, 5000, 5000), Unknown, "lost", true, false},
 		{"change port ignored", srvBoth, quiet, odd, fullUp, Unknown, "ignored", true, false},
 		{"port only: answered", srvPort, none, ok, probes(portDests, 5000, 5000), AddressDependent, "no alternate address", true, false},
 		{"port only: silent", srvPort, none, quiet, probes(portDests, 5000, 5000), AddressAndPortDependent, "", true, false},

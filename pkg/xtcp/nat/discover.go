@@ -9,6 +9,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/pion/stun/v3"
 )
 
 // Errors returned by Discover.
@@ -25,29 +27,36 @@ var (
 
 // Default values of Options.
 const (
-	DefaultTries    = 3
-	DefaultInterval = 300 * time.Millisecond
+	DefaultTries    = 4
+	DefaultInterval = 100 * time.Millisecond
+	// MaxTries bounds Options.Tries: the wait doubles with every send.
+	MaxTries = 8
 )
 
 // Options tune Discover. The zero value means the defaults.
 type Options struct {
 	// Tries is how many times each request is sent before the test counts
-	// as unanswered; 0 means DefaultTries.
+	// as unanswered (RFC 8489 §6.2.1 Rc); 0 means DefaultTries, at most
+	// MaxTries.
 	Tries int
-	// Interval is how long to wait for an answer after each send; 0 means
-	// DefaultInterval. An unanswered test takes Tries×Interval.
+	// Interval is the first retransmission timeout (RFC 8489 RTO): the
+	// wait after the first send. It doubles after every send, so that an
+	// unanswered test takes Interval×(2^Tries−1) (1.5 s with the
+	// defaults); an answered one returns at once. 0 means
+	// DefaultInterval.
 	Interval time.Duration
 	// SkipFiltering leaves out the filtering tests (CHANGE-REQUEST), which
-	// behind a filtering NAT take Tries×Interval each to come out silent.
-	// Filtering is then Unknown, with a note. For callers that need the
-	// mapping at once and learnt the filtering earlier.
+	// behind a filtering NAT wait out the whole retransmission schedule
+	// each to come out silent. Filtering is then Unknown, with a note.
+	// For callers that need the mapping at once and learnt the filtering
+	// earlier.
 	SkipFiltering bool
 }
 
 // Validate checks the options.
 func (o Options) Validate() error {
-	if o.Tries < 0 {
-		return fmt.Errorf("%w: Tries %d is negative", ErrInvalidOptions, o.Tries)
+	if o.Tries < 0 || o.Tries > MaxTries {
+		return fmt.Errorf("%w: Tries %d is not in 0-%d", ErrInvalidOptions, o.Tries, MaxTries)
 	}
 	if o.Interval < 0 {
 		return fmt.Errorf("%w: Interval %v is negative", ErrInvalidOptions, o.Interval)
@@ -63,6 +72,13 @@ func (o Options) withDefaults() Options {
 		o.Interval = DefaultInterval
 	}
 	return o
+}
+
+// Window is how long a test waits for an answer before it counts as
+// unanswered: Interval×(2^Tries−1), with the defaults filled in.
+func (o Options) Window() time.Duration {
+	o = o.withDefaults()
+	return o.Interval * time.Duration(1<<o.Tries-1)
 }
 
 // Discover finds the public address of conn and the behaviour of the NAT in
@@ -132,9 +148,10 @@ type outcome int
 const (
 	notRun       outcome = iota
 	answered             // success response from where it should come from
-	silent               // no answer after every try
+	silent               // no answer after every try (filtering tests: while the control was answered)
 	refused              // error response
 	inconclusive         // success response from the wrong place
+	lost                 // filtering tests: no answer, and none to the control sent alongside either
 )
 
 // result is one test's outcome with what was received.
@@ -142,6 +159,27 @@ type result struct {
 	outcome outcome
 	resp    response
 	from    netip.AddrPort
+}
+
+// request is one Binding transaction of an exchange.
+type request struct {
+	dst  netip.AddrPort
+	txid [stun.TransactionIDSize]byte
+	raw  []byte
+	res  result // outcome notRun until an answer came
+}
+
+func newReq(dst netip.AddrPort, changeIP, changePort bool) *request {
+	txid, raw := newRequest(changeIP, changePort)
+	return &request{dst: dst, txid: txid, raw: raw}
+}
+
+// result is the request's outcome: silent if no answer came.
+func (q *request) result() result {
+	if q.res.outcome == notRun {
+		return result{outcome: silent}
+	}
+	return q.res
 }
 
 func (d *discovery) run(server netip.AddrPort) (*Report, error) {
@@ -154,7 +192,7 @@ func (d *discovery) run(server netip.AddrPort) (*Report, error) {
 	}
 	switch first.outcome {
 	case silent:
-		return nil, fmt.Errorf("%w: %v did not answer %d tries %v apart", ErrNoResponse, server, d.opts.Tries, d.opts.Interval)
+		return nil, fmt.Errorf("%w: %v did not answer %d sends over %v", ErrNoResponse, server, d.opts.Tries, d.opts.Window())
 	case refused:
 		return nil, fmt.Errorf("%w: %v answered %d %q", ErrRefused, server, first.resp.code, first.resp.reason)
 	}
@@ -210,10 +248,24 @@ func (d *discovery) run(server netip.AddrPort) (*Report, error) {
 
 // filteringTests run the CHANGE-REQUEST tests: change IP and port when the
 // server has an alternate address, else (or when that got no answer)
-// change port.
+// change port. Each is sent together with a control, a plain Binding
+// request to the same server endpoint: a test that gets no answer counts
+// as silent (filtered) only if the control was answered in the same
+// window, otherwise as lost.
 func (d *discovery) filteringTests(server netip.AddrPort, altAddr, altPort bool) (ipTest, portTest result, err error) {
+	controlled := func(changeIP, changePort bool) (result, error) {
+		q, ctl := newReq(server, changeIP, changePort), newReq(server, false, false)
+		if err := d.exchange(q, ctl); err != nil {
+			return result{}, err
+		}
+		res := q.result()
+		if res.outcome == silent && ctl.res.outcome != answered {
+			res.outcome = lost
+		}
+		return res, nil
+	}
 	if altAddr {
-		if ipTest, err = d.transact(server, true, altPort); err != nil {
+		if ipTest, err = controlled(true, altPort); err != nil {
 			return ipTest, portTest, err
 		}
 		if ipTest.outcome == answered && (ipTest.from.Addr() == server.Addr() || altPort && ipTest.from.Port() == server.Port()) {
@@ -221,7 +273,7 @@ func (d *discovery) filteringTests(server netip.AddrPort, altAddr, altPort bool)
 		}
 	}
 	if altPort && ipTest.outcome != answered {
-		if portTest, err = d.transact(server, false, true); err != nil {
+		if portTest, err = controlled(false, true); err != nil {
 			return ipTest, portTest, err
 		}
 		if portTest.outcome == answered && portTest.from.Port() == server.Port() {
@@ -257,60 +309,88 @@ func resolveOther(server netip.AddrPort, resp response) netip.AddrPort {
 }
 
 // transact sends a Binding request to dst, with CHANGE-REQUEST flags if
-// asked, up to Tries times, and waits Interval after each send for the
-// answer. A test that gets no answer is a result, not an error; errors
-// are ctx's or conn's.
+// asked, on the retransmission schedule of exchange. A test that gets no
+// answer is a result (silent), not an error; errors are ctx's or conn's.
 func (d *discovery) transact(dst netip.AddrPort, changeIP, changePort bool) (result, error) {
-	txid, req := newRequest(changeIP, changePort)
-	to := net.UDPAddrFromAddrPort(dst)
+	q := newReq(dst, changeIP, changePort)
+	if err := d.exchange(q); err != nil {
+		return result{}, err
+	}
+	return q.result(), nil
+}
+
+// exchange runs the requests on the RFC 8489 §6.2.1 schedule: it sends
+// every request not answered yet, waits Interval, sends again, waits twice
+// as long, and so on, Tries sends in all, the last one followed by the
+// longest wait. It returns as soon as reqs[0], the request under test, has
+// an answer; the others (controls) are sent along until they have one.
+// Answers are matched by transaction ID (every send of a request repeats
+// its ID, so an answer to any of them counts) and recorded in the
+// requests. Errors are ctx's or conn's.
+func (d *discovery) exchange(reqs ...*request) error {
+	rto := d.opts.Interval
 	for range d.opts.Tries {
 		if err := d.expired(); err != nil {
-			return result{}, err
+			return err
 		}
-		if _, err := d.conn.WriteTo(req, to); err != nil {
-			if cerr := d.expired(); cerr != nil {
-				return result{}, cerr
+		for _, q := range reqs {
+			if q.res.outcome != notRun {
+				continue
 			}
-			return result{}, fmt.Errorf("nat: sending to %v: %w", dst, err)
+			if _, err := d.conn.WriteTo(q.raw, net.UDPAddrFromAddrPort(q.dst)); err != nil {
+				if cerr := d.expired(); cerr != nil {
+					return cerr
+				}
+				return fmt.Errorf("nat: sending to %v: %w", q.dst, err)
+			}
 		}
-		deadline := time.Now().Add(d.opts.Interval)
+		deadline := time.Now().Add(rto)
+		rto *= 2
 		if dl, ok := d.ctx.Deadline(); ok && dl.Before(deadline) {
 			deadline = dl
 		}
 		if err := d.conn.SetReadDeadline(deadline); err != nil {
-			return result{}, fmt.Errorf("nat: setting read deadline: %w", err)
+			return fmt.Errorf("nat: setting read deadline: %w", err)
 		}
 		// Checked after setting the deadline: a cancellation from now on
 		// runs the AfterFunc, which sets the deadline to now.
 		if err := d.ctx.Err(); err != nil {
-			return result{}, err
+			return err
 		}
 		for {
 			n, addr, err := d.conn.ReadFrom(d.buf)
 			if err != nil {
 				if cerr := d.expired(); cerr != nil {
-					return result{}, cerr
+					return cerr
 				}
 				if errors.Is(err, os.ErrDeadlineExceeded) {
-					break // next try
+					break // next send
 				}
 				if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
 					continue // an ICMP error reported on the socket (Windows does)
 				}
-				return result{}, fmt.Errorf("nat: reading: %w", err)
+				return fmt.Errorf("nat: reading: %w", err)
 			}
-			resp, err := parseResponse(d.buf[:n], txid)
-			if err != nil {
-				continue
+			for _, q := range reqs {
+				if q.res.outcome != notRun {
+					continue
+				}
+				resp, err := parseResponse(d.buf[:n], q.txid)
+				if err != nil {
+					continue
+				}
+				q.res = result{outcome: answered, resp: resp, from: addrPort(addr)}
+				if !resp.success {
+					q.res.outcome = refused
+				}
+				break
 			}
-			res := result{outcome: answered, resp: resp, from: addrPort(addr)}
-			if !resp.success {
-				res.outcome = refused
+			if reqs[0].res.outcome != notRun {
+				return nil
 			}
-			return res, nil
 		}
 	}
-	return result{outcome: silent}, nil
+	return nil
 }
 
 // expired returns ctx's error, or context.DeadlineExceeded once ctx's

@@ -26,11 +26,45 @@
 //     only the port changes, address-and-port-dependent. The public ports
 //     in order give Report.Deltas.
 //
-// Every request is sent up to Options.Tries times, Options.Interval apart.
-// A silent filtering test counts only if the endpoint that should have
-// answered answered a plain request in step 3; otherwise the filtering is
-// Unknown. Responses are matched by transaction ID; one that answers a
+// # Loss
+//
+// Every request is retransmitted as RFC 8489 §6.2.1 says, shortened: sent,
+// then sent again after Options.Interval (the RTO), again after twice as
+// long and so on, Options.Tries sends in all (defaults 4 and 100 ms: sends
+// at 0, 0.1, 0.3 and 0.7 s, silent at 1.5 s). Every send repeats the
+// transaction ID, so an answer to any of them counts. A test answered
+// returns at once; with 10 % loss each way a test stays unanswered after
+// four sends about once in 800 (0.19⁴).
+//
+// Nothing is concluded from an answer that did not arrive:
+//
+//   - An unanswered mapping probe is left out. A behaviour that needs the
+//     missing probe to be told apart from another is Unknown, with a note
+//     saying what the answers did show ("at least address-dependent").
+//     Only where the server cannot run a test at all (no alternate address
+//     or port) does Discover assume, as said below.
+//   - A filtering test expects silence behind a filtering NAT, so silence
+//     must be told apart from loss. Each CHANGE-REQUEST is sent together
+//     with a control, a plain Binding request to the same server endpoint,
+//     on the same schedule (the control only until it is answered). The
+//     CHANGE-REQUEST's silence counts as "filtered" only if the control
+//     was answered in the same window, so the path was up while the answer
+//     should have come, and if the endpoint that should have answered
+//     answered a plain request in step 3, so it exists. A silence without
+//     an answered control is "lost": the filtering is Unknown (or, when
+//     the port test was answered, address-dependent with a note that it
+//     could also be endpoint-independent). With independent loss a real
+//     answer is still missed when all Tries sends of it are lost (the
+//     chance above); the filtering then reads one step stricter, never
+//     looser.
+//
+// Responses are matched by transaction ID; one that answers a
 // CHANGE-REQUEST from the address and port it was sent to proves nothing.
+//
+// The class string (Classify, "EIM/APDF") writes Unknown as "?": "?M/APDF",
+// "EIM/?F". P2P peers send it in P2POffer and P2PAnswer and the server
+// tallies it (docs/PROTOCOL.md), so an inconclusive run is reported as such
+// rather than as a guess.
 //
 // Only what could be tested is claimed, and the Report's notes say what
 // was not:
@@ -44,8 +78,9 @@
 //     also be endpoint-independent, which cannot be told apart without a
 //     second address). The first is the likely reading, the second the
 //     safe one for P2P: it only means sending first.
-//   - Where a test could not separate address-dependent from
-//     address-and-port-dependent, the stricter is reported, with a note.
+//   - Where the server's endpoints cannot separate address-dependent from
+//     address-and-port-dependent (an alternate address but no alternate
+//     port), the stricter is reported, with a note.
 //
 // The filtering result depends on what the socket sent recently: a socket
 // that talked to the server's alternate endpoints less than a NAT timeout

@@ -19,8 +19,10 @@ const (
 	nat1WAN  = "198.51.100.21"
 	nat2WAN  = "198.51.100.22"
 	directIP = "198.51.100.30"
+	nat3WAN  = "198.51.100.23"
 	c1IP     = "10.1.0.10"
 	c2IP     = "10.2.0.10"
+	c3IP     = "10.3.0.10"
 )
 
 // TestNetlab runs Discover through real Linux NATs: a WAN with a STUN
@@ -47,6 +49,11 @@ func TestNetlab(t *testing.T) {
 	c2.DefaultRoute("10.2.0.1")
 	direct := lab.Host("direct")
 	direct.Attach(wan, directIP)
+	lan3 := lab.Network("lan3", "10.3.0.0/24")
+	lab.NAT("nat3", wan, nat3WAN, lan3, "10.3.0.1", netlab.NATConfig{Mode: netlab.PortPreserving, LossPercent: 10})
+	c3 := lab.Host("c3")
+	c3.Attach(lan3, c3IP)
+	c3.DefaultRoute("10.3.0.1")
 
 	full := startIn(t, srv, stunserver.Config{
 		Primary: netip.MustParseAddrPort(srvIP + ":3478"),
@@ -146,6 +153,40 @@ func TestNetlab(t *testing.T) {
 			}
 		})
 	}
+
+	// Behind a port-preserving NAT that loses 10 % of what it forwards
+	// each way, every run says EIM/APDF or, where answers were lost,
+	// Unknown: never a behaviour read from an answer that did not come.
+	t.Run("port-preserving NAT with 10% loss", func(t *testing.T) {
+		conclusive := 0
+		for i := range 4 {
+			var conn *net.UDPConn
+			if err := c3.Do(func() (err error) {
+				conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(c3IP+":0")))
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+			r, err := Discover(ctx, conn, full.Addrs()[0], Options{Tries: 4, Interval: 50 * time.Millisecond})
+			cancel()
+			conn.Close()
+			if err != nil {
+				t.Logf("run %d: %v", i, err)
+				continue
+			}
+			t.Logf("run %d: %s (%s / %s)", i, r.Class(), r.MappingNote, r.FilteringNote)
+			if r.Mapping != EndpointIndependent && r.Mapping != Unknown || r.Filtering != AddressAndPortDependent && r.Filtering != Unknown {
+				t.Errorf("run %d: %s, want EIM/APDF or Unknown parts", i, r.Class())
+			}
+			if r.Class() == "EIM/APDF" {
+				conclusive++
+			}
+		}
+		if conclusive < 2 {
+			t.Errorf("only %d of 4 runs conclusive", conclusive)
+		}
+	})
 }
 
 // startIn runs a STUN server with its sockets in h's namespace; its
