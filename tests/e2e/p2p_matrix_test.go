@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -501,28 +502,26 @@ func TestP2PMatrix(t *testing.T) {
 
 	// The tally is served by the web API.
 	t.Run("tally API", func(t *testing.T) {
-		// Dial inside the namespace (http.Client would dial on another
-		// thread, outside it), then speak HTTP on that connection.
-		var c net.Conn
-		if err := l.srvHost.Do(func() (err error) { c, err = net.Dial("tcp", "127.0.0.1:7500"); return }); err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		fmt.Fprint(c, "GET /api/p2p?table=1 HTTP/1.1\r\nHost: hops\r\nConnection: close\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK {
-			t.Fatalf("status %s, %v", resp.Status, err)
-		}
-		if !strings.Contains(string(body), "visitor NAT") || !strings.Contains(string(body), "EIM/APDF") {
+		body := l.api(t, "/api/p2p?table=1")
+		if !strings.Contains(body, "visitor NAT") || !strings.Contains(body, "EIM/APDF") {
 			t.Fatalf("tally table:\n%s", body)
 		}
 		t.Logf("GET /api/p2p?table=1:\n%s", body)
+		if l.upnp != nil { // the port-mapped paths are counted
+			var rows []struct {
+				Mapped int `json:"mapped"`
+			}
+			if err := json.Unmarshal([]byte(l.api(t, "/api/p2p")), &rows); err != nil {
+				t.Fatal(err)
+			}
+			mapped := 0
+			for _, r := range rows {
+				mapped += r.Mapped
+			}
+			if mapped < 2 {
+				t.Errorf("the tally counts %d port-mapped paths, want at least 2 (vb->ou, vq->ou)", mapped)
+			}
+		}
 	})
 
 	var b strings.Builder
@@ -549,4 +548,27 @@ func countAttempts(log, visitor, typ string) int {
 		}
 	}
 	return n
+}
+
+// api GETs path from the server's web API, dialled inside its namespace
+// (http.Client would dial on another thread, outside it).
+func (l *p2pLab) api(t *testing.T, path string) string {
+	t.Helper()
+	var c net.Conn
+	if err := l.srvHost.Do(func() (err error) { c, err = net.Dial("tcp", "127.0.0.1:7500"); return }); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: hops\r\nConnection: close\r\n\r\n", path)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %s, %v", path, resp.Status, err)
+	}
+	return string(body)
 }
