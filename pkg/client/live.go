@@ -6,6 +6,7 @@ import (
 	"io"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hopproxy/hop/pkg/control"
 	"github.com/hopproxy/hop/pkg/heartbeat"
@@ -169,6 +170,13 @@ func (c *closers) closeAll() {
 
 // sendResult reports an attempt's outcome to the server, best effort.
 func (c *Client) sendResult(r *protocol.P2PResult) {
+	if len(r.Error) > protocol.MaxResultError { // the whole story is in our log
+		cut := protocol.MaxResultError - len(" …")
+		for cut > 0 && !utf8.RuneStart(r.Error[cut]) {
+			cut--
+		}
+		r.Error = r.Error[:cut] + " …"
+	}
 	l, err := c.current()
 	if err != nil {
 		return

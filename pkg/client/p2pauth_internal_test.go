@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"unicode/utf8"
 	"testing"
 	"time"
 
@@ -394,5 +395,21 @@ func TestP2PVisitorRefusesReplayedSession(t *testing.T) {
 			t.Fatalf("the visitor sent %T for a replayed session", m)
 		default:
 		}
+	}
+}
+
+// TestP2PResultErrorBounded: an attempt whose reasons (UDP and TCP, every
+// candidate) run long still sends a result the server takes: the server
+// ends a session over a malformed one.
+func TestP2PResultErrorBounded(t *testing.T) {
+	c, f := testClient(t, "the-owners-secret", "alice", "laptop")
+	long := strings.Repeat("no answer from 198.51.100.23:4000 (i/o timeout) é; ", 40)
+	c.sendResult(&protocol.P2PResult{SessionID: testSession, Role: "visitor", Outcome: "failed", Error: long})
+	r, ok := f.next("P2PResult").(*protocol.P2PResult)
+	if !ok {
+		t.Fatalf("got %+v", r)
+	}
+	if len(r.Error) > protocol.MaxResultError || !strings.HasPrefix(long, strings.TrimSuffix(r.Error, " …")) || !utf8.ValidString(r.Error) {
+		t.Fatalf("error of %d bytes: %q", len(r.Error), r.Error)
 	}
 }

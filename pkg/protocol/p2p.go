@@ -142,6 +142,9 @@ type P2PGo struct {
 	DelayMs   int64  `json:"delayMs"`
 }
 
+// MaxResultError bounds P2PResult.Error, in bytes.
+const MaxResultError = 512
+
 // P2PResult reports an attempt's outcome for the server's tally.
 type P2PResult struct {
 	SessionID string `json:"sessionID"`
@@ -329,7 +332,7 @@ func (m *P2PResult) validate() error {
 	if err := checkNAT(m.NAT); err != nil {
 		return err
 	}
-	if m.ElapsedMs < 0 || m.Packets < 0 || len(m.Error) > 512 {
+	if m.ElapsedMs < 0 || m.Packets < 0 || len(m.Error) > MaxResultError {
 		return fmt.Errorf("result fields out of range")
 	}
 	return nil
