@@ -328,12 +328,15 @@ type Client struct {
 	igd       *igd
 	pmpExt    netip.Addr
 	epochs    map[Method]*epochState
-	reset     bool   // the gateway lost its state or moved: re-create everything
-	good      Method // the method of the last mapping made; tried first
-	maps      map[mapKey]*mapping
-	quiet     bool // "no port-mapping gateway" was logged
-	closeOnce sync.Once
-	closeErr  error
+	reset     bool // the gateway lost its state or moved: re-create everything
+	// resetKnown: the reset comes with the gateway just found again
+	// (upnpMap): re-create on it, without searching for it once more.
+	resetKnown bool
+	good       Method // the method of the last mapping made; tried first
+	maps       map[mapKey]*mapping
+	quiet      bool // "no port-mapping gateway" was logged
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // New returns a Client and starts its renewal goroutine. It does not touch
@@ -594,7 +597,7 @@ func (c *Client) noteEpoch(m Method, epoch uint32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.epochs[m].update(epoch, time.Now()) {
-		c.reset = true
+		c.reset, c.resetKnown = true, false
 		c.log.Warn("port-mapping gateway lost its state (epoch went back); re-creating every mapping",
 			"method", m, "gateway", c.gw, "epoch", epoch)
 		c.poke()
@@ -885,8 +888,8 @@ func (c *Client) nextWake() time.Duration {
 func (c *Client) maintain(ctx context.Context) []Mapping {
 	now := time.Now()
 	c.mu.Lock()
-	recreate := c.reset
-	c.reset = false
+	recreate, known := c.reset, c.resetKnown
+	c.reset, c.resetKnown = false, false
 	var due, pending []*mapping
 	for _, m := range c.maps {
 		switch {
@@ -931,7 +934,9 @@ func (c *Client) maintain(ctx context.Context) []Mapping {
 
 	var changes []Mapping
 	if recreate {
-		c.forget()
+		if !known {
+			c.forget()
+		}
 		c.mu.Lock()
 		pending = pending[:0]
 		for _, m := range c.maps {

@@ -373,7 +373,7 @@ func (c *Client) upnpMap(ctx context.Context, gw, local netip.Addr, m *mapping, 
 		}
 	}
 	if others > 0 {
-		c.reset = true
+		c.reset, c.resetKnown = true, true // a search now would only find the IGD again (and take seconds)
 	}
 	c.mu.Unlock()
 	msg := "UPnP gateway failed at its control URL and was found again"
