@@ -8,9 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"unicode/utf8"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/control"

@@ -70,7 +70,12 @@ func TestKCPTransfer(t *testing.T) {
 
 func TestKCPConcurrentStreams(t *testing.T) {
 	checkLeaks(t)
-	vs, os, _, _ := kcpPair(t, testSessionConfig())
+	// Six streams of 1 MiB each way, with -race, on a machine running other
+	// packages' tests: a 600 ms keepalive timeout (which is also yamux's
+	// write timeout) is a test of the machine's load, not of the streams.
+	cfg := testSessionConfig()
+	cfg.KeepaliveTimeout = 10 * time.Second
+	vs, os, _, _ := kcpPair(t, cfg)
 	const streams, size = 6, 1 << 20
 
 	// Echo server on whichever side accepts; streams opened from both.

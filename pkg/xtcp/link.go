@@ -245,28 +245,47 @@ func (l *Link) publish() {
 	l.list.Store(&list)
 }
 
-func (l *Link) getBuf() *[]byte {
-	if bp, ok := l.bufs.Get().(*[]byte); ok {
-		return bp
+// smallPacket is the size of the pooled packet buffers: every KCP packet
+// and most datagrams fit. A larger packet gets a buffer of its own size.
+const smallPacket = 2048
+
+// getBuf returns a buffer of length n, pooled when n fits smallPacket, so
+// that a queue of a thousand small packets holds 2 MiB, not 64.
+func (l *Link) getBuf(n int) *[]byte {
+	if n > smallPacket {
+		b := make([]byte, n)
+		return &b
 	}
-	b := make([]byte, 65536)
-	return &b
+	bp, ok := l.bufs.Get().(*[]byte)
+	if !ok {
+		b := make([]byte, smallPacket)
+		bp = &b
+	}
+	*bp = (*bp)[:n]
+	return bp
+}
+
+// putBuf returns a buffer of getBuf to the pool.
+func (l *Link) putBuf(bp *[]byte) {
+	if cap(*bp) == smallPacket {
+		l.bufs.Put(bp)
+	}
 }
 
 // read moves a carrier's packets to the receive queue until it ends, then
 // detaches it.
 func (l *Link) read(a *attached) {
 	defer l.wg.Done()
+	scratch := make([]byte, 65536)
 	for {
-		bp := l.getBuf()
-		n, err := a.c.RecvPacket((*bp)[:cap(*bp)])
+		n, err := a.c.RecvPacket(scratch)
 		if err != nil {
-			l.bufs.Put(bp)
 			break
 		}
 		a.pktIn.Add(1)
 		a.bytesIn.Add(uint64(n))
-		*bp = (*bp)[:n]
+		bp := l.getBuf(n)
+		copy(*bp, scratch[:n])
 		if a.kind.reliable() {
 			// A stream carrier must not lose what it took (resend.go):
 			// it waits for room, and the stream pushes back.
@@ -274,7 +293,7 @@ func (l *Link) read(a *attached) {
 			case l.in <- bp:
 				continue
 			case <-l.done:
-				l.bufs.Put(bp)
+				l.putBuf(bp)
 			}
 			break
 		}
@@ -282,7 +301,7 @@ func (l *Link) read(a *attached) {
 		case l.in <- bp:
 		default:
 			l.dropped.Add(1)
-			l.bufs.Put(bp)
+			l.putBuf(bp)
 		}
 	}
 	l.detach(a)
@@ -445,8 +464,8 @@ func (l *Link) Send(b []byte) error {
 // sendOnce sends a KCP packet on a reliable carrier without the segments
 // it already took (resend.go).
 func (l *Link) sendOnce(a *attached, b []byte) error {
-	bp := l.getBuf()
-	defer l.bufs.Put(bp)
+	bp := l.getBuf(0)
+	defer l.putBuf(bp)
 	var arr [8]uint32
 	out, sns := a.sent.filter(b, (*bp)[:0], arr[:0])
 	if len(out) < len(b) {
@@ -498,7 +517,7 @@ func (l *Link) Recv(b []byte) (int, error) {
 
 func (l *Link) deliver(b []byte, bp *[]byte) (int, error) {
 	n, err := copyPacket(b, *bp)
-	l.bufs.Put(bp)
+	l.putBuf(bp)
 	return n, err
 }
 

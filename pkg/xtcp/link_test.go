@@ -82,11 +82,15 @@ func attachUDP(t testing.TB, vs, os *Session) *relay {
 	vconn, oconn := listen(t), listen(t)
 	r := newRelay(t.(*testing.T), addrOf(vconn), addrOf(oconn))
 	sid := NewSessionID()
-	vc, err := NewUDPCarrier(vconn, addrOf(r.forA), testSecret, sid, RoleVisitor, PayloadKCP, testSessionConfig())
+	// Keepalives well past the test's stall threshold (200 ms): the
+	// carriers must not die of a loaded machine's pauses, only go unused
+	// while black-holed.
+	cfg := SessionConfig{KeepaliveInterval: 100 * time.Millisecond, KeepaliveTimeout: 10 * time.Second}
+	vc, err := NewUDPCarrier(vconn, addrOf(r.forA), testSecret, sid, RoleVisitor, PayloadKCP, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	oc, err := NewUDPCarrier(oconn, addrOf(r.forB), testSecret, sid, RoleOwner, PayloadKCP, testSessionConfig())
+	oc, err := NewUDPCarrier(oconn, addrOf(r.forB), testSecret, sid, RoleOwner, PayloadKCP, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
