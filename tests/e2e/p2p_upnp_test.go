@@ -76,22 +76,14 @@ func newUPnPLab(t *testing.T) *upnpLab {
 		l.hosts[v] = h
 	}
 	for _, n := range upnpNATs {
-		lan := lab.Network("l"+n.name, n.lan+".0/24")
-		nat := lab.NAT(n.name, wan, n.wanIP, lan, n.lan+".1", netlab.NATConfig{Mode: netlab.RandomPort})
+		g := lab.Gateway(netlab.GatewayConfig{Name: n.name, WAN: wan, WANAddr: n.wanIP, LAN: n.lan + ".0/24",
+			Host: n.owner, NAT: netlab.NATConfig{Mode: netlab.RandomPort}, Miniupnpd: n.upnp})
+		nat := g.NAT
 		l.nats[n.name] = nat
-		h := lab.Host(n.owner)
-		h.Attach(lan, n.lan+".10")
-		h.DefaultRoute(n.lan + ".1")
-		l.hosts[n.owner] = h
+		l.hosts[n.owner] = g.Host
 		l.natOf[n.owner] = n
-		if n.upnp != nil {
-			d := nat.Miniupnpd(*n.upnp)
-			l.daemons[n.owner] = d
-			t.Cleanup(func() {
-				if t.Failed() {
-					t.Logf("miniupnpd on %s:\n%s", n.name, d.Output())
-				}
-			})
+		if g.Miniupnpd != nil {
+			l.daemons[n.owner] = g.Miniupnpd
 		}
 		if n.silent {
 			if _, err := nat.Run(context.Background(), "nft", "add", "rule", "ip", "netlab", "input",
