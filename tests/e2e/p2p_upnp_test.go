@@ -249,6 +249,53 @@ func (l *upnpLab) mappedInternal(t *testing.T, owner string) []string {
 	return slices.Compact(ports)
 }
 
+// restartGateway restarts the owner's miniupnpd (a router reboot: its
+// rules gone, a new epoch, a new control URL) while visitor first holds a
+// direct path through the owner's mappings. A new visitor, second, then
+// goes direct (runPair with seed), the owner re-creates every mapping it
+// held and logs reason, and first's path still carries its connections
+// directly (a bulk transfer with firstSeed). second's cell goes to
+// record as soon as it is measured.
+func (l *upnpLab) restartGateway(t *testing.T, record func(upnpCell), owner, first, second string, seed, firstSeed uint64, reason string) {
+	t.Helper()
+	held := l.mappedInternal(t, owner)
+	if len(held) == 0 {
+		t.Fatalf("no mapping on %s while the paths are up", l.natOf[owner].name)
+	}
+	if err := l.daemons[owner].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if now := l.mappedInternal(t, owner); len(now) != 0 {
+		t.Fatalf("the restarted miniupnpd still maps %v", now)
+	}
+	start := time.Now()
+	l.startVisitor(t, second, owner)
+	c := l.runPair(t, second, owner, "direct", seed)
+	c.name += " (after restart)"
+	eventually(t, 20*time.Second, "the owner's mappings re-created on the restarted gateway", func() bool {
+		now := l.mappedInternal(t, owner)
+		for _, p := range held {
+			if !slices.Contains(now, p) {
+				return false
+			}
+		}
+		return true
+	})
+	c.took = time.Since(start)
+	record(c)
+	if l.clients[owner].count(reason) == 0 {
+		t.Errorf("the owner does not say it re-created its mappings (no %q in its log)", reason)
+	}
+	t.Logf("the owner's port mapping after the restart:\n%s", portmapLines(l.clients[owner]))
+	before := l.sentTo(t, owner)
+	if err := xtcpTransfer(l.hosts[first], upnpBulk, firstSeed); err != nil {
+		t.Fatalf("the first visitor after the restart: %v", err)
+	}
+	if n := l.sentTo(t, owner) - before; n > upnpBulk/10 {
+		t.Errorf("hops sent %d bytes to the owner's NAT during the first visitor's transfer after the restart", n)
+	}
+}
+
 // portmapLines returns the port-mapping lines of a hopc's log.
 func portmapLines(p *proc) string {
 	var b strings.Builder
@@ -329,85 +376,14 @@ func TestP2PPortMapping(t *testing.T) {
 		// The router restarts: its rules are gone and its UPnP control URL
 		// moves. The owner finds the gateway again on its next request
 		// and re-creates its mappings; a new visitor goes direct.
-		held := l.mappedInternal(t, "ou")
-		if len(held) == 0 {
-			t.Fatalf("no mapping on %s while the paths are up", l.natOf["ou"].name)
-		}
-		if err := l.daemons["ou"].Restart(); err != nil {
-			t.Fatal(err)
-		}
-		if now := l.mappedInternal(t, "ou"); len(now) != 0 {
-			t.Fatalf("the restarted miniupnpd still maps %v", now)
-		}
-		start := time.Now()
-		l.startVisitor(t, "vu2", "ou")
-		c := l.runPair(t, "vu2", "ou", "direct", 30)
-		c.name += " (after restart)"
-		eventually(t, 20*time.Second, "the owner's mappings re-created on the restarted gateway", func() bool {
-			now := l.mappedInternal(t, "ou")
-			for _, p := range held {
-				if !slices.Contains(now, p) {
-					return false
-				}
-			}
-			return true
-		})
-		c.took = time.Since(start)
-		record(c)
-		if l.clients["ou"].count("found again; re-creating every mapping") == 0 {
-			t.Errorf("the owner does not say it found the gateway again and re-created its mappings")
-		}
-		t.Logf("the owner's port mapping after the restart:\n%s", portmapLines(l.clients["ou"]))
-		// The first visitor's path still carries its connections directly.
-		before := l.sentTo(t, "ou")
-		if err := xtcpTransfer(l.hosts["vu"], upnpBulk, 21); err != nil {
-			t.Fatalf("the first visitor after the restart: %v", err)
-		}
-		if n := l.sentTo(t, "ou") - before; n > upnpBulk/10 {
-			t.Errorf("hops sent %d bytes to the owner's NAT during the first visitor's transfer after the restart", n)
-		}
+		l.restartGateway(t, record, "ou", "vu", "vu2", 30, 21, "found again; re-creating every mapping")
 	})
 
 	t.Run("miniupnpd restarted", func(t *testing.T) {
 		l.startOwner(t, "or")
 		l.startVisitor(t, "vr", "or")
 		record(l.runPair(t, "vr", "or", "direct", 40))
-		held := l.mappedInternal(t, "or")
-		if len(held) == 0 {
-			t.Fatalf("no mapping on %s while the paths are up", l.natOf["or"].name)
-		}
-		if err := l.daemons["or"].Restart(); err != nil {
-			t.Fatal(err)
-		}
-		if now := l.mappedInternal(t, "or"); len(now) != 0 {
-			t.Fatalf("the restarted miniupnpd still maps %v", now)
-		}
-		start := time.Now()
-		l.startVisitor(t, "vr2", "or")
-		c := l.runPair(t, "vr2", "or", "direct", 50)
-		c.name += " (after restart)"
-		eventually(t, 20*time.Second, "the owner's mappings re-created on the restarted gateway", func() bool {
-			now := l.mappedInternal(t, "or")
-			for _, p := range held {
-				if !slices.Contains(now, p) {
-					return false
-				}
-			}
-			return true
-		})
-		c.took = time.Since(start)
-		record(c)
-		if l.clients["or"].count("epoch went back); re-creating every mapping") == 0 {
-			t.Errorf("the owner does not say it re-created its mappings")
-		}
-		t.Logf("the owner's port mapping after the restart:\n%s", portmapLines(l.clients["or"]))
-		before := l.sentTo(t, "or")
-		if err := xtcpTransfer(l.hosts["vr"], upnpBulk, 41); err != nil {
-			t.Fatalf("the first visitor after the restart: %v", err)
-		}
-		if n := l.sentTo(t, "or") - before; n > upnpBulk/10 {
-			t.Errorf("hops sent %d bytes to the owner's NAT during the first visitor's transfer after the restart", n)
-		}
+		l.restartGateway(t, record, "or", "vr", "vr2", 50, 41, "epoch went back); re-creating every mapping")
 		// On a clean exit the owner deletes its mappings.
 		l.clients["or"].interrupt(10 * time.Second)
 		delete(l.clients, "or")
