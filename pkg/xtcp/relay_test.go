@@ -212,21 +212,7 @@ func TestPunchLostConfirmation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.Close()
-	go func() {
-		st, err := os.Accept()
-		if err == nil {
-			io.Copy(st, st)
-			st.Close()
-		}
-	}()
-	st, err := v.s.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	st.Write([]byte("ping"))
-	buf := make([]byte, 4)
-	if _, err := io.ReadFull(st, buf); err != nil || string(buf) != "ping" {
-		t.Fatalf("%q %v", buf, err)
+	if got, err := echoOnce(v.s, os, []byte("ping")); err != nil || string(got) != "ping" {
+		t.Fatalf("%q %v", got, err)
 	}
 }
