@@ -184,11 +184,7 @@ func TestP2PLink(t *testing.T) {
 		if err := xtcpTransfer(h, 1<<20, 21); err != nil { // makes the link; the punch runs beside it
 			t.Fatal(err)
 		}
-		var m []string
-		eventually(t, 30*time.Second, "the server's record of the xtcp attempt", func() bool {
-			m = l.attempt("ve", "od", "xtcp")
-			return m != nil
-		})
+		m := l.waitAttempt(t, 30*time.Second, "ve", "od", "xtcp")
 		line := l.attemptLine("ve", "od", "xtcp")
 		if m[6] != "direct" || !strings.Contains(line, "transport=tcp") {
 			t.Fatalf("attempt: %s", line)

@@ -222,6 +222,36 @@ func (l *p2pLab) attempt(visitor, owner, typ string) []string {
 	return nil
 }
 
+// startVisitor starts the visitor hopc name with config body and waits
+// until its xtcp port (9001) accepts connections. It returns its host.
+func (l *p2pLab) startVisitor(t testing.TB, name, body string) *netlab.Host {
+	t.Helper()
+	l.startClient(t, name, body)
+	h := l.hosts[name]
+	eventually(t, ready, "the visitor port", func() bool {
+		return h.Do(func() error {
+			c, err := net.DialTimeout("tcp", "127.0.0.1:9001", time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		}) == nil
+	})
+	return h
+}
+
+// waitAttempt waits up to d for the server's record of the visitor's
+// first attempt of type typ towards owner, and returns it (as attempt).
+func (l *p2pLab) waitAttempt(t testing.TB, d time.Duration, visitor, owner, typ string) []string {
+	t.Helper()
+	var m []string
+	eventually(t, d, "the server's record of the "+typ+" attempt", func() bool {
+		m = l.attempt(visitor, owner, typ)
+		return m != nil
+	})
+	return m
+}
+
 var pathRE = regexp.MustCompile(` path=(\w+)`)
 
 // attemptPath returns the candidate kind (path=) of the server's record of
@@ -354,35 +384,20 @@ func TestP2PMatrix(t *testing.T) {
 				p.interrupt(10 * time.Second)
 				delete(l.clients, cell.visitor)
 			}
-			l.startClient(t, cell.visitor, visitorConfig(cell.owner, "10s"))
-			h := l.hosts[cell.visitor]
-			eventually(t, ready, "the visitor port", func() bool {
-				return h.Do(func() error {
-					c, err := net.DialTimeout("tcp", "127.0.0.1:9001", time.Second)
-					if err == nil {
-						c.Close()
-					}
-					return err
-				}) == nil
-			})
+			h := l.startVisitor(t, cell.visitor, visitorConfig(cell.owner, "10s"))
 			// The first connection may be relayed while the punch runs;
 			// either way its bytes must arrive intact.
 			if err := xtcpTransfer(h, 10<<20, 1); err != nil {
 				t.Fatalf("xtcp: %v", err)
 			}
-			var m []string
-			eventually(t, 20*time.Second, "the server's record of the xtcp attempt", func() bool {
-				m = l.attempt(cell.visitor, cell.owner, "xtcp")
-				return m != nil
-			})
+			m := l.waitAttempt(t, 20*time.Second, cell.visitor, cell.owner, "xtcp")
 			if err := xtcpTransfer(h, 10<<20, 2); err != nil { // over the path the attempt found
 				t.Fatalf("xtcp after the attempt: %v", err)
 			}
 			if err := xudpEcho(h, 20); err != nil {
 				t.Fatalf("xudp: %v", err)
 			}
-			eventually(t, 20*time.Second, "the server's record of the xudp attempt", func() bool { return l.attempt(cell.visitor, cell.owner, "xudp") != nil })
-			mu := l.attempt(cell.visitor, cell.owner, "xudp")
+			mu := l.waitAttempt(t, 20*time.Second, cell.visitor, cell.owner, "xudp")
 			res := cellResult{visitor: cell.visitor, owner: cell.owner, pair: m[4] + " → " + m[5], outcome: m[6], timeToPath: m[7]}
 			if res.outcome == "failed" {
 				res.outcome, res.timeToPath = "relay", "-"
@@ -438,22 +453,11 @@ func TestP2PMatrix(t *testing.T) {
 	// carries data without a new punch: the path keepalive (1 s) holds the
 	// mapping open.
 	t.Run("idle path survives NAT UDP timeout", func(t *testing.T) {
-		l.startClient(t, "vs", visitorConfig("oa", "1s"))
-		h := l.hosts["vs"]
-		eventually(t, ready, "the visitor port", func() bool {
-			return h.Do(func() error {
-				c, err := net.DialTimeout("tcp", "127.0.0.1:9001", time.Second)
-				if err == nil {
-					c.Close()
-				}
-				return err
-			}) == nil
-		})
+		h := l.startVisitor(t, "vs", visitorConfig("oa", "1s"))
 		if err := xtcpTransfer(h, 1<<20, 3); err != nil {
 			t.Fatal(err)
 		}
-		var m []string
-		eventually(t, 20*time.Second, "the attempt", func() bool { m = l.attempt("vs", "oa", "xtcp"); return m != nil })
+		m := l.waitAttempt(t, 20*time.Second, "vs", "oa", "xtcp")
 		if m[6] != "direct" {
 			t.Fatalf("outcome %s, want direct", m[6])
 		}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -125,20 +124,11 @@ func (l *upnpLab) startOwner(t *testing.T, owner string) {
 	l.startClient(t, owner, ownerConfig(owner, tcpPort, udpPort))
 }
 
-// startVisitor starts a visitor hopc on host v, for owner's proxies.
-func (l *upnpLab) startVisitor(t *testing.T, v, owner string) {
+// visit starts a visitor hopc on host v, for owner's proxies, and waits
+// for its port.
+func (l *upnpLab) visit(t *testing.T, v, owner string) {
 	t.Helper()
-	l.startClient(t, v, visitorConfig(owner, "10s"))
-	h := l.hosts[v]
-	eventually(t, ready, "the visitor port", func() bool {
-		return h.Do(func() error {
-			c, err := net.DialTimeout("tcp", "127.0.0.1:9001", time.Second)
-			if err == nil {
-				c.Close()
-			}
-			return err
-		}) == nil
-	})
+	l.startVisitor(t, v, visitorConfig(owner, "10s"))
 }
 
 // hopcNAT runs `hopc nat` on host and checks its output has every want.
@@ -187,11 +177,7 @@ func (l *upnpLab) runPair(t *testing.T, v, owner, want string, seed uint64) upnp
 	if err := xtcpTransfer(h, 256<<10, seed); err != nil {
 		t.Fatalf("xtcp: %v", err)
 	}
-	var m []string
-	eventually(t, 20*time.Second, "the server's record of the xtcp attempt", func() bool {
-		m = l.attempt(v, owner, "xtcp")
-		return m != nil
-	})
+	m := l.waitAttempt(t, 20*time.Second, v, owner, "xtcp")
 	bulk := int64(upnpBulk)
 	if want != "direct" {
 		bulk = upnpRelayBulk
@@ -204,11 +190,7 @@ func (l *upnpLab) runPair(t *testing.T, v, owner, want string, seed uint64) upnp
 	if err := xudpEcho(h, 20); err != nil {
 		t.Fatalf("xudp: %v", err)
 	}
-	var mu []string
-	eventually(t, 20*time.Second, "the server's record of the xudp attempt", func() bool {
-		mu = l.attempt(v, owner, "xudp")
-		return mu != nil
-	})
+	mu := l.waitAttempt(t, 20*time.Second, v, owner, "xudp")
 	c := upnpCell{name: v + "->" + owner, outcome: m[6], xudp: mu[6], path: l.attemptPath(v, owner, "xtcp"),
 		relayedBytes: relayed, took: time.Since(start)}
 	if m[6] != want || mu[6] != want {
@@ -269,7 +251,7 @@ func (l *upnpLab) restartGateway(t *testing.T, record func(upnpCell), owner, fir
 		t.Fatalf("the restarted miniupnpd still maps %v", now)
 	}
 	start := time.Now()
-	l.startVisitor(t, second, owner)
+	l.visit(t, second, owner)
 	c := l.runPair(t, second, owner, "direct", seed)
 	c.name += " (after restart)"
 	eventually(t, 20*time.Second, "the owner's mappings re-created on the restarted gateway", func() bool {
@@ -323,7 +305,7 @@ func TestP2PPortMapping(t *testing.T) {
 		l.startOwner(t, "op")
 		l.hopcNAT(t, "op", "port mapping (gateway 10.11.0.1)", "PCP:              yes", "NAT-PMP:          yes",
 			"UPnP IGD:         no", "answered:         PCP, NAT-PMP", "via PCP", "test mapping deleted: yes")
-		l.startVisitor(t, "vp", "op")
+		l.visit(t, "vp", "op")
 		record(l.runPair(t, "vp", "op", "direct", 10))
 
 		// The daemon stops mid-session (port mapping turned off on the
@@ -337,7 +319,7 @@ func TestP2PPortMapping(t *testing.T) {
 		// connections do not wait for that, so neither does this cell:
 		// the counter shows the bulk relayed while the attempt runs.
 		start := time.Now()
-		l.startVisitor(t, "vp2", "op")
+		l.visit(t, "vp2", "op")
 		h := l.hosts["vp2"]
 		if err := xtcpTransfer(h, 256<<10, 11); err != nil {
 			t.Fatalf("xtcp with the daemon stopped: %v", err)
@@ -370,7 +352,7 @@ func TestP2PPortMapping(t *testing.T) {
 		l.startOwner(t, "ou")
 		l.hopcNAT(t, "ou", "port mapping (gateway 10.12.0.1)", "PCP:              no", "NAT-PMP:          no",
 			"UPnP IGD:         yes (WANIPConnection:", "answered:         UPnP IGD", "via UPnP IGD", "test mapping deleted: yes")
-		l.startVisitor(t, "vu", "ou")
+		l.visit(t, "vu", "ou")
 		record(l.runPair(t, "vu", "ou", "direct", 20))
 
 		// The router restarts: its rules are gone and its UPnP control URL
@@ -381,7 +363,7 @@ func TestP2PPortMapping(t *testing.T) {
 
 	t.Run("miniupnpd restarted", func(t *testing.T) {
 		l.startOwner(t, "or")
-		l.startVisitor(t, "vr", "or")
+		l.visit(t, "vr", "or")
 		record(l.runPair(t, "vr", "or", "direct", 40))
 		l.restartGateway(t, record, "or", "vr", "vr2", 50, 41, "epoch went back); re-creating every mapping")
 		// On a clean exit the owner deletes its mappings.
@@ -399,12 +381,12 @@ func TestP2PPortMapping(t *testing.T) {
 		l.hopcNAT(t, "oz", "port mapping (gateway 10.14.0.1)", "PCP:              no", "NAT-PMP:          no",
 			"UPnP IGD:         no", "No gateway answers port-mapping requests")
 		t.Logf("hopc nat with a silent gateway took %v", time.Since(start).Round(time.Millisecond))
-		l.startVisitor(t, "vz", "oz")
+		l.visit(t, "vz", "oz")
 		record(l.runPair(t, "vz", "oz", "failed", 60))
 		// A second visitor session: more attempts, still one line.
 		l.clients["vz"].interrupt(10 * time.Second)
 		delete(l.clients, "vz")
-		l.startVisitor(t, "vz", "oz")
+		l.visit(t, "vz", "oz")
 		if err := xtcpTransfer(l.hosts["vz"], 256<<10, 61); err != nil {
 			t.Fatalf("xtcp with the visitor restarted: %v", err)
 		}
