@@ -65,21 +65,7 @@ func punchThroughLoss(t *testing.T, percent int, seed uint64) *PunchResult {
 	defer cancel()
 	scfg := testSessionConfig()
 	scfg.KeepaliveTimeout = 5 * time.Second // keepalives are lost too
-	type out struct {
-		s   *Session
-		res *PunchResult
-		err error
-	}
-	vch := make(chan out, 1)
-	go func() {
-		res, err := Punch(ctx, vconn, cfg(RoleVisitor, addrOf(r.forA)))
-		if err != nil {
-			vch <- out{err: err}
-			return
-		}
-		s, err := DialKCP(vconn, res.Remote, testSecret, sid, scfg)
-		vch <- out{s, res, err}
-	}()
+	vch := visitorDial(ctx, vconn, cfg(RoleVisitor, addrOf(r.forA)), scfg)
 	ores, oerr := Punch(ctx, oconn, cfg(RoleOwner, addrOf(r.forB)))
 	v := <-vch
 	if v.s != nil {

@@ -142,3 +142,27 @@ func echoOnce(vs, os *Session, msg []byte) ([]byte, error) {
 	n, err := io.ReadFull(st, buf)
 	return buf[:n], err
 }
+
+// dialed is the outcome of visitorDial.
+type dialed struct {
+	s   *Session
+	res *PunchResult
+	err error
+}
+
+// visitorDial punches from conn with pc and, once a path is found, starts
+// the visitor's session on it with cfg (DialKCP), in a goroutine; the
+// outcome comes on the channel.
+func visitorDial(ctx context.Context, conn *net.UDPConn, pc PunchConfig, cfg SessionConfig) <-chan dialed {
+	ch := make(chan dialed, 1)
+	go func() {
+		res, err := Punch(ctx, conn, pc)
+		if err != nil {
+			ch <- dialed{err: err}
+			return
+		}
+		s, err := DialKCP(conn, res.Remote, pc.Key, pc.SessionID, cfg)
+		ch <- dialed{s, res, err}
+	}()
+	return ch
+}

@@ -180,21 +180,7 @@ func TestPunchLostConfirmation(t *testing.T) {
 	sid := NewSessionID()
 	cfg := testSessionConfig()
 
-	type out struct {
-		s   *Session
-		res *PunchResult
-		err error
-	}
-	vch := make(chan out, 1)
-	go func() {
-		res, err := Punch(t.Context(), vconn, testPunchConfig(sid, RoleVisitor, host(addrOf(r.forA))))
-		if err != nil {
-			vch <- out{err: err}
-			return
-		}
-		s, err := DialKCP(vconn, res.Remote, testSecret, sid, cfg)
-		vch <- out{s, res, err}
-	}()
+	vch := visitorDial(t.Context(), vconn, testPunchConfig(sid, RoleVisitor, host(addrOf(r.forA))), cfg)
 	ores, err := Punch(t.Context(), oconn, testPunchConfig(sid, RoleOwner, host(addrOf(r.forB))))
 	if err != nil {
 		t.Fatalf("owner: %v", err)
