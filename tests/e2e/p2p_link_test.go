@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -207,19 +206,8 @@ func TestP2PLink(t *testing.T) {
 			t.Fatalf("xudp: %v", err)
 		}
 		// The tally counts the TCP path.
-		var rows []struct {
-			VisitorNAT, OwnerNAT string
-			TCP                  int `json:"tcp"`
-		}
-		if err := json.Unmarshal([]byte(l.api(t, "/api/p2p")), &rows); err != nil {
-			t.Fatal(err)
-		}
-		tcp := 0
-		for _, r := range rows {
-			tcp += r.TCP
-		}
-		if tcp < 1 {
-			t.Errorf("GET /api/p2p counts no TCP path: %+v", rows)
+		if tcp := l.tally(t, "tcp"); tcp < 1 {
+			t.Errorf("GET /api/p2p counts no TCP path: %s", l.api(t, "/api/p2p"))
 		}
 		t.Logf("GET /api/p2p?table=1:\n%s", l.api(t, "/api/p2p?table=1"))
 	})

@@ -222,6 +222,25 @@ func (l *p2pLab) attempt(visitor, owner, typ string) []string {
 	return nil
 }
 
+// hopcNAT runs `hopc nat` on host and checks its output has every want.
+func (l *p2pLab) hopcNAT(t *testing.T, host string, want ...string) string {
+	t.Helper()
+	path := writeConfig(t, "hopc", "serverAddr = \"198.51.100.10\"\nserverPort = 7000\nauth.token = \"e2e-secret\"\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := l.hosts[host].Run(ctx, filepath.Join(binDir, "hopc"), "nat", "-c", path)
+	if err != nil {
+		t.Fatalf("hopc nat on %s: %v\n%s", host, err, out)
+	}
+	for _, w := range want {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("hopc nat on %s lacks %q:\n%s", host, w, out)
+		}
+	}
+	t.Logf("hopc nat on %s:\n%s", host, out)
+	return string(out)
+}
+
 // startVisitor starts the visitor hopc name with config body and waits
 // until its xtcp port (9001) accepts connections. It returns its host.
 func (l *p2pLab) startVisitor(t testing.TB, name, body string) *netlab.Host {
@@ -344,19 +363,7 @@ func TestP2PMatrix(t *testing.T) {
 			if host == "ou" && l.upnp == nil {
 				continue
 			}
-			path := writeConfig(t, "hopc", "serverAddr = \"198.51.100.10\"\nserverPort = 7000\nauth.token = \"e2e-secret\"\n")
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			out, err := l.hosts[host].Run(ctx, filepath.Join(binDir, "hopc"), "nat", "-c", path)
-			cancel()
-			if err != nil {
-				t.Fatalf("hopc nat on %s: %v\n%s", host, err, out)
-			}
-			for _, w := range want {
-				if !strings.Contains(string(out), w) {
-					t.Errorf("hopc nat on %s lacks %q:\n%s", host, w, out)
-				}
-			}
-			t.Logf("hopc nat on %s:\n%s", host, out)
+			l.hopcNAT(t, host, want...)
 		}
 	})
 
@@ -512,17 +519,7 @@ func TestP2PMatrix(t *testing.T) {
 		}
 		t.Logf("GET /api/p2p?table=1:\n%s", body)
 		if l.upnp != nil { // the port-mapped paths are counted
-			var rows []struct {
-				Mapped int `json:"mapped"`
-			}
-			if err := json.Unmarshal([]byte(l.api(t, "/api/p2p")), &rows); err != nil {
-				t.Fatal(err)
-			}
-			mapped := 0
-			for _, r := range rows {
-				mapped += r.Mapped
-			}
-			if mapped < 2 {
+			if mapped := l.tally(t, "mapped"); mapped < 2 {
 				t.Errorf("the tally counts %d port-mapped paths, want at least 2 (vb->ou, vq->ou)", mapped)
 			}
 		}
@@ -552,6 +549,26 @@ func countAttempts(log, visitor, typ string) int {
 		}
 	}
 	return n
+}
+
+// tally returns the sum over the rows of GET /api/p2p of the count
+// named key (a JSON field of each row).
+func (l *p2pLab) tally(t *testing.T, key string) int {
+	t.Helper()
+	body := l.api(t, "/api/p2p")
+	var rows []map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(body), &rows); err != nil {
+		t.Fatalf("GET /api/p2p: %v\n%s", err, body)
+	}
+	sum := 0
+	for _, r := range rows {
+		var n int
+		if err := json.Unmarshal(r[key], &n); err != nil {
+			t.Fatalf("GET /api/p2p: %q of a row: %v\n%s", key, err, body)
+		}
+		sum += n
+	}
+	return sum
 }
 
 // api GETs path from the server's web API, dialled inside its namespace

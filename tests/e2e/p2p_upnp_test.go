@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -129,25 +128,6 @@ func (l *upnpLab) startOwner(t *testing.T, owner string) {
 func (l *upnpLab) visit(t *testing.T, v, owner string) {
 	t.Helper()
 	l.startVisitor(t, v, visitorConfig(owner, "10s"))
-}
-
-// hopcNAT runs `hopc nat` on host and checks its output has every want.
-func (l *upnpLab) hopcNAT(t *testing.T, host string, want ...string) string {
-	t.Helper()
-	path := writeConfig(t, "hopc", "serverAddr = \"198.51.100.10\"\nserverPort = 7000\nauth.token = \"e2e-secret\"\n")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := l.hosts[host].Run(ctx, filepath.Join(binDir, "hopc"), "nat", "-c", path)
-	if err != nil {
-		t.Fatalf("hopc nat on %s: %v\n%s", host, err, out)
-	}
-	for _, w := range want {
-		if !strings.Contains(string(out), w) {
-			t.Errorf("hopc nat on %s lacks %q:\n%s", host, w, out)
-		}
-	}
-	t.Logf("hopc nat on %s:\n%s", host, out)
-	return string(out)
 }
 
 // upnpCell is the outcome of one visitor's pair of attempts.
