@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"regexp"
 	"slices"
@@ -76,16 +75,14 @@ func newUPnPLab(t *testing.T) *upnpLab {
 	for _, n := range upnpNATs {
 		g := lab.Gateway(netlab.GatewayConfig{Name: n.name, WAN: wan, WANAddr: n.wanIP, LAN: n.lan + ".0/24",
 			Host: n.owner, NAT: netlab.NATConfig{Mode: netlab.RandomPort}, Miniupnpd: n.upnp})
-		nat := g.NAT
-		l.nats[n.name] = nat
+		l.nats[n.name] = g.NAT
 		l.hosts[n.owner] = g.Host
 		l.natOf[n.owner] = n
 		if g.Miniupnpd != nil {
 			l.daemons[n.owner] = g.Miniupnpd
 		}
 		if n.silent {
-			if _, err := nat.Run(context.Background(), "nft", "add", "rule", "ip", "netlab", "input",
-				"udp", "dport", "{ 1900, 5351 }", "drop"); err != nil {
+			if err := g.NAT.DropPortMapping(); err != nil {
 				t.Fatal(err)
 			}
 		}

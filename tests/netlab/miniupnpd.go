@@ -348,3 +348,11 @@ func (l *Lab) Gateway(cfg GatewayConfig) *Gateway {
 	}
 	return g
 }
+
+// DropPortMapping makes the NAT a gateway that answers no port-mapping
+// request: what arrives at it on UDP 5351 (PCP, NAT-PMP) and 1900 (SSDP)
+// is dropped without a word, not even an ICMP port unreachable.
+func (n *NAT) DropPortMapping() error {
+	_, err := run(nil, "ip", "netns", "exec", n.ns, "nft", "add", "rule", "ip", "netlab", "input", "udp", "dport", "{ 1900, 5351 }", "drop")
+	return err
+}
