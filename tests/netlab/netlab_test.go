@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -691,7 +692,8 @@ func TestAttachDelayed(t *testing.T) {
 
 // TestGateway: Lab.Gateway puts the NAT at .1 and the host at .10 of the
 // LAN, routed through the NAT; the host's DialContext and ListenPacket
-// open sockets in its namespace (the WAN host sees them from the NAT).
+// open sockets in its namespace (the WAN host sees them from the NAT);
+// NAT.DropPortMapping silences the gateway's port-mapping port.
 func TestGateway(t *testing.T) {
 	t.Parallel()
 	lab := netlab.New(t)
@@ -740,5 +742,28 @@ func TestGateway(t *testing.T) {
 	c.Close()
 	if got := <-from; got != natWAN {
 		t.Fatalf("the host's TCP connection came from %s, want the NAT's %s", got, natWAN)
+	}
+
+	// Nothing listens on the gateway's 5351: the host is told so (ICMP
+	// port unreachable), until DropPortMapping silences the gateway.
+	ask := func() error {
+		c, err := g.Host.DialContext(t.Context(), "udp4", "10.9.0.1:5351")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte{2, 0}) // a PCP header's first bytes; nothing answers it
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err = c.Read(make([]byte, 64))
+		return err
+	}
+	if err := ask(); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("a request to the gateway's 5351: %v, want connection refused", err)
+	}
+	if err := g.NAT.DropPortMapping(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ask(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a request to the silenced gateway's 5351: %v, want no answer at all", err)
 	}
 }
