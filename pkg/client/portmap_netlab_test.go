@@ -1,60 +1,18 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hopproxy/hop/pkg/portmap"
 	"github.com/hopproxy/hop/tests/netlab"
 )
-
-// nsNet opens the portmap client's sockets inside a lab host's namespace.
-type nsNet struct{ h *netlab.Host }
-
-func (n nsNet) DialContext(ctx context.Context, network, addr string) (c net.Conn, err error) {
-	if derr := n.h.Do(func() error {
-		c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-		return nil
-	}); derr != nil {
-		return nil, derr
-	}
-	return c, err
-}
-
-func (n nsNet) ListenPacket(ctx context.Context, network, addr string) (pc net.PacketConn, err error) {
-	if derr := n.h.Do(func() error {
-		pc, err = (&net.ListenConfig{}).ListenPacket(ctx, network, addr)
-		return nil
-	}); derr != nil {
-		return nil, derr
-	}
-	return pc, err
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestKeepFlowMiniupnpd: keepFlow against a real miniupnpd. With PCP the
 // punched flow gets a PEER mapping that is renewed at half its lifetime
@@ -68,26 +26,24 @@ func TestKeepFlowMiniupnpd(t *testing.T) {
 	srv.Attach(wanNet, "198.51.100.10")
 	type side struct {
 		name string
-		cfg  netlab.MiniupnpdConfig
 		pcp  bool
+		g    *netlab.Gateway
 	}
-	for i, sd := range []side{
-		{"pcp", netlab.MiniupnpdConfig{ExtIP: "11.45.81.1"}, true},
-		{"upnp-only", netlab.MiniupnpdConfig{ExtIP: "11.45.82.1", DisableNATPMP: true}, false},
-	} {
+	// Both home networks are built here, on the test's goroutine.
+	sides := []side{
+		{"pcp", true, lab.Gateway(netlab.GatewayConfig{Name: "natp", WAN: wanNet, WANAddr: "198.51.100.31", LAN: "10.21.0.0/24",
+			Host: "cp", NAT: netlab.NATConfig{Mode: netlab.RandomPort}, Miniupnpd: &netlab.MiniupnpdConfig{ExtIP: "11.45.81.1"}})},
+		{"upnp-only", false, lab.Gateway(netlab.GatewayConfig{Name: "natu", WAN: wanNet, WANAddr: "198.51.100.32", LAN: "10.21.1.0/24",
+			Host: "cu", NAT: netlab.NATConfig{Mode: netlab.RandomPort}, Miniupnpd: &netlab.MiniupnpdConfig{ExtIP: "11.45.82.1", DisableNATPMP: true}})},
+	}
+	for _, sd := range sides {
 		t.Run(sd.name, func(t *testing.T) {
-			lanNet := lab.Network("lan"+sd.name[:1], netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 21, byte(i), 0}), 24).String())
-			gw := netip.AddrFrom4([4]byte{10, 21, byte(i), 1})
-			nat := lab.NAT("nat"+sd.name[:1], wanNet, netip.AddrFrom4([4]byte{198, 51, 100, byte(31 + i)}).String(),
-				lanNet, gw.String(), netlab.NATConfig{Mode: netlab.RandomPort})
-			lan := lab.Host("c" + sd.name[:1])
-			lan.Attach(lanNet, netip.AddrFrom4([4]byte{10, 21, byte(i), 10}).String())
-			lan.DefaultRoute(gw.String())
-			d := nat.Miniupnpd(sd.cfg)
+			nat, lan, d := sd.g.NAT, sd.g.Host, sd.g.Miniupnpd
+			gw := nat.LANAddr()
 
-			logs := &lockedBuf{}
+			logs := &syncLog{}
 			log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			pm, err := portmap.New(portmap.Config{Logger: log, Gateway: gw, Net: nsNet{lan}, Lifetime: 4 * time.Second, Timeout: time.Second})
+			pm, err := portmap.New(portmap.Config{Logger: log, Gateway: gw, Net: lan, Lifetime: 4 * time.Second, Timeout: time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -95,7 +51,7 @@ func TestKeepFlowMiniupnpd(t *testing.T) {
 			defer func() {
 				p.close()
 				if t.Failed() {
-					t.Logf("log:\n%s\nminiupnpd:\n%s", logs, d.Output())
+					t.Logf("log:\n%s", logs) // netlab logs miniupnpd's output
 				}
 			}()
 

@@ -17,29 +17,6 @@ import (
 	"github.com/hopproxy/hop/tests/netlab"
 )
 
-// nsNet opens sockets inside a lab host's network namespace.
-type nsNet struct{ h *netlab.Host }
-
-func (n nsNet) DialContext(ctx context.Context, network, addr string) (c net.Conn, err error) {
-	if derr := n.h.Do(func() error {
-		c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-		return nil
-	}); derr != nil {
-		return nil, derr
-	}
-	return c, err
-}
-
-func (n nsNet) ListenPacket(ctx context.Context, network, addr string) (pc net.PacketConn, err error) {
-	if derr := n.h.Do(func() error {
-		pc, err = (&net.ListenConfig{}).ListenPacket(ctx, network, addr)
-		return nil
-	}); derr != nil {
-		return nil, derr
-	}
-	return pc, err
-}
-
 // logBuf collects log lines.
 type logBuf struct {
 	mu  sync.Mutex
@@ -87,13 +64,11 @@ func newLab(t *testing.T, cfg *netlab.MiniupnpdConfig) *lab {
 	}
 	l := netlab.New(t)
 	wanNet := l.Network("wan", "198.51.100.0/24")
-	lanNet := l.Network("lan", "10.1.0.0/24")
 	wan := l.Host("srv")
 	wan.Attach(wanNet, "198.51.100.10")
-	nat := l.NAT("nat", wanNet, "198.51.100.21", lanNet, "10.1.0.1", netlab.NATConfig{Mode: netlab.RandomPort})
-	lan := l.Host("c1")
-	lan.Attach(lanNet, "10.1.0.10")
-	lan.DefaultRoute("10.1.0.1")
+	g := l.Gateway(netlab.GatewayConfig{Name: "nat", WAN: wanNet, WANAddr: "198.51.100.21", LAN: "10.1.0.0/24",
+		Host: "c1", NAT: netlab.NATConfig{Mode: netlab.RandomPort}, Miniupnpd: cfg})
+	nat, lan := g.NAT, g.Host
 	r := &lab{lab: l, nat: nat, lan: lan, wan: wan}
 	// The default route's gateway, read from the LAN host's routing table.
 	if err := lan.Do(func() (err error) {
@@ -105,14 +80,7 @@ func newLab(t *testing.T, cfg *netlab.MiniupnpdConfig) *lab {
 	if r.gw != nat.LANAddr() {
 		t.Fatalf("DefaultGateway in the LAN host = %v, want %v", r.gw, nat.LANAddr())
 	}
-	if cfg != nil {
-		r.d = nat.Miniupnpd(*cfg)
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("miniupnpd output:\n%s", r.d.Output())
-			}
-		})
-	}
+	r.d = g.Miniupnpd
 	return r
 }
 
@@ -120,7 +88,7 @@ func (r *lab) client(t *testing.T, cfg portmap.Config) (*portmap.Client, *logBuf
 	t.Helper()
 	log, lb := testLogger(t)
 	cfg.Logger = log
-	cfg.Net = nsNet{r.lan}
+	cfg.Net = r.lan
 	// DefaultGateway in the client's goroutines would read the root
 	// namespace's table: give the one read inside the LAN host.
 	cfg.Gateway = r.gw
@@ -414,8 +382,7 @@ func TestPortmapSilentGateway(t *testing.T) {
 	r := newLab(t, nil)
 	// The gateway drops PCP/NAT-PMP and SSDP silently: not even an ICMP
 	// port unreachable comes back.
-	if _, err := r.nat.Run(context.Background(), "nft", "add", "rule", "ip", "netlab", "input",
-		"udp", "dport", "{ 1900, 5351 }", "drop"); err != nil {
+	if err := r.nat.DropPortMapping(); err != nil {
 		t.Fatal(err)
 	}
 	c, lb := r.client(t, portmap.Config{Timeout: 500 * time.Millisecond, RetryMin: 100 * time.Millisecond, RetryMax: 200 * time.Millisecond})

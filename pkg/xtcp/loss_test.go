@@ -3,7 +3,6 @@ package xtcp
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -66,21 +65,7 @@ func punchThroughLoss(t *testing.T, percent int, seed uint64) *PunchResult {
 	defer cancel()
 	scfg := testSessionConfig()
 	scfg.KeepaliveTimeout = 5 * time.Second // keepalives are lost too
-	type out struct {
-		s   *Session
-		res *PunchResult
-		err error
-	}
-	vch := make(chan out, 1)
-	go func() {
-		res, err := Punch(ctx, vconn, cfg(RoleVisitor, addrOf(r.forA)))
-		if err != nil {
-			vch <- out{err: err}
-			return
-		}
-		s, err := DialKCP(vconn, res.Remote, testSecret, sid, scfg)
-		vch <- out{s, res, err}
-	}()
+	vch := visitorDial(ctx, vconn, cfg(RoleVisitor, addrOf(r.forA)), scfg)
 	ores, oerr := Punch(ctx, oconn, cfg(RoleOwner, addrOf(r.forB)))
 	v := <-vch
 	if v.s != nil {
@@ -97,26 +82,9 @@ func punchThroughLoss(t *testing.T, percent int, seed uint64) *PunchResult {
 		t.Fatal(err)
 	}
 	defer os.Close()
-	go func() {
-		st, err := os.Accept()
-		if err == nil {
-			io.Copy(st, st)
-			st.Close()
-		}
-	}()
-	st, err := v.s.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	st.SetDeadline(time.Now().Add(15 * time.Second))
 	msg := []byte(fmt.Sprintf("through %d %% loss, seed %d", percent, seed))
-	if _, err := st.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, len(msg))
-	if _, err := io.ReadFull(st, buf); err != nil || string(buf) != string(msg) {
-		t.Fatalf("seed %d: echo %q %v", seed, buf, err)
+	if got, err := echoOnce(v.s, os, msg); err != nil || string(got) != string(msg) {
+		t.Fatalf("seed %d: echo %q %v", seed, got, err)
 	}
 	if r.dropped.Load() == 0 {
 		t.Errorf("seed %d: nothing was lost", seed)

@@ -2,6 +2,7 @@ package xtcp
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -116,4 +117,52 @@ func kcpPair(t testing.TB, cfg SessionConfig) (vs, os *Session, vconn, oconn *ne
 	}
 	t.Cleanup(func() { vs.Close(); os.Close() })
 	return vs, os, vconn, oconn
+}
+
+// echoOnce has os echo the first stream it accepts, opens one from vs,
+// sends msg on it and returns what comes back (within 15 s).
+func echoOnce(vs, os *Session, msg []byte) ([]byte, error) {
+	go func() {
+		st, err := os.Accept()
+		if err == nil {
+			io.Copy(st, st)
+			st.Close()
+		}
+	}()
+	st, err := vs.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	st.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := st.Write(msg); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, len(msg))
+	n, err := io.ReadFull(st, buf)
+	return buf[:n], err
+}
+
+// dialed is the outcome of visitorDial.
+type dialed struct {
+	s   *Session
+	res *PunchResult
+	err error
+}
+
+// visitorDial punches from conn with pc and, once a path is found, starts
+// the visitor's session on it with cfg (DialKCP), in a goroutine; the
+// outcome comes on the channel.
+func visitorDial(ctx context.Context, conn *net.UDPConn, pc PunchConfig, cfg SessionConfig) <-chan dialed {
+	ch := make(chan dialed, 1)
+	go func() {
+		res, err := Punch(ctx, conn, pc)
+		if err != nil {
+			ch <- dialed{err: err}
+			return
+		}
+		s, err := DialKCP(conn, res.Remote, pc.Key, pc.SessionID, cfg)
+		ch <- dialed{s, res, err}
+	}()
+	return ch
 }

@@ -187,21 +187,7 @@ func TestPunchLostConfirmation(t *testing.T) {
 	sid := NewSessionID()
 	cfg := testSessionConfig()
 
-	type out struct {
-		s   *Session
-		res *PunchResult
-		err error
-	}
-	vch := make(chan out, 1)
-	go func() {
-		res, err := Punch(t.Context(), vconn, testPunchConfig(sid, RoleVisitor, host(addrOf(r.forA))))
-		if err != nil {
-			vch <- out{err: err}
-			return
-		}
-		s, err := DialKCP(vconn, res.Remote, testSecret, sid, cfg)
-		vch <- out{s, res, err}
-	}()
+	vch := visitorDial(t.Context(), vconn, testPunchConfig(sid, RoleVisitor, host(addrOf(r.forA))), cfg)
 	ores, err := Punch(t.Context(), oconn, testPunchConfig(sid, RoleOwner, host(addrOf(r.forB))))
 	if err != nil {
 		t.Fatalf("owner: %v", err)
@@ -219,21 +205,7 @@ func TestPunchLostConfirmation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.Close()
-	go func() {
-		st, err := os.Accept()
-		if err == nil {
-			io.Copy(st, st)
-			st.Close()
-		}
-	}()
-	st, err := v.s.Open()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	st.Write([]byte("ping"))
-	buf := make([]byte, 4)
-	if _, err := io.ReadFull(st, buf); err != nil || string(buf) != "ping" {
-		t.Fatalf("%q %v", buf, err)
+	if got, err := echoOnce(v.s, os, []byte("ping")); err != nil || string(got) != "ping" {
+		t.Fatalf("%q %v", got, err)
 	}
 }

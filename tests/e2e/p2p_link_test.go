@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -184,11 +183,7 @@ func TestP2PLink(t *testing.T) {
 		if err := xtcpTransfer(h, 1<<20, 21); err != nil { // makes the link; the punch runs beside it
 			t.Fatal(err)
 		}
-		var m []string
-		eventually(t, 30*time.Second, "the server's record of the xtcp attempt", func() bool {
-			m = l.attempt("ve", "od", "xtcp")
-			return m != nil
-		})
+		m := l.waitAttempt(t, 30*time.Second, "ve", "od", "xtcp")
 		line := l.attemptLine("ve", "od", "xtcp")
 		if m[6] != "direct" || !strings.Contains(line, "transport=tcp") {
 			t.Fatalf("attempt: %s", line)
@@ -211,19 +206,8 @@ func TestP2PLink(t *testing.T) {
 			t.Fatalf("xudp: %v", err)
 		}
 		// The tally counts the TCP path.
-		var rows []struct {
-			VisitorNAT, OwnerNAT string
-			TCP                  int `json:"tcp"`
-		}
-		if err := json.Unmarshal([]byte(l.api(t, "/api/p2p")), &rows); err != nil {
-			t.Fatal(err)
-		}
-		tcp := 0
-		for _, r := range rows {
-			tcp += r.TCP
-		}
-		if tcp < 1 {
-			t.Errorf("GET /api/p2p counts no TCP path: %+v", rows)
+		if tcp := l.tally(t, "tcp"); tcp < 1 {
+			t.Errorf("GET /api/p2p counts no TCP path: %s", l.api(t, "/api/p2p"))
 		}
 		t.Logf("GET /api/p2p?table=1:\n%s", l.api(t, "/api/p2p?table=1"))
 	})

@@ -213,6 +213,39 @@ func (l *p2pLab) directAttempts(visitor, typ string) (all, direct int) {
 	return all, direct
 }
 
+// lossCounters returns the bytes that have reached hops' host from the
+// visitor's NAT and those the visitor's NAT has forwarded to the owner's
+// public address (the direct path).
+func (l *p2pLab) lossCounters(t *testing.T, visitor string) (viaSrv, direct int64) {
+	t.Helper()
+	return nftCounter(t, l.srvHost, "ip", "hoploss", "from_"+visitor), nftCounter(t, l.nats[visitor].Host, "ip", "hoplossdirect", "direct")
+}
+
+// waitDirect waits up to 30 s for a direct attempt of type typ by the
+// visitor, calling poke at most once a second meanwhile to keep the demand
+// up; then it logs the attempts and fails t if the visitor needed more
+// than 3.
+func (l *p2pLab) waitDirect(t *testing.T, visitor, typ string, poke func()) {
+	t.Helper()
+	poked := time.Now()
+	eventually(t, 30*time.Second, "a direct "+typ+" path", func() bool {
+		if _, d := l.directAttempts(visitor, typ); d > 0 {
+			return true
+		}
+		if time.Since(poked) > time.Second {
+			poke()
+			poked = time.Now()
+		}
+		return false
+	})
+	all, _ := l.directAttempts(visitor, typ)
+	t.Logf("%s: direct after %d attempt(s)", typ, all)
+	l.logAttempts(t, visitor, typ)
+	if all > 3 {
+		t.Errorf("%s needed %d attempts to go direct", typ, all)
+	}
+}
+
 func mbps(n int64, d time.Duration) float64 { return float64(n) / 1e6 / d.Seconds() }
 
 // TestP2PLoss: two port-preserving NATs that each lose 5 %, then 10 %, of
@@ -228,49 +261,22 @@ func TestP2PLoss(t *testing.T) {
 		ok := t.Run(fmt.Sprintf("%d%% per NAT", pct), func(t *testing.T) {
 			tcpPort, udpPort := ownerServices(t, l.hosts[owner])
 			l.startClient(t, owner, lossOwnerConfig(owner, tcpPort, udpPort))
-			l.startClient(t, visitor, lossVisitorConfig(owner))
-			h := l.hosts[visitor]
-			eventually(t, ready, "the visitor port", func() bool {
-				return h.Do(func() error {
-					c, err := net.DialTimeout("tcp", "127.0.0.1:9001", time.Second)
-					if err == nil {
-						c.Close()
-					}
-					return err
-				}) == nil
-			})
+			h := l.startVisitor(t, visitor, lossVisitorConfig(owner))
 			// The first connection starts the attempt; it may be relayed.
 			if err := xtcpTransfer(h, 256<<10, 1); err != nil {
 				t.Fatalf("xtcp: %v", err)
 			}
 			// An attempt lost to the loss is retried every 2 s while
 			// connections come.
-			poke := time.Now()
-			eventually(t, 30*time.Second, "a direct xtcp path", func() bool {
-				if _, d := l.directAttempts(visitor, "xtcp"); d > 0 {
-					return true
-				}
-				if time.Since(poke) > time.Second {
-					xtcpTransfer(h, 1<<10, 1) // keeps the demand up
-					poke = time.Now()
-				}
-				return false
-			})
-			all, _ := l.directAttempts(visitor, "xtcp")
-			t.Logf("xtcp: direct after %d attempt(s)", all)
-			l.logAttempts(t, visitor, "xtcp")
-			if all > 3 {
-				t.Errorf("xtcp needed %d attempts to go direct", all)
-			}
+			l.waitDirect(t, visitor, "xtcp", func() { xtcpTransfer(h, 1<<10, 1) })
 
-			srvBefore := nftCounter(t, l.srvHost, "ip", "hoploss", "from_"+visitor)
-			directBefore := nftCounter(t, l.nats[visitor].Host, "ip", "hoplossdirect", "direct")
+			srvBefore, directBefore := l.lossCounters(t, visitor)
 			n, el, err := timedTransfer(h, 9001, 10<<20, 90*time.Second, 2)
 			if err != nil || n != 10<<20 {
 				t.Fatalf("10 MB through xtcp: %d bytes, %v", n, err)
 			}
-			viaSrv := nftCounter(t, l.srvHost, "ip", "hoploss", "from_"+visitor) - srvBefore
-			direct := nftCounter(t, l.nats[visitor].Host, "ip", "hoplossdirect", "direct") - directBefore
+			viaSrv, direct := l.lossCounters(t, visitor)
+			viaSrv, direct = viaSrv-srvBefore, direct-directBefore
 			xtcpRate := mbps(n, el)
 			t.Logf("xtcp direct at %d%% per NAT: 10 MB intact in %v = %.2f MB/s; %d bytes via hops' host, %d direct",
 				pct, el.Round(time.Millisecond), xtcpRate, viaSrv, direct)
@@ -284,30 +290,13 @@ func TestP2PLoss(t *testing.T) {
 			if err := xudpEcho(h, 5); err != nil {
 				t.Fatalf("xudp: %v", err)
 			}
-			poke = time.Now()
-			eventually(t, 30*time.Second, "a direct xudp path", func() bool {
-				if _, d := l.directAttempts(visitor, "xudp"); d > 0 {
-					return true
-				}
-				if time.Since(poke) > time.Second {
-					xudpEcho(h, 1) // keeps the demand up
-					poke = time.Now()
-				}
-				return false
-			})
-			uall, _ := l.directAttempts(visitor, "xudp")
-			t.Logf("xudp: direct after %d attempt(s)", uall)
-			l.logAttempts(t, visitor, "xudp")
-			if uall > 3 {
-				t.Errorf("xudp needed %d attempts to go direct", uall)
-			}
-			srvBefore = nftCounter(t, l.srvHost, "ip", "hoploss", "from_"+visitor)
-			directBefore = nftCounter(t, l.nats[visitor].Host, "ip", "hoplossdirect", "direct")
+			l.waitDirect(t, visitor, "xudp", func() { xudpEcho(h, 1) })
+			srvBefore, directBefore = l.lossCounters(t, visitor)
 			if err := xudpEcho(h, 20); err != nil {
 				t.Fatalf("xudp over the path: %v", err)
 			}
-			udpSrv := nftCounter(t, l.srvHost, "ip", "hoploss", "from_"+visitor) - srvBefore
-			udpDirect := nftCounter(t, l.nats[visitor].Host, "ip", "hoplossdirect", "direct") - directBefore
+			udpSrv, udpDirect := l.lossCounters(t, visitor)
+			udpSrv, udpDirect = udpSrv-srvBefore, udpDirect-directBefore
 			t.Logf("xudp: 20 echoes, %d bytes via hops' host, %d direct", udpSrv, udpDirect)
 			if udpDirect < 20*10 || udpSrv > udpDirect {
 				t.Errorf("xudp datagrams did not go direct: %d bytes via hops' host, %d direct", udpSrv, udpDirect)
@@ -320,12 +309,13 @@ func TestP2PLoss(t *testing.T) {
 			// The same service relayed over TCP (CUBIC) through hops, same
 			// NATs, same loss, same delay: at most 1 MB or 5 s of writing
 			// (what the relay buffered meanwhile still has to arrive).
-			srvBefore = nftCounter(t, l.srvHost, "ip", "hoploss", "from_"+visitor)
+			srvBefore, _ = l.lossCounters(t, visitor)
 			rn, rel, err := timedTransfer(h, 9003, 1<<20, 5*time.Second, 3)
 			if err != nil {
 				t.Fatalf("stcp: %v", err)
 			}
-			relayed := nftCounter(t, l.srvHost, "ip", "hoploss", "from_"+visitor) - srvBefore
+			relayed, _ := l.lossCounters(t, visitor)
+			relayed -= srvBefore
 			stcpRate := mbps(rn, rel)
 			ratio := xtcpRate / stcpRate
 			t.Logf("stcp relayed at %d%% per NAT: %d bytes intact in %v = %.2f MB/s (%d bytes via hops' host); xtcp/stcp = %.1f",

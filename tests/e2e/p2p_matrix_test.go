@@ -222,6 +222,55 @@ func (l *p2pLab) attempt(visitor, owner, typ string) []string {
 	return nil
 }
 
+// hopcNAT runs `hopc nat` on host and checks its output has every want.
+func (l *p2pLab) hopcNAT(t *testing.T, host string, want ...string) string {
+	t.Helper()
+	path := writeConfig(t, "hopc", "serverAddr = \"198.51.100.10\"\nserverPort = 7000\nauth.token = \"e2e-secret\"\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := l.hosts[host].Run(ctx, filepath.Join(binDir, "hopc"), "nat", "-c", path)
+	if err != nil {
+		t.Fatalf("hopc nat on %s: %v\n%s", host, err, out)
+	}
+	for _, w := range want {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("hopc nat on %s lacks %q:\n%s", host, w, out)
+		}
+	}
+	t.Logf("hopc nat on %s:\n%s", host, out)
+	return string(out)
+}
+
+// startVisitor starts the visitor hopc name with config body and waits
+// until its xtcp port (9001) accepts connections. It returns its host.
+func (l *p2pLab) startVisitor(t testing.TB, name, body string) *netlab.Host {
+	t.Helper()
+	l.startClient(t, name, body)
+	h := l.hosts[name]
+	eventually(t, ready, "the visitor port", func() bool {
+		return h.Do(func() error {
+			c, err := net.DialTimeout("tcp", "127.0.0.1:9001", time.Second)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		}) == nil
+	})
+	return h
+}
+
+// waitAttempt waits up to d for the server's record of the visitor's
+// first attempt of type typ towards owner, and returns it (as attempt).
+func (l *p2pLab) waitAttempt(t testing.TB, d time.Duration, visitor, owner, typ string) []string {
+	t.Helper()
+	var m []string
+	eventually(t, d, "the server's record of the "+typ+" attempt", func() bool {
+		m = l.attempt(visitor, owner, typ)
+		return m != nil
+	})
+	return m
+}
+
 var pathRE = regexp.MustCompile(` path=(\w+)`)
 
 // attemptPath returns the candidate kind (path=) of the server's record of
@@ -314,19 +363,7 @@ func TestP2PMatrix(t *testing.T) {
 			if host == "ou" && l.upnp == nil {
 				continue
 			}
-			path := writeConfig(t, "hopc", "serverAddr = \"198.51.100.10\"\nserverPort = 7000\nauth.token = \"e2e-secret\"\n")
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			out, err := l.hosts[host].Run(ctx, filepath.Join(binDir, "hopc"), "nat", "-c", path)
-			cancel()
-			if err != nil {
-				t.Fatalf("hopc nat on %s: %v\n%s", host, err, out)
-			}
-			for _, w := range want {
-				if !strings.Contains(string(out), w) {
-					t.Errorf("hopc nat on %s lacks %q:\n%s", host, w, out)
-				}
-			}
-			t.Logf("hopc nat on %s:\n%s", host, out)
+			l.hopcNAT(t, host, want...)
 		}
 	})
 
@@ -354,35 +391,20 @@ func TestP2PMatrix(t *testing.T) {
 				p.interrupt(10 * time.Second)
 				delete(l.clients, cell.visitor)
 			}
-			l.startClient(t, cell.visitor, visitorConfig(cell.owner, "10s"))
-			h := l.hosts[cell.visitor]
-			eventually(t, ready, "the visitor port", func() bool {
-				return h.Do(func() error {
-					c, err := net.DialTimeout("tcp", "127.0.0.1:9001", time.Second)
-					if err == nil {
-						c.Close()
-					}
-					return err
-				}) == nil
-			})
+			h := l.startVisitor(t, cell.visitor, visitorConfig(cell.owner, "10s"))
 			// The first connection may be relayed while the punch runs;
 			// either way its bytes must arrive intact.
 			if err := xtcpTransfer(h, 10<<20, 1); err != nil {
 				t.Fatalf("xtcp: %v", err)
 			}
-			var m []string
-			eventually(t, 20*time.Second, "the server's record of the xtcp attempt", func() bool {
-				m = l.attempt(cell.visitor, cell.owner, "xtcp")
-				return m != nil
-			})
+			m := l.waitAttempt(t, 20*time.Second, cell.visitor, cell.owner, "xtcp")
 			if err := xtcpTransfer(h, 10<<20, 2); err != nil { // over the path the attempt found
 				t.Fatalf("xtcp after the attempt: %v", err)
 			}
 			if err := xudpEcho(h, 20); err != nil {
 				t.Fatalf("xudp: %v", err)
 			}
-			eventually(t, 20*time.Second, "the server's record of the xudp attempt", func() bool { return l.attempt(cell.visitor, cell.owner, "xudp") != nil })
-			mu := l.attempt(cell.visitor, cell.owner, "xudp")
+			mu := l.waitAttempt(t, 20*time.Second, cell.visitor, cell.owner, "xudp")
 			res := cellResult{visitor: cell.visitor, owner: cell.owner, pair: m[4] + " → " + m[5], outcome: m[6], timeToPath: m[7]}
 			if res.outcome == "failed" {
 				res.outcome, res.timeToPath = "relay", "-"
@@ -438,22 +460,11 @@ func TestP2PMatrix(t *testing.T) {
 	// carries data without a new punch: the path keepalive (1 s) holds the
 	// mapping open.
 	t.Run("idle path survives NAT UDP timeout", func(t *testing.T) {
-		l.startClient(t, "vs", visitorConfig("oa", "1s"))
-		h := l.hosts["vs"]
-		eventually(t, ready, "the visitor port", func() bool {
-			return h.Do(func() error {
-				c, err := net.DialTimeout("tcp", "127.0.0.1:9001", time.Second)
-				if err == nil {
-					c.Close()
-				}
-				return err
-			}) == nil
-		})
+		h := l.startVisitor(t, "vs", visitorConfig("oa", "1s"))
 		if err := xtcpTransfer(h, 1<<20, 3); err != nil {
 			t.Fatal(err)
 		}
-		var m []string
-		eventually(t, 20*time.Second, "the attempt", func() bool { m = l.attempt("vs", "oa", "xtcp"); return m != nil })
+		m := l.waitAttempt(t, 20*time.Second, "vs", "oa", "xtcp")
 		if m[6] != "direct" {
 			t.Fatalf("outcome %s, want direct", m[6])
 		}
@@ -508,17 +519,7 @@ func TestP2PMatrix(t *testing.T) {
 		}
 		t.Logf("GET /api/p2p?table=1:\n%s", body)
 		if l.upnp != nil { // the port-mapped paths are counted
-			var rows []struct {
-				Mapped int `json:"mapped"`
-			}
-			if err := json.Unmarshal([]byte(l.api(t, "/api/p2p")), &rows); err != nil {
-				t.Fatal(err)
-			}
-			mapped := 0
-			for _, r := range rows {
-				mapped += r.Mapped
-			}
-			if mapped < 2 {
+			if mapped := l.tally(t, "mapped"); mapped < 2 {
 				t.Errorf("the tally counts %d port-mapped paths, want at least 2 (vb->ou, vq->ou)", mapped)
 			}
 		}
@@ -548,6 +549,26 @@ func countAttempts(log, visitor, typ string) int {
 		}
 	}
 	return n
+}
+
+// tally returns the sum over the rows of GET /api/p2p of the count
+// named key (a JSON field of each row).
+func (l *p2pLab) tally(t *testing.T, key string) int {
+	t.Helper()
+	body := l.api(t, "/api/p2p")
+	var rows []map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(body), &rows); err != nil {
+		t.Fatalf("GET /api/p2p: %v\n%s", err, body)
+	}
+	sum := 0
+	for _, r := range rows {
+		var n int
+		if err := json.Unmarshal(r[key], &n); err != nil {
+			t.Fatalf("GET /api/p2p: %q of a row: %v\n%s", key, err, body)
+		}
+		sum += n
+	}
+	return sum
 }
 
 // api GETs path from the server's web API, dialled inside its namespace

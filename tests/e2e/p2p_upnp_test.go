@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
-	"net"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -76,26 +73,16 @@ func newUPnPLab(t *testing.T) *upnpLab {
 		l.hosts[v] = h
 	}
 	for _, n := range upnpNATs {
-		lan := lab.Network("l"+n.name, n.lan+".0/24")
-		nat := lab.NAT(n.name, wan, n.wanIP, lan, n.lan+".1", netlab.NATConfig{Mode: netlab.RandomPort})
-		l.nats[n.name] = nat
-		h := lab.Host(n.owner)
-		h.Attach(lan, n.lan+".10")
-		h.DefaultRoute(n.lan + ".1")
-		l.hosts[n.owner] = h
+		g := lab.Gateway(netlab.GatewayConfig{Name: n.name, WAN: wan, WANAddr: n.wanIP, LAN: n.lan + ".0/24",
+			Host: n.owner, NAT: netlab.NATConfig{Mode: netlab.RandomPort}, Miniupnpd: n.upnp})
+		l.nats[n.name] = g.NAT
+		l.hosts[n.owner] = g.Host
 		l.natOf[n.owner] = n
-		if n.upnp != nil {
-			d := nat.Miniupnpd(*n.upnp)
-			l.daemons[n.owner] = d
-			t.Cleanup(func() {
-				if t.Failed() {
-					t.Logf("miniupnpd on %s:\n%s", n.name, d.Output())
-				}
-			})
+		if g.Miniupnpd != nil {
+			l.daemons[n.owner] = g.Miniupnpd
 		}
 		if n.silent {
-			if _, err := nat.Run(context.Background(), "nft", "add", "rule", "ip", "netlab", "input",
-				"udp", "dport", "{ 1900, 5351 }", "drop"); err != nil {
+			if err := g.NAT.DropPortMapping(); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -133,39 +120,11 @@ func (l *upnpLab) startOwner(t *testing.T, owner string) {
 	l.startClient(t, owner, ownerConfig(owner, tcpPort, udpPort))
 }
 
-// startVisitor starts a visitor hopc on host v, for owner's proxies.
-func (l *upnpLab) startVisitor(t *testing.T, v, owner string) {
+// visit starts a visitor hopc on host v, for owner's proxies, and waits
+// for its port.
+func (l *upnpLab) visit(t *testing.T, v, owner string) {
 	t.Helper()
-	l.startClient(t, v, visitorConfig(owner, "10s"))
-	h := l.hosts[v]
-	eventually(t, ready, "the visitor port", func() bool {
-		return h.Do(func() error {
-			c, err := net.DialTimeout("tcp", "127.0.0.1:9001", time.Second)
-			if err == nil {
-				c.Close()
-			}
-			return err
-		}) == nil
-	})
-}
-
-// hopcNAT runs `hopc nat` on host and checks its output has every want.
-func (l *upnpLab) hopcNAT(t *testing.T, host string, want ...string) string {
-	t.Helper()
-	path := writeConfig(t, "hopc", "serverAddr = \"198.51.100.10\"\nserverPort = 7000\nauth.token = \"e2e-secret\"\n")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := l.hosts[host].Run(ctx, filepath.Join(binDir, "hopc"), "nat", "-c", path)
-	if err != nil {
-		t.Fatalf("hopc nat on %s: %v\n%s", host, err, out)
-	}
-	for _, w := range want {
-		if !strings.Contains(string(out), w) {
-			t.Errorf("hopc nat on %s lacks %q:\n%s", host, w, out)
-		}
-	}
-	t.Logf("hopc nat on %s:\n%s", host, out)
-	return string(out)
+	l.startVisitor(t, v, visitorConfig(owner, "10s"))
 }
 
 // upnpCell is the outcome of one visitor's pair of attempts.
@@ -195,11 +154,7 @@ func (l *upnpLab) runPair(t *testing.T, v, owner, want string, seed uint64) upnp
 	if err := xtcpTransfer(h, 256<<10, seed); err != nil {
 		t.Fatalf("xtcp: %v", err)
 	}
-	var m []string
-	eventually(t, 20*time.Second, "the server's record of the xtcp attempt", func() bool {
-		m = l.attempt(v, owner, "xtcp")
-		return m != nil
-	})
+	m := l.waitAttempt(t, 20*time.Second, v, owner, "xtcp")
 	bulk := int64(upnpBulk)
 	if want != "direct" {
 		bulk = upnpRelayBulk
@@ -212,11 +167,7 @@ func (l *upnpLab) runPair(t *testing.T, v, owner, want string, seed uint64) upnp
 	if err := xudpEcho(h, 20); err != nil {
 		t.Fatalf("xudp: %v", err)
 	}
-	var mu []string
-	eventually(t, 20*time.Second, "the server's record of the xudp attempt", func() bool {
-		mu = l.attempt(v, owner, "xudp")
-		return mu != nil
-	})
+	mu := l.waitAttempt(t, 20*time.Second, v, owner, "xudp")
 	c := upnpCell{name: v + "->" + owner, outcome: m[6], xudp: mu[6], path: l.attemptPath(v, owner, "xtcp"),
 		relayedBytes: relayed, took: time.Since(start)}
 	if m[6] != want || mu[6] != want {
@@ -257,6 +208,53 @@ func (l *upnpLab) mappedInternal(t *testing.T, owner string) []string {
 	return slices.Compact(ports)
 }
 
+// restartGateway restarts the owner's miniupnpd (a router reboot: its
+// rules gone, a new epoch, a new control URL) while visitor first holds a
+// direct path through the owner's mappings. A new visitor, second, then
+// goes direct (runPair with seed), the owner re-creates every mapping it
+// held and logs reason, and first's path still carries its connections
+// directly (a bulk transfer with firstSeed). second's cell goes to
+// record as soon as it is measured.
+func (l *upnpLab) restartGateway(t *testing.T, record func(upnpCell), owner, first, second string, seed, firstSeed uint64, reason string) {
+	t.Helper()
+	held := l.mappedInternal(t, owner)
+	if len(held) == 0 {
+		t.Fatalf("no mapping on %s while the paths are up", l.natOf[owner].name)
+	}
+	if err := l.daemons[owner].Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if now := l.mappedInternal(t, owner); len(now) != 0 {
+		t.Fatalf("the restarted miniupnpd still maps %v", now)
+	}
+	start := time.Now()
+	l.visit(t, second, owner)
+	c := l.runPair(t, second, owner, "direct", seed)
+	c.name += " (after restart)"
+	eventually(t, 20*time.Second, "the owner's mappings re-created on the restarted gateway", func() bool {
+		now := l.mappedInternal(t, owner)
+		for _, p := range held {
+			if !slices.Contains(now, p) {
+				return false
+			}
+		}
+		return true
+	})
+	c.took = time.Since(start)
+	record(c)
+	if l.clients[owner].count(reason) == 0 {
+		t.Errorf("the owner does not say it re-created its mappings (no %q in its log)", reason)
+	}
+	t.Logf("the owner's port mapping after the restart:\n%s", portmapLines(l.clients[owner]))
+	before := l.sentTo(t, owner)
+	if err := xtcpTransfer(l.hosts[first], upnpBulk, firstSeed); err != nil {
+		t.Fatalf("the first visitor after the restart: %v", err)
+	}
+	if n := l.sentTo(t, owner) - before; n > upnpBulk/10 {
+		t.Errorf("hops sent %d bytes to the owner's NAT during the first visitor's transfer after the restart", n)
+	}
+}
+
 // portmapLines returns the port-mapping lines of a hopc's log.
 func portmapLines(p *proc) string {
 	var b strings.Builder
@@ -284,7 +282,7 @@ func TestP2PPortMapping(t *testing.T) {
 		l.startOwner(t, "op")
 		l.hopcNAT(t, "op", "port mapping (gateway 10.11.0.1)", "PCP:              yes", "NAT-PMP:          yes",
 			"UPnP IGD:         no", "answered:         PCP, NAT-PMP", "via PCP", "test mapping deleted: yes")
-		l.startVisitor(t, "vp", "op")
+		l.visit(t, "vp", "op")
 		record(l.runPair(t, "vp", "op", "direct", 10))
 
 		// The daemon stops mid-session (port mapping turned off on the
@@ -298,7 +296,7 @@ func TestP2PPortMapping(t *testing.T) {
 		// connections do not wait for that, so neither does this cell:
 		// the counter shows the bulk relayed while the attempt runs.
 		start := time.Now()
-		l.startVisitor(t, "vp2", "op")
+		l.visit(t, "vp2", "op")
 		h := l.hosts["vp2"]
 		if err := xtcpTransfer(h, 256<<10, 11); err != nil {
 			t.Fatalf("xtcp with the daemon stopped: %v", err)
@@ -331,91 +329,20 @@ func TestP2PPortMapping(t *testing.T) {
 		l.startOwner(t, "ou")
 		l.hopcNAT(t, "ou", "port mapping (gateway 10.12.0.1)", "PCP:              no", "NAT-PMP:          no",
 			"UPnP IGD:         yes (WANIPConnection:", "answered:         UPnP IGD", "via UPnP IGD", "test mapping deleted: yes")
-		l.startVisitor(t, "vu", "ou")
+		l.visit(t, "vu", "ou")
 		record(l.runPair(t, "vu", "ou", "direct", 20))
 
 		// The router restarts: its rules are gone and its UPnP control URL
 		// moves. The owner finds the gateway again on its next request
 		// and re-creates its mappings; a new visitor goes direct.
-		held := l.mappedInternal(t, "ou")
-		if len(held) == 0 {
-			t.Fatalf("no mapping on %s while the paths are up", l.natOf["ou"].name)
-		}
-		if err := l.daemons["ou"].Restart(); err != nil {
-			t.Fatal(err)
-		}
-		if now := l.mappedInternal(t, "ou"); len(now) != 0 {
-			t.Fatalf("the restarted miniupnpd still maps %v", now)
-		}
-		start := time.Now()
-		l.startVisitor(t, "vu2", "ou")
-		c := l.runPair(t, "vu2", "ou", "direct", 30)
-		c.name += " (after restart)"
-		eventually(t, 20*time.Second, "the owner's mappings re-created on the restarted gateway", func() bool {
-			now := l.mappedInternal(t, "ou")
-			for _, p := range held {
-				if !slices.Contains(now, p) {
-					return false
-				}
-			}
-			return true
-		})
-		c.took = time.Since(start)
-		record(c)
-		if l.clients["ou"].count("found again; re-creating every mapping") == 0 {
-			t.Errorf("the owner does not say it found the gateway again and re-created its mappings")
-		}
-		t.Logf("the owner's port mapping after the restart:\n%s", portmapLines(l.clients["ou"]))
-		// The first visitor's path still carries its connections directly.
-		before := l.sentTo(t, "ou")
-		if err := xtcpTransfer(l.hosts["vu"], upnpBulk, 21); err != nil {
-			t.Fatalf("the first visitor after the restart: %v", err)
-		}
-		if n := l.sentTo(t, "ou") - before; n > upnpBulk/10 {
-			t.Errorf("hops sent %d bytes to the owner's NAT during the first visitor's transfer after the restart", n)
-		}
+		l.restartGateway(t, record, "ou", "vu", "vu2", 30, 21, "found again; re-creating every mapping")
 	})
 
 	t.Run("miniupnpd restarted", func(t *testing.T) {
 		l.startOwner(t, "or")
-		l.startVisitor(t, "vr", "or")
+		l.visit(t, "vr", "or")
 		record(l.runPair(t, "vr", "or", "direct", 40))
-		held := l.mappedInternal(t, "or")
-		if len(held) == 0 {
-			t.Fatalf("no mapping on %s while the paths are up", l.natOf["or"].name)
-		}
-		if err := l.daemons["or"].Restart(); err != nil {
-			t.Fatal(err)
-		}
-		if now := l.mappedInternal(t, "or"); len(now) != 0 {
-			t.Fatalf("the restarted miniupnpd still maps %v", now)
-		}
-		start := time.Now()
-		l.startVisitor(t, "vr2", "or")
-		c := l.runPair(t, "vr2", "or", "direct", 50)
-		c.name += " (after restart)"
-		eventually(t, 20*time.Second, "the owner's mappings re-created on the restarted gateway", func() bool {
-			now := l.mappedInternal(t, "or")
-			for _, p := range held {
-				if !slices.Contains(now, p) {
-					return false
-				}
-			}
-			return true
-		})
-		c.took = time.Since(start)
-		record(c)
-		if l.clients["or"].count("epoch went back); re-creating every mapping") == 0 {
-			t.Errorf("the owner does not say it re-created its mappings")
-		}
-		t.Logf("the owner's port mapping after the restart:\n%s", portmapLines(l.clients["or"]))
-		before := l.sentTo(t, "or")
-		if err := xtcpTransfer(l.hosts["vr"], upnpBulk, 41); err != nil {
-			t.Fatalf("the first visitor after the restart: %v", err)
-		}
-		if n := l.sentTo(t, "or") - before; n > upnpBulk/10 {
-			t.Errorf("hops sent %d bytes to the owner's NAT during the first visitor's transfer after the restart", n)
-		}
+		l.restartGateway(t, record, "or", "vr", "vr2", 50, 41, "epoch went back); re-creating every mapping")
 		// On a clean exit the owner deletes its mappings.
 		l.clients["or"].interrupt(10 * time.Second)
 		delete(l.clients, "or")
@@ -431,12 +358,12 @@ func TestP2PPortMapping(t *testing.T) {
 		l.hopcNAT(t, "oz", "port mapping (gateway 10.14.0.1)", "PCP:              no", "NAT-PMP:          no",
 			"UPnP IGD:         no", "No gateway answers port-mapping requests")
 		t.Logf("hopc nat with a silent gateway took %v", time.Since(start).Round(time.Millisecond))
-		l.startVisitor(t, "vz", "oz")
+		l.visit(t, "vz", "oz")
 		record(l.runPair(t, "vz", "oz", "failed", 60))
 		// A second visitor session: more attempts, still one line.
 		l.clients["vz"].interrupt(10 * time.Second)
 		delete(l.clients, "vz")
-		l.startVisitor(t, "vz", "oz")
+		l.visit(t, "vz", "oz")
 		if err := xtcpTransfer(l.hosts["vz"], 256<<10, 61); err != nil {
 			t.Fatalf("xtcp with the visitor restarted: %v", err)
 		}

@@ -1,8 +1,10 @@
 package netlab
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"runtime"
@@ -286,6 +288,30 @@ func (h *Host) sysctl(key, value string) error {
 // terminates it when the goroutine exits, and Do returns an error.
 func (h *Host) Do(fn func() error) (err error) {
 	return h.lab.doIn(h.ns, h.name, fn)
+}
+
+// DialContext dials from inside the host's namespace (the connection stays
+// there). With ListenPacket it makes a Host a socket factory for code that
+// takes one, such as portmap.Config.Net.
+func (h *Host) DialContext(ctx context.Context, network, addr string) (c net.Conn, err error) {
+	if derr := h.Do(func() error {
+		c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+		return nil
+	}); derr != nil {
+		return nil, derr
+	}
+	return c, err
+}
+
+// ListenPacket opens a packet socket inside the host's namespace.
+func (h *Host) ListenPacket(ctx context.Context, network, addr string) (pc net.PacketConn, err error) {
+	if derr := h.Do(func() error {
+		pc, err = (&net.ListenConfig{}).ListenPacket(ctx, network, addr)
+		return nil
+	}); derr != nil {
+		return nil, derr
+	}
+	return pc, err
 }
 
 // doIn runs fn with the calling goroutine's thread in namespace ns (of the

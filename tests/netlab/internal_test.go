@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// fakeTB records Skip and Fatalf, which end the goroutine like the real ones.
+// fakeTB records Skip, Fatal and Fatalf, which end the goroutine like the real ones.
 type fakeTB struct {
 	testing.TB
 	skipped, failed string
@@ -22,6 +22,10 @@ type fakeTB struct {
 func (f *fakeTB) Helper() {}
 func (f *fakeTB) Skip(args ...any) {
 	f.skipped = fmt.Sprint(args...)
+	runtime.Goexit()
+}
+func (f *fakeTB) Fatal(args ...any) {
+	f.failed = fmt.Sprint(args...)
 	runtime.Goexit()
 }
 func (f *fakeTB) Fatalf(format string, args ...any) {
@@ -49,6 +53,20 @@ func TestRequireEnv(t *testing.T) {
 	f = try([]string{"nft not found in PATH"})
 	if f.skipped != "" || !strings.Contains(f.failed, "nft not found in PATH") || !strings.Contains(f.failed, RequireEnv) {
 		t.Errorf("with %s=1: skipped %q, failed %q; want a failure", RequireEnv, f.skipped, f.failed)
+	}
+}
+
+// TestGatewayRefusesLAN: a LAN that is not an IPv4 /24 fails the test
+// before anything is built.
+func TestGatewayRefusesLAN(t *testing.T) {
+	for _, lan := range []string{"10.1.0.0/16", "10.1.0.5/24", "fd00::/120", "ten"} {
+		f := &fakeTB{TB: t}
+		done := make(chan struct{})
+		go func() { defer close(done); (&Lab{tb: f}).Gateway(GatewayConfig{Name: "gw", LAN: lan}) }()
+		<-done
+		if !strings.Contains(f.failed, fmt.Sprintf("GatewayConfig.LAN %q: want an IPv4 /24 network", lan)) {
+			t.Errorf("LAN %q: failed %q", lan, f.failed)
+		}
 	}
 }
 

@@ -286,3 +286,73 @@ func (d *Miniupnpd) Rules() (string, error) {
 	out, err := run(nil, "ip", "netns", "exec", d.nat.ns, "nft", "list", "chain", "inet", "miniupnpd", "prerouting_miniupnpd")
 	return string(out), err
 }
+
+// GatewayConfig describes a home network for port-mapping tests: a NAT
+// between wan and a LAN of its own, one host on that LAN, and optionally a
+// miniupnpd on the NAT.
+type GatewayConfig struct {
+	// Name names the NAT; its LAN network is "l"+Name.
+	Name string
+	// WAN is the network the NAT's WAN leg is on, at WANAddr.
+	WAN     *Network
+	WANAddr string
+	// LAN is the LAN's IPv4 /24 ("10.1.0.0/24"): the NAT takes its .1,
+	// the host its .10, with its default route through the NAT.
+	LAN string
+	// Host names the LAN host.
+	Host string
+	// NAT configures the NAT.
+	NAT NATConfig
+	// Miniupnpd, if not nil, starts a miniupnpd on the NAT with this
+	// configuration; its output is logged if the test fails.
+	Miniupnpd *MiniupnpdConfig
+}
+
+// A Gateway is what Lab.Gateway built.
+type Gateway struct {
+	NAT  *NAT
+	LAN  *Network
+	Host *Host
+	// Miniupnpd is nil unless GatewayConfig.Miniupnpd was set.
+	Miniupnpd *Miniupnpd
+}
+
+// Gateway builds the home network cfg describes. It fails the test on
+// error (a LAN that is not an IPv4 /24 too); call it from the test's
+// goroutine. With cfg.Miniupnpd set, call RequireMiniupnpd before New so
+// that a machine without miniupnpd skips before building a lab.
+func (l *Lab) Gateway(cfg GatewayConfig) *Gateway {
+	l.tb.Helper()
+	p, err := netip.ParsePrefix(cfg.LAN)
+	if err != nil || !p.Addr().Is4() || p.Bits() != 24 || p.Masked() != p {
+		l.fatal(fmt.Errorf("netlab: GatewayConfig.LAN %q: want an IPv4 /24 network", cfg.LAN))
+	}
+	at := func(last byte) string {
+		a := p.Addr().As4()
+		a[3] = last
+		return netip.AddrFrom4(a).String()
+	}
+	g := &Gateway{LAN: l.Network("l"+cfg.Name, cfg.LAN)}
+	g.NAT = l.NAT(cfg.Name, cfg.WAN, cfg.WANAddr, g.LAN, at(1), cfg.NAT)
+	g.Host = l.Host(cfg.Host)
+	g.Host.Attach(g.LAN, at(10))
+	g.Host.DefaultRoute(at(1))
+	if cfg.Miniupnpd != nil {
+		d := g.NAT.Miniupnpd(*cfg.Miniupnpd)
+		g.Miniupnpd = d
+		l.tb.Cleanup(func() {
+			if l.tb.Failed() {
+				l.tb.Logf("miniupnpd on %s:\n%s", cfg.Name, d.Output())
+			}
+		})
+	}
+	return g
+}
+
+// DropPortMapping makes the NAT a gateway that answers no port-mapping
+// request: what arrives at it on UDP 5351 (PCP, NAT-PMP) and 1900 (SSDP)
+// is dropped without a word, not even an ICMP port unreachable.
+func (n *NAT) DropPortMapping() error {
+	_, err := run(nil, "ip", "netns", "exec", n.ns, "nft", "add", "rule", "ip", "netlab", "input", "udp", "dport", "{ 1900, 5351 }", "drop")
+	return err
+}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -686,5 +687,83 @@ func TestAttachDelayed(t *testing.T) {
 		if err != nil || !bytes.Equal(got, bytes.Repeat([]byte("0123456789abcdef"), size/16)) {
 			t.Fatalf("TCP through the delay line (offloads off: %v): %d bytes, %v", i == 1, len(got), err)
 		}
+	}
+}
+
+// TestGateway: Lab.Gateway puts the NAT at .1 and the host at .10 of the
+// LAN, routed through the NAT; the host's DialContext and ListenPacket
+// open sockets in its namespace (the WAN host sees them from the NAT);
+// NAT.DropPortMapping silences the gateway's port-mapping port.
+func TestGateway(t *testing.T) {
+	t.Parallel()
+	lab := netlab.New(t)
+	wan := lab.Network("wan", "198.51.100.0/24")
+	srv := lab.Host("srv")
+	srv.Attach(wan, srvIP)
+	g := lab.Gateway(netlab.GatewayConfig{Name: "gw", WAN: wan, WANAddr: natWAN, LAN: "10.9.0.0/24", Host: "home",
+		NAT: netlab.NATConfig{Mode: netlab.PortPreserving}})
+	if g.Miniupnpd != nil || g.NAT.LANAddr() != netip.MustParseAddr("10.9.0.1") || g.NAT.WANAddr() != netip.MustParseAddr(natWAN) ||
+		g.LAN.Prefix() != netip.MustParsePrefix("10.9.0.0/24") {
+		t.Fatalf("gateway: NAT LAN %v WAN %v, network %v, miniupnpd %v", g.NAT.LANAddr(), g.NAT.WANAddr(), g.LAN.Prefix(), g.Miniupnpd)
+	}
+	if a := g.Host.Addrs(); len(a) != 1 || a[0] != netip.MustParseAddr("10.9.0.10") {
+		t.Fatalf("host addresses %v, want [10.9.0.10]", a)
+	}
+
+	udpEcho(t, srv, ap(srvIP, 7001))
+	pc, err := g.Host.ListenPacket(t.Context(), "udp4", "0.0.0.0:40000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if got := observe(t, pc.(*net.UDPConn), ap(srvIP, 7001)); got != ap(natWAN, 40000) {
+		t.Fatalf("the host's UDP socket is seen as %v, want %v (through the NAT, port kept)", got, ap(natWAN, 40000))
+	}
+
+	var ln net.Listener
+	if err := srv.Do(func() (err error) { ln, err = net.Listen("tcp4", srvIP+":7002"); return }); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	from := make(chan string, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			from <- err.Error()
+			return
+		}
+		from <- c.RemoteAddr().(*net.TCPAddr).IP.String()
+		c.Close()
+	}()
+	c, err := g.Host.DialContext(t.Context(), "tcp4", srvIP+":7002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if got := <-from; got != natWAN {
+		t.Fatalf("the host's TCP connection came from %s, want the NAT's %s", got, natWAN)
+	}
+
+	// Nothing listens on the gateway's 5351: the host is told so (ICMP
+	// port unreachable), until DropPortMapping silences the gateway.
+	ask := func() error {
+		c, err := g.Host.DialContext(t.Context(), "udp4", "10.9.0.1:5351")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.Write([]byte{2, 0}) // a PCP header's first bytes; nothing answers it
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		_, err = c.Read(make([]byte, 64))
+		return err
+	}
+	if err := ask(); !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("a request to the gateway's 5351: %v, want connection refused", err)
+	}
+	if err := g.NAT.DropPortMapping(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ask(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a request to the silenced gateway's 5351: %v, want no answer at all", err)
 	}
 }
