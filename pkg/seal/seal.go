@@ -3,7 +3,7 @@
 // ChaCha20-Poly1305 under a key of its direction, with a counter nonce.
 //
 // hop uses it on the relayed path of secret proxies (stcp, sudp and the
-// relay fallback of xtcp and xudp), keyed from the ISK of the visit
+// relay of xtcp and xudp links), keyed from the ISK of the visit
 // handshake, so hops, which relays the stream, sees only ciphertext.
 //
 // Wire format (one record):

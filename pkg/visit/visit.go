@@ -1,6 +1,6 @@
 // Package visit is the end-to-end handshake between the visitor and the
-// owner of a secret proxy (stcp, sudp, and the relay fallback of xtcp and
-// xudp), run through the server's relay after the visitor's Visit frame:
+// owner of a secret proxy (stcp, sudp, and the relay of xtcp and
+// xudp links), run through the server's relay after the visitor's Visit frame:
 //
 //	visitor → owner  VisitHello{sid, share_v}
 //	owner → visitor  VisitAccept{share_o, tag_o}   (or Error)
