@@ -429,16 +429,8 @@ func TestDiscover(t *testing.T) {
 	}
 }
 
-// The carrier has the method set of the lead's link interface.
-var _ interface {
-	SendPacket(b []byte) error
-	RecvPacket(b []byte) (int, error)
-	Silence() time.Duration
-	RTT() time.Duration
-	Done() <-chan struct{}
-	Err() error
-	Close() error
-} = (*Carrier)(nil)
+// The carrier is a link's carrier.
+var _ xtcp.Carrier = (*Carrier)(nil)
 
 // When only the visitor's dials can reach the owner (the owner dials a
 // dead port), the owner's listener accepts the connection, and a stranger
