@@ -14,16 +14,22 @@ type Set struct {
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 	idle  chan struct{} // closed and replaced when the set becomes empty
+	shut  bool          // see Close
 }
 
-// Add puts c in the set.
-func (t *Set) Add(c net.Conn) {
+// Add puts c in the set. It reports false, leaving c out, once Close was
+// called: the caller closes c.
+func (t *Set) Add(c net.Conn) bool {
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.shut {
+		return false
+	}
 	if t.conns == nil {
 		t.conns = map[net.Conn]struct{}{}
 	}
 	t.conns[c] = struct{}{}
-	t.mu.Unlock()
+	return true
 }
 
 // Remove takes c out of the set.
@@ -73,4 +79,14 @@ func (t *Set) CloseAll() {
 	for c := range t.conns {
 		c.Close()
 	}
+}
+
+// Close closes every connection in the set, like CloseAll, and makes every
+// later Add refuse: no connection outlives it. It may be called more than
+// once.
+func (t *Set) Close() {
+	t.mu.Lock()
+	t.shut = true
+	t.mu.Unlock()
+	t.CloseAll()
 }

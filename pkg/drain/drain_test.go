@@ -31,3 +31,25 @@ func TestWaitIdleAndCloseAll(t *testing.T) {
 		t.Fatalf("Count = %d; CloseAll closes but the owner removes", s.Count())
 	}
 }
+
+// TestCloseRefusesLaterAdds: after Close no connection gets in, so none
+// outlives it.
+func TestCloseRefusesLaterAdds(t *testing.T) {
+	var s Set
+	a, b := net.Pipe()
+	defer b.Close()
+	if !s.Add(a) {
+		t.Fatal("Add refused before Close")
+	}
+	s.Close()
+	if _, err := b.Read(make([]byte, 1)); err == nil {
+		t.Fatal("Close left the connection open")
+	}
+	c, d := net.Pipe()
+	defer c.Close()
+	defer d.Close()
+	if s.Add(c) {
+		t.Fatal("Add accepted a connection after Close")
+	}
+	s.Close() // twice is fine
+}
