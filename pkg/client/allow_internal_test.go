@@ -27,7 +27,7 @@ func TestOwnerChecksAllowUsers(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			c.serveVisitor(owner, p, &protocol.StartWork{Proxy: "ssh", Visitor: "v1", VisitorUser: user})
+			c.serveVisitor(owner, &runProxy{cfg: p}, &protocol.StartWork{Proxy: "ssh", Visitor: "v1", VisitorUser: user})
 		}()
 		visitor.SetDeadline(time.Now().Add(5 * time.Second))
 		sc, err := visit.Visitor(visitor, nil, "right-secret",

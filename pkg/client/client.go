@@ -38,11 +38,15 @@ var (
 	// allowUsers does not admit; the owner refuses it too.
 	ErrNotAllowed = errors.New("visitor refused: its user is not in the proxy's allowUsers")
 	ErrVisitAuth  = errors.New("visitor authentication failed: secretKey differs between the visitor and the proxy")
+	// ErrStopped: Reload after Run ended or while it is ending.
+	ErrStopped = errors.New("hopc is stopping: reload not applied")
 
 	// errShutdown is the cause recorded when hopc itself stops.
 	errShutdown = errors.New("hopc shutting down")
 	// errNoDirect: a visitor has no direct P2P path (yet).
 	errNoDirect = errors.New("no direct path")
+	// errProxyStopped: a reload stopped the proxy a P2P link was for.
+	errProxyStopped = errors.New("the proxy was stopped by a reload")
 )
 
 // Client is a running hopc.
@@ -52,7 +56,9 @@ type Client struct {
 	id       string
 	identity auth.Identity // made at start, kept across reconnects: proves this process is the same client
 	tls      *tls.Config
-	proxies  map[string]config.ProxyConfig
+
+	reloadMu sync.Mutex // one Reload at a time, and none while visitors start or stop
+	run      registry   // the proxies and visitors served (registry.go)
 
 	users  drain.Set      // open proxied connections
 	connWG sync.WaitGroup // their goroutines
@@ -64,14 +70,13 @@ type Client struct {
 	lastWarn map[string]time.Time // per proxy, see localDown
 	logLimit logging.Limiter      // per visitor: "visitor refused"
 
-	liveMu   sync.Mutex
-	cur      *live         // the logged-in session, nil between sessions
-	liveCh   chan struct{} // closed while cur is set
-	waits    p2pWaits
-	closers  closers    // P2P links served as owner
-	links    ownerLinks // the same, by link
-	replays  replayCache
-	visitors []*visitor
+	liveMu  sync.Mutex
+	cur     *live         // the logged-in session, nil between sessions
+	liveCh  chan struct{} // closed while cur is set
+	waits   p2pWaits
+	closers closers    // P2P links served as owner
+	links   ownerLinks // the same, by link
+	replays replayCache
 
 	natMu        sync.Mutex
 	natFiltering string    // filtering part of the NAT class, see learnFiltering
@@ -105,17 +110,15 @@ func New(cfg *config.ClientConfig, log *slog.Logger) (*Client, error) {
 		rand.Read(b[:])
 		id = "hopc-" + hex.EncodeToString(b[:])
 	}
-	ps := make(map[string]config.ProxyConfig, len(cfg.Proxies))
-	for _, p := range cfg.Proxies {
-		ps[p.Name] = p
-	}
 	l := log.With("client", id)
 	if cfg.User != "" {
 		l = log.With("user", cfg.User, "client", id)
 	}
-	return &Client{cfg: cfg, log: l, id: id, identity: auth.NewIdentity(), tls: tc, proxies: ps, lastWarn: map[string]time.Time{},
+	c := &Client{cfg: cfg, log: l, id: id, identity: auth.NewIdentity(), tls: tc, lastWarn: map[string]time.Time{},
 		waits:   p2pWaits{answers: map[string]chan *protocol.P2PAnswer{}, gos: map[string]chan *protocol.P2PGo{}},
-		natDone: make(chan struct{})}, nil
+		natDone: make(chan struct{})}
+	c.run.init(cfg)
+	return c, nil
 }
 
 // ID is the client ID sent at login.

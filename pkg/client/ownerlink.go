@@ -33,6 +33,7 @@ var errTooManyLinks = errors.New("too many P2P links")
 // ownerLink is one link an owner serves.
 type ownerLink struct {
 	key, visitor, proxy string
+	rp                  *runProxy
 	link                *xtcp.Link
 	sess                *xtcp.Session // xtcp
 }
@@ -57,11 +58,17 @@ func linkKey(proxy, visitorUser, visitorID string, id protocol.LinkID) string {
 // ownerLink returns the link of proxy p that the visitor (as the server
 // vouches for it) named id, making it and starting to serve it if create.
 // It returns nil, nil for an unknown link without create.
-func (c *Client) ownerLink(p config.ProxyConfig, visitorUser, visitorID string, id protocol.LinkID, create bool) (*ownerLink, error) {
-	key := linkKey(p.Name, visitorUser, visitorID, id)
+// A proxy changed by a reload starts with no links: its links' keys
+// include the run's generation.
+func (c *Client) ownerLink(rp *runProxy, visitorUser, visitorID string, id protocol.LinkID, create bool) (*ownerLink, error) {
+	p := rp.cfg
+	key := strconv.FormatUint(rp.gen, 10) + " " + linkKey(p.Name, visitorUser, visitorID, id)
 	visitor := strconv.Quote(visitorUser) + " " + strconv.Quote(visitorID)
 	c.links.mu.Lock()
 	defer c.links.mu.Unlock()
+	if rp.retired.Load() { // retireProxy closes the links it finds after setting it
+		return nil, errProxyStopped
+	}
 	if ol := c.links.m[key]; ol != nil {
 		select {
 		case <-ol.link.Done():
@@ -90,7 +97,7 @@ func (c *Client) ownerLink(p config.ProxyConfig, visitorUser, visitorID string, 
 	if err != nil {
 		return nil, err
 	}
-	ol := &ownerLink{key: key, visitor: visitor, proxy: p.Name, link: link}
+	ol := &ownerLink{key: key, visitor: visitor, proxy: p.Name, rp: rp, link: link}
 	if p.Type == config.ProxyXTCP {
 		s, err := xtcp.NewLinkSession(link, xtcp.RoleOwner, linkConv(id), xtcp.SessionConfig{Logger: log})
 		if err != nil {
@@ -105,14 +112,15 @@ func (c *Client) ownerLink(p config.ProxyConfig, visitorUser, visitorID string, 
 	c.links.m[key] = ol
 	c.closers.add(ol)
 	c.connWG.Add(1)
-	go c.serveLink(ol, p, log)
+	go c.serveLink(ol, rp, log)
 	log.Info("P2P link from visitor started")
 	return ol, nil
 }
 
 // serveLink carries a link's streams or datagrams to the local service
 // until the link ends.
-func (c *Client) serveLink(ol *ownerLink, p config.ProxyConfig, log *slog.Logger) {
+func (c *Client) serveLink(ol *ownerLink, rp *runProxy, log *slog.Logger) {
+	p := rp.cfg
 	defer c.connWG.Done()
 	start := time.Now()
 	if ol.sess != nil {
@@ -124,7 +132,7 @@ func (c *Client) serveLink(ol *ownerLink, p config.ProxyConfig, log *slog.Logger
 			c.connWG.Add(1)
 			go func() {
 				defer c.connWG.Done()
-				c.serveLocal(st, p, "visitor "+ol.visitor+" (link)")
+				c.serveLocal(st, rp, "visitor "+ol.visitor+" (link)")
 			}()
 		}
 	} else {
@@ -143,7 +151,8 @@ func (c *Client) serveLink(ol *ownerLink, p config.ProxyConfig, log *slog.Logger
 // serveLinkRelay takes a visitor's relay of an xtcp or xudp proxy after
 // the visit handshake: its first record names the link, which gets the
 // relay as its carrier.
-func (c *Client) serveLinkRelay(sc *seal.Conn, p config.ProxyConfig, sw *protocol.StartWork) {
+func (c *Client) serveLinkRelay(sc *seal.Conn, rp *runProxy, sw *protocol.StartWork) {
+	p := rp.cfg
 	log := c.log.With("proxy", p.Name, "type", p.Type, "visitor", sw.Visitor, "visitor_user", sw.VisitorUser)
 	sc.SetReadDeadline(time.Now().Add(visit.Timeout))
 	buf := make([]byte, 64)
@@ -158,7 +167,7 @@ func (c *Client) serveLinkRelay(sc *seal.Conn, p config.ProxyConfig, sw *protoco
 		sc.Close()
 		return
 	}
-	ol, err := c.ownerLink(p, sw.VisitorUser, sw.Visitor, h.ID, !h.Resume)
+	ol, err := c.ownerLink(rp, sw.VisitorUser, sw.Visitor, h.ID, !h.Resume)
 	if err != nil {
 		log.Warn("visitor's relay refused", "error", err)
 		sc.Close()

@@ -514,7 +514,11 @@ func (c *Client) reportLater(r *protocol.P2PResult, class string) {
 // sealed, authenticated P2PInfo, never from the offer's clear NAT.
 func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 	defer c.connWG.Done()
-	p, ok := c.proxies[m.Proxy]
+	rp := c.proxy(m.Proxy)
+	var p config.ProxyConfig
+	if rp != nil {
+		p = rp.cfg
+	}
 	refuse := func(msg string) {
 		sctx, cancel := context.WithTimeout(ctx, sendTimeout)
 		defer cancel()
@@ -525,7 +529,7 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 	// allowUsers is the server's to enforce; the owner checks it again, so
 	// that a server that vouches for a visitor it should not cannot make
 	// the owner take part. A refused user hears the same as for no proxy.
-	if !ok || string(p.Type) != m.ProxyType || !p.AllowsUser(c.cfg.User, m.VisitorUser) {
+	if rp == nil || string(p.Type) != m.ProxyType || !p.AllowsUser(c.cfg.User, m.VisitorUser) {
 		refuse(fmt.Sprintf("this client has no %s proxy named %q", m.ProxyType, m.Proxy))
 		return
 	}
@@ -674,7 +678,7 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 		result.Outcome, result.Packets, result.Path, result.Transport = outcome(res), res.PacketsSent, res.Candidate.Kind.String(), "udp"
 	}
 	c.sendResult(result)
-	ol, err := c.ownerLink(p, m.VisitorUser, m.Visitor, linkID, true)
+	ol, err := c.ownerLink(rp, m.VisitorUser, m.Visitor, linkID, true)
 	if err != nil {
 		conn.Close()
 		if tr.carrier != nil {

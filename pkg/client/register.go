@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,6 +33,8 @@ func permanentProxyCode(code string) bool {
 // registrar registers the proxies of one session and retries, per proxy
 // with its own backoff (jitter, capped at reconnect.maxDelay), those the
 // server refused for a passing reason. It lives as long as the session.
+// A reload adds and removes proxies (add, remove); sendMu keeps the
+// NewProxy and CloseProxy of a name in the order they were decided.
 type registrar struct {
 	ch      sender
 	log     *slog.Logger
@@ -43,11 +46,13 @@ type registrar struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // pending retries
 
-	order []config.ProxyConfig
+	sendMu sync.Mutex // held while sending NewProxy or CloseProxy
 
-	mu     sync.Mutex
-	closed bool
-	state  map[string]*regState // by proxy name
+	mu      sync.Mutex
+	order   []string // proxy names, in config order
+	started bool     // start ran: add sends at once
+	closed  bool
+	state   map[string]*regState // by proxy name
 }
 
 type regState struct {
@@ -59,8 +64,9 @@ type regState struct {
 
 func newRegistrar(ch sender, log *slog.Logger, proxies []config.ProxyConfig, min, max time.Duration, onReady func(config.ProxyConfig, *protocol.NewProxyResp)) *registrar {
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &registrar{ch: ch, log: log, min: min, max: max, onReady: onReady, ctx: ctx, cancel: cancel, order: proxies, state: map[string]*regState{}}
+	r := &registrar{ch: ch, log: log, min: min, max: max, onReady: onReady, ctx: ctx, cancel: cancel, state: map[string]*regState{}}
 	for _, p := range proxies {
+		r.order = append(r.order, p.Name)
 		r.state[p.Name] = &regState{cfg: p, bo: backoff.Backoff{Min: min, Max: max}}
 	}
 	return r
@@ -76,12 +82,76 @@ func newProxyMsg(p config.ProxyConfig) *protocol.NewProxy {
 
 // start sends a NewProxy for every proxy, in config order.
 func (r *registrar) start(ctx context.Context) error {
-	for _, p := range r.order {
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
+	r.mu.Lock()
+	r.started = true
+	ps := make([]config.ProxyConfig, len(r.order))
+	for i, n := range r.order {
+		ps[i] = r.state[n].cfg
+	}
+	r.mu.Unlock()
+	for _, p := range ps {
 		if err := r.ch.Send(ctx, newProxyMsg(p)); err != nil {
 			return fmt.Errorf("register proxies: %w", err)
 		}
 	}
 	return nil
+}
+
+// add registers a proxy a reload added (at once once start ran, else with
+// the others).
+func (r *registrar) add(p config.ProxyConfig) {
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
+	r.mu.Lock()
+	if r.closed || r.state[p.Name] != nil {
+		r.mu.Unlock()
+		return
+	}
+	r.order = append(r.order, p.Name)
+	r.state[p.Name] = &regState{cfg: p, bo: backoff.Backoff{Min: r.min, Max: r.max}}
+	send := r.started
+	r.mu.Unlock()
+	if send {
+		r.send(newProxyMsg(p))
+	}
+}
+
+// remove forgets a proxy a reload removed, cancels its pending retry and
+// asks the server to release it.
+func (r *registrar) remove(name string) {
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
+	r.mu.Lock()
+	st := r.state[name]
+	if st == nil || r.closed {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.state, name)
+	if i := slices.Index(r.order, name); i >= 0 {
+		r.order = slices.Delete(r.order, i, i+1)
+	}
+	if st.timer != nil && st.timer.Stop() {
+		st.timer = nil
+		r.wg.Done()
+	}
+	send := r.started
+	r.mu.Unlock()
+	if send {
+		r.send(&protocol.CloseProxy{Name: name})
+	}
+}
+
+// send sends m on the session's control stream; a failure means the
+// session is ending, and the next one registers what the registry holds.
+func (r *registrar) send(m protocol.Message) {
+	ctx, cancel := context.WithTimeout(r.ctx, sendTimeout)
+	defer cancel()
+	if err := r.ch.Send(ctx, m); err != nil {
+		r.log.Debug("not sent: the session is ending", "message", m.Type(), "error", err)
+	}
 }
 
 // result handles the server's answer for one proxy. It reports false for
@@ -118,18 +188,16 @@ func (r *registrar) result(m *protocol.NewProxyResp) bool {
 	r.wg.Add(1)
 	st.timer = time.AfterFunc(d, func() {
 		defer r.wg.Done()
+		r.sendMu.Lock() // a remove is sent before or after, never between
+		defer r.sendMu.Unlock()
 		r.mu.Lock()
 		st.timer = nil
-		closed := r.closed
+		stale := r.closed || r.state[st.cfg.Name] != st // closed, or removed by a reload
 		r.mu.Unlock()
-		if closed {
+		if stale {
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
-		defer cancel()
-		if err := r.ch.Send(ctx, newProxyMsg(st.cfg)); err != nil {
-			r.log.Debug("proxy retry not sent: the session is ending", "proxy", st.cfg.Name, "error", err)
-		}
+		r.send(newProxyMsg(st.cfg))
 	})
 	return true
 }

@@ -37,7 +37,8 @@ func (c *Client) visitorIdentity(v config.VisitorConfig) visit.Identity {
 // serveVisitor serves a visitor's connection the server relays to the
 // owner's secret proxy p: the visit handshake, then the sealed connection
 // to the local service. A visitor that cannot confirm gets nothing.
-func (c *Client) serveVisitor(st net.Conn, p config.ProxyConfig, sw *protocol.StartWork) {
+func (c *Client) serveVisitor(st net.Conn, rp *runProxy, sw *protocol.StartWork) {
+	p := rp.cfg
 	if !p.AllowsUser(c.cfg.User, sw.VisitorUser) { // the server's check, again
 		c.logLimit.Log(context.Background(), c.log, slog.LevelWarn, sw.Visitor, "visitor refused", "proxy", p.Name, "visitor", sw.Visitor, "visitor_user", sw.VisitorUser, "error", ErrNotAllowed)
 		st.Close()
@@ -50,10 +51,10 @@ func (c *Client) serveVisitor(st net.Conn, p config.ProxyConfig, sw *protocol.St
 		return
 	}
 	if p.Type.IsP2P() { // the relay of a visitor's link
-		c.serveLinkRelay(sc, p, sw)
+		c.serveLinkRelay(sc, rp, sw)
 		return
 	}
-	c.serveLocal(sc, p, sw.SrcAddr)
+	c.serveLocal(sc, rp, sw.SrcAddr)
 }
 
 // openRelay opens a relayed connection from a visitor to a secret proxy

@@ -101,8 +101,8 @@ func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel
 		ms.Close()
 	}()
 
-	reg := newRegistrar(ch, c.log, c.cfg.Proxies, c.cfg.Reconnect.MinDelay.Duration, c.cfg.Reconnect.MaxDelay.Duration, c.proxyStarted)
-	defer reg.close()
+	reg := c.attachRegistrar(ch)
+	defer c.detachRegistrar(reg)
 	if err := reg.start(ctx); err != nil {
 		ms.CloseWithCause(err)
 		return ms.Err()
@@ -110,7 +110,7 @@ func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel
 
 	c.setLive(&live{ms: ms, ch: ch, hb: hb})
 	defer c.setLive(nil)
-	if usesP2P(c.cfg) {
+	if usesP2P(c.runningConfig()) {
 		c.connWG.Add(1)
 		go c.learnFiltering(ctx)
 	}
@@ -180,7 +180,7 @@ func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel
 func (c *Client) drain(ch *control.Channel, ms *mux.Session) {
 	grace := c.cfg.GracePeriod.Duration
 	sctx, cancel := context.WithTimeout(context.Background(), min(grace, time.Second))
-	for _, p := range c.cfg.Proxies {
+	for _, p := range c.runningConfig().Proxies {
 		ch.Send(sctx, &protocol.CloseProxy{Name: p.Name})
 	}
 	cancel()

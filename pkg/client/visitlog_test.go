@@ -53,7 +53,7 @@ func TestVisitorRefusedLogsOnce(t *testing.T) {
 					visit.Identity{Proxy: "ssh", ProxyType: string(p.Type), VisitorID: "mallory"})
 				answer <- err
 			}()
-			c.serveVisitor(owner, p, &protocol.StartWork{Proxy: "ssh", Visitor: "mallory"})
+			c.serveVisitor(owner, &runProxy{cfg: p}, &protocol.StartWork{Proxy: "ssh", Visitor: "mallory"})
 			if err := <-answer; !errors.Is(err, visit.ErrOwnerUnconfirmed) {
 				t.Fatalf("wrong secret got %v, want visit.ErrOwnerUnconfirmed", err)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/hopproxy/hop/pkg/acceptloop"
 	"github.com/hopproxy/hop/pkg/bridge"
 	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/drain"
 	"github.com/hopproxy/hop/pkg/idle"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
@@ -28,6 +29,9 @@ type visitor struct {
 	pc   *net.UDPConn // sudp, xudp
 	link *p2pLink     // xtcp, xudp
 	wg   sync.WaitGroup
+	// conns are the application connections of a stream visitor, closed
+	// gracePeriod after a reload removed it.
+	conns drain.Set
 
 	// datagram visitors: one flow per local source address
 	mu    sync.Mutex
@@ -37,58 +41,89 @@ type visitor struct {
 }
 
 // startVisitors binds every visitor's local port. A visitor whose port
-// cannot be bound is logged and skipped; the others run.
+// cannot be bound is logged and skipped; the others run. From here on,
+// reloads start and stop visitors, with ctx.
 func (c *Client) startVisitors(ctx context.Context) {
-	for _, vc := range c.cfg.Visitors {
-		v := &visitor{c: c, cfg: vc, log: c.log.With("visitor", vc.Name, "type", vc.Type, "server_name", vc.ServerName),
-			flows: map[netip.AddrPort]*vflow{}, byID: map[uint32]*vflow{}}
-		addr := net.JoinHostPort(vc.BindAddr, strconv.Itoa(vc.BindPort))
-		var err error
-		if vc.Type.IsDatagram() {
-			var ua *net.UDPAddr
-			if ua, err = net.ResolveUDPAddr("udp", addr); err == nil {
-				v.pc, err = net.ListenUDP("udp", ua)
-			}
-		} else {
-			v.ln, err = net.Listen("tcp", addr)
-		}
-		if err != nil {
-			v.log.Error("visitor cannot listen", "addr", addr, "error", err)
-			continue
-		}
-		if vc.Type.IsP2P() {
-			v.link = newP2PLink(v)
-		}
-		c.visitors = append(c.visitors, v)
-		v.log.Info("visitor listening", "addr", addr)
-		v.wg.Add(1)
-		if v.pc != nil {
-			go v.serveDatagrams()
-		} else {
-			go v.serveStreams()
-		}
-		if v.link != nil {
-			v.wg.Add(1)
-			go v.link.retryLoop(ctx)
-		}
+	c.reloadMu.Lock()
+	defer c.reloadMu.Unlock()
+	c.run.mu.Lock()
+	c.run.ctx = ctx
+	vcs := c.run.visitors
+	c.run.mu.Unlock()
+	for _, vc := range vcs {
+		c.startVisitor(ctx, vc)
 	}
 }
 
-// stopVisitors closes the visitors' ports and waits for them.
+// startVisitor binds a visitor's local port and serves it, or logs why it
+// cannot. Callers hold reloadMu.
+func (c *Client) startVisitor(ctx context.Context, vc config.VisitorConfig) {
+	v := &visitor{c: c, cfg: vc, log: c.log.With("visitor", vc.Name, "type", vc.Type, "server_name", vc.ServerName),
+		flows: map[netip.AddrPort]*vflow{}, byID: map[uint32]*vflow{}}
+	addr := net.JoinHostPort(vc.BindAddr, strconv.Itoa(vc.BindPort))
+	var err error
+	if vc.Type.IsDatagram() {
+		var ua *net.UDPAddr
+		if ua, err = net.ResolveUDPAddr("udp", addr); err == nil {
+			v.pc, err = net.ListenUDP("udp", ua)
+		}
+	} else {
+		v.ln, err = net.Listen("tcp", addr)
+	}
+	if err != nil {
+		v.log.Error("visitor cannot listen", "addr", addr, "error", err)
+		return
+	}
+	if vc.Type.IsP2P() {
+		v.link = newP2PLink(v)
+	}
+	c.run.mu.Lock()
+	c.run.running[vc.Name] = v
+	c.run.mu.Unlock()
+	v.log.Info("visitor listening", "addr", addr)
+	v.wg.Add(1)
+	if v.pc != nil {
+		go v.serveDatagrams()
+	} else {
+		go v.serveStreams()
+	}
+	if v.link != nil {
+		v.wg.Add(1)
+		go v.link.retryLoop(ctx)
+	}
+}
+
+// stopVisitors closes the visitors' ports and waits for them. Reloads
+// after it are refused (ErrStopped).
 func (c *Client) stopVisitors() {
-	for _, v := range c.visitors {
-		if v.ln != nil {
-			v.ln.Close()
-		}
-		if v.pc != nil {
-			v.pc.Close()
-		}
+	c.reloadMu.Lock()
+	defer c.reloadMu.Unlock()
+	c.run.mu.Lock()
+	c.run.stopped = true
+	vs := make([]*visitor, 0, len(c.run.running))
+	for _, v := range c.run.running {
+		vs = append(vs, v)
+	}
+	clear(c.run.running)
+	c.run.mu.Unlock()
+	for _, v := range vs {
+		v.closePort()
 		if v.link != nil {
 			v.link.close()
 		}
 	}
-	for _, v := range c.visitors {
+	for _, v := range vs {
 		v.wg.Wait()
+	}
+}
+
+// closePort closes the visitor's local port.
+func (v *visitor) closePort() {
+	if v.ln != nil {
+		v.ln.Close()
+	}
+	if v.pc != nil {
+		v.pc.Close()
 	}
 }
 
@@ -97,11 +132,16 @@ func (c *Client) stopVisitors() {
 func (v *visitor) serveStreams() {
 	defer v.wg.Done()
 	acceptloop.Serve(context.Background(), v.ln, func(app net.Conn) {
+		if !v.conns.Add(app) { // stopped by a reload
+			app.Close()
+			return
+		}
 		v.c.users.Add(app)
 		v.c.connWG.Add(1)
 		go func() {
 			defer v.c.connWG.Done()
 			defer v.c.users.Remove(app)
+			defer v.conns.Remove(app)
 			v.serveStream(app)
 		}()
 	}, acceptloop.Options{Log: v.log})

@@ -32,40 +32,47 @@ func (c *Client) work(st net.Conn) {
 		return
 	}
 	st.SetReadDeadline(time.Time{})
-	p, ok := c.proxies[sw.Proxy]
-	if !ok {
+	rp := c.proxy(sw.Proxy)
+	if rp == nil {
 		c.log.Warn("server opened a stream for an unknown proxy", "proxy", sw.Proxy)
 		st.Close()
 		return
 	}
+	p := rp.cfg
 	if p.Type.IsSecret() != (sw.Visitor != "") {
 		c.log.Warn("server opened a stream that does not fit the proxy's type", "proxy", sw.Proxy, "type", p.Type)
 		st.Close()
 		return
 	}
 	if sw.Visitor != "" {
-		c.serveVisitor(st, p, sw)
+		c.serveVisitor(st, rp, sw)
 		return
 	}
-	c.serveLocal(st, p, sw.SrcAddr)
+	c.serveLocal(st, rp, sw.SrcAddr)
 }
 
 // serveLocal carries a stream to the proxy's local service: datagrams for
 // the datagram types, bytes for the others (in goroutines of their own:
 // serveLocal returns once the bytes flow).
-func (c *Client) serveLocal(st net.Conn, p config.ProxyConfig, src string) {
+func (c *Client) serveLocal(st net.Conn, rp *runProxy, src string) {
+	p := rp.cfg
 	local := net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))
 	if p.Type.IsDatagram() {
 		var dc datagramConn = framedDatagrams{st}
 		if sc, ok := st.(*seal.Conn); ok {
 			dc = sealedDatagrams{sc}
 		}
-		c.workUDP(dc, p, local)
+		c.workUDP(dc, rp, local)
 		return
 	}
 	lc, err := net.DialTimeout("tcp", local, localDialTimeout)
 	if err != nil {
 		c.localDown(p, err)
+		st.Close()
+		return
+	}
+	if !rp.conns.Add(lc) { // stopped by a reload meanwhile
+		lc.Close()
 		st.Close()
 		return
 	}
@@ -76,6 +83,7 @@ func (c *Client) serveLocal(st net.Conn, p config.ProxyConfig, src string) {
 			c.sealEnded(sc, c.log.With("proxy", p.Name), "owner", p.Name)
 		}
 		c.users.Remove(lc)
+		rp.conns.Remove(lc)
 		c.log.Debug("connection closed", "proxy", p.Name, "src", src, "bytes_in", in, "bytes_out", out)
 		c.connWG.Done()
 	})
@@ -133,7 +141,8 @@ func (s sealedDatagrams) ReadDatagram() (*[]byte, error) {
 // workUDP carries one source's datagrams between the stream and a UDP
 // socket connected to the local service, until either side fails or the
 // flow is idle for the proxy's idleTimeout.
-func (c *Client) workUDP(st datagramConn, p config.ProxyConfig, local string) {
+func (c *Client) workUDP(st datagramConn, rp *runProxy, local string) {
+	p := rp.cfg
 	ua, err := net.ResolveUDPAddr("udp", local)
 	if err != nil {
 		c.localDown(p, err)
@@ -146,6 +155,12 @@ func (c *Client) workUDP(st datagramConn, p config.ProxyConfig, local string) {
 		st.Close()
 		return
 	}
+	if !rp.conns.Add(lc) { // stopped by a reload meanwhile
+		lc.Close()
+		st.Close()
+		return
+	}
+	defer rp.conns.Remove(lc)
 	c.users.Add(lc)
 	defer c.users.Remove(lc)
 	var active idle.Stamp
