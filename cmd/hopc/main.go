@@ -4,6 +4,8 @@
 //	hopc -c hopc.toml          run the client
 //	hopc verify -c hopc.toml   check a config file and exit
 //	hopc nat -c hopc.toml      show this network's NAT behaviour, as hops sees it
+//
+// SIGHUP reloads the config file (see reload.go).
 package main
 
 import (
@@ -37,7 +39,8 @@ func main() {
 const usage = `usage:
   hopc -c FILE          run the client with config FILE
   hopc verify -c FILE   check FILE and print every problem
-  hopc nat -c FILE      discover the NAT in front of this host (via the server in FILE) and explain what it means for P2P`
+  hopc nat -c FILE      discover the NAT in front of this host (via the server in FILE) and explain what it means for P2P
+SIGHUP reloads FILE: its proxies and visitors apply at once, the connections of unchanged ones stay`
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	hup := procs.CatchHUP() // from here on SIGHUP no longer ends the process
@@ -74,7 +77,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer closeLog()
-	defer hup.Log(log)()
 	fdlimit.RaiseAndLog(log)
 	for _, w := range cfg.Warnings() {
 		log.Warn("config warning", "warning", w)
@@ -86,6 +88,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer hup.Handle(func() { reloadFromFile(ctx, c, *path, log) })()
 	err = c.Run(ctx)
 	if err == nil {
 		log.Info("stopped")

@@ -26,7 +26,8 @@ type ReloadResult struct {
 // is released at the server, a visitor's port closes) and their open
 // connections get gracePeriod, then close; changed ones are removed, then
 // added. Keys outside the proxies and visitors are not applied: the result
-// lists those that differ. cfg must be valid (config.LoadClient); an
+// lists those that differ. Every proxy and visitor started or stopped is
+// logged; the summary is the caller's to log. cfg must be valid (config.LoadClient); an
 // invalid one is refused with the running config kept. A visitor whose
 // port cannot be bound is logged, as at start, and left out. Reload may be
 // called from any goroutine, before or during Run; once Run is ending it
@@ -98,12 +99,7 @@ func (c *Client) Reload(cfg *config.ClientConfig) (ReloadResult, error) {
 			}
 		}
 	}
-	r := d.result()
-	c.log.Info("config reloaded", "added", r.Added, "removed", r.Removed, "changed", r.Changed, "unchanged", r.Unchanged)
-	if len(r.NeedsRestart) > 0 {
-		c.log.Warn("config reload: these keys changed but apply only when hopc restarts", "keys", r.NeedsRestart)
-	}
-	return r, nil
+	return d.result(), nil
 }
 
 func contains(a, b []string, s string) bool {
