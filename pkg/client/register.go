@@ -53,6 +53,7 @@ type registrar struct {
 	started bool     // start ran: add sends at once
 	closed  bool
 	state   map[string]*regState // by proxy name
+	gone    map[string]bool      // removed by a reload: late answers for them are dropped
 }
 
 type regState struct {
@@ -111,6 +112,7 @@ func (r *registrar) add(p config.ProxyConfig) {
 	}
 	r.order = append(r.order, p.Name)
 	r.state[p.Name] = &regState{cfg: p, bo: backoff.Backoff{Min: r.min, Max: r.max}}
+	delete(r.gone, p.Name)
 	send := r.started
 	r.mu.Unlock()
 	if send {
@@ -130,6 +132,10 @@ func (r *registrar) remove(name string) {
 		return
 	}
 	delete(r.state, name)
+	if r.gone == nil {
+		r.gone = map[string]bool{}
+	}
+	r.gone[name] = true
 	if i := slices.Index(r.order, name); i >= 0 {
 		r.order = slices.Delete(r.order, i, i+1)
 	}
@@ -155,13 +161,14 @@ func (r *registrar) send(m protocol.Message) {
 }
 
 // result handles the server's answer for one proxy. It reports false for
-// an answer about a proxy this client does not have.
+// an answer about a proxy this client does not have (nor had until a
+// reload removed it).
 func (r *registrar) result(m *protocol.NewProxyResp) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st, ok := r.state[m.Name]
 	if !ok {
-		return false
+		return r.gone[m.Name]
 	}
 	if r.closed {
 		return true
