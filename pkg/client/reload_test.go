@@ -254,3 +254,56 @@ func TestReloadVisitors(t *testing.T) {
 		t.Fatalf("the removed visitor's connection outlived the grace period: %v", err)
 	}
 }
+
+// TestReloadOffline: a proxy added while the server is away is registered
+// at the next login, one removed meanwhile is not; reloads from several
+// goroutines at once (run with -race) leave the last config applied.
+func TestReloadOffline(t *testing.T) {
+	var srvLog, cliLog logBuf
+	port := freePort(t)
+	stopSrv := runServer(t, serverConfig(port), srvLog.logger())
+	rA, rB, rC := freePort(t), freePort(t), freePort(t)
+	a, b, cc := greeter(t, "A"), greeter(t, "B"), greeter(t, "C")
+	c, _ := runClient(t, clientConfig(port, tcpProxy("a", a, rA), tcpProxy("c", cc, rC)), cliLog.logger())
+	defer func() {
+		if t.Failed() {
+			t.Logf("client:\n%s", cliLog.String())
+		}
+	}()
+	eventually(t, 10*time.Second, "proxy A", func() bool { return greeting(addr(rA)) == "A" })
+	stopSrv()
+	eventually(t, 10*time.Second, "the client to notice", func() bool { return !c.Stats().LoggedIn })
+
+	var wg sync.WaitGroup
+	for i := range 8 { // the last one applied is the final config below
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ps := []config.ProxyConfig{tcpProxy("a", a, rA)}
+			if i%2 == 0 {
+				ps = append(ps, tcpProxy("c", cc, rC))
+			}
+			if _, err := c.Reload(clientConfig(port, ps...)); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	res, err := c.Reload(clientConfig(port, tcpProxy("a", a, rA), tcpProxy("b", b, rB)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(res.Added, "proxy:b") || res.Unchanged != 1 {
+		t.Fatalf("result %+v", res)
+	}
+
+	runServer(t, serverConfig(port), srvLog.logger())
+	eventually(t, 20*time.Second, "B after the next login", func() bool { return greeting(addr(rB)) == "B" })
+	if greeting(addr(rA)) != "A" {
+		t.Fatal("A is not registered again")
+	}
+	if conn, err := net.DialTimeout("tcp", addr(rC), time.Second); err == nil {
+		conn.Close()
+		t.Fatal("the proxy removed while offline was registered")
+	}
+}
