@@ -198,7 +198,7 @@ func TestReloadVisitors(t *testing.T) {
 	p.Name, p.LocalPort, p.SecretKey = "sec", greeter(t, "S"), "k3y-k3y-k3y"
 	own := clientConfig(port, p)
 	own.ClientID = "owner"
-	runClient(t, own, ownLog.logger())
+	owner, _ := runClient(t, own, ownLog.logger())
 	eventually(t, 10*time.Second, "the secret proxy", func() bool { return strings.Contains(srvLog.String(), "secret proxy registered") })
 
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
@@ -249,6 +249,25 @@ func TestReloadVisitors(t *testing.T) {
 	open.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := openR.ReadString('\n'); err == nil || isTimeout(err) {
 		t.Fatalf("the removed visitor's connection outlived the grace period: %v", err)
+	}
+
+	// A new secretKey on both sides: the owner's proxy and the visitor
+	// restart (the visitor on its same port) and meet again.
+	p.SecretKey = "n3w-k3y-n3w-k3y"
+	ownNext := *own
+	ownNext.Proxies = []config.ProxyConfig{p}
+	if res, err := owner.Reload(&ownNext); err != nil || !slices.Equal(res.Changed, []string{"proxy:sec"}) {
+		t.Fatalf("owner's result %+v, %v", res, err)
+	}
+	v2.SecretKey = p.SecretKey
+	last := *vis
+	last.Visitors = []config.VisitorConfig{vt, v2}
+	if res, err = c.Reload(&last); err != nil || !slices.Equal(res.Changed, []string{"visitor:v2"}) || res.Unchanged != 1 {
+		t.Fatalf("result %+v, %v", res, err)
+	}
+	eventually(t, 10*time.Second, "the changed visitor to reach the changed proxy", func() bool { return greeting(addr(v2.BindPort)) == "S" })
+	if greeting(addr(vt.BindPort)) != "" {
+		t.Fatal("a visitor with the old secretKey still reaches the proxy")
 	}
 }
 
