@@ -2,6 +2,7 @@ package client
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/hopproxy/hop/pkg/config"
 )
@@ -27,11 +28,12 @@ type ReloadResult struct {
 // connections get gracePeriod, then close; changed ones are removed, then
 // added. Keys outside the proxies and visitors are not applied: the result
 // lists those that differ. Every proxy and visitor started or stopped is
-// logged; the summary is the caller's to log. cfg must be valid (config.LoadClient); an
-// invalid one is refused with the running config kept. A visitor whose
-// port cannot be bound is logged, as at start, and left out. Reload may be
-// called from any goroutine, before or during Run; once Run is ending it
-// returns ErrStopped.
+// logged; the summary is the caller's to log. cfg must be valid
+// (config.LoadClient); an invalid one is refused with the running config
+// kept. A visitor whose port cannot be bound is logged, as at start, and
+// left out (the next reload tries again). Reload may be called from any
+// goroutine, before or during Run; once Run is ending it returns
+// ErrStopped.
 func (c *Client) Reload(cfg *config.ClientConfig) (ReloadResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return ReloadResult{}, fmt.Errorf("reload refused, the running config stays: %w", err)
@@ -47,9 +49,12 @@ func (c *Client) Reload(cfg *config.ClientConfig) (ReloadResult, error) {
 		c.run.mu.Unlock()
 		return ReloadResult{}, ErrStopped
 	}
-	gone := c.run.setProxies(cfg.Proxies)
-	c.run.visitors = cfg.Visitors
+	gone := c.run.setProxies(slices.Clone(cfg.Proxies))
+	c.run.visitors = slices.Clone(cfg.Visitors)
 	c.run.mu.Unlock()
+	for _, rp := range gone {
+		c.retireProxy(rp, ctx != nil)
+	}
 
 	// Proxies: every CloseProxy before any NewProxy, so that a changed
 	// proxy (or a new one taking a removed one's remotePort) finds its
@@ -63,9 +68,6 @@ func (c *Client) Reload(cfg *config.ClientConfig) (ReloadResult, error) {
 				reg.add(p)
 			}
 		}
-	}
-	for _, rp := range gone {
-		c.retireProxy(rp, ctx != nil)
 	}
 
 	if ctx != nil { // visitors listen only while Run runs
@@ -87,7 +89,7 @@ func (c *Client) Reload(cfg *config.ClientConfig) (ReloadResult, error) {
 			}
 		}
 		if !usesP2P(old) && usesP2P(cfg) {
-			if cfg.P2P.PortMapping && c.mapper == nil {
+			if c.cfg.P2P.PortMapping && c.mapper == nil {
 				c.log.Warn("port mapping of P2P sockets starts when hopc restarts: it had no xtcp/xudp proxy or visitor when it started")
 			}
 			c.liveMu.Lock()
