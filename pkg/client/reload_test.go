@@ -323,3 +323,51 @@ func TestReloadOffline(t *testing.T) {
 		t.Fatal("the proxy removed while offline was registered")
 	}
 }
+
+// TestReloadRemovesXTCPProxy: removing an xtcp proxy ends its P2P links
+// after the grace period, an open connection through one included; added
+// back, the visitor reaches it again.
+func TestReloadRemovesXTCPProxy(t *testing.T) {
+	t.Cleanup(client.LoopbackOnlyCandidates()) // the last cleanup: after the clients stopped punching
+	var srvLog, ownLog, visLog logBuf
+	port := freePort(t)
+	runServer(t, serverConfig(port), srvLog.logger())
+	p := config.DefaultProxy(config.ProxyXTCP)
+	p.Name, p.LocalPort, p.SecretKey = "x", greeter(t, "X"), "p2p-s3cret"
+	own := clientConfig(port, p)
+	own.ClientID = "owner"
+	owner, _ := runClient(t, own, ownLog.logger())
+	eventually(t, 10*time.Second, "the xtcp proxy", func() bool { return strings.Contains(srvLog.String(), "secret proxy registered") })
+	v := config.DefaultVisitor(config.ProxyXTCP)
+	v.Name, v.ServerName, v.SecretKey, v.BindPort = "vx", "x", p.SecretKey, freePort(t)
+	vis := clientConfig(port)
+	vis.ClientID = "laptop"
+	vis.Visitors = []config.VisitorConfig{v}
+	runClient(t, vis, visLog.logger())
+	defer func() {
+		if t.Failed() {
+			t.Logf("visitor:\n%s\nowner:\n%s", visLog.String(), ownLog.String())
+		}
+	}()
+	eventually(t, 20*time.Second, "the xtcp visitor", func() bool { return greeting(addr(v.BindPort)) == "X" })
+	open, openR := dialGreeted(t, addr(v.BindPort), "X")
+
+	empty := *own
+	empty.Proxies = nil
+	if res, err := owner.Reload(&empty); err != nil || !slices.Equal(res.Removed, []string{"proxy:x"}) {
+		t.Fatalf("result %+v, %v", res, err)
+	}
+	open.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := openR.ReadString('\n'); err == nil || isTimeout(err) {
+		t.Fatalf("a connection over the removed proxy's link outlived the grace period: %v", err)
+	}
+	eventually(t, 10*time.Second, "the server to forget the proxy", func() bool { return strings.Contains(srvLog.String(), "proxy closed by client") })
+	if greeting(addr(v.BindPort)) != "" {
+		t.Fatal("the visitor still reaches the removed proxy")
+	}
+
+	if res, err := owner.Reload(own); err != nil || !slices.Equal(res.Added, []string{"proxy:x"}) {
+		t.Fatalf("result %+v, %v", res, err)
+	}
+	eventually(t, 20*time.Second, "the visitor to reach the proxy added back", func() bool { return greeting(addr(v.BindPort)) == "X" })
+}
