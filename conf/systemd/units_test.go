@@ -45,7 +45,8 @@ var required = map[string][]string{
 		"RestartSec=",
 		"LimitNOFILE=65536",
 		"ConfigurationDirectory=hop",
-		"LogsDirectory=hop",
+		"LogsDirectory=",
+		"EnvironmentFile=-/etc/hop/",
 	},
 }
 
