@@ -4,6 +4,7 @@
 //	hopc -c hopc.toml          run the client
 //	hopc verify -c hopc.toml   check a config file and exit
 //	hopc nat -c hopc.toml      show this network's NAT behaviour, as hops sees it
+//	hopc version               print the version (also -v, --version)
 package main
 
 import (
@@ -17,6 +18,7 @@ import (
 	"runtime"
 	"syscall"
 
+	"github.com/hopproxy/hop/pkg/buildinfo"
 	"github.com/hopproxy/hop/pkg/client"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/fdlimit"
@@ -37,18 +39,27 @@ func main() {
 const usage = `usage:
   hopc -c FILE          run the client with config FILE
   hopc verify -c FILE   check FILE and print every problem
-  hopc nat -c FILE      discover the NAT in front of this host (via the server in FILE) and explain what it means for P2P`
+  hopc nat -c FILE      discover the NAT in front of this host (via the server in FILE) and explain what it means for P2P
+  hopc version          print the version and build (also -v, --version)`
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	hup := procs.CatchHUP() // from here on SIGHUP no longer ends the process
 	var sub string
-	if len(args) > 0 && (args[0] == "verify" || args[0] == "nat") {
+	if len(args) > 0 && (args[0] == "verify" || args[0] == "nat") || len(args) == 1 && args[0] == "version" {
 		sub, args = args[0], args[1:]
 	}
 	fs := flag.NewFlagSet("hopc", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	path := fs.String("c", "", "config file")
-	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() > 0 {
+	version := sub == "version"
+	fs.BoolVar(&version, "v", version, "print the version")
+	fs.BoolVar(&version, "version", version, "print the version")
+	err := fs.Parse(args)
+	if version && err == nil && fs.NArg() == 0 {
+		fmt.Fprintln(stdout, buildinfo.String("hopc"))
+		return nil
+	}
+	if err != nil || *path == "" || fs.NArg() > 0 {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stdout, usage)
 			return nil
@@ -69,11 +80,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	case "nat":
 		return client.PrintNAT(ctx, cfg, stdout)
 	}
-	log, closeLog, err := logging.New(cfg.Log.Level, cfg.Log.To)
+	lg, err := logging.New(logging.Options{Level: cfg.Log.Level, To: cfg.Log.To, MaxDays: cfg.Log.MaxDays})
 	if err != nil {
 		return err
 	}
-	defer closeLog()
+	defer lg.Close()
+	log := lg.Logger
+	log.Info("starting", "version", buildinfo.String("hopc"))
 	defer hup.Log(log)()
 	fdlimit.RaiseAndLog(log)
 	for _, w := range cfg.Warnings() {

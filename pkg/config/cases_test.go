@@ -166,9 +166,14 @@ var serverCases = []errorCase{
 		"hops.toml:3: auth.additionalScopes: unknown key; hop authenticates the session once, and heartbeats and streams travel inside it; remove it"},
 	{name: "frp dashboard", toml: tokenLine + "dashboardPort = 7500\ndashboard_addr = \"127.0.0.1\"\n", want: "hops.toml:2: dashboardPort: unknown key; hop calls this webServer.port\n" +
 		"hops.toml:3: dashboard_addr: unknown key; hop calls this webServer.addr"},
-	{name: "frp log", toml: tokenLine + "log.maxDays = 3\nlog.disablePrintColor = true\nlogFile = \"x.log\"\n", want: "hops.toml:2: log.maxDays: unknown key; hop does not rotate its log file: rotate it with logrotate (copytruncate), or log to stderr under systemd; remove it\n" +
-		"hops.toml:3: log.disablePrintColor: unknown key; hop's logs have no colors; remove it\n" +
-		"hops.toml:4: logFile: unknown key; hop calls this log.to"},
+	{name: "frp log", toml: tokenLine + "log.disablePrintColor = true\nlogFile = \"x.log\"\n", want: "hops.toml:2: log.disablePrintColor: unknown key; hop's logs have no colors; remove it\n" +
+		"hops.toml:3: logFile: unknown key; hop calls this log.to"},
+	{name: "log maxDays", toml: tokenLine + "[log]\nto = \"/tmp/hops-cases.log\"\nmaxDays = 3\n"},
+	{name: "log maxDays negative", toml: tokenLine + "[log]\nto = \"/tmp/hops-cases.log\"\nmaxDays = -1\n", want: "hops.toml:4: log.maxDays: -1 is negative; set the days of rotated log files to keep, 1 or more, or 0 to never rotate"},
+	{name: "log maxDays on a stream", toml: tokenLine + "log.to = \"console\"\nlog.maxDays = 7\n", want: "hops.toml:3: log.maxDays: set, but log.to is \"console\": only a log file is rotated (a stream is rotated by whatever reads it, e.g. journald); set log.to to a file path, or remove log.maxDays"},
+	{name: "log maxDays on stderr by default", toml: tokenLine + "log.maxDays = 7\n", want: "hops.toml:2: log.maxDays: set, but log.to is \"stderr\": only a log file is rotated (a stream is rotated by whatever reads it, e.g. journald); set log.to to a file path, or remove log.maxDays"},
+	{name: "log maxDays zero on a stream", toml: tokenLine + "log.to = \"stdout\"\nlog.maxDays = 0\n"},
+	{name: "log maxDays as string", toml: tokenLine + "log.maxDays = \"7\"\n", want: "hops.toml:2: log.maxDays: expected an integer (no quotes), found a string"},
 	{name: "frp client keys in the server", toml: tokenLine + "transport.dialServerTimeout = 10\nloginFailExit = true\n", want: "hops.toml:2: transport.dialServerTimeout: unknown key; the keys in [transport] are: tls, handshakeTimeout, tcpKeepalive\n" +
 		"hops.toml:3: loginFailExit: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits"},
 	{name: "frp tcpKeepalive seconds", toml: tokenLine + "transport.tcpKeepalive = 7200\n", want: "hops.toml:2: transport.tcpKeepalive: expected a table, found an integer; frp's transport.tcpKeepalive counted seconds, hop's is a table: write transport.tcpKeepalive.idle = \"7200s\" (idle = \"0s\" turns it off)"},
@@ -194,6 +199,8 @@ var serverCases = []errorCase{
 var clientCases = []errorCase{
 	{name: "minimal", toml: tokenLine},
 	{name: "user", toml: tokenLine + "user = \"laptop.home-1_a\"\n"},
+	{name: "log maxDays", toml: tokenLine + "[log]\nto = \"/tmp/hopc-cases.log\"\nmaxDays = 1\n"},
+	{name: "log maxDays on stdout", toml: tokenLine + "[log]\nto = \"stdout\"\nmaxDays = 1\n", want: "hopc.toml:4: log.maxDays: set, but log.to is \"stdout\": only a log file is rotated (a stream is rotated by whatever reads it, e.g. journald); set log.to to a file path, or remove log.maxDays"},
 	{name: "bad user", toml: tokenLine + "user = \"my laptop\"\n", want: "hopc.toml:2: user: \"my laptop\" is not a valid user name; use 1-64 of A-Z a-z 0-9 . _ - (or leave it empty)"},
 	{name: "placeholder token", toml: "[auth]\ntoken = \"change-me\"\n", want: "hopc.toml:2: auth.token: \"change-me\" is the placeholder of the example files, which anyone can read; set a real secret, e.g. the output of: openssl rand -hex 24 (best kept out of the file: token = \"${HOP_TOKEN}\" with HOP_TOKEN exported)"},
 	{name: "users in the client", toml: tokenLine + "[[auth.users]]\nname = \"ci\"\ntoken = \"0123456789abcdef\"\n", want: "hopc.toml:2: auth.users: unknown table; the keys in [auth] are: token"},

@@ -121,7 +121,7 @@ func TestServerDefaults(t *testing.T) {
 		want.Transport != (ServerTransportConfig{HandshakeTimeout: d("10s"), TCPKeepalive: TCPKeepaliveConfig{d("15s"), d("5s"), 3}}) ||
 		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s")}) ||
 		want.Mux != (MuxConfig{d("15s"), d("10s"), 2097152, d("60s")}) ||
-		want.Log != (LogConfig{"info", "stderr"}) ||
+		want.Log != (LogConfig{Level: "info", To: "stderr"}) ||
 		want.P2P != (P2PConfig{StunAltPort: 7001, StunAltAddr: "", TallyInterval: d("10m")}) ||
 		want.WebServer != (WebServerConfig{Addr: "127.0.0.1", Port: 0}) ||
 		want.Limits != (ServerLimits{MaxHandshakes: 128, MaxHandshakesPerIP: 8, MaxStreamsPerSession: 1024, MaxUDPFlowsPerProxy: 1024,
@@ -154,7 +154,7 @@ func TestClientDefaults(t *testing.T) {
 		want.Reconnect != (ReconnectConfig{d("1s"), d("30s"), d("60s")}) ||
 		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s")}) ||
 		want.Mux != (MuxConfig{d("15s"), d("10s"), 2097152, d("60s")}) ||
-		want.Log != (LogConfig{"info", "stderr"}) || want.Proxies != nil || want.Visitors != nil {
+		want.Log != (LogConfig{Level: "info", To: "stderr"}) || want.Proxies != nil || want.Visitors != nil {
 		t.Errorf("DefaultClient() = %+v, differs from the documented defaults", want)
 	}
 }

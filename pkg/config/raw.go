@@ -31,8 +31,9 @@ func (t *rawText) UnmarshalText(b []byte) error {
 }
 
 type rawLog struct {
-	Level *string `toml:"level"`
-	To    *string `toml:"to"`
+	Level   *string `toml:"level"`
+	To      *string `toml:"to"`
+	MaxDays *int64  `toml:"maxDays"`
 }
 
 type rawHeartbeat struct {
@@ -259,6 +260,7 @@ func (c conv) array(key, example string) bool {
 func (c conv) log(dst *LogConfig, v rawLog) {
 	c.str(&dst.Level, v.Level)
 	c.str(&dst.To, v.To)
+	c.int(&dst.MaxDays, "log.maxDays", v.MaxDays)
 }
 
 func (c conv) heartbeat(dst *HeartbeatConfig, key string, v rawHeartbeat) {

@@ -19,7 +19,8 @@ type HUP struct {
 }
 
 // CatchHUP makes SIGHUP harmless for the rest of the process's life; call
-// it first thing, before the logger exists. Log reports the signals.
+// it first thing, before the logger exists. Log reports the signals;
+// Handle acts on them (hops reloads its config).
 func CatchHUP() *HUP {
 	h := &HUP{ch: make(chan os.Signal, 1)}
 	signal.Notify(h.ch, syscall.SIGHUP)
@@ -30,6 +31,13 @@ func CatchHUP() *HUP {
 // until stop is called. stop waits for the logging goroutine; SIGHUP stays
 // caught (and silently ignored) after it.
 func (h *HUP) Log(log *slog.Logger) (stop func()) {
+	return h.Handle(func() { log.Warn(HUPMessage) })
+}
+
+// Handle calls fn for every SIGHUP, one caught before Handle included, one
+// call at a time, until stop is called. stop waits for a call in progress;
+// SIGHUP stays caught (and silently ignored) after it.
+func (h *HUP) Handle(fn func()) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -38,7 +46,7 @@ func (h *HUP) Log(log *slog.Logger) (stop func()) {
 		for {
 			select {
 			case <-h.ch:
-				log.Warn(HUPMessage)
+				fn()
 			case <-done:
 				return
 			}

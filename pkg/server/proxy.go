@@ -12,6 +12,7 @@ import (
 
 	"github.com/hopproxy/hop/pkg/acceptloop"
 	"github.com/hopproxy/hop/pkg/bridge"
+	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
 
@@ -73,10 +74,11 @@ func (s *Server) openProxy(ss *session, m *protocol.NewProxy) *protocol.NewProxy
 	ss.mu.Lock()
 	n := len(ss.proxies)
 	ss.mu.Unlock()
-	if max := s.cfg.MaxProxiesPerClient; max > 0 && n >= max {
+	pol := s.policy()
+	if max := pol.MaxProxiesPerClient; max > 0 && n >= max {
 		return refuse(m.Name, protocol.CodeTooManyProxies, "this client already has %d proxies, the server's maxProxiesPerClient", max)
 	}
-	if m.RemotePort != 0 && !s.cfg.PortAllowed(m.RemotePort) {
+	if m.RemotePort != 0 && !pol.PortAllowed(m.RemotePort) {
 		return refuse(m.Name, protocol.CodePortNotAllowed, "remotePort %d is not in the server's allowPorts; pick a port the server allows or ask its operator", m.RemotePort)
 	}
 	p := &proxy{name: m.Name, typ: m.ProxyType, owner: ss, allow: m.AllowUsers}
@@ -89,7 +91,7 @@ func (s *Server) openProxy(ss *session, m *protocol.NewProxy) *protocol.NewProxy
 		p.log.Info("secret proxy registered: reachable through visitors")
 		return &protocol.NewProxyResp{Name: p.name}
 	}
-	if err := s.bind(p, m.RemotePort); err != nil {
+	if err := s.bind(p, m.RemotePort, pol.AllowPorts); err != nil {
 		r := bindRefusal(m.Name, m.RemotePort, err)
 		if r.Code == protocol.CodeTemporary {
 			s.logLimit.Log(context.Background(), ss.log, slog.LevelWarn, ss.key().String(), "cannot open a proxy's port: out of resources; the client will retry",
@@ -140,13 +142,13 @@ func bindRefusal(name string, port int, err error) *protocol.NewProxyResp {
 
 // bind opens the proxy's public port: the requested one, or with port 0
 // a free one (inside allowPorts when that is set).
-func (s *Server) bind(p *proxy, port int) error {
-	if port != 0 || len(s.cfg.AllowPorts) == 0 {
+func (s *Server) bind(p *proxy, port int, allowPorts []config.PortRange) error {
+	if port != 0 || len(allowPorts) == 0 {
 		return s.bindPort(p, port)
 	}
 	var last error = errors.New("no port in allowPorts is free")
 	tried := 0
-	for _, r := range s.cfg.AllowPorts {
+	for _, r := range allowPorts {
 		for port := r.Start; port <= r.End && tried < 256; port++ {
 			if _, taken := s.portOwner(port); taken {
 				continue

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hopproxy/hop/pkg/acceptloop"
@@ -47,7 +48,10 @@ var (
 
 // Server is a running hops.
 type Server struct {
-	cfg         *config.ServerConfig
+	cfg         *config.ServerConfig // as started; see policy for the keys Reload changes
+	live        atomic.Pointer[config.ServerConfig]
+	reloadMu    sync.Mutex     // one Reload at a time
+	level       *slog.LevelVar // of log, for Reload; nil when not set
 	log         *slog.Logger
 	tls         *tls.Config
 	fingerprint string
@@ -88,8 +92,10 @@ func New(cfg *config.ServerConfig, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp, gate: gate,
-		sessions: map[clientKey]*session{}, proxies: map[proxyKey]*proxy{}, history: newHistory(maxHistory), p2p: newP2PState()}, nil
+	s := &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp, gate: gate,
+		sessions: map[clientKey]*session{}, proxies: map[proxyKey]*proxy{}, history: newHistory(maxHistory), p2p: newP2PState()}
+	s.live.Store(cfg)
+	return s, nil
 }
 
 func (s *Server) keepalive() transport.KeepAlive {
@@ -255,7 +261,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		return
 	}
 	var sessionID string
-	hello, welcome, err := auth.Server(tc, s.cfg.Auth.TokenFor, binding, s.decide)
+	hello, welcome, err := auth.Server(tc, s.tokenFor, binding, s.decide)
 	if err != nil {
 		args := []any{"error", err}
 		if hello != nil {
