@@ -1,0 +1,116 @@
+package dashboard
+
+import (
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hopproxy/hop/pkg/dashboard/chromiumtest"
+	"golang.org/x/net/html"
+)
+
+// budget is the virtual time the page gets: several 2 s polls.
+var budget = chromiumtest.Options{Budget: 9 * time.Second}
+
+var rateRE = regexp.MustCompile(`^[0-9.]+ (B|KiB|MiB|GiB)/s$`)
+
+func TestHopsRendersBusyServer(t *testing.T) {
+	f := busyHops()
+	srv := f.start(t)
+	d := parseDOM(t, chromiumtest.DumpDOM(t, srv.URL+"/", budget))
+
+	if got := text(d.one(t, nil, "info-version")); got != "v0.10.0-test" {
+		t.Errorf("server version shows %q", got)
+	}
+	if got := text(d.one(t, nil, "info-prometheus")); got != "on" {
+		t.Errorf("prometheus shows %q", got)
+	}
+	laptop := d.one(t, nil, "client-row", "data-client-id", "laptop")
+	if got := text(d.one(t, laptop, "client-state")); got != "online" {
+		t.Errorf("laptop state %q, want online", got)
+	}
+	if got := text(d.one(t, laptop, "client-nat")); got != "EIM/EIF" {
+		t.Errorf("laptop NAT %q", got)
+	}
+	if got := text(d.one(t, laptop, "client-rtt")); got != "1.3 ms" && got != "1.2 ms" {
+		t.Errorf("laptop RTT %q", got)
+	}
+	if got := text(d.one(t, laptop, "client-uptime")); !strings.HasPrefix(got, "4") || !strings.Contains(got, "m") {
+		t.Errorf("laptop uptime %q, want about 42m", got)
+	}
+	nas := d.one(t, nil, "client-row", "data-client-id", "nas")
+	if got := text(d.one(t, nas, "client-state")); got != "gone" {
+		t.Errorf("nas state %q, want gone", got)
+	}
+	if got := text(d.one(t, nas, "client-id")); got != "ops.nas" {
+		t.Errorf("nas shown as %q, want ops.nas (user.clientID)", got)
+	}
+	for _, p := range []string{"ssh", "web"} {
+		row := d.one(t, nil, "proxy-row", "data-proxy", p, "data-client-id", "laptop")
+		if got := text(d.one(t, row, "proxy-state")); got != "online" {
+			t.Errorf("proxy %s state %q", p, got)
+		}
+		tr := d.one(t, nil, "traffic-row", "data-proxy", p)
+		for _, id := range []string{"rate-in", "rate-out"} {
+			if got := text(d.one(t, tr, id)); !rateRE.MatchString(got) {
+				t.Errorf("proxy %s %s = %q, want a rate", p, id, got)
+			}
+		}
+	}
+	// web moves twice the bytes of ssh per poll (i+1 steps).
+	webOut := text(d.one(t, d.one(t, nil, "traffic-row", "data-proxy", "web"), "rate-out"))
+	sshOut := text(d.one(t, d.one(t, nil, "traffic-row", "data-proxy", "ssh"), "rate-out"))
+	if webOut == sshOut {
+		t.Errorf("web and ssh show the same out rate %q; the fake moves web twice as fast", webOut)
+	}
+	spark := d.one(t, nil, "sparkline")
+	if n := len(all(spark, func(n *html.Node) bool { return n.Data == "polyline" })); n != 2 {
+		t.Errorf("sparkline has %d polylines, want in and out", n)
+	}
+
+	causes := map[string]string{}
+	for _, r := range byTestID(d.root, "loss-cause-row") {
+		c, _ := attr(r, "data-cause")
+		causes[c] = text(d.one(t, r, "loss-count"))
+	}
+	want := map[string]string{"heartbeat timeout": "2", "connection reset by peer": "1", "EOF": "1"}
+	for c, n := range want {
+		if causes[c] != n {
+			t.Errorf("losses by cause %v, want %s: %s", causes, c, n)
+		}
+	}
+	if n := len(byTestID(d.root, "loss-mark")); n != 4 {
+		t.Errorf("%d marks on the loss strip, want 4", n)
+	}
+	if n := len(byTestID(d.root, "loss-item")); n != 4 {
+		t.Errorf("%d losses in the timeline, want 4", n)
+	}
+
+	cells := map[[2]string]string{
+		{"EIM/EIF", "EIM/EIF"}:  "75% (4)",
+		{"EIM/EIF", "EIM/APDF"}: "100% (6)",
+		{"EDM", "EIM/APDF"}:     "20% (5)",
+		{"EDM", "EIM/EIF"}:      "—",
+	}
+	for k, want := range cells {
+		c := d.one(t, nil, "p2p-cell", "data-visitor-nat", k[0], "data-owner-nat", k[1])
+		if got := text(c); got != want {
+			t.Errorf("P2P cell %s x %s = %q, want %q", k[0], k[1], got, want)
+		}
+	}
+	if len(byTestID(d.root, "error")) != 0 {
+		t.Errorf("error banner shows: %q", text(d.one(t, nil, "errors")))
+	}
+	if f.polls < 3 {
+		t.Errorf("the page fetched /api/proxies %d times in %v of virtual time, want a poll every 2 s", f.polls, budget.Budget)
+	}
+
+	if out := os.Getenv("HOP_DASHBOARD_SCREENSHOT"); out != "" {
+		opt := chromiumtest.Options{Budget: 40 * time.Second}
+		opt.Width, opt.Height = 1280, 900
+		chromiumtest.Screenshot(t, srv.URL+"/", out, opt)
+		t.Logf("screenshot written to %s", out)
+	}
+}
