@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -103,8 +104,11 @@ func TestHopsRendersBusyServer(t *testing.T) {
 	if len(byTestID(d.root, "error")) != 0 {
 		t.Errorf("error banner shows: %q", text(d.one(t, nil, "errors")))
 	}
-	if f.polls < 3 {
-		t.Errorf("the page fetched /api/proxies %d times in %v of virtual time, want a poll every 2 s", f.polls, budget.Budget)
+	f.mu.Lock()
+	polls := f.polls
+	f.mu.Unlock()
+	if polls < 3 {
+		t.Errorf("the page fetched /api/proxies %d times in %v of virtual time, want a poll every 2 s", polls, budget.Budget)
 	}
 
 	if out := os.Getenv("HOP_DASHBOARD_SCREENSHOT"); out != "" {
@@ -112,5 +116,87 @@ func TestHopsRendersBusyServer(t *testing.T) {
 		opt.Width, opt.Height = 1280, 900
 		chromiumtest.Screenshot(t, srv.URL+"/", out, opt)
 		t.Logf("screenshot written to %s", out)
+	}
+}
+
+func TestHopsRendersEmptyServer(t *testing.T) {
+	f := &fakeHops{info: serverInfo{Version: "v0.10.0-test", BindPort: 7000, StartedAt: time.Now()},
+		clients: []clientRow{}, proxies: []proxyRow{}, p2p: []pairStats{}}
+	d := parseDOM(t, chromiumtest.DumpDOM(t, f.start(t).URL+"/", budget))
+	for _, id := range []string{"clients-empty", "traffic-empty", "losses-empty", "p2p-empty"} {
+		if n := d.one(t, nil, id); text(n) == "" {
+			t.Errorf("%s shows no text", id)
+		}
+	}
+	if n := len(byTestID(d.root, "client-row")); n != 0 {
+		t.Errorf("%d client rows for no clients", n)
+	}
+	if got := text(d.one(t, nil, "info-clients")); got != "0" {
+		t.Errorf("clients connected %q, want 0", got)
+	}
+}
+
+// TestHopsShowsAPIErrors: an endpoint that fails blanks only its panels
+// and says which request failed and how.
+func TestHopsShowsAPIErrors(t *testing.T) {
+	f := busyHops()
+	f.fail = map[string]int{"/api/proxies": http.StatusNotFound, "/api/p2p": http.StatusUnauthorized}
+	d := parseDOM(t, chromiumtest.DumpDOM(t, f.start(t).URL+"/", budget))
+	var msgs []string
+	for _, n := range byTestID(d.root, "error") {
+		msgs = append(msgs, text(n))
+	}
+	all := strings.Join(msgs, "\n")
+	for _, want := range []string{"GET api/proxies: HTTP 404 404 page not found", "GET api/p2p: HTTP 401"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("error banner %q, want it to say %q", all, want)
+		}
+	}
+	d.one(t, nil, "traffic-error")
+	d.one(t, nil, "p2p-error")
+	// Clients still render, with proxy names from /api/clients.
+	laptop := d.one(t, nil, "client-row", "data-client-id", "laptop")
+	if got := text(d.one(t, laptop, "client-proxy-names")); got != "sshweb" {
+		t.Errorf("laptop's proxies %q without /api/proxies, want ssh and web from /api/clients", got)
+	}
+	if n := len(byTestID(d.root, "loss-item")); n != 4 {
+		t.Errorf("%d losses, want 4", n)
+	}
+}
+
+func TestHopcRendersStatus(t *testing.T) {
+	f := busyHopc()
+	d := parseDOM(t, chromiumtest.DumpDOM(t, f.start(t).URL+"/", budget))
+	if got := text(d.one(t, nil, "status-client-id")); got != "laptop" {
+		t.Errorf("client ID %q", got)
+	}
+	if got := text(d.one(t, nil, "status-online")); got != "online" {
+		t.Errorf("link %q, want online", got)
+	}
+	ssh := d.one(t, nil, "proxy-row", "data-proxy", "ssh")
+	if got := text(d.one(t, ssh, "state")); got != "running" {
+		t.Errorf("ssh state %q", got)
+	}
+	db := d.one(t, nil, "proxy-row", "data-proxy", "db")
+	if got := text(d.one(t, db, "state")); got != "failed" {
+		t.Errorf("db state %q", got)
+	}
+	if got := text(d.one(t, db, "proxy-error")); got != "port 6001 is in use on the server" {
+		t.Errorf("db error %q", got)
+	}
+	if got := text(d.one(t, db, "proxy-next-retry")); !strings.Contains(got, "(in ") {
+		t.Errorf("db next retry %q, want a time and how far ahead", got)
+	}
+	v := d.one(t, nil, "visitor-row", "data-visitor", "v")
+	if got := text(d.one(t, v, "visitor-path")); got != "direct-udp" {
+		t.Errorf("visitor path %q", got)
+	}
+	if got := text(d.one(t, v, "state")); got != "running" {
+		t.Errorf("visitor state %q", got)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.reloads != 0 {
+		t.Errorf("the page reloaded the config %d times without a click", f.reloads)
 	}
 }
