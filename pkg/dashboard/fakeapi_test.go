@@ -120,6 +120,8 @@ type fakeHops struct {
 	inStep, outStep int64
 	fail            map[string]int // path -> HTTP status to answer instead
 	polls           int            // GET /api/proxies answered
+	user, password  string         // basic auth on every path, when set
+	unauthorized    int            // requests refused for missing credentials
 }
 
 func (f *fakeHops) start(t *testing.T) *httptest.Server {
@@ -149,7 +151,21 @@ func (f *fakeHops) start(t *testing.T) *httptest.Server {
 		return f.proxies
 	})
 	api("/api/p2p", func() any { return f.p2p })
-	srv := httptest.NewServer(mux)
+	var h http.Handler = mux
+	if f.user != "" {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if u, p, ok := r.BasicAuth(); !ok || u != f.user || p != f.password {
+				f.mu.Lock()
+				f.unauthorized++
+				f.mu.Unlock()
+				w.Header().Set("WWW-Authenticate", `Basic realm="hop"`)
+				http.Error(w, "401 unauthorized", http.StatusUnauthorized)
+				return
+			}
+			mux.ServeHTTP(w, r)
+		})
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -200,3 +200,24 @@ func TestHopcRendersStatus(t *testing.T) {
 		t.Errorf("the page reloaded the config %d times without a click", f.reloads)
 	}
 }
+
+// TestHopsWithBasicAuth: with the credentials in the URL the browser
+// sends them for the page and keeps sending them for its fetches.
+func TestHopsWithBasicAuth(t *testing.T) {
+	f := busyHops()
+	f.user, f.password = "admin", "s3cret"
+	srv := f.start(t)
+	u := strings.Replace(srv.URL, "http://", "http://admin:s3cret@", 1) + "/"
+	d := parseDOM(t, chromiumtest.DumpDOM(t, u, budget))
+	for _, n := range byTestID(d.root, "error") {
+		t.Errorf("error with basic auth: %s", text(n))
+	}
+	d.one(t, nil, "client-row", "data-client-id", "laptop")
+	d.one(t, nil, "p2p-matrix")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.polls < 3 {
+		t.Errorf("%d polls of /api/proxies with basic auth", f.polls)
+	}
+	t.Logf("%d requests without credentials refused (the browser's first try)", f.unauthorized)
+}

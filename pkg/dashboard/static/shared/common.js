@@ -66,9 +66,15 @@
   // JSON, or throws an APIError.
   async function request(path, init) {
     const what = ((init && init.method) || "GET") + " " + path;
+    // Resolved against the page without its user:password@ (a page opened
+    // as http://user:pw@host/ would make fetch refuse the URL); the
+    // browser still sends the credentials it authenticated the page with.
+    const url = new URL(path, document.baseURI);
+    url.username = "";
+    url.password = "";
     let resp;
     try {
-      resp = await fetch(path, Object.assign({ credentials: "same-origin", cache: "no-store" }, init || {}));
+      resp = await fetch(url.href, Object.assign({ credentials: "same-origin", cache: "no-store" }, init || {}));
     } catch (e) {
       throw new APIError(what, 0, "the server did not answer (" + e.message + ")");
     }
