@@ -67,7 +67,7 @@
   async function request(path, init) {
     const what = ((init && init.method) || "GET") + " " + path;
     // Resolved against the page without its user:password@ (a page opened
-    // as http://user:pw@host/ would make fetch refuse the URL); the
+    // with user:pw@ in its URL would make fetch refuse the URL); the
     // browser still sends the credentials it authenticated the page with.
     const url = new URL(path, document.baseURI);
     url.username = "";
