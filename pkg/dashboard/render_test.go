@@ -221,3 +221,56 @@ func TestHopsWithBasicAuth(t *testing.T) {
 	}
 	t.Logf("%d requests without credentials refused (the browser's first try)", f.unauthorized)
 }
+
+// TestHopcReloadButton clicks Reload: the page posts api/reload once per
+// click and shows the diff, or the server's error text.
+func TestHopcReloadButton(t *testing.T) {
+	f := busyHopc()
+	srv := f.start(t)
+	p, err := chromiumtest.Start(t).Open(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const result = `document.querySelector("[data-testid=reload-result]")`
+	wait := func(cond string) {
+		t.Helper()
+		if err := p.WaitFor(cond, 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait(`document.querySelectorAll("[data-testid=proxy-row]").length === 2`)
+	if err := p.Eval(`document.getElementById("reload").click()`, nil); err != nil {
+		t.Fatal(err)
+	}
+	wait(result + `.dataset.outcome === "ok"`)
+	var got string
+	if err := p.Eval(result+`.textContent`, &got); err != nil {
+		t.Fatal(err)
+	}
+	if want := "Reloaded: added proxy:web; removed none; changed none; 2 unchanged."; got != want {
+		t.Errorf("after a reload the page says %q, want %q", got, want)
+	}
+
+	f.mu.Lock()
+	f.reloadErr = `hopc.toml:7: proxy "web": localPort 0 is not a port (1-65535)`
+	f.mu.Unlock()
+	if err := p.Eval(`document.getElementById("reload").click()`, nil); err != nil {
+		t.Fatal(err)
+	}
+	wait(result + `.dataset.outcome === "error"`)
+	if err := p.Eval(result+`.textContent`, &got); err != nil {
+		t.Fatal(err)
+	}
+	if want := `Reload refused, the running config stays: hopc.toml:7: proxy "web": localPort 0 is not a port (1-65535)`; got != want {
+		t.Errorf("after a refused reload the page says %q, want %q", got, want)
+	}
+	var disabled bool
+	if err := p.Eval(`document.getElementById("reload").disabled`, &disabled); err != nil || disabled {
+		t.Errorf("the Reload button stays disabled (%v)", err)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.reloads != 2 {
+		t.Errorf("%d POST api/reload for 2 clicks", f.reloads)
+	}
+}

@@ -1,6 +1,8 @@
-// Package chromiumtest runs headless Chromium for tests of the dashboard:
-// it loads a page, lets its scripts run for a virtual-time budget, and
-// returns the rendered DOM or writes a screenshot.
+// Package chromiumtest runs headless Chromium for tests of the dashboard.
+// DumpDOM and Screenshot load a page, let its scripts run for a
+// virtual-time budget, and return the rendered DOM (ParseDOM, ByTestID and
+// Text read it) or write a PNG. Start drives a browser over the DevTools
+// protocol instead, for tests that click and wait for the page to react.
 //
 // Chromium runs with a fresh profile in a temporary directory, without
 // proxy, background networking, component updates, sync, extensions or
