@@ -133,7 +133,7 @@ func (s *site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		a = s.assets[strings.TrimPrefix(p, "/static/")]
 	}
 	if a == nil {
-		http.Error(w, "404 page not found: the dashboard is at /", http.StatusNotFound)
+		http.Error(w, "404 page not found: "+r.URL.Path+" (the dashboard is at /, its API under /api/)", http.StatusNotFound)
 		return
 	}
 	h.Set("Content-Type", a.ctype)
