@@ -170,12 +170,20 @@ type Page struct {
 	session string
 }
 
-// Open opens url in a new tab.
+// recordCSP runs in every document before its own scripts and keeps the
+// Content-Security-Policy violations of the page.
+const recordCSP = `window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push(e.violatedDirective + " blocked " + (e.blockedURI || "inline") + " at " + e.sourceFile + ":" + e.lineNumber);
+});`
+
+// Open opens url in a new tab, recording the page's CSP violations (see
+// CSPViolations).
 func (b *Browser) Open(url string) (*Page, error) {
 	var tgt struct {
 		TargetID string `json:"targetId"`
 	}
-	if err := b.call("", "Target.createTarget", map[string]any{"url": url}, &tgt); err != nil {
+	if err := b.call("", "Target.createTarget", map[string]any{"url": "about:blank"}, &tgt); err != nil {
 		return nil, err
 	}
 	var att struct {
@@ -184,7 +192,36 @@ func (b *Browser) Open(url string) (*Page, error) {
 	if err := b.call("", "Target.attachToTarget", map[string]any{"targetId": tgt.TargetID, "flatten": true}, &att); err != nil {
 		return nil, err
 	}
-	return &Page{b: b, session: att.SessionID}, nil
+	p := &Page{b: b, session: att.SessionID}
+	if err := b.call(p.session, "Page.enable", map[string]any{}, nil); err != nil {
+		return nil, err
+	}
+	if err := b.call(p.session, "Page.addScriptToEvaluateOnNewDocument", map[string]any{"source": recordCSP}, nil); err != nil {
+		return nil, err
+	}
+	var nav struct {
+		ErrorText string `json:"errorText"`
+	}
+	if err := b.call(p.session, "Page.navigate", map[string]any{"url": url}, &nav); err != nil {
+		return nil, err
+	}
+	if nav.ErrorText != "" {
+		return nil, fmt.Errorf("loading %s: %s", url, nav.ErrorText)
+	}
+	return p, nil
+}
+
+// CSPViolations returns what the page's Content-Security-Policy blocked
+// so far.
+func (p *Page) CSPViolations() ([]string, error) {
+	var v *[]string
+	if err := p.Eval("window.__cspViolations", &v); err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, fmt.Errorf("the page has no record of CSP violations: the recorder did not run")
+	}
+	return *v, nil
 }
 
 // Eval evaluates the JavaScript expression expr in the page (awaiting it
