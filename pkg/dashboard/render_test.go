@@ -324,3 +324,17 @@ func TestCSPViolationsAreSeen(t *testing.T) {
 		t.Errorf("the inline script ran under the CSP (title %q, %v)", title, err)
 	}
 }
+
+func TestHopcRendersOfflineWithoutProxies(t *testing.T) {
+	f := &fakeHopc{status: clientStatus{ClientID: "laptop", Server: "127.0.0.1:7000", Online: false,
+		LastError: "dial tcp 127.0.0.1:7000: connect: connection refused"}}
+	d := parseDOM(t, chromiumtest.DumpDOM(t, f.start(t).URL+"/", budget))
+	if got := text(d.one(t, nil, "status-online")); got != "offline" {
+		t.Errorf("link %q, want offline", got)
+	}
+	if got := text(d.one(t, nil, "status-last-error")); got != f.status.LastError {
+		t.Errorf("last error %q", got)
+	}
+	d.one(t, nil, "proxies-empty")
+	d.one(t, nil, "visitors-empty")
+}
