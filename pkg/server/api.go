@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hopproxy/hop/pkg/dashboard"
 	"github.com/hopproxy/hop/pkg/xtcp/stunserver"
 )
 
@@ -57,6 +58,7 @@ func (s *Server) startAPI(ctx context.Context) error {
 		return fmt.Errorf("webServer %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
+	mux.Handle("GET /", dashboard.HopsHandler())
 	mux.HandleFunc("GET /api/p2p", func(w http.ResponseWriter, r *http.Request) {
 		rows := s.P2PTally()
 		if r.URL.Query().Get("table") != "" {
