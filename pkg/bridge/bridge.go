@@ -39,8 +39,14 @@ func closeWrite(c net.Conn) {
 // both. An error in one direction (a reset) aborts the other at once. It
 // returns the bytes moved each way.
 func Join(a, b net.Conn) (aToB, bToA int64) {
+	return JoinCounting(a, b, nil, nil)
+}
+
+// JoinCounting is Join that also adds the bytes to aToBCtr and bToACtr
+// as they move (see StartCounting).
+func JoinCounting(a, b net.Conn, aToBCtr, bToACtr *atomic.Int64) (aToB, bToA int64) {
 	done := make(chan struct{})
-	Start(a, b, func(x, y int64) { aToB, bToA = x, y; close(done) })
+	StartCounting(a, b, aToBCtr, bToACtr, func(x, y int64) { aToB, bToA = x, y; close(done) })
 	<-done
 	return aToB, bToA
 }
