@@ -200,8 +200,10 @@ func TestMetricsPromtool(t *testing.T) {
 	px.Name, px.LocalPort, px.SecretKey = "ssh", echoService(t), secret
 	ps := config.DefaultProxy(config.ProxySTCP)
 	ps.Name, ps.LocalPort, ps.SecretKey = "db", echoService(t), secret
+	pu := config.DefaultProxy(config.ProxyXUDP)
+	pu.Name, pu.LocalPort, pu.SecretKey = "game", udpEchoService(t), secret
 	remote := freePort(t)
-	ocfg := clientConfig(port, px, ps, tcpProxy("web", echoService(t), remote))
+	ocfg := clientConfig(port, px, ps, pu, tcpProxy("web", echoService(t), remote))
 	ocfg.ClientID, ocfg.EnablePrometheus = "owner", true
 	ocfg.Heartbeat.Interval = config.Dur(100 * time.Millisecond)
 	owner, _ := runClient(t, ocfg, ownerLog.logger())
@@ -213,7 +215,9 @@ func TestMetricsPromtool(t *testing.T) {
 	vcfg := clientConfig(port)
 	vcfg.ClientID, vcfg.EnablePrometheus = "laptop", true
 	vcfg.Heartbeat.Interval = config.Dur(100 * time.Millisecond)
-	vcfg.Visitors = []config.VisitorConfig{vx, vs}
+	vu := config.DefaultVisitor(config.ProxyXUDP)
+	vu.Name, vu.ServerName, vu.SecretKey, vu.BindPort = "vgame", "game", secret, freePort(t)
+	vcfg.Visitors = []config.VisitorConfig{vx, vs, vu}
 	vis, _ := runClient(t, vcfg, visLog.logger())
 	visURL, ownerURL := hopcMetrics(t, vis), hopcMetrics(t, owner)
 	defer func() {
@@ -233,6 +237,24 @@ func TestMetricsPromtool(t *testing.T) {
 	eventually(t, 10*time.Second, "heartbeat round trips", func() bool {
 		return strings.Contains(scrape(t, hopsURL), `hop_client_heartbeat_rtt_seconds{client="laptop"}`) &&
 			strings.Contains(scrape(t, visURL), "hop_client_heartbeat_rtt_seconds ")
+	})
+	// Datagrams of an xudp visitor count on both ends.
+	uc, err := net.Dial("udp", addr(vu.BindPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc.Close()
+	eventually(t, 30*time.Second, "an xudp echo", func() bool {
+		uc.Write([]byte("dgram"))
+		uc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		_, err := uc.Read(make([]byte, 16))
+		return err == nil
+	})
+	eventually(t, 10*time.Second, "xudp counters", func() bool {
+		return sample(scrape(t, ownerURL), `hop_client_proxy_received_bytes_total{proxy="game",type="xudp"}`) >= 5 &&
+			sample(scrape(t, ownerURL), `hop_client_proxy_sent_bytes_total{proxy="game",type="xudp"}`) >= 5 &&
+			sample(scrape(t, visURL), `hop_client_visitor_received_bytes_total{type="xudp",visitor="vgame"}`) >= 5 &&
+			sample(scrape(t, visURL), `hop_client_visitor_connections_total{type="xudp",visitor="vgame"}`) == 1
 	})
 	// An stcp visit relayed by hops counts on the secret proxy.
 	if v := sample(scrape(t, hopsURL), `hop_proxy_received_bytes_total{proxy="db",type="stcp"}`); v <= 0 {

@@ -756,6 +756,7 @@ func (c *Client) serveDatagramPath(d packetConn, p config.ProxyConfig, local str
 		c.localDown(p, err)
 		return
 	}
+	pc := c.proxyConns(p.Name)
 	var mu sync.Mutex
 	flows := map[uint32]*ownerFlow{}
 	var wg sync.WaitGroup
@@ -805,9 +806,11 @@ func (c *Client) serveDatagramPath(d packetConn, p config.ProxyConfig, local str
 			}
 			f = &ownerFlow{conn: lc}
 			flows[id] = f
+			pc.Opened()
 			wg.Add(1)
 			go func() { // local service → path
 				defer wg.Done()
+				defer pc.Closed()
 				out := make([]byte, 4+protocol.MaxDatagram)
 				binary.BigEndian.PutUint32(out, id)
 				for {
@@ -819,12 +822,14 @@ func (c *Client) serveDatagramPath(d packetConn, p config.ProxyConfig, local str
 					if d.Send(out[:4+k]) != nil {
 						return
 					}
+					pc.Out.Add(int64(k))
 				}
 			}()
 		}
 		mu.Unlock()
 		f.active.Touch()
-		f.conn.Write(buf[4:n])
+		k, _ := f.conn.Write(buf[4:n])
+		pc.In.Add(int64(k))
 	}
 }
 
