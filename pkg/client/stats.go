@@ -74,7 +74,7 @@ func (c *Client) MetricsSnapshot() metrics.ClientSnapshot {
 	c.liveMu.Lock()
 	l := c.cur
 	c.liveMu.Unlock()
-	if l != nil {
+	if l != nil && l.hb != nil {
 		if st := l.hb.Stats(); !st.LastPong.IsZero() {
 			s.HeartbeatRTT, s.HasRTT = st.LastRTT, true
 		}
