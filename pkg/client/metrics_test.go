@@ -15,6 +15,7 @@ import (
 
 	"github.com/hopproxy/hop/pkg/client"
 	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/tests/faultrelay"
 )
 
 // scrape fetches a /metrics page.
@@ -290,4 +291,47 @@ func TestMetricsPromtool(t *testing.T) {
 	check("hopc visitor", visURL, append(hopc, "hop_client_visitor_connections_open{", "hop_client_visitor_connections_total{",
 		"hop_client_visitor_received_bytes_total{", "hop_client_visitor_sent_bytes_total{", "hop_visitor_path{",
 		"hop_client_p2p_attempts_total{", "hop_client_p2p_outcomes_total{", "hop_client_p2p_time_to_direct_seconds_bucket{"))
+}
+
+// A link that goes silent is a heartbeat loss for hopc and, once hopc is
+// back, a replaced session for hops; hops shutting down is server_closed
+// for hopc.
+func TestMetricsSessionLossCauses(t *testing.T) {
+	var slog, clog logBuf
+	port, remote := freePort(t), freePort(t)
+	scfg, hopsURL := metricsServer(t, port)
+	_, stopSrv := startServer(t, scfg, slog.logger())
+	relay, err := faultrelay.Start("127.0.0.1:0", addr(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer relay.Close()
+	_, rp, _ := net.SplitHostPort(relay.Addr())
+	ccfg := clientConfig(0, tcpProxy("echo", echoService(t), remote))
+	ccfg.ServerPort, _ = strconv.Atoi(rp)
+	ccfg.EnablePrometheus = true
+	ccfg.Heartbeat.Interval = config.Dur(100 * time.Millisecond)
+	ccfg.Heartbeat.Timeout = config.Dur(500 * time.Millisecond)
+	ccfg.Transport.HandshakeTimeout = config.Dur(500 * time.Millisecond)
+	c, _ := runClient(t, ccfg, clog.logger())
+	hopcURL := hopcMetrics(t, c)
+	eventually(t, 5*time.Second, "echo through the proxy", func() bool { return echoWorks(addr(remote)) })
+
+	relay.BlackHole(faultrelay.Both)
+	eventually(t, 5*time.Second, "hopc to count a heartbeat loss", func() bool {
+		p := scrape(t, hopcURL)
+		return sample(p, `hop_client_session_losses_total{cause="heartbeat"}`) == 1 && sample(p, "hop_client_session_up") == 0
+	})
+	relay.Heal()
+	eventually(t, 5*time.Second, "echo after the reconnect", func() bool { return echoWorks(addr(remote)) })
+	if p := scrape(t, hopsURL); sample(p, `hop_session_losses_total{cause="replaced"}`) != 1 || sample(p, "hop_clients_connected") != 1 {
+		t.Errorf("hops after the reconnect:\n%s", p)
+	}
+	if p := scrape(t, hopcURL); sample(p, "hop_client_sessions_total") != 2 || sample(p, "hop_client_session_up") != 1 {
+		t.Errorf("hopc after the reconnect:\n%s", p)
+	}
+	stopSrv()
+	eventually(t, 5*time.Second, "hopc to count the server's close", func() bool {
+		return sample(scrape(t, hopcURL), `hop_client_session_losses_total{cause="server_closed"}`) == 1
+	})
 }
