@@ -80,6 +80,9 @@ type Client struct {
 	natOnce      sync.Once // closes natDone after the first learnFiltering
 
 	mapper *p2pMapper // port mapping of P2P sockets; nil when off or unused
+
+	metrics clientMetrics // see stats.go
+	visMu   sync.Mutex    // guards visitors for readers on other goroutines (MetricsSnapshot)
 }
 
 // Stats counts sessions and remembers why the last one ended.
@@ -113,9 +116,13 @@ func New(cfg *config.ClientConfig, log *slog.Logger) (*Client, error) {
 	if cfg.User != "" {
 		l = log.With("user", cfg.User, "client", id)
 	}
-	return &Client{cfg: cfg, log: l, id: id, identity: auth.NewIdentity(), tls: tc, proxies: ps, lastWarn: map[string]time.Time{},
+	c := &Client{cfg: cfg, log: l, id: id, identity: auth.NewIdentity(), tls: tc, proxies: ps, lastWarn: map[string]time.Time{},
 		waits:   p2pWaits{answers: map[string]chan *protocol.P2PAnswer{}, gos: map[string]chan *protocol.P2PGo{}},
-		natDone: make(chan struct{})}, nil
+		natDone: make(chan struct{})}
+	if err := c.newMetrics(); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // ID is the client ID sent at login.

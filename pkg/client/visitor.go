@@ -14,6 +14,7 @@ import (
 	"github.com/hopproxy/hop/pkg/bridge"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/idle"
+	"github.com/hopproxy/hop/pkg/metrics"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
 
@@ -59,7 +60,9 @@ func (c *Client) startVisitors(ctx context.Context) {
 		if vc.Type.IsP2P() {
 			v.link = newP2PLink(v)
 		}
+		c.visMu.Lock()
 		c.visitors = append(c.visitors, v)
+		c.visMu.Unlock()
 		v.log.Info("visitor listening", "addr", addr)
 		v.wg.Add(1)
 		if v.pc != nil {
@@ -97,12 +100,15 @@ func (c *Client) stopVisitors() {
 func (v *visitor) serveStreams() {
 	defer v.wg.Done()
 	acceptloop.Serve(context.Background(), v.ln, func(app net.Conn) {
+		vc := v.conns()
+		vc.Opened()
 		v.c.users.Add(app)
 		v.c.connWG.Add(1)
 		go func() {
 			defer v.c.connWG.Done()
+			defer vc.Closed()
 			defer v.c.users.Remove(app)
-			v.serveStream(app)
+			v.serveStream(app, vc)
 		}()
 	}, acceptloop.Options{Log: v.log})
 }
@@ -110,7 +116,7 @@ func (v *visitor) serveStreams() {
 // serveStream carries one application connection: over the P2P link
 // for xtcp (relayed at once, direct when the punch succeeds), over a relay
 // of its own for stcp.
-func (v *visitor) serveStream(app net.Conn) {
+func (v *visitor) serveStream(app net.Conn, vc *metrics.Conns) {
 	if v.link != nil {
 		st, err := v.link.openStream()
 		if err != nil {
@@ -121,7 +127,7 @@ func (v *visitor) serveStream(app net.Conn) {
 			return
 		}
 		v.log.Debug("connection opened on the P2P link", "src", app.RemoteAddr().String())
-		bridge.Join(app, st)
+		bridge.JoinCounting(app, st, &vc.Out, &vc.In)
 		return
 	}
 	st, err := v.c.openRelay(v.cfg)
@@ -133,7 +139,7 @@ func (v *visitor) serveStream(app net.Conn) {
 		return
 	}
 	v.log.Debug("connection relayed", "src", app.RemoteAddr().String())
-	bridge.Join(app, st)
+	bridge.JoinCounting(app, st, &vc.Out, &vc.In)
 	v.c.sealEnded(st, v.log, "visitor", v.cfg.Name)
 }
 
@@ -163,6 +169,7 @@ func (v *visitor) serveDatagrams() {
 	v.wg.Add(1)
 	go v.janitor(stop)
 	buf := make([]byte, protocol.MaxDatagram)
+	vc := v.conns()
 	for {
 		n, src, err := v.pc.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -173,6 +180,7 @@ func (v *visitor) serveDatagrams() {
 		if f == nil {
 			v.next++
 			f = &vflow{src: src, id: v.next, q: make(chan []byte, 256), done: make(chan struct{})}
+			vc.Opened() // Closed when runFlow ends
 			v.flows[src] = f
 			v.byID[f.id] = f
 			v.wg.Add(1)
@@ -180,6 +188,7 @@ func (v *visitor) serveDatagrams() {
 		}
 		v.mu.Unlock()
 		f.active.Touch()
+		vc.Out.Add(int64(n))
 		select {
 		case f.q <- append([]byte(nil), buf[:n]...):
 		default: // queue full: drop, as a congested UDP path would
@@ -197,6 +206,7 @@ func (v *visitor) serveDatagrams() {
 // datagrams tagged with the flow's ID), over a relay of its own for sudp.
 func (v *visitor) runFlow(f *vflow) {
 	defer v.wg.Done()
+	defer v.conns().Closed()
 	defer v.dropFlow(f)
 	if v.link != nil {
 		hdr := make([]byte, 4, 4+protocol.MaxDatagram)
@@ -248,7 +258,8 @@ func (v *visitor) runFlow(f *vflow) {
 				return
 			}
 			f.active.Touch()
-			v.pc.WriteToUDPAddrPort(buf[:n], f.src)
+			n, _ = v.pc.WriteToUDPAddrPort(buf[:n], f.src)
+			v.conns().In.Add(int64(n))
 		}
 	}()
 	for {
@@ -276,7 +287,16 @@ func (v *visitor) deliverDirect(b []byte) {
 		return
 	}
 	f.active.Touch()
-	v.pc.WriteToUDPAddrPort(b[4:], f.src)
+	n, _ := v.pc.WriteToUDPAddrPort(b[4:], f.src)
+	v.conns().In.Add(int64(n))
+}
+
+// conns is the visitor's counters (see stats.go).
+func (v *visitor) conns() *metrics.Conns {
+	if x := v.c.metrics.visitors[v.cfg.Name]; x != nil {
+		return x
+	}
+	return &metrics.Conns{}
 }
 
 func (v *visitor) dropFlow(f *vflow) {

@@ -71,7 +71,10 @@ func (c *Client) serveLocal(st net.Conn, p config.ProxyConfig, src string) {
 	}
 	c.users.Add(lc)
 	c.connWG.Add(1)
-	bridge.Start(st, lc, func(in, out int64) {
+	pc := c.proxyConns(p.Name)
+	pc.Opened()
+	bridge.StartCounting(st, lc, &pc.In, &pc.Out, func(in, out int64) {
+		pc.Closed()
 		if sc, ok := st.(*seal.Conn); ok {
 			c.sealEnded(sc, c.log.With("proxy", p.Name), "owner", p.Name)
 		}
@@ -148,6 +151,9 @@ func (c *Client) workUDP(st datagramConn, p config.ProxyConfig, local string) {
 	}
 	c.users.Add(lc)
 	defer c.users.Remove(lc)
+	pc := c.proxyConns(p.Name)
+	pc.Opened()
+	defer pc.Closed()
 	var active idle.Stamp
 	active.Touch()
 	var once sync.Once
@@ -174,7 +180,9 @@ func (c *Client) workUDP(st datagramConn, p config.ProxyConfig, local string) {
 			n, err := lc.Read(*bp)
 			if err == nil {
 				active.Touch()
-				err = st.WriteDatagram((*bp)[:n])
+				if err = st.WriteDatagram((*bp)[:n]); err == nil {
+					pc.Out.Add(int64(n))
+				}
 			}
 			dgrampool.Put(bp)
 			if err != nil {
@@ -201,7 +209,8 @@ func (c *Client) workUDP(st datagramConn, p config.ProxyConfig, local string) {
 			break
 		}
 		active.Touch()
-		_, err = lc.Write(*bp)
+		n, err := lc.Write(*bp)
+		pc.In.Add(int64(n))
 		dgrampool.Put(bp)
 		if err != nil {
 			break

@@ -41,6 +41,9 @@ type ClientConfig struct {
 	Log       LogConfig             `toml:"log"`
 	Limits    ClientLimits          `toml:"limits"`
 	P2P       ClientP2PConfig       `toml:"p2p"`
+	// EnablePrometheus makes Client.MetricsHandler serve the Prometheus
+	// metrics of hopc, for GET /metrics on the web server. Default false.
+	EnablePrometheus bool `toml:"enablePrometheus"`
 
 	// Proxies are the [[proxies]] entries, in file order.
 	Proxies []ProxyConfig `toml:"proxies,omitempty"`

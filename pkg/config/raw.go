@@ -127,6 +127,7 @@ type rawServer struct {
 	P2P                 rawP2P             `toml:"p2p"`
 	WebServer           rawWebServer       `toml:"webServer"`
 	Limits              rawServerLimits    `toml:"limits"`
+	EnablePrometheus    *bool              `toml:"enablePrometheus"`
 }
 
 type rawClientTLS struct {
@@ -194,6 +195,8 @@ type rawClient struct {
 	P2P         rawClientP2P       `toml:"p2p"`
 	Proxies     []rawProxy         `toml:"proxies"`
 	Visitors    []rawVisitor       `toml:"visitors"`
+
+	EnablePrometheus *bool `toml:"enablePrometheus"`
 }
 
 // conv copies the keys present in a raw shape over defaults, reporting the
@@ -202,6 +205,12 @@ type rawClient struct {
 type conv struct{ r *reporter }
 
 func (c conv) str(dst *string, v *string) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func (c conv) bool(dst *bool, v *bool) {
 	if v != nil {
 		*dst = *v
 	}
@@ -321,6 +330,7 @@ func (c conv) server(v *rawServer) ServerConfig {
 	c.dur(&cfg.P2P.TallyInterval, "p2p.tallyInterval", v.P2P.TallyInterval)
 	c.str(&cfg.WebServer.Addr, v.WebServer.Addr)
 	c.int(&cfg.WebServer.Port, "webServer.port", v.WebServer.Port)
+	c.bool(&cfg.EnablePrometheus, v.EnablePrometheus)
 	l, rl := &cfg.Limits, v.Limits
 	c.int(&l.MaxHandshakes, "limits.maxHandshakes", rl.MaxHandshakes)
 	c.int(&l.MaxHandshakesPerIP, "limits.maxHandshakesPerIP", rl.MaxHandshakesPerIP)
@@ -374,6 +384,7 @@ func (c conv) client(v *rawClient) ClientConfig {
 	c.str(&cfg.User, v.User)
 	c.str(&cfg.Auth.Token, v.Auth.Token)
 	c.dur(&cfg.GracePeriod, "gracePeriod", v.GracePeriod)
+	c.bool(&cfg.EnablePrometheus, v.EnablePrometheus)
 
 	tls := &cfg.Transport.TLS
 	c.str(&tls.ServerName, v.Transport.TLS.ServerName)

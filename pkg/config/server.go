@@ -40,6 +40,9 @@ type ServerConfig struct {
 	P2P       P2PConfig             `toml:"p2p"`
 	WebServer WebServerConfig       `toml:"webServer"`
 	Limits    ServerLimits          `toml:"limits"`
+	// EnablePrometheus serves GET /metrics (Prometheus text format) on
+	// the web server; it needs webServer.port. Default false.
+	EnablePrometheus bool `toml:"enablePrometheus"`
 
 	src *source // where a loaded config came from, for Warnings
 }
@@ -290,6 +293,7 @@ func (c *ServerConfig) validate(r *reporter) {
 	c.Log.validate(r, "log")
 	c.validateP2P(r)
 	c.validateWebServer(r)
+	checkPrometheus(r, c.EnablePrometheus, c.WebServer.Port)
 	c.validateLimits(r)
 }
 

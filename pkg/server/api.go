@@ -48,6 +48,7 @@ func (s *Server) startSTUN() error {
 //	GET /api/p2p          the P2P tally as JSON
 //	GET /api/p2p?table=1  the same as a text table
 //	GET /api/clients      ended sessions per client ID
+//	GET /metrics          Prometheus metrics, with enablePrometheus
 func (s *Server) startAPI(ctx context.Context) error {
 	if s.cfg.WebServer.Port == 0 {
 		return nil
@@ -59,6 +60,9 @@ func (s *Server) startAPI(ctx context.Context) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /", dashboard.HopsHandler())
+	if h := s.MetricsHandler(); h != nil {
+		mux.Handle("GET /metrics", h)
+	}
 	mux.HandleFunc("GET /api/p2p", func(w http.ResponseWriter, r *http.Request) {
 		rows := s.P2PTally()
 		if r.URL.Query().Get("table") != "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/hopproxy/hop/pkg/acceptloop"
 	"github.com/hopproxy/hop/pkg/bridge"
 	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/metrics"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
 
@@ -33,6 +34,7 @@ type proxy struct {
 	udp     *udpRelay
 	wg      sync.WaitGroup
 	stopped sync.Once
+	conns   metrics.Conns // see ProxyStats
 }
 
 // stopAccepting closes the public port; open connections go on.
@@ -59,6 +61,14 @@ func refuse(name, code, format string, args ...any) *protocol.NewProxyResp {
 // openProxy applies the server policy to a NewProxy request and opens the
 // public port.
 func (s *Server) openProxy(ss *session, m *protocol.NewProxy) *protocol.NewProxyResp {
+	r := s.openProxyLocked(ss, m)
+	if r.Code != "" {
+		s.metrics.ProxiesRefused.WithLabelValues(proxyTypeLabel(m.ProxyType), refusalCode(r.Code)).Inc()
+	}
+	return r
+}
+
+func (s *Server) openProxyLocked(ss *session, m *protocol.NewProxy) *protocol.NewProxyResp {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
@@ -229,13 +239,38 @@ func (s *Server) serveTCP(p *proxy) {
 				return
 			}
 			// This goroutine ends here; two small ones copy the bytes.
-			bridge.Start(c, st, func(up, down int64) {
+			p.conns.Opened()
+			bridge.StartCounting(c, st, &p.conns.In, &p.conns.Out, func(up, down int64) {
+				p.conns.Closed()
 				s.users.Remove(c)
 				p.log.Debug("connection closed", "src", c.RemoteAddr().String(), "bytes_in", up, "bytes_out", down)
 				s.connWG.Done()
 			})
 		}()
 	}, acceptloop.Options{Log: p.log})
+}
+
+// proxyTypes are the proxy types a NewProxy may name; another is
+// counted as "unknown" (it comes from a client).
+var proxyTypes = map[string]bool{protocol.ProxyTCP: true, protocol.ProxyUDP: true, protocol.ProxySTCP: true,
+	protocol.ProxySUDP: true, protocol.ProxyXTCP: true, protocol.ProxyXUDP: true}
+
+func proxyTypeLabel(t string) string {
+	if proxyTypes[t] {
+		return t
+	}
+	return "unknown"
+}
+
+// refusalCodes are the codes openProxy refuses with.
+var refusalCodes = map[string]bool{protocol.CodeShuttingDown: true, protocol.CodeBadRequest: true, protocol.CodeProxyExists: true,
+	protocol.CodeTooManyProxies: true, protocol.CodePortNotAllowed: true, protocol.CodePortInUse: true, protocol.CodeTemporary: true}
+
+func refusalCode(c string) string {
+	if refusalCodes[c] {
+		return c
+	}
+	return "other"
 }
 
 // isSecret reports whether a proxy type has no public port and is reached

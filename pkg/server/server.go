@@ -28,10 +28,12 @@ import (
 	"github.com/hopproxy/hop/pkg/drain"
 	"github.com/hopproxy/hop/pkg/heartbeat"
 	"github.com/hopproxy/hop/pkg/logging"
+	"github.com/hopproxy/hop/pkg/metrics"
 	"github.com/hopproxy/hop/pkg/mux"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/transport"
 	"github.com/hopproxy/hop/pkg/xtcp/stunserver"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Causes recorded for sessions the server ends; match them with errors.Is.
@@ -74,6 +76,9 @@ type Server struct {
 	acceptWG sync.WaitGroup
 	connWG   sync.WaitGroup // one per proxied user connection
 
+	reg     *prometheus.Registry // the server's own, never the default one
+	metrics *metrics.Server
+
 	// logLimit folds the lines a remote peer can repeat at will (failed
 	// handshakes, rejected logins) into one summary per source and window.
 	logLimit logging.Limiter
@@ -95,6 +100,9 @@ func New(cfg *config.ServerConfig, log *slog.Logger) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp, gate: gate,
 		sessions: map[clientKey]*session{}, proxies: map[proxyKey]*proxy{}, history: newHistory(maxHistory), p2p: newP2PState()}
 	s.live.Store(cfg)
+	if err := s.newMetrics(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -217,6 +225,7 @@ func (s *Server) shutdown(grace time.Duration) {
 func (s *Server) handle(ctx context.Context, raw net.Conn) {
 	leave, gerr := s.gate.Enter(raw.RemoteAddr())
 	if gerr != nil { // over limits.maxHandshakes(PerIP): counted in the gate's Stats
+		s.metrics.LoginsRefused.WithLabelValues(metrics.RefusalReason(gerr)).Inc()
 		s.log.Debug("connection refused before TLS", "remote", raw.RemoteAddr().String(), "error", gerr)
 		raw.Close()
 		return
@@ -250,6 +259,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		if errors.Is(err, io.EOF) {
 			level = slog.LevelDebug // a port probe that connected and left
 		}
+		s.metrics.LoginsRefused.WithLabelValues(metrics.ReasonTLS).Inc()
 		s.logLimit.Log(ctx, log, level, logging.Source(remote), "TLS handshake failed", "error", err)
 		raw.Close()
 		return
@@ -267,6 +277,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		if hello != nil {
 			args = append(args, "user", hello.User, "client", hello.ClientID)
 		}
+		s.metrics.LoginsRefused.WithLabelValues(metrics.RefusalReason(err)).Inc()
 		s.logLimit.Log(ctx, log, slog.LevelWarn, logging.Source(remote), "login rejected", args...)
 		tc.Close()
 		return
@@ -293,6 +304,11 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		// client ID won the race since decide: its next try gets the
 		// clear refusal at login.
 		ss.log.Info("session refused after login", "cause", err)
+		if errors.Is(err, ErrClientIDInUse) {
+			s.metrics.LoginsRefused.WithLabelValues(metrics.ReasonClientIDInUse).Inc()
+		} else {
+			s.metrics.LoginsRefused.WithLabelValues(metrics.ReasonShuttingDown).Inc()
+		}
 		ss.ms.CloseWithCause(err)
 		ss.ch.Close()
 		ss.ms.Close()
@@ -395,7 +411,25 @@ func (s *Server) unregister(ss *session, cause error) {
 	}
 	s.history.record(ss.key().String(), cause, time.Now())
 	s.mu.Unlock()
+	s.metrics.SessionLosses.WithLabelValues(lossCause(cause)).Inc()
 	close(ss.ended)
+}
+
+// lossCause is the cause label of hop_session_losses_total for why a
+// session ended.
+func lossCause(err error) string {
+	if c := metrics.LinkCause(err); c != "" {
+		return c
+	}
+	switch {
+	case errors.Is(err, ErrShutdown):
+		return metrics.CauseServerShutdown
+	case errors.Is(err, ErrReplaced):
+		return metrics.CauseReplaced
+	case errors.Is(err, mux.ErrPeerClosed):
+		return metrics.CauseClientClosed
+	}
+	return metrics.CauseOther
 }
 
 // ClientHistory is what the server remembers of a client's ended sessions.

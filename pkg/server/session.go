@@ -45,7 +45,7 @@ type session struct {
 	log      *slog.Logger
 	ended    chan struct{} // closed after unregister
 
-	hb *heartbeat.Monitor // set by run before any message is handled
+	hb *heartbeat.Monitor // set by run (under mu) before any message is handled
 
 	mu      sync.Mutex
 	proxies map[string]*proxy
@@ -56,12 +56,22 @@ func newSession(s *Server, hello *protocol.ClientHello, id string, ms *mux.Sessi
 		id: id, ms: ms, ch: control.New(ctrl), log: log, ended: make(chan struct{}), proxies: map[string]*proxy{}}
 }
 
+// monitor is the session's heartbeat, nil before run starts it; for
+// readers on other goroutines than the session's own.
+func (ss *session) monitor() *heartbeat.Monitor {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.hb
+}
+
 func (ss *session) key() clientKey { return clientKey{ss.user, ss.clientID} }
 
 // run serves the control stream until the session ends and returns why.
 func (ss *session) run() error {
 	hb := heartbeat.Start(ss.srv.heartbeatConfig(), ss.ch.TrySend, ss.ms.LastRead)
+	ss.mu.Lock()
 	ss.hb = hb
+	ss.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { // streams the client opens: relayed visitor connections
