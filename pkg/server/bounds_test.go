@@ -175,7 +175,7 @@ func TestHistoryBounded(t *testing.T) {
 	h := newHistory(3)
 	now := time.Unix(0, 0)
 	for i, id := range []string{"a", "b", "c", "a", "d", "e"} {
-		h.record(id, errors.New(id), now.Add(time.Duration(i)*time.Second))
+		h.record(clientKey{"", id}, errors.New(id), now.Add(time.Duration(i)*time.Second), sessionInfo{})
 	}
 	got := h.snapshot()
 	if len(got) != 3 || got["a"].Sessions != 2 || got["d"].Sessions != 1 || got["e"].LastEnd != now.Add(5*time.Second) {
@@ -184,9 +184,17 @@ func TestHistoryBounded(t *testing.T) {
 	if _, ok := got["b"]; ok {
 		t.Fatal("kept the oldest entry")
 	}
+	// The losses of one client are bounded too, the oldest dropped.
+	for i := range 3 * maxLosses {
+		h.record(clientKey{"", "a"}, fmt.Errorf("loss %d", i), now, sessionInfo{})
+	}
+	l := h.snapshot()["a"].Losses
+	if len(l) != maxLosses || l[0].Cause != fmt.Sprint("loss ", 2*maxLosses) || l[maxLosses-1].Cause != fmt.Sprint("loss ", 3*maxLosses-1) {
+		t.Fatalf("%d losses kept (bound %d): first %+v, last %+v", len(l), maxLosses, l[0], l[len(l)-1])
+	}
 	s := testServer(t)
 	for i := range 3 * maxHistory {
-		s.history.record(fmt.Sprint(i), nil, time.Now())
+		s.history.record(clientKey{"", fmt.Sprint(i)}, nil, time.Now(), sessionInfo{})
 	}
 	if n := len(s.History()); n != maxHistory {
 		t.Fatalf("%d client IDs remembered, bound %d", n, maxHistory)
