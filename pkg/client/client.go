@@ -80,6 +80,10 @@ type Client struct {
 	natOnce      sync.Once // closes natDone after the first learnFiltering
 
 	mapper *p2pMapper // port mapping of P2P sockets; nil when off or unused
+
+	statusMu   sync.Mutex        // for Status
+	reg        *registrar        // of the current session, nil between sessions
+	visitorErr map[string]string // visitors that could not listen, by name
 }
 
 // Stats counts sessions and remembers why the last one ended.
