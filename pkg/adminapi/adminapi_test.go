@@ -3,15 +3,22 @@ package adminapi
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hopproxy/hop/pkg/client"
 	"github.com/hopproxy/hop/pkg/config"
@@ -138,5 +145,53 @@ v              xtcp visitor  running  relay        -                    -
 `
 	if b.String() != want {
 		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+// TestTLS: with webServer.tls set, the client trusts certFile as the root
+// and checks the name of webServer.addr.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "a.crt"), filepath.Join(dir, "a.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+
+	cfg := config.WebServerConfig{Addr: "127.0.0.1", Port: freePort(t), User: "u", Password: "p",
+		TLS: config.ServerTLSConfig{CertFile: certFile, KeyFile: keyFile}}
+	ws, err := webserver.Start(context.Background(), cfg, Handler(Options{Status: func() client.Status { return client.Status{ClientID: "tls"} }}), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	c, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.Status(context.Background()); err != nil || st.ClientID != "tls" {
+		t.Fatalf("over TLS: %+v, %v", st, err)
+	}
+	// Another certificate file as the root: refused.
+	other := cfg
+	other.TLS.CertFile = filepath.Join(dir, "other.crt")
+	tmpl.SerialNumber = big.NewInt(2)
+	der2, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	os.WriteFile(other.TLS.CertFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der2}), 0o600)
+	oc, err := NewClient(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oc.Status(context.Background()); !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "must be the certificate") {
+		t.Fatalf("with the wrong root: %v", err)
 	}
 }

@@ -77,6 +77,10 @@ func (c *Client) do(ctx context.Context, method, path string, out any) error {
 		req.SetBasicAuth(c.cfg.User, c.cfg.Password)
 	}
 	resp, err := c.http.Do(req)
+	var cve *tls.CertificateVerificationError
+	if errors.As(err, &cve) {
+		return fmt.Errorf("%w at %s: %v; webServer.tls.certFile must be the certificate the running hopc serves", ErrUnreachable, c.base, cve)
+	}
 	if err != nil {
 		return fmt.Errorf("%w at %s: %v; is hopc running with webServer.port = %d?", ErrUnreachable, c.base, err, c.cfg.Port)
 	}
