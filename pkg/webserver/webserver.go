@@ -30,9 +30,29 @@ type Server struct {
 	srv  *http.Server
 	ln   net.Listener
 	once sync.Once
-	stop func() bool // unregisters the close on ctx
+	stop func() bool // unregisters the shut on ctx
 	done chan struct{}
 	err  error // of Serve, set before done closes
+
+	mu     sync.Mutex
+	closed bool           // no handler starts any more
+	reqs   sync.WaitGroup // handlers running
+}
+
+// track counts the running handlers of h for Close.
+func (s *Server) track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		s.reqs.Add(1)
+		s.mu.Unlock()
+		defer s.reqs.Done()
+		h.ServeHTTP(w, r)
+	})
 }
 
 // Start listens on cfg.Addr:cfg.Port and serves h there until Close or
@@ -55,16 +75,13 @@ func Start(ctx context.Context, cfg config.WebServerConfig, h http.Handler, log 
 	if cfg.User != "" || cfg.Password != "" {
 		h = BasicAuth(cfg.User, cfg.Password, h)
 	}
-	s := &Server{
-		srv: &http.Server{
-			Handler:           h,
-			ReadHeaderTimeout: 5 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			BaseContext:       func(net.Listener) context.Context { return ctx },
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		},
-		ln:   ln,
-		done: make(chan struct{}),
+	s := &Server{ln: ln, done: make(chan struct{})}
+	s.srv = &http.Server{
+		Handler:           s.track(h),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	if tlsCfg != nil {
 		s.ln = tls.NewListener(ln, tlsCfg)
@@ -77,23 +94,33 @@ func Start(ctx context.Context, cfg config.WebServerConfig, h http.Handler, log 
 			log.Error("web server stopped", "addr", ln.Addr().String(), "error", err)
 		}
 	}()
-	s.stop = context.AfterFunc(ctx, func() { s.Close() })
+	s.stop = context.AfterFunc(ctx, s.shut)
 	return s, nil
 }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
-// Close stops the server: it closes the listener and every connection,
-// then waits for Serve to return. Safe to call more than once; it
+// Close stops the server: it closes the listener and every connection
+// (which cancels the requests' contexts), then waits for Serve and the
+// running handlers to return. Safe to call more than once; it
 // returns the error that stopped serving, if any, other than Close.
 func (s *Server) Close() error {
+	s.stop()
+	s.shut()
+	<-s.done
+	s.reqs.Wait()
+	return s.err
+}
+
+// shut closes the listener and the connections once.
+func (s *Server) shut() {
 	s.once.Do(func() {
-		s.stop()
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
 		s.srv.Close()
 	})
-	<-s.done
-	return s.err
 }
 
 // BasicAuth wraps h so that every request must carry HTTP basic auth with
