@@ -236,3 +236,15 @@ func TestJunkVisitorStreamsLogOnce(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestSessionNAT: the NAT class a client reports in P2P messages is kept
+// for the API, an unknown one as "unknown", an empty one ignored.
+func TestSessionNAT(t *testing.T) {
+	ss := &session{proxies: map[string]*proxy{}}
+	for _, tc := range []struct{ in, want string }{{"EIM/EIF", "EIM/EIF"}, {"", "EIM/EIF"}, {"bogus", "unknown"}} {
+		ss.noteNAT(tc.in)
+		if got := ss.info().nat; got != tc.want {
+			t.Errorf("after %q: nat %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

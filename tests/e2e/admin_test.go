@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -88,9 +90,29 @@ func TestAdminAPI(t *testing.T) {
 	})
 	waitProxy(t, loop(busyRemote), 10*time.Second)
 
-	// reload: an invalid file is refused with its error; the old config runs on.
-	if out, code := runBin(t, "hopc", "reload", "-c", cfgPath); code != 1 || !strings.Contains(out, "reload") {
-		t.Errorf("reload before the merge of reload: exit %d, %s", code, out)
+	// reload of an invalid file: refused with its file:line error, and
+	// the old config runs on.
+	good, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, cfgPath, "bogus = 1\n"+string(good))
+	// The CLI reads webServer from the file too, and refuses the invalid
+	// file itself; the API, asked directly, gives the running hopc's answer.
+	req, _ = http.NewRequest("POST", fmt.Sprintf("http://127.0.0.1:%d/api/reload", adminPort), nil)
+	req.SetBasicAuth("admin", "hopc-pw")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !regexp.MustCompile(`"error":"[^"]*hopc.toml:\d+: bogus: unknown key`).Match(body) {
+		t.Errorf("reload of an invalid file: %d %s", resp.StatusCode, body)
+	}
+	writeFile(t, cfgPath, string(good))
+	if out, code := runBin(t, "hopc", "status", "-c", cfgPath); code != 0 || !strings.Contains(row(out, "ok"), " running ") {
+		t.Errorf("status after a refused reload: exit %d\n%s", code, out)
 	}
 
 	if out, code := runBin(t, "hopc", "stop", "-c", cfgPath); code != 0 {
