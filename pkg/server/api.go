@@ -94,7 +94,7 @@ type ServerInfo struct {
 	UptimeSeconds    int64     `json:"uptimeSeconds"`
 	ClientsConnected int       `json:"clientsConnected"`
 	Proxies          int       `json:"proxies"`
-	EnablePrometheus bool      `json:"enablePrometheus"`
+	EnablePrometheus bool      `json:"enablePrometheus"` // MERGE (metrics branch): set from cfg.EnablePrometheus in ServerInfo
 }
 
 // ServerInfo describes the running server.
@@ -179,6 +179,11 @@ type ProxyInfo struct {
 }
 
 // Proxies lists the registered proxies, sorted by user and name.
+//
+// MERGE (metrics branch): add ConnsOpen, ConnsTotal, BytesIn, BytesOut to
+// ProxyInfo (json connsOpen, connsTotal, bytesIn, bytesOut) and fill them
+// from s.ProxyStats() matched by (User, Name), called after s.mu is
+// released.
 func (s *Server) Proxies() []ProxyInfo {
 	s.mu.Lock()
 	out := make([]ProxyInfo, 0, len(s.proxies))
