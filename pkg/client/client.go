@@ -82,7 +82,11 @@ type Client struct {
 	mapper *p2pMapper // port mapping of P2P sockets; nil when off or unused
 
 	metrics clientMetrics // see stats.go
-	visMu   sync.Mutex    // guards visitors for readers on other goroutines (MetricsSnapshot)
+	// statusMu guards reg, visitorErr and visitors for readers on other
+	// goroutines (Status, MetricsSnapshot).
+	statusMu   sync.Mutex
+	reg        *registrar        // of the current session, nil between sessions
+	visitorErr map[string]string // visitors that could not listen, by name
 }
 
 // Stats counts sessions and remembers why the last one ended.

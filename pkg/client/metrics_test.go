@@ -78,6 +78,7 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	up.Name, up.LocalPort, up.RemotePort = "dns", udpEchoService(t), uremote
 	ccfg := clientConfig(port, tcpProxy("echo", echoService(t), remote), up)
 	ccfg.EnablePrometheus = true
+	ccfg.WebServer.Port = freePort(t) // required with enablePrometheus; the test serves MetricsHandler itself
 	ccfg.Heartbeat.Interval = config.Dur(100 * time.Millisecond)
 	c, stopCli := runClient(t, ccfg, clog.logger())
 	hopcURL := hopcMetrics(t, c)
@@ -205,7 +206,7 @@ func TestMetricsPromtool(t *testing.T) {
 	pu.Name, pu.LocalPort, pu.SecretKey = "game", udpEchoService(t), secret
 	remote := freePort(t)
 	ocfg := clientConfig(port, px, ps, pu, tcpProxy("web", echoService(t), remote))
-	ocfg.ClientID, ocfg.EnablePrometheus = "owner", true
+	ocfg.ClientID, ocfg.EnablePrometheus, ocfg.WebServer.Port = "owner", true, freePort(t)
 	ocfg.Heartbeat.Interval = config.Dur(100 * time.Millisecond)
 	owner, _ := runClient(t, ocfg, ownerLog.logger())
 	eventually(t, 10*time.Second, "the owner's proxies", func() bool { return echoWorks(addr(remote)) })
@@ -214,7 +215,7 @@ func TestMetricsPromtool(t *testing.T) {
 	vs := config.DefaultVisitor(config.ProxySTCP)
 	vs.Name, vs.ServerName, vs.SecretKey, vs.BindPort = "vdb", "db", secret, freePort(t)
 	vcfg := clientConfig(port)
-	vcfg.ClientID, vcfg.EnablePrometheus = "laptop", true
+	vcfg.ClientID, vcfg.EnablePrometheus, vcfg.WebServer.Port = "laptop", true, freePort(t)
 	vcfg.Heartbeat.Interval = config.Dur(100 * time.Millisecond)
 	vu := config.DefaultVisitor(config.ProxyXUDP)
 	vu.Name, vu.ServerName, vu.SecretKey, vu.BindPort = "vgame", "game", secret, freePort(t)
@@ -310,6 +311,7 @@ func TestMetricsSessionLossCauses(t *testing.T) {
 	ccfg := clientConfig(0, tcpProxy("echo", echoService(t), remote))
 	ccfg.ServerPort, _ = strconv.Atoi(rp)
 	ccfg.EnablePrometheus = true
+	ccfg.WebServer.Port = freePort(t) // required with enablePrometheus; the test serves MetricsHandler itself
 	ccfg.Heartbeat.Interval = config.Dur(100 * time.Millisecond)
 	ccfg.Heartbeat.Timeout = config.Dur(500 * time.Millisecond)
 	ccfg.Transport.HandshakeTimeout = config.Dur(500 * time.Millisecond)

@@ -106,6 +106,14 @@ func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel
 
 	reg := newRegistrar(ch, c.log, c.cfg.Proxies, c.cfg.Reconnect.MinDelay.Duration, c.cfg.Reconnect.MaxDelay.Duration, c.proxyStarted)
 	defer reg.close()
+	c.statusMu.Lock()
+	c.reg = reg
+	c.statusMu.Unlock()
+	defer func() {
+		c.statusMu.Lock()
+		c.reg = nil
+		c.statusMu.Unlock()
+	}()
 	if err := reg.start(ctx); err != nil {
 		ms.CloseWithCause(err)
 		return ms.Err()

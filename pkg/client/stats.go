@@ -83,13 +83,13 @@ func (c *Client) MetricsSnapshot() metrics.ClientSnapshot {
 		s.Proxies = append(s.Proxies, metrics.ConnSample{Name: p.Name, Type: string(p.Type), Conns: c.metrics.proxies[p.Name].Snapshot()})
 	}
 	paths := map[string]string{}
-	c.visMu.Lock()
+	c.statusMu.Lock()
 	for _, v := range c.visitors {
 		if v.link != nil {
 			paths[v.cfg.Name] = v.link.path()
 		}
 	}
-	c.visMu.Unlock()
+	c.statusMu.Unlock()
 	for _, v := range c.cfg.Visitors {
 		s.Visitors = append(s.Visitors, metrics.VisitorSample{
 			ConnSample: metrics.ConnSample{Name: v.Name, Type: string(v.Type), Conns: c.metrics.visitors[v.Name].Snapshot()},

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -55,14 +56,20 @@ func (c *Client) startVisitors(ctx context.Context) {
 		}
 		if err != nil {
 			v.log.Error("visitor cannot listen", "addr", addr, "error", err)
+			c.statusMu.Lock()
+			if c.visitorErr == nil {
+				c.visitorErr = map[string]string{}
+			}
+			c.visitorErr[vc.Name] = fmt.Sprintf("cannot listen on %s: %v", addr, err)
+			c.statusMu.Unlock()
 			continue
 		}
 		if vc.Type.IsP2P() {
 			v.link = newP2PLink(v)
 		}
-		c.visMu.Lock()
+		c.statusMu.Lock()
 		c.visitors = append(c.visitors, v)
-		c.visMu.Unlock()
+		c.statusMu.Unlock()
 		v.log.Info("visitor listening", "addr", addr)
 		v.wg.Add(1)
 		if v.pc != nil {

@@ -67,8 +67,6 @@ var frpKeyNames = map[string]frpKey{
 	"transport.tls.force":                     {side: "hops", msg: "hop always uses TLS; remove it"},
 	"transport.poolCount":                     {side: "hopc", msg: "hop opens streams on demand in its one session, so there is no pool of connections; remove it"},
 	"transport.protocol":                      {side: "hopc", msg: "hop connects over TCP with TLS only; remove it"},
-	"webServer.user":                          {side: "hops", msg: "hop's web API has no login yet, which is why webServer.addr must be a loopback address: reach it through an SSH tunnel; remove it"},
-	"webServer.password":                      {side: "hops", msg: "hop's web API has no login yet, which is why webServer.addr must be a loopback address: reach it through an SSH tunnel; remove it"},
 	"log.disablePrintColor":                   {msg: "hop's logs have no colors; remove it"},
 	"proxies[].localAddr":                     {side: "hopc", msg: "write the address in localIP and the port in localPort"},
 	"proxies[].transport.useEncryption":       {side: "hopc", msg: "hop always encrypts (TLS to hops, and the secret key between visitor and owner); remove it"},

@@ -108,8 +108,11 @@ type rawP2P struct {
 }
 
 type rawWebServer struct {
-	Addr *string `toml:"addr"`
-	Port *int64  `toml:"port"`
+	Addr     *string      `toml:"addr"`
+	Port     *int64       `toml:"port"`
+	User     *string      `toml:"user"`
+	Password *string      `toml:"password"`
+	TLS      rawServerTLS `toml:"tls"`
 }
 
 type rawServer struct {
@@ -193,6 +196,7 @@ type rawClient struct {
 	Log         rawLog             `toml:"log"`
 	Limits      rawClientLimits    `toml:"limits"`
 	P2P         rawClientP2P       `toml:"p2p"`
+	WebServer   rawWebServer       `toml:"webServer"`
 	Proxies     []rawProxy         `toml:"proxies"`
 	Visitors    []rawVisitor       `toml:"visitors"`
 
@@ -328,8 +332,7 @@ func (c conv) server(v *rawServer) ServerConfig {
 	c.int(&cfg.P2P.StunAltPort, "p2p.stunAltPort", v.P2P.StunAltPort)
 	c.str(&cfg.P2P.StunAltAddr, v.P2P.StunAltAddr)
 	c.dur(&cfg.P2P.TallyInterval, "p2p.tallyInterval", v.P2P.TallyInterval)
-	c.str(&cfg.WebServer.Addr, v.WebServer.Addr)
-	c.int(&cfg.WebServer.Port, "webServer.port", v.WebServer.Port)
+	c.webServer(&cfg.WebServer, v.WebServer)
 	c.bool(&cfg.EnablePrometheus, v.EnablePrometheus)
 	l, rl := &cfg.Limits, v.Limits
 	c.int(&l.MaxHandshakes, "limits.maxHandshakes", rl.MaxHandshakes)
@@ -407,6 +410,7 @@ func (c conv) client(v *rawClient) ClientConfig {
 	if v.P2P.PortMapping != nil {
 		cfg.P2P.PortMapping = *v.P2P.PortMapping
 	}
+	c.webServer(&cfg.WebServer, v.WebServer)
 
 	if !c.array("proxies", "write [[proxies]] (double brackets) once per proxy") {
 		v.Proxies = nil
@@ -421,6 +425,16 @@ func (c conv) client(v *rawClient) ClientConfig {
 		cfg.Visitors = append(cfg.Visitors, c.visitor("visitors["+strconv.Itoa(i)+"]", rv))
 	}
 	return cfg
+}
+
+// webServer converts the [webServer] table of either side.
+func (c conv) webServer(dst *WebServerConfig, v rawWebServer) {
+	c.str(&dst.Addr, v.Addr)
+	c.int(&dst.Port, "webServer.port", v.Port)
+	c.str(&dst.User, v.User)
+	c.str(&dst.Password, v.Password)
+	c.str(&dst.TLS.CertFile, v.TLS.CertFile)
+	c.str(&dst.TLS.KeyFile, v.TLS.KeyFile)
 }
 
 // proxy converts one [[proxies]] entry, applying the defaults of its type.

@@ -15,7 +15,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -32,6 +31,7 @@ import (
 	"github.com/hopproxy/hop/pkg/mux"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/transport"
+	"github.com/hopproxy/hop/pkg/webserver"
 	"github.com/hopproxy/hop/pkg/xtcp/stunserver"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -68,7 +68,8 @@ type Server struct {
 	history  history                // under mu, keyed user.clientID
 	p2p      *p2pState
 	stun     *stunserver.Server
-	api      *http.Server
+	api      *webserver.Server
+	started  time.Time
 	bgWG     sync.WaitGroup // API server and tally logger
 
 	handlers sync.WaitGroup // one per accepted control connection
@@ -98,7 +99,8 @@ func New(cfg *config.ServerConfig, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp, gate: gate,
-		sessions: map[clientKey]*session{}, proxies: map[proxyKey]*proxy{}, history: newHistory(maxHistory), p2p: newP2PState()}
+		sessions: map[clientKey]*session{}, proxies: map[proxyKey]*proxy{}, history: newHistory(maxHistory), p2p: newP2PState(),
+		started: time.Now()}
 	s.live.Store(cfg)
 	if err := s.newMetrics(); err != nil {
 		return nil, err
@@ -409,7 +411,7 @@ func (s *Server) unregister(ss *session, cause error) {
 	if s.sessions[ss.key()] == ss {
 		delete(s.sessions, ss.key())
 	}
-	s.history.record(ss.key().String(), cause, time.Now())
+	s.history.record(ss.key(), cause, time.Now(), ss.info())
 	s.mu.Unlock()
 	s.metrics.SessionLosses.WithLabelValues(lossCause(cause)).Inc()
 	close(ss.ended)
@@ -434,9 +436,23 @@ func lossCause(err error) string {
 
 // ClientHistory is what the server remembers of a client's ended sessions.
 type ClientHistory struct {
-	Sessions  int       // sessions that ended
-	LastCause error     // why the last one ended
-	LastEnd   time.Time // when
+	User, ClientID string
+	Sessions       int       // sessions that ended
+	LastCause      error     // why the last one ended
+	LastEnd        time.Time // when
+	// Of the last ended session: the client's address, its NAT class
+	// ("" if it reported none) and when it logged in.
+	Addr        string
+	NAT         string
+	ConnectedAt time.Time
+	// Losses are the last maxLosses session ends, oldest first.
+	Losses []Loss
+}
+
+// Loss is one ended session of a client: when, and why.
+type Loss struct {
+	At    time.Time `json:"at"`
+	Cause string    `json:"cause"`
 }
 
 // History returns a copy of the ended-session history per client, keyed
