@@ -3,6 +3,9 @@
 //
 //	hops -c hops.toml          run the server
 //	hops verify -c hops.toml   check a config file and exit
+//	hops version               print the version (also -v, --version)
+//
+// SIGHUP reloads the config file (see reload.go).
 package main
 
 import (
@@ -16,6 +19,7 @@ import (
 	"runtime"
 	"syscall"
 
+	"github.com/hopproxy/hop/pkg/buildinfo"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/fdlimit"
 	"github.com/hopproxy/hop/pkg/logging"
@@ -35,18 +39,28 @@ func main() {
 
 const usage = `usage:
   hops -c FILE          run the server with config FILE
-  hops verify -c FILE   check FILE and print every problem`
+  hops verify -c FILE   check FILE and print every problem
+  hops version          print the version and build (also -v, --version)
+SIGHUP reloads FILE: allowPorts, maxProxiesPerClient, auth tokens and log.level apply at once`
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	hup := procs.CatchHUP() // from here on SIGHUP no longer ends the process
 	verify := len(args) > 0 && args[0] == "verify"
-	if verify {
+	version := len(args) == 1 && args[0] == "version"
+	if verify || version {
 		args = args[1:]
 	}
 	fs := flag.NewFlagSet("hops", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	path := fs.String("c", "", "config file")
-	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() > 0 {
+	fs.BoolVar(&version, "v", version, "print the version")
+	fs.BoolVar(&version, "version", version, "print the version")
+	err := fs.Parse(args)
+	if version && err == nil && fs.NArg() == 0 {
+		fmt.Fprintln(stdout, buildinfo.String("hops"))
+		return nil
+	}
+	if err != nil || *path == "" || fs.NArg() > 0 {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stdout, usage)
 			return nil
@@ -64,12 +78,13 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s: OK\n", *path)
 		return nil
 	}
-	log, closeLog, err := logging.New(cfg.Log.Level, cfg.Log.To)
+	lg, err := logging.New(logging.Options{Level: cfg.Log.Level, To: cfg.Log.To, MaxDays: cfg.Log.MaxDays})
 	if err != nil {
 		return err
 	}
-	defer closeLog()
-	defer hup.Log(log)()
+	defer lg.Close()
+	log := lg.Logger
+	log.Info("starting", "version", buildinfo.String("hops"))
 	fdlimit.RaiseAndLog(log)
 	for _, w := range cfg.Warnings() {
 		log.Warn("config warning", "warning", w)
@@ -81,6 +96,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	srv.SetLogLevelVar(lg.Level)
+	defer hup.Handle(func() { reload(*path, srv, log) })()
 	if err := srv.Listen(ctx); err != nil {
 		return err
 	}

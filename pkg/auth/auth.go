@@ -186,7 +186,10 @@ func readAs[T protocol.Message](p *peer) (T, error) {
 func remoteError(e *protocol.Error) error {
 	switch e.Code {
 	case protocol.CodeAuthFailed:
-		return fmt.Errorf("%w (server says: %s)", ErrAuthFailed, e.Message)
+		// hops cannot tell a wrong token from a login relayed by a
+		// TLS-terminating middlebox (the channel binding then differs):
+		// both fail the confirmation.
+		return fmt.Errorf("%w (server says: %s); if the tokens match, something between hopc and hops terminates TLS: the login is bound to the TLS channel, so a relayed one fails; pin hops' certificate with transport.tls.certSHA256 to tell the two apart", ErrAuthFailed, e.Message)
 	case protocol.CodeVersion:
 		return fmt.Errorf("%w: %s", protocol.ErrVersion, e.Message)
 	}

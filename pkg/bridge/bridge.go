@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/hashicorp/yamux"
@@ -38,8 +39,14 @@ func closeWrite(c net.Conn) {
 // both. An error in one direction (a reset) aborts the other at once. It
 // returns the bytes moved each way.
 func Join(a, b net.Conn) (aToB, bToA int64) {
+	return JoinCounting(a, b, nil, nil)
+}
+
+// JoinCounting is Join that also adds the bytes to aToBCtr and bToACtr
+// as they move (see StartCounting).
+func JoinCounting(a, b net.Conn, aToBCtr, bToACtr *atomic.Int64) (aToB, bToA int64) {
 	done := make(chan struct{})
-	Start(a, b, func(x, y int64) { aToB, bToA = x, y; close(done) })
+	StartCounting(a, b, aToBCtr, bToACtr, func(x, y int64) { aToB, bToA = x, y; close(done) })
 	<-done
 	return aToB, bToA
 }
@@ -50,6 +57,14 @@ func Join(a, b net.Conn) (aToB, bToA int64) {
 // connection costs the two copying goroutines' small stacks and not also
 // the (often deeper) stack of the goroutine that set it up.
 func Start(a, b net.Conn, done func(aToB, bToA int64)) {
+	StartCounting(a, b, nil, nil, done)
+}
+
+// StartCounting is Start that also adds the bytes written each way to
+// aToB and bToA (either may be nil) as they move, one atomic add per
+// write, so that the counters of a long connection are current while it
+// is open.
+func StartCounting(a, b net.Conn, aToBCtr, bToACtr *atomic.Int64, done func(aToB, bToA int64)) {
 	var wg sync.WaitGroup
 	var abort sync.Once
 	kill := func() {
@@ -59,10 +74,10 @@ func Start(a, b net.Conn, done func(aToB, bToA int64)) {
 		})
 	}
 	var aToB, bToA int64
-	pipe := func(dst, src net.Conn, n *int64) {
+	pipe := func(dst, src net.Conn, n *int64, ctr *atomic.Int64) {
 		defer wg.Done()
 		var err error
-		*n, err = Copy(dst, src)
+		*n, err = CopyCounting(dst, src, ctr)
 		if err != nil {
 			kill()
 			return
@@ -70,9 +85,9 @@ func Start(a, b net.Conn, done func(aToB, bToA int64)) {
 		closeWrite(dst)
 	}
 	wg.Add(2)
-	go pipe(b, a, &aToB)
+	go pipe(b, a, &aToB, aToBCtr)
 	go func() {
-		pipe(a, b, &bToA)
+		pipe(a, b, &bToA, bToACtr)
 		wg.Wait()
 		kill()
 		done(aToB, bToA)
@@ -88,6 +103,12 @@ func Start(a, b net.Conn, done func(aToB, bToA int64)) {
 // bytes, so thousands of idle proxied connections cost their goroutines
 // and little else.
 func Copy(dst io.Writer, src io.Reader) (int64, error) {
+	return CopyCounting(dst, src, nil)
+}
+
+// CopyCounting is Copy that also adds every write's byte count to ctr
+// (when not nil) as it goes.
+func CopyCounting(dst io.Writer, src io.Reader, ctr *atomic.Int64) (int64, error) {
 	wait := waiter(src)
 	var n int64
 	full := false // the last read filled the buffer: more is likely waiting
@@ -108,6 +129,9 @@ func Copy(dst io.Writer, src io.Reader) (int64, error) {
 			var nw int
 			nw, werr = dst.Write((*bp)[:nr])
 			n += int64(nw)
+			if ctr != nil {
+				ctr.Add(int64(nw))
+			}
 			if werr == nil && nw != nr {
 				werr = io.ErrShortWrite
 			}

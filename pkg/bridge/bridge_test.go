@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -120,5 +121,41 @@ func TestIdleJoinsHoldNoBuffers(t *testing.T) {
 	conns[3].SetReadDeadline(time.Now().Add(5 * time.Second))
 	if _, err := io.ReadFull(conns[3], make([]byte, 1)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The counters of StartCounting move while the connection is open, and
+// end equal to the totals done reports.
+func TestStartCounting(t *testing.T) {
+	user, a := tcpPair(t)
+	b, service := tcpPair(t)
+	var up, down atomic.Int64
+	done := make(chan [2]int64, 1)
+	StartCounting(a, b, &up, &down, func(x, y int64) { done <- [2]int64{x, y} })
+	payload := bytes.Repeat([]byte("y"), 200<<10)
+	go user.Write(payload)
+	if _, err := io.ReadFull(service, make([]byte, len(payload))); err != nil {
+		t.Fatal(err)
+	}
+	if got := up.Load(); got != int64(len(payload)) {
+		t.Fatalf("up counter = %d while open, want %d", got, len(payload))
+	}
+	service.Write([]byte("answer"))
+	if _, err := io.ReadFull(user, make([]byte, 6)); err != nil {
+		t.Fatal(err)
+	}
+	if got := down.Load(); got != 6 {
+		t.Fatalf("down counter = %d while open, want 6", got)
+	}
+	user.Close()
+	service.Close()
+	var got [2]int64
+	select {
+	case got = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("StartCounting did not finish after both ends closed")
+	}
+	if got[0] != up.Load() || got[1] != down.Load() {
+		t.Errorf("done(%d, %d), counters (%d, %d): want equal", got[0], got[1], up.Load(), down.Load())
 	}
 }

@@ -85,6 +85,8 @@ type Client struct {
 	natOnce      sync.Once // closes natDone after the first learnFiltering
 
 	mapper *p2pMapper // port mapping of P2P sockets; nil when off or unused
+
+	metrics clientMetrics // see stats.go
 }
 
 // Stats counts sessions and remembers why the last one ended.
@@ -118,6 +120,9 @@ func New(cfg *config.ClientConfig, log *slog.Logger) (*Client, error) {
 		waits:   p2pWaits{answers: map[string]chan *protocol.P2PAnswer{}, gos: map[string]chan *protocol.P2PGo{}},
 		natDone: make(chan struct{})}
 	c.run.init(cfg)
+	if err := c.newMetrics(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 

@@ -114,6 +114,13 @@ func tcpProxy(name string, local, remote int) config.ProxyConfig {
 // runServer starts a server; the returned stop cancels it and waits.
 func runServer(t testing.TB, cfg *config.ServerConfig, log *slog.Logger) (stop func()) {
 	t.Helper()
+	_, stop = startServer(t, cfg, log)
+	return stop
+}
+
+// startServer is runServer that also returns the server.
+func startServer(t testing.TB, cfg *config.ServerConfig, log *slog.Logger) (srv *server.Server, stop func()) {
+	t.Helper()
 	srv, err := server.New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +141,7 @@ func runServer(t testing.TB, cfg *config.ServerConfig, log *slog.Logger) (stop f
 		})
 	}
 	t.Cleanup(stop)
-	return stop
+	return srv, stop
 }
 
 func runClient(t testing.TB, cfg *config.ClientConfig, log *slog.Logger) (*client.Client, func() error) {

@@ -98,7 +98,7 @@ func isTable(t reflect.Type) bool {
 
 // result is the diff as Reload reports it.
 func (d configDiff) result() ReloadResult {
-	r := ReloadResult{Unchanged: d.unchanged, NeedsRestart: d.restart}
+	r := ReloadResult{Unchanged: d.unchanged, NeedsRestart: append([]string{}, d.restart...)} // [] in JSON, not null
 	name := func(kind string, names []string) []string {
 		out := make([]string, len(names))
 		for i, n := range names {

@@ -448,13 +448,13 @@ func (l *p2pLink) attempt(lc *linkConn) error {
 			if tr.err != nil {
 				result.Error += "; over TCP: " + tr.err.Error()
 			}
-			c.reportLater(result, class)
+			v.result(result, class)
 			v.log.Info("direct path failed", "visitor_nat", class, "owner_nat", peer.NAT, "error", result.Error)
 			return fmt.Errorf("punch failed (our NAT %s, theirs %s): %s", class, peer.NAT, result.Error)
 		}
 		result.ElapsedMs = time.Since(start).Milliseconds()
 		tcpOutcome(result, tr.carrier)
-		c.reportLater(result, class)
+		v.result(result, class)
 		if err := l.attachDirect(lc, xtcp.CarrierTCP, tr.carrier, func() {}); err != nil {
 			return err
 		}
@@ -472,7 +472,7 @@ func (l *p2pLink) attempt(lc *linkConn) error {
 			}
 		}()
 	}
-	c.reportLater(result, class)
+	v.result(result, class)
 	afterPath := func() {}
 	if conn == mappedConn {
 		afterPath = unmap
@@ -492,6 +492,13 @@ func (l *p2pLink) attempt(lc *linkConn) error {
 	v.log.Info("direct path established", "transport", "udp", "path", res.Kind, "candidate", res.Candidate.Kind, "remote", res.Remote, "rtt", res.RTT,
 		"time_to_path", time.Since(start).Round(time.Millisecond), "packets", res.PacketsSent, "visitor_nat", class, "owner_nat", peer.NAT)
 	return nil
+}
+
+// result counts a visitor's attempt in hopc's metrics and reports it to
+// the server (reportLater).
+func (v *visitor) result(r *protocol.P2PResult, class string) {
+	v.c.metrics.m.P2PResult(v.cfg.Name, r.Outcome, time.Duration(max(r.ElapsedMs, 0))*time.Millisecond)
+	v.c.reportLater(r, class)
 }
 
 // reportLater sends the visitor's result for the server's tally once the
@@ -753,6 +760,7 @@ func (c *Client) serveDatagramPath(d packetConn, p config.ProxyConfig, local str
 		c.localDown(p, err)
 		return
 	}
+	pc := c.proxyConns(p.Name)
 	var mu sync.Mutex
 	flows := map[uint32]*ownerFlow{}
 	var wg sync.WaitGroup
@@ -802,9 +810,11 @@ func (c *Client) serveDatagramPath(d packetConn, p config.ProxyConfig, local str
 			}
 			f = &ownerFlow{conn: lc}
 			flows[id] = f
+			pc.Opened()
 			wg.Add(1)
 			go func() { // local service → path
 				defer wg.Done()
+				defer pc.Closed()
 				out := make([]byte, 4+protocol.MaxDatagram)
 				binary.BigEndian.PutUint32(out, id)
 				for {
@@ -816,12 +826,14 @@ func (c *Client) serveDatagramPath(d packetConn, p config.ProxyConfig, local str
 					if d.Send(out[:4+k]) != nil {
 						return
 					}
+					pc.Out.Add(int64(k))
 				}
 			}()
 		}
 		mu.Unlock()
 		f.active.Touch()
-		f.conn.Write(buf[4:n])
+		k, _ := f.conn.Write(buf[4:n])
+		pc.In.Add(int64(k))
 	}
 }
 

@@ -61,6 +61,11 @@ type regState struct {
 	bo    backoff.Backoff
 	timer *time.Timer // pending retry, nil if none
 	up    bool        // the server accepted it
+	// The server's last refusal: its reason, and when the retry is due
+	// (zero for a refusal that is not retried).
+	err    string
+	next   time.Time
+	remote int // the remote port the server opened, once up
 }
 
 func newRegistrar(ch sender, log *slog.Logger, proxies []config.ProxyConfig, min, max time.Duration, onReady func(config.ProxyConfig, *protocol.NewProxyResp)) *registrar {
@@ -174,13 +179,14 @@ func (r *registrar) result(m *protocol.NewProxyResp) bool {
 		return true
 	}
 	if m.Error == "" {
-		st.up = true
+		st.up, st.err, st.next, st.remote = true, "", time.Time{}, m.RemotePort
 		st.bo.Reset()
 		if r.onReady != nil {
 			r.onReady(st.cfg, m)
 		}
 		return true
 	}
+	st.up, st.err, st.next = false, m.Error, time.Time{}
 	if permanentProxyCode(m.Code) {
 		r.log.Error(fmt.Sprintf("proxy %s refused: %s; not retrying: this needs a change of its config or of the server's", m.Name, m.Error),
 			"proxy", m.Name, "type", st.cfg.Type, "code", m.Code)
@@ -192,6 +198,7 @@ func (r *registrar) result(m *protocol.NewProxyResp) bool {
 	if st.timer != nil {
 		return true // a retry is already pending
 	}
+	st.next = time.Now().Add(d)
 	r.wg.Add(1)
 	st.timer = time.AfterFunc(d, func() {
 		defer r.wg.Done()
@@ -207,6 +214,25 @@ func (r *registrar) result(m *protocol.NewProxyResp) bool {
 		r.send(newProxyMsg(st.cfg))
 	})
 	return true
+}
+
+// proxyState is the registration state of one proxy, for Status.
+type proxyState struct {
+	up     bool
+	err    string
+	next   time.Time
+	remote int
+}
+
+// states returns the state of every proxy of the registrar by name.
+func (r *registrar) states() map[string]proxyState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]proxyState, len(r.state))
+	for name, st := range r.state {
+		out[name] = proxyState{up: st.up, err: st.err, next: st.next, remote: st.remote}
+	}
+	return out
 }
 
 // pending reports whether a retry of the named proxy is scheduled (tests).

@@ -19,6 +19,7 @@ type registry struct {
 	proxies  map[string]*runProxy
 	visitors []config.VisitorConfig // in file order
 	running  map[string]*visitor    // visitors that listen, by name
+	verr     map[string]string      // visitors that could not listen: why, by name
 	reg      *registrar             // the logged-in session's, nil between sessions
 	ctx      context.Context        // Run's, nil before Run
 	stopped  bool                   // Run is ending: no reload applies
@@ -36,7 +37,7 @@ type runProxy struct {
 
 // init fills a new client's registry from its config.
 func (r *registry) init(cfg *config.ClientConfig) {
-	r.running = map[string]*visitor{}
+	r.running, r.verr = map[string]*visitor{}, map[string]string{}
 	r.setProxies(cfg.Proxies)
 	r.visitors = cfg.Visitors
 }

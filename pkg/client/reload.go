@@ -75,6 +75,7 @@ func (c *Client) Reload(cfg *config.ClientConfig) (ReloadResult, error) {
 			c.run.mu.Lock()
 			v := c.run.running[n]
 			delete(c.run.running, n)
+			delete(c.run.verr, n)
 			c.run.mu.Unlock()
 			if v != nil {
 				c.retireVisitor(v)
@@ -159,11 +160,11 @@ func (c *Client) retireVisitor(v *visitor) {
 	go func() {
 		defer c.connWG.Done()
 		grace := c.cfg.GracePeriod.Duration
-		if n := v.conns.Count(); n > 0 {
+		if n := v.open.Count(); n > 0 {
 			v.log.Info("stopped visitor: draining its connections", "open", n, "grace", grace)
-			v.conns.WaitIdle(grace)
+			v.open.WaitIdle(grace)
 		}
-		v.conns.Close()
+		v.open.Close()
 		if v.link != nil {
 			v.link.close()
 		}

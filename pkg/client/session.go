@@ -64,11 +64,14 @@ func (c *Client) session(ctx context.Context) (time.Duration, error) {
 	c.stats.Sessions++
 	c.stats.LoggedIn = true
 	c.mu.Unlock()
+	c.metrics.m.Sessions.Inc()
+	c.metrics.m.SessionUp.Set(1)
 	hb := c.negotiate(w)
 	c.log.Info("logged in", "server", addr, "session", w.SessionID,
 		"heartbeat_interval", hb.Interval, "heartbeat_timeout", hb.Timeout,
 		"mux_keepalive", c.cfg.Mux.KeepaliveInterval.Duration)
 	cause := c.serve(ctx, ms, control.New(ctrl), hb)
+	c.sessionEnded(cause)
 	return max(time.Since(start), time.Nanosecond), cause
 }
 

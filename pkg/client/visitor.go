@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/drain"
 	"github.com/hopproxy/hop/pkg/idle"
+	"github.com/hopproxy/hop/pkg/metrics"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
 
@@ -29,9 +31,9 @@ type visitor struct {
 	pc   *net.UDPConn // sudp, xudp
 	link *p2pLink     // xtcp, xudp
 	wg   sync.WaitGroup
-	// conns are the application connections of a stream visitor, closed
+	// open are the application connections of a stream visitor, closed
 	// gracePeriod after a reload removed it.
-	conns drain.Set
+	open drain.Set
 
 	// datagram visitors: one flow per local source address
 	mu    sync.Mutex
@@ -72,6 +74,9 @@ func (c *Client) startVisitor(ctx context.Context, vc config.VisitorConfig) {
 	}
 	if err != nil {
 		v.log.Error("visitor cannot listen", "addr", addr, "error", err)
+		c.run.mu.Lock()
+		c.run.verr[vc.Name] = fmt.Sprintf("cannot listen on %s: %v", addr, err)
+		c.run.mu.Unlock()
 		return
 	}
 	if vc.Type.IsP2P() {
@@ -79,6 +84,7 @@ func (c *Client) startVisitor(ctx context.Context, vc config.VisitorConfig) {
 	}
 	c.run.mu.Lock()
 	c.run.running[vc.Name] = v
+	delete(c.run.verr, vc.Name)
 	c.run.mu.Unlock()
 	v.log.Info("visitor listening", "addr", addr)
 	v.wg.Add(1)
@@ -132,17 +138,20 @@ func (v *visitor) closePort() {
 func (v *visitor) serveStreams() {
 	defer v.wg.Done()
 	acceptloop.Serve(context.Background(), v.ln, func(app net.Conn) {
-		if !v.conns.Add(app) { // stopped by a reload
+		if !v.open.Add(app) { // stopped by a reload
 			app.Close()
 			return
 		}
+		vc := v.conns()
+		vc.Opened()
 		v.c.users.Add(app)
 		v.c.connWG.Add(1)
 		go func() {
 			defer v.c.connWG.Done()
+			defer vc.Closed()
 			defer v.c.users.Remove(app)
-			defer v.conns.Remove(app)
-			v.serveStream(app)
+			defer v.open.Remove(app)
+			v.serveStream(app, vc)
 		}()
 	}, acceptloop.Options{Log: v.log})
 }
@@ -150,7 +159,7 @@ func (v *visitor) serveStreams() {
 // serveStream carries one application connection: over the P2P link
 // for xtcp (relayed at once, direct when the punch succeeds), over a relay
 // of its own for stcp.
-func (v *visitor) serveStream(app net.Conn) {
+func (v *visitor) serveStream(app net.Conn, vc *metrics.Conns) {
 	if v.link != nil {
 		st, err := v.link.openStream()
 		if err != nil {
@@ -161,7 +170,7 @@ func (v *visitor) serveStream(app net.Conn) {
 			return
 		}
 		v.log.Debug("connection opened on the P2P link", "src", app.RemoteAddr().String())
-		bridge.Join(app, st)
+		bridge.JoinCounting(app, st, &vc.Out, &vc.In)
 		return
 	}
 	st, err := v.c.openRelay(v.cfg)
@@ -173,7 +182,7 @@ func (v *visitor) serveStream(app net.Conn) {
 		return
 	}
 	v.log.Debug("connection relayed", "src", app.RemoteAddr().String())
-	bridge.Join(app, st)
+	bridge.JoinCounting(app, st, &vc.Out, &vc.In)
 	v.c.sealEnded(st, v.log, "visitor", v.cfg.Name)
 }
 
@@ -203,6 +212,7 @@ func (v *visitor) serveDatagrams() {
 	v.wg.Add(1)
 	go v.janitor(stop)
 	buf := make([]byte, protocol.MaxDatagram)
+	vc := v.conns()
 	for {
 		n, src, err := v.pc.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -213,6 +223,7 @@ func (v *visitor) serveDatagrams() {
 		if f == nil {
 			v.next++
 			f = &vflow{src: src, id: v.next, q: make(chan []byte, 256), done: make(chan struct{})}
+			vc.Opened() // Closed when runFlow ends
 			v.flows[src] = f
 			v.byID[f.id] = f
 			v.wg.Add(1)
@@ -220,6 +231,7 @@ func (v *visitor) serveDatagrams() {
 		}
 		v.mu.Unlock()
 		f.active.Touch()
+		vc.Out.Add(int64(n))
 		select {
 		case f.q <- append([]byte(nil), buf[:n]...):
 		default: // queue full: drop, as a congested UDP path would
@@ -237,6 +249,7 @@ func (v *visitor) serveDatagrams() {
 // datagrams tagged with the flow's ID), over a relay of its own for sudp.
 func (v *visitor) runFlow(f *vflow) {
 	defer v.wg.Done()
+	defer v.conns().Closed()
 	defer v.dropFlow(f)
 	if v.link != nil {
 		hdr := make([]byte, 4, 4+protocol.MaxDatagram)
@@ -288,7 +301,8 @@ func (v *visitor) runFlow(f *vflow) {
 				return
 			}
 			f.active.Touch()
-			v.pc.WriteToUDPAddrPort(buf[:n], f.src)
+			n, _ = v.pc.WriteToUDPAddrPort(buf[:n], f.src)
+			v.conns().In.Add(int64(n))
 		}
 	}()
 	for {
@@ -316,7 +330,13 @@ func (v *visitor) deliverDirect(b []byte) {
 		return
 	}
 	f.active.Touch()
-	v.pc.WriteToUDPAddrPort(b[4:], f.src)
+	n, _ := v.pc.WriteToUDPAddrPort(b[4:], f.src)
+	v.conns().In.Add(int64(n))
+}
+
+// conns is the visitor's counters (see stats.go).
+func (v *visitor) conns() *metrics.Conns {
+	return v.c.metrics.conns(v.c.metrics.visitors, v.cfg.Name)
 }
 
 func (v *visitor) dropFlow(f *vflow) {

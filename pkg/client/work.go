@@ -78,7 +78,10 @@ func (c *Client) serveLocal(st net.Conn, rp *runProxy, src string) {
 	}
 	c.users.Add(lc)
 	c.connWG.Add(1)
-	bridge.Start(st, lc, func(in, out int64) {
+	pc := c.proxyConns(p.Name)
+	pc.Opened()
+	bridge.StartCounting(st, lc, &pc.In, &pc.Out, func(in, out int64) {
+		pc.Closed()
 		if sc, ok := st.(*seal.Conn); ok {
 			c.sealEnded(sc, c.log.With("proxy", p.Name), "owner", p.Name)
 		}
@@ -163,6 +166,9 @@ func (c *Client) workUDP(st datagramConn, rp *runProxy, local string) {
 	defer rp.conns.Remove(lc)
 	c.users.Add(lc)
 	defer c.users.Remove(lc)
+	pc := c.proxyConns(p.Name)
+	pc.Opened()
+	defer pc.Closed()
 	var active idle.Stamp
 	active.Touch()
 	var once sync.Once
@@ -189,7 +195,9 @@ func (c *Client) workUDP(st datagramConn, rp *runProxy, local string) {
 			n, err := lc.Read(*bp)
 			if err == nil {
 				active.Touch()
-				err = st.WriteDatagram((*bp)[:n])
+				if err = st.WriteDatagram((*bp)[:n]); err == nil {
+					pc.Out.Add(int64(n))
+				}
 			}
 			dgrampool.Put(bp)
 			if err != nil {
@@ -216,7 +224,8 @@ func (c *Client) workUDP(st datagramConn, rp *runProxy, local string) {
 			break
 		}
 		active.Touch()
-		_, err = lc.Write(*bp)
+		n, err := lc.Write(*bp)
+		pc.In.Add(int64(n))
 		dgrampool.Put(bp)
 		if err != nil {
 			break

@@ -78,7 +78,7 @@ var serverCases = []errorCase{
 	{name: "syntax error", toml: tokenLine + "bindPort = \n", want: "hops.toml:2: invalid TOML: unexpected character U+000A at start of value"},
 	{name: "duplicate key", toml: tokenLine + "bindPort = 1\nbindPort = 2\n", want: "hops.toml:3: bindPort: invalid TOML: key bindPort is already defined"},
 	{name: "many problems", toml: "bindPort = 0\nbogus = 1\n\n[heartbeat]\ninterval = 10\ntimeout = \"5\"\n\n[log]\nlevel = \"trace\"\n\n[mux]\nmaxStreamWindow = 0\n", want: "hops.toml:1: bindPort: 0 is out of range; use 1-65535\n" +
-		"hops.toml:2: bogus: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits\n" +
+		"hops.toml:2: bogus: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits, enablePrometheus\n" +
 		"hops.toml:5: heartbeat.interval: 10 is a bare number; durations are strings with a unit: write \"10s\" (units: ms, s, m, h)\n" +
 		"hops.toml:6: heartbeat.timeout: \"5\" has no unit; add one, e.g. \"5s\" (units: ms, s, m, h)\n" +
 		"hops.toml:9: log.level: \"trace\" is not a log level; use one of: debug, info, warn, error\n" +
@@ -116,8 +116,8 @@ var serverCases = []errorCase{
 	{name: "stream close timeout", toml: tokenLine + "mux.streamCloseTimeout = \"0s\"\n", want: "hops.toml:2: mux.streamCloseTimeout: 0s is not allowed; use a positive duration such as \"10s\" (how long a closed stream waits for the peer's close before it is reset)"},
 	{name: "webServer loopback", toml: tokenLine + "[webServer]\naddr = \"localhost\"\nport = 7500\n"},
 	{name: "webServer ipv6 loopback", toml: tokenLine + "webServer.addr = \"::1\"\n"},
-	{name: "webServer not loopback", toml: tokenLine + "[webServer]\naddr = \"0.0.0.0\"\nport = 7500\n", want: "hops.toml:3: webServer.addr: \"0.0.0.0\" is not a loopback address; the web API shows the addresses of clients and has no login yet, so it must stay on loopback (127.0.0.1, ::1 or localhost) until webServer.user and webServer.password exist; to reach it from elsewhere use an SSH tunnel or an authenticating reverse proxy"},
-	{name: "webServer host name", toml: tokenLine + "webServer.addr = \"hop.example.com\"\n", want: "hops.toml:2: webServer.addr: \"hop.example.com\" is not a loopback address; the web API shows the addresses of clients and has no login yet, so it must stay on loopback (127.0.0.1, ::1 or localhost) until webServer.user and webServer.password exist; to reach it from elsewhere use an SSH tunnel or an authenticating reverse proxy"},
+	{name: "webServer not loopback", toml: tokenLine + "[webServer]\naddr = \"0.0.0.0\"\nport = 7500\n", want: "hops.toml:3: webServer.addr: \"0.0.0.0\" is not a loopback address, and the web API has no login: anyone who reaches it could read client addresses (and on hopc stop or reload it); set webServer.user and webServer.password (and, across networks, webServer.tls.certFile and keyFile), or listen on loopback (127.0.0.1, ::1 or localhost)"},
+	{name: "webServer host name", toml: tokenLine + "webServer.addr = \"hop.example.com\"\n", want: "hops.toml:2: webServer.addr: \"hop.example.com\" is not a loopback address, and the web API has no login: anyone who reaches it could read client addresses (and on hopc stop or reload it); set webServer.user and webServer.password (and, across networks, webServer.tls.certFile and keyFile), or listen on loopback (127.0.0.1, ::1 or localhost)"},
 	{name: "stunAltPort out of range", toml: tokenLine + "[p2p]\nstunAltPort = 70000\n", want: "hops.toml:3: p2p.stunAltPort: 70000 is out of range; use 1-65535, or 0 for no alternate STUN port"},
 	{name: "stunAltPort negative", toml: tokenLine + "p2p.stunAltPort = -1\n", want: "hops.toml:2: p2p.stunAltPort: -1 is out of range; use 1-65535, or 0 for no alternate STUN port"},
 	{name: "stunAltPort default is bindPort", toml: tokenLine + "bindPort = 7001\n", want: "hops.toml:2: p2p.stunAltPort: 7001 (the default) is also bindPort, where hops already answers STUN; the alternate port must differ: set p2p.stunAltPort to another port, or 0 for none"},
@@ -139,7 +139,7 @@ var serverCases = []errorCase{
 	{name: "webServer addr", toml: tokenLine + "[webServer]\naddr = \"127.0.0.1:7500\"\nport = 7500\n", want: "hops.toml:3: webServer.addr: \"127.0.0.1:7500\" looks like host:port; write only the host here and the port in webServer.port"},
 	// Keys are exact-case: go-toml would accept these.
 	{name: "wrong-case key", toml: tokenLine + "BINDPORT = 7001\n", want: "hops.toml:2: BINDPORT: unknown key; did you mean bindPort?"},
-	{name: "wrong-case key of another side", toml: "SERVERPORT = 1\n" + tokenLine, want: "hops.toml:1: SERVERPORT: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits"},
+	{name: "wrong-case key of another side", toml: "SERVERPORT = 1\n" + tokenLine, want: "hops.toml:1: SERVERPORT: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits, enablePrometheus"},
 	{name: "wrong-case table", toml: "[AUTH]\ntoken = \"x\"\n", want: "hops.toml:1: AUTH: unknown table; did you mean auth?"},
 	{name: "wrong-case dotted keys", toml: "Auth.Token = \"x\"\n", want: "hops.toml:1: Auth: unknown table; did you mean auth?"},
 	{name: "wrong-case nested key", toml: "auth.TOKEN = \"x\"\n", want: "hops.toml:1: auth.TOKEN: unknown key; did you mean token?"},
@@ -149,7 +149,7 @@ var serverCases = []errorCase{
 	{name: "wrong-case header part", toml: tokenLine + "[Transport.TLS]\ncertFile = \"a\"\n", want: "hops.toml:2: Transport: unknown table; did you mean transport?"},
 	{name: "wrong-case and other problems", toml: tokenLine + "LOG.level = \"x\"\nbindPort = 0\nbogus = 1\n", want: "hops.toml:2: LOG: unknown table; did you mean log?\n" +
 		"hops.toml:3: bindPort: 0 is out of range; use 1-65535\n" +
-		"hops.toml:4: bogus: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits"},
+		"hops.toml:4: bogus: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits, enablePrometheus"},
 
 	// frp's keys and frp's habits.
 	{name: "frp heartbeatTimeout", toml: tokenLine + "transport.heartbeatTimeout = 90\n", want: "hops.toml:2: transport.heartbeatTimeout: unknown key; hop calls this heartbeat.timeout, a duration string: write heartbeat.timeout = \"90s\""},
@@ -166,11 +166,16 @@ var serverCases = []errorCase{
 		"hops.toml:3: auth.additionalScopes: unknown key; hop authenticates the session once, and heartbeats and streams travel inside it; remove it"},
 	{name: "frp dashboard", toml: tokenLine + "dashboardPort = 7500\ndashboard_addr = \"127.0.0.1\"\n", want: "hops.toml:2: dashboardPort: unknown key; hop calls this webServer.port\n" +
 		"hops.toml:3: dashboard_addr: unknown key; hop calls this webServer.addr"},
-	{name: "frp log", toml: tokenLine + "log.maxDays = 3\nlog.disablePrintColor = true\nlogFile = \"x.log\"\n", want: "hops.toml:2: log.maxDays: unknown key; hop does not rotate its log file: rotate it with logrotate (copytruncate), or log to stderr under systemd; remove it\n" +
-		"hops.toml:3: log.disablePrintColor: unknown key; hop's logs have no colors; remove it\n" +
-		"hops.toml:4: logFile: unknown key; hop calls this log.to"},
+	{name: "frp log", toml: tokenLine + "log.disablePrintColor = true\nlogFile = \"x.log\"\n", want: "hops.toml:2: log.disablePrintColor: unknown key; hop's logs have no colors; remove it\n" +
+		"hops.toml:3: logFile: unknown key; hop calls this log.to"},
+	{name: "log maxDays", toml: tokenLine + "[log]\nto = \"/tmp/hops-cases.log\"\nmaxDays = 3\n"},
+	{name: "log maxDays negative", toml: tokenLine + "[log]\nto = \"/tmp/hops-cases.log\"\nmaxDays = -1\n", want: "hops.toml:4: log.maxDays: -1 is negative; set the days of rotated log files to keep, 1 or more, or 0 to never rotate"},
+	{name: "log maxDays on a stream", toml: tokenLine + "log.to = \"console\"\nlog.maxDays = 7\n", want: "hops.toml:3: log.maxDays: set, but log.to is \"console\": only a log file is rotated (a stream is rotated by whatever reads it, e.g. journald); set log.to to a file path, or remove log.maxDays"},
+	{name: "log maxDays on stderr by default", toml: tokenLine + "log.maxDays = 7\n", want: "hops.toml:2: log.maxDays: set, but log.to is \"stderr\": only a log file is rotated (a stream is rotated by whatever reads it, e.g. journald); set log.to to a file path, or remove log.maxDays"},
+	{name: "log maxDays zero on a stream", toml: tokenLine + "log.to = \"stdout\"\nlog.maxDays = 0\n"},
+	{name: "log maxDays as string", toml: tokenLine + "log.maxDays = \"7\"\n", want: "hops.toml:2: log.maxDays: expected an integer (no quotes), found a string"},
 	{name: "frp client keys in the server", toml: tokenLine + "transport.dialServerTimeout = 10\nloginFailExit = true\n", want: "hops.toml:2: transport.dialServerTimeout: unknown key; the keys in [transport] are: tls, handshakeTimeout, tcpKeepalive\n" +
-		"hops.toml:3: loginFailExit: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits"},
+		"hops.toml:3: loginFailExit: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits, enablePrometheus"},
 	{name: "frp tcpKeepalive seconds", toml: tokenLine + "transport.tcpKeepalive = 7200\n", want: "hops.toml:2: transport.tcpKeepalive: expected a table, found an integer; frp's transport.tcpKeepalive counted seconds, hop's is a table: write transport.tcpKeepalive.idle = \"7200s\" (idle = \"0s\" turns it off)"},
 	{name: "unit in the key name", toml: tokenLine + "gracePeriodSeconds = 5\ntransport.handshakeTimeoutMs = 500\nheartbeat.timeoutSeconds = \"30\"\ntransport.heartbeatTimeoutSeconds = 1_000\n", want: "hops.toml:2: gracePeriodSeconds: unknown key; hop calls this gracePeriod, a duration string: write gracePeriod = \"5s\"\n" +
 		"hops.toml:3: transport.handshakeTimeoutMs: unknown key; hop calls this transport.handshakeTimeout, a duration string: write transport.handshakeTimeout = \"500ms\"\n" +
@@ -187,13 +192,23 @@ var serverCases = []errorCase{
 	{name: "braces that are no template", toml: "auth.token = \"{{x}}-0123456789abcdef\"\n"},
 	{name: "log to console", toml: tokenLine + "log.to = \"console\"\n"},
 	{name: "log to missing directory", toml: tokenLine + "[log]\nto = \"/nonexistent-hop-dir/sub/hops.log\"\n", want: "hops.toml:3: log.to: directory /nonexistent-hop-dir/sub does not exist; create it, or set log.to to \"stderr\", \"stdout\" or a file in a directory that exists"},
-	{name: "webServer frp keys", toml: tokenLine + "[webServer]\nport = 7500\nuser = \"admin\"\npassword = \"admin\"\n", want: "hops.toml:4: webServer.user: unknown key; hop's web API has no login yet, which is why webServer.addr must be a loopback address: reach it through an SSH tunnel; remove it\n" +
-		"hops.toml:5: webServer.password: unknown key; hop's web API has no login yet, which is why webServer.addr must be a loopback address: reach it through an SSH tunnel; remove it"},
+	{name: "webServer login", toml: tokenLine + "[webServer]\naddr = \"0.0.0.0\"\nport = 7500\nuser = \"admin\"\npassword = \"s3cret\"\n"},
+	{name: "webServer user without password", toml: tokenLine + "[webServer]\nport = 7500\nuser = \"admin\"\n", want: "hops.toml:4: webServer.user: set without webServer.password; set both to require a login, or neither for an open API on loopback"},
+	{name: "webServer password without user", toml: tokenLine + "[webServer]\nport = 7500\npassword = \"x\"\n", want: "hops.toml:4: webServer.password: set without webServer.user; set both to require a login, or neither for an open API on loopback"},
+	{name: "webServer cert without key", toml: tokenLine + "[webServer]\nport = 7500\ntls.certFile = \"web.crt\"\n", want: "hops.toml:4: webServer.tls.certFile: set without webServer.tls.keyFile; set both to serve the API over HTTPS, or neither for plain HTTP"},
+	{name: "webServer tls files missing", toml: tokenLine + "[webServer.tls]\ncertFile = \"/nonexistent/web.crt\"\nkeyFile = \"/nonexistent/web.key\"\n", want: "hops.toml:3: webServer.tls.certFile: cannot read certificate file \"/nonexistent/web.crt\": no such file or directory; check the path (relative paths start at the working directory)\n" +
+		"hops.toml:4: webServer.tls.keyFile: cannot read key file \"/nonexistent/web.key\": no such file or directory; check the path (relative paths start at the working directory)"},
 }
 
 var clientCases = []errorCase{
 	{name: "minimal", toml: tokenLine},
+	{name: "admin API", toml: tokenLine + "[webServer]\nport = 7400\nuser = \"admin\"\npassword = \"s3cret\"\n"},
+	{name: "admin API not loopback", toml: tokenLine + "[webServer]\naddr = \"0.0.0.0\"\nport = 7400\n", want: "hopc.toml:3: webServer.addr: \"0.0.0.0\" is not a loopback address, and the web API has no login: anyone who reaches it could read client addresses (and on hopc stop or reload it); set webServer.user and webServer.password (and, across networks, webServer.tls.certFile and keyFile), or listen on loopback (127.0.0.1, ::1 or localhost)"},
+	{name: "admin API key without cert", toml: tokenLine + "[webServer]\nport = 7400\ntls.keyFile = \"a.key\"\n", want: "hopc.toml:4: webServer.tls.keyFile: set without webServer.tls.certFile; set both to serve the API over HTTPS, or neither for plain HTTP"},
+	{name: "admin API port", toml: tokenLine + "[webServer]\nport = -1\n", want: "hopc.toml:3: webServer.port: -1 is out of range; use 1-65535, or 0 to turn the web API off"},
 	{name: "user", toml: tokenLine + "user = \"laptop.home-1_a\"\n"},
+	{name: "log maxDays", toml: tokenLine + "[log]\nto = \"/tmp/hopc-cases.log\"\nmaxDays = 1\n"},
+	{name: "log maxDays on stdout", toml: tokenLine + "[log]\nto = \"stdout\"\nmaxDays = 1\n", want: "hopc.toml:4: log.maxDays: set, but log.to is \"stdout\": only a log file is rotated (a stream is rotated by whatever reads it, e.g. journald); set log.to to a file path, or remove log.maxDays"},
 	{name: "bad user", toml: tokenLine + "user = \"my laptop\"\n", want: "hopc.toml:2: user: \"my laptop\" is not a valid user name; use 1-64 of A-Z a-z 0-9 . _ - (or leave it empty)"},
 	{name: "placeholder token", toml: "[auth]\ntoken = \"change-me\"\n", want: "hopc.toml:2: auth.token: \"change-me\" is the placeholder of the example files, which anyone can read; set a real secret, e.g. the output of: openssl rand -hex 24 (best kept out of the file: token = \"${HOP_TOKEN}\" with HOP_TOKEN exported)"},
 	{name: "users in the client", toml: tokenLine + "[[auth.users]]\nname = \"ci\"\ntoken = \"0123456789abcdef\"\n", want: "hopc.toml:2: auth.users: unknown table; the keys in [auth] are: token"},
@@ -212,7 +227,7 @@ var clientCases = []errorCase{
 		"hopc.toml:7: transport.poolCount: unknown key; hop opens streams on demand in its one session, so there is no pool of connections; remove it\n" +
 		"hopc.toml:8: transport.protocol: unknown key; hop connects over TCP with TLS only; remove it"},
 	{name: "p2p.portMapping not a boolean", toml: tokenLine + "[p2p]\nportMapping = \"yes\"\n", want: "hopc.toml:3: p2p.portMapping: expected true or false (no quotes), found a string"},
-	{name: "frp server key in the client", toml: tokenLine + "maxPortsPerClient = 0\n", want: "hopc.toml:2: maxPortsPerClient: unknown key; the keys at the top level are: serverAddr, serverPort, clientID, user, auth, gracePeriod, transport, reconnect, heartbeat, mux, log, limits, p2p, proxies, visitors"},
+	{name: "frp server key in the client", toml: tokenLine + "maxPortsPerClient = 0\n", want: "hopc.toml:2: maxPortsPerClient: unknown key; the keys at the top level are: serverAddr, serverPort, clientID, user, auth, gracePeriod, transport, reconnect, heartbeat, mux, log, limits, p2p, webServer, proxies, visitors, enablePrometheus"},
 	{name: "frp visitor keys", toml: tokenLine + "[[visitors]]\nname = \"a\"\ntype = \"xtcp\"\nserverName = \"s\"\nsecretKey = \"0123456789\"\nbindPort = 6000\nfallbackTimeoutMs = 1500\nminRetryInterval = 90\n", want: "hopc.toml:8: visitors[0].fallbackTimeoutMs: unknown key; hop's xtcp and xudp connections never wait for the punch: they start over hops' relay and move to the direct path without a reset; remove it\n" +
 		"hopc.toml:9: visitors[0].minRetryInterval: unknown key; hop calls this retryInterval, a duration string: write retryInterval = \"90s\""},
 	{name: "frp visitor retries", toml: tokenLine + "[[visitors]]\nname = \"a\"\ntype = \"xtcp\"\nserverName = \"s\"\nsecretKey = \"0123456789\"\nbindPort = 6000\nkeepTunnelOpen = true\nmaxRetriesAnHour = 8\nfallbackTo = \"b\"\n", want: "hopc.toml:8: visitors[0].keepTunnelOpen: unknown key; hop keeps the direct path open by itself (keepaliveInterval) and, while relaying, tries it again every retryInterval; remove it\n" +

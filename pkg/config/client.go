@@ -41,6 +41,12 @@ type ClientConfig struct {
 	Log       LogConfig             `toml:"log"`
 	Limits    ClientLimits          `toml:"limits"`
 	P2P       ClientP2PConfig       `toml:"p2p"`
+	// EnablePrometheus makes Client.MetricsHandler serve the Prometheus
+	// metrics of hopc, for GET /metrics on the web server. Default false.
+	EnablePrometheus bool `toml:"enablePrometheus"`
+	// WebServer is the admin API (hopc status, reload, stop). Off by
+	// default (Port 0).
+	WebServer WebServerConfig `toml:"webServer"`
 
 	// Proxies are the [[proxies]] entries, in file order.
 	Proxies []ProxyConfig `toml:"proxies,omitempty"`
@@ -286,6 +292,7 @@ func DefaultClient() ClientConfig {
 		Log:       defaultLog(),
 		Limits:    ClientLimits{MaxStreamsPerSession: DefaultMaxStreamsPerSession},
 		P2P:       ClientP2PConfig{PortMapping: true},
+		WebServer: WebServerConfig{Addr: "127.0.0.1"},
 	}
 }
 
@@ -379,6 +386,8 @@ func (c *ClientConfig) validate(r *reporter) {
 	positive(r, "transport.dialTimeout", c.Transport.DialTimeout, "")
 	positive(r, "transport.handshakeTimeout", c.Transport.HandshakeTimeout, "")
 	c.Transport.TCPKeepalive.validate(r, "transport.tcpKeepalive")
+	c.WebServer.validate(r, 0, false)
+	checkPrometheus(r, c.EnablePrometheus, c.WebServer.Port)
 
 	rc := c.Reconnect
 	positive(r, "reconnect.minDelay", rc.MinDelay, "")

@@ -19,6 +19,11 @@ type LogConfig struct {
 	// output) or the path of a file, appended to, in a directory that
 	// exists and is writable. Default "stderr".
 	To string `toml:"to"`
+	// MaxDays > 0 rotates the file To daily, at the first line after
+	// local midnight, to TO.YYYY-MM-DD, and deletes the rotated files of
+	// days more than MaxDays before today (frp's log.maxDays). 0, the
+	// default, never rotates. Only for a file.
+	MaxDays int `toml:"maxDays"`
 }
 
 // LogStreams are the values of LogConfig.To that name a standard stream
@@ -144,6 +149,12 @@ func (l LogConfig) validate(r *reporter, key string) {
 		r.add(key+".to", `empty; use "stderr", "stdout" or a file path`)
 	case !slices.Contains(LogStreams, l.To):
 		checkLogFile(r, key+".to", l.To)
+	}
+	switch {
+	case l.MaxDays < 0:
+		r.add(key+".maxDays", "%d is negative; set the days of rotated log files to keep, 1 or more, or 0 to never rotate", l.MaxDays)
+	case l.MaxDays > 0 && slices.Contains(LogStreams, l.To):
+		r.add(key+".maxDays", "set, but log.to is %q: only a log file is rotated (a stream is rotated by whatever reads it, e.g. journald); set log.to to a file path, or remove log.maxDays", l.To)
 	}
 }
 

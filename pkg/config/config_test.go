@@ -121,7 +121,7 @@ func TestServerDefaults(t *testing.T) {
 		want.Transport != (ServerTransportConfig{HandshakeTimeout: d("10s"), TCPKeepalive: TCPKeepaliveConfig{d("15s"), d("5s"), 3}}) ||
 		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s")}) ||
 		want.Mux != (MuxConfig{d("15s"), d("10s"), 2097152, d("60s")}) ||
-		want.Log != (LogConfig{"info", "stderr"}) ||
+		want.Log != (LogConfig{Level: "info", To: "stderr"}) ||
 		want.P2P != (P2PConfig{StunAltPort: 7001, StunAltAddr: "", TallyInterval: d("10m")}) ||
 		want.WebServer != (WebServerConfig{Addr: "127.0.0.1", Port: 0}) ||
 		want.Limits != (ServerLimits{MaxHandshakes: 128, MaxHandshakesPerIP: 8, MaxStreamsPerSession: 1024, MaxUDPFlowsPerProxy: 1024,
@@ -154,7 +154,7 @@ func TestClientDefaults(t *testing.T) {
 		want.Reconnect != (ReconnectConfig{d("1s"), d("30s"), d("60s")}) ||
 		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s")}) ||
 		want.Mux != (MuxConfig{d("15s"), d("10s"), 2097152, d("60s")}) ||
-		want.Log != (LogConfig{"info", "stderr"}) || want.Proxies != nil || want.Visitors != nil {
+		want.Log != (LogConfig{Level: "info", To: "stderr"}) || want.Proxies != nil || want.Visitors != nil {
 		t.Errorf("DefaultClient() = %+v, differs from the documented defaults", want)
 	}
 }
@@ -1042,7 +1042,7 @@ func TestValidateCodeBuiltAuthAndLimits(t *testing.T) {
 	srv.WebServer.Addr = "192.0.2.1"
 	checkErr(t, "", srv.Validate(), `auth.token: "change-me" is the placeholder of the example files, which anyone can read; set a real secret, e.g. the output of: openssl rand -hex 24 (best kept out of the file: token = "${HOP_TOKEN}" with HOP_TOKEN exported)`+"\n"+
 		`maxProxiesPerClient: 0 is not allowed; set the most proxies one client may register, 1 or more (default 64); there is no "unlimited"`+"\n"+
-		`webServer.addr: "192.0.2.1" is not a loopback address; the web API shows the addresses of clients and has no login yet, so it must stay on loopback (127.0.0.1, ::1 or localhost) until webServer.user and webServer.password exist; to reach it from elsewhere use an SSH tunnel or an authenticating reverse proxy`+"\n"+
+		`webServer.addr: "192.0.2.1" is not a loopback address, and the web API has no login: anyone who reaches it could read client addresses (and on hopc stop or reload it); set webServer.user and webServer.password (and, across networks, webServer.tls.certFile and keyFile), or listen on loopback (127.0.0.1, ::1 or localhost)`+"\n"+
 		"limits.maxHandshakes: 0 is not allowed; set 1 or more (default 128): connections still in TLS and login, over all sources\n"+
 		"limits.maxHandshakesPerIP: 0 is not allowed; set 1 or more (default 8): connections still in TLS and login from one IP address\n"+
 		"limits.maxStreamsPerSession: 0 is not allowed; set 1 or more (default 1024): streams a client may have open or pending\n"+

@@ -31,8 +31,9 @@ func (t *rawText) UnmarshalText(b []byte) error {
 }
 
 type rawLog struct {
-	Level *string `toml:"level"`
-	To    *string `toml:"to"`
+	Level   *string `toml:"level"`
+	To      *string `toml:"to"`
+	MaxDays *int64  `toml:"maxDays"`
 }
 
 type rawHeartbeat struct {
@@ -107,8 +108,11 @@ type rawP2P struct {
 }
 
 type rawWebServer struct {
-	Addr *string `toml:"addr"`
-	Port *int64  `toml:"port"`
+	Addr     *string      `toml:"addr"`
+	Port     *int64       `toml:"port"`
+	User     *string      `toml:"user"`
+	Password *string      `toml:"password"`
+	TLS      rawServerTLS `toml:"tls"`
 }
 
 type rawServer struct {
@@ -126,6 +130,7 @@ type rawServer struct {
 	P2P                 rawP2P             `toml:"p2p"`
 	WebServer           rawWebServer       `toml:"webServer"`
 	Limits              rawServerLimits    `toml:"limits"`
+	EnablePrometheus    *bool              `toml:"enablePrometheus"`
 }
 
 type rawClientTLS struct {
@@ -191,8 +196,11 @@ type rawClient struct {
 	Log         rawLog             `toml:"log"`
 	Limits      rawClientLimits    `toml:"limits"`
 	P2P         rawClientP2P       `toml:"p2p"`
+	WebServer   rawWebServer       `toml:"webServer"`
 	Proxies     []rawProxy         `toml:"proxies"`
 	Visitors    []rawVisitor       `toml:"visitors"`
+
+	EnablePrometheus *bool `toml:"enablePrometheus"`
 }
 
 // conv copies the keys present in a raw shape over defaults, reporting the
@@ -201,6 +209,12 @@ type rawClient struct {
 type conv struct{ r *reporter }
 
 func (c conv) str(dst *string, v *string) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+func (c conv) bool(dst *bool, v *bool) {
 	if v != nil {
 		*dst = *v
 	}
@@ -259,6 +273,7 @@ func (c conv) array(key, example string) bool {
 func (c conv) log(dst *LogConfig, v rawLog) {
 	c.str(&dst.Level, v.Level)
 	c.str(&dst.To, v.To)
+	c.int(&dst.MaxDays, "log.maxDays", v.MaxDays)
 }
 
 func (c conv) heartbeat(dst *HeartbeatConfig, key string, v rawHeartbeat) {
@@ -317,8 +332,8 @@ func (c conv) server(v *rawServer) ServerConfig {
 	c.int(&cfg.P2P.StunAltPort, "p2p.stunAltPort", v.P2P.StunAltPort)
 	c.str(&cfg.P2P.StunAltAddr, v.P2P.StunAltAddr)
 	c.dur(&cfg.P2P.TallyInterval, "p2p.tallyInterval", v.P2P.TallyInterval)
-	c.str(&cfg.WebServer.Addr, v.WebServer.Addr)
-	c.int(&cfg.WebServer.Port, "webServer.port", v.WebServer.Port)
+	c.webServer(&cfg.WebServer, v.WebServer)
+	c.bool(&cfg.EnablePrometheus, v.EnablePrometheus)
 	l, rl := &cfg.Limits, v.Limits
 	c.int(&l.MaxHandshakes, "limits.maxHandshakes", rl.MaxHandshakes)
 	c.int(&l.MaxHandshakesPerIP, "limits.maxHandshakesPerIP", rl.MaxHandshakesPerIP)
@@ -372,6 +387,7 @@ func (c conv) client(v *rawClient) ClientConfig {
 	c.str(&cfg.User, v.User)
 	c.str(&cfg.Auth.Token, v.Auth.Token)
 	c.dur(&cfg.GracePeriod, "gracePeriod", v.GracePeriod)
+	c.bool(&cfg.EnablePrometheus, v.EnablePrometheus)
 
 	tls := &cfg.Transport.TLS
 	c.str(&tls.ServerName, v.Transport.TLS.ServerName)
@@ -394,6 +410,7 @@ func (c conv) client(v *rawClient) ClientConfig {
 	if v.P2P.PortMapping != nil {
 		cfg.P2P.PortMapping = *v.P2P.PortMapping
 	}
+	c.webServer(&cfg.WebServer, v.WebServer)
 
 	if !c.array("proxies", "write [[proxies]] (double brackets) once per proxy") {
 		v.Proxies = nil
@@ -408,6 +425,16 @@ func (c conv) client(v *rawClient) ClientConfig {
 		cfg.Visitors = append(cfg.Visitors, c.visitor("visitors["+strconv.Itoa(i)+"]", rv))
 	}
 	return cfg
+}
+
+// webServer converts the [webServer] table of either side.
+func (c conv) webServer(dst *WebServerConfig, v rawWebServer) {
+	c.str(&dst.Addr, v.Addr)
+	c.int(&dst.Port, "webServer.port", v.Port)
+	c.str(&dst.User, v.User)
+	c.str(&dst.Password, v.Password)
+	c.str(&dst.TLS.CertFile, v.TLS.CertFile)
+	c.str(&dst.TLS.KeyFile, v.TLS.KeyFile)
 }
 
 // proxy converts one [[proxies]] entry, applying the defaults of its type.

@@ -40,6 +40,9 @@ type ServerConfig struct {
 	P2P       P2PConfig             `toml:"p2p"`
 	WebServer WebServerConfig       `toml:"webServer"`
 	Limits    ServerLimits          `toml:"limits"`
+	// EnablePrometheus serves GET /metrics (Prometheus text format) on
+	// the web server; it needs webServer.port. Default false.
+	EnablePrometheus bool `toml:"enablePrometheus"`
 
 	src *source // where a loaded config came from, for Warnings
 }
@@ -132,16 +135,24 @@ type P2PConfig struct {
 	TallyInterval Duration `toml:"tallyInterval"`
 }
 
-// WebServerConfig is the [webServer] table: the HTTP API of hops (the
-// name comes from frp). It has no authentication of its own, and it
-// shows the addresses of clients, so it listens on loopback only.
+// WebServerConfig is the [webServer] table of either side (the name and
+// keys come from frp): the HTTP API of hops, the admin API of hopc. The
+// APIs show client addresses and (on hopc) stop and reload the client, so
+// a non-loopback Addr requires a password.
 type WebServerConfig struct {
-	// Addr is the address the API listens on: a loopback address
-	// (127.0.0.0/8, ::1) or "localhost". Default "127.0.0.1".
+	// Addr is the address the API listens on. Default "127.0.0.1". Any
+	// other than a loopback address (127.0.0.0/8, ::1) or "localhost"
+	// requires User and Password.
 	Addr string `toml:"addr"`
-	// Port is the TCP port of the API, 1..65535 and not BindPort;
-	// 0 (the default) turns the API off.
+	// Port is the TCP port of the API, 1..65535 (and not BindPort on
+	// hops); 0 (the default) turns the API off.
 	Port int `toml:"port"`
+	// User and Password, both or neither, turn on HTTP basic auth for
+	// every path. Default "": the API is open (on loopback only).
+	User     string `toml:"user"`
+	Password string `toml:"password"`
+	// TLS, when both files are set, serves the API over HTTPS.
+	TLS ServerTLSConfig `toml:"tls"`
 }
 
 // PortRange is one allowPorts entry: Start..End inclusive. In TOML it is
@@ -290,6 +301,7 @@ func (c *ServerConfig) validate(r *reporter) {
 	c.Log.validate(r, "log")
 	c.validateP2P(r)
 	c.validateWebServer(r)
+	checkPrometheus(r, c.EnablePrometheus, c.WebServer.Port)
 	c.validateLimits(r)
 }
 
@@ -407,15 +419,34 @@ func isLoopback(host string) bool {
 }
 
 func (c *ServerConfig) validateWebServer(r *reporter) {
-	w := c.WebServer
+	c.WebServer.validate(r, c.BindPort, r.ok("bindPort"))
+}
+
+// validate checks a [webServer] table; bindPort, when checkBind, is the
+// port the API must not share (hops' bindPort).
+func (w WebServerConfig) validate(r *reporter, bindPort int, checkBind bool) {
 	checkHost(r, "webServer.addr", w.Addr, "webServer.port")
-	if r.ok("webServer.addr") && !isLoopback(w.Addr) {
-		r.add("webServer.addr", "%q is not a loopback address; the web API shows the addresses of clients and has no login yet, so it must stay on loopback (127.0.0.1, ::1 or localhost) until webServer.user and webServer.password exist; to reach it from elsewhere use an SSH tunnel or an authenticating reverse proxy", w.Addr)
+	switch {
+	case w.User != "" && w.Password == "":
+		r.add("webServer.user", "set without webServer.password; set both to require a login, or neither for an open API on loopback")
+	case w.User == "" && w.Password != "":
+		r.add("webServer.password", "set without webServer.user; set both to require a login, or neither for an open API on loopback")
+	case r.ok("webServer.addr") && !isLoopback(w.Addr) && w.Password == "":
+		r.add("webServer.addr", "%q is not a loopback address, and the web API has no login: anyone who reaches it could read client addresses (and on hopc stop or reload it); set webServer.user and webServer.password (and, across networks, webServer.tls.certFile and keyFile), or listen on loopback (127.0.0.1, ::1 or localhost)", w.Addr)
+	}
+	switch tls := w.TLS; {
+	case tls.CertFile != "" && tls.KeyFile == "":
+		r.add("webServer.tls.certFile", "set without webServer.tls.keyFile; set both to serve the API over HTTPS, or neither for plain HTTP")
+	case tls.CertFile == "" && tls.KeyFile != "":
+		r.add("webServer.tls.keyFile", "set without webServer.tls.certFile; set both to serve the API over HTTPS, or neither for plain HTTP")
+	case tls.CertFile != "":
+		checkReadable(r, "webServer.tls.certFile", tls.CertFile, "certificate file")
+		checkReadable(r, "webServer.tls.keyFile", tls.KeyFile, "key file")
 	}
 	switch {
 	case w.Port < 0 || w.Port > 65535:
 		r.add("webServer.port", "%d is out of range; use 1-65535, or 0 to turn the web API off", w.Port)
-	case w.Port != 0 && w.Port == c.BindPort && r.ok("bindPort"):
+	case checkBind && w.Port != 0 && w.Port == bindPort:
 		r.add("webServer.port", "%d is also bindPort, where hopc clients connect; use another port, e.g. 7500, or 0 to turn the web API off", w.Port)
 	}
 }

@@ -10,25 +10,49 @@ import (
 
 func TestLevelsAndFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hop.log")
-	log, closeLog, err := New("warn", path)
+	log, err := New(Options{Level: "warn", To: path})
 	if err != nil {
 		t.Fatal(err)
 	}
 	log.Info("hidden")
 	log.Warn("shown", "k", "v")
-	closeLog()
+	if err := log.SetLevel("verbose"); err == nil {
+		t.Error("SetLevel accepted a bad level")
+	}
+	if err := log.SetLevel("info"); err != nil {
+		t.Fatal(err)
+	}
+	log.Info("now shown")
+	log.Debug("still hidden")
+	if err := log.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
 	b, _ := os.ReadFile(path)
-	if strings.Contains(string(b), "hidden") || !strings.Contains(string(b), "msg=shown k=v") {
+	if strings.Contains(string(b), "hidden") || !strings.Contains(string(b), "msg=shown k=v") || !strings.Contains(string(b), `msg="now shown"`) {
 		t.Fatalf("log file:\n%s", b)
 	}
 }
 
 func TestBadLevelIsAnError(t *testing.T) {
-	if _, _, err := New("verbose", "stderr"); err == nil || !strings.Contains(err.Error(), "debug, info, warn or error") {
+	if _, err := New(Options{Level: "verbose", To: "stderr"}); err == nil || !strings.Contains(err.Error(), "debug, info, warn or error") {
 		t.Fatalf("err = %v", err)
 	}
-	if _, _, err := New("info", "/nonexistent-dir/x.log"); err == nil {
+	if _, err := New(Options{Level: "info", To: "/nonexistent-dir/x.log"}); err == nil {
 		t.Fatal("unwritable log.to accepted")
+	}
+	if _, err := New(Options{Level: "info", To: "/nonexistent-dir/x.log", MaxDays: 3}); err == nil {
+		t.Fatal("unwritable rotated log.to accepted")
+	}
+	for _, to := range []string{"", "stderr", "stdout", "console"} {
+		if _, err := New(Options{Level: "info", To: to, MaxDays: 2}); err == nil || !strings.Contains(err.Error(), "only a log file is rotated") {
+			t.Errorf("log.to %q with maxDays: err = %v", to, err)
+		}
+	}
+	if _, err := New(Options{Level: "info", To: filepath.Join(t.TempDir(), "x.log"), MaxDays: -1}); err == nil {
+		t.Error("negative maxDays accepted")
 	}
 }
 
@@ -51,10 +75,10 @@ func TestStreams(t *testing.T) {
 		}
 		oldOut, oldErr := os.Stdout, os.Stderr
 		os.Stdout, os.Stderr = outW, errW
-		log, closeLog, err := New("info", c.to)
+		log, err := New(Options{Level: "info", To: c.to})
 		if err == nil {
 			log.Info("hello", "to", c.to)
-			err = closeLog()
+			err = log.Close()
 		}
 		os.Stdout, os.Stderr = oldOut, oldErr
 		outW.Close()
@@ -75,7 +99,7 @@ func TestStreams(t *testing.T) {
 
 func TestBadLevelCreatesNoFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "hop.log")
-	if _, _, err := New("verbose", path); err == nil {
+	if _, err := New(Options{Level: "verbose", To: path, MaxDays: 2}); err == nil {
 		t.Fatal("bad level accepted")
 	}
 	if _, err := os.Stat(path); err == nil {

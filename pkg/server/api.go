@@ -3,14 +3,16 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
+	"sort"
 	"time"
 
+	"github.com/hopproxy/hop/pkg/buildinfo"
+	"github.com/hopproxy/hop/pkg/dashboard"
+	"github.com/hopproxy/hop/pkg/webserver"
 	"github.com/hopproxy/hop/pkg/xtcp/stunserver"
 )
 
@@ -42,21 +44,33 @@ func (s *Server) startSTUN() error {
 	return nil
 }
 
-// startAPI serves the HTTP API on webServer.addr:port when port is set:
-//
-//	GET /api/p2p          the P2P tally as JSON
-//	GET /api/p2p?table=1  the same as a text table
-//	GET /api/clients      ended sessions per client ID
+// startAPI serves the HTTP API (see APIHandler) on webServer.addr:port
+// when port is set.
 func (s *Server) startAPI(ctx context.Context) error {
 	if s.cfg.WebServer.Port == 0 {
 		return nil
 	}
-	addr := net.JoinHostPort(s.cfg.WebServer.Addr, strconv.Itoa(s.cfg.WebServer.Port))
-	ln, err := net.Listen("tcp", addr)
+	ws, err := webserver.Start(ctx, s.cfg.WebServer, s.APIHandler(), s.log)
 	if err != nil {
-		return fmt.Errorf("webServer %s: %w", addr, err)
+		return err
 	}
+	s.api = ws
+	return nil
+}
+
+// APIHandler is the HTTP API of hops, JSON unless said otherwise:
+//
+//	GET /api/serverinfo   version, ports, uptime, counts (ServerInfo)
+//	GET /api/clients      live and recently gone clients (ClientInfo)
+//	GET /api/proxies      the registered proxies (ProxyInfo)
+//	GET /api/p2p          the P2P tally (PairStats)
+//	GET /api/p2p?table=1  the same as a text table
+func (s *Server) APIHandler() *http.ServeMux {
 	mux := http.NewServeMux()
+	mux.Handle("GET /", dashboard.HopsHandler())
+	if h := s.MetricsHandler(); h != nil {
+		mux.Handle("GET /metrics", h)
+	}
 	mux.HandleFunc("GET /api/p2p", func(w http.ResponseWriter, r *http.Request) {
 		rows := s.P2PTally()
 		if r.URL.Query().Get("table") != "" {
@@ -64,36 +78,121 @@ func (s *Server) startAPI(ctx context.Context) error {
 			fmt.Fprint(w, TallyTable(rows))
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(rows)
+		writeJSON(w, rows)
 	})
-	mux.HandleFunc("GET /api/clients", func(w http.ResponseWriter, r *http.Request) {
-		type row struct {
-			Sessions  int       `json:"sessions"`
-			LastCause string    `json:"lastCause"`
-			LastEnd   time.Time `json:"lastEnd"`
+	mux.HandleFunc("GET /api/serverinfo", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.ServerInfo()) })
+	mux.HandleFunc("GET /api/clients", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Clients()) })
+	mux.HandleFunc("GET /api/proxies", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Proxies()) })
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+// ServerInfo is GET /api/serverinfo.
+type ServerInfo struct {
+	Version          string    `json:"version"` // of the hops module build ("(devel)" from a work tree)
+	BindPort         int       `json:"bindPort"`
+	StartedAt        time.Time `json:"startedAt"`
+	UptimeSeconds    int64     `json:"uptimeSeconds"`
+	ClientsConnected int       `json:"clientsConnected"`
+	Proxies          int       `json:"proxies"`
+	EnablePrometheus bool      `json:"enablePrometheus"`
+}
+
+// ServerInfo describes the running server.
+func (s *Server) ServerInfo() ServerInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ServerInfo{Version: buildinfo.Version, BindPort: s.cfg.BindPort, StartedAt: s.started.UTC(),
+		UptimeSeconds: int64(time.Since(s.started).Seconds()), ClientsConnected: len(s.sessions), Proxies: len(s.proxies),
+		EnablePrometheus: s.cfg.EnablePrometheus}
+}
+
+// ClientInfo is one entry of GET /api/clients: a connected client
+// (Online), or one whose last session ended, from the bounded history.
+type ClientInfo struct {
+	User           string    `json:"user"`
+	ClientID       string    `json:"clientID"`
+	Addr           string    `json:"addr"`
+	Online         bool      `json:"online"`
+	NATClass       string    `json:"natClass"` // as last reported in a P2P message; "" if never
+	HeartbeatRttMs float64   `json:"heartbeatRttMs"`
+	ConnectedAt    time.Time `json:"connectedAt"`
+	UptimeSeconds  int64     `json:"uptimeSeconds"` // 0 when not online
+	Sessions       int       `json:"sessions"`      // ended ones, plus the live one
+	Proxies        []string  `json:"proxies"`
+	Losses         []Loss    `json:"losses"` // the last ones, oldest first
+}
+
+// Clients lists the live clients and those of the history, sorted by
+// user and client ID.
+func (s *Server) Clients() []ClientInfo {
+	s.mu.Lock()
+	live := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		live = append(live, ss)
+	}
+	hist := s.history.snapshot()
+	s.mu.Unlock()
+	out := make([]ClientInfo, 0, len(live)+len(hist))
+	now := time.Now()
+	for _, ss := range live {
+		in := ss.info()
+		c := ClientInfo{User: ss.user, ClientID: ss.clientID, Addr: in.addr, Online: true, NATClass: in.nat,
+			HeartbeatRttMs: float64(in.rtt.Microseconds()) / 1000, ConnectedAt: in.connectedAt.UTC(),
+			UptimeSeconds: int64(now.Sub(in.connectedAt).Seconds()), Sessions: 1, Proxies: in.proxies, Losses: []Loss{}}
+		if h, ok := hist[ss.key().String()]; ok {
+			c.Sessions += h.Sessions
+			c.Losses = h.Losses
+			delete(hist, ss.key().String())
 		}
-		out := map[string]row{}
-		for id, h := range s.History() {
-			cause := ""
-			if h.LastCause != nil {
-				cause = h.LastCause.Error()
-			}
-			out[id] = row{h.Sessions, cause, h.LastEnd}
+		if c.Proxies == nil {
+			c.Proxies = []string{}
 		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(out)
+		out = append(out, c)
+	}
+	for _, h := range hist {
+		out = append(out, ClientInfo{User: h.User, ClientID: h.ClientID, Addr: h.Addr, NATClass: h.NAT,
+			ConnectedAt: h.ConnectedAt.UTC(), Sessions: h.Sessions, Proxies: []string{}, Losses: h.Losses})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].User != out[j].User {
+			return out[i].User < out[j].User
+		}
+		return out[i].ClientID < out[j].ClientID
 	})
-	s.api = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
-	s.log.Info("web API listening", "addr", ln.Addr().String())
-	s.bgWG.Add(1)
-	go func() {
-		defer s.bgWG.Done()
-		if err := s.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("web API stopped", "error", err)
-		}
-	}()
-	return nil
+	return out
+}
+
+// ProxyInfo is one entry of GET /api/proxies. Its counters are the ones
+// the Prometheus series read (ProxyStats): BytesIn is from the internet
+// user toward hopc, BytesOut the way back.
+type ProxyInfo struct {
+	Name       string `json:"name"`
+	User       string `json:"user"`
+	ClientID   string `json:"clientID"`
+	Type       string `json:"type"`
+	RemotePort int    `json:"remotePort"` // 0 for secret proxies (stcp, xtcp...)
+	State      string `json:"state"`      // "online": registered by a live session
+	ConnsOpen  int64  `json:"connsOpen"`
+	ConnsTotal int64  `json:"connsTotal"`
+	BytesIn    int64  `json:"bytesIn"`
+	BytesOut   int64  `json:"bytesOut"`
+}
+
+// Proxies lists the registered proxies with their counters, sorted by
+// user and name.
+func (s *Server) Proxies() []ProxyInfo {
+	stats := s.ProxyStats()
+	out := make([]ProxyInfo, len(stats))
+	for i, p := range stats {
+		out[i] = ProxyInfo{Name: p.Name, User: p.User, ClientID: p.ClientID, Type: p.Type, RemotePort: p.RemotePort, State: "online",
+			ConnsOpen: p.ConnsOpen, ConnsTotal: p.ConnsTotal, BytesIn: p.BytesIn, BytesOut: p.BytesOut}
+	}
+	return out
 }
 
 // tallyLoop logs the P2P tally every p2p.tallyInterval.

@@ -175,7 +175,7 @@ func TestHistoryBounded(t *testing.T) {
 	h := newHistory(3)
 	now := time.Unix(0, 0)
 	for i, id := range []string{"a", "b", "c", "a", "d", "e"} {
-		h.record(id, errors.New(id), now.Add(time.Duration(i)*time.Second))
+		h.record(clientKey{"", id}, errors.New(id), now.Add(time.Duration(i)*time.Second), sessionInfo{})
 	}
 	got := h.snapshot()
 	if len(got) != 3 || got["a"].Sessions != 2 || got["d"].Sessions != 1 || got["e"].LastEnd != now.Add(5*time.Second) {
@@ -184,9 +184,17 @@ func TestHistoryBounded(t *testing.T) {
 	if _, ok := got["b"]; ok {
 		t.Fatal("kept the oldest entry")
 	}
+	// The losses of one client are bounded too, the oldest dropped.
+	for i := range 3 * maxLosses {
+		h.record(clientKey{"", "a"}, fmt.Errorf("loss %d", i), now, sessionInfo{})
+	}
+	l := h.snapshot()["a"].Losses
+	if len(l) != maxLosses || l[0].Cause != fmt.Sprint("loss ", 2*maxLosses) || l[maxLosses-1].Cause != fmt.Sprint("loss ", 3*maxLosses-1) {
+		t.Fatalf("%d losses kept (bound %d): first %+v, last %+v", len(l), maxLosses, l[0], l[len(l)-1])
+	}
 	s := testServer(t)
 	for i := range 3 * maxHistory {
-		s.history.record(fmt.Sprint(i), nil, time.Now())
+		s.history.record(clientKey{"", fmt.Sprint(i)}, nil, time.Now(), sessionInfo{})
 	}
 	if n := len(s.History()); n != maxHistory {
 		t.Fatalf("%d client IDs remembered, bound %d", n, maxHistory)
@@ -228,3 +236,15 @@ func TestJunkVisitorStreamsLogOnce(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestSessionNAT: the NAT class a client reports in P2P messages is kept
+// for the API, an unknown one as "unknown", an empty one ignored.
+func TestSessionNAT(t *testing.T) {
+	ss := &session{proxies: map[string]*proxy{}}
+	for _, tc := range []struct{ in, want string }{{"EIM/EIF", "EIM/EIF"}, {"", "EIM/EIF"}, {"bogus", "unknown"}} {
+		ss.noteNAT(tc.in)
+		if got := ss.info().nat; got != tc.want {
+			t.Errorf("after %q: nat %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

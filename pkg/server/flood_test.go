@@ -19,6 +19,7 @@ import (
 	"github.com/hopproxy/hop/pkg/logging"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/transport"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 type logLines struct {
@@ -111,6 +112,9 @@ func TestRejectedLoginsLogOnce(t *testing.T) {
 			if err := <-done; !errors.Is(err, auth.ErrAuthFailed) {
 				t.Fatalf("login %d with a wrong token: %v", i, err)
 			}
+		}
+		if got := testutil.ToFloat64(s.metrics.LoginsRefused.WithLabelValues("auth_failed")); got != n {
+			t.Errorf("hop_logins_refused_total{reason=auth_failed} = %v after %d wrong tokens", got, n)
 		}
 		if got := out.count(`msg="login rejected`); got != 1 {
 			t.Fatalf("%d lines for %d rejected logins:\n%s", got, n, out.String())

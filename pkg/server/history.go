@@ -2,6 +2,7 @@ package server
 
 import (
 	"container/list"
+	"slices"
 	"time"
 )
 
@@ -10,6 +11,9 @@ import (
 // grow with them. The client whose last session ended longest ago is
 // forgotten first.
 const maxHistory = 1024
+
+// maxLosses bounds the losses kept per client: the most recent ones.
+const maxLosses = 16
 
 // history is ClientHistory per client ID, at most max of them, the least
 // recently ended evicted first. Not safe for concurrent use.
@@ -26,8 +30,10 @@ type historyEntry struct {
 
 func newHistory(max int) history { return history{max: max, byID: map[string]*list.Element{}} }
 
-// record notes that a session of id ended at t because of cause.
-func (h *history) record(id string, cause error, t time.Time) {
+// record notes that the session of k described by info ended at t
+// because of cause.
+func (h *history) record(k clientKey, cause error, t time.Time, info sessionInfo) {
+	id := k.String()
 	e := h.byID[id]
 	if e == nil {
 		e = h.order.PushFront(&historyEntry{id: id})
@@ -39,6 +45,16 @@ func (h *history) record(id string, cause error, t time.Time) {
 	he.h.Sessions++
 	he.h.LastCause = cause
 	he.h.LastEnd = t
+	he.h.User, he.h.ClientID = k.user, k.clientID
+	he.h.Addr, he.h.NAT, he.h.ConnectedAt = info.addr, info.nat, info.connectedAt
+	why := "session ended"
+	if cause != nil {
+		why = cause.Error()
+	}
+	if len(he.h.Losses) == maxLosses {
+		he.h.Losses = slices.Delete(he.h.Losses, 0, 1)
+	}
+	he.h.Losses = append(he.h.Losses, Loss{At: t, Cause: why})
 	for h.order.Len() > h.max {
 		old := h.order.Back()
 		h.order.Remove(old)
@@ -49,7 +65,9 @@ func (h *history) record(id string, cause error, t time.Time) {
 func (h *history) snapshot() map[string]ClientHistory {
 	out := make(map[string]ClientHistory, len(h.byID))
 	for id, e := range h.byID {
-		out[id] = e.Value.(*historyEntry).h
+		h := e.Value.(*historyEntry).h
+		h.Losses = slices.Clone(h.Losses)
+		out[id] = h
 	}
 	return out
 }

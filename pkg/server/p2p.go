@@ -271,6 +271,7 @@ func (s *Server) p2pResult(ss *session, m *protocol.P2PResult) {
 		ps.AvgToDirectMs = float64(ps.totalMs) / float64(n)
 	}
 	st.mu.Unlock()
+	s.metrics.P2PResult(key.Visitor, key.Owner, m.Outcome, time.Duration(max(m.ElapsedMs, 0))*time.Millisecond)
 	args := []any{"proxy", a.proxy, "type", a.typ, "visitor", a.visitor.key().String(), "owner", a.owner.key().String(),
 		"visitor_nat", key.Visitor, "owner_nat", key.Owner, "outcome", m.Outcome, "elapsed", time.Duration(m.ElapsedMs) * time.Millisecond, "packets", m.Packets}
 	if m.Outcome == "lan" || m.Outcome == "direct" {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/hopproxy/hop/pkg/acceptloop"
 	"github.com/hopproxy/hop/pkg/bridge"
+	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/metrics"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
 
@@ -32,6 +34,7 @@ type proxy struct {
 	udp     *udpRelay
 	wg      sync.WaitGroup
 	stopped sync.Once
+	conns   metrics.Conns // see ProxyStats
 }
 
 // stopAccepting closes the public port; open connections go on.
@@ -58,6 +61,14 @@ func refuse(name, code, format string, args ...any) *protocol.NewProxyResp {
 // openProxy applies the server policy to a NewProxy request and opens the
 // public port.
 func (s *Server) openProxy(ss *session, m *protocol.NewProxy) *protocol.NewProxyResp {
+	r := s.openProxyLocked(ss, m)
+	if r.Code != "" {
+		s.metrics.ProxiesRefused.WithLabelValues(proxyTypeLabel(m.ProxyType), refusalCode(r.Code)).Inc()
+	}
+	return r
+}
+
+func (s *Server) openProxyLocked(ss *session, m *protocol.NewProxy) *protocol.NewProxyResp {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
@@ -73,10 +84,11 @@ func (s *Server) openProxy(ss *session, m *protocol.NewProxy) *protocol.NewProxy
 	ss.mu.Lock()
 	n := len(ss.proxies)
 	ss.mu.Unlock()
-	if max := s.cfg.MaxProxiesPerClient; max > 0 && n >= max {
+	pol := s.policy()
+	if max := pol.MaxProxiesPerClient; max > 0 && n >= max {
 		return refuse(m.Name, protocol.CodeTooManyProxies, "this client already has %d proxies, the server's maxProxiesPerClient", max)
 	}
-	if m.RemotePort != 0 && !s.cfg.PortAllowed(m.RemotePort) {
+	if m.RemotePort != 0 && !pol.PortAllowed(m.RemotePort) {
 		return refuse(m.Name, protocol.CodePortNotAllowed, "remotePort %d is not in the server's allowPorts; pick a port the server allows or ask its operator", m.RemotePort)
 	}
 	p := &proxy{name: m.Name, typ: m.ProxyType, owner: ss, allow: m.AllowUsers}
@@ -89,7 +101,7 @@ func (s *Server) openProxy(ss *session, m *protocol.NewProxy) *protocol.NewProxy
 		p.log.Info("secret proxy registered: reachable through visitors")
 		return &protocol.NewProxyResp{Name: p.name}
 	}
-	if err := s.bind(p, m.RemotePort); err != nil {
+	if err := s.bind(p, m.RemotePort, pol.AllowPorts); err != nil {
 		r := bindRefusal(m.Name, m.RemotePort, err)
 		if r.Code == protocol.CodeTemporary {
 			s.logLimit.Log(context.Background(), ss.log, slog.LevelWarn, ss.key().String(), "cannot open a proxy's port: out of resources; the client will retry",
@@ -140,13 +152,13 @@ func bindRefusal(name string, port int, err error) *protocol.NewProxyResp {
 
 // bind opens the proxy's public port: the requested one, or with port 0
 // a free one (inside allowPorts when that is set).
-func (s *Server) bind(p *proxy, port int) error {
-	if port != 0 || len(s.cfg.AllowPorts) == 0 {
+func (s *Server) bind(p *proxy, port int, allowPorts []config.PortRange) error {
+	if port != 0 || len(allowPorts) == 0 {
 		return s.bindPort(p, port)
 	}
 	var last error = errors.New("no port in allowPorts is free")
 	tried := 0
-	for _, r := range s.cfg.AllowPorts {
+	for _, r := range allowPorts {
 		for port := r.Start; port <= r.End && tried < 256; port++ {
 			if _, taken := s.portOwner(port); taken {
 				continue
@@ -227,13 +239,38 @@ func (s *Server) serveTCP(p *proxy) {
 				return
 			}
 			// This goroutine ends here; two small ones copy the bytes.
-			bridge.Start(c, st, func(up, down int64) {
+			p.conns.Opened()
+			bridge.StartCounting(c, st, &p.conns.In, &p.conns.Out, func(up, down int64) {
+				p.conns.Closed()
 				s.users.Remove(c)
 				p.log.Debug("connection closed", "src", c.RemoteAddr().String(), "bytes_in", up, "bytes_out", down)
 				s.connWG.Done()
 			})
 		}()
 	}, acceptloop.Options{Log: p.log})
+}
+
+// proxyTypes are the proxy types a NewProxy may name; another is
+// counted as "unknown" (it comes from a client).
+var proxyTypes = map[string]bool{protocol.ProxyTCP: true, protocol.ProxyUDP: true, protocol.ProxySTCP: true,
+	protocol.ProxySUDP: true, protocol.ProxyXTCP: true, protocol.ProxyXUDP: true}
+
+func proxyTypeLabel(t string) string {
+	if proxyTypes[t] {
+		return t
+	}
+	return "unknown"
+}
+
+// refusalCodes are the codes openProxy refuses with.
+var refusalCodes = map[string]bool{protocol.CodeShuttingDown: true, protocol.CodeBadRequest: true, protocol.CodeProxyExists: true,
+	protocol.CodeTooManyProxies: true, protocol.CodePortNotAllowed: true, protocol.CodePortInUse: true, protocol.CodeTemporary: true}
+
+func refusalCode(c string) string {
+	if refusalCodes[c] {
+		return c
+	}
+	return "other"
 }
 
 // isSecret reports whether a proxy type has no public port and is reached

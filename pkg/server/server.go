@@ -15,9 +15,9 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hopproxy/hop/pkg/acceptloop"
@@ -27,10 +27,13 @@ import (
 	"github.com/hopproxy/hop/pkg/drain"
 	"github.com/hopproxy/hop/pkg/heartbeat"
 	"github.com/hopproxy/hop/pkg/logging"
+	"github.com/hopproxy/hop/pkg/metrics"
 	"github.com/hopproxy/hop/pkg/mux"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/transport"
+	"github.com/hopproxy/hop/pkg/webserver"
 	"github.com/hopproxy/hop/pkg/xtcp/stunserver"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Causes recorded for sessions the server ends; match them with errors.Is.
@@ -47,7 +50,10 @@ var (
 
 // Server is a running hops.
 type Server struct {
-	cfg         *config.ServerConfig
+	cfg         *config.ServerConfig // as started; see policy for the keys Reload changes
+	live        atomic.Pointer[config.ServerConfig]
+	reloadMu    sync.Mutex     // one Reload at a time
+	level       *slog.LevelVar // of log, for Reload; nil when not set
 	log         *slog.Logger
 	tls         *tls.Config
 	fingerprint string
@@ -62,13 +68,17 @@ type Server struct {
 	history  history                // under mu, keyed user.clientID
 	p2p      *p2pState
 	stun     *stunserver.Server
-	api      *http.Server
+	api      *webserver.Server
+	started  time.Time
 	bgWG     sync.WaitGroup // API server and tally logger
 
 	handlers sync.WaitGroup // one per accepted control connection
 	users    drain.Set      // proxied user connections, for the drain
 	acceptWG sync.WaitGroup
 	connWG   sync.WaitGroup // one per proxied user connection
+
+	reg     *prometheus.Registry // the server's own, never the default one
+	metrics *metrics.Server
 
 	// logLimit folds the lines a remote peer can repeat at will (failed
 	// handshakes, rejected logins) into one summary per source and window.
@@ -88,8 +98,14 @@ func New(cfg *config.ServerConfig, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp, gate: gate,
-		sessions: map[clientKey]*session{}, proxies: map[proxyKey]*proxy{}, history: newHistory(maxHistory), p2p: newP2PState()}, nil
+	s := &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp, gate: gate,
+		sessions: map[clientKey]*session{}, proxies: map[proxyKey]*proxy{}, history: newHistory(maxHistory), p2p: newP2PState(),
+		started: time.Now()}
+	s.live.Store(cfg)
+	if err := s.newMetrics(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func (s *Server) keepalive() transport.KeepAlive {
@@ -211,6 +227,7 @@ func (s *Server) shutdown(grace time.Duration) {
 func (s *Server) handle(ctx context.Context, raw net.Conn) {
 	leave, gerr := s.gate.Enter(raw.RemoteAddr())
 	if gerr != nil { // over limits.maxHandshakes(PerIP): counted in the gate's Stats
+		s.metrics.LoginsRefused.WithLabelValues(metrics.RefusalReason(gerr)).Inc()
 		s.log.Debug("connection refused before TLS", "remote", raw.RemoteAddr().String(), "error", gerr)
 		raw.Close()
 		return
@@ -244,6 +261,7 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		if errors.Is(err, io.EOF) {
 			level = slog.LevelDebug // a port probe that connected and left
 		}
+		s.metrics.LoginsRefused.WithLabelValues(metrics.ReasonTLS).Inc()
 		s.logLimit.Log(ctx, log, level, logging.Source(remote), "TLS handshake failed", "error", err)
 		raw.Close()
 		return
@@ -255,12 +273,13 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		return
 	}
 	var sessionID string
-	hello, welcome, err := auth.Server(tc, s.cfg.Auth.TokenFor, binding, s.decide)
+	hello, welcome, err := auth.Server(tc, s.tokenFor, binding, s.decide)
 	if err != nil {
 		args := []any{"error", err}
 		if hello != nil {
 			args = append(args, "user", hello.User, "client", hello.ClientID)
 		}
+		s.metrics.LoginsRefused.WithLabelValues(metrics.RefusalReason(err)).Inc()
 		s.logLimit.Log(ctx, log, slog.LevelWarn, logging.Source(remote), "login rejected", args...)
 		tc.Close()
 		return
@@ -287,6 +306,11 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		// client ID won the race since decide: its next try gets the
 		// clear refusal at login.
 		ss.log.Info("session refused after login", "cause", err)
+		if errors.Is(err, ErrClientIDInUse) {
+			s.metrics.LoginsRefused.WithLabelValues(metrics.ReasonClientIDInUse).Inc()
+		} else {
+			s.metrics.LoginsRefused.WithLabelValues(metrics.ReasonShuttingDown).Inc()
+		}
 		ss.ms.CloseWithCause(err)
 		ss.ch.Close()
 		ss.ms.Close()
@@ -387,16 +411,48 @@ func (s *Server) unregister(ss *session, cause error) {
 	if s.sessions[ss.key()] == ss {
 		delete(s.sessions, ss.key())
 	}
-	s.history.record(ss.key().String(), cause, time.Now())
+	s.history.record(ss.key(), cause, time.Now(), ss.info())
 	s.mu.Unlock()
+	s.metrics.SessionLosses.WithLabelValues(lossCause(cause)).Inc()
 	close(ss.ended)
+}
+
+// lossCause is the cause label of hop_session_losses_total for why a
+// session ended.
+func lossCause(err error) string {
+	if c := metrics.LinkCause(err); c != "" {
+		return c
+	}
+	switch {
+	case errors.Is(err, ErrShutdown):
+		return metrics.CauseServerShutdown
+	case errors.Is(err, ErrReplaced):
+		return metrics.CauseReplaced
+	case errors.Is(err, mux.ErrPeerClosed):
+		return metrics.CauseClientClosed
+	}
+	return metrics.CauseOther
 }
 
 // ClientHistory is what the server remembers of a client's ended sessions.
 type ClientHistory struct {
-	Sessions  int       // sessions that ended
-	LastCause error     // why the last one ended
-	LastEnd   time.Time // when
+	User, ClientID string
+	Sessions       int       // sessions that ended
+	LastCause      error     // why the last one ended
+	LastEnd        time.Time // when
+	// Of the last ended session: the client's address, its NAT class
+	// ("" if it reported none) and when it logged in.
+	Addr        string
+	NAT         string
+	ConnectedAt time.Time
+	// Losses are the last maxLosses session ends, oldest first.
+	Losses []Loss
+}
+
+// Loss is one ended session of a client: when, and why.
+type Loss struct {
+	At    time.Time `json:"at"`
+	Cause string    `json:"cause"`
 }
 
 // History returns a copy of the ended-session history per client, keyed

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -45,15 +46,60 @@ type session struct {
 	log      *slog.Logger
 	ended    chan struct{} // closed after unregister
 
-	hb *heartbeat.Monitor // set by run before any message is handled
+	addr        string    // the client's address
+	connectedAt time.Time // login
+
+	hb *heartbeat.Monitor // set by run (under mu) before any message is handled
 
 	mu      sync.Mutex
 	proxies map[string]*proxy
+	nat     string // the NAT class the client last reported in a P2P message
+}
+
+// sessionInfo is what the API shows of a session besides its proxies.
+type sessionInfo struct {
+	addr, nat   string
+	connectedAt time.Time
+	rtt         time.Duration // last heartbeat RTT, 0 before the first
+	proxies     []string      // sorted
+}
+
+func (ss *session) info() sessionInfo {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	in := sessionInfo{addr: ss.addr, nat: ss.nat, connectedAt: ss.connectedAt}
+	if ss.hb != nil {
+		in.rtt = ss.hb.Stats().LastRTT
+	}
+	for name := range ss.proxies {
+		in.proxies = append(in.proxies, name)
+	}
+	slices.Sort(in.proxies)
+	return in
+}
+
+// noteNAT records the NAT class a P2P message of the client carried.
+func (ss *session) noteNAT(class string) {
+	if class == "" {
+		return
+	}
+	ss.mu.Lock()
+	ss.nat = natClass(class)
+	ss.mu.Unlock()
 }
 
 func newSession(s *Server, hello *protocol.ClientHello, id string, ms *mux.Session, ctrl net.Conn, log *slog.Logger) *session {
 	return &session{srv: s, user: hello.User, clientID: hello.ClientID, identity: ed25519.PublicKey(hello.IdentityKey),
-		id: id, ms: ms, ch: control.New(ctrl), log: log, ended: make(chan struct{}), proxies: map[string]*proxy{}}
+		id: id, ms: ms, ch: control.New(ctrl), log: log, ended: make(chan struct{}), proxies: map[string]*proxy{},
+		addr: ms.RemoteAddr().String(), connectedAt: time.Now()}
+}
+
+// monitor is the session's heartbeat, nil before run starts it; for
+// readers on other goroutines than the session's own.
+func (ss *session) monitor() *heartbeat.Monitor {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.hb
 }
 
 func (ss *session) key() clientKey { return clientKey{ss.user, ss.clientID} }
@@ -61,7 +107,9 @@ func (ss *session) key() clientKey { return clientKey{ss.user, ss.clientID} }
 // run serves the control stream until the session ends and returns why.
 func (ss *session) run() error {
 	hb := heartbeat.Start(ss.srv.heartbeatConfig(), ss.ch.TrySend, ss.ms.LastRead)
+	ss.mu.Lock()
 	ss.hb = hb
+	ss.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { // streams the client opens: relayed visitor connections
@@ -125,12 +173,15 @@ func (ss *session) handle(msg protocol.Message) error {
 		resp := ss.srv.openProxy(ss, m)
 		return ss.ch.Send(context.Background(), resp)
 	case *protocol.P2POffer:
+		ss.noteNAT(m.NAT)
 		ss.srv.p2pOffer(ss, m)
 		return nil
 	case *protocol.P2PAnswer:
+		ss.noteNAT(m.NAT)
 		ss.srv.p2pAnswer(ss, m)
 		return nil
 	case *protocol.P2PResult:
+		ss.noteNAT(m.NAT)
 		ss.srv.p2pResult(ss, m)
 		return nil
 	case *protocol.P2PAuth:

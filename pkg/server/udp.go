@@ -116,6 +116,7 @@ func (u *udpRelay) serve() {
 		if err != nil {
 			break
 		}
+		u.p.conns.In.Add(int64(n))
 		f := u.flow(src)
 		f.active.Touch()
 		b := dgrampool.Framed(buf[:n])
@@ -180,6 +181,7 @@ func (u *udpRelay) flow(src netip.AddrPort) *flow {
 	f.ipElem = l.PushFront(f)
 	u.wg.Add(1)
 	u.mu.Unlock()
+	u.p.conns.Opened() // Closed when run ends
 	for _, v := range victims {
 		v.close()
 		u.evicted.Add(1)
@@ -221,6 +223,7 @@ func (u *udpRelay) removeLocked(f *flow) {
 // it while readLoop carries the answers back.
 func (u *udpRelay) run(f *flow) {
 	defer u.wg.Done()
+	defer u.p.conns.Closed()
 	defer u.drainQueue(f)
 	select {
 	case u.opening <- struct{}{}:
@@ -284,7 +287,8 @@ func (u *udpRelay) readLoop(f *flow, st net.Conn) {
 		}
 		f.active.Touch()
 		u.markAnswered(f)
-		_, err = u.p.pc.WriteToUDPAddrPort(*bp, f.src)
+		n, err := u.p.pc.WriteToUDPAddrPort(*bp, f.src)
+		u.p.conns.Out.Add(int64(n))
 		dgrampool.Put(bp)
 		if err != nil {
 			u.drop(f)

@@ -76,6 +76,8 @@ func (s *Server) serveVisit(ss *session, st net.Conn) {
 		st.Close()
 		return
 	}
-	up, down := bridge.Join(st, out)
+	p.conns.Opened()
+	defer p.conns.Closed()
+	up, down := bridge.JoinCounting(st, out, &p.conns.In, &p.conns.Out)
 	p.log.Debug("visitor connection closed", "visitor", ss.key().String(), "bytes_in", up, "bytes_out", down)
 }

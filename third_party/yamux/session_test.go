@@ -1265,6 +1265,7 @@ func TestKeepAlive_Timeout(t *testing.T) {
 }
 
 func TestLargeWindow(t *testing.T) {
+	t.Skip("hop's fork grows an accepted stream's window at its first Read, not at accept (HOP-FORK.md); this upstream test writes twice the window before any Read")
 	conf := DefaultConfig()
 	conf.MaxStreamWindowSize *= 2
 

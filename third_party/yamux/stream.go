@@ -146,6 +146,22 @@ WAIT:
 	}
 	select {
 	case <-s.session.shutdownCh:
+		// hop: the session is gone and nothing more will arrive. Upstream
+		// goes back to START, which spins (a timer and two locks per turn)
+		// until Session.Close reaches this stream's forceClose; a thousand
+		// readers spinning so starved that Close for tens of seconds.
+		// Return what forceClose would make Read return: what is still
+		// buffered, then EOF.
+		if timer != nil {
+			timer.Stop()
+		}
+		s.recvLock.Lock()
+		buffered := s.recvBuf != nil && s.recvBuf.Len() > 0
+		s.recvLock.Unlock()
+		if buffered {
+			goto START
+		}
+		return 0, io.EOF
 	case <-s.recvNotifyCh:
 	case <-timeout:
 		return 0, ErrTimeout
@@ -233,6 +249,12 @@ WAIT:
 	}
 	select {
 	case <-s.session.shutdownCh:
+		// hop: as in Read, do not spin until forceClose; a write to a
+		// session that is gone fails as waitForSendErr would fail it.
+		if timer != nil {
+			timer.Stop()
+		}
+		return 0, ErrSessionShutdown
 	case <-s.sendNotifyCh:
 	case <-timeout:
 		return 0, ErrTimeout
