@@ -139,6 +139,17 @@ func TestReloadKeepsConnections(t *testing.T) {
 	if _, err := readC.ReadString('\n'); err == nil || isTimeout(err) {
 		t.Fatalf("C's open connection outlived its removal: %v", err)
 	}
+	eventually(t, 10*time.Second, "Status to show b, a and d running", func() bool {
+		st := c.Status()
+		var got []string
+		for _, p := range st.Proxies {
+			got = append(got, p.Name+"="+p.State)
+		}
+		return slices.Equal(got, []string{"b=running", "a=running", "d=running"})
+	})
+	if snap := c.MetricsSnapshot(); len(snap.Proxies) != 3 || snap.Proxies[0].Name != "b" || snap.Proxies[0].Conns.Total == 0 {
+		t.Fatalf("metrics after the reload: %+v", snap.Proxies)
+	}
 	for i := range 3 {
 		if err := echoes(connA, readA, "after"+string(rune('0'+i))); err != nil {
 			t.Fatalf("the connection through the unchanged proxy A broke across the reload: %v", err)
