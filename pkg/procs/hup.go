@@ -1,15 +1,11 @@
 package procs
 
 import (
-	"log/slog"
 	"os"
 	"os/signal"
 	"sync"
 	"syscall"
 )
-
-// HUPMessage is the line logged for each SIGHUP.
-const HUPMessage = "SIGHUP ignored: hop has no reload yet; restart to apply a new config"
 
 // HUP holds the SIGHUPs a process receives. By default SIGHUP ends a Go
 // program without a word (a closed terminal, or an operator who expects a
@@ -19,19 +15,12 @@ type HUP struct {
 }
 
 // CatchHUP makes SIGHUP harmless for the rest of the process's life; call
-// it first thing, before the logger exists. Log reports the signals;
-// Handle acts on them (hops reloads its config).
+// it first thing, before the logger exists. Handle acts on them (hops
+// and hopc reload their config files).
 func CatchHUP() *HUP {
 	h := &HUP{ch: make(chan os.Signal, 1)}
 	signal.Notify(h.ch, syscall.SIGHUP)
 	return h
-}
-
-// Log logs HUPMessage for every SIGHUP, one caught before Log included,
-// until stop is called. stop waits for the logging goroutine; SIGHUP stays
-// caught (and silently ignored) after it.
-func (h *HUP) Log(log *slog.Logger) (stop func()) {
-	return h.Handle(func() { log.Warn(HUPMessage) })
 }
 
 // Handle calls fn for every SIGHUP, one caught before Handle included, one

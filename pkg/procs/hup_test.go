@@ -3,54 +3,11 @@
 package procs
 
 import (
-	"bytes"
-	"log/slog"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// TestHUPIsLoggedNotFatal sends SIGHUP to the test process itself: once
-// caught it does not end the process, and each one is logged (the first
-// sent before Log, as during start-up).
-func TestHUPIsLoggedNotFatal(t *testing.T) {
-	h := CatchHUP()
-	if err := syscall.Kill(syscall.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	var out lockedBuf
-	stop := h.Log(slog.New(slog.NewTextHandler(&out, nil)))
-	defer stop()
-	waitFor(t, func() bool { return strings.Count(out.String(), HUPMessage) == 1 })
-	if err := syscall.Kill(syscall.Getpid(), syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, func() bool { return strings.Count(out.String(), HUPMessage) == 2 })
-	if !strings.Contains(out.String(), "level=WARN") {
-		t.Fatalf("log: %s", out.String())
-	}
-	stop()
-	stop() // idempotent
-}
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
