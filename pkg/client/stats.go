@@ -79,8 +79,12 @@ func (c *Client) MetricsSnapshot() metrics.ClientSnapshot {
 			s.HeartbeatRTT, s.HasRTT = st.LastRTT, true
 		}
 	}
+	states := map[string]string{}
+	for _, p := range c.Status().Proxies {
+		states[p.Name] = p.State
+	}
 	for _, p := range c.cfg.Proxies {
-		s.Proxies = append(s.Proxies, metrics.ConnSample{Name: p.Name, Type: string(p.Type), Conns: c.metrics.proxies[p.Name].Snapshot()})
+		s.Proxies = append(s.Proxies, metrics.ConnSample{Name: p.Name, Type: string(p.Type), Conns: c.metrics.proxies[p.Name].Snapshot(), State: states[p.Name]})
 	}
 	paths := map[string]string{}
 	c.statusMu.Lock()
