@@ -120,6 +120,17 @@ func TestMetricsFollowTraffic(t *testing.T) {
 		return sample(page, `hop_client_proxy_received_bytes_total{proxy="echo",type="tcp"}`) == base[0]+n &&
 			sample(page, `hop_client_proxy_sent_bytes_total{proxy="echo",type="tcp"}`) == base[1]+n
 	})
+	page = scrape(t, hopcURL)
+	for series, want := range map[string]float64{
+		`hop_client_proxies{state="running",type="tcp"}`: 1,
+		`hop_client_proxies{state="running",type="udp"}`: 1,
+		`hop_client_proxies{state="failed",type="tcp"}`:  0,
+		`hop_client_proxies{state="pending",type="udp"}`: 0,
+	} {
+		if got := sample(page, series); got != want {
+			t.Errorf("hopc %s = %v, want %v", series, got, want)
+		}
+	}
 	conn.Close()
 	eventually(t, 10*time.Second, "the connection to close on both sides", func() bool {
 		return sample(scrape(t, hopsURL), `hop_proxy_connections_open{proxy="echo",type="tcp"}`) == 0 &&
@@ -287,7 +298,7 @@ func TestMetricsPromtool(t *testing.T) {
 		"hop_proxy_received_bytes_total{", "hop_proxy_sent_bytes_total{", "hop_client_heartbeat_rtt_seconds{", "hop_session_losses_total{",
 		"hop_logins_refused_total{", "hop_p2p_attempts_total{", "hop_p2p_outcomes_total{", "hop_p2p_time_to_direct_seconds_bucket{"})
 	hopc := []string{"hop_client_session_up ", "hop_client_sessions_total ", "hop_client_session_losses_total{", "hop_client_heartbeat_rtt_seconds "}
-	check("hopc owner", ownerURL, append(hopc, "hop_client_proxy_connections_open{", "hop_client_proxy_connections_total{",
+	check("hopc owner", ownerURL, append(hopc, "hop_client_proxies{", "hop_client_proxy_connections_open{", "hop_client_proxy_connections_total{",
 		"hop_client_proxy_received_bytes_total{", "hop_client_proxy_sent_bytes_total{"))
 	check("hopc visitor", visURL, append(hopc, "hop_client_visitor_connections_open{", "hop_client_visitor_connections_total{",
 		"hop_client_visitor_received_bytes_total{", "hop_client_visitor_sent_bytes_total{", "hop_visitor_path{",

@@ -90,9 +90,13 @@ func (c *Client) MetricsSnapshot() metrics.ClientSnapshot {
 			s.HeartbeatRTT, s.HasRTT = st.LastRTT, true
 		}
 	}
+	states := map[string]string{}
+	for _, p := range c.Status().Proxies {
+		states[p.Name] = p.State
+	}
 	cfg := c.runningConfig()
 	for _, p := range cfg.Proxies {
-		s.Proxies = append(s.Proxies, metrics.ConnSample{Name: p.Name, Type: string(p.Type), Conns: c.proxyConns(p.Name).Snapshot()})
+		s.Proxies = append(s.Proxies, metrics.ConnSample{Name: p.Name, Type: string(p.Type), Conns: c.proxyConns(p.Name).Snapshot(), State: states[p.Name]})
 	}
 	paths := map[string]string{}
 	c.run.mu.Lock()

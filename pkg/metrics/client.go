@@ -46,7 +46,14 @@ type ClientSnapshot struct {
 type ConnSample struct {
 	Name, Type string
 	Conns      ConnCounts
+	// State is a proxy's state in hopc's status (ProxyStates), counted by
+	// hop_client_proxies; unused for visitors.
+	State string
 }
+
+// ProxyStates are the values of hop_client_proxies' state label, as
+// hopc's status names them.
+var ProxyStates = []string{"running", "pending", "failed"}
 
 // VisitorSample is one visitor and its counters. In is the bytes from
 // the remote proxy toward the local application, Out those from the
@@ -114,8 +121,9 @@ var (
 	descCVTotal     = prometheus.NewDesc("hop_client_visitor_connections_total", "Application connections (UDP: flows) each visitor has had.", []string{"visitor", "type"}, nil)
 	descCVIn        = prometheus.NewDesc("hop_client_visitor_received_bytes_total", "Bytes each visitor received from the remote proxy toward the local application.", []string{"visitor", "type"}, nil)
 	descCVOut       = prometheus.NewDesc("hop_client_visitor_sent_bytes_total", "Bytes each visitor sent from the local application toward the remote proxy.", []string{"visitor", "type"}, nil)
+	descCProxies    = prometheus.NewDesc("hop_client_proxies", "hopc's proxies by type and state (running: registered; pending: waiting for a session or an answer; failed: refused, retried if the reason passes).", []string{"type", "state"}, nil)
 	descVPath       = prometheus.NewDesc("hop_visitor_path", "1 for the path an xtcp/xudp visitor's link uses now (direct_udp, direct_tcp, relay), 0 for the others.", []string{"visitor", "path"}, nil)
-	clientStateDesc = []*prometheus.Desc{descCRTT, descCPOpen, descCPTotal, descCPIn, descCPOut, descCVOpen, descCVTotal, descCVIn, descCVOut, descVPath}
+	clientStateDesc = []*prometheus.Desc{descCRTT, descCPOpen, descCPTotal, descCPIn, descCPOut, descCVOpen, descCVTotal, descCVIn, descCVOut, descVPath, descCProxies}
 )
 
 // clientCollector turns a ClientSnapshot into series at scrape time.
@@ -138,8 +146,21 @@ func (c *clientCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(in, prometheus.CounterValue, float64(x.Conns.In), x.Name, x.Type)
 		ch <- prometheus.MustNewConstMetric(out, prometheus.CounterValue, float64(x.Conns.Out), x.Name, x.Type)
 	}
+	byState := map[[2]string]int{}
 	for _, p := range s.Proxies {
 		conns(descCPOpen, descCPTotal, descCPIn, descCPOut, p)
+		if p.State != "" {
+			byState[[2]string{p.Type, p.State}]++
+		}
+	}
+	types := map[string]bool{}
+	for _, p := range s.Proxies {
+		types[p.Type] = true
+	}
+	for t := range types { // every state of a type present, 0 included
+		for _, st := range ProxyStates {
+			ch <- prometheus.MustNewConstMetric(descCProxies, prometheus.GaugeValue, float64(byState[[2]string{t, st}]), t, st)
+		}
 	}
 	for _, v := range s.Visitors {
 		conns(descCVOpen, descCVTotal, descCVIn, descCVOut, v.ConnSample)
