@@ -15,7 +15,9 @@ func TestEnablePrometheus(t *testing.T) {
 		t.Errorf("server EnablePrometheus defaults to true")
 	}
 
-	cli, err := ParseClient("hopc.toml", []byte(tokenLine+"enablePrometheus = true\n"))
+	_, err = ParseClient("hopc.toml", []byte(tokenLine+"enablePrometheus = true\n"))
+	checkErr(t, "hopc.toml", err, "hopc.toml:2: enablePrometheus: is true but webServer.port is not set: /metrics is served by the web server; set webServer.port (e.g. 7500) or remove enablePrometheus")
+	cli, err := ParseClient("hopc.toml", []byte(tokenLine+"enablePrometheus = true\n[webServer]\nport = 7400\n"))
 	checkErr(t, "hopc.toml", err, "")
 	if !cli.EnablePrometheus {
 		t.Errorf("client EnablePrometheus = false after enablePrometheus = true")
