@@ -102,6 +102,13 @@ func TestMetricsFollowTraffic(t *testing.T) {
 			base = [2]float64{float64(p.BytesIn), float64(p.BytesOut)}
 		}
 	}
+	// A counter is added to right after its write returns, so the echo
+	// can be read here a moment before hops counted its last bytes.
+	eventually(t, 10*time.Second, "hops' counters of the echo", func() bool {
+		page := scrape(t, hopsURL)
+		return sample(page, `hop_proxy_received_bytes_total{proxy="echo",type="tcp"}`) == base[0]+n &&
+			sample(page, `hop_proxy_sent_bytes_total{proxy="echo",type="tcp"}`) == base[1]+n
+	})
 	page := scrape(t, hopsURL)
 	for series, want := range map[string]float64{
 		`hop_proxy_received_bytes_total{proxy="echo",type="tcp"}`: base[0] + n,

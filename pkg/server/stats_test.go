@@ -135,7 +135,15 @@ func TestMetricsUDPProxy(t *testing.T) {
 			t.Fatalf("no answer through the relay: %v", err)
 		}
 	}
-	st := s.ProxyStats()
+	// The relay counts a datagram right after sending it: poll, as the
+	// answer can arrive a moment before the count.
+	var st []ProxyStat
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		st = s.ProxyStats()
+		if len(st) == 1 && st[0].BytesOut == 15 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if len(st) != 1 || st[0].Name != "u" || st[0].User != "alice" || st[0].ClientID != "a1" || st[0].RemotePort != u.p.port ||
 		st[0].ConnsTotal != 1 || st[0].ConnsOpen != 1 || st[0].BytesIn != 15 || st[0].BytesOut != 15 {
 		t.Fatalf("ProxyStats = %+v; want one flow, 15 bytes each way", st)
