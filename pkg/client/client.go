@@ -156,6 +156,7 @@ func (c *Client) Run(ctx context.Context) error {
 	c.startVisitors(ctx)
 	defer c.logLimit.Flush() // the counts of suppressed lines, before the process ends
 	defer c.connWG.Wait()
+	defer c.closePlugins() // after the sessions drained their streams, before waiting for them
 	defer c.closers.closeAll()
 	defer c.stopVisitors()
 	for attempt := 0; ctx.Err() == nil; attempt++ {

@@ -33,6 +33,7 @@ type runProxy struct {
 	gen     uint64    // tells apart the runs of one name (keys of P2P links)
 	conns   drain.Set // the connections to its local service
 	retired atomic.Bool
+	plugin  pluginSlot // the proxy's [proxies.plugin] handler, if it has one
 }
 
 // init fills a new client's registry from its config.

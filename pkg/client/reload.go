@@ -123,6 +123,7 @@ func (c *Client) retireProxy(rp *runProxy, drain bool) {
 	log.Info("proxy stopped by reload")
 	if !drain {
 		rp.conns.Close()
+		rp.plugin.close()
 		return
 	}
 	c.connWG.Add(1)
@@ -136,6 +137,7 @@ func (c *Client) retireProxy(rp *runProxy, drain bool) {
 			}
 		}
 		rp.conns.Close()
+		rp.plugin.close()
 		c.links.mu.Lock()
 		var ls []*ownerLink
 		for _, ol := range c.links.m {

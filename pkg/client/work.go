@@ -65,6 +65,10 @@ func (c *Client) serveLocal(st net.Conn, rp *runProxy, src string) {
 		c.workUDP(dc, rp, local)
 		return
 	}
+	if p.Plugin.Type != "" {
+		c.servePlugin(st, rp, src)
+		return
+	}
 	lc, err := net.DialTimeout("tcp", local, localDialTimeout)
 	if err != nil {
 		c.localDown(p, err)

@@ -202,6 +202,13 @@ type ProxyConfig struct {
 	// entry "*" allows any user. Visitors still need SecretKey. See
 	// AllowsUser. Must be empty for tcp and udp.
 	AllowUsers []string `toml:"allowUsers,omitempty"`
+
+	// --- plugins: client plugins ([proxies.plugin], see proxy_plugins.go)
+	// Plugin, when its Type is set, serves the proxy's connections in
+	// hopc itself (pkg/plugin) instead of connecting them to
+	// localIP:localPort, which must then be left out. Only the stream
+	// types in PluginProxyTypes take a plugin.
+	Plugin PluginConfig `toml:"plugin,omitzero"`
 }
 
 // AllowsUser reports whether a visitor logged in as user visitor may reach
@@ -490,8 +497,12 @@ func (p ProxyConfig) validate(r *reporter, key string) {
 	if !slices.Contains(ProxyTypes, p.Type) {
 		r.add(key+".type", "%q is not a proxy type; use one of: %s", p.Type, proxyTypeList())
 	}
-	checkHost(r, key+".localIP", p.LocalIP, "localPort")
-	portRange(r, key+".localPort", p.LocalPort, 1, " (the port of the local service)")
+	if p.Plugin.Type == "" {
+		checkHost(r, key+".localIP", p.LocalIP, "localPort")
+		portRange(r, key+".localPort", p.LocalPort, 1, " (the port of the local service)")
+	} else {
+		p.validatePlugin(r, key)
+	}
 	switch {
 	case p.Type.IsSecret():
 		if p.RemotePort != 0 {

@@ -161,6 +161,9 @@ type rawProxy struct {
 	IdleTimeout *rawText  `toml:"idleTimeout"` // udp, sudp, xudp
 	SecretKey   *string   `toml:"secretKey"`   // stcp, sudp, xtcp, xudp
 	AllowUsers  *[]string `toml:"allowUsers"`  // stcp, sudp, xtcp, xudp
+
+	// --- plugins: [proxies.plugin]
+	Plugin *rawPlugin `toml:"plugin"`
 }
 
 type rawVisitor struct {
@@ -450,7 +453,9 @@ func (c conv) proxy(key string, v rawProxy) ProxyConfig {
 	}
 	known := slices.Contains(ProxyTypes, p.Type)
 	c.str(&p.LocalIP, v.LocalIP)
-	if c.required(key+".localPort", v.LocalPort != nil, "add the port of the local service, e.g. localPort = 22") {
+	if v.Plugin != nil {
+		c.plugin(&p, key, v) // --- plugins
+	} else if c.required(key+".localPort", v.LocalPort != nil, "add the port of the local service, e.g. localPort = 22") {
 		c.int(&p.LocalPort, key+".localPort", v.LocalPort)
 	}
 	// A secret proxy has no public port. remotePort = 0 is accepted there
