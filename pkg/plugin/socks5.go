@@ -162,9 +162,9 @@ func socksReadRequest(rw io.ReadWriter) (socksRequest, error) {
 		if _, err := io.ReadFull(rw, name); err != nil {
 			return socksRequest{}, fmt.Errorf("socks5: reading address: %w", err)
 		}
-		if n[0] == 0 {
+		if !validDomain(name) {
 			writeReply(rw, repHostUnreach, nil)
-			return socksRequest{}, errors.New("socks5: empty domain name")
+			return socksRequest{}, fmt.Errorf("socks5: %q is not a domain name", name)
 		}
 		req.host = string(name)
 	default:
@@ -181,6 +181,21 @@ func socksReadRequest(rw io.ReadWriter) (socksRequest, error) {
 		return socksRequest{}, fmt.Errorf("%w (command %d)", ErrSOCKSCommand, h[1])
 	}
 	return req, nil
+}
+
+// validDomain reports whether a requested name is a host name: letters,
+// digits, '-', '_' and '.', not empty. Anything else (a ':' or ']', a
+// NUL) would not make a host:port to dial.
+func validDomain(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // writeReply writes VER REP RSV ATYP BND.ADDR BND.PORT, with bnd's
