@@ -701,6 +701,11 @@ func TestConfFiles(t *testing.T) {
 	t.Setenv("HOP_TOKEN", token)
 	t.Setenv("HOP_CI_TOKEN", ciToken)
 	t.Setenv("HOP_SECRET", secret)
+	www := t.TempDir()
+	crt, key := "../../third_party/yamux/testdata/cert.pem", "../../third_party/yamux/testdata/key.pem"
+	t.Setenv("HOP_WWW", www)
+	t.Setenv("HOP_CRT", crt)
+	t.Setenv("HOP_KEY", key)
 	files, err := filepath.Glob("../../conf/*.toml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no conf files: %v", err)
@@ -784,7 +789,17 @@ func TestConfFiles(t *testing.T) {
 		sshP2P, dnsP2P := DefaultProxy(ProxyXTCP), DefaultProxy(ProxyXUDP)
 		sshP2P.Name, sshP2P.LocalPort, sshP2P.SecretKey = "ssh-p2p", 22, secret
 		dnsP2P.Name, dnsP2P.LocalPort, dnsP2P.SecretKey = "dns-p2p", 53, secret
-		want.Proxies = []ProxyConfig{ssh, dns, sshP2P, dnsP2P}
+		plugin := func(name string, port int, pc PluginConfig) ProxyConfig {
+			return ProxyConfig{Name: name, Type: ProxyTCP, RemotePort: port, Plugin: pc}
+		}
+		want.Proxies = []ProxyConfig{ssh, dns, sshP2P, dnsP2P,
+			plugin("docker", 6003, PluginConfig{Type: PluginUnixSocket, UnixPath: "/var/run/docker.sock"}),
+			plugin("socks", 6004, PluginConfig{Type: PluginSOCKS5}),
+			plugin("web-proxy", 6005, PluginConfig{Type: PluginHTTPProxy}),
+			plugin("files", 6006, PluginConfig{Type: PluginStaticFile, LocalPath: www}),
+			plugin("https-app", 6007, PluginConfig{Type: PluginHTTPS2HTTP, LocalAddr: "127.0.0.1:8080", CrtPath: crt, KeyPath: key}),
+			plugin("http-to-https", 6008, PluginConfig{Type: PluginHTTP2HTTPS, LocalAddr: "127.0.0.1:8443"}),
+		}
 		sshV, dnsV := DefaultVisitor(ProxyXTCP), DefaultVisitor(ProxyXUDP)
 		sshV.Name, sshV.ServerName, sshV.SecretKey, sshV.BindPort = "ssh-p2p-visitor", "ssh-p2p", secret, 6022
 		dnsV.Name, dnsV.ServerName, dnsV.SecretKey, dnsV.BindPort = "dns-p2p-visitor", "dns-p2p", secret, 6053
