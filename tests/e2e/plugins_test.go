@@ -214,3 +214,63 @@ func TestPluginConfigRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestPluginsOnSecretProxies: plugins serve stcp and xtcp proxies too,
+// reached through visitors: socks5 with a password on stcp, http_proxy on
+// xtcp.
+func TestPluginsOnSecretProxies(t *testing.T) {
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "web %s", r.URL.Path)
+	}))
+	defer web.Close()
+	srvPort := freePort(t)
+	start(t, "hops", serverConfig(srvPort, ""))
+	waitListening(t, loop(srvPort), ready)
+	owner := `
+[[proxies]]
+name = "sec-socks"
+type = "stcp"
+secretKey = "s3cret-key"
+[proxies.plugin]
+type = "socks5"
+username = "alice"
+password = "pw"
+
+[[proxies]]
+name = "p2p-proxy"
+type = "xtcp"
+secretKey = "s3cret-key"
+[proxies.plugin]
+type = "http_proxy"
+`
+	start(t, "hopc", withID(clientConfig(srvPort, owner), "owner"))
+	sv, xv := freePort(t), freePort(t)
+	visitor := fmt.Sprintf(`
+[[visitors]]
+name = "v-socks"
+type = "stcp"
+serverName = "sec-socks"
+secretKey = "s3cret-key"
+bindPort = %d
+
+[[visitors]]
+name = "v-proxy"
+type = "xtcp"
+serverName = "p2p-proxy"
+secretKey = "s3cret-key"
+bindPort = %d
+`, sv, xv)
+	start(t, "hopc", withID(clientConfig(srvPort, visitor), "visitor"))
+	eventually(t, ready, "socks5 through the stcp visitor", func() bool {
+		out, _, code := curl(t, "--max-time", "3", "--socks5", loop(sv), "--proxy-user", "alice:pw", web.URL+"/s")
+		return code == 0 && out == "web /s"
+	})
+	if out, _, code := curl(t, "--socks5", loop(sv), "--proxy-user", "alice:no", web.URL+"/s"); code == 0 {
+		t.Errorf("wrong password through the stcp visitor: exit 0, %q", out)
+	}
+	eventually(t, ready, "http_proxy through the xtcp visitor", func() bool {
+		out, _, code := curl(t, "--max-time", "3", "-x", "http://"+loop(xv), web.URL+"/x")
+		return code == 0 && out == "web /x"
+	})
+	wantCurl(t, "web /p", "-p", "-x", "http://"+loop(xv), web.URL+"/p")
+}
