@@ -203,6 +203,8 @@ var serverCases = []errorCase{
 var clientCases = []errorCase{
 	{name: "minimal", toml: tokenLine},
 	// --- plugins
+	{name: "plugin header from the environment", env: map[string]string{"HOP_FROM": "hop"}, toml: tokenLine + "[[proxies]]\nname = \"s\"\ntype = \"tcp\"\nremotePort = 6000\n[proxies.plugin]\ntype = \"http2https\"\nlocalAddr = \"127.0.0.1:443\"\nrequestHeaders.set.x-from = \"${HOP_FROM}\"\n"},
+	{name: "plugin header from a missing variable", toml: tokenLine + "[[proxies]]\nname = \"s\"\ntype = \"tcp\"\nremotePort = 6000\n[proxies.plugin]\ntype = \"http2https\"\nlocalAddr = \"127.0.0.1:443\"\nrequestHeaders.set.x-from = \"${HOP_NOPE_X}\"\n", want: "hopc.toml:9: proxies[0].plugin.requestHeaders.set.x-from: environment variable HOP_NOPE_X is not set (referenced as ${HOP_NOPE_X}); export it or write the value directly"},
 	{name: "plugin socks5", toml: tokenLine + "[[proxies]]\nname = \"s\"\ntype = \"tcp\"\nremotePort = 6000\n[proxies.plugin]\ntype = \"socks5\"\nusername = \"u\"\npassword = \"p\"\n"},
 	{name: "plugin on stcp", toml: tokenLine + "[[proxies]]\nname = \"s\"\ntype = \"stcp\"\nsecretKey = \"12345678\"\nplugin.type = \"http_proxy\"\n"},
 	{name: "plugin unknown type", toml: tokenLine + "[[proxies]]\nname = \"s\"\ntype = \"tcp\"\nremotePort = 6000\n[proxies.plugin]\ntype = \"sock5\"\n", want: "hopc.toml:7: proxies[0].plugin.type: \"sock5\" is not a plugin type; use one of: unix_domain_socket, socks5, http_proxy, static_file, https2http, http2https"},

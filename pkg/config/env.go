@@ -121,6 +121,16 @@ func expandAll(r *reporter, v reflect.Value, key string, lookup func(string) (st
 		for i := 0; i < v.Len(); i++ {
 			expandAll(r, v.Index(i), key+"["+strconv.Itoa(i)+"]", lookup)
 		}
+	case reflect.Map: // string values, such as requestHeaders.set
+		if v.Type().Elem().Kind() != reflect.String {
+			return
+		}
+		for _, k := range v.MapKeys() {
+			e := reflect.New(v.Type().Elem()).Elem()
+			e.Set(v.MapIndex(k))
+			expandAll(r, e, join(key, k.String()), lookup)
+			v.SetMapIndex(k, e)
+		}
 	}
 }
 
