@@ -65,8 +65,9 @@ type PluginConfig struct {
 	// LocalAddr (https2http, http2https; required) is host:port of the
 	// HTTP (https2http) or HTTPS (http2https) backend.
 	LocalAddr string `toml:"localAddr,omitempty"`
-	// CrtPath and KeyPath (https2http; required) are the PEM certificate
-	// chain and key the plugin terminates TLS with.
+	// CrtPath and KeyPath (https2http) are the PEM certificate chain and
+	// key the plugin terminates TLS with, both or neither; neither (as in
+	// frp) serves a self-signed certificate generated at start.
 	CrtPath string `toml:"crtPath,omitempty"`
 	KeyPath string `toml:"keyPath,omitempty"`
 	// HostHeaderRewrite (https2http, http2https) replaces the Host of
@@ -248,10 +249,12 @@ func (p ProxyConfig) validatePlugin(r *reporter, key string) {
 	case PluginHTTPS2HTTP:
 		checkHostPort(r, pk+".localAddr", pc.LocalAddr, "HTTP backend", "127.0.0.1:80")
 		switch {
+		case pc.CrtPath == "" && pc.KeyPath == "":
+			// As in frp: a generated self-signed certificate.
 		case pc.CrtPath == "":
-			r.add(pk+".crtPath", `missing or empty; hop's https2http needs the certificate it serves: set crtPath = "server.crt" (PEM) and keyPath`)
+			r.add(pk+".crtPath", `missing or empty while keyPath is set; set the PEM certificate of keyPath, e.g. crtPath = "server.crt" (or neither, for a generated self-signed certificate)`)
 		case pc.KeyPath == "":
-			r.add(pk+".keyPath", `missing or empty; set the PEM key of crtPath, e.g. keyPath = "server.key"`)
+			r.add(pk+".keyPath", `missing or empty while crtPath is set; set the PEM key of crtPath, e.g. keyPath = "server.key" (or neither, for a generated self-signed certificate)`)
 		default:
 			checkReadable(r, pk+".crtPath", pc.CrtPath, "certificate")
 			checkReadable(r, pk+".keyPath", pc.KeyPath, "key")

@@ -497,6 +497,25 @@ func TestHTTPS2HTTP(t *testing.T) {
 			t.Error("plain HTTP was served by https2http")
 		}
 	}
+	// Without crtPath and keyPath, a generated self-signed certificate.
+	gen, err := NewHTTPS2HTTP(config.PluginConfig{Type: config.PluginHTTPS2HTTP, LocalAddr: backend.Listener.Addr().String()}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	genAddr := listen(t, gen)
+	if _, err := c.Get("https://" + genAddr + "/"); err == nil {
+		t.Error("the generated certificate verified against the test CA")
+	}
+	insecure := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	resp, err = insecure.Get("https://" + genAddr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.HasPrefix(string(b), "host="+genAddr+" from= xff=127.0.0.1 proto=https") {
+		t.Errorf("with the generated certificate: %q", b)
+	}
 	if _, err := NewHTTPS2HTTP(config.PluginConfig{CrtPath: key, KeyPath: key}, quiet); err == nil {
 		t.Error("NewHTTPS2HTTP with a key as certificate: no error")
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/transport"
 )
 
 // HTTPS2HTTP and HTTP2HTTPS are reverse proxies in front of one backend:
@@ -65,14 +66,25 @@ func backendTransport(d *net.Dialer) *http.Transport {
 // HTTPS2HTTP is the https2http plugin.
 type HTTPS2HTTP struct{ *reverse }
 
-// NewHTTPS2HTTP loads the certificate and key of cfg (CrtPath, KeyPath)
-// and returns the plugin for the HTTP backend cfg.LocalAddr.
+// NewHTTPS2HTTP loads the certificate and key of cfg (CrtPath, KeyPath),
+// or generates a self-signed certificate when both are empty, and returns the plugin for the HTTP backend cfg.LocalAddr.
 func NewHTTPS2HTTP(cfg config.PluginConfig, log *slog.Logger) (*HTTPS2HTTP, error) {
-	cert, err := tls.LoadX509KeyPair(cfg.CrtPath, cfg.KeyPath)
-	if err != nil {
-		return nil, fmt.Errorf("https2http: %w", err)
+	var tc *tls.Config
+	if cfg.CrtPath == "" && cfg.KeyPath == "" {
+		var fp string
+		var err error
+		if tc, fp, err = transport.ServerTLS("", ""); err != nil {
+			return nil, fmt.Errorf("https2http: %w", err)
+		}
+		log.Warn("https2http: no crtPath and keyPath: serving a generated self-signed certificate (clients must skip verification or pin it)", "sha256", fp)
+	} else {
+		cert, err := tls.LoadX509KeyPair(cfg.CrtPath, cfg.KeyPath)
+		if err != nil {
+			return nil, fmt.Errorf("https2http: %w", err)
+		}
+		tc = &tls.Config{Certificates: []tls.Certificate{cert}}
 	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}
+	tc.NextProtos, tc.MinVersion = []string{"http/1.1"}, tls.VersionTLS12
 	wrap := func(c net.Conn) net.Conn { return tls.Server(c, tc) }
 	return &HTTPS2HTTP{newReverse(cfg, "http", backendTransport(&net.Dialer{Timeout: DialTimeout}), log, wrap)}, nil
 }
