@@ -203,6 +203,8 @@ var serverCases = []errorCase{
 var clientCases = []errorCase{
 	{name: "minimal", toml: tokenLine},
 	// --- plugins
+	{name: "plugin as frp INI string", toml: tokenLine + "[[proxies]]\nname = \"s\"\ntype = \"tcp\"\nremotePort = 6000\nplugin = \"socks5\"\n", want: "hopc.toml:6: proxies[0].plugin: expected a table, found a string; frp's INI format named the plugin here, hop's (and frp's TOML) is a table: write [proxies.plugin] below the proxy, with type = \"socks5\" and the plugin's keys"},
+	{name: "plugin frp enableHTTP2", toml: tokenLine + "[[proxies]]\nname = \"s\"\ntype = \"tcp\"\nremotePort = 6000\n[proxies.plugin]\ntype = \"https2http\"\nlocalAddr = \"127.0.0.1:80\"\nenableHTTP2 = true\n", want: "hopc.toml:9: proxies[0].plugin.enableHTTP2: unknown key; hop's https2http speaks HTTP/1.1 to users (any HTTPS client falls back to it); remove it"},
 	{name: "plugin header from the environment", env: map[string]string{"HOP_FROM": "hop"}, toml: tokenLine + "[[proxies]]\nname = \"s\"\ntype = \"tcp\"\nremotePort = 6000\n[proxies.plugin]\ntype = \"http2https\"\nlocalAddr = \"127.0.0.1:443\"\nrequestHeaders.set.x-from = \"${HOP_FROM}\"\n"},
 	{name: "plugin header from a missing variable", toml: tokenLine + "[[proxies]]\nname = \"s\"\ntype = \"tcp\"\nremotePort = 6000\n[proxies.plugin]\ntype = \"http2https\"\nlocalAddr = \"127.0.0.1:443\"\nrequestHeaders.set.x-from = \"${HOP_NOPE_X}\"\n", want: "hopc.toml:9: proxies[0].plugin.requestHeaders.set.x-from: environment variable HOP_NOPE_X is not set (referenced as ${HOP_NOPE_X}); export it or write the value directly"},
 	{name: "plugin socks5", toml: tokenLine + "[[proxies]]\nname = \"s\"\ntype = \"tcp\"\nremotePort = 6000\n[proxies.plugin]\ntype = \"socks5\"\nusername = \"u\"\npassword = \"p\"\n"},

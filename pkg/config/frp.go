@@ -77,6 +77,9 @@ var frpKeyNames = map[string]frpKey{
 	"visitors[].fallbackTimeoutMs":            {side: "hopc", msg: "hop's xtcp and xudp connections never wait for the punch: they start over hops' relay and move to the direct path without a reset; remove it"},
 	"visitors[].keepTunnelOpen":               {side: "hopc", msg: "hop keeps the direct path open by itself (keepaliveInterval) and, while relaying, tries it again every retryInterval; remove it"},
 	"visitors[].maxRetriesAnHour":             {side: "hopc", to: "visitors[].retryInterval", perHour: true},
+
+	// --- plugins
+	"proxies[].plugin.enableHTTP2": {side: "hopc", msg: "hop's https2http speaks HTTP/1.1 to users (any HTTPS client falls back to it); remove it"},
 }
 
 // frpKeys is frpKeyNames indexed by the key path without array indexes,
@@ -92,6 +95,9 @@ func foldKeys(m map[string]frpKey) map[string]frpKey {
 }
 
 var elemIndex = regexp.MustCompile(`\[[0-9]*\]`)
+
+// pluginKey matches the path of a proxy's plugin table.
+var pluginKey = regexp.MustCompile(`^proxies\[[0-9]+\]\.plugin$`)
 
 // foldPath folds a key path for frpKeys: without array indexes, each part
 // by normKey. "visitors[2].fallback_timeout_ms" → "visitors[].fallbacktimeoutms".
@@ -254,6 +260,9 @@ func placeKey(en entry, to, value string) string {
 // typeHint adds to a type error at en what frp meant by a value of that
 // type there, or returns "".
 func typeHint(en entry) string {
+	if pluginKey.MatchString(en.path) && en.kind == unstable.String {
+		return fmt.Sprintf(`; frp's INI format named the plugin here, hop's (and frp's TOML) is a table: write [proxies.plugin] below the proxy, with type = %q and the plugin's keys`, en.text)
+	}
 	if en.path == "transport.tcpKeepalive" && en.kind == unstable.Integer {
 		v, _ := durationValue(en, frpKey{unit: "s", negOff: true})
 		return fmt.Sprintf(`; frp's transport.tcpKeepalive counted seconds, hop's is a table: write transport.tcpKeepalive.idle = %q (idle = "0s" turns it off)`, v)
