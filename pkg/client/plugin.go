@@ -2,6 +2,7 @@ package client
 
 import (
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -109,4 +110,21 @@ func (c *countingConn) Write(b []byte) (int, error) {
 	c.out.Add(int64(n))
 	c.nout.Add(int64(n))
 	return n, err
+}
+
+// localDesc is where a proxy's streams go, for logs and Status: the local
+// service's host:port, or its plugin ("plugin socks5", "plugin
+// unix_domain_socket /var/run/docker.sock").
+func localDesc(p config.ProxyConfig) string {
+	pc := p.Plugin
+	if pc.Type == "" {
+		return net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))
+	}
+	s := "plugin " + string(pc.Type)
+	for _, x := range []string{pc.UnixPath, pc.LocalPath, pc.LocalAddr} {
+		if x != "" {
+			s += " " + x
+		}
+	}
+	return s
 }

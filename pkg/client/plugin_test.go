@@ -67,6 +67,9 @@ func TestPluginProxyReload(t *testing.T) {
 		return len(snap.Proxies) == 1 && snap.Proxies[0].Conns.In >= int64(len("through the plugin\n")) && snap.Proxies[0].Conns.Out >= int64(len("ONE\nthrough the plugin\n"))
 	})
 
+	if st := c.Status(); len(st.Proxies) != 1 || st.Proxies[0].LocalAddr != "plugin unix_domain_socket "+one {
+		t.Errorf("status %+v; want localAddr %q", st.Proxies, "plugin unix_domain_socket "+one)
+	}
 	res, err := c.Reload(clientConfig(port, unixProxy("sock", two, remote)))
 	if err != nil {
 		t.Fatal(err)

@@ -200,10 +200,10 @@ func (c *Client) drain(ch *control.Channel, ms *mux.Session) {
 // proxyStarted logs a proxy the server accepted.
 func (c *Client) proxyStarted(p config.ProxyConfig, r *protocol.NewProxyResp) {
 	if p.Type.IsSecret() {
-		c.log.Info("secret proxy registered", "proxy", r.Name, "type", p.Type, "local", fmt.Sprintf("%s:%d", p.LocalIP, p.LocalPort))
+		c.log.Info("secret proxy registered", "proxy", r.Name, "type", p.Type, "local", localDesc(p))
 		return
 	}
 	c.log.Info("proxy started", "proxy", r.Name, "type", p.Type,
-		"local", fmt.Sprintf("%s:%d", p.LocalIP, p.LocalPort),
+		"local", localDesc(p),
 		"remote", fmt.Sprintf("%s:%d", c.cfg.ServerAddr, r.RemotePort))
 }

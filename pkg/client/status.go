@@ -75,7 +75,7 @@ func (c *Client) Status() Status {
 
 	for _, p := range cfg.Proxies {
 		ps := ProxyStatus{Name: p.Name, Type: string(p.Type), State: StatePending,
-			LocalAddr: net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))}
+			LocalAddr: localDesc(p)}
 		remote := p.RemotePort
 		if s, ok := states[p.Name]; ok {
 			switch {
