@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -555,4 +556,25 @@ func TestNew(t *testing.T) {
 		t.Error("a closed handler served a stream")
 	}
 	<-done
+}
+
+// FuzzProxyAuthorization: http_proxy's Proxy-Authorization decoding
+// accepts exactly the configured credentials.
+func FuzzProxyAuthorization(f *testing.F) {
+	for _, s := range []string{"Basic Ym9iOnB3", "basic Ym9iOnB3", "Basic Ym9iOnB4", "Bearer x", "Basic", "Basic !!!", "Basic Ym9i", "Basic  Ym9iOnB3 "} {
+		f.Add(s)
+	}
+	p := NewHTTPProxy("bob", "pw", &net.Dialer{}, quiet)
+	defer p.Close()
+	f.Fuzz(func(t *testing.T, h string) {
+		r := &http.Request{Header: http.Header{"Proxy-Authorization": {h}}}
+		if !p.proxyAuthOK(r) {
+			return
+		}
+		scheme, cred, _ := strings.Cut(h, " ")
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+		if !strings.EqualFold(scheme, "basic") || err != nil || string(b) != "bob:pw" {
+			t.Fatalf("accepted %q", h)
+		}
+	})
 }
