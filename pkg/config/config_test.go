@@ -680,6 +680,10 @@ func TestMarshalRoundTrip(t *testing.T) {
 		cli.Proxies = append(cli.Proxies, p)
 		cli.Visitors = append(cli.Visitors, v)
 	}
+	cli.Proxies = append(cli.Proxies,
+		ProxyConfig{Name: "socks", Type: ProxyTCP, RemotePort: 6002, Plugin: PluginConfig{Type: PluginSOCKS5, Username: "u", Password: "p"}},
+		ProxyConfig{Name: "app", Type: ProxySTCP, SecretKey: key, Plugin: PluginConfig{Type: PluginHTTP2HTTPS, LocalAddr: "127.0.0.1:443",
+			HostHeaderRewrite: "app", RequestHeaders: HeaderOps{Set: map[string]string{"X-From-Where": "hop"}}}})
 	if err := cli.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -137,10 +137,13 @@ func (c conv) plugin(p *ProxyConfig, key string, v rawProxy) {
 	pk := key + ".plugin"
 	rp := v.Plugin
 	p.LocalIP = ""
-	if v.LocalPort != nil {
+	// localPort = 0 and localIP = "" are accepted: they are how the
+	// zero values of a plugin proxy marshal, and marshaled configs must
+	// parse again.
+	if v.LocalPort != nil && *v.LocalPort != 0 {
 		c.r.add(key+".localPort", "a proxy with a [proxies.plugin] has no local service port: the plugin serves its connections; remove localPort (or the plugin)")
 	}
-	if v.LocalIP != nil {
+	if v.LocalIP != nil && *v.LocalIP != "" {
 		c.r.add(key+".localIP", "a proxy with a [proxies.plugin] has no local service address: the plugin serves its connections; remove localIP (or the plugin)")
 	}
 	if !c.required(pk+".type", rp.Type != nil, fmt.Sprintf(`add the plugin's type, e.g. type = "socks5" (one of: %s)`, pluginTypeList())) {
