@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -577,4 +578,70 @@ func FuzzProxyAuthorization(f *testing.F) {
 			t.Fatalf("accepted %q", h)
 		}
 	})
+}
+
+// TestCloseEndsStreams: Close of each handler ends a stream it is
+// serving (a tunnel, an idle keep-alive HTTP connection) and Serve
+// returns; Close twice is fine.
+func TestCloseEndsStreams(t *testing.T) {
+	backend := echoServer(t)
+	sock := filepath.Join(t.TempDir(), "echo.sock")
+	ul, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ul.Close()
+	go func() {
+		for {
+			c, err := ul.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	static, err := NewStaticFile(t.TempDir(), "", "", "", quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(backend)
+	for _, tc := range []struct {
+		name  string
+		h     Handler
+		open  []byte // what the client sends
+		reply string // a prefix of what it reads back before the close
+	}{
+		{"unix_domain_socket", NewUnixSocket(sock, quiet), []byte("ping"), "ping"},
+		{"socks5", NewSOCKS5("", "", &net.Dialer{}, quiet), append(append([]byte{5, 1, 0, 5, 1, 0, 1}, net.ParseIP(host).To4()...), byte(mustAtoi(port)>>8), byte(mustAtoi(port))), "\x05\x00\x05\x00"},
+		{"static_file", static, []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), "HTTP/1.1 200"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := net.Pipe()
+			defer a.Close()
+			served := make(chan struct{})
+			go func() { tc.h.Serve(b, "192.0.2.1:1"); close(served) }()
+			a.SetDeadline(time.Now().Add(10 * time.Second))
+			go a.Write(tc.open)
+			got := make([]byte, len(tc.reply))
+			if _, err := io.ReadFull(a, got); err != nil || string(got) != tc.reply {
+				t.Fatalf("read %q, %v; want %q", got, err, tc.reply)
+			}
+			go io.Copy(io.Discard, a) // the rest of the reply
+			tc.h.Close()
+			select {
+			case <-served:
+			case <-time.After(10 * time.Second):
+				t.Fatal("Serve still running after Close")
+			}
+			tc.h.Close()
+		})
+	}
+}
+
+func mustAtoi(s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		panic(err)
+	}
+	return n
 }
