@@ -353,6 +353,7 @@ func (c *ClientConfig) Warnings() []string {
 	r := newReporter("", nil)
 	if c.src != nil {
 		r = newReporter(c.src.file, c.src.ix)
+		r.warnings = append(r.warnings, c.src.convWarnings...)
 	}
 	c.validate(r)
 	return r.warningLines()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,11 +63,12 @@ func ParseClient(name string, data []byte) (*ClientConfig, error) {
 		return nil, r.err()
 	}
 	cfg := conv{r}.client(&raw)
+	convWarnings := slices.Clone(r.warnings)
 	cfg.validate(r)
 	if err := r.err(); err != nil {
 		return nil, err
 	}
-	cfg.src = &source{file: name, ix: r.ix}
+	cfg.src = &source{file: name, ix: r.ix, convWarnings: convWarnings}
 	return &cfg, nil
 }
 

@@ -136,15 +136,16 @@ func pluginTypeList() string {
 func (c conv) plugin(p *ProxyConfig, key string, v rawProxy) {
 	pk := key + ".plugin"
 	rp := v.Plugin
-	p.LocalIP = ""
-	// localPort = 0 and localIP = "" are accepted: they are how the
-	// zero values of a plugin proxy marshal, and marshaled configs must
-	// parse again.
+	// frp ignores localIP and localPort when a plugin is set, so an frp
+	// config that has both works as it is: they are ignored here too,
+	// with a warning (0 and "" silently: they are how the zero values of
+	// a plugin proxy marshal).
+	p.LocalIP, p.LocalPort = "", 0
 	if v.LocalPort != nil && *v.LocalPort != 0 {
-		c.r.add(key+".localPort", "a proxy with a [proxies.plugin] has no local service port: the plugin serves its connections; remove localPort (or the plugin)")
+		c.r.warn(key+".localPort", "ignored: a proxy with a [proxies.plugin] has no local service port, the plugin serves its connections; remove localPort")
 	}
 	if v.LocalIP != nil && *v.LocalIP != "" {
-		c.r.add(key+".localIP", "a proxy with a [proxies.plugin] has no local service address: the plugin serves its connections; remove localIP (or the plugin)")
+		c.r.warn(key+".localIP", "ignored: a proxy with a [proxies.plugin] has no local service address, the plugin serves its connections; remove localIP")
 	}
 	if !c.required(pk+".type", rp.Type != nil, fmt.Sprintf(`add the plugin's type, e.g. type = "socks5" (one of: %s)`, pluginTypeList())) {
 		// validate must still see a plugin (else it asks for localPort),

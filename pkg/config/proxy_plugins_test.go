@@ -1,6 +1,7 @@
 package config
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -62,5 +63,25 @@ func TestPluginValidate(t *testing.T) {
 				t.Fatalf("error %v; want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// frp ignores localIP and localPort next to a plugin, so hop takes such an
+// frp config as it is and warns.
+func TestPluginIgnoresLocalService(t *testing.T) {
+	cfg, err := ParseClient("hopc.toml", []byte(tokenLine+"[[proxies]]\nname = \"s\"\ntype = \"tcp\"\nremotePort = 6000\nlocalIP = \"127.0.0.1\"\nlocalPort = 22\n[proxies.plugin]\ntype = \"socks5\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"hopc.toml:1: auth.token: only 6 bytes; a short token is easier to guess: use at least 16, e.g. the output of: openssl rand -hex 24",
+		"hopc.toml:6: proxies[0].localIP: ignored: a proxy with a [proxies.plugin] has no local service address, the plugin serves its connections; remove localIP",
+		"hopc.toml:7: proxies[0].localPort: ignored: a proxy with a [proxies.plugin] has no local service port, the plugin serves its connections; remove localPort",
+	}
+	if got := cfg.Warnings(); !reflect.DeepEqual(got, want) {
+		t.Errorf("warnings\n%q\nwant\n%q", got, want)
+	}
+	if p := cfg.Proxies[0]; p.LocalPort != 0 || p.LocalIP != "" || p.Plugin.Type != "socks5" {
+		t.Errorf("proxy %+v: want the plugin and no local service", p)
 	}
 }

@@ -113,6 +113,10 @@ func DefaultServerLimits() ServerLimits {
 type source struct {
 	file string
 	ix   *index
+	// convWarnings are the warnings about the file that only decoding
+	// can see (keys it drops, such as localPort next to a plugin);
+	// Warnings adds them to those of validate.
+	convWarnings []problem
 }
 
 // P2PConfig is the [p2p] table: how hops helps two hopc reach each other
