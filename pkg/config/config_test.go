@@ -363,6 +363,8 @@ func TestProxyTypeClasses(t *testing.T) {
 		{ProxySUDP, true, true, false},
 		{ProxyXTCP, true, false, true},
 		{ProxyXUDP, true, true, true},
+		{ProxyHTTP, false, false, false},
+		{ProxyHTTPS, false, false, false},
 		{"", false, false, false},
 		{"XTCP", false, false, false},
 	} {
@@ -371,7 +373,7 @@ func TestProxyTypeClasses(t *testing.T) {
 				c.t, c.t.IsSecret(), c.t.IsDatagram(), c.t.IsP2P(), c.secret, c.datagram, c.p2p)
 		}
 	}
-	if len(ProxyTypes) != 6 {
+	if len(ProxyTypes) != 8 || !ProxyHTTP.IsVhost() || !ProxyHTTPS.IsVhost() || ProxyTCP.IsVhost() {
 		t.Errorf("ProxyTypes = %v", ProxyTypes)
 	}
 }
@@ -701,6 +703,8 @@ func TestConfFiles(t *testing.T) {
 	t.Setenv("HOP_TOKEN", token)
 	t.Setenv("HOP_CI_TOKEN", ciToken)
 	t.Setenv("HOP_SECRET", secret)
+	const httpPassword = "http-password-from-the-environment"
+	t.Setenv("HOP_HTTP_PASSWORD", httpPassword)
 	files, err := filepath.Glob("../../conf/*.toml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no conf files: %v", err)
@@ -784,7 +788,13 @@ func TestConfFiles(t *testing.T) {
 		sshP2P, dnsP2P := DefaultProxy(ProxyXTCP), DefaultProxy(ProxyXUDP)
 		sshP2P.Name, sshP2P.LocalPort, sshP2P.SecretKey = "ssh-p2p", 22, secret
 		dnsP2P.Name, dnsP2P.LocalPort, dnsP2P.SecretKey = "dns-p2p", 53, secret
-		want.Proxies = []ProxyConfig{ssh, dns, sshP2P, dnsP2P}
+		web, webTLS := DefaultProxy(ProxyHTTP), DefaultProxy(ProxyHTTPS)
+		web.Name, web.LocalPort, web.CustomDomains, web.Subdomain = "web", 8080, []string{"www.example.com", "*.apps.example.com"}, "web"
+		web.Locations, web.HTTPUser, web.HTTPPassword, web.HostHeaderRewrite = []string{"/", "/api"}, "admin", httpPassword, "localhost"
+		web.RequestHeaders.Set = map[string]string{"X-From": "hop"}
+		web.ResponseHeaders.Set = map[string]string{"X-Served-By": "hop"}
+		webTLS.Name, webTLS.LocalPort, webTLS.CustomDomains = "web-tls", 8443, []string{"secure.example.com"}
+		want.Proxies = []ProxyConfig{ssh, dns, sshP2P, dnsP2P, web, webTLS}
 		sshV, dnsV := DefaultVisitor(ProxyXTCP), DefaultVisitor(ProxyXUDP)
 		sshV.Name, sshV.ServerName, sshV.SecretKey, sshV.BindPort = "ssh-p2p-visitor", "ssh-p2p", secret, 6022
 		dnsV.Name, dnsV.ServerName, dnsV.SecretKey, dnsV.BindPort = "dns-p2p-visitor", "dns-p2p", secret, 6053

@@ -131,6 +131,13 @@ type rawServer struct {
 	WebServer           rawWebServer       `toml:"webServer"`
 	Limits              rawServerLimits    `toml:"limits"`
 	EnablePrometheus    *bool              `toml:"enablePrometheus"`
+
+	// --- vhost
+	VhostHTTPPort    *int64   `toml:"vhostHTTPPort"`
+	VhostHTTPSPort   *int64   `toml:"vhostHTTPSPort"`
+	SubDomainHost    *string  `toml:"subDomainHost"`
+	VhostHTTPTimeout *rawText `toml:"vhostHTTPTimeout"`
+	Custom404Page    *string  `toml:"custom404Page"`
 }
 
 type rawClientTLS struct {
@@ -161,6 +168,22 @@ type rawProxy struct {
 	IdleTimeout *rawText  `toml:"idleTimeout"` // udp, sudp, xudp
 	SecretKey   *string   `toml:"secretKey"`   // stcp, sudp, xtcp, xudp
 	AllowUsers  *[]string `toml:"allowUsers"`  // stcp, sudp, xtcp, xudp
+
+	// --- vhost: http, https
+	CustomDomains     *[]string  `toml:"customDomains"`
+	Subdomain         *string    `toml:"subdomain"`
+	Locations         *[]string  `toml:"locations"`         // http
+	HTTPUser          *string    `toml:"httpUser"`          // http
+	HTTPPassword      *string    `toml:"httpPassword"`      // http
+	RouteByHTTPUser   *string    `toml:"routeByHTTPUser"`   // http
+	HostHeaderRewrite *string    `toml:"hostHeaderRewrite"` // http
+	RequestHeaders    rawHeaders `toml:"requestHeaders"`    // http
+	ResponseHeaders   rawHeaders `toml:"responseHeaders"`   // http
+}
+
+// rawHeaders is frp's requestHeaders / responseHeaders table.
+type rawHeaders struct {
+	Set map[string]string `toml:"set"`
 }
 
 type rawVisitor struct {
@@ -344,6 +367,12 @@ func (c conv) server(v *rawServer) ServerConfig {
 	c.int(&l.StunPerIPPerSecond, "limits.stunPerIPPerSecond", rl.StunPerIPPerSecond)
 	c.int(&l.MaxP2PAttemptsPerClient, "limits.maxP2PAttemptsPerClient", rl.MaxP2PAttemptsPerClient)
 	c.int(&l.MaxP2POffersPerProxy, "limits.maxP2POffersPerProxy", rl.MaxP2POffersPerProxy)
+	// --- vhost
+	c.int(&cfg.VhostHTTPPort, "vhostHTTPPort", v.VhostHTTPPort)
+	c.int(&cfg.VhostHTTPSPort, "vhostHTTPSPort", v.VhostHTTPSPort)
+	c.str(&cfg.SubDomainHost, v.SubDomainHost)
+	c.dur(&cfg.VhostHTTPTimeout, "vhostHTTPTimeout", v.VhostHTTPTimeout)
+	c.str(&cfg.Custom404Page, v.Custom404Page)
 	return cfg
 }
 
@@ -456,7 +485,7 @@ func (c conv) proxy(key string, v rawProxy) ProxyConfig {
 	// A secret proxy has no public port. remotePort = 0 is accepted there
 	// (validate rejects any other value): it is how the zero RemotePort of
 	// a secret proxy marshals, and marshaled configs must parse again.
-	if p.Type.IsSecret() {
+	if p.Type.IsSecret() || p.Type.IsVhost() {
 		c.int(&p.RemotePort, key+".remotePort", v.RemotePort)
 	} else if c.required(key+".remotePort", v.RemotePort != nil, "add the public port on the server, e.g. remotePort = 6000, or remotePort = 0 to let the server choose") {
 		c.int(&p.RemotePort, key+".remotePort", v.RemotePort)
@@ -476,6 +505,8 @@ func (c conv) proxy(key string, v rawProxy) ProxyConfig {
 		var d Duration
 		c.dur(&d, key+".idleTimeout", v.IdleTimeout)
 	}
+
+	c.vhostProxy(&p, key, v) // --- vhost
 
 	if known && !p.Type.IsSecret() {
 		if v.SecretKey != nil {
