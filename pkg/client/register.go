@@ -24,7 +24,7 @@ type sender interface {
 // server error, codes this build does not know) is retried.
 func permanentProxyCode(code string) bool {
 	switch code {
-	case protocol.CodePortNotAllowed, protocol.CodeBadRequest, protocol.CodeTooManyProxies:
+	case protocol.CodePortNotAllowed, protocol.CodeBadRequest, protocol.CodeTooManyProxies, protocol.CodeVhostDisabled:
 		return true
 	}
 	return false
@@ -82,6 +82,11 @@ func newProxyMsg(p config.ProxyConfig) *protocol.NewProxy {
 	m := &protocol.NewProxy{Name: p.Name, ProxyType: string(p.Type), RemotePort: p.RemotePort, AllowUsers: p.AllowUsers}
 	if p.Type == config.ProxyUDP {
 		m.IdleTimeoutMs = p.IdleTimeout.Milliseconds()
+	}
+	if p.Type.IsVhost() { // --- vhost
+		m.CustomDomains, m.Subdomain, m.Locations = p.CustomDomains, p.Subdomain, p.Locations
+		m.HTTPUser, m.HTTPPassword, m.RouteByHTTPUser, m.HostHeaderRewrite = p.HTTPUser, p.HTTPPassword, p.RouteByHTTPUser, p.HostHeaderRewrite
+		m.RequestHeaders, m.ResponseHeaders = p.RequestHeaders.Set, p.ResponseHeaders.Set
 	}
 	return m
 }
