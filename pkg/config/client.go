@@ -467,6 +467,8 @@ func (c *ClientConfig) validate(r *reporter) {
 		}
 	}
 
+	c.validateVhostRoutes(r) // --- vhost
+
 	type bound struct{ key, addr string }
 	binds := make(map[string][]bound) // "stream/port" or "datagram/port" → visitors listening there
 	for i, v := range c.Visitors {

@@ -3,6 +3,7 @@ package config
 import (
 	"net/textproto"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -174,6 +175,37 @@ func (p ProxyConfig) validateVhost(r *reporter, key string) {
 				r.add(k, "the value has control characters (a newline?); write it on one line")
 			} else if c := textproto.CanonicalMIMEHeaderKey(name); c == "Host" || c == "Content-Length" || c == "Transfer-Encoding" || c == "Connection" {
 				r.add(k, "%s cannot be set here; it frames the message (use hostHeaderRewrite for Host)", c)
+			}
+		}
+	}
+}
+
+// validateVhostRoutes reports two http (or two https) proxies of one
+// client that claim the same domain, location and routeByHTTPUser: hops
+// would refuse the second.
+func (c *ClientConfig) validateVhostRoutes(r *reporter) {
+	seen := map[string]string{} // type, domain, location, user → key of the proxy
+	for i, p := range c.Proxies {
+		if !p.Type.IsVhost() {
+			continue
+		}
+		key := "proxies[" + strconv.Itoa(i) + "]"
+		domains := slices.Clone(p.CustomDomains)
+		if p.Subdomain != "" {
+			domains = append(domains, p.Subdomain+".<subDomainHost>")
+		}
+		locs := p.Locations
+		if len(locs) == 0 {
+			locs = []string{"/"}
+		}
+		for _, d := range domains {
+			for _, l := range locs {
+				k := string(p.Type) + " " + d + " " + l + " " + p.RouteByHTTPUser
+				if prev, dup := seen[k]; dup && prev != key {
+					r.add(key+".customDomains", "%s location %q is also routed to %s%s; hops would refuse this proxy: give it another domain or location", d, l, prev, r.at(prev))
+					return
+				}
+				seen[k] = key
 			}
 		}
 	}

@@ -26,6 +26,8 @@ var vhostClientCases = []errorCase{
 			"hopc.toml:10: proxies[0].httpUser: httpUser and httpPassword go together: set both to ask for basic authentication, or neither\n" +
 			"hopc.toml:11: proxies[0].requestHeaders.set.X A: \"X A\" is not a header name; use letters, digits and - (e.g. X-From)"},
 	{name: "http keys on https", toml: tokenLine + "[[proxies]]\nname = \"web\"\ntype = \"https\"\nlocalPort = 443\ncustomDomains = [\"a.example.com\"]\nlocations = [\"/\"]\n", want: "hopc.toml:7: proxies[0].locations: only http proxies take locations: an https proxy is routed by the TLS SNI and hops never sees its requests; remove it"},
+	{name: "same domain twice", toml: tokenLine + "[[proxies]]\nname = \"a\"\ntype = \"http\"\nlocalPort = 80\ncustomDomains = [\"a.example.com\"]\n[[proxies]]\nname = \"b\"\ntype = \"http\"\nlocalPort = 81\ncustomDomains = [\"a.example.com\"]\nlocations = [\"/x\", \"/\"]\n[[proxies]]\nname = \"c\"\ntype = \"https\"\nlocalPort = 443\ncustomDomains = [\"a.example.com\"]\n",
+		want: "hopc.toml:11: proxies[1].customDomains: a.example.com location \"/\" is also routed to proxies[0] (line 2); hops would refuse this proxy: give it another domain or location"},
 	{name: "http keys on tcp", toml: tokenLine + "[[proxies]]\nname = \"ssh\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\nhttpUser = \"u\"\n", want: "hopc.toml:7: proxies[0].httpUser: only http proxies take httpUser; remove it from this tcp proxy"},
 }
 
