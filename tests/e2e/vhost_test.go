@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,6 +165,46 @@ httpPassword = "builder"`) +
 			s, resp := getSeen(t, c, newReq(t, "GET", tc.url, nil))
 			if resp.StatusCode != 200 || s.Tag != tc.tag || s.Path != tc.path {
 				t.Errorf("GET %s: %d, backend %q path %q; want %q %q", tc.url, resp.StatusCode, s.Tag, s.Path, tc.tag, tc.path)
+			}
+		}
+	})
+
+	t.Run("keep-alive", func(t *testing.T) {
+		var dials atomic.Int32
+		d := &net.Dialer{Timeout: 5 * time.Second}
+		kc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			dials.Add(1)
+			return d.DialContext(ctx, "tcp", loop(httpPort))
+		}}}
+		for i := range 20 {
+			if s, resp := getSeen(t, kc, newReq(t, "GET", "http://a.hop.test/k", nil)); resp.StatusCode != 200 || s.Path != "/k" {
+				t.Fatalf("request %d: %d %+v", i, resp.StatusCode, s)
+			}
+		}
+		if n := dials.Load(); n != 1 {
+			t.Errorf("20 requests took %d connections to hops, want 1 kept alive", n)
+		}
+		// One kept-alive connection, each request routed by its own Host.
+		conn, err := net.DialTimeout("tcp", loop(httpPort), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		br := bufio.NewReader(conn)
+		for i, host := range []string{"a", "sub", "x.wild", "a", "nope", "sub"} {
+			fmt.Fprintf(conn, "GET /k%d HTTP/1.1\r\nHost: %s.hop.test\r\n\r\n", i, host)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("request %d on the kept-alive connection: %v", i, err)
+			}
+			var s seen
+			json.NewDecoder(resp.Body).Decode(&s)
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			want := map[string]string{"a": "a", "sub": "sub", "x.wild": "wild"}[host]
+			if s.Tag != want || (want == "" && resp.StatusCode != 404) {
+				t.Errorf("request %d for %s: %d from %q, want %q", i, host, resp.StatusCode, s.Tag, want)
 			}
 		}
 	})
