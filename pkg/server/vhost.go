@@ -149,13 +149,13 @@ func (s *Server) openVhost(ss *session, m *protocol.NewProxy, p *proxy, full str
 	var err error
 	if p.typ == protocol.ProxyHTTP {
 		rt := &vhost.HTTPRoute{Name: full, Dial: dial, User: m.HTTPUser, Password: m.HTTPPassword,
-			HostRewrite: m.HostHeaderRewrite, RequestHeaders: m.RequestHeaders, ResponseHeaders: m.ResponseHeaders}
+			HostRewrite: m.HostHeaderRewrite, RequestHeaders: m.RequestHeaders, ResponseHeaders: m.ResponseHeaders, Conns: &p.conns}
 		id, err = s.vhost.http.Add(vhost.Rule{Domains: domains, Locations: m.Locations, User: m.RouteByHTTPUser}, rt)
 		if err == nil {
 			p.unroute = func() { s.vhost.http.Remove(id) }
 		}
 	} else {
-		id, err = s.vhost.https.Add(domains, &vhost.TLSRoute{Name: full, Dial: dial})
+		id, err = s.vhost.https.Add(domains, &vhost.TLSRoute{Name: full, Dial: dial, Conns: &p.conns})
 		if err == nil {
 			p.unroute = func() { s.vhost.https.Remove(id) }
 		}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/hopproxy/hop/pkg/metrics"
 )
 
 // Dialer opens a connection to the local service of a route: in hops, a
@@ -32,6 +34,9 @@ type HTTPRoute struct {
 	// RequestHeaders are set on requests sent on; ResponseHeaders on the
 	// responses sent back.
 	RequestHeaders, ResponseHeaders map[string]string
+	// Conns, when set, counts the connections to the local service and
+	// their bytes (In toward it, Out back).
+	Conns *metrics.Conns
 
 	key string // URL host of its pooled connections, unique per Add
 }
@@ -122,7 +127,12 @@ func NewHTTP(cfg HTTPConfig) *HTTPServer {
 				return nil, errors.New("vhost: dial without a route")
 			}
 			src, _ := ctx.Value(srcKeyCtx).(string)
-			return rt.Dial(ctx, src)
+			c, err := rt.Dial(ctx, src)
+			if err != nil || rt.Conns == nil {
+				return c, err
+			}
+			rt.Conns.Opened()
+			return &countedConn{Conn: c, conns: rt.Conns}, nil
 		},
 		ResponseHeaderTimeout: cfg.ResponseHeaderTimeout,
 		MaxIdleConnsPerHost:   32,
@@ -274,4 +284,29 @@ func (s *HTTPServer) proxyError(w http.ResponseWriter, r *http.Request, err erro
 	if code != 499 {
 		http.Error(w, msg, code)
 	}
+}
+
+// countedConn counts the bytes of a connection to a local service in
+// conns, and its end.
+type countedConn struct {
+	net.Conn
+	conns *metrics.Conns
+	once  sync.Once
+}
+
+func (c *countedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.conns.Out.Add(int64(n))
+	return n, err
+}
+
+func (c *countedConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.conns.In.Add(int64(n))
+	return n, err
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(c.conns.Closed)
+	return c.Conn.Close()
 }

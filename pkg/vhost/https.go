@@ -10,6 +10,7 @@ import (
 	"github.com/hopproxy/hop/pkg/acceptloop"
 	"github.com/hopproxy/hop/pkg/bridge"
 	"github.com/hopproxy/hop/pkg/drain"
+	"github.com/hopproxy/hop/pkg/metrics"
 	"github.com/hopproxy/hop/pkg/vhost/sni"
 )
 
@@ -17,6 +18,9 @@ import (
 type TLSRoute struct {
 	Name string // in logs (user.name in hops)
 	Dial Dialer
+	// Conns, when set, counts the forwarded connections and their bytes
+	// (In from the user, Out back).
+	Conns *metrics.Conns
 }
 
 // HTTPSConfig tunes an HTTPSServer.
@@ -150,5 +154,12 @@ func (s *HTTPSServer) handle(c net.Conn) {
 		return
 	}
 	st.SetWriteDeadline(time.Time{})
-	bridge.Join(c, st)
+	if rt.Conns == nil {
+		bridge.Join(c, st)
+		return
+	}
+	rt.Conns.Opened()
+	rt.Conns.In.Add(int64(len(prefix)))
+	bridge.JoinCounting(c, st, &rt.Conns.In, &rt.Conns.Out)
+	rt.Conns.Closed()
 }

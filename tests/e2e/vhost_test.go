@@ -19,7 +19,6 @@ import (
 	"math/big"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -102,7 +101,8 @@ func TestVhostHTTP(t *testing.T) {
 	srvPort, httpPort := freePort(t), freePort(t)
 	page := filepath.Join(t.TempDir(), "404.html")
 	writeFile(t, page, "<h1>nothing here (custom)</h1>\n")
-	srv := start(t, "hops", serverConfig(srvPort, fmt.Sprintf("vhostHTTPPort = %d\nsubDomainHost = \"hop.test\"\ncustom404Page = %q\n", httpPort, page)))
+	web := freePort(t)
+	srv := start(t, "hops", serverConfig(srvPort, fmt.Sprintf("vhostHTTPPort = %d\nsubDomainHost = \"hop.test\"\ncustom404Page = %q\n[webServer]\nport = %d\nuser = \"admin\"\npassword = \"vhost-pw\"\n", httpPort, page, web)))
 	waitListening(t, loop(srvPort), ready)
 
 	const size = 20 << 20
@@ -291,6 +291,21 @@ httpPassword = "builder"`) +
 		if got := resp.Header.Get("X-Upload-Sha256"); got != hex.EncodeToString(up.Sum(nil)) || resp.Header.Get("X-Upload-Bytes") != strconv.Itoa(size) {
 			t.Errorf("upload: %s bytes, sha256 %s; want %d, %x", resp.Header.Get("X-Upload-Bytes"), got, size, up.Sum(nil))
 		}
+		waitAPI(t, ready, "GET /api/proxies to count the bulk proxy's bytes", func() error {
+			var ps []struct {
+				Name                          string
+				ConnsTotal, BytesIn, BytesOut int64
+			}
+			if err := apiGet(fmt.Sprintf("http://127.0.0.1:%d/api/proxies", web), "admin", "vhost-pw", &ps); err != nil {
+				return err
+			}
+			for _, p := range ps {
+				if p.Name == "bulk" && p.ConnsTotal >= 1 && p.BytesIn >= size && p.BytesOut >= size {
+					return nil
+				}
+			}
+			return fmt.Errorf("proxies %+v: bulk lacks its 20 MB each way", ps)
+		})
 	})
 
 	t.Run("websocket", func(t *testing.T) {
@@ -458,7 +473,8 @@ func TestVhostHTTPS(t *testing.T) {
 	backendPort := ln.Addr().(*net.TCPAddr).Port
 
 	srvPort, httpsPort := freePort(t), freePort(t)
-	srv := start(t, "hops", serverConfig(srvPort, fmt.Sprintf("vhostHTTPSPort = %d\n", httpsPort)))
+	web := freePort(t)
+	srv := start(t, "hops", serverConfig(srvPort, fmt.Sprintf("vhostHTTPSPort = %d\n[webServer]\nport = %d\nuser = \"admin\"\npassword = \"vhost-pw\"\n", httpsPort, web)))
 	waitListening(t, loop(srvPort), ready)
 	start(t, "hopc", clientConfig(srvPort, fmt.Sprintf("\n[[proxies]]\nname = \"tls\"\ntype = \"https\"\nlocalPort = %d\ncustomDomains = [\"secure.hop.test\"]\n", backendPort)))
 
@@ -521,9 +537,22 @@ func TestVhostHTTPS(t *testing.T) {
 	if !srv.running() {
 		t.Fatal("hops exited")
 	}
-	if _, err := os.Stat(certFile); err != nil {
-		t.Fatal(err)
-	}
+	// The proxy's counters show the connections and bytes.
+	waitAPI(t, ready, "GET /api/proxies to count the https connections", func() error {
+		var ps []struct {
+			Name                string
+			Type                string
+			ConnsTotal, BytesIn int64
+			BytesOut            int64
+		}
+		if err := apiGet(fmt.Sprintf("http://127.0.0.1:%d/api/proxies", web), "admin", "vhost-pw", &ps); err != nil {
+			return err
+		}
+		if len(ps) != 1 || ps[0].Type != "https" || ps[0].ConnsTotal < 1 || ps[0].BytesIn < 100 || ps[0].BytesOut < 500 {
+			return fmt.Errorf("proxies %+v", ps)
+		}
+		return nil
+	})
 }
 
 // TestVhostRefusals: a subdomain without the server's subDomainHost, and
