@@ -117,13 +117,15 @@ func (s *Server) closeVhost() {
 	s.vhost.closeOnce.Do(func() {
 		if s.vhost.http != nil {
 			s.vhost.http.Close()
-		} else if s.vhost.httpLn != nil {
-			s.vhost.httpLn.Close()
 		}
 		if s.vhost.https != nil {
 			s.vhost.https.Close()
-		} else if s.vhost.httpsLn != nil {
-			s.vhost.httpsLn.Close()
+		}
+		// Also when Serve never started the servers.
+		for _, ln := range []net.Listener{s.vhost.httpLn, s.vhost.httpsLn} {
+			if ln != nil {
+				ln.Close()
+			}
 		}
 	})
 }

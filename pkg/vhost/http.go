@@ -174,6 +174,12 @@ func (s *HTTPServer) Remove(id uint64) {
 	s.tr.CloseIdleConnections()
 }
 
+// Lookup returns the route a request to host and path by basic-auth user
+// user would take.
+func (s *HTTPServer) Lookup(host, path, user string) (*HTTPRoute, bool) {
+	return s.routes.Lookup(host, path, user)
+}
+
 // Serve starts serving ln in the background; Shutdown or Close stop it.
 func (s *HTTPServer) Serve(ln net.Listener) {
 	cl := newChanListener(ln, s.log)
