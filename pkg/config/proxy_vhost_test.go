@@ -1,6 +1,13 @@
 package config
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/pelletier/go-toml/v2"
+)
 
 var vhostServerCases = []errorCase{
 	{name: "vhost ports", toml: tokenLine + "vhostHTTPPort = 8080\nvhostHTTPSPort = 8443\nsubDomainHost = \"example.com\"\nvhostHTTPTimeout = \"30s\"\n"},
@@ -46,5 +53,47 @@ func TestVhostClientConfig(t *testing.T) {
 			_, err := ParseClient("hopc.toml", []byte(c.toml))
 			checkErr(t, "hopc.toml", err, c.want)
 		})
+	}
+}
+
+// TestVhostMarshalRoundTrip: the vhost keys written back as TOML parse
+// to the same config.
+func TestVhostMarshalRoundTrip(t *testing.T) {
+	page := filepath.Join(t.TempDir(), "404.html")
+	if err := os.WriteFile(page, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := DefaultServer()
+	srv.Auth.Token = "t"
+	srv.VhostHTTPPort, srv.VhostHTTPSPort, srv.SubDomainHost = 8080, 8443, "example.com"
+	srv.VhostHTTPTimeout, srv.Custom404Page = d("90s"), page
+	b, err := toml.Marshal(srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseServer("marshaled", b)
+	if err != nil || !reflect.DeepEqual(values(back), srv) {
+		t.Errorf("server round trip: %v\n%s", err, b)
+	}
+
+	cli := DefaultClient()
+	cli.Auth.Token = "t"
+	web, tls := DefaultProxy(ProxyHTTP), DefaultProxy(ProxyHTTPS)
+	web.Name, web.LocalPort, web.CustomDomains, web.Subdomain = "web", 80, []string{"a.example.com", "*.b.example.com"}, "web"
+	web.Locations, web.HTTPUser, web.HTTPPassword, web.RouteByHTTPUser, web.HostHeaderRewrite = []string{"/", "/api"}, "u", "p", "u", "local"
+	web.RequestHeaders.Set = map[string]string{"X-A": "1", "X-B": "two words"}
+	web.ResponseHeaders.Set = map[string]string{"X-C": "3"}
+	tls.Name, tls.LocalPort, tls.CustomDomains = "tls", 443, []string{"s.example.com"}
+	cli.Proxies = []ProxyConfig{web, tls}
+	if err := cli.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, err = toml.Marshal(cli)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cback, err := ParseClient("marshaled", b)
+	if err != nil || !reflect.DeepEqual(values(cback), cli) {
+		t.Errorf("client round trip: %v\n%s", err, b)
 	}
 }
