@@ -180,8 +180,11 @@ type NewProxy struct {
 type NewProxyResp struct {
 	Name       string `json:"name"`
 	RemotePort int    `json:"remotePort,omitempty"`
-	Code       string `json:"code,omitempty"`
-	Error      string `json:"error,omitempty"`
+	// Domains (http, https) are the host names routed to the proxy, its
+	// subdomain expanded with the server's subDomainHost.
+	Domains []string `json:"domains,omitempty"`
+	Code    string   `json:"code,omitempty"`
+	Error   string   `json:"error,omitempty"`
 }
 
 // CloseProxy releases a proxy's public port.

@@ -175,5 +175,5 @@ func (s *Server) openVhost(ss *session, m *protocol.NewProxy, p *proxy, full str
 	ss.proxies[p.name] = p
 	ss.mu.Unlock()
 	p.log.Info("proxy started", "port", portKey)
-	return &protocol.NewProxyResp{Name: p.name}
+	return &protocol.NewProxyResp{Name: p.name, Domains: domains}
 }

@@ -136,7 +136,8 @@ httpUser = "bob"
 httpPassword = "builder"`) +
 		httpProxy("bulk", bulk, `customDomains = ["bulk.hop.test"]`) +
 		httpProxy("ws", ws, `customDomains = ["ws.hop.test"]`)
-	cli := start(t, "hopc", withID(clientConfig(srvPort, proxies), "vhost-1"))
+	admin1 := freePort(t)
+	cli := start(t, "hopc", withID(clientConfig(srvPort, fmt.Sprintf("[webServer]\nport = %d\n", admin1)+proxies), "vhost-1"))
 	c := vhostClient(loop(httpPort), nil)
 	eventually(t, ready, "the http proxies to be routed", func() bool {
 		for _, h := range []string{"a", "ws", "bulk", "sub", "x.wild", "auth"} {
@@ -150,6 +151,28 @@ httpPassword = "builder"`) +
 			}
 		}
 		return true
+	})
+
+	t.Run("status shows the domains", func(t *testing.T) {
+		waitAPI(t, ready, "hopc status to show each proxy's domains", func() error {
+			var st struct {
+				Proxies []struct {
+					Name, State, RemoteAddr string
+					Domains                 []string
+				} `json:"proxies"`
+			}
+			if err := apiGet(fmt.Sprintf("http://127.0.0.1:%d/api/status", admin1), "", "", &st); err != nil {
+				return err
+			}
+			got := map[string]string{}
+			for _, p := range st.Proxies {
+				got[p.Name] = p.State + " " + strings.Join(p.Domains, ",") + " " + p.RemoteAddr
+			}
+			if got["web-sub"] != "running sub.hop.test " || got["web-wild"] != "running *.wild.hop.test " {
+				return fmt.Errorf("status %v", got)
+			}
+			return nil
+		})
 	})
 
 	t.Run("routing", func(t *testing.T) {
