@@ -317,13 +317,14 @@ httpPassword = "builder"`) +
 		waitAPI(t, ready, "GET /api/proxies to count the bulk proxy's bytes", func() error {
 			var ps []struct {
 				Name                          string
+				Domains                       []string
 				ConnsTotal, BytesIn, BytesOut int64
 			}
 			if err := apiGet(fmt.Sprintf("http://127.0.0.1:%d/api/proxies", web), "admin", "vhost-pw", &ps); err != nil {
 				return err
 			}
 			for _, p := range ps {
-				if p.Name == "bulk" && p.ConnsTotal >= 1 && p.BytesIn >= size && p.BytesOut >= size {
+				if p.Name == "bulk" && len(p.Domains) == 1 && p.Domains[0] == "bulk.hop.test" && p.ConnsTotal >= 1 && p.BytesIn >= size && p.BytesOut >= size {
 					return nil
 				}
 			}
