@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -72,7 +73,7 @@ func TestAPI(t *testing.T) {
 	})
 	ctx := context.Background()
 	got, err := c.Status(ctx)
-	if err != nil || got.ClientID != want.ClientID || len(got.Proxies) != 1 || got.Proxies[0] != want.Proxies[0] || got.Visitors[0] != want.Visitors[0] {
+	if err != nil || got.ClientID != want.ClientID || len(got.Proxies) != 1 || !reflect.DeepEqual(got.Proxies[0], want.Proxies[0]) || got.Visitors[0] != want.Visitors[0] {
 		t.Fatalf("Status = %+v, %v", got, err)
 	}
 
@@ -193,5 +194,18 @@ func TestTLS(t *testing.T) {
 	}
 	if _, err := oc.Status(context.Background()); !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "must be the certificate") {
 		t.Fatalf("with the wrong root: %v", err)
+	}
+}
+
+func TestWriteStatusDomains(t *testing.T) {
+	var b bytes.Buffer
+	WriteStatus(&b, client.Status{ClientID: "c1", Server: "h:7000", Online: true,
+		Proxies: []client.ProxyStatus{{Name: "web", Type: "http", State: "running", Domains: []string{"a.example.com", "web.example.com"}}}})
+	want := `client c1, server h:7000: online
+NAME  TYPE  STATE    REMOTE/PATH                    ERROR  NEXT RETRY
+web   http  running  a.example.com,web.example.com  -      -
+`
+	if b.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }

@@ -141,7 +141,11 @@ func WriteStatus(w io.Writer, s client.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tREMOTE/PATH\tERROR\tNEXT RETRY")
 	for _, p := range s.Proxies {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Type, p.State, dash(p.RemoteAddr), dash(p.Error), dash(p.NextRetry))
+		remote := p.RemoteAddr
+		if remote == "" && len(p.Domains) > 0 { // http, https
+			remote = strings.Join(p.Domains, ",")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Type, p.State, dash(remote), dash(p.Error), dash(p.NextRetry))
 	}
 	for _, v := range s.Visitors {
 		fmt.Fprintf(tw, "%s\t%s visitor\t%s\t%s\t%s\t%s\n", v.Name, v.Type, v.State, dash(v.Path), dash(v.Error), "-")

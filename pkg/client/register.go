@@ -24,7 +24,7 @@ type sender interface {
 // server error, codes this build does not know) is retried.
 func permanentProxyCode(code string) bool {
 	switch code {
-	case protocol.CodePortNotAllowed, protocol.CodeBadRequest, protocol.CodeTooManyProxies:
+	case protocol.CodePortNotAllowed, protocol.CodeBadRequest, protocol.CodeTooManyProxies, protocol.CodeVhostDisabled:
 		return true
 	}
 	return false
@@ -66,6 +66,9 @@ type regState struct {
 	err    string
 	next   time.Time
 	remote int // the remote port the server opened, once up
+	// domains are the host names the server routes to an http or https
+	// proxy, once up.
+	domains []string
 }
 
 func newRegistrar(ch sender, log *slog.Logger, proxies []config.ProxyConfig, min, max time.Duration, onReady func(config.ProxyConfig, *protocol.NewProxyResp)) *registrar {
@@ -82,6 +85,11 @@ func newProxyMsg(p config.ProxyConfig) *protocol.NewProxy {
 	m := &protocol.NewProxy{Name: p.Name, ProxyType: string(p.Type), RemotePort: p.RemotePort, AllowUsers: p.AllowUsers}
 	if p.Type == config.ProxyUDP {
 		m.IdleTimeoutMs = p.IdleTimeout.Milliseconds()
+	}
+	if p.Type.IsVhost() { // --- vhost
+		m.CustomDomains, m.Subdomain, m.Locations = p.CustomDomains, p.Subdomain, p.Locations
+		m.HTTPUser, m.HTTPPassword, m.RouteByHTTPUser, m.HostHeaderRewrite = p.HTTPUser, p.HTTPPassword, p.RouteByHTTPUser, p.HostHeaderRewrite
+		m.RequestHeaders, m.ResponseHeaders = p.RequestHeaders.Set, p.ResponseHeaders.Set
 	}
 	return m
 }
@@ -180,6 +188,7 @@ func (r *registrar) result(m *protocol.NewProxyResp) bool {
 	}
 	if m.Error == "" {
 		st.up, st.err, st.next, st.remote = true, "", time.Time{}, m.RemotePort
+		st.domains = m.Domains
 		st.bo.Reset()
 		if r.onReady != nil {
 			r.onReady(st.cfg, m)
@@ -218,10 +227,11 @@ func (r *registrar) result(m *protocol.NewProxyResp) bool {
 
 // proxyState is the registration state of one proxy, for Status.
 type proxyState struct {
-	up     bool
-	err    string
-	next   time.Time
-	remote int
+	up      bool
+	err     string
+	next    time.Time
+	remote  int
+	domains []string
 }
 
 // states returns the state of every proxy of the registrar by name.
@@ -230,7 +240,7 @@ func (r *registrar) states() map[string]proxyState {
 	defer r.mu.Unlock()
 	out := make(map[string]proxyState, len(r.state))
 	for name, st := range r.state {
-		out[name] = proxyState{up: st.up, err: st.err, next: st.next, remote: st.remote}
+		out[name] = proxyState{up: st.up, err: st.err, next: st.next, remote: st.remote, domains: st.domains}
 	}
 	return out
 }

@@ -37,7 +37,10 @@ type ProxyStatus struct {
 	// in use, say) is tried again, RFC 3339; "" when none is due.
 	NextRetry  string `json:"nextRetry"`
 	RemoteAddr string `json:"remoteAddr"` // ":6000" on the server; "" for secret proxies
-	LocalAddr  string `json:"localAddr"`
+	// Domains (http, https) are the host names the server routes to the
+	// proxy once it runs (a subdomain with the server's subDomainHost).
+	Domains   []string `json:"domains,omitempty"`
+	LocalAddr string   `json:"localAddr"`
 }
 
 // VisitorStatus is one visitor in Status.
@@ -84,6 +87,7 @@ func (c *Client) Status() Status {
 				if s.remote != 0 {
 					remote = s.remote
 				}
+				ps.Domains = s.domains
 			case s.err != "":
 				ps.State, ps.Error = StateFailed, s.err
 				if !s.next.IsZero() {
@@ -91,7 +95,7 @@ func (c *Client) Status() Status {
 				}
 			}
 		}
-		if !p.Type.IsSecret() {
+		if !p.Type.IsSecret() && !p.Type.IsVhost() {
 			ps.RemoteAddr = ":" + strconv.Itoa(remote)
 		}
 		out.Proxies = append(out.Proxies, ps)

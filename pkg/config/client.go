@@ -125,10 +125,20 @@ const (
 	ProxySUDP ProxyType = "sudp"
 	ProxyXTCP ProxyType = "xtcp"
 	ProxyXUDP ProxyType = "xudp"
+	// ProxyHTTP and ProxyHTTPS share the server's vhostHTTPPort and
+	// vhostHTTPSPort, routed by domain (see pkg/vhost).
+	ProxyHTTP  ProxyType = "http"
+	ProxyHTTPS ProxyType = "https"
 )
 
 // ProxyTypes lists the accepted proxy types.
-var ProxyTypes = []ProxyType{ProxyTCP, ProxyUDP, ProxySTCP, ProxySUDP, ProxyXTCP, ProxyXUDP}
+var ProxyTypes = []ProxyType{ProxyTCP, ProxyUDP, ProxySTCP, ProxySUDP, ProxyXTCP, ProxyXUDP, ProxyHTTP, ProxyHTTPS}
+
+// IsVhost reports whether t is served on a shared port of the server and
+// routed by domain (http, https) rather than on a port of its own.
+func (t ProxyType) IsVhost() bool {
+	return t == ProxyHTTP || t == ProxyHTTPS
+}
 
 // IsSecret reports whether t is reached through visitors that know a
 // secret key (stcp, sudp, xtcp, xudp) rather than on a public port. These
@@ -209,6 +219,31 @@ type ProxyConfig struct {
 	// localIP:localPort, which must then be left out. Only the stream
 	// types in PluginProxyTypes take a plugin.
 	Plugin PluginConfig `toml:"plugin,omitzero"`
+	// --- vhost: http and https proxies (frp's keys and meanings).
+	// CustomDomains (http, https) are the host names routed to this
+	// proxy; "*.example.com" matches any name under example.com, and the
+	// most specific name wins. CustomDomains or Subdomain is required.
+	CustomDomains []string `toml:"customDomains,omitempty"`
+	// Subdomain (http, https) is served as Subdomain.<subDomainHost of
+	// hops>; hops refuses it when it has no subDomainHost.
+	Subdomain string `toml:"subdomain,omitempty"`
+	// Locations (http) are URL path prefixes routed to this proxy; the
+	// longest prefix matching a request wins. Empty means "/".
+	Locations []string `toml:"locations,omitempty"`
+	// HTTPUser and HTTPPassword (http) make hops ask for HTTP basic
+	// authentication before forwarding; both or neither.
+	HTTPUser     string `toml:"httpUser,omitempty"`
+	HTTPPassword string `toml:"httpPassword,omitempty"`
+	// RouteByHTTPUser (http) routes only requests whose basic-auth user
+	// is this one to this proxy, so that proxies can share a domain.
+	RouteByHTTPUser string `toml:"routeByHTTPUser,omitempty"`
+	// HostHeaderRewrite (http) replaces the Host header sent to the
+	// local service.
+	HostHeaderRewrite string `toml:"hostHeaderRewrite,omitempty"`
+	// RequestHeaders (http) sets headers on requests to the local
+	// service; ResponseHeaders on responses to the browser.
+	RequestHeaders  HeaderOps `toml:"requestHeaders,omitzero"`
+	ResponseHeaders HeaderOps `toml:"responseHeaders,omitzero"`
 }
 
 // AllowsUser reports whether a visitor logged in as user visitor may reach
@@ -433,6 +468,8 @@ func (c *ClientConfig) validate(r *reporter) {
 		}
 	}
 
+	c.validateVhostRoutes(r) // --- vhost
+
 	type bound struct{ key, addr string }
 	binds := make(map[string][]bound) // "stream/port" or "datagram/port" → visitors listening there
 	for i, v := range c.Visitors {
@@ -505,6 +542,8 @@ func (p ProxyConfig) validate(r *reporter, key string) {
 		p.validatePlugin(r, key)
 	}
 	switch {
+	case p.Type.IsVhost():
+		p.validateVhost(r, key)
 	case p.Type.IsSecret():
 		if p.RemotePort != 0 {
 			r.add(key+".remotePort", "%s proxies have no public port on the server; visitors reach them through [[visitors]] entries on another hopc: remove remotePort", p.Type)

@@ -363,6 +363,8 @@ func TestProxyTypeClasses(t *testing.T) {
 		{ProxySUDP, true, true, false},
 		{ProxyXTCP, true, false, true},
 		{ProxyXUDP, true, true, true},
+		{ProxyHTTP, false, false, false},
+		{ProxyHTTPS, false, false, false},
 		{"", false, false, false},
 		{"XTCP", false, false, false},
 	} {
@@ -371,7 +373,7 @@ func TestProxyTypeClasses(t *testing.T) {
 				c.t, c.t.IsSecret(), c.t.IsDatagram(), c.t.IsP2P(), c.secret, c.datagram, c.p2p)
 		}
 	}
-	if len(ProxyTypes) != 6 {
+	if len(ProxyTypes) != 8 || !ProxyHTTP.IsVhost() || !ProxyHTTPS.IsVhost() || ProxyTCP.IsVhost() {
 		t.Errorf("ProxyTypes = %v", ProxyTypes)
 	}
 }
@@ -710,6 +712,8 @@ func TestConfFiles(t *testing.T) {
 	t.Setenv("HOP_WWW", www)
 	t.Setenv("HOP_CRT", crt)
 	t.Setenv("HOP_KEY", key)
+	const httpPassword = "http-password-from-the-environment"
+	t.Setenv("HOP_HTTP_PASSWORD", httpPassword)
 	files, err := filepath.Glob("../../conf/*.toml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no conf files: %v", err)
@@ -804,6 +808,13 @@ func TestConfFiles(t *testing.T) {
 			plugin("https-app", 6007, PluginConfig{Type: PluginHTTPS2HTTP, LocalAddr: "127.0.0.1:8080", CrtPath: crt, KeyPath: key}),
 			plugin("http-to-https", 6008, PluginConfig{Type: PluginHTTP2HTTPS, LocalAddr: "127.0.0.1:8443"}),
 		}
+		web, webTLS := DefaultProxy(ProxyHTTP), DefaultProxy(ProxyHTTPS)
+		web.Name, web.LocalPort, web.CustomDomains, web.Subdomain = "web", 8080, []string{"www.example.com", "*.apps.example.com"}, "web"
+		web.Locations, web.HTTPUser, web.HTTPPassword, web.HostHeaderRewrite = []string{"/", "/api"}, "admin", httpPassword, "localhost"
+		web.RequestHeaders.Set = map[string]string{"X-From": "hop"}
+		web.ResponseHeaders.Set = map[string]string{"X-Served-By": "hop"}
+		webTLS.Name, webTLS.LocalPort, webTLS.CustomDomains = "web-tls", 8443, []string{"secure.example.com"}
+		want.Proxies = append(want.Proxies, web, webTLS)
 		sshV, dnsV := DefaultVisitor(ProxyXTCP), DefaultVisitor(ProxyXUDP)
 		sshV.Name, sshV.ServerName, sshV.SecretKey, sshV.BindPort = "ssh-p2p-visitor", "ssh-p2p", secret, 6022
 		dnsV.Name, dnsV.ServerName, dnsV.SecretKey, dnsV.BindPort = "dns-p2p-visitor", "dns-p2p", secret, 6053

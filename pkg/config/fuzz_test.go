@@ -39,7 +39,7 @@ func fuzzParse(t *testing.T, data []byte, parse func([]byte) (interface{ Validat
 }
 
 func FuzzParseServer(f *testing.F) {
-	for _, c := range serverCases {
+	for _, c := range append(serverCases, vhostServerCases...) {
 		f.Add([]byte(c.toml))
 	}
 	addConfSeeds(f, "hops*.toml")
@@ -51,7 +51,7 @@ func FuzzParseServer(f *testing.F) {
 }
 
 func FuzzParseClient(f *testing.F) {
-	for _, c := range clientCases {
+	for _, c := range append(clientCases, vhostClientCases...) {
 		f.Add([]byte(c.toml))
 	}
 	addConfSeeds(f, "hopc*.toml")

@@ -78,7 +78,8 @@ type PluginConfig struct {
 	RequestHeaders HeaderOps `toml:"requestHeaders,omitzero"`
 }
 
-// HeaderOps changes HTTP headers (frp's requestHeaders table).
+// HeaderOps changes HTTP headers (frp's requestHeaders and
+// responseHeaders tables, of http proxies and of plugins).
 type HeaderOps struct {
 	// Set sets each header to its value, replacing the request's own.
 	Set map[string]string `toml:"set,omitempty"`

@@ -131,6 +131,13 @@ type rawServer struct {
 	WebServer           rawWebServer       `toml:"webServer"`
 	Limits              rawServerLimits    `toml:"limits"`
 	EnablePrometheus    *bool              `toml:"enablePrometheus"`
+
+	// --- vhost
+	VhostHTTPPort    *int64   `toml:"vhostHTTPPort"`
+	VhostHTTPSPort   *int64   `toml:"vhostHTTPSPort"`
+	SubDomainHost    *string  `toml:"subDomainHost"`
+	VhostHTTPTimeout *rawText `toml:"vhostHTTPTimeout"`
+	Custom404Page    *string  `toml:"custom404Page"`
 }
 
 type rawClientTLS struct {
@@ -164,6 +171,16 @@ type rawProxy struct {
 
 	// --- plugins: [proxies.plugin]
 	Plugin *rawPlugin `toml:"plugin"`
+	// --- vhost: http, https
+	CustomDomains     *[]string    `toml:"customDomains"`
+	Subdomain         *string      `toml:"subdomain"`
+	Locations         *[]string    `toml:"locations"`         // http
+	HTTPUser          *string      `toml:"httpUser"`          // http
+	HTTPPassword      *string      `toml:"httpPassword"`      // http
+	RouteByHTTPUser   *string      `toml:"routeByHTTPUser"`   // http
+	HostHeaderRewrite *string      `toml:"hostHeaderRewrite"` // http
+	RequestHeaders    rawHeaderOps `toml:"requestHeaders"`    // http
+	ResponseHeaders   rawHeaderOps `toml:"responseHeaders"`   // http
 }
 
 type rawVisitor struct {
@@ -347,6 +364,12 @@ func (c conv) server(v *rawServer) ServerConfig {
 	c.int(&l.StunPerIPPerSecond, "limits.stunPerIPPerSecond", rl.StunPerIPPerSecond)
 	c.int(&l.MaxP2PAttemptsPerClient, "limits.maxP2PAttemptsPerClient", rl.MaxP2PAttemptsPerClient)
 	c.int(&l.MaxP2POffersPerProxy, "limits.maxP2POffersPerProxy", rl.MaxP2POffersPerProxy)
+	// --- vhost
+	c.int(&cfg.VhostHTTPPort, "vhostHTTPPort", v.VhostHTTPPort)
+	c.int(&cfg.VhostHTTPSPort, "vhostHTTPSPort", v.VhostHTTPSPort)
+	c.str(&cfg.SubDomainHost, v.SubDomainHost)
+	c.dur(&cfg.VhostHTTPTimeout, "vhostHTTPTimeout", v.VhostHTTPTimeout)
+	c.str(&cfg.Custom404Page, v.Custom404Page)
 	return cfg
 }
 
@@ -461,7 +484,7 @@ func (c conv) proxy(key string, v rawProxy) ProxyConfig {
 	// A secret proxy has no public port. remotePort = 0 is accepted there
 	// (validate rejects any other value): it is how the zero RemotePort of
 	// a secret proxy marshals, and marshaled configs must parse again.
-	if p.Type.IsSecret() {
+	if p.Type.IsSecret() || p.Type.IsVhost() {
 		c.int(&p.RemotePort, key+".remotePort", v.RemotePort)
 	} else if c.required(key+".remotePort", v.RemotePort != nil, "add the public port on the server, e.g. remotePort = 6000, or remotePort = 0 to let the server choose") {
 		c.int(&p.RemotePort, key+".remotePort", v.RemotePort)
@@ -481,6 +504,8 @@ func (c conv) proxy(key string, v rawProxy) ProxyConfig {
 		var d Duration
 		c.dur(&d, key+".idleTimeout", v.IdleTimeout)
 	}
+
+	c.vhostProxy(&p, key, v) // --- vhost
 
 	if known && !p.Type.IsSecret() {
 		if v.SecretKey != nil {

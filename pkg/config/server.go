@@ -44,6 +44,26 @@ type ServerConfig struct {
 	// the web server; it needs webServer.port. Default false.
 	EnablePrometheus bool `toml:"enablePrometheus"`
 
+	// --- vhost: HTTP and HTTPS virtual hosts (http and https proxies).
+	// VhostHTTPPort is the port of the http proxies, routed by Host; 0
+	// (the default) turns them off. Not BindPort.
+	VhostHTTPPort int `toml:"vhostHTTPPort"`
+	// VhostHTTPSPort is the port of the https proxies, routed by the TLS
+	// SNI without terminating TLS; 0 (the default) turns them off. Not
+	// BindPort, not VhostHTTPPort.
+	VhostHTTPSPort int `toml:"vhostHTTPSPort"`
+	// SubDomainHost is the domain under which proxies with a subdomain
+	// are served (subdomain "app" is app.<SubDomainHost>); empty (the
+	// default) refuses subdomains.
+	SubDomainHost string `toml:"subDomainHost"`
+	// VhostHTTPTimeout bounds the wait for the response headers of an
+	// http proxy's local service. Default 60s.
+	VhostHTTPTimeout Duration `toml:"vhostHTTPTimeout"`
+	// Custom404Page is an HTML file answered, with status 404, to a
+	// request for a host no proxy serves; empty uses a short built-in
+	// page.
+	Custom404Page string `toml:"custom404Page"`
+
 	src *source // where a loaded config came from, for Warnings
 }
 
@@ -204,6 +224,8 @@ func DefaultServer() ServerConfig {
 		},
 		WebServer: WebServerConfig{Addr: "127.0.0.1"},
 		Limits:    DefaultServerLimits(),
+
+		VhostHTTPTimeout: Dur(DefaultVhostHTTPTimeout),
 	}
 }
 
@@ -307,6 +329,7 @@ func (c *ServerConfig) validate(r *reporter) {
 	c.validateWebServer(r)
 	checkPrometheus(r, c.EnablePrometheus, c.WebServer.Port)
 	c.validateLimits(r)
+	c.validateVhost(r)
 }
 
 func (c *ServerConfig) validateAuth(r *reporter) {

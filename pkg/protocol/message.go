@@ -159,14 +159,32 @@ type NewProxy struct {
 	// (frp semantics): empty = only the owner's own user, "*" = any
 	// authenticated user.
 	AllowUsers []string `json:"allowUsers,omitempty"`
+
+	// --- vhost: http and https proxies (see validateVhost for bounds).
+	// CustomDomains are the host names routed to the proxy ("*." for a
+	// wildcard); Subdomain is served below the server's subDomainHost.
+	CustomDomains []string `json:"customDomains,omitempty"`
+	Subdomain     string   `json:"subdomain,omitempty"`
+	// The rest is http only: path prefixes, basic auth checked by the
+	// server, routing by the basic-auth user, and rewriting.
+	Locations         []string          `json:"locations,omitempty"`
+	HTTPUser          string            `json:"httpUser,omitempty"`
+	HTTPPassword      string            `json:"httpPassword,omitempty"`
+	RouteByHTTPUser   string            `json:"routeByHTTPUser,omitempty"`
+	HostHeaderRewrite string            `json:"hostHeaderRewrite,omitempty"`
+	RequestHeaders    map[string]string `json:"requestHeaders,omitempty"`
+	ResponseHeaders   map[string]string `json:"responseHeaders,omitempty"`
 }
 
 // NewProxyResp answers NewProxy. Error is empty on success.
 type NewProxyResp struct {
 	Name       string `json:"name"`
 	RemotePort int    `json:"remotePort,omitempty"`
-	Code       string `json:"code,omitempty"`
-	Error      string `json:"error,omitempty"`
+	// Domains (http, https) are the host names routed to the proxy, its
+	// subdomain expanded with the server's subDomainHost.
+	Domains []string `json:"domains,omitempty"`
+	Code    string   `json:"code,omitempty"`
+	Error   string   `json:"error,omitempty"`
 }
 
 // CloseProxy releases a proxy's public port.
@@ -295,13 +313,16 @@ func (m *NewProxy) validate() error {
 		return err
 	}
 	switch m.ProxyType {
-	case ProxyTCP, ProxyUDP:
+	case ProxyTCP, ProxyUDP, ProxyHTTP, ProxyHTTPS:
 	case ProxySTCP, ProxySUDP, ProxyXTCP, ProxyXUDP:
 		if m.RemotePort != 0 {
 			return fmt.Errorf("a %s proxy has no remote port", m.ProxyType)
 		}
 	default:
-		return fmt.Errorf("proxy type %q is not tcp, udp, stcp, sudp, xtcp or xudp", m.ProxyType)
+		return fmt.Errorf("proxy type %q is not tcp, udp, stcp, sudp, xtcp, xudp, http or https", m.ProxyType)
+	}
+	if err := m.validateVhost(); err != nil {
+		return err
 	}
 	if m.IdleTimeoutMs < 0 {
 		return fmt.Errorf("negative idle timeout")

@@ -176,11 +176,13 @@ type ProxyInfo struct {
 	ClientID   string `json:"clientID"`
 	Type       string `json:"type"`
 	RemotePort int    `json:"remotePort"` // 0 for secret proxies (stcp, xtcp...)
-	State      string `json:"state"`      // "online": registered by a live session
-	ConnsOpen  int64  `json:"connsOpen"`
-	ConnsTotal int64  `json:"connsTotal"`
-	BytesIn    int64  `json:"bytesIn"`
-	BytesOut   int64  `json:"bytesOut"`
+	// Domains (http, https) are the host names routed to the proxy.
+	Domains    []string `json:"domains,omitempty"`
+	State      string   `json:"state"` // "online": registered by a live session
+	ConnsOpen  int64    `json:"connsOpen"`
+	ConnsTotal int64    `json:"connsTotal"`
+	BytesIn    int64    `json:"bytesIn"`
+	BytesOut   int64    `json:"bytesOut"`
 }
 
 // Proxies lists the registered proxies with their counters, sorted by
@@ -189,7 +191,7 @@ func (s *Server) Proxies() []ProxyInfo {
 	stats := s.ProxyStats()
 	out := make([]ProxyInfo, len(stats))
 	for i, p := range stats {
-		out[i] = ProxyInfo{Name: p.Name, User: p.User, ClientID: p.ClientID, Type: p.Type, RemotePort: p.RemotePort, State: "online",
+		out[i] = ProxyInfo{Name: p.Name, User: p.User, ClientID: p.ClientID, Type: p.Type, RemotePort: p.RemotePort, Domains: p.Domains, State: "online",
 			ConnsOpen: p.ConnsOpen, ConnsTotal: p.ConnsTotal, BytesIn: p.BytesIn, BytesOut: p.BytesOut}
 	}
 	return out

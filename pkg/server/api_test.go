@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"strconv"
 	"testing"
 	"time"
@@ -122,7 +123,7 @@ func TestAPI(t *testing.T) {
 		apiGet(t, base+"/api/proxies", "pw", &proxies)
 		return len(proxies) == 1
 	})
-	if want := (server.ProxyInfo{Name: "ssh", ClientID: "laptop", Type: "tcp", RemotePort: remote, State: "online"}); proxies[0] != want {
+	if want := (server.ProxyInfo{Name: "ssh", ClientID: "laptop", Type: "tcp", RemotePort: remote, State: "online"}); !reflect.DeepEqual(proxies[0], want) {
 		t.Fatalf("proxies %+v, want %+v", proxies, want)
 	}
 	var clients []server.ClientInfo

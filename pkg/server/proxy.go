@@ -35,11 +35,18 @@ type proxy struct {
 	wg      sync.WaitGroup
 	stopped sync.Once
 	conns   metrics.Conns // see ProxyStats
+
+	// --- vhost: http and https proxies
+	domains []string // as routed, subdomain expanded
+	unroute func()   // drops the proxy's routes; nil for other types
 }
 
 // stopAccepting closes the public port; open connections go on.
 func (p *proxy) stopAccepting() {
 	p.stopped.Do(func() {
+		if p.unroute != nil {
+			p.unroute()
+		}
 		if p.ln != nil {
 			p.ln.Close()
 		}
@@ -92,6 +99,9 @@ func (s *Server) openProxyLocked(ss *session, m *protocol.NewProxy) *protocol.Ne
 		return refuse(m.Name, protocol.CodePortNotAllowed, "remotePort %d is not in the server's allowPorts; pick a port the server allows or ask its operator", m.RemotePort)
 	}
 	p := &proxy{name: m.Name, typ: m.ProxyType, owner: ss, allow: m.AllowUsers}
+	if isVhost(p.typ) {
+		return s.openVhost(ss, m, p, full)
+	}
 	if isSecret(p.typ) {
 		p.log = ss.log.With("proxy", full, "type", p.typ)
 		s.proxies[p.key()] = p
@@ -253,7 +263,7 @@ func (s *Server) serveTCP(p *proxy) {
 // proxyTypes are the proxy types a NewProxy may name; another is
 // counted as "unknown" (it comes from a client).
 var proxyTypes = map[string]bool{protocol.ProxyTCP: true, protocol.ProxyUDP: true, protocol.ProxySTCP: true,
-	protocol.ProxySUDP: true, protocol.ProxyXTCP: true, protocol.ProxyXUDP: true}
+	protocol.ProxySUDP: true, protocol.ProxyXTCP: true, protocol.ProxyXUDP: true, protocol.ProxyHTTP: true, protocol.ProxyHTTPS: true}
 
 func proxyTypeLabel(t string) string {
 	if proxyTypes[t] {
@@ -264,7 +274,8 @@ func proxyTypeLabel(t string) string {
 
 // refusalCodes are the codes openProxy refuses with.
 var refusalCodes = map[string]bool{protocol.CodeShuttingDown: true, protocol.CodeBadRequest: true, protocol.CodeProxyExists: true,
-	protocol.CodeTooManyProxies: true, protocol.CodePortNotAllowed: true, protocol.CodePortInUse: true, protocol.CodeTemporary: true}
+	protocol.CodeTooManyProxies: true, protocol.CodePortNotAllowed: true, protocol.CodePortInUse: true, protocol.CodeTemporary: true,
+	protocol.CodeVhostDisabled: true, protocol.CodeDomainInUse: true}
 
 func refusalCode(c string) string {
 	if refusalCodes[c] {

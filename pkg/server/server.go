@@ -77,6 +77,8 @@ type Server struct {
 	acceptWG sync.WaitGroup
 	connWG   sync.WaitGroup // one per proxied user connection
 
+	vhost vhostState // http and https proxies
+
 	reg     *prometheus.Registry // the server's own, never the default one
 	metrics *metrics.Server
 
@@ -124,6 +126,11 @@ func (s *Server) Listen(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
+	if err := s.listenVhost(ctx); err != nil {
+		ln.Close()
+		s.stun.Close()
+		return err
+	}
 	s.ln = ln
 	s.log.Info("listening", "addr", ln.Addr().String(), "tls_sha256", s.fingerprint)
 	return nil
@@ -141,8 +148,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err := s.startAPI(sctx); err != nil {
 		s.ln.Close()
 		s.stun.Close()
+		s.closeVhost()
 		return err
 	}
+	s.serveVhost()
 	stopTally := make(chan struct{})
 	s.bgWG.Add(1)
 	go s.tallyLoop(stopTally)
@@ -162,6 +171,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.acceptWG.Wait()
 	s.handlers.Wait()
 	s.connWG.Wait()
+	s.closeVhost()
 	close(stopTally)
 	if s.api != nil {
 		s.api.Close()
@@ -201,6 +211,7 @@ func (s *Server) shutdown(grace time.Duration) {
 	}
 	s.mu.Unlock()
 	s.ln.Close()
+	waitVhost := s.drainVhost(grace)
 	for _, p := range proxies {
 		p.stopAccepting()
 	}
@@ -211,6 +222,7 @@ func (s *Server) shutdown(grace time.Duration) {
 			s.log.Warn("grace period over: closing remaining connections", "open", s.users.Count())
 		}
 	}
+	waitVhost() // the http requests in flight, within the same grace
 	s.mu.Lock()
 	sessions := make([]*session, 0, len(s.sessions))
 	for _, ss := range s.sessions {

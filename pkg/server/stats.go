@@ -20,7 +20,8 @@ type ProxyStat struct {
 	User       string
 	ClientID   string
 	Type       string
-	RemotePort int // 0 for secret proxies
+	RemotePort int      // 0 for secret proxies
+	Domains    []string // http, https: the host names routed to it
 	ConnsOpen  int64
 	ConnsTotal int64
 	BytesIn    int64
@@ -34,7 +35,7 @@ func (s *Server) ProxyStats() []ProxyStat {
 	out := make([]ProxyStat, 0, len(s.proxies))
 	for _, p := range s.proxies {
 		c := p.conns.Snapshot()
-		out = append(out, ProxyStat{Name: p.name, User: p.owner.user, ClientID: p.owner.clientID, Type: p.typ, RemotePort: p.port,
+		out = append(out, ProxyStat{Name: p.name, User: p.owner.user, ClientID: p.owner.clientID, Type: p.typ, RemotePort: p.port, Domains: p.domains,
 			ConnsOpen: c.Open, ConnsTotal: c.Total, BytesIn: c.In, BytesOut: c.Out})
 	}
 	s.mu.Unlock()

@@ -75,7 +75,7 @@
               el("td", null, badge(p.state)),
               el("td", { class: p.error ? "err" : null, "data-testid": "proxy-error" }, p.error || "—"),
               el("td", { "data-testid": "proxy-next-retry" }, retry(p.nextRetry)),
-              el("td", null, p.remoteAddr || "—"),
+              el("td", null, p.remoteAddr || (p.domains || []).join(", ") || "—"),
               el("td", null, p.localAddr || "—")
             )
           )

@@ -161,7 +161,7 @@
           { "data-testid": "proxy-row", "data-proxy": p.name, "data-client-id": p.clientID || "" },
           el("td", { "data-testid": "proxy-name" }, p.name),
           el("td", null, p.type || "—"),
-          el("td", null, num(p.remotePort) && p.remotePort > 0 ? p.remotePort : "—"),
+          el("td", null, num(p.remotePort) && p.remotePort > 0 ? p.remotePort : (p.domains || []).join(", ") || "—"),
           el("td", null, el("span", { class: "badge " + (p.state || ""), "data-testid": "proxy-state" }, p.state || "—")),
           el("td", { class: "num" }, num(p.connsOpen) ? p.connsOpen : "—"),
           el("td", { class: "num" }, num(p.connsTotal) ? p.connsTotal : "—"),
