@@ -100,7 +100,7 @@ func (s *HTTPSServer) StopAccepting() {
 	if s.ln != nil {
 		s.ln.Close()
 	}
-	s.hello.CloseAll()
+	s.hello.Close() // and refuse later Adds: a connection accepted just before must not wait out its HelloTimeout
 }
 
 // Close stops accepting, closes the connections it forwards (when it
