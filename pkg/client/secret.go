@@ -54,7 +54,7 @@ func (c *Client) serveVisitor(st net.Conn, rp *runProxy, sw *protocol.StartWork)
 		c.serveLinkRelay(sc, rp, sw)
 		return
 	}
-	c.serveLocal(sc, rp, sw.SrcAddr)
+	c.serveLocal(sc, rp, sw.SrcAddr, "")
 }
 
 // openRelay opens a relayed connection from a visitor to a secret proxy

@@ -202,6 +202,10 @@ type ProxyConfig struct {
 	// entry "*" allows any user. Visitors still need SecretKey. See
 	// AllowsUser. Must be empty for tcp and udp.
 	AllowUsers []string `toml:"allowUsers,omitempty"`
+
+	// --- ppbw: PROXY protocol, bandwidth limit (see proxy_ppbw.go)
+	// Transport is the [proxies.transport] table.
+	Transport ProxyTransport `toml:"transport,omitzero"`
 }
 
 // AllowsUser reports whether a visitor logged in as user visitor may reach
@@ -492,6 +496,7 @@ func (p ProxyConfig) validate(r *reporter, key string) {
 	}
 	checkHost(r, key+".localIP", p.LocalIP, "localPort")
 	portRange(r, key+".localPort", p.LocalPort, 1, " (the port of the local service)")
+	p.validatePPBW(r, key)
 	switch {
 	case p.Type.IsSecret():
 		if p.RemotePort != 0 {

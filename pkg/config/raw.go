@@ -161,6 +161,9 @@ type rawProxy struct {
 	IdleTimeout *rawText  `toml:"idleTimeout"` // udp, sudp, xudp
 	SecretKey   *string   `toml:"secretKey"`   // stcp, sudp, xtcp, xudp
 	AllowUsers  *[]string `toml:"allowUsers"`  // stcp, sudp, xtcp, xudp
+
+	// --- ppbw: PROXY protocol, bandwidth limit (see proxy_ppbw.go)
+	Transport rawProxyTransport `toml:"transport"`
 }
 
 type rawVisitor struct {
@@ -449,6 +452,7 @@ func (c conv) proxy(key string, v rawProxy) ProxyConfig {
 		p.Type = ProxyType(*v.Type)
 	}
 	known := slices.Contains(ProxyTypes, p.Type)
+	c.proxyPPBW(&p, v) // --- ppbw
 	c.str(&p.LocalIP, v.LocalIP)
 	if c.required(key+".localPort", v.LocalPort != nil, "add the port of the local service, e.g. localPort = 22") {
 		c.int(&p.LocalPort, key+".localPort", v.LocalPort)

@@ -192,6 +192,10 @@ type Pong struct {
 type StartWork struct {
 	Proxy   string `json:"proxy"`
 	SrcAddr string `json:"srcAddr"`
+	// DstAddr is the server's address the user connected to (tcp) or
+	// sent to (udp), host:port, for the PROXY protocol header hopc writes
+	// to the local service; empty for secret proxies.
+	DstAddr string `json:"dstAddr,omitempty"`
 	// Visitor is the client ID of the visitor of a secret proxy whose
 	// stream the server relays; empty for public proxies.
 	Visitor string `json:"visitor,omitempty"`

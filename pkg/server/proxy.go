@@ -230,7 +230,7 @@ func (s *Server) serveTCP(p *proxy) {
 		s.users.Add(c)
 		s.connWG.Add(1)
 		go func() {
-			st, err := p.owner.openStream(p.name, c.RemoteAddr().String())
+			st, err := p.owner.openStream(p.name, c.RemoteAddr().String(), c.LocalAddr().String())
 			if err != nil {
 				p.log.Debug("cannot open stream to client", "error", err)
 				c.Close()

@@ -101,7 +101,9 @@ func newUDPRelay(s *Server, p *proxy, idleMs int64) *udpRelay {
 	lim := udpLimits{maxFlows: l.MaxUDPFlowsPerProxy, maxPerIP: l.MaxUDPFlowsPerIP, unanswered: min(l.UDPUnansweredTimeout.Duration, idle)}
 	u := &udpRelay{srv: s, p: p, idle: idle, lim: lim, opening: make(chan struct{}, maxOpening),
 		flows: map[netip.AddrPort]*flow{}, perIP: map[netip.Addr]*list.List{}}
-	u.open = func(src netip.AddrPort) (net.Conn, error) { return p.owner.openStream(p.name, src.String()) }
+	u.open = func(src netip.AddrPort) (net.Conn, error) {
+		return p.owner.openStream(p.name, src.String(), p.pc.LocalAddr().String())
+	}
 	return u
 }
 
