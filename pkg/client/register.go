@@ -80,6 +80,9 @@ func newRegistrar(ch sender, log *slog.Logger, proxies []config.ProxyConfig, min
 
 func newProxyMsg(p config.ProxyConfig) *protocol.NewProxy {
 	m := &protocol.NewProxy{Name: p.Name, ProxyType: string(p.Type), RemotePort: p.RemotePort, AllowUsers: p.AllowUsers}
+	if p.Transport.LimitMode() == config.BandwidthLimitServer {
+		m.BandwidthLimit = p.Transport.BandwidthBytes()
+	}
 	if p.Type == config.ProxyUDP {
 		m.IdleTimeoutMs = p.IdleTimeout.Milliseconds()
 	}

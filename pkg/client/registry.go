@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/hopproxy/hop/pkg/bwlimit"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/drain"
 )
@@ -33,6 +34,7 @@ type runProxy struct {
 	gen     uint64    // tells apart the runs of one name (keys of P2P links)
 	conns   drain.Set // the connections to its local service
 	retired atomic.Bool
+	limit   *bwlimit.Limit // bandwidthLimitMode = "client"; nil for none
 }
 
 // init fills a new client's registry from its config.
@@ -53,7 +55,7 @@ func (r *registry) setProxies(ps []config.ProxyConfig) (old []*runProxy) {
 			continue
 		}
 		r.gen++
-		next[p.Name] = &runProxy{cfg: p, gen: r.gen}
+		next[p.Name] = &runProxy{cfg: p, gen: r.gen, limit: clientLimit(p)}
 	}
 	for n, rp := range r.proxies {
 		if next[n] != rp {
@@ -99,4 +101,13 @@ func (c *Client) detachRegistrar(reg *registrar) {
 	}
 	c.run.mu.Unlock()
 	reg.close()
+}
+
+// clientLimit returns the buckets hopc applies to p's connections: those
+// of its bandwidthLimit in "client" mode, else nil.
+func clientLimit(p config.ProxyConfig) *bwlimit.Limit {
+	if p.Transport.LimitMode() != config.BandwidthLimitClient {
+		return nil
+	}
+	return bwlimit.New(p.Transport.BandwidthBytes())
 }

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hopproxy/hop/pkg/bridge"
+	"github.com/hopproxy/hop/pkg/bwlimit"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/dgrampool"
 	"github.com/hopproxy/hop/pkg/idle"
@@ -105,7 +107,7 @@ func (c *Client) serveLocal(st net.Conn, rp *runProxy, src, dst string) {
 	c.connWG.Add(1)
 	pc := c.proxyConns(p.Name)
 	pc.Opened()
-	bridge.StartCounting(st, lc, &pc.In, &pc.Out, func(in, out int64) {
+	bridge.StartCounting(rp.limit.Conn(st, bwlimit.Out), rp.limit.Conn(lc, bwlimit.In), &pc.In, &pc.Out, func(in, out int64) {
 		pc.Closed()
 		if sc, ok := st.(*seal.Conn); ok {
 			c.sealEnded(sc, c.log.With("proxy", p.Name), "owner", p.Name)
@@ -200,8 +202,11 @@ func (c *Client) workUDP(st datagramConn, rp *runProxy, local string, hdr []byte
 	active.Touch()
 	var once sync.Once
 	stop := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background()) // ends waits for bandwidth tokens
+	defer cancel()
 	end := func() {
 		once.Do(func() {
+			cancel()
 			close(stop)
 			st.Close()
 			lc.Close()
@@ -222,6 +227,9 @@ func (c *Client) workUDP(st datagramConn, rp *runProxy, local string, hdr []byte
 			n, err := lc.Read(*bp)
 			if err == nil {
 				active.Touch()
+				err = rp.limit.Wait(ctx, bwlimit.Out, n)
+			}
+			if err == nil {
 				if err = st.WriteDatagram((*bp)[:n]); err == nil {
 					pc.Out.Add(int64(n))
 				}
@@ -251,6 +259,10 @@ func (c *Client) workUDP(st datagramConn, rp *runProxy, local string, hdr []byte
 			break
 		}
 		active.Touch()
+		if err := rp.limit.Wait(ctx, bwlimit.In, len(*bp)); err != nil {
+			dgrampool.Put(bp)
+			break
+		}
 		var n int
 		if len(hdr) > 0 {
 			out := append(append(make([]byte, 0, len(hdr)+len(*bp)), hdr...), *bp...)

@@ -159,6 +159,11 @@ type NewProxy struct {
 	// (frp semantics): empty = only the owner's own user, "*" = any
 	// authenticated user.
 	AllowUsers []string `json:"allowUsers,omitempty"`
+	// BandwidthLimit asks the server to cap the proxy's traffic at this
+	// many bytes per second in each direction, all its connections
+	// together (transport.bandwidthLimitMode = "server"); 0 or absent for
+	// no limit on the server.
+	BandwidthLimit int64 `json:"bandwidthLimit,omitempty"`
 }
 
 // NewProxyResp answers NewProxy. Error is empty on success.
@@ -309,6 +314,9 @@ func (m *NewProxy) validate() error {
 	}
 	if m.IdleTimeoutMs < 0 {
 		return fmt.Errorf("negative idle timeout")
+	}
+	if m.BandwidthLimit < 0 {
+		return fmt.Errorf("negative bandwidth limit")
 	}
 	if len(m.AllowUsers) > MaxAllowUsers {
 		return fmt.Errorf("%d allowUsers, at most %d", len(m.AllowUsers), MaxAllowUsers)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hopproxy/hop/pkg/acceptloop"
 	"github.com/hopproxy/hop/pkg/bridge"
+	"github.com/hopproxy/hop/pkg/bwlimit"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/metrics"
 	"github.com/hopproxy/hop/pkg/protocol"
@@ -34,7 +35,8 @@ type proxy struct {
 	udp     *udpRelay
 	wg      sync.WaitGroup
 	stopped sync.Once
-	conns   metrics.Conns // see ProxyStats
+	conns   metrics.Conns  // see ProxyStats
+	limit   *bwlimit.Limit // bandwidthLimitMode = "server"; nil for none
 }
 
 // stopAccepting closes the public port; open connections go on.
@@ -91,14 +93,14 @@ func (s *Server) openProxyLocked(ss *session, m *protocol.NewProxy) *protocol.Ne
 	if m.RemotePort != 0 && !pol.PortAllowed(m.RemotePort) {
 		return refuse(m.Name, protocol.CodePortNotAllowed, "remotePort %d is not in the server's allowPorts; pick a port the server allows or ask its operator", m.RemotePort)
 	}
-	p := &proxy{name: m.Name, typ: m.ProxyType, owner: ss, allow: m.AllowUsers}
+	p := &proxy{name: m.Name, typ: m.ProxyType, owner: ss, allow: m.AllowUsers, limit: bwlimit.New(m.BandwidthLimit)}
 	if isSecret(p.typ) {
 		p.log = ss.log.With("proxy", full, "type", p.typ)
 		s.proxies[p.key()] = p
 		ss.mu.Lock()
 		ss.proxies[p.name] = p
 		ss.mu.Unlock()
-		p.log.Info("secret proxy registered: reachable through visitors")
+		p.log.Info("secret proxy registered: reachable through visitors", "bandwidth_limit_bytes_per_second", p.limit.Rate())
 		return &protocol.NewProxyResp{Name: p.name}
 	}
 	if err := s.bind(p, m.RemotePort, pol.AllowPorts); err != nil {
@@ -121,7 +123,11 @@ func (s *Server) openProxyLocked(ss *session, m *protocol.NewProxy) *protocol.Ne
 		p.udp = newUDPRelay(s, p, m.IdleTimeoutMs)
 		go p.udp.serve()
 	}
-	p.log.Info("proxy started")
+	if p.limit != nil {
+		p.log.Info("proxy started", "bandwidth_limit_bytes_per_second", p.limit.Rate())
+	} else {
+		p.log.Info("proxy started")
+	}
 	return &protocol.NewProxyResp{Name: p.name, RemotePort: p.port}
 }
 
@@ -240,7 +246,7 @@ func (s *Server) serveTCP(p *proxy) {
 			}
 			// This goroutine ends here; two small ones copy the bytes.
 			p.conns.Opened()
-			bridge.StartCounting(c, st, &p.conns.In, &p.conns.Out, func(up, down int64) {
+			bridge.StartCounting(p.limit.Conn(c, bwlimit.Out), p.limit.Conn(st, bwlimit.In), &p.conns.In, &p.conns.Out, func(up, down int64) {
 				p.conns.Closed()
 				s.users.Remove(c)
 				p.log.Debug("connection closed", "src", c.RemoteAddr().String(), "bytes_in", up, "bytes_out", down)

@@ -174,3 +174,120 @@ bindPort = %d
 		t.Errorf("stcp: service saw %q, want a v2 LOCAL header", line)
 	}
 }
+
+// TestBandwidthLimit: a 1MB bandwidthLimit (1 MiB/s) holds a transfer
+// through the proxy within 10 % of the rate, downloads and uploads, with
+// hopc applying it (client mode) and with hops applying it (server mode).
+// The one wall-clock assertion of the suite: each transfer lasts about 4 s.
+func TestBandwidthLimit(t *testing.T) {
+	const total = 4 << 20
+	const rate = 1 << 20
+	// source writes total bytes to each connection.
+	source := tcpService(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(time.Minute))
+		pattern(c, total, 7)
+	})
+	// sink reads total bytes and answers the rate it saw, bytes per
+	// second, measured from its first read to its last.
+	sink := tcpService(t, func(c net.Conn) {
+		c.SetDeadline(time.Now().Add(time.Minute))
+		r, err := measure(c, total)
+		if err != nil {
+			fmt.Fprintf(c, "error %v\n", err)
+			return
+		}
+		fmt.Fprintf(c, "%.0f\n", r)
+	})
+	rc, rcs, rs, rss := freePort(t), freePort(t), freePort(t), freePort(t)
+	limited := func(name string, local, remote int, mode string) string {
+		return tcpProxy(name, local, remote) + "transport.bandwidthLimit = \"1MB\"\ntransport.bandwidthLimitMode = \"" + mode + "\"\n"
+	}
+	srv, _, _ := setup(t, "", limited("down-c", source, rc, "client")+limited("up-c", sink, rcs, "client")+
+		limited("down-s", source, rs, "server")+limited("up-s", sink, rss, "server"))
+	eventually(t, ready, "the four proxies", func() bool { return srv.count("proxy started") >= 4 })
+	if n := srv.count("bandwidth_limit_bytes_per_second=1048576"); n != 2 {
+		t.Errorf("hops applies the limit of %d proxies, want the 2 in server mode", n)
+	}
+	// A transfer slower than the limit by more than 10 % is tried again,
+	// up to three times in all: on a loaded machine (the -race binaries
+	// share two cores with other tests) a process that is not scheduled
+	// for longer than a bucket's burst loses tokens, which is no fault of
+	// the limiter. Faster than the limit by more than 10 % fails at once.
+	check := func(what string, transfer func() (float64, error)) {
+		for try := 1; ; try++ {
+			got, err := transfer()
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			t.Logf("%s, try %d: %.0f B/s (limit %d)", what, try, got, rate)
+			switch {
+			case got > 1.1*rate:
+				t.Errorf("%s: %.0f B/s, more than 10%% over the limit of %d", what, got, rate)
+				return
+			case got >= 0.9*rate:
+				return
+			case try == 3:
+				t.Errorf("%s: %.0f B/s, more than 10%% under the limit of %d, three times", what, got, rate)
+				return
+			}
+		}
+	}
+	for _, c := range []struct {
+		mode     string
+		down, up int
+	}{{"client", rc, rcs}, {"server", rs, rss}} {
+		waitListening(t, loop(c.down), ready)
+		check(c.mode+" mode download", func() (float64, error) {
+			conn, err := net.DialTimeout("tcp", loop(c.down), time.Second)
+			if err != nil {
+				return 0, err
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(time.Minute))
+			return measure(conn, total)
+		})
+		check(c.mode+" mode upload", func() (float64, error) {
+			conn, err := net.DialTimeout("tcp", loop(c.up), time.Second)
+			if err != nil {
+				return 0, err
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(time.Minute))
+			if err := pattern(conn, total, 8); err != nil {
+				return 0, err
+			}
+			line, err := bufio.NewReader(conn).ReadString('\n')
+			if err != nil {
+				return 0, fmt.Errorf("reading the sink's rate: %w", err)
+			}
+			var up float64
+			if _, err := fmt.Sscanf(line, "%f", &up); err != nil {
+				return 0, fmt.Errorf("sink said %q", line)
+			}
+			return up, nil
+		})
+	}
+}
+
+// measure reads n bytes from r and returns the rate after the first read:
+// the bytes of the later reads over the time from the first to the last.
+func measure(r io.Reader, n int) (float64, error) {
+	buf := make([]byte, 32<<10)
+	var first time.Time
+	var firstN, got int
+	for got < n {
+		k, err := r.Read(buf)
+		if k > 0 && first.IsZero() {
+			first, firstN = time.Now(), k
+		}
+		got += k
+		if err != nil {
+			return 0, fmt.Errorf("after %d of %d bytes: %w", got, n, err)
+		}
+	}
+	d := time.Since(first)
+	if d < 3*time.Second {
+		return 0, fmt.Errorf("%d bytes in %v: shorter than the 3 s the rate is measured over", n, d)
+	}
+	return float64(got-firstN) / d.Seconds(), nil
+}
