@@ -24,7 +24,7 @@ type sender interface {
 // server error, codes this build does not know) is retried.
 func permanentProxyCode(code string) bool {
 	switch code {
-	case protocol.CodePortNotAllowed, protocol.CodeBadRequest, protocol.CodeTooManyProxies:
+	case protocol.CodePortNotAllowed, protocol.CodeBadRequest, protocol.CodeTooManyProxies, protocol.CodeGroupKey:
 		return true
 	}
 	return false
@@ -80,6 +80,7 @@ func newRegistrar(ch sender, log *slog.Logger, proxies []config.ProxyConfig, min
 
 func newProxyMsg(p config.ProxyConfig) *protocol.NewProxy {
 	m := &protocol.NewProxy{Name: p.Name, ProxyType: string(p.Type), RemotePort: p.RemotePort, AllowUsers: p.AllowUsers}
+	m.Group, m.GroupKey = p.LoadBalancer.Group, p.LoadBalancer.GroupKey
 	if p.Transport.LimitMode() == config.BandwidthLimitServer {
 		m.BandwidthLimit = p.Transport.BandwidthBytes()
 	}

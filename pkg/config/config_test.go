@@ -784,7 +784,11 @@ func TestConfFiles(t *testing.T) {
 		sshP2P, dnsP2P := DefaultProxy(ProxyXTCP), DefaultProxy(ProxyXUDP)
 		sshP2P.Name, sshP2P.LocalPort, sshP2P.SecretKey = "ssh-p2p", 22, secret
 		dnsP2P.Name, dnsP2P.LocalPort, dnsP2P.SecretKey = "dns-p2p", 53, secret
-		want.Proxies = []ProxyConfig{ssh, dns, sshP2P, dnsP2P}
+		web := DefaultProxy(ProxyTCP) // --- ppbw
+		web.Name, web.LocalPort, web.RemotePort = "web-a", 8080, 6080
+		web.LoadBalancer = ProxyLoadBalancer{Group: "web", GroupKey: "web-group-key"}
+		web.HealthCheck = ProxyHealthCheck{Type: "http", Path: "/status", TimeoutSeconds: 3, MaxFailed: 3, IntervalSeconds: 10}
+		want.Proxies = []ProxyConfig{ssh, dns, sshP2P, dnsP2P, web}
 		sshV, dnsV := DefaultVisitor(ProxyXTCP), DefaultVisitor(ProxyXUDP)
 		sshV.Name, sshV.ServerName, sshV.SecretKey, sshV.BindPort = "ssh-p2p-visitor", "ssh-p2p", secret, 6022
 		dnsV.Name, dnsV.ServerName, dnsV.SecretKey, dnsV.BindPort = "dns-p2p-visitor", "dns-p2p", secret, 6053

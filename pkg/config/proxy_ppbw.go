@@ -95,8 +95,72 @@ type rawProxyTransport struct {
 	BandwidthLimitMode   *string `toml:"bandwidthLimitMode"`
 }
 
+// ProxyLoadBalancer is the [proxies.loadBalancer] table of a tcp proxy:
+// proxies of one client or several with the same Group, GroupKey and
+// remotePort share that port on hops, which spreads new connections
+// across them (round robin).
+type ProxyLoadBalancer struct {
+	// Group names the group, [A-Za-z0-9._-]{1,64}; "" (the default) for
+	// none.
+	Group string `toml:"group,omitempty"`
+	// GroupKey must be the same in every member; hops refuses a member
+	// with another key. Default "".
+	GroupKey string `toml:"groupKey,omitempty"`
+}
+
+// ProxyHealthCheck is the [proxies.healthCheck] table, frp's: hopc checks
+// the proxy's local service every IntervalSeconds, withdraws the proxy
+// from hops after MaxFailed failures in a row, and registers it again
+// when a check passes.
+type ProxyHealthCheck struct {
+	// Type is "tcp" (a connect), "http" (a GET of Path answered 2xx) or ""
+	// (the default) for no health check.
+	Type string `toml:"type,omitempty"`
+	// Path (http) is the path requested, starting with "/". Required for
+	// http.
+	Path string `toml:"path,omitempty"`
+	// TimeoutSeconds bounds one check, >= 1. Default 3.
+	TimeoutSeconds int `toml:"timeoutSeconds,omitempty"`
+	// MaxFailed is the number of failures in a row that withdraws the
+	// proxy, >= 1. Default 1.
+	MaxFailed int `toml:"maxFailed,omitempty"`
+	// IntervalSeconds is the time between checks, >= 1. Default 10.
+	IntervalSeconds int `toml:"intervalSeconds,omitempty"`
+}
+
+// Health check defaults (frp's).
+const (
+	DefaultHealthCheckTimeoutSeconds  = 3
+	DefaultHealthCheckMaxFailed       = 1
+	DefaultHealthCheckIntervalSeconds = 10
+)
+
+type rawProxyLoadBalancer struct {
+	Group    *string `toml:"group"`
+	GroupKey *string `toml:"groupKey"`
+}
+
+type rawProxyHealthCheck struct {
+	Type            *string `toml:"type"`
+	Path            *string `toml:"path"`
+	TimeoutSeconds  *int64  `toml:"timeoutSeconds"`
+	MaxFailed       *int64  `toml:"maxFailed"`
+	IntervalSeconds *int64  `toml:"intervalSeconds"`
+}
+
 // proxyPPBW converts the keys of this file.
-func (c conv) proxyPPBW(dst *ProxyConfig, v rawProxy) {
+func (c conv) proxyPPBW(key string, dst *ProxyConfig, v rawProxy) {
+	c.str(&dst.LoadBalancer.Group, v.LoadBalancer.Group)
+	c.str(&dst.LoadBalancer.GroupKey, v.LoadBalancer.GroupKey)
+	hc := &dst.HealthCheck
+	c.str(&hc.Type, v.HealthCheck.Type)
+	if hc.Type != "" {
+		hc.TimeoutSeconds, hc.MaxFailed, hc.IntervalSeconds = DefaultHealthCheckTimeoutSeconds, DefaultHealthCheckMaxFailed, DefaultHealthCheckIntervalSeconds
+	}
+	c.str(&hc.Path, v.HealthCheck.Path)
+	c.int(&hc.TimeoutSeconds, key+".healthCheck.timeoutSeconds", v.HealthCheck.TimeoutSeconds)
+	c.int(&hc.MaxFailed, key+".healthCheck.maxFailed", v.HealthCheck.MaxFailed)
+	c.int(&hc.IntervalSeconds, key+".healthCheck.intervalSeconds", v.HealthCheck.IntervalSeconds)
 	c.str(&dst.Transport.ProxyProtocolVersion, v.Transport.ProxyProtocolVersion)
 	c.str(&dst.Transport.BandwidthLimit, v.Transport.BandwidthLimit)
 	c.str(&dst.Transport.BandwidthLimitMode, v.Transport.BandwidthLimitMode)
@@ -116,6 +180,47 @@ func (p ProxyConfig) validatePPBW(r *reporter, key string) {
 	}
 	if _, err := ParseBandwidth(t.BandwidthLimit); err != nil {
 		r.add(key+".transport.bandwidthLimit", "%v", err)
+	}
+	if lb := p.LoadBalancer; lb.Group != "" || lb.GroupKey != "" {
+		switch {
+		case p.Type != ProxyTCP:
+			r.add(key+".loadBalancer.group", "only tcp proxies join a load-balancing group; remove loadBalancer from this %s proxy", p.Type)
+		case lb.Group == "":
+			r.add(key+".loadBalancer.group", "missing: groupKey is set; name the group, e.g. group = \"web\"")
+		case !nameRE.MatchString(lb.Group):
+			r.add(key+".loadBalancer.group", "%q is not a valid group name; use 1-64 of A-Z a-z 0-9 . _ -", lb.Group)
+		case p.RemotePort == 0:
+			r.add(key+".remotePort", "0 is not allowed in a load-balancing group: its members share one port; set the same remotePort in each")
+		}
+		if len(lb.GroupKey) > 256 {
+			r.add(key+".loadBalancer.groupKey", "%d bytes; at most 256", len(lb.GroupKey))
+		}
+	}
+	switch hc := p.HealthCheck; hc.Type {
+	case "":
+		if hc != (ProxyHealthCheck{}) {
+			r.add(key+".healthCheck.type", `missing: the other healthCheck keys are set; write type = "tcp" or "http"`)
+		}
+	case "tcp", "http":
+		if p.Type.IsDatagram() {
+			r.add(key+".healthCheck.type", "%s proxies have no health check (it connects over TCP); remove healthCheck", p.Type)
+		}
+		if hc.Type == "http" && !strings.HasPrefix(hc.Path, "/") {
+			r.add(key+".healthCheck.path", `%q is not a path; an http health check requests a path starting with "/", e.g. path = "/status"`, hc.Path)
+		}
+		if hc.Type == "tcp" && hc.Path != "" {
+			r.add(key+".healthCheck.path", `only http health checks have a path; remove it, or set type = "http"`)
+		}
+		for _, f := range []struct {
+			k string
+			v int
+		}{{"timeoutSeconds", hc.TimeoutSeconds}, {"maxFailed", hc.MaxFailed}, {"intervalSeconds", hc.IntervalSeconds}} {
+			if f.v < 1 {
+				r.add(key+".healthCheck."+f.k, "%d is not allowed; use 1 or more", f.v)
+			}
+		}
+	default:
+		r.add(key+".healthCheck.type", `%q is not a health check type; use "tcp" (connect to the local service) or "http" (GET path, expecting 2xx)`, hc.Type)
 	}
 	switch m := t.BandwidthLimitMode; m {
 	case "", BandwidthLimitClient, BandwidthLimitServer:

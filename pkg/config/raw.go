@@ -162,8 +162,10 @@ type rawProxy struct {
 	SecretKey   *string   `toml:"secretKey"`   // stcp, sudp, xtcp, xudp
 	AllowUsers  *[]string `toml:"allowUsers"`  // stcp, sudp, xtcp, xudp
 
-	// --- ppbw: PROXY protocol, bandwidth limit (see proxy_ppbw.go)
-	Transport rawProxyTransport `toml:"transport"`
+	// --- ppbw: PROXY protocol, bandwidth limit, groups, health checks (see proxy_ppbw.go)
+	Transport    rawProxyTransport    `toml:"transport"`
+	LoadBalancer rawProxyLoadBalancer `toml:"loadBalancer"`
+	HealthCheck  rawProxyHealthCheck  `toml:"healthCheck"`
 }
 
 type rawVisitor struct {
@@ -452,7 +454,7 @@ func (c conv) proxy(key string, v rawProxy) ProxyConfig {
 		p.Type = ProxyType(*v.Type)
 	}
 	known := slices.Contains(ProxyTypes, p.Type)
-	c.proxyPPBW(&p, v) // --- ppbw
+	c.proxyPPBW(key, &p, v) // --- ppbw
 	c.str(&p.LocalIP, v.LocalIP)
 	if c.required(key+".localPort", v.LocalPort != nil, "add the port of the local service, e.g. localPort = 22") {
 		c.int(&p.LocalPort, key+".localPort", v.LocalPort)

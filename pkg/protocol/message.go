@@ -124,6 +124,9 @@ const (
 	CodeProxyExists       = "proxy_exists"
 	CodeTooManyProxies    = "too_many_proxies"
 	CodeShuttingDown      = "shutting_down"
+	// CodeGroupKey refuses a NewProxy whose groupKey differs from that of
+	// the load-balancing group it names; the group is unchanged.
+	CodeGroupKey = "group_key"
 	// CodeTemporary: the server cannot do it now for lack of resources
 	// (file descriptors, socket memory); the client retries later.
 	CodeTemporary = "temporary"
@@ -164,6 +167,11 @@ type NewProxy struct {
 	// together (transport.bandwidthLimitMode = "server"); 0 or absent for
 	// no limit on the server.
 	BandwidthLimit int64 `json:"bandwidthLimit,omitempty"`
+	// Group names the load-balancing group of a tcp proxy (frp's
+	// loadBalancer.group): members share RemotePort. GroupKey must match
+	// the key the group's first member set.
+	Group    string `json:"group,omitempty"`
+	GroupKey string `json:"groupKey,omitempty"`
 }
 
 // NewProxyResp answers NewProxy. Error is empty on success.
@@ -317,6 +325,20 @@ func (m *NewProxy) validate() error {
 	}
 	if m.BandwidthLimit < 0 {
 		return fmt.Errorf("negative bandwidth limit")
+	}
+	if m.Group != "" {
+		if m.ProxyType != ProxyTCP {
+			return fmt.Errorf("only tcp proxies join a load-balancing group")
+		}
+		if err := checkName("group name", m.Group); err != nil {
+			return err
+		}
+		if m.RemotePort == 0 {
+			return fmt.Errorf("a load-balancing group needs a remotePort")
+		}
+	}
+	if len(m.GroupKey) > MaxNameLen*4 {
+		return fmt.Errorf("groupKey is %d bytes, at most %d", len(m.GroupKey), MaxNameLen*4)
 	}
 	if len(m.AllowUsers) > MaxAllowUsers {
 		return fmt.Errorf("%d allowUsers, at most %d", len(m.AllowUsers), MaxAllowUsers)

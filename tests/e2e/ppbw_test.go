@@ -291,3 +291,81 @@ func measure(r io.Reader, n int) (float64, error) {
 	}
 	return float64(got-firstN) / d.Seconds(), nil
 }
+
+// nameService answers every connection with its name and a newline.
+func nameService(t *testing.T, name string) int {
+	return tcpService(t, func(c net.Conn) { fmt.Fprintln(c, name) })
+}
+
+// whoAnswers dials addr and returns the first line the service sends.
+func whoAnswers(addr string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimSpace(line), err
+}
+
+// spread makes n connections to addr and counts who answered; failed
+// connections count under "".
+func spread(addr string, n int) map[string]int {
+	seen := map[string]int{}
+	for range n {
+		who, err := whoAnswers(addr)
+		if err != nil {
+			who = ""
+		}
+		seen[who]++
+	}
+	return seen
+}
+
+func groupProxy(name string, local, remote int, key string) string {
+	return tcpProxy(name, local, remote) + fmt.Sprintf("loadBalancer.group = \"web\"\nloadBalancer.groupKey = %q\n", key)
+}
+
+// TestLoadBalancingGroup: two hopc in one group behind one remotePort
+// share the connections; a third with a wrong groupKey is refused and
+// leaves the group as it is; with one hopc killed, the other takes all the
+// traffic; with both gone the port closes.
+func TestLoadBalancingGroup(t *testing.T) {
+	a, b, c := nameService(t, "a"), nameService(t, "b"), nameService(t, "c")
+	srvPort := freePort(t)
+	srv := start(t, "hops", serverConfig(srvPort, ""))
+	waitListening(t, loop(srvPort), ready)
+	remote := freePort(t)
+	ca := start(t, "hopc", withID(clientConfig(srvPort, groupProxy("web-a", a, remote, "k1")), "ca"))
+	eventually(t, ready, "the group to open", func() bool { return srv.count("load-balancing group opened") == 1 })
+	cb := start(t, "hopc", withID(clientConfig(srvPort, groupProxy("web-b", b, remote, "k1")), "cb"))
+	eventually(t, ready, "the second member to join", func() bool { return srv.count("proxy joined load-balancing group") == 1 })
+	cc := start(t, "hopc", withID(clientConfig(srvPort, groupProxy("web-c", c, remote, "wrong")), "cc"))
+	eventually(t, ready, "the wrong key to be refused", func() bool {
+		return cc.count("loadBalancer.groupKey does not match the key of group") > 0
+	})
+	seen := spread(loop(remote), 20)
+	if seen["a"] < 5 || seen["b"] < 5 || seen["c"] != 0 || seen["a"]+seen["b"] != 20 {
+		t.Fatalf("20 connections reached %v; want both members, round robin, and not the refused one", seen)
+	}
+
+	if err := ca.cmd.Process.Kill(); err != nil { // by PID
+		t.Fatal(err)
+	}
+	ca.waitExit(10 * time.Second)
+	eventually(t, ready, "the killed member to leave the group", func() bool { return srv.count("proxy left load-balancing group") == 1 })
+	if seen := spread(loop(remote), 10); seen["b"] != 10 {
+		t.Fatalf("with a killed, 10 connections reached %v; want all at b", seen)
+	}
+	if code := cb.interrupt(10 * time.Second); code != 0 {
+		t.Fatalf("hopc b exit code %d", code)
+	}
+	eventually(t, ready, "the port to close with the last member", func() bool {
+		conn, err := net.DialTimeout("tcp", loop(remote), time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil
+	})
+}
