@@ -41,6 +41,7 @@ type registrar struct {
 	min     time.Duration
 	max     time.Duration
 	onReady func(config.ProxyConfig, *protocol.NewProxyResp) // logs a started proxy
+	down    func(name string) bool                           // withdrawn by its health check; nil: none is
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -102,6 +103,10 @@ func (r *registrar) start(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 	for _, p := range ps {
+		if r.down != nil && r.down(p.Name) {
+			r.withdrawnState(p.Name)
+			continue
+		}
 		if err := r.ch.Send(ctx, newProxyMsg(p)); err != nil {
 			return fmt.Errorf("register proxies: %w", err)
 		}
@@ -159,6 +164,54 @@ func (r *registrar) remove(name string) {
 	}
 }
 
+// withdrawnMsg is the state shown for a proxy its health check withdrew.
+const withdrawnMsg = "withdrawn: its health check failed; registered again when a check passes"
+
+// withdrawnState records that the named proxy is withdrawn.
+func (r *registrar) withdrawnState(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st := r.state[name]; st != nil {
+		st.up, st.err, st.next, st.remote = false, withdrawnMsg, time.Time{}, 0
+		if st.timer != nil && st.timer.Stop() {
+			st.timer = nil
+			r.wg.Done()
+		}
+	}
+}
+
+// withdraw asks the server to release a proxy whose health check failed;
+// it stays in the registrar, to be restored.
+func (r *registrar) withdraw(name string) {
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
+	r.mu.Lock()
+	st, send := r.state[name], r.started && !r.closed
+	r.mu.Unlock()
+	if st == nil {
+		return
+	}
+	r.withdrawnState(name)
+	if send {
+		r.send(&protocol.CloseProxy{Name: name})
+	}
+}
+
+// restore registers again a proxy withdrawn by its health check.
+func (r *registrar) restore(name string) {
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
+	r.mu.Lock()
+	st, send := r.state[name], r.started && !r.closed
+	if st != nil {
+		st.err = ""
+	}
+	r.mu.Unlock()
+	if st != nil && send {
+		r.send(newProxyMsg(st.cfg))
+	}
+}
+
 // send sends m on the session's control stream; a failure means the
 // session is ending, and the next one registers what the registry holds.
 func (r *registrar) send(m protocol.Message) {
@@ -212,7 +265,7 @@ func (r *registrar) result(m *protocol.NewProxyResp) bool {
 		st.timer = nil
 		stale := r.closed || r.state[st.cfg.Name] != st // closed, or removed by a reload
 		r.mu.Unlock()
-		if stale {
+		if stale || r.down != nil && r.down(st.cfg.Name) {
 			return
 		}
 		r.send(newProxyMsg(st.cfg))

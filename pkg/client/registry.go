@@ -35,6 +35,9 @@ type runProxy struct {
 	conns   drain.Set // the connections to its local service
 	retired atomic.Bool
 	limit   *bwlimit.Limit // bandwidthLimitMode = "client"; nil for none
+	health  *health        // healthCheck state; nil without one (health.go)
+
+	healthStarted atomic.Bool
 }
 
 // init fills a new client's registry from its config.
@@ -55,7 +58,11 @@ func (r *registry) setProxies(ps []config.ProxyConfig) (old []*runProxy) {
 			continue
 		}
 		r.gen++
-		next[p.Name] = &runProxy{cfg: p, gen: r.gen, limit: clientLimit(p)}
+		rp := &runProxy{cfg: p, gen: r.gen, limit: clientLimit(p)}
+		if p.HealthCheck.Type != "" {
+			rp.health = &health{}
+		}
+		next[p.Name] = rp
 	}
 	for n, rp := range r.proxies {
 		if next[n] != rp {
@@ -89,6 +96,7 @@ func (c *Client) attachRegistrar(ch sender) *registrar {
 	c.run.mu.Lock()
 	defer c.run.mu.Unlock()
 	reg := newRegistrar(ch, c.log, c.run.order, c.cfg.Reconnect.MinDelay.Duration, c.cfg.Reconnect.MaxDelay.Duration, c.proxyStarted)
+	reg.down = c.proxyDown
 	c.run.reg = reg
 	return reg
 }

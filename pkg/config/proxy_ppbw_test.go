@@ -35,6 +35,20 @@ func TestProxyPPBWKeys(t *testing.T) {
 		{"limit zero", proxy("tcp", "transport.bandwidthLimit = \"0KB\"\n"), `"0KB" is less than one byte per second`},
 		{"bad mode", proxy("tcp", "transport.bandwidthLimitMode = \"both\"\n"),
 			`hopc.toml:7: proxies[0].transport.bandwidthLimitMode: "both" is not a bandwidth limit mode; use "client" (hopc applies the limit, the default) or "server" (hops applies it)`},
+		{"group", proxy("tcp", "loadBalancer.group = \"web\"\nloadBalancer.groupKey = \"k\"\n"), ""},
+		{"group udp", proxy("udp", "loadBalancer.group = \"web\"\n"), "proxies[0].loadBalancer.group: only tcp proxies join a load-balancing group"},
+		{"group bad name", proxy("tcp", "loadBalancer.group = \"a b\"\n"), `"a b" is not a valid group name`},
+		{"key without group", proxy("tcp", "loadBalancer.groupKey = \"k\"\n"), "proxies[0].loadBalancer.group: missing: groupKey is set"},
+		{"group port 0", strings.Replace(proxy("tcp", "loadBalancer.group = \"web\"\n"), "remotePort = 6000", "remotePort = 0", 1), "proxies[0].remotePort: 0 is not allowed in a load-balancing group"},
+		{"two members in one file", proxy("tcp", "loadBalancer.group = \"web\"\n[[proxies]]\nname = \"b\"\ntype = \"tcp\"\nlocalPort = 2\nremotePort = 6000\nloadBalancer.group = \"web\"\n"), ""},
+		{"member and non-member on one port", proxy("tcp", "loadBalancer.group = \"web\"\n[[proxies]]\nname = \"b\"\ntype = \"tcp\"\nlocalPort = 2\nremotePort = 6000\n"), "proxies[1].remotePort: tcp port 6000 is already used by proxies[0]"},
+		{"health tcp", proxy("tcp", "healthCheck.type = \"tcp\"\n"), ""},
+		{"health http no path", proxy("tcp", "healthCheck.type = \"http\"\n"), `proxies[0].healthCheck.path: "" is not a path`},
+		{"health tcp path", proxy("tcp", "healthCheck.type = \"tcp\"\nhealthCheck.path = \"/\"\n"), "proxies[0].healthCheck.path: only http health checks have a path"},
+		{"health bad type", proxy("tcp", "healthCheck.type = \"icmp\"\n"), `"icmp" is not a health check type; use "tcp"`},
+		{"health no type", proxy("tcp", "healthCheck.maxFailed = 3\n"), "proxies[0].healthCheck.type: missing"},
+		{"health zero interval", proxy("tcp", "healthCheck.type = \"tcp\"\nhealthCheck.intervalSeconds = 0\n"), "proxies[0].healthCheck.intervalSeconds: 0 is not allowed; use 1 or more"},
+		{"health udp", proxy("udp", "healthCheck.type = \"tcp\"\n"), "udp proxies have no health check"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -52,6 +66,17 @@ func TestProxyPPBWKeys(t *testing.T) {
 				t.Fatalf("error %q\nwant it to contain %q", err, c.want)
 			}
 		})
+	}
+}
+
+func TestHealthCheckDefaults(t *testing.T) {
+	cfg, err := ParseClient("hopc.toml", []byte(tokenLine+"[[proxies]]\nname = \"a\"\ntype = \"tcp\"\nlocalPort = 1\nremotePort = 6000\nhealthCheck.type = \"tcp\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ProxyHealthCheck{Type: "tcp", TimeoutSeconds: DefaultHealthCheckTimeoutSeconds, MaxFailed: DefaultHealthCheckMaxFailed, IntervalSeconds: DefaultHealthCheckIntervalSeconds}
+	if got := cfg.Proxies[0].HealthCheck; got != want {
+		t.Fatalf("healthCheck = %+v, want %+v", got, want)
 	}
 }
 

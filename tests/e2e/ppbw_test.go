@@ -369,3 +369,82 @@ func TestLoadBalancingGroup(t *testing.T) {
 		return err != nil
 	})
 }
+
+// switchable is a local service answering its name that can be stopped
+// and started again on the same port.
+type switchable struct {
+	t    *testing.T
+	name string
+	port int
+	ln   net.Listener
+	done chan struct{}
+}
+
+func newSwitchable(t *testing.T, name string) *switchable {
+	s := &switchable{t: t, name: name, port: freePort(t)}
+	s.start()
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *switchable) start() {
+	ln, err := net.Listen("tcp", loop(s.port))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.ln, s.done = ln, make(chan struct{})
+	go func() {
+		defer close(s.done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintln(c, s.name)
+			c.Close()
+		}
+	}()
+}
+
+func (s *switchable) stop() {
+	if s.ln != nil {
+		s.ln.Close()
+		<-s.done
+		s.ln = nil
+	}
+}
+
+// TestHealthCheckWithdrawsMember: a member whose local service stops is
+// withdrawn after maxFailed checks and the traffic goes to the other
+// member; when the service is back the member registers again.
+func TestHealthCheckWithdrawsMember(t *testing.T) {
+	a, b := newSwitchable(t, "a"), newSwitchable(t, "b")
+	srvPort := freePort(t)
+	srv := start(t, "hops", serverConfig(srvPort, ""))
+	waitListening(t, loop(srvPort), ready)
+	remote := freePort(t)
+	const hc = "healthCheck.type = \"tcp\"\nhealthCheck.intervalSeconds = 1\nhealthCheck.timeoutSeconds = 1\nhealthCheck.maxFailed = 2\n"
+	ca := start(t, "hopc", withID(clientConfig(srvPort, groupProxy("web-a", a.port, remote, "k")+hc), "ca"))
+	eventually(t, ready, "the group to open", func() bool { return srv.count("load-balancing group opened") == 1 })
+	start(t, "hopc", withID(clientConfig(srvPort, groupProxy("web-b", b.port, remote, "k")+hc), "cb"))
+	eventually(t, ready, "the second member", func() bool { return srv.count("proxy joined load-balancing group") == 1 })
+	if seen := spread(loop(remote), 10); seen["a"] != 5 || seen["b"] != 5 {
+		t.Fatalf("10 connections reached %v; want 5 each", seen)
+	}
+
+	a.stop()
+	eventually(t, ready, "a to be withdrawn", func() bool {
+		return ca.count("health check failed: proxy withdrawn") == 1 && srv.count("proxy left load-balancing group") == 1
+	})
+	if seen := spread(loop(remote), 10); seen["b"] != 10 {
+		t.Fatalf("with a withdrawn, 10 connections reached %v; want all at b", seen)
+	}
+
+	a.start()
+	eventually(t, ready, "a to come back", func() bool {
+		return ca.count("health check passed: proxy registered again") == 1 && srv.count("proxy joined load-balancing group") == 2
+	})
+	if seen := spread(loop(remote), 10); seen["a"] != 5 || seen["b"] != 5 {
+		t.Fatalf("with a back, 10 connections reached %v; want 5 each", seen)
+	}
+}
