@@ -200,10 +200,17 @@ func (s *Server) shutdown(grace time.Duration) {
 	for _, p := range s.proxies {
 		proxies = append(proxies, p)
 	}
+	groups := make([]*tcpGroup, 0, len(s.groups))
+	for _, g := range s.groups {
+		groups = append(groups, g)
+	}
 	s.mu.Unlock()
 	s.ln.Close()
 	for _, p := range proxies {
 		p.stopAccepting()
+	}
+	for _, g := range groups { // their members do not own the port
+		g.ln.Close()
 	}
 	n := s.users.Count()
 	if n > 0 {

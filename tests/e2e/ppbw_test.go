@@ -447,4 +447,12 @@ func TestHealthCheckWithdrawsMember(t *testing.T) {
 	if seen := spread(loop(remote), 10); seen["a"] != 5 || seen["b"] != 5 {
 		t.Fatalf("with a back, 10 connections reached %v; want 5 each", seen)
 	}
+	// hops stops cleanly with the group open, and closes its port.
+	if code := srv.interrupt(10 * time.Second); code != 0 {
+		t.Fatalf("hops exit code %d after SIGINT", code)
+	}
+	if conn, err := net.DialTimeout("tcp", loop(remote), time.Second); err == nil {
+		conn.Close()
+		t.Fatal("the group's port still accepts after hops stopped")
+	}
 }
