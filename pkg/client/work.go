@@ -58,8 +58,8 @@ func (c *Client) work(st net.Conn) {
 // the datagram types, bytes for the others (in goroutines of their own:
 // serveLocal returns once the bytes flow). src is the user's address and
 // dst the server's address the user reached, for the PROXY protocol
-// header when the proxy has one; a src that is not an address (a
-// visitor's) gives a header saying the address is unknown.
+// header when the proxy has one; a src or dst that is not an address (an
+// xtcp visitor's) gives a header saying the address is unknown.
 func (c *Client) serveLocal(st net.Conn, rp *runProxy, src, dst string) {
 	p := rp.cfg
 	local := net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))

@@ -33,8 +33,8 @@ const (
 
 // Build returns the header of the given version ("v1" or "v2") for a
 // connection (or datagram) from src to dst, both host:port with a literal
-// IP. When either is not such an address (a visitor of a secret proxy has
-// none hops could vouch for), the header says the address is unknown:
+// IP. When either is not such an address (an xtcp visitor sends none),
+// the header says the address is unknown:
 // "PROXY UNKNOWN" in v1, the LOCAL command in v2, which a receiver
 // treats as a connection with no proxied address.
 func Build(version string, network Network, src, dst string) ([]byte, error) {

@@ -140,8 +140,10 @@ func TestProxyProtocolTCPAndUDP(t *testing.T) {
 	}
 }
 
-// TestProxyProtocolSTCP: a visitor of an stcp proxy has no address hops
-// can vouch for; the local service gets a header saying so (v2 LOCAL).
+// TestProxyProtocolSTCP: the visitor of an stcp proxy sends its local
+// connection's addresses, sealed, and the owner's local service gets them
+// in the header: the application's address on the visitor's host, and the
+// visitor's bind address.
 func TestProxyProtocolSTCP(t *testing.T) {
 	svc := ppService(t)
 	srvPort := freePort(t)
@@ -164,14 +166,14 @@ serverName = "sec"
 secretKey = "pp-secret-key"
 bindPort = %d
 `, vt)), "visitor"))
-	var line string
+	var line, local string
 	eventually(t, ready, "a connection through the stcp visitor", func() bool {
 		var err error
-		line, _, err = ppLine(loop(vt))
+		line, local, err = ppLine(loop(vt))
 		return err == nil
 	})
-	if line != "2 LOCAL <nil> <nil>" {
-		t.Errorf("stcp: service saw %q, want a v2 LOCAL header", line)
+	if want := fmt.Sprintf("2 PROXY %s %s", local, loop(vt)); line != want {
+		t.Errorf("stcp: service saw %q, want %q", line, want)
 	}
 }
 
