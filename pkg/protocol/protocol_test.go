@@ -33,6 +33,8 @@ var samples = []Message{
 	&StartWork{Proxy: "ssh", SrcAddr: "visitor", Visitor: "c2"},
 	&StartWork{Proxy: "ssh", SrcAddr: "visitor", Visitor: "c2", VisitorUser: "bob"},
 	&NewProxy{Name: "p2p", ProxyType: ProxyXTCP, AllowUsers: []string{"c2", "*"}},
+	&NewProxy{Name: "web-a", ProxyType: ProxyTCP, RemotePort: 6080, BandwidthLimit: 1 << 20, Group: "web", GroupKey: "k"},
+	&StartWork{Proxy: "ssh", SrcAddr: "1.2.3.4:5", DstAddr: "127.0.0.1:6000"},
 	&P2POffer{ID: "o1", Proxy: "p2p", ProxyType: ProxyXTCP, Visitor: "c2", SessionID: "00112233445566778899aabbccddeeff",
 		NAT: "EIM/APDF", Share: bytes.Repeat([]byte{7}, ShareSize)},
 	&P2PAuth{ID: "o1", SessionID: "00112233445566778899aabbccddeeff", Share: bytes.Repeat([]byte{8}, ShareSize), Tag: bytes.Repeat([]byte{9}, TagSize)},
@@ -48,6 +50,7 @@ var samples = []Message{
 	&VisitHello{SID: bytes.Repeat([]byte{5}, VisitSIDSize), Share: bytes.Repeat([]byte{6}, ShareSize)},
 	&VisitAccept{Share: bytes.Repeat([]byte{6}, ShareSize), Tag: bytes.Repeat([]byte{7}, TagSize)},
 	&VisitConfirm{Tag: bytes.Repeat([]byte{7}, TagSize)},
+	&VisitConfirm{Tag: bytes.Repeat([]byte{7}, TagSize), Src: bytes.Repeat([]byte{8}, 60)},
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -279,15 +282,17 @@ func fuzzDecode(f *testing.F, t Type) {
 }
 
 // The handshake messages, one target each.
-func FuzzClientHello(f *testing.F) { fuzzDecode(f, TypeClientHello) }
-func FuzzChallenge(f *testing.F)   { fuzzDecode(f, TypeChallenge) }
-func FuzzClientProof(f *testing.F) { fuzzDecode(f, TypeClientProof) }
-func FuzzServerProof(f *testing.F) { fuzzDecode(f, TypeServerProof) }
-func FuzzWelcome(f *testing.F)     { fuzzDecode(f, TypeWelcome) }
-func FuzzError(f *testing.F)       { fuzzDecode(f, TypeError) }
-func FuzzStartWork(f *testing.F)   { fuzzDecode(f, TypeStartWork) }
-func FuzzVisit(f *testing.F)       { fuzzDecode(f, TypeVisit) }
-func FuzzP2POffer(f *testing.F)    { fuzzDecode(f, TypeP2POffer) }
+func FuzzClientHello(f *testing.F)  { fuzzDecode(f, TypeClientHello) }
+func FuzzChallenge(f *testing.F)    { fuzzDecode(f, TypeChallenge) }
+func FuzzClientProof(f *testing.F)  { fuzzDecode(f, TypeClientProof) }
+func FuzzServerProof(f *testing.F)  { fuzzDecode(f, TypeServerProof) }
+func FuzzWelcome(f *testing.F)      { fuzzDecode(f, TypeWelcome) }
+func FuzzError(f *testing.F)        { fuzzDecode(f, TypeError) }
+func FuzzStartWork(f *testing.F)    { fuzzDecode(f, TypeStartWork) }
+func FuzzVisit(f *testing.F)        { fuzzDecode(f, TypeVisit) }
+func FuzzP2POffer(f *testing.F)     { fuzzDecode(f, TypeP2POffer) }
+func FuzzNewProxy(f *testing.F)     { fuzzDecode(f, TypeNewProxy) }
+func FuzzVisitConfirm(f *testing.F) { fuzzDecode(f, TypeVisitConfirm) }
 
 // TestReadFrameMax: a header announcing more than the limit fails with
 // ErrFrameTooLarge without reading its payload; at the limit it reads.

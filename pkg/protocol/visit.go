@@ -67,6 +67,9 @@ func (m *VisitAccept) validate() error {
 }
 
 func (m *VisitConfirm) validate() error {
+	if len(m.Src) == 0 {
+		m.Src = nil // "src": "" is no src, as an omitted one
+	}
 	if len(m.Src) > MaxVisitSrc {
 		return fmt.Errorf("src is %d bytes, at most %d", len(m.Src), MaxVisitSrc)
 	}
