@@ -226,6 +226,7 @@ func (r *registrar) send(m protocol.Message) {
 // an answer about a proxy this client does not have (nor had until a
 // reload removed it).
 func (r *registrar) result(m *protocol.NewProxyResp) bool {
+	down := r.down != nil && r.down(m.Name) // before mu: it takes the registry's lock
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st, ok := r.state[m.Name]
@@ -233,6 +234,10 @@ func (r *registrar) result(m *protocol.NewProxyResp) bool {
 		return r.gone[m.Name]
 	}
 	if r.closed {
+		return true
+	}
+	if m.Error == "" && down { // accepted just before the health check withdrew it
+		st.up, st.err, st.next, st.remote = false, withdrawnMsg, time.Time{}, 0
 		return true
 	}
 	if m.Error == "" {
@@ -244,6 +249,9 @@ func (r *registrar) result(m *protocol.NewProxyResp) bool {
 		return true
 	}
 	st.up, st.err, st.next = false, m.Error, time.Time{}
+	if down { // no retry: the health check registers it again when it passes
+		return true
+	}
 	if permanentProxyCode(m.Code) {
 		r.log.Error(fmt.Sprintf("proxy %s refused: %s; not retrying: this needs a change of its config or of the server's", m.Name, m.Error),
 			"proxy", m.Name, "type", st.cfg.Type, "code", m.Code)
