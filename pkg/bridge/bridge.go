@@ -157,6 +157,11 @@ type ReadableWaiter interface {
 
 // waiter returns how to wait until src is readable, or nil when src
 // cannot tell (then Copy blocks in Read, holding a buffer).
+// Waiter returns a function that blocks until src has data (or an error)
+// to read, without reading any, or nil when src cannot tell. Wrappers of
+// connections use it to offer WaitReadable themselves.
+func Waiter(src io.Reader) func() error { return waiter(src) }
+
 func waiter(src io.Reader) func() error {
 	switch c := src.(type) {
 	case ReadableWaiter:

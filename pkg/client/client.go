@@ -63,6 +63,8 @@ type Client struct {
 	users  drain.Set      // open proxied connections
 	connWG sync.WaitGroup // their goroutines
 
+	healthWG sync.WaitGroup // health checks (health.go)
+
 	mu    sync.Mutex
 	stats Stats
 
@@ -147,6 +149,9 @@ func (c *Client) serverAddr() string {
 // connections for up to gracePeriod and returns nil) or a permanent error
 // occurs (returned, wrapping ErrPermanent).
 func (c *Client) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer c.healthWG.Wait()
+	defer cancel() // ends the health checks, also when Run gives up
 	bo := backoff.Backoff{Min: c.cfg.Reconnect.MinDelay.Duration, Max: c.cfg.Reconnect.MaxDelay.Duration}
 	if c.mapper == nil {
 		c.mapper = startMapper(c.cfg, c.log)
@@ -154,6 +159,7 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	defer c.mapper.close() // after every P2P socket closed: deletes the mappings
 	c.startVisitors(ctx)
+	c.startHealthChecks(ctx)
 	defer c.logLimit.Flush() // the counts of suppressed lines, before the process ends
 	defer c.connWG.Wait()
 	defer c.closePlugins() // after the sessions drained their streams, before waiting for them

@@ -132,7 +132,7 @@ func (c *Client) serveLink(ol *ownerLink, rp *runProxy, log *slog.Logger) {
 			c.connWG.Add(1)
 			go func() {
 				defer c.connWG.Done()
-				c.serveLocal(st, rp, "visitor "+ol.visitor+" (link)")
+				c.serveLocal(st, rp, "visitor "+ol.visitor+" (link)", "")
 			}()
 		}
 	} else {

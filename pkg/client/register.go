@@ -24,7 +24,7 @@ type sender interface {
 // server error, codes this build does not know) is retried.
 func permanentProxyCode(code string) bool {
 	switch code {
-	case protocol.CodePortNotAllowed, protocol.CodeBadRequest, protocol.CodeTooManyProxies, protocol.CodeVhostDisabled:
+	case protocol.CodePortNotAllowed, protocol.CodeBadRequest, protocol.CodeTooManyProxies, protocol.CodeVhostDisabled, protocol.CodeGroupKey:
 		return true
 	}
 	return false
@@ -41,6 +41,7 @@ type registrar struct {
 	min     time.Duration
 	max     time.Duration
 	onReady func(config.ProxyConfig, *protocol.NewProxyResp) // logs a started proxy
+	down    func(name string) bool                           // withdrawn by its health check; nil: none is
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -83,6 +84,10 @@ func newRegistrar(ch sender, log *slog.Logger, proxies []config.ProxyConfig, min
 
 func newProxyMsg(p config.ProxyConfig) *protocol.NewProxy {
 	m := &protocol.NewProxy{Name: p.Name, ProxyType: string(p.Type), RemotePort: p.RemotePort, AllowUsers: p.AllowUsers}
+	m.Group, m.GroupKey = p.LoadBalancer.Group, p.LoadBalancer.GroupKey
+	if p.Transport.LimitMode() == config.BandwidthLimitServer {
+		m.BandwidthLimit = p.Transport.BandwidthBytes()
+	}
 	if p.Type == config.ProxyUDP {
 		m.IdleTimeoutMs = p.IdleTimeout.Milliseconds()
 	}
@@ -106,6 +111,10 @@ func (r *registrar) start(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 	for _, p := range ps {
+		if r.down != nil && r.down(p.Name) {
+			r.withdrawnState(p.Name)
+			continue
+		}
 		if err := r.ch.Send(ctx, newProxyMsg(p)); err != nil {
 			return fmt.Errorf("register proxies: %w", err)
 		}
@@ -163,6 +172,54 @@ func (r *registrar) remove(name string) {
 	}
 }
 
+// withdrawnMsg is the state shown for a proxy its health check withdrew.
+const withdrawnMsg = "withdrawn: its health check failed; registered again when a check passes"
+
+// withdrawnState records that the named proxy is withdrawn.
+func (r *registrar) withdrawnState(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st := r.state[name]; st != nil {
+		st.up, st.err, st.next, st.remote = false, withdrawnMsg, time.Time{}, 0
+		if st.timer != nil && st.timer.Stop() {
+			st.timer = nil
+			r.wg.Done()
+		}
+	}
+}
+
+// withdraw asks the server to release a proxy whose health check failed;
+// it stays in the registrar, to be restored.
+func (r *registrar) withdraw(name string) {
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
+	r.mu.Lock()
+	st, send := r.state[name], r.started && !r.closed
+	r.mu.Unlock()
+	if st == nil {
+		return
+	}
+	r.withdrawnState(name)
+	if send {
+		r.send(&protocol.CloseProxy{Name: name})
+	}
+}
+
+// restore registers again a proxy withdrawn by its health check.
+func (r *registrar) restore(name string) {
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
+	r.mu.Lock()
+	st, send := r.state[name], r.started && !r.closed
+	if st != nil {
+		st.err = ""
+	}
+	r.mu.Unlock()
+	if st != nil && send {
+		r.send(newProxyMsg(st.cfg))
+	}
+}
+
 // send sends m on the session's control stream; a failure means the
 // session is ending, and the next one registers what the registry holds.
 func (r *registrar) send(m protocol.Message) {
@@ -177,6 +234,7 @@ func (r *registrar) send(m protocol.Message) {
 // an answer about a proxy this client does not have (nor had until a
 // reload removed it).
 func (r *registrar) result(m *protocol.NewProxyResp) bool {
+	down := r.down != nil && r.down(m.Name) // before mu: it takes the registry's lock
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	st, ok := r.state[m.Name]
@@ -184,6 +242,10 @@ func (r *registrar) result(m *protocol.NewProxyResp) bool {
 		return r.gone[m.Name]
 	}
 	if r.closed {
+		return true
+	}
+	if m.Error == "" && down { // accepted just before the health check withdrew it
+		st.up, st.err, st.next, st.remote = false, withdrawnMsg, time.Time{}, 0
 		return true
 	}
 	if m.Error == "" {
@@ -196,6 +258,9 @@ func (r *registrar) result(m *protocol.NewProxyResp) bool {
 		return true
 	}
 	st.up, st.err, st.next = false, m.Error, time.Time{}
+	if down { // no retry: the health check registers it again when it passes
+		return true
+	}
 	if permanentProxyCode(m.Code) {
 		r.log.Error(fmt.Sprintf("proxy %s refused: %s; not retrying: this needs a change of its config or of the server's", m.Name, m.Error),
 			"proxy", m.Name, "type", st.cfg.Type, "code", m.Code)
@@ -217,7 +282,7 @@ func (r *registrar) result(m *protocol.NewProxyResp) bool {
 		st.timer = nil
 		stale := r.closed || r.state[st.cfg.Name] != st // closed, or removed by a reload
 		r.mu.Unlock()
-		if stale {
+		if stale || r.down != nil && r.down(st.cfg.Name) {
 			return
 		}
 		r.send(newProxyMsg(st.cfg))

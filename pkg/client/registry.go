@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/hopproxy/hop/pkg/bwlimit"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/drain"
 )
@@ -33,7 +34,11 @@ type runProxy struct {
 	gen     uint64    // tells apart the runs of one name (keys of P2P links)
 	conns   drain.Set // the connections to its local service
 	retired atomic.Bool
-	plugin  pluginSlot // the proxy's [proxies.plugin] handler, if it has one
+	plugin  pluginSlot     // the proxy's [proxies.plugin] handler, if it has one
+	limit   *bwlimit.Limit // bandwidthLimitMode = "client"; nil for none
+	health  *health        // healthCheck state; nil without one (health.go)
+
+	healthStarted atomic.Bool
 }
 
 // init fills a new client's registry from its config.
@@ -54,7 +59,11 @@ func (r *registry) setProxies(ps []config.ProxyConfig) (old []*runProxy) {
 			continue
 		}
 		r.gen++
-		next[p.Name] = &runProxy{cfg: p, gen: r.gen}
+		rp := &runProxy{cfg: p, gen: r.gen, limit: clientLimit(p)}
+		if p.HealthCheck.Type != "" {
+			rp.health = &health{}
+		}
+		next[p.Name] = rp
 	}
 	for n, rp := range r.proxies {
 		if next[n] != rp {
@@ -88,6 +97,7 @@ func (c *Client) attachRegistrar(ch sender) *registrar {
 	c.run.mu.Lock()
 	defer c.run.mu.Unlock()
 	reg := newRegistrar(ch, c.log, c.run.order, c.cfg.Reconnect.MinDelay.Duration, c.cfg.Reconnect.MaxDelay.Duration, c.proxyStarted)
+	reg.down = c.proxyDown
 	c.run.reg = reg
 	return reg
 }
@@ -100,4 +110,13 @@ func (c *Client) detachRegistrar(reg *registrar) {
 	}
 	c.run.mu.Unlock()
 	reg.close()
+}
+
+// clientLimit returns the buckets hopc applies to p's connections: those
+// of its bandwidthLimit in "client" mode, else nil.
+func clientLimit(p config.ProxyConfig) *bwlimit.Limit {
+	if p.Transport.LimitMode() != config.BandwidthLimitClient {
+		return nil
+	}
+	return bwlimit.New(p.Transport.BandwidthBytes())
 }

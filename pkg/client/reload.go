@@ -55,6 +55,9 @@ func (c *Client) Reload(cfg *config.ClientConfig) (ReloadResult, error) {
 	for _, rp := range gone {
 		c.retireProxy(rp, ctx != nil)
 	}
+	if ctx != nil {
+		c.startHealthChecks(ctx) // of the proxies added or changed
+	}
 
 	// Proxies: every CloseProxy before any NewProxy, so that a changed
 	// proxy (or a new one taking a removed one's remotePort) finds its

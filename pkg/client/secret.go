@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/protocol"
@@ -44,7 +45,7 @@ func (c *Client) serveVisitor(st net.Conn, rp *runProxy, sw *protocol.StartWork)
 		st.Close()
 		return
 	}
-	sc, err := visit.Owner(st, p.SecretKey, c.ownerIdentity(p, sw))
+	sc, local, err := visit.OwnerFrom(st, p.SecretKey, c.ownerIdentity(p, sw))
 	if err != nil {
 		c.logLimit.Log(context.Background(), c.log, slog.LevelWarn, sw.Visitor, "visitor refused", "proxy", p.Name, "visitor", sw.Visitor, "visitor_user", sw.VisitorUser, "error", fmt.Errorf("%w: %w", ErrVisitAuth, err))
 		st.Close()
@@ -54,13 +55,27 @@ func (c *Client) serveVisitor(st net.Conn, rp *runProxy, sw *protocol.StartWork)
 		c.serveLinkRelay(sc, rp, sw)
 		return
 	}
-	c.serveLocal(sc, rp, sw.SrcAddr)
+	// The visitor's local connection, sealed by the visitor, for the PROXY
+	// protocol header; an older visitor sends none (the header then says
+	// the address is unknown).
+	src, dst := sw.SrcAddr, ""
+	if s, d, ok := strings.Cut(local, " "); ok {
+		src, dst = s, d
+	}
+	c.serveLocal(sc, rp, src, dst)
 }
 
 // openRelay opens a relayed connection from a visitor to a secret proxy
 // through the server and runs the visit handshake on it. The returned conn
 // is sealed end to end with the owner.
 func (c *Client) openRelay(v config.VisitorConfig) (*seal.Conn, error) {
+	return c.openRelayFrom(v, "")
+}
+
+// openRelayFrom is openRelay for a local connection of the visitor: local
+// is "srcAddr dstAddr" of that connection, sent sealed to the owner for its
+// PROXY protocol header ("" for none).
+func (c *Client) openRelayFrom(v config.VisitorConfig, local string) (*seal.Conn, error) {
 	l, err := c.current()
 	if err != nil {
 		return nil, err
@@ -74,7 +89,7 @@ func (c *Client) openRelay(v config.VisitorConfig) (*seal.Conn, error) {
 		st.Close()
 		return nil, err
 	}
-	sc, err := visit.Visitor(st, pre, v.SecretKey, c.visitorIdentity(v))
+	sc, err := visit.VisitorFrom(st, pre, v.SecretKey, c.visitorIdentity(v), local)
 	if err != nil {
 		st.Close()
 		var pe *protocol.Error

@@ -173,7 +173,7 @@ func (v *visitor) serveStream(app net.Conn, vc *metrics.Conns) {
 		bridge.JoinCounting(app, st, &vc.Out, &vc.In)
 		return
 	}
-	st, err := v.c.openRelay(v.cfg)
+	st, err := v.c.openRelayFrom(v.cfg, app.RemoteAddr().String()+" "+app.LocalAddr().String())
 	if err != nil {
 		if v.c.due("relay/" + v.cfg.Name) {
 			v.log.Warn("cannot reach the proxy", "error", err)

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strconv"
@@ -8,10 +9,12 @@ import (
 	"time"
 
 	"github.com/hopproxy/hop/pkg/bridge"
+	"github.com/hopproxy/hop/pkg/bwlimit"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/dgrampool"
 	"github.com/hopproxy/hop/pkg/idle"
 	"github.com/hopproxy/hop/pkg/protocol"
+	"github.com/hopproxy/hop/pkg/proxyheader"
 	"github.com/hopproxy/hop/pkg/seal"
 )
 
@@ -48,13 +51,16 @@ func (c *Client) work(st net.Conn) {
 		c.serveVisitor(st, rp, sw)
 		return
 	}
-	c.serveLocal(st, rp, sw.SrcAddr)
+	c.serveLocal(st, rp, sw.SrcAddr, sw.DstAddr)
 }
 
 // serveLocal carries a stream to the proxy's local service: datagrams for
 // the datagram types, bytes for the others (in goroutines of their own:
-// serveLocal returns once the bytes flow).
-func (c *Client) serveLocal(st net.Conn, rp *runProxy, src string) {
+// serveLocal returns once the bytes flow). src is the user's address and
+// dst the server's address the user reached, for the PROXY protocol
+// header when the proxy has one; a src or dst that is not an address (an
+// xtcp visitor's) gives a header saying the address is unknown.
+func (c *Client) serveLocal(st net.Conn, rp *runProxy, src, dst string) {
 	p := rp.cfg
 	local := net.JoinHostPort(p.LocalIP, strconv.Itoa(p.LocalPort))
 	if p.Type.IsDatagram() {
@@ -62,7 +68,17 @@ func (c *Client) serveLocal(st net.Conn, rp *runProxy, src string) {
 		if sc, ok := st.(*seal.Conn); ok {
 			dc = sealedDatagrams{sc}
 		}
-		c.workUDP(dc, rp, local)
+		var hdr []byte
+		if v := p.Transport.ProxyProtocolVersion; v != "" {
+			h, err := proxyheader.Build(v, proxyheader.Datagram, src, dst)
+			if err != nil { // validated config: not reached
+				c.log.Warn("cannot build PROXY protocol header", "proxy", p.Name, "error", err)
+				st.Close()
+				return
+			}
+			hdr = h
+		}
+		c.workUDP(dc, rp, local, hdr)
 		return
 	}
 	if p.Plugin.Type != "" {
@@ -75,6 +91,17 @@ func (c *Client) serveLocal(st net.Conn, rp *runProxy, src string) {
 		st.Close()
 		return
 	}
+	if v := p.Transport.ProxyProtocolVersion; v != "" {
+		lc.SetWriteDeadline(time.Now().Add(localDialTimeout))
+		err := proxyheader.Write(lc, v, proxyheader.Stream, src, dst)
+		lc.SetWriteDeadline(time.Time{})
+		if err != nil {
+			c.localDown(p, fmt.Errorf("write PROXY protocol header: %w", err))
+			lc.Close()
+			st.Close()
+			return
+		}
+	}
 	if !rp.conns.Add(lc) { // stopped by a reload meanwhile
 		lc.Close()
 		st.Close()
@@ -84,7 +111,7 @@ func (c *Client) serveLocal(st net.Conn, rp *runProxy, src string) {
 	c.connWG.Add(1)
 	pc := c.proxyConns(p.Name)
 	pc.Opened()
-	bridge.StartCounting(st, lc, &pc.In, &pc.Out, func(in, out int64) {
+	bridge.StartCounting(rp.limit.Conn(st, bwlimit.Out), rp.limit.Conn(lc, bwlimit.In), &pc.In, &pc.Out, func(in, out int64) {
 		pc.Closed()
 		if sc, ok := st.(*seal.Conn); ok {
 			c.sealEnded(sc, c.log.With("proxy", p.Name), "owner", p.Name)
@@ -147,8 +174,10 @@ func (s sealedDatagrams) ReadDatagram() (*[]byte, error) {
 
 // workUDP carries one source's datagrams between the stream and a UDP
 // socket connected to the local service, until either side fails or the
-// flow is idle for the proxy's idleTimeout.
-func (c *Client) workUDP(st datagramConn, rp *runProxy, local string) {
+// flow is idle for the proxy's idleTimeout. A non-empty hdr (a PROXY
+// protocol v2 header, DGRAM) goes in front of every datagram sent to the
+// local service; the replies come back as they are.
+func (c *Client) workUDP(st datagramConn, rp *runProxy, local string, hdr []byte) {
 	p := rp.cfg
 	ua, err := net.ResolveUDPAddr("udp", local)
 	if err != nil {
@@ -177,8 +206,11 @@ func (c *Client) workUDP(st datagramConn, rp *runProxy, local string) {
 	active.Touch()
 	var once sync.Once
 	stop := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background()) // ends waits for bandwidth tokens
+	defer cancel()
 	end := func() {
 		once.Do(func() {
+			cancel()
 			close(stop)
 			st.Close()
 			lc.Close()
@@ -199,6 +231,9 @@ func (c *Client) workUDP(st datagramConn, rp *runProxy, local string) {
 			n, err := lc.Read(*bp)
 			if err == nil {
 				active.Touch()
+				err = rp.limit.Wait(ctx, bwlimit.Out, n)
+			}
+			if err == nil {
 				if err = st.WriteDatagram((*bp)[:n]); err == nil {
 					pc.Out.Add(int64(n))
 				}
@@ -228,7 +263,18 @@ func (c *Client) workUDP(st datagramConn, rp *runProxy, local string) {
 			break
 		}
 		active.Touch()
-		n, err := lc.Write(*bp)
+		if err := rp.limit.Wait(ctx, bwlimit.In, len(*bp)); err != nil {
+			dgrampool.Put(bp)
+			break
+		}
+		var n int
+		if len(hdr) > 0 {
+			out := append(append(make([]byte, 0, len(hdr)+len(*bp)), hdr...), *bp...)
+			n, err = lc.Write(out)
+			n = max(n-len(hdr), 0)
+		} else {
+			n, err = lc.Write(*bp)
+		}
 		pc.In.Add(int64(n))
 		dgrampool.Put(bp)
 		if err != nil {

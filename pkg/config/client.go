@@ -244,6 +244,13 @@ type ProxyConfig struct {
 	// service; ResponseHeaders on responses to the browser.
 	RequestHeaders  HeaderOps `toml:"requestHeaders,omitzero"`
 	ResponseHeaders HeaderOps `toml:"responseHeaders,omitzero"`
+	// --- ppbw: PROXY protocol, bandwidth limit, groups, health checks (see proxy_ppbw.go)
+	// Transport is the [proxies.transport] table.
+	Transport ProxyTransport `toml:"transport,omitzero"`
+	// LoadBalancer is the [proxies.loadBalancer] table (tcp).
+	LoadBalancer ProxyLoadBalancer `toml:"loadBalancer,omitzero"`
+	// HealthCheck is the [proxies.healthCheck] table.
+	HealthCheck ProxyHealthCheck `toml:"healthCheck,omitzero"`
 }
 
 // AllowsUser reports whether a visitor logged in as user visitor may reach
@@ -448,6 +455,7 @@ func (c *ClientConfig) validate(r *reporter) {
 
 	names := make(map[string]string)  // name → key of the proxy or visitor that has it
 	remote := make(map[string]string) // "type/port" → key of the proxy that has it
+	groups := make(map[string]string) // key of a proxy in remote → its loadBalancer.group
 	for i, p := range c.Proxies {
 		key := "proxies[" + strconv.Itoa(i) + "]"
 		p.validate(r, key)
@@ -460,10 +468,15 @@ func (c *ClientConfig) validate(r *reporter) {
 		}
 		if p.RemotePort > 0 && !p.Type.IsSecret() && r.ok(key+".remotePort", key+".type") {
 			k := string(p.Type) + "/" + strconv.Itoa(p.RemotePort)
-			if prev, dup := remote[k]; dup {
+			prev, dup := remote[k]
+			switch {
+			case dup && p.LoadBalancer.Group != "" && groups[prev] == p.LoadBalancer.Group:
+				// --- ppbw: members of one load-balancing group share the port
+			case dup:
 				r.add(key+".remotePort", "%s port %d is already used by %s%s; use another port, or 0 to let the server choose", p.Type, p.RemotePort, prev, r.at(prev))
-			} else {
+			default:
 				remote[k] = key
+				groups[key] = p.LoadBalancer.Group
 			}
 		}
 	}
@@ -541,6 +554,7 @@ func (p ProxyConfig) validate(r *reporter, key string) {
 	} else {
 		p.validatePlugin(r, key)
 	}
+	p.validatePPBW(r, key)
 	switch {
 	case p.Type.IsVhost():
 		p.validateVhost(r, key)

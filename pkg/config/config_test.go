@@ -815,6 +815,11 @@ func TestConfFiles(t *testing.T) {
 		web.ResponseHeaders.Set = map[string]string{"X-Served-By": "hop"}
 		webTLS.Name, webTLS.LocalPort, webTLS.CustomDomains = "web-tls", 8443, []string{"secure.example.com"}
 		want.Proxies = append(want.Proxies, web, webTLS)
+		webA := DefaultProxy(ProxyTCP) // --- ppbw
+		webA.Name, webA.LocalPort, webA.RemotePort = "web-a", 8080, 6080
+		webA.LoadBalancer = ProxyLoadBalancer{Group: "web", GroupKey: "web-group-key"}
+		webA.HealthCheck = ProxyHealthCheck{Type: "http", Path: "/status", TimeoutSeconds: 3, MaxFailed: 3, IntervalSeconds: 10}
+		want.Proxies = append(want.Proxies, webA)
 		sshV, dnsV := DefaultVisitor(ProxyXTCP), DefaultVisitor(ProxyXUDP)
 		sshV.Name, sshV.ServerName, sshV.SecretKey, sshV.BindPort = "ssh-p2p-visitor", "ssh-p2p", secret, 6022
 		dnsV.Name, dnsV.ServerName, dnsV.SecretKey, dnsV.BindPort = "dns-p2p-visitor", "dns-p2p", secret, 6053

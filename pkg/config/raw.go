@@ -181,6 +181,10 @@ type rawProxy struct {
 	HostHeaderRewrite *string      `toml:"hostHeaderRewrite"` // http
 	RequestHeaders    rawHeaderOps `toml:"requestHeaders"`    // http
 	ResponseHeaders   rawHeaderOps `toml:"responseHeaders"`   // http
+	// --- ppbw: PROXY protocol, bandwidth limit, groups, health checks (see proxy_ppbw.go)
+	Transport    rawProxyTransport    `toml:"transport"`
+	LoadBalancer rawProxyLoadBalancer `toml:"loadBalancer"`
+	HealthCheck  rawProxyHealthCheck  `toml:"healthCheck"`
 }
 
 type rawVisitor struct {
@@ -475,6 +479,7 @@ func (c conv) proxy(key string, v rawProxy) ProxyConfig {
 		p.Type = ProxyType(*v.Type)
 	}
 	known := slices.Contains(ProxyTypes, p.Type)
+	c.proxyPPBW(key, &p, v) // --- ppbw
 	c.str(&p.LocalIP, v.LocalIP)
 	if v.Plugin != nil {
 		c.plugin(&p, key, v) // --- plugins

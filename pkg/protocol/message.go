@@ -124,6 +124,9 @@ const (
 	CodeProxyExists       = "proxy_exists"
 	CodeTooManyProxies    = "too_many_proxies"
 	CodeShuttingDown      = "shutting_down"
+	// CodeGroupKey refuses a NewProxy whose groupKey differs from that of
+	// the load-balancing group it names; the group is unchanged.
+	CodeGroupKey = "group_key"
 	// CodeTemporary: the server cannot do it now for lack of resources
 	// (file descriptors, socket memory); the client retries later.
 	CodeTemporary = "temporary"
@@ -159,6 +162,16 @@ type NewProxy struct {
 	// (frp semantics): empty = only the owner's own user, "*" = any
 	// authenticated user.
 	AllowUsers []string `json:"allowUsers,omitempty"`
+	// BandwidthLimit asks the server to cap the proxy's traffic at this
+	// many bytes per second in each direction, all its connections
+	// together (transport.bandwidthLimitMode = "server"); 0 or absent for
+	// no limit on the server.
+	BandwidthLimit int64 `json:"bandwidthLimit,omitempty"`
+	// Group names the load-balancing group of a tcp proxy (frp's
+	// loadBalancer.group): members share RemotePort. GroupKey must match
+	// the key the group's first member set.
+	Group    string `json:"group,omitempty"`
+	GroupKey string `json:"groupKey,omitempty"`
 
 	// --- vhost: http and https proxies (see validateVhost for bounds).
 	// CustomDomains are the host names routed to the proxy ("*." for a
@@ -210,6 +223,10 @@ type Pong struct {
 type StartWork struct {
 	Proxy   string `json:"proxy"`
 	SrcAddr string `json:"srcAddr"`
+	// DstAddr is the server's address the user connected to (tcp) or
+	// sent to (udp), host:port, for the PROXY protocol header hopc writes
+	// to the local service; empty for secret proxies.
+	DstAddr string `json:"dstAddr,omitempty"`
 	// Visitor is the client ID of the visitor of a secret proxy whose
 	// stream the server relays; empty for public proxies.
 	Visitor string `json:"visitor,omitempty"`
@@ -326,6 +343,23 @@ func (m *NewProxy) validate() error {
 	}
 	if m.IdleTimeoutMs < 0 {
 		return fmt.Errorf("negative idle timeout")
+	}
+	if m.BandwidthLimit < 0 {
+		return fmt.Errorf("negative bandwidth limit")
+	}
+	if m.Group != "" {
+		if m.ProxyType != ProxyTCP {
+			return fmt.Errorf("only tcp proxies join a load-balancing group")
+		}
+		if err := checkName("group name", m.Group); err != nil {
+			return err
+		}
+		if m.RemotePort == 0 {
+			return fmt.Errorf("a load-balancing group needs a remotePort")
+		}
+	}
+	if len(m.GroupKey) > MaxNameLen*4 {
+		return fmt.Errorf("groupKey is %d bytes, at most %d", len(m.GroupKey), MaxNameLen*4)
 	}
 	if len(m.AllowUsers) > MaxAllowUsers {
 		return fmt.Errorf("%d allowUsers, at most %d", len(m.AllowUsers), MaxAllowUsers)

@@ -37,6 +37,8 @@ var samples = []Message{
 		Locations: []string{"/", "/api"}, HTTPUser: "u", HTTPPassword: "p", RouteByHTTPUser: "u", HostHeaderRewrite: "localhost",
 		RequestHeaders: map[string]string{"X-A": "1"}, ResponseHeaders: map[string]string{"X-B": "2"}},
 	&NewProxy{Name: "tls", ProxyType: ProxyHTTPS, CustomDomains: []string{"secure.example.com"}},
+	&NewProxy{Name: "web-a", ProxyType: ProxyTCP, RemotePort: 6080, BandwidthLimit: 1 << 20, Group: "web", GroupKey: "k"},
+	&StartWork{Proxy: "ssh", SrcAddr: "1.2.3.4:5", DstAddr: "127.0.0.1:6000"},
 	&P2POffer{ID: "o1", Proxy: "p2p", ProxyType: ProxyXTCP, Visitor: "c2", SessionID: "00112233445566778899aabbccddeeff",
 		NAT: "EIM/APDF", Share: bytes.Repeat([]byte{7}, ShareSize)},
 	&P2PAuth{ID: "o1", SessionID: "00112233445566778899aabbccddeeff", Share: bytes.Repeat([]byte{8}, ShareSize), Tag: bytes.Repeat([]byte{9}, TagSize)},
@@ -52,6 +54,7 @@ var samples = []Message{
 	&VisitHello{SID: bytes.Repeat([]byte{5}, VisitSIDSize), Share: bytes.Repeat([]byte{6}, ShareSize)},
 	&VisitAccept{Share: bytes.Repeat([]byte{6}, ShareSize), Tag: bytes.Repeat([]byte{7}, TagSize)},
 	&VisitConfirm{Tag: bytes.Repeat([]byte{7}, TagSize)},
+	&VisitConfirm{Tag: bytes.Repeat([]byte{7}, TagSize), Src: bytes.Repeat([]byte{8}, 60)},
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -283,15 +286,17 @@ func fuzzDecode(f *testing.F, t Type) {
 }
 
 // The handshake messages, one target each.
-func FuzzClientHello(f *testing.F) { fuzzDecode(f, TypeClientHello) }
-func FuzzChallenge(f *testing.F)   { fuzzDecode(f, TypeChallenge) }
-func FuzzClientProof(f *testing.F) { fuzzDecode(f, TypeClientProof) }
-func FuzzServerProof(f *testing.F) { fuzzDecode(f, TypeServerProof) }
-func FuzzWelcome(f *testing.F)     { fuzzDecode(f, TypeWelcome) }
-func FuzzError(f *testing.F)       { fuzzDecode(f, TypeError) }
-func FuzzStartWork(f *testing.F)   { fuzzDecode(f, TypeStartWork) }
-func FuzzVisit(f *testing.F)       { fuzzDecode(f, TypeVisit) }
-func FuzzP2POffer(f *testing.F)    { fuzzDecode(f, TypeP2POffer) }
+func FuzzClientHello(f *testing.F)  { fuzzDecode(f, TypeClientHello) }
+func FuzzChallenge(f *testing.F)    { fuzzDecode(f, TypeChallenge) }
+func FuzzClientProof(f *testing.F)  { fuzzDecode(f, TypeClientProof) }
+func FuzzServerProof(f *testing.F)  { fuzzDecode(f, TypeServerProof) }
+func FuzzWelcome(f *testing.F)      { fuzzDecode(f, TypeWelcome) }
+func FuzzError(f *testing.F)        { fuzzDecode(f, TypeError) }
+func FuzzStartWork(f *testing.F)    { fuzzDecode(f, TypeStartWork) }
+func FuzzVisit(f *testing.F)        { fuzzDecode(f, TypeVisit) }
+func FuzzP2POffer(f *testing.F)     { fuzzDecode(f, TypeP2POffer) }
+func FuzzNewProxy(f *testing.F)     { fuzzDecode(f, TypeNewProxy) }
+func FuzzVisitConfirm(f *testing.F) { fuzzDecode(f, TypeVisitConfirm) }
 
 // TestReadFrameMax: a header announcing more than the limit fails with
 // ErrFrameTooLarge without reading its payload; at the limit it reads.

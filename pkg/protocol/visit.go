@@ -1,5 +1,7 @@
 package protocol
 
+import "fmt"
+
 // The visit handshake: after Visit, the visitor and the owner of a secret
 // proxy run CPace (pkg/pake) keyed by the proxy's secretKey, end to end
 // through the server's relay, with key confirmation both ways; sealed
@@ -35,7 +37,16 @@ type VisitAccept struct {
 // VisitConfirm is the visitor's proof that it knows the secret.
 type VisitConfirm struct {
 	Tag []byte `json:"tag"`
+	// Src (optional) is the visitor's local connection, "srcAddr
+	// dstAddr" (the application's address and the visitor's bind
+	// address), sealed under a key of the visit only the two ends know
+	// (pkg/visit), for the owner's PROXY protocol header. At most
+	// MaxVisitSrc bytes.
+	Src []byte `json:"src,omitempty"`
 }
+
+// MaxVisitSrc bounds VisitConfirm.Src.
+const MaxVisitSrc = 256
 
 func (*VisitHello) Type() Type   { return TypeVisitHello }
 func (*VisitAccept) Type() Type  { return TypeVisitAccept }
@@ -55,4 +66,12 @@ func (m *VisitAccept) validate() error {
 	return checkLen("tag", m.Tag, TagSize)
 }
 
-func (m *VisitConfirm) validate() error { return checkLen("tag", m.Tag, TagSize) }
+func (m *VisitConfirm) validate() error {
+	if len(m.Src) == 0 {
+		m.Src = nil // "src": "" is no src, as an omitted one
+	}
+	if len(m.Src) > MaxVisitSrc {
+		return fmt.Errorf("src is %d bytes, at most %d", len(m.Src), MaxVisitSrc)
+	}
+	return checkLen("tag", m.Tag, TagSize)
+}

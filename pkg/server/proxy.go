@@ -12,6 +12,7 @@ import (
 
 	"github.com/hopproxy/hop/pkg/acceptloop"
 	"github.com/hopproxy/hop/pkg/bridge"
+	"github.com/hopproxy/hop/pkg/bwlimit"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/metrics"
 	"github.com/hopproxy/hop/pkg/protocol"
@@ -34,7 +35,9 @@ type proxy struct {
 	udp     *udpRelay
 	wg      sync.WaitGroup
 	stopped sync.Once
-	conns   metrics.Conns // see ProxyStats
+	conns   metrics.Conns  // see ProxyStats
+	limit   *bwlimit.Limit // bandwidthLimitMode = "server"; nil for none
+	group   *tcpGroup      // the load-balancing group it is a member of, or nil
 
 	// --- vhost: http and https proxies
 	domains []string // as routed, subdomain expanded
@@ -98,7 +101,7 @@ func (s *Server) openProxyLocked(ss *session, m *protocol.NewProxy) *protocol.Ne
 	if m.RemotePort != 0 && !pol.PortAllowed(m.RemotePort) {
 		return refuse(m.Name, protocol.CodePortNotAllowed, "remotePort %d is not in the server's allowPorts; pick a port the server allows or ask its operator", m.RemotePort)
 	}
-	p := &proxy{name: m.Name, typ: m.ProxyType, owner: ss, allow: m.AllowUsers}
+	p := &proxy{name: m.Name, typ: m.ProxyType, owner: ss, allow: m.AllowUsers, limit: bwlimit.New(m.BandwidthLimit)}
 	if isVhost(p.typ) {
 		return s.openVhost(ss, m, p, full)
 	}
@@ -108,15 +111,25 @@ func (s *Server) openProxyLocked(ss *session, m *protocol.NewProxy) *protocol.Ne
 		ss.mu.Lock()
 		ss.proxies[p.name] = p
 		ss.mu.Unlock()
-		p.log.Info("secret proxy registered: reachable through visitors")
+		p.log.Info("secret proxy registered: reachable through visitors", "bandwidth_limit_bytes_per_second", p.limit.Rate())
 		return &protocol.NewProxyResp{Name: p.name}
 	}
-	if err := s.bind(p, m.RemotePort, pol.AllowPorts); err != nil {
-		r := bindRefusal(m.Name, m.RemotePort, err)
-		if r.Code == protocol.CodeTemporary {
-			s.logLimit.Log(context.Background(), ss.log, slog.LevelWarn, ss.key().String(), "cannot open a proxy's port: out of resources; the client will retry",
-				"proxy", full, "remote_port", m.RemotePort, "error", err, "hint", "raise the open files limit (ulimit -n, LimitNOFILE= in a systemd unit)")
+	open := func() *protocol.NewProxyResp {
+		if err := s.bind(p, m.RemotePort, pol.AllowPorts); err != nil {
+			r := bindRefusal(m.Name, m.RemotePort, err)
+			if r.Code == protocol.CodeTemporary {
+				s.logLimit.Log(context.Background(), ss.log, slog.LevelWarn, ss.key().String(), "cannot open a proxy's port: out of resources; the client will retry",
+					"proxy", full, "remote_port", m.RemotePort, "error", err, "hint", "raise the open files limit (ulimit -n, LimitNOFILE= in a systemd unit)")
+			}
+			return r
 		}
+		return nil
+	}
+	if m.Group != "" {
+		if r := s.joinGroup(p, m, open); r != nil {
+			return r
+		}
+	} else if r := open(); r != nil {
 		return r
 	}
 	p.log = ss.log.With("proxy", full, "type", p.typ, "port", p.port)
@@ -124,14 +137,21 @@ func (s *Server) openProxyLocked(ss *session, m *protocol.NewProxy) *protocol.Ne
 	ss.mu.Lock()
 	ss.proxies[p.name] = p
 	ss.mu.Unlock()
-	p.wg.Add(1)
-	if p.typ == protocol.ProxyTCP {
+	switch {
+	case p.group != nil: // the group accepts on its port
+	case p.typ == protocol.ProxyTCP:
+		p.wg.Add(1)
 		go s.serveTCP(p)
-	} else {
+	default:
+		p.wg.Add(1)
 		p.udp = newUDPRelay(s, p, m.IdleTimeoutMs)
 		go p.udp.serve()
 	}
-	p.log.Info("proxy started")
+	if p.limit != nil {
+		p.log.Info("proxy started", "bandwidth_limit_bytes_per_second", p.limit.Rate())
+	} else {
+		p.log.Info("proxy started")
+	}
 	return &protocol.NewProxyResp{Name: p.name, RemotePort: p.port}
 }
 
@@ -219,6 +239,9 @@ func (s *Server) bindPort(p *proxy, port int) error {
 func (s *Server) closeProxy(p *proxy) {
 	p.stopAccepting()
 	p.wg.Wait()
+	if p.group != nil {
+		s.leaveGroup(p)
+	}
 	s.mu.Lock()
 	if s.proxies[p.key()] == p {
 		delete(s.proxies, p.key())
@@ -236,28 +259,31 @@ func (s *Server) closeProxy(p *proxy) {
 // finish.
 func (s *Server) serveTCP(p *proxy) {
 	defer p.wg.Done()
-	acceptloop.Serve(context.Background(), p.ln, func(c net.Conn) {
-		s.users.Add(c)
-		s.connWG.Add(1)
-		go func() {
-			st, err := p.owner.openStream(p.name, c.RemoteAddr().String())
-			if err != nil {
-				p.log.Debug("cannot open stream to client", "error", err)
-				c.Close()
-				s.users.Remove(c)
-				s.connWG.Done()
-				return
-			}
-			// This goroutine ends here; two small ones copy the bytes.
-			p.conns.Opened()
-			bridge.StartCounting(c, st, &p.conns.In, &p.conns.Out, func(up, down int64) {
-				p.conns.Closed()
-				s.users.Remove(c)
-				p.log.Debug("connection closed", "src", c.RemoteAddr().String(), "bytes_in", up, "bytes_out", down)
-				s.connWG.Done()
-			})
-		}()
-	}, acceptloop.Options{Log: p.log})
+	acceptloop.Serve(context.Background(), p.ln, func(c net.Conn) { s.serveUserConn(p, c) }, acceptloop.Options{Log: p.log})
+}
+
+// serveUserConn carries one user connection of tcp proxy p to its client.
+func (s *Server) serveUserConn(p *proxy, c net.Conn) {
+	s.users.Add(c)
+	s.connWG.Add(1)
+	go func() {
+		st, err := p.owner.openStream(p.name, c.RemoteAddr().String(), c.LocalAddr().String())
+		if err != nil {
+			p.log.Debug("cannot open stream to client", "error", err)
+			c.Close()
+			s.users.Remove(c)
+			s.connWG.Done()
+			return
+		}
+		// This goroutine ends here; two small ones copy the bytes.
+		p.conns.Opened()
+		bridge.StartCounting(p.limit.Conn(c, bwlimit.Out), p.limit.Conn(st, bwlimit.In), &p.conns.In, &p.conns.Out, func(up, down int64) {
+			p.conns.Closed()
+			s.users.Remove(c)
+			p.log.Debug("connection closed", "src", c.RemoteAddr().String(), "bytes_in", up, "bytes_out", down)
+			s.connWG.Done()
+		})
+	}()
 }
 
 // proxyTypes are the proxy types a NewProxy may name; another is
@@ -275,7 +301,7 @@ func proxyTypeLabel(t string) string {
 // refusalCodes are the codes openProxy refuses with.
 var refusalCodes = map[string]bool{protocol.CodeShuttingDown: true, protocol.CodeBadRequest: true, protocol.CodeProxyExists: true,
 	protocol.CodeTooManyProxies: true, protocol.CodePortNotAllowed: true, protocol.CodePortInUse: true, protocol.CodeTemporary: true,
-	protocol.CodeVhostDisabled: true, protocol.CodeDomainInUse: true}
+	protocol.CodeVhostDisabled: true, protocol.CodeDomainInUse: true, protocol.CodeGroupKey: true}
 
 func refusalCode(c string) string {
 	if refusalCodes[c] {

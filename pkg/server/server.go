@@ -65,6 +65,7 @@ type Server struct {
 	closing  bool
 	sessions map[clientKey]*session // by (user, client ID)
 	proxies  map[proxyKey]*proxy    // by (user, proxy name)
+	groups   map[string]*tcpGroup   // load-balancing groups by name
 	history  history                // under mu, keyed user.clientID
 	p2p      *p2pState
 	stun     *stunserver.Server
@@ -101,7 +102,7 @@ func New(cfg *config.ServerConfig, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp, gate: gate,
-		sessions: map[clientKey]*session{}, proxies: map[proxyKey]*proxy{}, history: newHistory(maxHistory), p2p: newP2PState(),
+		sessions: map[clientKey]*session{}, proxies: map[proxyKey]*proxy{}, groups: map[string]*tcpGroup{}, history: newHistory(maxHistory), p2p: newP2PState(),
 		started: time.Now()}
 	s.live.Store(cfg)
 	if err := s.newMetrics(); err != nil {
@@ -209,11 +210,18 @@ func (s *Server) shutdown(grace time.Duration) {
 	for _, p := range s.proxies {
 		proxies = append(proxies, p)
 	}
+	groups := make([]*tcpGroup, 0, len(s.groups))
+	for _, g := range s.groups {
+		groups = append(groups, g)
+	}
 	s.mu.Unlock()
 	s.ln.Close()
 	waitVhost := s.drainVhost(grace)
 	for _, p := range proxies {
 		p.stopAccepting()
+	}
+	for _, g := range groups { // their members do not own the port
+		g.ln.Close()
 	}
 	n := s.users.Count()
 	if n > 0 {

@@ -216,9 +216,10 @@ func (ss *session) closeProxies() {
 }
 
 // openStream opens the stream of one user connection and announces it.
-// proxyName is the client's own name of the proxy.
-func (ss *session) openStream(proxyName, src string) (net.Conn, error) {
-	return ss.openStreamFor(&protocol.StartWork{Proxy: proxyName, SrcAddr: src})
+// proxyName is the client's own name of the proxy; src is the user's
+// address and dst the server's address the user reached.
+func (ss *session) openStream(proxyName, src, dst string) (net.Conn, error) {
+	return ss.openStreamFor(&protocol.StartWork{Proxy: proxyName, SrcAddr: src, DstAddr: dst})
 }
 
 // openStreamFor opens a stream to the client and writes sw on it.

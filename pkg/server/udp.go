@@ -2,12 +2,14 @@ package server
 
 import (
 	"container/list"
+	"context"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hopproxy/hop/pkg/bwlimit"
 	"github.com/hopproxy/hop/pkg/dgrampool"
 	"github.com/hopproxy/hop/pkg/idle"
 	"github.com/hopproxy/hop/pkg/protocol"
@@ -101,7 +103,9 @@ func newUDPRelay(s *Server, p *proxy, idleMs int64) *udpRelay {
 	lim := udpLimits{maxFlows: l.MaxUDPFlowsPerProxy, maxPerIP: l.MaxUDPFlowsPerIP, unanswered: min(l.UDPUnansweredTimeout.Duration, idle)}
 	u := &udpRelay{srv: s, p: p, idle: idle, lim: lim, opening: make(chan struct{}, maxOpening),
 		flows: map[netip.AddrPort]*flow{}, perIP: map[netip.Addr]*list.List{}}
-	u.open = func(src netip.AddrPort) (net.Conn, error) { return p.owner.openStream(p.name, src.String()) }
+	u.open = func(src netip.AddrPort) (net.Conn, error) {
+		return p.owner.openStream(p.name, src.String(), p.pc.LocalAddr().String())
+	}
 	return u
 }
 
@@ -245,8 +249,11 @@ func (u *udpRelay) run(f *flow) {
 	}
 	f.stream = st
 	f.stMu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background()) // ends readLoop's wait for tokens
+	defer cancel()
 	u.wg.Add(1)
-	go u.readLoop(f, st)
+	go u.readLoop(ctx, f, st)
+	st = u.p.limit.Conn(st, bwlimit.In)
 	for {
 		select {
 		case b := <-f.q:
@@ -277,7 +284,7 @@ func (u *udpRelay) drainQueue(f *flow) {
 }
 
 // readLoop sends the client's answers back to the source.
-func (u *udpRelay) readLoop(f *flow, st net.Conn) {
+func (u *udpRelay) readLoop(ctx context.Context, f *flow, st net.Conn) {
 	defer u.wg.Done()
 	for {
 		bp, err := dgrampool.ReadDatagram(st)
@@ -287,6 +294,11 @@ func (u *udpRelay) readLoop(f *flow, st net.Conn) {
 		}
 		f.active.Touch()
 		u.markAnswered(f)
+		if err := u.p.limit.Wait(ctx, bwlimit.Out, len(*bp)); err != nil {
+			dgrampool.Put(bp)
+			u.drop(f)
+			return
+		}
 		n, err := u.p.pc.WriteToUDPAddrPort(*bp, f.src)
 		u.p.conns.Out.Add(int64(n))
 		dgrampool.Put(bp)

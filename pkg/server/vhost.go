@@ -146,7 +146,14 @@ func (s *Server) openVhost(ss *session, m *protocol.NewProxy, p *proxy, full str
 		}
 		domains = append(domains, m.Subdomain+"."+host)
 	}
-	dial := func(ctx context.Context, src string) (net.Conn, error) { return p.owner.openStream(p.name, src) }
+	// The address the user reached, for a PROXY protocol header hopc may
+	// write (transport.proxyProtocolVersion).
+	vport := s.cfg.VhostHTTPPort
+	if p.typ == protocol.ProxyHTTPS {
+		vport = s.cfg.VhostHTTPSPort
+	}
+	dst := net.JoinHostPort(s.cfg.ProxyBindAddr, strconv.Itoa(vport))
+	dial := func(ctx context.Context, src string) (net.Conn, error) { return p.owner.openStream(p.name, src, dst) }
 	var id uint64
 	var err error
 	if p.typ == protocol.ProxyHTTP {

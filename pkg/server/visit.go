@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hopproxy/hop/pkg/bridge"
+	"github.com/hopproxy/hop/pkg/bwlimit"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
 
@@ -78,6 +79,6 @@ func (s *Server) serveVisit(ss *session, st net.Conn) {
 	}
 	p.conns.Opened()
 	defer p.conns.Closed()
-	up, down := bridge.JoinCounting(st, out, &p.conns.In, &p.conns.Out)
+	up, down := bridge.JoinCounting(p.limit.Conn(st, bwlimit.Out), p.limit.Conn(out, bwlimit.In), &p.conns.In, &p.conns.Out)
 	p.log.Debug("visitor connection closed", "visitor", ss.key().String(), "bytes_in", up, "bytes_out", down)
 }

@@ -17,7 +17,10 @@
 // exchange learns nothing that lets it test guesses of the secret offline.
 //
 // The connection that Visitor and Owner return is sealed (pkg/seal) under
-// keys from the ISK, one per direction.
+// keys from the ISK, one per direction. VisitorFrom also puts the address
+// of the visitor's local connection in VisitConfirm, sealed under a key of
+// its own from the ISK (used once), and OwnerFrom returns it: the owner's
+// PROXY protocol header carries it, and the relay cannot read or change it.
 package visit
 
 import (
@@ -26,6 +29,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
 
 	"github.com/hopproxy/hop/pkg/pake"
 	"github.com/hopproxy/hop/pkg/protocol"
@@ -50,6 +55,7 @@ const Timeout = 10 * time.Second
 const (
 	channelLabel = "hop visit v1"
 	sealLabel    = "hop visit seal v1"
+	srcLabel     = "hop visit src v1" // key of VisitConfirm.Src, used once per visit
 )
 
 // Identity names who takes part in a visit. Both sides must agree on every
@@ -76,6 +82,12 @@ func (id Identity) Channel(label string) []byte {
 // pre (the Visit frame) is sent first, in the same write as VisitHello. An
 // *protocol.Error from the server or the owner is returned as is.
 func Visitor(conn net.Conn, pre []byte, secret string, id Identity) (*seal.Conn, error) {
+	return VisitorFrom(conn, pre, secret, id, "")
+}
+
+// VisitorFrom is Visitor that also sends src, the visitor's local
+// connection as "srcAddr dstAddr" ("" sends none), sealed.
+func VisitorFrom(conn net.Conn, pre []byte, secret string, id Identity, src string) (*seal.Conn, error) {
 	if secret == "" {
 		return nil, ErrNoSecret
 	}
@@ -102,7 +114,15 @@ func Visitor(conn net.Conn, pre []byte, secret string, id Identity) (*seal.Conn,
 	if !pake.Verify(isk, pake.Responder, acc.Tag) {
 		return nil, ErrOwnerUnconfirmed
 	}
-	if err := protocol.WriteMsg(conn, &protocol.VisitConfirm{Tag: pake.Confirm(isk, pake.Initiator)}); err != nil {
+	confirm := &protocol.VisitConfirm{Tag: pake.Confirm(isk, pake.Initiator)}
+	if src != "" && len(src) <= protocol.MaxVisitSrc-chacha20poly1305.Overhead {
+		aead, err := chacha20poly1305.New(pake.Key(isk, srcLabel, chacha20poly1305.KeySize))
+		if err != nil {
+			return nil, err
+		}
+		confirm.Src = aead.Seal(nil, make([]byte, aead.NonceSize()), []byte(src), nil)
+	}
+	if err := protocol.WriteMsg(conn, confirm); err != nil {
 		return nil, err
 	}
 	send, recv := seal.Keys(isk, sealLabel, true)
@@ -112,30 +132,52 @@ func Visitor(conn net.Conn, pre []byte, secret string, id Identity) (*seal.Conn,
 // Owner runs the owner's side on conn, a stream the server opened for a
 // visitor (after StartWork). The caller closes conn on an error.
 func Owner(conn net.Conn, secret string, id Identity) (*seal.Conn, error) {
+	sc, _, err := OwnerFrom(conn, secret, id)
+	return sc, err
+}
+
+// OwnerFrom is Owner that also returns the visitor's local connection,
+// "srcAddr dstAddr", when the visitor sent it ("" when not, as older
+// visitors do). Src that does not open under the visit's key fails the
+// handshake.
+func OwnerFrom(conn net.Conn, secret string, id Identity) (*seal.Conn, string, error) {
 	if secret == "" {
-		return nil, ErrNoSecret
+		return nil, "", ErrNoSecret
 	}
 	conn.SetReadDeadline(time.Now().Add(Timeout))
 	defer conn.SetReadDeadline(time.Time{})
 	hello, err := protocol.ReadAs[*protocol.VisitHello](conn)
 	if err != nil {
-		return nil, fmt.Errorf("read VisitHello: %w", err)
+		return nil, "", fmt.Errorf("read VisitHello: %w", err)
 	}
 	st := pake.Start(pake.Responder, []byte(secret), id.Channel(channelLabel), hello.SID, nil)
 	isk, err := st.Finish(hello.Share, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrVisitorUnconfirmed, err)
+		return nil, "", fmt.Errorf("%w: %v", ErrVisitorUnconfirmed, err)
 	}
 	if err := protocol.WriteMsg(conn, &protocol.VisitAccept{Share: st.Share(), Tag: pake.Confirm(isk, pake.Responder)}); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	conf, err := protocol.ReadAs[*protocol.VisitConfirm](conn)
 	if err != nil {
-		return nil, fmt.Errorf("read VisitConfirm: %w", err)
+		return nil, "", fmt.Errorf("read VisitConfirm: %w", err)
 	}
 	if !pake.Verify(isk, pake.Initiator, conf.Tag) {
-		return nil, ErrVisitorUnconfirmed
+		return nil, "", ErrVisitorUnconfirmed
+	}
+	var src string
+	if len(conf.Src) > 0 {
+		aead, err := chacha20poly1305.New(pake.Key(isk, srcLabel, chacha20poly1305.KeySize))
+		if err != nil {
+			return nil, "", err
+		}
+		b, err := aead.Open(nil, make([]byte, aead.NonceSize()), conf.Src, nil)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: its address does not open under the visit's key", ErrVisitorUnconfirmed)
+		}
+		src = string(b)
 	}
 	send, recv := seal.Keys(isk, sealLabel, false)
-	return seal.New(conn, send, recv)
+	sc, err := seal.New(conn, send, recv)
+	return sc, src, err
 }

@@ -268,6 +268,10 @@ func FuzzOwner(f *testing.F) {
 	protocol.WriteMsg(&seed, &protocol.VisitHello{SID: make([]byte, protocol.VisitSIDSize), Share: make([]byte, protocol.ShareSize)})
 	protocol.WriteMsg(&seed, &protocol.VisitConfirm{Tag: make([]byte, protocol.TagSize)})
 	f.Add(seed.Bytes())
+	var withSrc bytes.Buffer
+	protocol.WriteMsg(&withSrc, &protocol.VisitHello{SID: make([]byte, protocol.VisitSIDSize), Share: make([]byte, protocol.ShareSize)})
+	protocol.WriteMsg(&withSrc, &protocol.VisitConfirm{Tag: make([]byte, protocol.TagSize), Src: make([]byte, 40)})
+	f.Add(withSrc.Bytes())
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if _, err := Owner(rwConn{r: bytes.NewReader(in), w: io.Discard}, "k", ident); err == nil {
