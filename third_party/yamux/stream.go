@@ -409,6 +409,38 @@ SEND_CLOSE:
 	return nil
 }
 
+// Reset (hop) aborts the stream at once: it drops what is buffered, frees
+// the stream from the session and sends RST, so the peer's reads and
+// writes fail with ErrConnectionReset instead of its writes being read and
+// discarded here until its FIN or StreamCloseTimeout. Local reads and
+// writes fail the same way. Safe to call more than once and after Close.
+func (s *Stream) Reset() error {
+	s.stateLock.Lock()
+	if s.state == streamClosed || s.state == streamReset {
+		s.stateLock.Unlock()
+		return nil
+	}
+	s.state = streamReset
+	if s.closeTimer != nil {
+		s.closeTimer.Stop()
+		s.closeTimer = nil
+	}
+	s.stateLock.Unlock()
+	s.recvLock.Lock()
+	s.recvBuf = nil
+	s.recvLock.Unlock()
+	s.notifyWaiting()
+	s.session.closeStream(s.id)
+
+	// A writer waiting for window holds sendLock; notifyWaiting woke it,
+	// and it returns ErrConnectionReset.
+	s.sendLock.Lock()
+	defer s.sendLock.Unlock()
+	hdr := header(make([]byte, headerSize))
+	hdr.encode(typeWindowUpdate, flagRST, s.id, 0)
+	return s.session.sendNoWait(hdr)
+}
+
 // closeTimeout is called after StreamCloseTimeout during a close to
 // close this stream.
 func (s *Stream) closeTimeout() {
