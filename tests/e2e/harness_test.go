@@ -180,18 +180,34 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", l.Addr().String())
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		// The kernel may hand a port just closed out again: never give one
+		// twice, or a test's bindPort and vhost port can be the same.
+		givenMu.Lock()
+		dup := given[port]
+		given[port] = true
+		givenMu.Unlock()
+		if !dup {
+			return port
+		}
 	}
-	defer l.Close()
-	u, err := net.ListenPacket("udp", l.Addr().String())
-	if err != nil {
-		return freePort(t)
-	}
-	u.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
+
+var (
+	givenMu sync.Mutex
+	given   = map[int]bool{} // ports freePort returned in this test binary
+)
 
 // tcpService serves each connection with handle on a loopback port.
 func tcpService(t testing.TB, handle func(net.Conn)) int {
