@@ -311,15 +311,7 @@ func (c *ServerConfig) validate(r *reporter) {
 	nonNegative(r, "gracePeriod", c.GracePeriod, `"0s" closes connections at once on shutdown`)
 
 	tls := c.Transport.TLS
-	switch {
-	case tls.CertFile != "" && tls.KeyFile == "":
-		r.add("transport.tls.certFile", "set without transport.tls.keyFile; set both to use your own certificate, or neither to use a generated self-signed one")
-	case tls.CertFile == "" && tls.KeyFile != "":
-		r.add("transport.tls.keyFile", "set without transport.tls.certFile; set both to use your own certificate, or neither to use a generated self-signed one")
-	case tls.CertFile != "":
-		checkReadable(r, "transport.tls.certFile", tls.CertFile, "certificate file")
-		checkReadable(r, "transport.tls.keyFile", tls.KeyFile, "key file")
-	}
+	checkCertKeyPair(r, "transport.tls", tls.CertFile, tls.KeyFile, "to use your own certificate", "to use a generated self-signed one")
 	positive(r, "transport.handshakeTimeout", c.Transport.HandshakeTimeout, "")
 	c.Transport.TCPKeepalive.validate(r, "transport.tcpKeepalive")
 	c.Heartbeat.validate(r, "heartbeat")
@@ -461,19 +453,27 @@ func (w WebServerConfig) validate(r *reporter, bindPort int, checkBind bool) {
 	case r.ok("webServer.addr") && !isLoopback(w.Addr) && w.Password == "":
 		r.add("webServer.addr", "%q is not a loopback address, and the web API has no login: anyone who reaches it could read client addresses (and on hopc stop or reload it); set webServer.user and webServer.password (and, across networks, webServer.tls.certFile and keyFile), or listen on loopback (127.0.0.1, ::1 or localhost)", w.Addr)
 	}
-	switch tls := w.TLS; {
-	case tls.CertFile != "" && tls.KeyFile == "":
-		r.add("webServer.tls.certFile", "set without webServer.tls.keyFile; set both to serve the API over HTTPS, or neither for plain HTTP")
-	case tls.CertFile == "" && tls.KeyFile != "":
-		r.add("webServer.tls.keyFile", "set without webServer.tls.certFile; set both to serve the API over HTTPS, or neither for plain HTTP")
-	case tls.CertFile != "":
-		checkReadable(r, "webServer.tls.certFile", tls.CertFile, "certificate file")
-		checkReadable(r, "webServer.tls.keyFile", tls.KeyFile, "key file")
-	}
+	checkCertKeyPair(r, "webServer.tls", w.TLS.CertFile, w.TLS.KeyFile, "to serve the API over HTTPS", "for plain HTTP")
 	switch {
 	case w.Port < 0 || w.Port > 65535:
 		r.add("webServer.port", "%d is out of range; use 1-65535, or 0 to turn the web API off", w.Port)
 	case checkBind && w.Port != 0 && w.Port == bindPort:
 		r.add("webServer.port", "%d is also bindPort, where hopc clients connect; use another port, e.g. 7500, or 0 to turn the web API off", w.Port)
+	}
+}
+
+// checkCertKeyPair checks the certFile and keyFile keys of the table at
+// prefix: one without the other is an error saying what setting both
+// (both) or neither (neither) does, and set files must be readable.
+func checkCertKeyPair(r *reporter, prefix, cert, key, both, neither string) {
+	certKey, keyKey := prefix+".certFile", prefix+".keyFile"
+	switch {
+	case cert != "" && key == "":
+		r.add(certKey, "set without %s; set both %s, or neither %s", keyKey, both, neither)
+	case cert == "" && key != "":
+		r.add(keyKey, "set without %s; set both %s, or neither %s", certKey, both, neither)
+	case cert != "":
+		checkReadable(r, certKey, cert, "certificate file")
+		checkReadable(r, keyKey, key, "key file")
 	}
 }
