@@ -137,16 +137,22 @@ func TestStartCounting(t *testing.T) {
 	if _, err := io.ReadFull(service, make([]byte, len(payload))); err != nil {
 		t.Fatal(err)
 	}
-	if got := up.Load(); got != int64(len(payload)) {
-		t.Fatalf("up counter = %d while open, want %d", got, len(payload))
+	// A write is counted right after it returns, so the reader can have
+	// the bytes a moment before the count: wait for it, bounded.
+	waitCount := func(what string, c *atomic.Int64, want int64) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); c.Load() != want; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s counter = %d while open, want %d", what, c.Load(), want)
+			}
+		}
 	}
+	waitCount("up", &up, int64(len(payload)))
 	service.Write([]byte("answer"))
 	if _, err := io.ReadFull(user, make([]byte, 6)); err != nil {
 		t.Fatal(err)
 	}
-	if got := down.Load(); got != 6 {
-		t.Fatalf("down counter = %d while open, want 6", got)
-	}
+	waitCount("down", &down, 6)
 	user.Close()
 	service.Close()
 	var got [2]int64
