@@ -15,6 +15,7 @@ import (
 
 	"github.com/hopproxy/hop/pkg/client"
 	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/server"
 	"github.com/hopproxy/hop/tests/faultrelay"
 )
 
@@ -83,7 +84,19 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	c, stopCli := runClient(t, ccfg, clog.logger())
 	hopcURL := hopcMetrics(t, c)
 	eventually(t, 10*time.Second, "echo through the proxy", func() bool { return echoWorks(addr(remote)) })
-	before := srv.ProxyStats()
+	// The base is read once the probes' connections have ended on hops,
+	// so that none of their bytes is still being counted (CI once read
+	// it a moment early and then waited for a sum it could never reach).
+	var before []server.ProxyStat
+	eventually(t, 10*time.Second, "the probe connections to end on hops", func() bool {
+		before = srv.ProxyStats()
+		for _, p := range before {
+			if p.Name == "echo" {
+				return p.ConnsOpen == 0 && p.ConnsTotal > 0
+			}
+		}
+		return false
+	})
 
 	const n = 1 << 20
 	conn, err := net.Dial("tcp", addr(remote))
