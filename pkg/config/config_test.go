@@ -820,6 +820,13 @@ func TestConfFiles(t *testing.T) {
 		webA.LoadBalancer = ProxyLoadBalancer{Group: "web", GroupKey: "web-group-key"}
 		webA.HealthCheck = ProxyHealthCheck{Type: "http", Path: "/status", TimeoutSeconds: 3, MaxFailed: 3, IntervalSeconds: 10}
 		want.Proxies = append(want.Proxies, webA)
+		blogA := DefaultProxy(ProxyHTTP) // an http group member, an https proxy with a plugin
+		blogA.Name, blogA.LocalPort, blogA.CustomDomains = "blog-a", 8081, []string{"blog.example.com"}
+		blogA.LoadBalancer = ProxyLoadBalancer{Group: "blog", GroupKey: "blog-group-key"}
+		blogA.HealthCheck = ProxyHealthCheck{Type: "http", Path: "/", TimeoutSeconds: 3, MaxFailed: 1, IntervalSeconds: 10}
+		appTLS := ProxyConfig{Name: "app-tls", Type: ProxyHTTPS, CustomDomains: []string{"app.example.com"},
+			Plugin: PluginConfig{Type: PluginHTTPS2HTTP, LocalAddr: "127.0.0.1:8082", CrtPath: crt, KeyPath: key}}
+		want.Proxies = append(want.Proxies, blogA, appTLS)
 		sshV, dnsV := DefaultVisitor(ProxyXTCP), DefaultVisitor(ProxyXUDP)
 		sshV.Name, sshV.ServerName, sshV.SecretKey, sshV.BindPort = "ssh-p2p-visitor", "ssh-p2p", secret, 6022
 		dnsV.Name, dnsV.ServerName, dnsV.SecretKey, dnsV.BindPort = "dns-p2p-visitor", "dns-p2p", secret, 6053

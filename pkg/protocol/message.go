@@ -167,9 +167,10 @@ type NewProxy struct {
 	// together (transport.bandwidthLimitMode = "server"); 0 or absent for
 	// no limit on the server.
 	BandwidthLimit int64 `json:"bandwidthLimit,omitempty"`
-	// Group names the load-balancing group of a tcp proxy (frp's
-	// loadBalancer.group): members share RemotePort. GroupKey must match
-	// the key the group's first member set.
+	// Group names the load-balancing group of a tcp, http or https proxy
+	// (frp's loadBalancer.group): tcp members share RemotePort, http and
+	// https members their domains (and locations and routeByHTTPUser).
+	// GroupKey must match the key the group's first member set.
 	Group    string `json:"group,omitempty"`
 	GroupKey string `json:"groupKey,omitempty"`
 
@@ -325,6 +326,10 @@ func (m *Error) validate() error {
 	}
 	return nil
 }
+
+// groupTypes are the proxy types that join load-balancing groups.
+var groupTypes = map[string]bool{ProxyTCP: true, ProxyHTTP: true, ProxyHTTPS: true}
+
 func (m *NewProxy) validate() error {
 	if err := checkName("proxy name", m.Name); err != nil {
 		return err
@@ -348,14 +353,14 @@ func (m *NewProxy) validate() error {
 		return fmt.Errorf("negative bandwidth limit")
 	}
 	if m.Group != "" {
-		if m.ProxyType != ProxyTCP {
-			return fmt.Errorf("only tcp proxies join a load-balancing group")
+		if !groupTypes[m.ProxyType] {
+			return fmt.Errorf("only tcp, http and https proxies join a load-balancing group")
 		}
 		if err := checkName("group name", m.Group); err != nil {
 			return err
 		}
-		if m.RemotePort == 0 {
-			return fmt.Errorf("a load-balancing group needs a remotePort")
+		if m.ProxyType == ProxyTCP && m.RemotePort == 0 {
+			return fmt.Errorf("a load-balancing group of tcp proxies needs a remotePort")
 		}
 	}
 	if len(m.GroupKey) > MaxNameLen*4 {
