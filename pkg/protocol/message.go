@@ -188,6 +188,10 @@ type NewProxy struct {
 	HostHeaderRewrite string            `json:"hostHeaderRewrite,omitempty"`
 	RequestHeaders    map[string]string `json:"requestHeaders,omitempty"`
 	ResponseHeaders   map[string]string `json:"responseHeaders,omitempty"`
+	// ProxyProtocol (http) says that hopc writes a PROXY protocol header
+	// on each stream (transport.proxyProtocolVersion): the server then
+	// never carries two browser connections' requests on one stream.
+	ProxyProtocol bool `json:"proxyProtocol,omitempty"`
 }
 
 // NewProxyResp answers NewProxy. Error is empty on success.

@@ -394,6 +394,55 @@ func TestLinkRecords(t *testing.T) {
 	if _, err := DecodeLinkStatus(append(EncodeLinkStatus(0)[:4], 9, 0)); !errors.Is(err, ErrMalformed) {
 		t.Errorf("version: %v", err)
 	}
+	// Version 2 says the streams have heads; version 1 (older visitors)
+	// still decodes, without; 3 is refused, and a status is version 1.
+	h.Heads = true
+	v2 := h.Encode()
+	if got, err := DecodeLinkHello(v2); err != nil || got != h || v2[4] != 2 {
+		t.Fatalf("v2 %+v, %v", got, err)
+	}
+	v2[4] = 3
+	if _, err := DecodeLinkHello(v2); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "this hopc speaks 1 to 2") {
+		t.Errorf("v3 hello: %v", err)
+	}
+	if _, err := DecodeLinkStatus(append(EncodeLinkStatus(0)[:4], 2, 0)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("v2 status: %v", err)
+	}
+}
+
+func TestStreamHead(t *testing.T) {
+	for _, c := range []struct{ src, dst, wantSrc, wantDst string }{
+		{"192.0.2.1:5000", "127.0.0.1:6000", "192.0.2.1:5000", "127.0.0.1:6000"},
+		{"[2001:db8::1]:443", "", "[2001:db8::1]:443", ""},
+		{"visitor x (link)", "@/tmp/sock", "", ""}, // not addresses: sent empty
+		{strings.Repeat("1", 70), "1.2.3.4:1", "", "1.2.3.4:1"},
+	} {
+		src, dst, err := ReadStreamHead(bytes.NewReader(EncodeStreamHead(c.src, c.dst)))
+		if err != nil || src != c.wantSrc || dst != c.wantDst {
+			t.Errorf("head(%q, %q) read back %q %q %v", c.src, c.dst, src, dst, err)
+		}
+	}
+	for _, in := range [][]byte{{}, {5, '1'}, {65}, append([]byte{3}, "abc"...), {0, 4, 'x', ':', '9', '9'}} {
+		if _, _, err := ReadStreamHead(bytes.NewReader(in)); err == nil {
+			t.Errorf("head %q accepted", in)
+		}
+	}
+}
+
+// FuzzStreamHead: a stream's head comes from the visitor, another hopc.
+func FuzzStreamHead(f *testing.F) {
+	f.Add(EncodeStreamHead("192.0.2.1:5000", "127.0.0.1:6000"))
+	f.Add([]byte{64})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		src, dst, err := ReadStreamHead(bytes.NewReader(in))
+		if err != nil {
+			return
+		}
+		s2, d2, err := ReadStreamHead(bytes.NewReader(EncodeStreamHead(src, dst)))
+		if err != nil || s2 != src || d2 != dst {
+			t.Fatalf("round trip %q %q: %q %q %v", src, dst, s2, d2, err)
+		}
+	})
 }
 
 // FuzzLinkRecords: the first records of a link's relay come from the peer

@@ -158,7 +158,8 @@ func (s *Server) openVhost(ss *session, m *protocol.NewProxy, p *proxy, full str
 	var err error
 	if p.typ == protocol.ProxyHTTP {
 		rt := &vhost.HTTPRoute{Name: full, Dial: dial, User: m.HTTPUser, Password: m.HTTPPassword,
-			HostRewrite: m.HostHeaderRewrite, RequestHeaders: m.RequestHeaders, ResponseHeaders: m.ResponseHeaders, Conns: &p.conns}
+			HostRewrite: m.HostHeaderRewrite, RequestHeaders: m.RequestHeaders, ResponseHeaders: m.ResponseHeaders, Conns: &p.conns,
+			PerClient: m.ProxyProtocol}
 		id, err = s.vhost.http.Add(vhost.Rule{Domains: domains, Locations: m.Locations, User: m.RouteByHTTPUser, Group: m.Group, GroupKey: m.GroupKey}, rt)
 		if err == nil {
 			p.unroute = func() { s.vhost.http.Remove(id) }
