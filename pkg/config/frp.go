@@ -102,7 +102,6 @@ var frpKeyNames = map[string]frpKey{
 	"transport.tls.keyFile":               {side: "hopc", msg: "hopc presents no client certificate: hops authenticates it by its token; remove it"},
 	"transport.tls.trustedCaFile":         {side: "hops", msg: "hops verifies no client certificates: it authenticates clients by their token; remove it"},
 	"transport.tls.serverName":            {side: "hops", msg: "a name hops expects is set on the client (hopc's transport.tls.serverName); remove it"},
-	"transport.tcpKeepalive":              {side: "hops", to: "transport.tcpKeepalive.idle", unit: "s", negOff: true},
 	"transport.maxPoolCount":              {side: "hops", msg: "hop opens streams on demand in one session per client, so there is no pool of connections; remove it"},
 	"webServer.assetsDir":                 {msg: "hop's dashboard is built into the binary; remove it"},
 	"webServer.pprofEnable":               {msg: "hop's web server has no pprof handlers; remove it"},

@@ -314,6 +314,10 @@ func (c *converter) converted(s *section, dk string, line int, to string, val an
 // table, the same key in hop, or the entry of a table above it.
 func (c *converter) lookup(gk string) (h config.FrpKey, hopKind string, ok bool) {
 	side := string(c.side)
+	if gk == "transport.tcpKeepalive" && c.side == Server {
+		// frp's integer is hop's table (pkg/config's typeHint says so too).
+		return config.FrpKey{To: "transport.tcpKeepalive.idle", Unit: "s", NegOff: true}, config.KindDuration, true
+	}
 	if h, ok := config.LookupFrpKey(side, gk); ok {
 		if h.To == "" {
 			return h, "", true
@@ -528,7 +532,6 @@ func tomlString(s string) string {
 	b.WriteByte('"')
 	return b.String()
 }
-
 
 func strOrErr(s, remark string, err error) (any, string, error) {
 	if err != nil {
