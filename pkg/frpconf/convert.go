@@ -25,6 +25,8 @@ type converter struct {
 	tables map[string]bool
 	errs   []error
 	keys   []Key
+	// usedEnv: some value refers to an environment variable.
+	usedEnv bool
 
 	top      *section
 	proxies  []*section
@@ -48,6 +50,14 @@ type entry struct {
 	path string
 	val  any // string, int64, float64, bool, []string, map[string]string, []*object
 	from string
+}
+
+// leaveOut marks the entry as not converted, for reason.
+func (s *section) leaveOut(reason string) {
+	if s.skip != "" {
+		s.skip += "; also, "
+	}
+	s.skip += reason
 }
 
 func newSection(array string, i int) *section {
@@ -357,7 +367,7 @@ func (c *converter) leaf(s *section, gk, dk string, v *value) {
 	case "proxies[].enabled", "visitors[].enabled":
 		h, _ := config.LookupFrpKey(string(c.side), gk)
 		if b, _ := v.v.(bool); !b {
-			s.skip = "frp had it disabled (enabled = false); " + h.Msg
+			s.leaveOut("frp had it disabled (enabled = false)")
 		}
 		c.note(s, dk, v.line, h.Msg, false)
 		return
@@ -368,11 +378,14 @@ func (c *converter) leaf(s *section, gk, dk string, v *value) {
 		}
 	case "proxies[].plugin.type":
 		if msg, ok := config.FrpOnlyPlugin(v.v.(string)); ok {
-			s.skip = msg
+			s.leaveOut(msg)
 		}
+	case "visitors[].plugin.type":
+		h, _ := config.LookupFrpKey(string(c.side), "visitors[].plugin")
+		s.leaveOut(h.Msg)
 	case "visitors[].bindPort":
 		if n := v.v.(int64); n < 1 {
-			s.skip = fmt.Sprintf("bindPort = %d (frp: no listener, only connections passed on by another visitor) has no equivalent: a hop visitor listens on bindAddr:bindPort, 1-65535", n)
+			s.leaveOut(fmt.Sprintf("bindPort = %d (frp: no listener, only connections passed on by another visitor) has no equivalent: a hop visitor listens on bindAddr:bindPort, 1-65535", n))
 		}
 	}
 	h, hk, ok := c.lookup(gk)
@@ -396,6 +409,9 @@ func (c *converter) leaf(s *section, gk, dk string, v *value) {
 	if val == nil {
 		c.note(s, dk, v.line, remark, false)
 		return
+	}
+	if remark == envRemark {
+		c.usedEnv, remark = true, ""
 	}
 	if gk == "log.level" && val == "trace" {
 		val, remark = "debug", "hop has no trace level; debug is its most detailed"
@@ -445,7 +461,8 @@ func (c *converter) value(gk string, v *value, h config.FrpKey, hk string) (any,
 	case config.KindStrings:
 		var out []string
 		for _, e := range v.v.([]*value) {
-			s, _, err := convertString(e.v.(string))
+			s, r, err := convertString(e.v.(string))
+			c.usedEnv = c.usedEnv || r == envRemark
 			if err != nil {
 				return nil, "", err
 			}
@@ -456,7 +473,8 @@ func (c *converter) value(gk string, v *value, h config.FrpKey, hk string) (any,
 		o := v.v.(*object)
 		out := make(map[string]string, len(o.keys))
 		for _, k := range o.keys {
-			s, _, err := convertString(o.m[k].v.(string))
+			s, r, err := convertString(o.m[k].v.(string))
+			c.usedEnv = c.usedEnv || r == envRemark
 			if err != nil {
 				return nil, "", err
 			}
@@ -473,6 +491,10 @@ func (c *converter) value(gk string, v *value, h config.FrpKey, hk string) (any,
 	return nil, "", fmt.Errorf("hop's %s is %s, which frp's value cannot become", h.To, hk)
 }
 
+// envRemark marks a value with an environment reference; the output
+// explains ${NAME} once, in its heading.
+const envRemark = "\x00env"
+
 var (
 	frpEnvRef   = regexp.MustCompile(`\{\{-?\s*\.Envs\.([A-Za-z_][A-Za-z0-9_]*)\s*-?\}\}`)
 	frpTemplate = regexp.MustCompile(`\{\{.*?\}\}`)
@@ -485,7 +507,7 @@ func convertString(s string) (string, string, error) {
 	remark := ""
 	if frpEnvRef.MatchString(out) {
 		out = frpEnvRef.ReplaceAllString(out, "$${$1}")
-		remark = "frp's {{ .Envs.NAME }} is ${NAME} in hop: set the variable when hop starts (an unset one is an error)"
+		remark = envRemark
 	}
 	if m := frpTemplate.FindString(out); m != "" || strings.Contains(out, "{{") {
 		if m == "" {

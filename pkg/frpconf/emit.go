@@ -27,14 +27,7 @@ func (c *converter) emit() []byte {
 	return []byte(b.String())
 }
 
-func (c *converter) usesEnv() bool {
-	for _, k := range c.keys {
-		if strings.Contains(k.Note, "{{ .Envs.NAME }}") {
-			return true
-		}
-	}
-	return false
-}
+func (c *converter) usesEnv() bool { return c.usedEnv }
 
 // comments writes the notes of the keys of s, one comment line each.
 func (c *converter) comments(b *strings.Builder, s *section, indent string) {
