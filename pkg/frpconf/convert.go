@@ -25,6 +25,8 @@ type converter struct {
 	tables map[string]bool
 	errs   []error
 	keys   []Key
+	// written counts the entries of proxies and visitors written out.
+	written map[string]int
 	// usedEnv: some value refers to an environment variable.
 	usedEnv bool
 
@@ -254,6 +256,7 @@ func editDistance(a, b string) int {
 // convert fills the sections from the checked document.
 func (c *converter) convert(root *object) {
 	c.top = newSection("", 0)
+	c.written = make(map[string]int)
 	for _, k := range root.keys {
 		v := root.m[k]
 		if (k == "proxies" || k == "visitors") && c.side == Client {
@@ -272,6 +275,16 @@ func (c *converter) convert(root *object) {
 					c.proxies = append(c.proxies, s)
 				} else {
 					c.visitors = append(c.visitors, s)
+				}
+				if s.skip == "" {
+					// Its index among the entries written out.
+					prefix := fmt.Sprintf("%s[%d].", k, c.written[k])
+					c.written[k]++
+					for _, ki := range s.keys {
+						if c.keys[ki].To != "" {
+							c.keys[ki].To = prefix + c.keys[ki].To
+						}
+					}
 				}
 			}
 			continue
@@ -293,8 +306,26 @@ func (c *converter) walkKey(s *section, k string, v *value, g, d string) {
 		c.walk(s, v.v.(*object), gk, dk)
 		return
 	}
-	_ = kd
 	c.leaf(s, gk, dk, v)
+	if kd == kTables {
+		// Report the keys of each entry (allowPorts[0].start), as
+		// converted or not with the array.
+		arr := c.keys[len(c.keys)-1]
+		c.keys, s.keys = c.keys[:len(c.keys)-1], s.keys[:len(s.keys)-1]
+		for i, e := range v.v.([]*value) {
+			el := "[" + strconv.Itoa(i) + "]"
+			o := e.v.(*object)
+			for _, k := range o.keys {
+				sub := arr
+				sub.Key, sub.Line = dk+el+"."+displayKey(k), o.m[k].line
+				if sub.To != "" {
+					sub.To += el + "." + k
+				}
+				c.keys = append(c.keys, sub)
+				s.keys = append(s.keys, len(c.keys)-1)
+			}
+		}
+	}
 }
 
 // note records key dk of section s as not converted, with why.
@@ -312,11 +343,9 @@ func (c *converter) converted(s *section, dk string, line int, to string, val an
 	}
 	s.byPath[to] = len(s.entries)
 	s.entries = append(s.entries, entry{path: to, val: val, from: dk})
-	full := to
-	if s.array != "" {
-		full = s.array + "[" + strconv.Itoa(s.index) + "]." + to
-	}
-	c.keys = append(c.keys, Key{Key: dk, Line: line, To: full, Note: remark})
+	// The path in an entry gets its array's prefix in finish, once the
+	// entries left out are known.
+	c.keys = append(c.keys, Key{Key: dk, Line: line, To: to, Note: remark})
 	s.keys = append(s.keys, len(c.keys)-1)
 }
 

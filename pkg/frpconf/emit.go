@@ -43,7 +43,11 @@ func (c *converter) comments(b *strings.Builder, s *section, indent string) {
 		first = false
 		verb := "not converted"
 		if k.To != "" {
-			verb = "→ " + strings.TrimPrefix(k.To, fmt.Sprintf("%s[%d].", s.array, s.index))
+			verb = "→ " + k.To
+			if s.array != "" {
+				_, verb, _ = strings.Cut(verb, "].")
+				verb = "→ " + verb
+			}
 		}
 		fmt.Fprintf(b, "%s# %s (line %d) %s: %s\n", indent, commentText(k.Key), k.Line, verb, commentText(k.Note))
 	}
