@@ -89,8 +89,12 @@ func (c *converter) check(o *object, g, d string) {
 		gk, dk := joinPath(g, k), joinPath(d, displayKey(k))
 		kd, ok := c.schema[gk]
 		if !ok {
-			if _, isObj := v.v.(*object); isObj && c.tables[gk] {
-				c.check(v.v.(*object), gk, dk)
+			if c.tables[gk] {
+				if vo, isObj := v.v.(*object); isObj {
+					c.check(vo, gk, dk)
+				} else {
+					c.errorf(ErrValue, v.line, dk, "%s; frp takes a table here", describe(v.v))
+				}
 				continue
 			}
 			c.unknown(gk, dk, k, v, g)

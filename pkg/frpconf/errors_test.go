@@ -39,6 +39,8 @@ var errorCases = []struct {
 	{"json trailing", JSON, Server, "{} {}", ErrSyntax, []string{"after the end"}},
 	{"yaml dup", YAML, Server, "bindPort: 1\nbindPort: 2\n", ErrSyntax, []string{"line 2"}},
 	{"yaml list", YAML, Server, "- 1\n", ErrSyntax, []string{"not a mapping"}},
+	{"plugin as a string", TOML, Client, "[[proxies]]\nname = \"a\"\nplugin = \"socks5\"\n", ErrValue, []string{"line 3: proxies[0].plugin:", "a table"}},
+	{"merge of a scalar", YAML, Client, "a: &a 1\nuser: x\n<<: *a\n", ErrSyntax, []string{"merge key"}},
 	{"format", "ini", Server, "", ErrFormat, []string{"toml, yaml or json"}},
 }
 
@@ -93,6 +95,9 @@ var convertCases = []struct {
 	{"server renames", YAML, Server,
 		"maxPortsPerClient: 10\nvhostHTTPTimeout: 90\ntransport:\n  tcpKeepalive: 30\n  heartbeatTimeout: -1\n",
 		"maxProxiesPerClient = 10\nvhostHTTPTimeout = \"90s\"\n[transport]\ntcpKeepalive.idle = \"30s\"\n[heartbeat]\ntimeout = \"0s\"\n"},
+	{"yaml anchors and merge keys", YAML, Client,
+		"proxies:\n  - &base\n    name: a\n    type: tcp\n    localPort: 22\n    remotePort: 6000\n  - <<: *base\n    name: b\n    remotePort: 6001\n",
+		"[[proxies]]\nname = \"a\"\ntype = \"tcp\"\nlocalPort = 22\nremotePort = 6000\n[[proxies]]\nname = \"b\"\ntype = \"tcp\"\nremotePort = 6001\nlocalPort = 22\n"},
 	{"json quoting", JSON, Client,
 		"{\"proxies\": [{\"name\": \"q\", \"type\": \"http\", \"customDomains\": [\"a.example.com\"], \"requestHeaders\": {\"set\": {\"X.Odd Name\": \"tab\\there \\\"q\\\"\"}}}]}",
 		"[[proxies]]\nname = \"q\"\ntype = \"http\"\ncustomDomains = [\"a.example.com\"]\nrequestHeaders.set = { \"X.Odd Name\" = \"tab\\there \\\"q\\\"\" }\n"},

@@ -292,13 +292,15 @@ func fromYAML(n *yaml.Node, budget *int, depth int) (*value, error) {
 		return &value{v: a.v, line: n.Line}, nil
 	case yaml.MappingNode:
 		o := newObject()
+		var merges []*yaml.Node
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			kn, vn := n.Content[i], n.Content[i+1]
 			if kn.Kind != yaml.ScalarNode {
 				return nil, fmt.Errorf("%w: line %d: a key that is not a plain name", ErrSyntax, kn.Line)
 			}
-			if kn.Tag == "!!merge" {
-				return nil, fmt.Errorf("%w: line %d: YAML merge keys (<<) are not supported here; write the keys out", ErrSyntax, kn.Line)
+			if kn.ShortTag() == "!!merge" {
+				merges = append(merges, vn) // after the keys written here, which win
+				continue
 			}
 			c, err := fromYAML(vn, budget, depth+1)
 			if err != nil {
@@ -307,6 +309,27 @@ func fromYAML(n *yaml.Node, budget *int, depth int) (*value, error) {
 			c.line = kn.Line
 			if !o.set(kn.Value, c) {
 				return nil, fmt.Errorf("%w: line %d: %s: the key is written twice", ErrSyntax, kn.Line, kn.Value)
+			}
+		}
+		// Merge keys (<<: *base, or a list of them), as frp reads them: the
+		// keys of each mapping that this one does not have.
+		for _, mn := range merges {
+			srcs := []*yaml.Node{mn}
+			if mn.Kind == yaml.SequenceNode {
+				srcs = mn.Content
+			}
+			for _, src := range srcs {
+				m, err := fromYAML(src, budget, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				mo, ok := m.v.(*object)
+				if !ok {
+					return nil, fmt.Errorf("%w: line %d: a merge key (<<) takes a mapping or a list of mappings", ErrSyntax, src.Line)
+				}
+				for _, k := range mo.keys {
+					o.set(k, mo.m[k]) // false: written here, or by an earlier merge
+				}
 			}
 		}
 		v.v = o
