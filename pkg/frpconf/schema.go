@@ -148,6 +148,3 @@ func tablesOf(m map[string]kind) map[string]bool {
 	}
 	return out
 }
-
-// frpKeysOf lists the keys of side's schema, for tests and messages.
-func frpKeysOf(side Side) map[string]kind { return schemas[side] }
