@@ -254,3 +254,78 @@ func TestPendingVerify(t *testing.T) {
 		}
 	}
 }
+
+// TestEverySchemaKeyConverts converts a document with each of frp's keys
+// alone (a value of its type) and checks that the key is converted or
+// commented, and that the output is TOML with hop's keys only.
+func TestEverySchemaKeyConverts(t *testing.T) {
+	sample := map[kind]any{
+		kString: "x", kInt: int64(5), kBool: true, kStrings: []string{"x"},
+		kMap: map[string]any{"a": "b"}, kBoolMap: map[string]any{"a": true},
+	}
+	for side, keys := range schemas {
+		for k, kd := range keys {
+			if kd == kTables {
+				continue // its entries' keys are tested one by one
+			}
+			doc := map[string]any{}
+			set(doc, strings.Split(k, "."), sample[kd])
+			if k == "proxies[].plugin.type" {
+				set(doc, strings.Split(k, "."), "socks5")
+			}
+			in, err := toml.Marshal(doc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, rep, err := Convert(in, TOML, side)
+			if err != nil {
+				t.Errorf("%s %s: %v\n%s", side, k, err, in)
+				continue
+			}
+			found := false
+			for _, r := range rep.Keys {
+				if generic(r.Key) == k || strings.HasPrefix(generic(r.Key), k+"[]") {
+					found = true
+					if r.To == "" && r.Note == "" || r.Unmapped {
+						t.Errorf("%s %s: %+v", side, k, r)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("%s %s: not in the report %+v", side, k, rep.Keys)
+			}
+			var m map[string]any
+			if err := toml.Unmarshal(out, &m); err != nil {
+				t.Errorf("%s %s: output not TOML: %v\n%s", side, k, err, out)
+				continue
+			}
+			checkHopKeys(t, side, m, "")
+		}
+	}
+}
+
+// set puts v at path in doc; "x[]" is an array of one table.
+func set(doc map[string]any, path []string, v any) {
+	for i, seg := range path {
+		last := i == len(path)-1
+		if name, ok := strings.CutSuffix(seg, "[]"); ok {
+			arr, _ := doc[name].([]map[string]any)
+			if arr == nil {
+				arr = []map[string]any{{}}
+				doc[name] = arr
+			}
+			doc = arr[0]
+			continue
+		}
+		if last {
+			doc[seg] = v
+			return
+		}
+		next, _ := doc[seg].(map[string]any)
+		if next == nil {
+			next = map[string]any{}
+			doc[seg] = next
+		}
+		doc = next
+	}
+}
