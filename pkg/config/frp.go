@@ -258,6 +258,12 @@ func frpHint(root reflect.Type, ix *index, key string, en entry) (msg, meant str
 			return renamed(root, ix, key, to, h, en), to, true
 		}
 	}
+	// A key below a table of frp's that hop has not ("auth.oidc.clientID").
+	for p := parentPath(key); p != ""; p = parentPath(p) {
+		if h, found := frpKeys[foldPath(p)]; found && h.to == "" && (h.side == "" || h.side == side) {
+			return h.msg, "", true
+		}
+	}
 	// fooTimeoutMs = 1500: the name carries the unit of a duration key.
 	parent, last := parentPath(key), key[len(parentPath(key)):]
 	last = strings.TrimPrefix(last, ".")
