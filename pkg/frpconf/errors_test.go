@@ -2,6 +2,8 @@ package frpconf
 
 import (
 	"errors"
+	"io/fs"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -71,6 +73,9 @@ func TestFormatOf(t *testing.T) {
 	}
 	if _, err := FormatOf("frpc.ini"); !errors.Is(err, ErrINI) || !strings.Contains(err.Error(), "TOML") {
 		t.Errorf("frpc.ini: %v", err)
+	}
+	if _, _, err := ConvertFile(filepath.Join(t.TempDir(), "none.toml"), Client); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing file: %v", err)
 	}
 	if _, err := FormatOf("frpc.conf"); !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), `".conf"`) {
 		t.Errorf("frpc.conf: %v", err)
