@@ -43,6 +43,7 @@ var errorCases = []struct {
 	{"yaml list", YAML, Server, "- 1\n", ErrSyntax, []string{"not a mapping"}},
 	{"plugin as a string", TOML, Client, "[[proxies]]\nname = \"a\"\nplugin = \"socks5\"\n", ErrValue, []string{"line 3: proxies[0].plugin:", "a table"}},
 	{"merge of a scalar", YAML, Client, "a: &a 1\nuser: x\n<<: *a\n", ErrSyntax, []string{"merge key"}},
+	{"toml date", TOML, Client, "serverAddr = 1979-05-27\n", ErrValue, []string{"line 1: serverAddr:"}},
 	{"format", "ini", Server, "", ErrFormat, []string{"toml, yaml or json"}},
 }
 

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -74,8 +75,8 @@ func lookupTOML(doc map[string]any, path string) (any, bool) {
 			}
 			cur = v
 		case []any:
-			var i int
-			if _, err := fmtSscan(strings.Trim(seg, "[]"), &i); err != nil || i >= len(c) {
+			i, err := strconv.Atoi(strings.Trim(seg, "[]"))
+			if err != nil || i >= len(c) {
 				return nil, false
 			}
 			cur = c[i]

@@ -108,7 +108,7 @@ func fromGo(x any, path string, lines map[string]int) (*value, error) {
 	case string, int64, float64, bool:
 		v.v = t
 	default:
-		return nil, fmt.Errorf("%w: line %d: %s: a %T value; frp's keys take strings, numbers, booleans, arrays and tables", ErrSyntax, v.line, path, x)
+		return nil, fmt.Errorf("%w: line %d: %s: a %T value; frp's keys take strings, numbers, booleans, arrays and tables", ErrValue, v.line, path, x)
 	}
 	return v, nil
 }
