@@ -187,6 +187,10 @@ type NewProxy struct {
 	HostHeaderRewrite string            `json:"hostHeaderRewrite,omitempty"`
 	RequestHeaders    map[string]string `json:"requestHeaders,omitempty"`
 	ResponseHeaders   map[string]string `json:"responseHeaders,omitempty"`
+	// --- tcpmux: Multiplexer (tcpmux only, required) is "httpconnect".
+	// A tcpmux proxy also takes CustomDomains, Subdomain, HTTPUser,
+	// HTTPPassword (Proxy-Authorization) and RouteByHTTPUser.
+	Multiplexer string `json:"multiplexer,omitempty"`
 }
 
 // NewProxyResp answers NewProxy. Error is empty on success.
@@ -330,13 +334,13 @@ func (m *NewProxy) validate() error {
 		return err
 	}
 	switch m.ProxyType {
-	case ProxyTCP, ProxyUDP, ProxyHTTP, ProxyHTTPS:
+	case ProxyTCP, ProxyUDP, ProxyHTTP, ProxyHTTPS, ProxyTCPMux:
 	case ProxySTCP, ProxySUDP, ProxyXTCP, ProxyXUDP:
 		if m.RemotePort != 0 {
 			return fmt.Errorf("a %s proxy has no remote port", m.ProxyType)
 		}
 	default:
-		return fmt.Errorf("proxy type %q is not tcp, udp, stcp, sudp, xtcp, xudp, http or https", m.ProxyType)
+		return fmt.Errorf("proxy type %q is not tcp, udp, stcp, sudp, xtcp, xudp, http, https or tcpmux", m.ProxyType)
 	}
 	if err := m.validateVhost(); err != nil {
 		return err
