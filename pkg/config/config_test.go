@@ -365,6 +365,7 @@ func TestProxyTypeClasses(t *testing.T) {
 		{ProxyXUDP, true, true, true},
 		{ProxyHTTP, false, false, false},
 		{ProxyHTTPS, false, false, false},
+		{ProxyTCPMux, false, false, false},
 		{"", false, false, false},
 		{"XTCP", false, false, false},
 	} {
@@ -373,7 +374,7 @@ func TestProxyTypeClasses(t *testing.T) {
 				c.t, c.t.IsSecret(), c.t.IsDatagram(), c.t.IsP2P(), c.secret, c.datagram, c.p2p)
 		}
 	}
-	if len(ProxyTypes) != 8 || !ProxyHTTP.IsVhost() || !ProxyHTTPS.IsVhost() || ProxyTCP.IsVhost() {
+	if len(ProxyTypes) != 9 || !ProxyHTTP.IsVhost() || !ProxyHTTPS.IsVhost() || !ProxyTCPMux.IsVhost() || ProxyTCP.IsVhost() {
 		t.Errorf("ProxyTypes = %v", ProxyTypes)
 	}
 }

@@ -138,6 +138,10 @@ type rawServer struct {
 	SubDomainHost    *string  `toml:"subDomainHost"`
 	VhostHTTPTimeout *rawText `toml:"vhostHTTPTimeout"`
 	Custom404Page    *string  `toml:"custom404Page"`
+
+	// --- tcpmux
+	TCPMuxHTTPConnectPort *int64 `toml:"tcpmuxHTTPConnectPort"`
+	TCPMuxPassthrough     *bool  `toml:"tcpmuxPassthrough"`
 }
 
 type rawClientTLS struct {
@@ -185,6 +189,8 @@ type rawProxy struct {
 	Transport    rawProxyTransport    `toml:"transport"`
 	LoadBalancer rawProxyLoadBalancer `toml:"loadBalancer"`
 	HealthCheck  rawProxyHealthCheck  `toml:"healthCheck"`
+	// --- tcpmux
+	Multiplexer *string `toml:"multiplexer"`
 }
 
 type rawVisitor struct {
@@ -374,6 +380,9 @@ func (c conv) server(v *rawServer) ServerConfig {
 	c.str(&cfg.SubDomainHost, v.SubDomainHost)
 	c.dur(&cfg.VhostHTTPTimeout, "vhostHTTPTimeout", v.VhostHTTPTimeout)
 	c.str(&cfg.Custom404Page, v.Custom404Page)
+	// --- tcpmux
+	c.int(&cfg.TCPMuxHTTPConnectPort, "tcpmuxHTTPConnectPort", v.TCPMuxHTTPConnectPort)
+	c.bool(&cfg.TCPMuxPassthrough, v.TCPMuxPassthrough)
 	return cfg
 }
 
@@ -511,6 +520,7 @@ func (c conv) proxy(key string, v rawProxy) ProxyConfig {
 	}
 
 	c.vhostProxy(&p, key, v) // --- vhost
+	c.tcpmuxProxy(&p, key, v) // --- tcpmux
 
 	if known && !p.Type.IsSecret() {
 		if v.SecretKey != nil {
