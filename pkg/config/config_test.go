@@ -816,6 +816,10 @@ func TestConfFiles(t *testing.T) {
 		web.ResponseHeaders.Set = map[string]string{"X-Served-By": "hop"}
 		webTLS.Name, webTLS.LocalPort, webTLS.CustomDomains = "web-tls", 8443, []string{"secure.example.com"}
 		want.Proxies = append(want.Proxies, web, webTLS)
+		tunnel := DefaultProxy(ProxyTCPMux) // --- tcpmux
+		tunnel.Name, tunnel.LocalPort, tunnel.Multiplexer, tunnel.CustomDomains = "tunnel", 22, MultiplexerHTTPConnect, []string{"tunnel1"}
+		tunnel.HTTPUser, tunnel.HTTPPassword = "tunnel", web.HTTPPassword
+		want.Proxies = append(want.Proxies, tunnel)
 		webA := DefaultProxy(ProxyTCP) // --- ppbw
 		webA.Name, webA.LocalPort, webA.RemotePort = "web-a", 8080, 6080
 		webA.LoadBalancer = ProxyLoadBalancer{Group: "web", GroupKey: "web-group-key"}

@@ -519,7 +519,7 @@ func (c conv) proxy(key string, v rawProxy) ProxyConfig {
 		c.dur(&d, key+".idleTimeout", v.IdleTimeout)
 	}
 
-	c.vhostProxy(&p, key, v) // --- vhost
+	c.vhostProxy(&p, key, v)  // --- vhost
 	c.tcpmuxProxy(&p, key, v) // --- tcpmux
 
 	if known && !p.Type.IsSecret() {
