@@ -99,6 +99,9 @@ func ParseConnect(b []byte) (ConnectRequest, int, error) {
 	}
 	req.Target = target
 	req.Host = normalizeHost(host)
+	if req.Host == "" {
+		return ConnectRequest{}, 0, fmt.Errorf("%w: CONNECT target %q has no host", ErrConnectMalformed, clip(target))
+	}
 	return req, end, nil
 }
 
