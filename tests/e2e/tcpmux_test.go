@@ -74,8 +74,8 @@ func readTag(t *testing.T, br *bufio.Reader) string {
 // proxy user (routeByHTTPUser), an unknown host (404) and a malformed
 // request (400), with hops staying up.
 func TestTCPMux(t *testing.T) {
-	srvPort, muxPort := freePort(t), freePort(t)
-	srv := start(t, "hops", serverConfig(srvPort, fmt.Sprintf("tcpmuxHTTPConnectPort = %d\n", muxPort)))
+	srvPort, muxPort, api := freePort(t), freePort(t), freePort(t)
+	srv := start(t, "hops", serverConfig(srvPort, fmt.Sprintf("tcpmuxHTTPConnectPort = %d\n[webServer]\nport = %d\nuser = \"admin\"\npassword = \"mux-pw\"\n", muxPort, api)))
 	waitListening(t, loop(srvPort), ready)
 	web := infoService(t, "tunnel-web")
 	bob, anyone := tagService(t, "bob"), tagService(t, "anyone")
@@ -137,6 +137,24 @@ func TestTCPMux(t *testing.T) {
 		}
 	}
 
+	// The API (and so the dashboard) shows the type, the domains and the
+	// tunnels of each proxy.
+	waitAPI(t, ready, "GET /api/proxies to show the tcpmux proxies with their tunnels", func() error {
+		var ps []struct {
+			Name, Type          string
+			Domains             []string
+			ConnsTotal, BytesIn int64
+		}
+		if err := apiGet(fmt.Sprintf("http://127.0.0.1:%d/api/proxies", api), "admin", "mux-pw", &ps); err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if p.Name == "bob" && p.Type == "tcpmux" && len(p.Domains) == 1 && p.Domains[0] == "shared.hop.test" && p.ConnsTotal >= 2 && p.BytesIn >= 5 {
+				return nil
+			}
+		}
+		return fmt.Errorf("proxies %+v", ps)
+	})
 	if !srv.running() {
 		t.Fatal("hops exited")
 	}
