@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hopproxy/hop/pkg/admit"
 	"github.com/hopproxy/hop/pkg/bwlimit"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/sniff"
@@ -103,10 +104,16 @@ func (s *Server) listenVhost(ctx context.Context, ctrl net.Listener) (net.Listen
 			Conns: &s.users, Log: s.log.With("listener", "tcpmux-httpconnect")})
 	}
 	if sh.HTTP || sh.HTTPS != nil || sh.TCPMux {
-		// The control listener's limit on handshakes in progress also
-		// bounds the connections being sniffed.
+		// The control listener's limits on handshakes in progress, in
+		// all and per source address, also bound the connections being
+		// sorted (a gate of their own: a control connection then enters
+		// the login gate as before).
+		gate, err := admit.New(admit.Limits{Max: s.cfg.Limits.MaxHandshakes, PerIP: s.cfg.Limits.MaxHandshakesPerIP})
+		if err != nil {
+			return fail(err)
+		}
 		v.shared = sniff.New(ctrl, vhost.NumQueues, sh.Classify, sniff.Config{Timeout: s.cfg.Transport.HandshakeTimeout.Duration,
-			MaxPending: s.cfg.Limits.MaxHandshakes, Log: s.log.With("listener", "shared-bindPort")})
+			MaxPending: s.cfg.Limits.MaxHandshakes, Admit: gate.Enter, Log: s.log.With("listener", "shared-bindPort")})
 		q := func(i int, on bool) net.Listener {
 			if !on {
 				v.shared.Queue(i).Close() // nothing comes to it

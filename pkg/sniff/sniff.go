@@ -37,6 +37,10 @@ type Config struct {
 	// MaxPending caps the connections being classified at once; more
 	// are closed on accept. Default 1024.
 	MaxPending int
+	// Admit, when set, is asked before a connection is classified (a
+	// cap per source address, say); an error closes it, and leave is
+	// called once it is classified.
+	Admit func(net.Addr) (leave func(), err error)
 	// Log gets a debug line per connection refused; nil discards.
 	Log *slog.Logger
 }
@@ -119,7 +123,19 @@ func (l *Listener) accepted(c net.Conn) {
 		c.Close()
 		return
 	}
+	leave := func() {}
+	if l.cfg.Admit != nil {
+		lv, err := l.cfg.Admit(c.RemoteAddr())
+		if err != nil {
+			<-l.slots
+			l.log.Debug("connection refused before sniffing", "src", c.RemoteAddr().String(), "error", err)
+			c.Close()
+			return
+		}
+		leave = lv
+	}
 	if !l.pending.Add(c) {
+		leave()
 		<-l.slots
 		c.Close()
 		return
@@ -127,16 +143,17 @@ func (l *Listener) accepted(c net.Conn) {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		l.route(c)
+		l.route(c, leave)
 	}()
 }
 
-func (l *Listener) route(c net.Conn) {
+func (l *Listener) route(c net.Conn, leave func()) {
 	deadline := time.Now().Add(l.cfg.Timeout)
 	c.SetReadDeadline(deadline)
 	i, prefix, err := l.classify(c, deadline)
 	c.SetReadDeadline(time.Time{})
 	l.pending.Remove(c)
+	leave()
 	<-l.slots
 	if err == nil && (i < 0 || i >= len(l.queues)) {
 		err = errors.New("no queue for it")

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -209,5 +210,35 @@ func TestCloseBeforeStart(t *testing.T) {
 	l.Close()
 	if _, err := l.Queue(0).Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Fatalf("Accept: %v", err)
+	}
+}
+
+// Admit is asked for every connection before sniffing; a refusal closes
+// it, and leave follows each classification.
+func TestAdmit(t *testing.T) {
+	var mu sync.Mutex
+	entered, left := 0, 0
+	l := start(t, Config{Admit: func(a net.Addr) (func(), error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if entered == 1 {
+			entered++
+			return nil, errors.New("over the cap")
+		}
+		entered++
+		return func() { mu.Lock(); left++; mu.Unlock() }, nil
+	}})
+	dial(t, l, "a\n!")
+	if _, got := acceptLine(t, l.Queue(0)); got != "a\n!" {
+		t.Fatalf("admitted connection read %q", got)
+	}
+	c := dial(t, l, "a\n!")
+	if err := readClosed(c); err != nil {
+		t.Fatalf("refused connection: %v, want closed", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if entered != 2 || left != 1 {
+		t.Fatalf("entered %d, left %d; want 2, 1", entered, left)
 	}
 }
