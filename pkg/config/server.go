@@ -74,7 +74,8 @@ type ServerConfig struct {
 	// be BindPort: hops then listens once, on BindAddr (not
 	// ProxyBindAddr), and tells the connections apart by their first
 	// bytes: a TLS ClientHello whose server name an https proxy has goes
-	// to the https vhost, other TLS (hopc) to the control listener,
+	// to the https vhost, other TLS (hopc, which offers the ALPN protocol
+	// "hop" whatever its server name) to the control listener,
 	// plaintext HTTP to the http vhost (CONNECT to tcpmux). Otherwise the
 	// three are distinct ports.
 	TCPMuxHTTPConnectPort int `toml:"tcpmuxHTTPConnectPort"`

@@ -104,6 +104,7 @@ func (s *Server) listenVhost(ctx context.Context, ctrl net.Listener) (net.Listen
 			Conns: &s.users, Log: s.log.With("listener", "tcpmux-httpconnect")})
 	}
 	if sh.HTTP || sh.HTTPS != nil || sh.TCPMux {
+		sh.ControlALPN = transport.ALPN // hopc's TLS, whatever its server name
 		// The control listener's limits on handshakes in progress, in
 		// all and per source address, also bound the connections being
 		// sorted (a gate of their own: a control connection then enters

@@ -2,11 +2,13 @@ package vhost
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/hopproxy/hop/pkg/sniff"
@@ -39,14 +41,18 @@ type Shared struct {
 	// TCPMux takes plaintext CONNECT requests (and, without HTTP, every
 	// plaintext connection, which it answers with an HTTP error).
 	TCPMux bool
+	// ControlALPN, when set, is the ALPN protocol of the control
+	// connections (hopc's): a ClientHello that offers it goes to
+	// QueueControl whatever its server name.
+	ControlALPN string
 }
 
 // Classify is a sniff.Classify for the shared port. By the first byte:
 //   - 0x16, a TLS handshake: its ClientHello is read (at most
-//     sni.MaxWireBytes) and, when HTTPS routes its server name, the
-//     connection goes to QueueHTTPS; any other TLS (hop's own control
-//     connections, whose server name is whatever hopc sends, often none)
-//     to QueueControl;
+//     sni.MaxWireBytes) and, when HTTPS routes its server name and it
+//     does not offer ControlALPN, the connection goes to QueueHTTPS; any
+//     other TLS (hop's own control connections, whose server name is
+//     whatever hopc sends, often none) to QueueControl;
 //   - a STUN message over TCP (first two bits 0), which hop's control
 //     port answers: QueueControl;
 //   - anything else is taken for plaintext HTTP: up to maxMethodBytes
@@ -55,9 +61,9 @@ type Shared struct {
 //     the one that is; with neither, QueueControl (whose TLS handshake
 //     then fails cleanly).
 //
-// Hop's control connections thus win over https proxies only when their
-// server name is not a domain of one: do not give an https proxy the name
-// hopc dials hops by.
+// A control client that does not offer ControlALPN (an older hopc)
+// reaches QueueControl only when its server name is not a domain of an
+// https proxy.
 func (sh Shared) Classify(c net.Conn, deadline time.Time) (int, []byte, error) {
 	var first [1]byte
 	if _, err := io.ReadFull(c, first[:]); err != nil {
@@ -71,7 +77,7 @@ func (sh Shared) Classify(c net.Conn, deadline time.Time) (int, []byte, error) {
 		name, prefix, err := sni.Read(sniff.NewConn(c, first[:]), deadline)
 		switch {
 		case err == nil:
-			if _, ok := sh.HTTPS.routes.Lookup(name, "/", ""); ok {
+			if _, ok := sh.HTTPS.routes.Lookup(name, "/", ""); ok && !sh.offersControl(prefix) {
 				return QueueHTTPS, prefix, nil
 			}
 			return QueueControl, prefix, nil
@@ -107,3 +113,35 @@ func (sh Shared) Classify(c net.Conn, deadline time.Time) (int, []byte, error) {
 		return QueueHTTP, buf, nil
 	}
 }
+
+// offersControl reports whether the ClientHello in hello offers
+// ControlALPN. It lets crypto/tls parse the hello: a server handshake on
+// the bytes read, stopped as soon as the hello is parsed.
+func (sh Shared) offersControl(hello []byte) bool {
+	if sh.ControlALPN == "" {
+		return false
+	}
+	errStop := errors.New("stop")
+	offered := false
+	tc := tls.Server(&helloConn{r: bytes.NewReader(hello)}, &tls.Config{
+		GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			offered = slices.Contains(h.SupportedProtos, sh.ControlALPN)
+			return nil, errStop
+		},
+	})
+	tc.Handshake() // fails: errStop, or a hello crypto/tls refuses
+	return offered
+}
+
+// helloConn feeds recorded bytes to a crypto/tls server and discards
+// what it writes.
+type helloConn struct{ r *bytes.Reader }
+
+func (c *helloConn) Read(b []byte) (int, error)       { return c.r.Read(b) }
+func (c *helloConn) Write(b []byte) (int, error)      { return len(b), nil }
+func (c *helloConn) Close() error                     { return nil }
+func (c *helloConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c *helloConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+func (c *helloConn) SetDeadline(time.Time) error      { return nil }
+func (c *helloConn) SetReadDeadline(time.Time) error  { return nil }
+func (c *helloConn) SetWriteDeadline(time.Time) error { return nil }

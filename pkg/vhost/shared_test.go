@@ -34,9 +34,9 @@ func write(s string) func(net.Conn) {
 	return func(c net.Conn) { io.WriteString(c, s) }
 }
 
-func hello(name string) func(net.Conn) {
+func hello(name string, alpn ...string) func(net.Conn) {
 	return func(c net.Conn) {
-		tc := tls.Client(c, &tls.Config{ServerName: name, InsecureSkipVerify: true})
+		tc := tls.Client(c, &tls.Config{ServerName: name, InsecureSkipVerify: true, NextProtos: alpn})
 		tc.SetDeadline(time.Now().Add(5 * time.Second))
 		tc.Handshake() // fails when the test closes the pipe
 	}
@@ -47,7 +47,7 @@ func TestSharedClassify(t *testing.T) {
 	if _, err := https.Add([]string{"secure.test", "*.apps.test"}, &TLSRoute{Name: "s"}); err != nil {
 		t.Fatal(err)
 	}
-	all := Shared{HTTPS: https, HTTP: true, TCPMux: true}
+	all := Shared{HTTPS: https, HTTP: true, TCPMux: true, ControlALPN: "hop"}
 	for _, c := range []struct {
 		name    string
 		sh      Shared
@@ -58,6 +58,9 @@ func TestSharedClassify(t *testing.T) {
 		{"TLS for an https proxy", all, hello("secure.test"), QueueHTTPS, false},
 		{"TLS for a wildcard", all, hello("x.apps.test"), QueueHTTPS, false},
 		{"TLS for another name (hopc)", all, hello("hops.example.com"), QueueControl, false},
+		{"TLS for an https proxy's name with the control ALPN (hopc)", all, hello("x.apps.test", "h2", "hop"), QueueControl, false},
+		{"TLS for an https proxy with other ALPN", all, hello("secure.test", "h2", "http/1.1"), QueueHTTPS, false},
+		{"control ALPN not set", Shared{HTTPS: https}, hello("secure.test", "hop"), QueueHTTPS, false},
 		{"TLS without a name (hopc to an IP)", all, hello(""), QueueControl, false},
 		{"TLS without https on the port", Shared{HTTP: true}, hello("secure.test"), QueueControl, false},
 		{"malformed TLS", all, write("\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00"), QueueControl, false},
