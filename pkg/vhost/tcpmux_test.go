@@ -8,9 +8,11 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hopproxy/hop/pkg/metrics"
 	"go.uber.org/goleak"
 )
 
@@ -243,5 +245,60 @@ func TestTCPMuxClose(t *testing.T) {
 	tunnel.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.ReadAll(br); err != nil {
 		t.Fatalf("tunnel: %v, want closed", err)
+	}
+}
+
+// wrapped counts the bytes written through it.
+type wrapped struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (w wrapped) Write(b []byte) (int, error) {
+	n, err := w.Conn.Write(b)
+	w.n.Add(int64(n))
+	return n, err
+}
+
+// Wrap (a bandwidth limit in hops) is applied to both sides of a tunnel,
+// and Conns counts it.
+func TestTCPMuxWrapAndCount(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	s := NewTCPMux(TCPMuxConfig{})
+	var toUser, toStream atomic.Int64
+	conns := new(metrics.Conns)
+	rt := &TCPMuxRoute{Name: "t", Dial: echoDialer(t, "hello"), Conns: conns,
+		Wrap: func(u, st net.Conn) (net.Conn, net.Conn) { return wrapped{u, &toUser}, wrapped{st, &toStream} }}
+	if _, err := s.Add([]string{"t.test"}, "", rt); err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t)
+	s.Serve(ln)
+	defer s.Close()
+	c, br, status := connectTo(t, ln.Addr().String(), "CONNECT t.test:1 HTTP/1.1\r\n\r\nearly")
+	if status != "HTTP/1.1 200 Connection established" {
+		t.Fatalf("status %q", status)
+	}
+	br.ReadString('\n')
+	got := make([]byte, len("helloearly"))
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "helloearly" {
+		t.Fatalf("tunnel read %q %v", got, err)
+	}
+	io.WriteString(c, "x")
+	if b, err := br.ReadByte(); err != nil || b != 'x' {
+		t.Fatalf("echo of x: %q %v", b, err)
+	}
+	c.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for conns.Open.Load() != 0 || toUser.Load() < int64(len(got)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("open %d, bytes to the user through Wrap %d", conns.Open.Load(), toUser.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// "early" went to the stream before the join, not through Wrap.
+	if conns.Total.Load() != 1 || conns.In.Load() < 6 || toStream.Load() != 1 {
+		t.Fatalf("total %d, in %d, through Wrap to the stream %d", conns.Total.Load(), conns.In.Load(), toStream.Load())
 	}
 }

@@ -78,11 +78,12 @@ func TestTCPMux(t *testing.T) {
 	srv := start(t, "hops", serverConfig(srvPort, fmt.Sprintf("tcpmuxHTTPConnectPort = %d\n[webServer]\nport = %d\nuser = \"admin\"\npassword = \"mux-pw\"\n", muxPort, api)))
 	waitListening(t, loop(srvPort), ready)
 	web := infoService(t, "tunnel-web")
-	bob, anyone := tagService(t, "bob"), tagService(t, "anyone")
+	bob, anyone, pp := tagService(t, "bob"), tagService(t, "anyone"), ppService(t)
 	cli := start(t, "hopc", clientConfig(srvPort,
 		tcpmuxProxy("tunnel", web, "customDomains = [\"tunnel1.hop.test\"]\nhttpUser = \"tu\"\nhttpPassword = \"tpw\"\n")+
 			tcpmuxProxy("bob", bob, "customDomains = [\"shared.hop.test\"]\nrouteByHTTPUser = \"bob\"\nhttpUser = \"bob\"\nhttpPassword = \"bobpw\"\n")+
-			tcpmuxProxy("anyone", anyone, "customDomains = [\"shared.hop.test\"]\n")))
+			tcpmuxProxy("anyone", anyone, "customDomains = [\"shared.hop.test\"]\n")+
+			tcpmuxProxy("pp", pp, "customDomains = [\"pp.hop.test\"]\ntransport.proxyProtocolVersion = \"v2\"\n")))
 	mux := loop(muxPort)
 	eventually(t, ready, "the tcpmux proxies to be routed", func() bool {
 		st, _, _ := connect(t, mux, "shared.hop.test:22", "", "")
@@ -91,11 +92,19 @@ func TestTCPMux(t *testing.T) {
 	eventually(t, ready, "every tcpmux proxy to be routed", func() bool {
 		st, _, _ := connect(t, mux, "shared.hop.test:22", "bob", "bobpw")
 		st2, _, _ := connect(t, mux, "tunnel1.hop.test:80", "tu", "tpw")
-		return st == "HTTP/1.1 200 Connection established" && st2 == st
+		st3, _, _ := connect(t, mux, "pp.hop.test:80", "", "")
+		return st == "HTTP/1.1 200 Connection established" && st2 == st && st3 == st
 	})
 
+	// transport.proxyProtocolVersion: the local service learns the
+	// tunnel user's address, and the tcpmux port as the destination.
+	st, c, br := connect(t, mux, "pp.hop.test:80", "", "")
+	if want := fmt.Sprintf("2 PROXY %s %s", c.LocalAddr(), mux); st != "HTTP/1.1 200 Connection established" || readTag(t, br) != want {
+		t.Fatalf("PROXY header through tcpmux: status %q, want the header line %q", st, want)
+	}
+
 	// Go client: routing by the proxy user, an echo through the tunnel.
-	st, c, br := connect(t, mux, "shared.hop.test:22", "bob", "bobpw")
+	st, c, br = connect(t, mux, "shared.hop.test:22", "bob", "bobpw")
 	if st != "HTTP/1.1 200 Connection established" || readTag(t, br) != "bob" {
 		t.Fatalf("bob: %q", st)
 	}
