@@ -214,7 +214,7 @@ func TestVhostOnBindPort(t *testing.T) {
 	tlsPort := tln.Addr().(*net.TCPAddr).Port
 
 	port := freePort(t)
-	srv := start(t, "hops", serverConfig(port, fmt.Sprintf("vhostHTTPPort = %d\nvhostHTTPSPort = %d\ntcpmuxHTTPConnectPort = %d\n", port, port, port)))
+	srv := start(t, "hops", serverConfig(port, fmt.Sprintf("vhostHTTPPort = %d\nvhostHTTPSPort = %d\ntcpmuxHTTPConnectPort = %d\ntransport.handshakeTimeout = \"2s\"\n", port, port, port)))
 	waitListening(t, loop(port), ready)
 	web := infoService(t, "shared-web")
 	tag := tagService(t, "shared-mux")
@@ -261,6 +261,25 @@ func TestVhostOnBindPort(t *testing.T) {
 	// An unknown host is answered by the http vhost (404), not hop's TLS.
 	if got := rawExchange(t, loop(port), "GET / HTTP/1.1\r\nHost: none.hop.test\r\n\r\n"); got != "HTTP/1.1 404 Not Found" {
 		t.Errorf("unknown host on bindPort: %q", got)
+	}
+	// A peer that stalls before its method, or sends a broken
+	// ClientHello, or junk, is closed (within transport.handshakeTimeout),
+	// and the port goes on.
+	for _, junk := range []string{"GE", "\x16\x03\x01\x00\x05\x02\x00\x00\x01\x00", "\x16\x03\x01\x40\x00", "\xff\xfe\xfd"} {
+		c, err := net.DialTimeout("tcp", loop(port), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		io.WriteString(c, junk)
+		_, err = io.ReadAll(c)
+		c.Close()
+		if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Errorf("%q: not closed by hops: %v", junk, err)
+		}
+	}
+	if got := rawExchange(t, loop(port), "GET / HTTP/1.1\r\nHost: none.hop.test\r\n\r\n"); got != "HTTP/1.1 404 Not Found" {
+		t.Errorf("after the junk: %q", got)
 	}
 	if n := srv.count("shared_with_bindPort=true"); n != 3 {
 		t.Errorf("hops logged %d vhost listeners sharing bindPort, want 3:\n%s", n, srv.out.String())
