@@ -245,7 +245,10 @@ func (l *p2pLink) openRelay(lc *linkConn, resume bool) error {
 	if err != nil {
 		return err
 	}
-	if err := sc.WriteDatagram(protocol.LinkHello{ID: lc.id, Resume: resume}.Encode()); err != nil {
+	// xtcp streams start with the application connection's addresses
+	// (openStream), for the owner's PROXY protocol header.
+	hello := protocol.LinkHello{ID: lc.id, Resume: resume, Heads: l.v.cfg.Type == config.ProxyXTCP}
+	if err := sc.WriteDatagram(hello.Encode()); err != nil {
 		sc.Close()
 		return fmt.Errorf("link hello: %w", err)
 	}
@@ -344,14 +347,22 @@ func (l *p2pLink) start(lc *linkConn, force bool) {
 	}()
 }
 
-// openStream opens a connection to the owner's service over the link.
-func (l *p2pLink) openStream() (net.Conn, error) {
+// openStream opens a connection to the owner's service over the link
+// for app, the application's connection, whose addresses start the
+// stream (a StreamHead).
+func (l *p2pLink) openStream(app net.Conn) (net.Conn, error) {
+	head := protocol.EncodeStreamHead(app.RemoteAddr().String(), app.LocalAddr().String())
 	for try := 0; ; try++ {
 		lc, err := l.get()
 		if err != nil {
 			return nil, err
 		}
 		st, err := lc.sess.Open()
+		if err == nil {
+			if _, err = st.Write(head); err != nil {
+				st.Close()
+			}
+		}
 		if err == nil || try == 1 {
 			return st, err
 		}

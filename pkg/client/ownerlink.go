@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hopproxy/hop/pkg/config"
@@ -36,6 +37,43 @@ type ownerLink struct {
 	rp                  *runProxy
 	link                *xtcp.Link
 	sess                *xtcp.Session // xtcp
+
+	// The visitor's LinkHello on the relay says whether its streams start
+	// with a StreamHead; a link made from a P2P offer can be up before
+	// the hello arrives, so its streams wait for hello (closed once).
+	hello     chan struct{}
+	helloOnce sync.Once
+	heads     atomic.Bool
+}
+
+// sawHello records the visitor's hello.
+func (ol *ownerLink) sawHello(h protocol.LinkHello) {
+	ol.helloOnce.Do(func() {
+		ol.heads.Store(h.Heads)
+		close(ol.hello)
+	})
+}
+
+// streamAddrs returns the addresses of the visitor's application
+// connection that st carries: read from its StreamHead when the link has
+// them, else a description of the link.
+func (ol *ownerLink) streamAddrs(st net.Conn) (src, dst string, err error) {
+	t := time.NewTimer(visit.Timeout)
+	defer t.Stop()
+	select {
+	case <-ol.hello:
+	case <-ol.link.Done():
+		return "", "", net.ErrClosed
+	case <-t.C:
+		return "", "", errors.New("no link hello from the visitor on the relay")
+	}
+	if !ol.heads.Load() {
+		return "visitor " + ol.visitor + " (link)", "", nil
+	}
+	st.SetReadDeadline(time.Now().Add(visit.Timeout))
+	src, dst, err = protocol.ReadStreamHead(st)
+	st.SetReadDeadline(time.Time{})
+	return src, dst, err
 }
 
 func (ol *ownerLink) Close() error {
@@ -97,7 +135,7 @@ func (c *Client) ownerLink(rp *runProxy, visitorUser, visitorID string, id proto
 	if err != nil {
 		return nil, err
 	}
-	ol := &ownerLink{key: key, visitor: visitor, proxy: p.Name, rp: rp, link: link}
+	ol := &ownerLink{key: key, visitor: visitor, proxy: p.Name, rp: rp, link: link, hello: make(chan struct{})}
 	if p.Type == config.ProxyXTCP {
 		s, err := xtcp.NewLinkSession(link, xtcp.RoleOwner, linkConv(id), xtcp.SessionConfig{Logger: log})
 		if err != nil {
@@ -132,7 +170,13 @@ func (c *Client) serveLink(ol *ownerLink, rp *runProxy, log *slog.Logger) {
 			c.connWG.Add(1)
 			go func() {
 				defer c.connWG.Done()
-				c.serveLocal(st, rp, "visitor "+ol.visitor+" (link)", "")
+				src, dst, err := ol.streamAddrs(st)
+				if err != nil {
+					log.Debug("P2P link stream dropped", "error", err)
+					st.Close()
+					return
+				}
+				c.serveLocal(st, rp, src, dst)
 			}()
 		}
 	} else {
@@ -172,6 +216,9 @@ func (c *Client) serveLinkRelay(sc *seal.Conn, rp *runProxy, sw *protocol.StartW
 		log.Warn("visitor's relay refused", "error", err)
 		sc.Close()
 		return
+	}
+	if ol != nil {
+		ol.sawHello(h)
 	}
 	if ol == nil {
 		log.Info("visitor resumed a link this client does not know (it restarted); the visitor makes a new one", "link", h.ID.String()[:8])

@@ -161,7 +161,7 @@ func (v *visitor) serveStreams() {
 // of its own for stcp.
 func (v *visitor) serveStream(app net.Conn, vc *metrics.Conns) {
 	if v.link != nil {
-		st, err := v.link.openStream()
+		st, err := v.link.openStream(app)
 		if err != nil {
 			if v.c.due("relay/" + v.cfg.Name) {
 				v.log.Warn("cannot reach the proxy", "error", err)

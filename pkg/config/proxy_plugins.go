@@ -35,9 +35,10 @@ const missingPluginType PluginType = "\x00missing"
 var PluginTypes = []PluginType{PluginUnixSocket, PluginSOCKS5, PluginHTTPProxy, PluginStaticFile, PluginHTTPS2HTTP, PluginHTTP2HTTPS}
 
 // PluginProxyTypes are the proxy types a plugin may serve: the stream
-// types. frp also allows https2http and http2https on its http and https
-// types; add them here when hop has those types.
-var PluginProxyTypes = []ProxyType{ProxyTCP, ProxySTCP, ProxyXTCP}
+// types, as in frp. On an http proxy the plugin gets the requests hops
+// forwards (static_file, http2https); on an https proxy the TLS
+// connections routed by SNI (https2http terminates them in hopc).
+var PluginProxyTypes = []ProxyType{ProxyTCP, ProxySTCP, ProxyXTCP, ProxyHTTP, ProxyHTTPS}
 
 // PluginConfig is the [proxies.plugin] table of a proxy. Type empty means
 // no plugin. Each type takes only its own keys (see pluginKeys).

@@ -95,10 +95,11 @@ type rawProxyTransport struct {
 	BandwidthLimitMode   *string `toml:"bandwidthLimitMode"`
 }
 
-// ProxyLoadBalancer is the [proxies.loadBalancer] table of a tcp proxy:
-// proxies of one client or several with the same Group, GroupKey and
-// remotePort share that port on hops, which spreads new connections
-// across them (round robin).
+// ProxyLoadBalancer is the [proxies.loadBalancer] table of a tcp, http
+// or https proxy: proxies of one client or several with the same Group
+// and GroupKey share their remotePort (tcp) or their domains (http,
+// https; and locations and routeByHTTPUser) on hops, which spreads new
+// connections (http: requests) across them, round robin.
 type ProxyLoadBalancer struct {
 	// Group names the group, [A-Za-z0-9._-]{1,64}; "" (the default) for
 	// none.
@@ -183,13 +184,13 @@ func (p ProxyConfig) validatePPBW(r *reporter, key string) {
 	}
 	if lb := p.LoadBalancer; lb.Group != "" || lb.GroupKey != "" {
 		switch {
-		case p.Type != ProxyTCP:
-			r.add(key+".loadBalancer.group", "only tcp proxies join a load-balancing group; remove loadBalancer from this %s proxy", p.Type)
+		case p.Type != ProxyTCP && !p.Type.IsVhost():
+			r.add(key+".loadBalancer.group", "only tcp, http, https and tcpmux proxies join a load-balancing group; remove loadBalancer from this %s proxy", p.Type)
 		case lb.Group == "":
 			r.add(key+".loadBalancer.group", "missing: groupKey is set; name the group, e.g. group = \"web\"")
 		case !nameRE.MatchString(lb.Group):
 			r.add(key+".loadBalancer.group", "%q is not a valid group name; use 1-64 of A-Z a-z 0-9 . _ -", lb.Group)
-		case p.RemotePort == 0:
+		case p.Type == ProxyTCP && p.RemotePort == 0:
 			r.add(key+".remotePort", "0 is not allowed in a load-balancing group: its members share one port; set the same remotePort in each")
 		}
 		if len(lb.GroupKey) > 256 {
@@ -204,6 +205,9 @@ func (p ProxyConfig) validatePPBW(r *reporter, key string) {
 	case "tcp", "http":
 		if p.Type.IsDatagram() {
 			r.add(key+".healthCheck.type", "%s proxies have no health check (it connects over TCP); remove healthCheck", p.Type)
+		}
+		if p.Plugin.Type != "" {
+			r.add(key+".healthCheck.type", "a health check connects to localIP:localPort, and a proxy with a [proxies.plugin] has none: the plugin serves its connections; remove healthCheck (or the plugin)")
 		}
 		if hc.Type == "http" && !strings.HasPrefix(hc.Path, "/") {
 			r.add(key+".healthCheck.path", `%q is not a path; an http health check requests a path starting with "/", e.g. path = "/status"`, hc.Path)

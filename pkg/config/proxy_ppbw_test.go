@@ -36,7 +36,7 @@ func TestProxyPPBWKeys(t *testing.T) {
 		{"bad mode", proxy("tcp", "transport.bandwidthLimitMode = \"both\"\n"),
 			`hopc.toml:7: proxies[0].transport.bandwidthLimitMode: "both" is not a bandwidth limit mode; use "client" (hopc applies the limit, the default) or "server" (hops applies it)`},
 		{"group", proxy("tcp", "loadBalancer.group = \"web\"\nloadBalancer.groupKey = \"k\"\n"), ""},
-		{"group udp", proxy("udp", "loadBalancer.group = \"web\"\n"), "proxies[0].loadBalancer.group: only tcp proxies join a load-balancing group"},
+		{"group udp", proxy("udp", "loadBalancer.group = \"web\"\n"), "proxies[0].loadBalancer.group: only tcp, http, https and tcpmux proxies join a load-balancing group"},
 		{"group bad name", proxy("tcp", "loadBalancer.group = \"a b\"\n"), `"a b" is not a valid group name`},
 		{"key without group", proxy("tcp", "loadBalancer.groupKey = \"k\"\n"), "proxies[0].loadBalancer.group: missing: groupKey is set"},
 		{"group port 0", strings.Replace(proxy("tcp", "loadBalancer.group = \"web\"\n"), "remotePort = 6000", "remotePort = 0", 1), "proxies[0].remotePort: 0 is not allowed in a load-balancing group"},
@@ -48,6 +48,8 @@ func TestProxyPPBWKeys(t *testing.T) {
 		{"health bad type", proxy("tcp", "healthCheck.type = \"icmp\"\n"), `"icmp" is not a health check type; use "tcp"`},
 		{"health no type", proxy("tcp", "healthCheck.maxFailed = 3\n"), "proxies[0].healthCheck.type: missing"},
 		{"health zero interval", proxy("tcp", "healthCheck.type = \"tcp\"\nhealthCheck.intervalSeconds = 0\n"), "proxies[0].healthCheck.intervalSeconds: 0 is not allowed; use 1 or more"},
+		{"health with plugin", strings.Replace(proxy("tcp", "healthCheck.type = \"tcp\"\n[proxies.plugin]\ntype = \"socks5\"\n"), "localPort = 1\n", "", 1), "proxies[0].healthCheck.type: a health check connects to localIP:localPort, and a proxy with a [proxies.plugin] has none"},
+		{"http group without remotePort", strings.Replace(proxy("http", "customDomains = [\"a.example.com\"]\nloadBalancer.group = \"web\"\n"), "remotePort = 6000\n", "", 1), ""},
 		{"health udp", proxy("udp", "healthCheck.type = \"tcp\"\n"), "udp proxies have no health check"},
 	}
 	for _, c := range cases {

@@ -18,6 +18,7 @@ var tcpmuxServerCases = []errorCase{
 
 var tcpmuxClientCases = []errorCase{
 	{name: "tcpmux proxy", toml: tokenLine + "[[proxies]]\nname = \"t\"\ntype = \"tcpmux\"\nmultiplexer = \"httpconnect\"\nlocalPort = 10701\ncustomDomains = [\"tunnel1\"]\nhttpUser = \"u\"\nhttpPassword = \"p\"\nrouteByHTTPUser = \"u\"\ntransport.proxyProtocolVersion = \"v2\"\n"},
+	{name: "tcpmux group", toml: tokenLine + "[[proxies]]\nname = \"t\"\ntype = \"tcpmux\"\nmultiplexer = \"httpconnect\"\nlocalPort = 10701\ncustomDomains = [\"tunnel1\"]\nloadBalancer.group = \"g\"\nloadBalancer.groupKey = \"k\"\n"},
 	{name: "tcpmux without multiplexer", toml: tokenLine + "[[proxies]]\nname = \"t\"\ntype = \"tcpmux\"\nlocalPort = 10701\ncustomDomains = [\"tunnel1\"]\n",
 		want: "hopc.toml:2: proxies[0].multiplexer: missing; a tcpmux proxy needs multiplexer = \"httpconnect\" (HTTP CONNECT routed by its host, frp's only multiplexer)"},
 	{name: "tcpmux bad multiplexer", toml: tokenLine + "[[proxies]]\nname = \"t\"\ntype = \"tcpmux\"\nmultiplexer = \"sni\"\nlocalPort = 10701\ncustomDomains = [\"tunnel1\"]\n",
@@ -31,9 +32,9 @@ var tcpmuxClientCases = []errorCase{
 	{name: "multiplexer on tcp", toml: tokenLine + "[[proxies]]\nname = \"t\"\ntype = \"tcp\"\nmultiplexer = \"httpconnect\"\nlocalPort = 22\nremotePort = 6000\n",
 		want: "hopc.toml:5: proxies[0].multiplexer: only tcpmux proxies take multiplexer; remove it from this tcp proxy"},
 	{name: "tcpmux plugin", toml: tokenLine + "[[proxies]]\nname = \"t\"\ntype = \"tcpmux\"\nmultiplexer = \"httpconnect\"\ncustomDomains = [\"tunnel1\"]\n[proxies.plugin]\ntype = \"socks5\"\n",
-		want: "hopc.toml:7: proxies[0].plugin: a tcpmux proxy does not take a plugin; plugins run on tcp, stcp, xtcp proxies"},
+		want: "hopc.toml:7: proxies[0].plugin: a tcpmux proxy does not take a plugin; plugins run on tcp, stcp, xtcp, http, https proxies"},
 	{name: "same tcpmux domain twice", toml: tokenLine + "[[proxies]]\nname = \"a\"\ntype = \"tcpmux\"\nmultiplexer = \"httpconnect\"\nlocalPort = 1\ncustomDomains = [\"t\"]\n[[proxies]]\nname = \"b\"\ntype = \"tcpmux\"\nmultiplexer = \"httpconnect\"\nlocalPort = 2\ncustomDomains = [\"t\"]\n",
-		want: "hopc.toml:13: proxies[1].customDomains: t location \"/\" is also routed to proxies[0] (line 2); hops would refuse this proxy: give it another domain or location"},
+		want: "hopc.toml:13: proxies[1].customDomains: t location \"/\" is also routed to proxies[0] (line 2); hops would refuse this proxy: give it another domain or location, or put both in one loadBalancer.group"},
 }
 
 func TestTCPMuxServerConfig(t *testing.T) {

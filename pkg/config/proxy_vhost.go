@@ -189,12 +189,14 @@ func (p ProxyConfig) validateVhost(r *reporter, key string) {
 // client that claim the same domain, location and routeByHTTPUser: hops
 // would refuse the second.
 func (c *ClientConfig) validateVhostRoutes(r *reporter) {
-	seen := map[string]string{} // type, domain, location, user → key of the proxy
+	seen := map[string]string{}   // type, domain, location, user → key of the proxy
+	groups := map[string]string{} // key of a proxy → its loadBalancer.group
 	for i, p := range c.Proxies {
 		if !p.Type.IsVhost() {
 			continue
 		}
 		key := "proxies[" + strconv.Itoa(i) + "]"
+		groups[key] = p.LoadBalancer.Group
 		domains := slices.Clone(p.CustomDomains)
 		if p.Subdomain != "" {
 			domains = append(domains, p.Subdomain+".<subDomainHost>")
@@ -206,8 +208,8 @@ func (c *ClientConfig) validateVhostRoutes(r *reporter) {
 		for _, d := range domains {
 			for _, l := range locs {
 				k := string(p.Type) + " " + d + " " + l + " " + p.RouteByHTTPUser
-				if prev, dup := seen[k]; dup && prev != key {
-					r.add(key+".customDomains", "%s location %q is also routed to %s%s; hops would refuse this proxy: give it another domain or location", d, l, prev, r.at(prev))
+				if prev, dup := seen[k]; dup && prev != key && (p.LoadBalancer.Group == "" || groups[prev] != p.LoadBalancer.Group) {
+					r.add(key+".customDomains", "%s location %q is also routed to %s%s; hops would refuse this proxy: give it another domain or location, or put both in one loadBalancer.group", d, l, prev, r.at(prev))
 					return
 				}
 				seen[k] = key

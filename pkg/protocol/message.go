@@ -105,6 +105,13 @@ type Welcome struct {
 	// settings; a client must send a heartbeat well within the timeout.
 	HeartbeatIntervalMs int64 `json:"heartbeatIntervalMs"`
 	HeartbeatTimeoutMs  int64 `json:"heartbeatTimeoutMs"`
+	// ProbeKey (hex, ProbeKeySize bytes) admits the client's idle probes
+	// (IdleProbe) while the session lives; absent from a server that
+	// serves none.
+	ProbeKey string `json:"probeKey,omitempty"`
+	// MaxHeartbeatIntervalMs is the longest interval a HeartbeatUpdate
+	// gets (heartbeat.maxInterval); 0 from a server that takes none.
+	MaxHeartbeatIntervalMs int64 `json:"maxHeartbeatIntervalMs,omitempty"`
 }
 
 // ServerProof confirms the server's key: an HMAC of the transcript up to
@@ -167,9 +174,10 @@ type NewProxy struct {
 	// together (transport.bandwidthLimitMode = "server"); 0 or absent for
 	// no limit on the server.
 	BandwidthLimit int64 `json:"bandwidthLimit,omitempty"`
-	// Group names the load-balancing group of a tcp proxy (frp's
-	// loadBalancer.group): members share RemotePort. GroupKey must match
-	// the key the group's first member set.
+	// Group names the load-balancing group of a tcp, http, https or tcpmux proxy
+	// (frp's loadBalancer.group): tcp members share RemotePort, http and
+	// https members their domains (and locations and routeByHTTPUser).
+	// GroupKey must match the key the group's first member set.
 	Group    string `json:"group,omitempty"`
 	GroupKey string `json:"groupKey,omitempty"`
 
@@ -187,6 +195,10 @@ type NewProxy struct {
 	HostHeaderRewrite string            `json:"hostHeaderRewrite,omitempty"`
 	RequestHeaders    map[string]string `json:"requestHeaders,omitempty"`
 	ResponseHeaders   map[string]string `json:"responseHeaders,omitempty"`
+	// ProxyProtocol (http) says that hopc writes a PROXY protocol header
+	// on each stream (transport.proxyProtocolVersion): the server then
+	// never carries two browser connections' requests on one stream.
+	ProxyProtocol bool `json:"proxyProtocol,omitempty"`
 	// --- tcpmux: Multiplexer (tcpmux only, required) is "httpconnect".
 	// A tcpmux proxy also takes CustomDomains, Subdomain, HTTPUser,
 	// HTTPPassword (Proxy-Authorization) and RouteByHTTPUser.
@@ -329,6 +341,10 @@ func (m *Error) validate() error {
 	}
 	return nil
 }
+
+// groupTypes are the proxy types that join load-balancing groups.
+var groupTypes = map[string]bool{ProxyTCP: true, ProxyHTTP: true, ProxyHTTPS: true, ProxyTCPMux: true}
+
 func (m *NewProxy) validate() error {
 	if err := checkName("proxy name", m.Name); err != nil {
 		return err
@@ -352,14 +368,14 @@ func (m *NewProxy) validate() error {
 		return fmt.Errorf("negative bandwidth limit")
 	}
 	if m.Group != "" {
-		if m.ProxyType != ProxyTCP {
-			return fmt.Errorf("only tcp proxies join a load-balancing group")
+		if !groupTypes[m.ProxyType] {
+			return fmt.Errorf("only tcp, http, https and tcpmux proxies join a load-balancing group")
 		}
 		if err := checkName("group name", m.Group); err != nil {
 			return err
 		}
-		if m.RemotePort == 0 {
-			return fmt.Errorf("a load-balancing group needs a remotePort")
+		if m.ProxyType == ProxyTCP && m.RemotePort == 0 {
+			return fmt.Errorf("a load-balancing group of tcp proxies needs a remotePort")
 		}
 	}
 	if len(m.GroupKey) > MaxNameLen*4 {
@@ -442,6 +458,12 @@ func newMessage(t Type) Message {
 		return new(VisitAccept)
 	case TypeVisitConfirm:
 		return new(VisitConfirm)
+	case TypeIdleProbe:
+		return new(IdleProbe)
+	case TypeIdleProbeAck:
+		return new(IdleProbeAck)
+	case TypeHeartbeatUpdate:
+		return new(HeartbeatUpdate)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 var samples = []Message{
@@ -56,7 +57,37 @@ var samples = []Message{
 	&VisitAccept{Share: bytes.Repeat([]byte{6}, ShareSize), Tag: bytes.Repeat([]byte{7}, TagSize)},
 	&VisitConfirm{Tag: bytes.Repeat([]byte{7}, TagSize)},
 	&VisitConfirm{Tag: bytes.Repeat([]byte{7}, TagSize), Src: bytes.Repeat([]byte{8}, 60)},
+	&Welcome{SessionID: "abc", HeartbeatIntervalMs: 1, HeartbeatTimeoutMs: 3, ProbeKey: "00112233445566778899aabbccddeeff", MaxHeartbeatIntervalMs: 60000},
+	&IdleProbe{SessionID: "abc", ProbeKey: "00112233445566778899aabbccddeeff", SilenceMs: 30000},
+	&IdleProbeAck{},
+	&IdleProbeAck{Wake: true},
+	&HeartbeatUpdate{IntervalMs: 18000, LearnedMs: 40000},
+	&NewProxy{Name: "web", ProxyType: ProxyHTTP, CustomDomains: []string{"a.example.com"}, ProxyProtocol: true, Group: "g", GroupKey: "k"},
 }
+
+// The probe messages' bounds.
+func TestIdleProbeBounds(t *testing.T) {
+	key := "00112233445566778899aabbccddeeff"
+	for _, m := range []Message{
+		&IdleProbe{SessionID: "", ProbeKey: key, SilenceMs: 1000},
+		&IdleProbe{SessionID: "a", ProbeKey: "00", SilenceMs: 1000},
+		&IdleProbe{SessionID: "a", ProbeKey: key, SilenceMs: 10},
+		&IdleProbe{SessionID: "a", ProbeKey: key, SilenceMs: int64(MaxProbeSilence/time.Millisecond) + 1},
+		&HeartbeatUpdate{IntervalMs: 0},
+		&HeartbeatUpdate{IntervalMs: 1000, LearnedMs: -1},
+	} {
+		b, err := Encode(m)
+		if err == nil {
+			_, err = Decode(m.Type(), b[HeaderSize:])
+		}
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%#v: %v, want ErrMalformed", m, err)
+		}
+	}
+}
+
+func FuzzIdleProbe(f *testing.F)       { fuzzDecode(f, TypeIdleProbe) }
+func FuzzHeartbeatUpdate(f *testing.F) { fuzzDecode(f, TypeHeartbeatUpdate) }
 
 func TestRoundTrip(t *testing.T) {
 	var buf bytes.Buffer
@@ -395,6 +426,55 @@ func TestLinkRecords(t *testing.T) {
 	if _, err := DecodeLinkStatus(append(EncodeLinkStatus(0)[:4], 9, 0)); !errors.Is(err, ErrMalformed) {
 		t.Errorf("version: %v", err)
 	}
+	// Version 2 says the streams have heads; version 1 (older visitors)
+	// still decodes, without; 3 is refused, and a status is version 1.
+	h.Heads = true
+	v2 := h.Encode()
+	if got, err := DecodeLinkHello(v2); err != nil || got != h || v2[4] != 2 {
+		t.Fatalf("v2 %+v, %v", got, err)
+	}
+	v2[4] = 3
+	if _, err := DecodeLinkHello(v2); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "this hopc speaks 1 to 2") {
+		t.Errorf("v3 hello: %v", err)
+	}
+	if _, err := DecodeLinkStatus(append(EncodeLinkStatus(0)[:4], 2, 0)); !errors.Is(err, ErrMalformed) {
+		t.Errorf("v2 status: %v", err)
+	}
+}
+
+func TestStreamHead(t *testing.T) {
+	for _, c := range []struct{ src, dst, wantSrc, wantDst string }{
+		{"192.0.2.1:5000", "127.0.0.1:6000", "192.0.2.1:5000", "127.0.0.1:6000"},
+		{"[2001:db8::1]:443", "", "[2001:db8::1]:443", ""},
+		{"visitor x (link)", "@/tmp/sock", "", ""}, // not addresses: sent empty
+		{strings.Repeat("1", 70), "1.2.3.4:1", "", "1.2.3.4:1"},
+	} {
+		src, dst, err := ReadStreamHead(bytes.NewReader(EncodeStreamHead(c.src, c.dst)))
+		if err != nil || src != c.wantSrc || dst != c.wantDst {
+			t.Errorf("head(%q, %q) read back %q %q %v", c.src, c.dst, src, dst, err)
+		}
+	}
+	for _, in := range [][]byte{{}, {5, '1'}, {65}, append([]byte{3}, "abc"...), {0, 4, 'x', ':', '9', '9'}} {
+		if _, _, err := ReadStreamHead(bytes.NewReader(in)); err == nil {
+			t.Errorf("head %q accepted", in)
+		}
+	}
+}
+
+// FuzzStreamHead: a stream's head comes from the visitor, another hopc.
+func FuzzStreamHead(f *testing.F) {
+	f.Add(EncodeStreamHead("192.0.2.1:5000", "127.0.0.1:6000"))
+	f.Add([]byte{64})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		src, dst, err := ReadStreamHead(bytes.NewReader(in))
+		if err != nil {
+			return
+		}
+		s2, d2, err := ReadStreamHead(bytes.NewReader(EncodeStreamHead(src, dst)))
+		if err != nil || s2 != src || d2 != dst {
+			t.Fatalf("round trip %q %q: %q %q %v", src, dst, s2, d2, err)
+		}
+	})
 }
 
 // FuzzLinkRecords: the first records of a link's relay come from the peer

@@ -268,8 +268,9 @@ func (s *Server) openVhost(ss *session, m *protocol.NewProxy, p *proxy, full str
 	switch p.typ {
 	case protocol.ProxyHTTP:
 		rt := &vhost.HTTPRoute{Name: full, Dial: dial, User: m.HTTPUser, Password: m.HTTPPassword,
-			HostRewrite: m.HostHeaderRewrite, RequestHeaders: m.RequestHeaders, ResponseHeaders: m.ResponseHeaders, Conns: &p.conns}
-		id, err = s.vhost.http.Add(vhost.Rule{Domains: domains, Locations: m.Locations, User: m.RouteByHTTPUser}, rt)
+			HostRewrite: m.HostHeaderRewrite, RequestHeaders: m.RequestHeaders, ResponseHeaders: m.ResponseHeaders, Conns: &p.conns,
+			PerClient: m.ProxyProtocol}
+		id, err = s.vhost.http.Add(vhost.Rule{Domains: domains, Locations: m.Locations, User: m.RouteByHTTPUser, Group: m.Group, GroupKey: m.GroupKey}, rt)
 		if err == nil {
 			p.unroute = func() { s.vhost.http.Remove(id) }
 		}
@@ -280,17 +281,20 @@ func (s *Server) openVhost(ss *session, m *protocol.NewProxy, p *proxy, full str
 			return p.limit.Conn(user, bwlimit.Out), p.limit.Conn(st, bwlimit.In)
 		}
 		rt := &vhost.TCPMuxRoute{Name: full, Dial: dial, User: m.HTTPUser, Password: m.HTTPPassword, Wrap: wrap, Conns: &p.conns}
-		id, err = s.vhost.tcpmux.Add(domains, m.RouteByHTTPUser, rt)
+		id, err = s.vhost.tcpmux.Add(vhost.Rule{Domains: domains, User: m.RouteByHTTPUser, Group: m.Group, GroupKey: m.GroupKey}, rt)
 		if err == nil {
 			p.unroute = func() { s.vhost.tcpmux.Remove(id) }
 		}
 	default:
-		id, err = s.vhost.https.Add(domains, &vhost.TLSRoute{Name: full, Dial: dial, Conns: &p.conns})
+		id, err = s.vhost.https.Add(vhost.Rule{Domains: domains, Group: m.Group, GroupKey: m.GroupKey}, &vhost.TLSRoute{Name: full, Dial: dial, Conns: &p.conns})
 		if err == nil {
 			p.unroute = func() { s.vhost.https.Remove(id) }
 		}
 	}
 	if err != nil {
+		if errors.Is(err, vhost.ErrGroupKey) {
+			return refuse(m.Name, protocol.CodeGroupKey, "%v; write the same loadBalancer.groupKey in every member of the group", err)
+		}
 		if errors.Is(err, vhost.ErrTaken) {
 			return refuse(m.Name, protocol.CodeDomainInUse, "%v; give this proxy another domain or location (it is retried, and gets it once the other proxy goes)", err)
 		}
@@ -302,6 +306,10 @@ func (s *Server) openVhost(ss *session, m *protocol.NewProxy, p *proxy, full str
 	ss.mu.Lock()
 	ss.proxies[p.name] = p
 	ss.mu.Unlock()
-	p.log.Info("proxy started", "port", portKey)
+	if m.Group != "" {
+		p.log.Info("proxy started in load-balancing group", "port", portKey, "group", m.Group)
+	} else {
+		p.log.Info("proxy started", "port", portKey)
+	}
 	return &protocol.NewProxyResp{Name: p.name, Domains: domains}
 }

@@ -3,6 +3,7 @@ package vhost
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net"
@@ -37,6 +38,10 @@ type HTTPRoute struct {
 	// Conns, when set, counts the connections to the local service and
 	// their bytes (In toward it, Out back).
 	Conns *metrics.Conns
+	// PerClient keeps the connections to the local service of each
+	// browser connection apart, never reused for another's requests: the
+	// owner writes a PROXY protocol header naming the browser on each.
+	PerClient bool
 
 	key string // URL host of its pooled connections, unique per Add
 }
@@ -244,6 +249,9 @@ func (s *HTTPServer) rewrite(pr *httputil.ProxyRequest) {
 	rt := pr.In.Context().Value(routeKeyCtx).(*HTTPRoute)
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = rt.key
+	if rt.PerClient { // a pool of its own for each browser connection
+		pr.Out.URL.Host = hex.EncodeToString([]byte(pr.In.RemoteAddr)) + "." + rt.key
+	}
 	// Keep the chain of proxies before hops, then add the browser.
 	if prior := pr.In.Header.Values("X-Forwarded-For"); len(prior) > 0 {
 		pr.Out.Header["X-Forwarded-For"] = prior

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -120,5 +121,54 @@ func TestHTTPSServerClose(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close waited for a connection reading its ClientHello")
+	}
+}
+
+// A PerClient route carries each browser connection's requests only on
+// connections to the local service dialed for that browser (whose PROXY
+// protocol header names it).
+func TestPerClientConnections(t *testing.T) {
+	s := NewHTTP(HTTPConfig{})
+	t.Cleanup(func() { s.Close() })
+	local := backend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.RemoteAddr) }))
+	var mu sync.Mutex
+	dialedFor := map[string]string{} // local address of a connection to the service → the browser it was dialed for
+	dial := func(ctx context.Context, src string) (net.Conn, error) {
+		c, err := local(ctx, src)
+		if err == nil {
+			mu.Lock()
+			dialedFor[c.LocalAddr().String()] = src
+			mu.Unlock()
+		}
+		return c, err
+	}
+	if _, err := s.Add(Rule{Domains: []string{"pp.test"}}, &HTTPRoute{Name: "pp", Dial: dial, PerClient: true}); err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t)
+	s.Serve(ln)
+	for range 3 { // browsers one after the other, three requests each
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(c)
+		for range 3 {
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: pp.test\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			mu.Lock()
+			for_ := dialedFor[string(b)]
+			mu.Unlock()
+			if for_ != c.LocalAddr().String() {
+				t.Errorf("a request of browser %s went on a connection dialed for %q", c.LocalAddr(), for_)
+			}
+		}
+		c.Close()
 	}
 }

@@ -65,10 +65,12 @@ func NewHTTPS(cfg HTTPSConfig) *HTTPSServer {
 	return &HTTPSServer{cfg: cfg, log: log, routes: NewRouter[*TLSRoute](), conns: conns}
 }
 
-// Add routes the server names of domains to rt; an error wraps ErrTaken
-// when another route has one of them.
-func (s *HTTPSServer) Add(domains []string, rt *TLSRoute) (uint64, error) {
-	return s.routes.Add(rt.Name, Rule{Domains: domains}, rt)
+// Add routes the server names of rule's domains to rt (members of
+// rule.Group in turn); an error wraps ErrTaken when another route has one
+// of them, or ErrGroupKey.
+func (s *HTTPSServer) Add(rule Rule, rt *TLSRoute) (uint64, error) {
+	rule.Locations, rule.User = nil, "" // a TLS connection has neither
+	return s.routes.Add(rt.Name, rule, rt)
 }
 
 // Remove drops the routes of id; open connections go on.

@@ -87,3 +87,60 @@ func TestRouterConflictsAndRemove(t *testing.T) {
 		t.Fatalf("after Remove the domain is free: %v", err)
 	}
 }
+
+// Members of one group share a domain and are taken in turn; another
+// group, a wrong key or a route without a group is refused; the domain
+// stays while a member is left.
+func TestRouterGroups(t *testing.T) {
+	r := NewRouter[string]()
+	web := Rule{Domains: []string{"web.example.com"}, Group: "web", GroupKey: "k"}
+	a, err := r.Add("a", web, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Add("b", web, "b"); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for range 10 {
+		v, ok := r.Lookup("web.example.com", "/", "")
+		if !ok {
+			t.Fatal("no route")
+		}
+		seen[v]++
+	}
+	if seen["a"] != 5 || seen["b"] != 5 {
+		t.Fatalf("10 lookups went %v; want 5 each", seen)
+	}
+	for _, c := range []struct {
+		rule Rule
+		want error
+		msg  string
+	}{
+		{Rule{Domains: web.Domains}, ErrTaken, `served by load-balancing group "web"`},
+		{Rule{Domains: web.Domains, Group: "other", GroupKey: "k"}, ErrTaken, `served by load-balancing group "web"`},
+		{Rule{Domains: web.Domains, Group: "web", GroupKey: "x"}, ErrGroupKey, "whose groupKey is another"},
+	} {
+		_, err := r.Add("c", c.rule, "c")
+		if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("Add(%+v) = %v; want %v with %q", c.rule, err, c.want, c.msg)
+		}
+	}
+	solo, err := r.Add("solo", Rule{Domains: []string{"solo.example.com"}}, "solo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Add("g", Rule{Domains: []string{"solo.example.com"}, Group: "web", GroupKey: "k"}, "g"); !errors.Is(err, ErrTaken) || !strings.Contains(err.Error(), "served by solo") {
+		t.Errorf("a group member on a route without a group: %v", err)
+	}
+	r.Remove(solo)
+	r.Remove(a)
+	for range 3 {
+		if v, _ := r.Lookup("web.example.com", "/", ""); v != "b" {
+			t.Fatalf("after a left: %q, want b", v)
+		}
+	}
+	if r.Len() != 1 {
+		t.Fatalf("Len = %d, want 1", r.Len())
+	}
+}

@@ -44,7 +44,7 @@ func hello(name string, alpn ...string) func(net.Conn) {
 
 func TestSharedClassify(t *testing.T) {
 	https := NewHTTPS(HTTPSConfig{})
-	if _, err := https.Add([]string{"secure.test", "*.apps.test"}, &TLSRoute{Name: "s"}); err != nil {
+	if _, err := https.Add(Rule{Domains: []string{"secure.test", "*.apps.test"}}, &TLSRoute{Name: "s"}); err != nil {
 		t.Fatal(err)
 	}
 	all := Shared{HTTPS: https, HTTP: true, TCPMux: true, ControlALPN: "hop"}

@@ -92,11 +92,14 @@ func NewTCPMux(cfg TCPMuxConfig) *TCPMuxServer {
 	return &TCPMuxServer{cfg: cfg, log: log, routes: NewRouter[*TCPMuxRoute](), conns: conns}
 }
 
-// Add routes CONNECT requests for domains (and, when routeByUser is set,
-// only those whose Proxy-Authorization user it is) to rt; an error wraps
-// ErrTaken when another route has one of them.
-func (s *TCPMuxServer) Add(domains []string, routeByUser string, rt *TCPMuxRoute) (uint64, error) {
-	return s.routes.Add(rt.Name, Rule{Domains: domains, User: routeByUser}, rt)
+// Add routes CONNECT requests for rule.Domains (and, when rule.User is
+// set, only those whose Proxy-Authorization user it is: routeByHTTPUser)
+// to rt, sharing them with the other routes of rule.Group; an error
+// wraps ErrTaken when another route has one of them, ErrGroupKey when
+// its group has another key.
+func (s *TCPMuxServer) Add(rule Rule, rt *TCPMuxRoute) (uint64, error) {
+	rule.Locations = nil // a CONNECT has no path
+	return s.routes.Add(rt.Name, rule, rt)
 }
 
 // Remove drops the routes of id; open tunnels go on.

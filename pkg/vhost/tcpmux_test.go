@@ -131,19 +131,19 @@ func TestTCPMuxServer(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	s := NewTCPMux(TCPMuxConfig{HeaderTimeout: 300 * time.Millisecond})
 	down := func(context.Context, string) (net.Conn, error) { return nil, errors.New("client gone") }
-	if _, err := s.Add([]string{"open.test"}, "", &TCPMuxRoute{Name: "open", Dial: echoDialer(t, "hi ")}); err != nil {
+	if _, err := s.Add(Rule{Domains: []string{"open.test"}}, &TCPMuxRoute{Name: "open", Dial: echoDialer(t, "hi ")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Add([]string{"auth.test"}, "", &TCPMuxRoute{Name: "auth", Dial: echoDialer(t, "secret "), User: "u", Password: "pw"}); err != nil {
+	if _, err := s.Add(Rule{Domains: []string{"auth.test"}}, &TCPMuxRoute{Name: "auth", Dial: echoDialer(t, "secret "), User: "u", Password: "pw"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Add([]string{"auth.test"}, "bob", &TCPMuxRoute{Name: "bob", Dial: echoDialer(t, "bob ")}); err != nil {
+	if _, err := s.Add(Rule{Domains: []string{"auth.test"}, User: "bob"}, &TCPMuxRoute{Name: "bob", Dial: echoDialer(t, "bob ")}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Add([]string{"down.test"}, "", &TCPMuxRoute{Name: "down", Dial: down}); err != nil {
+	if _, err := s.Add(Rule{Domains: []string{"down.test"}}, &TCPMuxRoute{Name: "down", Dial: down}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Add([]string{"open.test"}, "", &TCPMuxRoute{Name: "again"}); !errors.Is(err, ErrTaken) {
+	if _, err := s.Add(Rule{Domains: []string{"open.test"}}, &TCPMuxRoute{Name: "again"}); !errors.Is(err, ErrTaken) {
 		t.Fatalf("second route for open.test: %v, want ErrTaken", err)
 	}
 	ln := listen(t)
@@ -191,7 +191,7 @@ func TestTCPMuxPassthrough(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	s := NewTCPMux(TCPMuxConfig{Passthrough: true})
-	if _, err := s.Add([]string{"t.test"}, "", &TCPMuxRoute{Name: "t", Dial: echoDialer(t, "")}); err != nil {
+	if _, err := s.Add(Rule{Domains: []string{"t.test"}}, &TCPMuxRoute{Name: "t", Dial: echoDialer(t, "")}); err != nil {
 		t.Fatal(err)
 	}
 	ln := listen(t)
@@ -210,7 +210,7 @@ func TestTCPMuxClose(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
 	s := NewTCPMux(TCPMuxConfig{HeaderTimeout: time.Minute})
-	if _, err := s.Add([]string{"t.test"}, "", &TCPMuxRoute{Name: "t", Dial: echoDialer(t, "x")}); err != nil {
+	if _, err := s.Add(Rule{Domains: []string{"t.test"}}, &TCPMuxRoute{Name: "t", Dial: echoDialer(t, "x")}); err != nil {
 		t.Fatal(err)
 	}
 	ln := listen(t)
@@ -270,7 +270,7 @@ func TestTCPMuxWrapAndCount(t *testing.T) {
 	conns := new(metrics.Conns)
 	rt := &TCPMuxRoute{Name: "t", Dial: echoDialer(t, "hello"), Conns: conns,
 		Wrap: func(u, st net.Conn) (net.Conn, net.Conn) { return wrapped{u, &toUser}, wrapped{st, &toStream} }}
-	if _, err := s.Add([]string{"t.test"}, "", rt); err != nil {
+	if _, err := s.Add(Rule{Domains: []string{"t.test"}}, rt); err != nil {
 		t.Fatal(err)
 	}
 	ln := listen(t)
@@ -300,5 +300,57 @@ func TestTCPMuxWrapAndCount(t *testing.T) {
 	// "early" went to the stream before the join, not through Wrap.
 	if conns.Total.Load() != 1 || conns.In.Load() < 6 || toStream.Load() != 1 {
 		t.Fatalf("total %d, in %d, through Wrap to the stream %d", conns.Total.Load(), conns.In.Load(), toStream.Load())
+	}
+}
+
+// tcpmux proxies of one load-balancing group share a host, and the
+// tunnels go to the members in turn; another key is refused.
+func TestTCPMuxGroup(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) })
+	s := NewTCPMux(TCPMuxConfig{})
+	rule := Rule{Domains: []string{"g.test"}, Group: "g", GroupKey: "k"}
+	a, err := s.Add(rule, &TCPMuxRoute{Name: "a", Dial: echoDialer(t, "a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Add(rule, &TCPMuxRoute{Name: "b", Dial: echoDialer(t, "b")}); err != nil {
+		t.Fatal(err)
+	}
+	bad := rule
+	bad.GroupKey = "other"
+	if _, err := s.Add(bad, &TCPMuxRoute{Name: "c"}); !errors.Is(err, ErrGroupKey) {
+		t.Fatalf("another key: %v, want ErrGroupKey", err)
+	}
+	if _, err := s.Add(Rule{Domains: []string{"g.test"}}, &TCPMuxRoute{Name: "d"}); !errors.Is(err, ErrTaken) {
+		t.Fatalf("outside the group: %v, want ErrTaken", err)
+	}
+	ln := listen(t)
+	s.Serve(ln)
+	defer s.Close()
+	first := func() string {
+		_, br, status := connectTo(t, ln.Addr().String(), "CONNECT g.test:1 HTTP/1.1\r\n\r\n")
+		if status != "HTTP/1.1 200 Connection established" {
+			t.Fatalf("status %q", status)
+		}
+		br.ReadString('\n')
+		b, err := br.ReadByte()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	seen := map[string]int{}
+	for i := 0; i < 4; i++ {
+		seen[first()]++
+	}
+	if seen["a"] != 2 || seen["b"] != 2 {
+		t.Fatalf("members answered %v, want 2 each", seen)
+	}
+	s.Remove(a)
+	for i := 0; i < 2; i++ {
+		if m := first(); m != "b" {
+			t.Fatalf("after a left: %q answered", m)
+		}
 	}
 }

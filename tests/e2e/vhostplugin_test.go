@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+)
+
+// TestPluginsOnVhostProxies: the plugins frp users put on http and https
+// proxies. An https proxy routed by SNI with https2http terminates the
+// user's TLS in hopc with the plugin's certificate and forwards HTTP to
+// the local web app; an http proxy serves files with static_file. curl
+// reaches both by name with --resolve, as a browser would by DNS.
+func TestPluginsOnVhostProxies(t *testing.T) {
+	dir := t.TempDir()
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "app %s host=%s proto=%s", r.URL.Path, r.Host, r.Header.Get("X-Forwarded-Proto"))
+	}))
+	defer web.Close()
+	crt, key, _ := selfSigned(t, dir, "app.hop.test")
+	www := filepath.Join(dir, "www")
+	if err := os.Mkdir(www, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(www, "hello.txt"), "hello from static_file")
+
+	sp, hp, sslp := freePort(t), freePort(t), freePort(t)
+	start(t, "hops", serverConfig(sp, fmt.Sprintf("vhostHTTPPort = %d\nvhostHTTPSPort = %d\n", hp, sslp)))
+	waitListening(t, loop(sp), ready)
+	hopc := start(t, "hopc", clientConfig(sp, fmt.Sprintf(`
+[[proxies]]
+name = "app"
+type = "https"
+customDomains = ["app.hop.test"]
+[proxies.plugin]
+type = "https2http"
+localAddr = %q
+crtPath = %q
+keyPath = %q
+
+[[proxies]]
+name = "files"
+type = "http"
+customDomains = ["files.hop.test"]
+[proxies.plugin]
+type = "static_file"
+localPath = %q
+`, web.Listener.Addr(), crt, key, www)))
+	eventually(t, ready, "both proxies to start", func() bool { return hopc.count("proxy started") == 2 })
+
+	ssl, h := strconv.Itoa(sslp), strconv.Itoa(hp)
+	wantCurl(t, "app /x host=app.hop.test:"+ssl+" proto=https", "--cacert", crt, "--resolve", "app.hop.test:"+ssl+":127.0.0.1", "https://app.hop.test:"+ssl+"/x")
+	if out, _, code := curl(t, "--resolve", "app.hop.test:"+ssl+":127.0.0.1", "https://app.hop.test:"+ssl+"/x"); code == 0 {
+		t.Errorf("curl accepted the plugin's self-signed certificate without --cacert: %q", out)
+	}
+	wantCurl(t, "hello from static_file", "--resolve", "files.hop.test:"+h+":127.0.0.1", "http://files.hop.test:"+h+"/hello.txt")
+	wantCurl(t, "404", "-o", "/dev/null", "-w", "%{http_code}", "--resolve", "files.hop.test:"+h+":127.0.0.1", "http://files.hop.test:"+h+"/missing.txt")
+}
