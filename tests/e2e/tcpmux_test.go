@@ -293,3 +293,43 @@ func TestVhostOnBindPort(t *testing.T) {
 		}
 	}
 }
+
+// TestTCPMuxGroup: tcpmux proxies of two hopc in one load-balancing group
+// share a host, the tunnels alternate between them, and when one hopc
+// stops the other takes every tunnel.
+func TestTCPMuxGroup(t *testing.T) {
+	srvPort, muxPort := freePort(t), freePort(t)
+	start(t, "hops", serverConfig(srvPort, fmt.Sprintf("tcpmuxHTTPConnectPort = %d\n", muxPort)))
+	waitListening(t, loop(srvPort), ready)
+	member := func(name string) *proc {
+		return start(t, "hopc", clientConfig(srvPort, tcpmuxProxy(name, tagService(t, name),
+			"customDomains = [\"group.hop.test\"]\nloadBalancer.group = \"g\"\nloadBalancer.groupKey = \"gk\"\n")))
+	}
+	a, _ := member("member-a"), member("member-b")
+	mux := loop(muxPort)
+	tag := func() string {
+		st, _, br := connect(t, mux, "group.hop.test:22", "", "")
+		if st != "HTTP/1.1 200 Connection established" {
+			return ""
+		}
+		return readTag(t, br)
+	}
+	eventually(t, ready, "both members to take tunnels", func() bool {
+		seen := map[string]bool{}
+		for i := 0; i < 4; i++ {
+			seen[tag()] = true
+		}
+		return seen["member-a"] && seen["member-b"]
+	})
+	if code := a.interrupt(20 * time.Second); code != 0 {
+		t.Errorf("hopc exit code %d", code)
+	}
+	eventually(t, ready, "member-b to take every tunnel", func() bool {
+		for i := 0; i < 4; i++ {
+			if tag() != "member-b" {
+				return false
+			}
+		}
+		return true
+	})
+}
