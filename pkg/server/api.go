@@ -183,7 +183,7 @@ type ProxyInfo struct {
 	ClientID   string `json:"clientID"`
 	Type       string `json:"type"`
 	RemotePort int    `json:"remotePort"` // 0 for secret proxies (stcp, xtcp...)
-	// Domains (http, https) are the host names routed to the proxy.
+	// Domains (http, https, tcpmux) are the host names routed to the proxy.
 	Domains    []string `json:"domains,omitempty"`
 	State      string   `json:"state"` // "online": registered by a live session
 	ConnsOpen  int64    `json:"connsOpen"`

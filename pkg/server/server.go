@@ -127,8 +127,8 @@ func (s *Server) Listen(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	if err := s.listenVhost(ctx); err != nil {
-		ln.Close()
+	ln, err = s.listenVhost(ctx, ln) // a vhost port may share bindPort
+	if err != nil {
 		s.stun.Close()
 		return err
 	}
