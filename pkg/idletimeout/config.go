@@ -84,13 +84,18 @@ type Config struct {
 	Precision float64
 	// Relearn: the Runner starts over after this long. Default 6h.
 	Relearn time.Duration
-	// Verify: while converged, the Runner re-probes the longest silence
-	// that survived this often, and starts over once Confirm probes of it
-	// in a row failed (the path got shorter). Default 15m.
+	// Verify: while converged, the Runner re-probes this often,
+	// alternately, the longest silence that survived (starting over once
+	// Confirm probes of it in a row failed: the path got shorter) and the
+	// shortest confirmed too long (a survival resumes the search). Default
+	// 15m. This field is not in issue 12's sketch of the API.
 	Verify time.Duration
 	// Confirm: a silence counts as too long only after this many failed
 	// probes of it (or of a shorter one) with no longer one surviving.
-	// Default 2 (a lossy probe is not a short timeout).
+	// Default 2 (a lossy probe is not a short timeout). Each failure seen
+	// contradicted by a longer survival in a learning round (proof that
+	// probes get lost) raises the count by one for the rest of the round,
+	// up to MaxConfirm.
 	Confirm int
 }
 

@@ -36,6 +36,7 @@ type Learner struct {
 
 	survived time.Duration
 	fails    []time.Duration // failed silences longer than survived, ascending (repeats kept)
+	losses   int             // failures later contradicted by a longer survival
 	probes   int
 }
 
@@ -115,10 +116,17 @@ func (l *Learner) Config() Config { return l.cfg }
 // silence longer than survived (a failure of a shorter silence implies
 // this one is too long as well), or 0.
 func (l *Learner) failed() time.Duration {
-	if len(l.fails) >= l.cfg.Confirm {
-		return l.fails[l.cfg.Confirm-1]
+	if n := l.confirm(); len(l.fails) >= n {
+		return l.fails[n-1]
 	}
 	return 0
+}
+
+// confirm is the number of failures needed: Confirm, plus one for each
+// failure seen contradicted in this round (the probes are lossy), up to
+// MaxConfirm.
+func (l *Learner) confirm() int {
+	return min(l.cfg.Confirm+l.losses, max(MaxConfirm, l.cfg.Confirm))
 }
 
 func (l *Learner) converged() bool {
@@ -164,6 +172,7 @@ func (l *Learner) Report(silence time.Duration, survived bool) {
 	if survived {
 		l.survived = silence
 		i, _ := slices.BinarySearch(l.fails, silence+1)
+		l.losses += i
 		l.fails = slices.Delete(l.fails, 0, i)
 		return
 	}
@@ -173,7 +182,7 @@ func (l *Learner) Report(silence time.Duration, survived bool) {
 
 // Reset starts over: it keeps nothing learnt.
 func (l *Learner) Reset() {
-	l.survived, l.fails, l.probes = 0, nil, 0
+	l.survived, l.fails, l.losses, l.probes = 0, nil, 0, 0
 }
 
 // Next returns the silences to probe now, given the ones in flight: at
@@ -197,8 +206,20 @@ func (l *Learner) Next(inFlight []time.Duration) []time.Duration {
 	}
 	var out []time.Duration
 	hi := l.failed()
+	tentative := hi == 0 && len(l.fails) > 0
+	if tentative {
+		hi = l.fails[0]
+	}
 	if hi == 0 {
+		// Look ahead at most Parallel-1 doublings (at least one) beyond
+		// what survived: longer probes would hold their slots long after
+		// the answer is known. Those in flight beyond a failure still
+		// help: their survival unmasks a lost probe.
+		limit := scale(max(l.survived, l.ladder[0]), math.Exp2(float64(max(l.cfg.Parallel-1, 1))))
 		for _, p := range l.ladder {
+			if p > limit {
+				break
+			}
 			if p > l.survived && !busy[p] {
 				out = append(out, p)
 				if len(out) == free {
@@ -209,9 +230,12 @@ func (l *Learner) Next(inFlight []time.Duration) []time.Duration {
 		return out
 	}
 
+	// Bisect between lo and hi. hi is the shortest confirmed failure or,
+	// while none is, the shortest failure (tentative: it is re-probed
+	// first, and the points below it are wasted only if it was a loss).
 	lo := max(l.survived, l.floor)
 	for _, f := range l.fails {
-		if f >= hi || len(out) == free {
+		if f > hi || (f == hi && !tentative) || len(out) == free {
 			break
 		}
 		if f > lo && !busy[f] && !slices.Contains(out, f) {
@@ -245,10 +269,12 @@ func (l *Learner) Next(inFlight []time.Duration) []time.Duration {
 	}
 	want := math.Log(1 + l.cfg.Precision)
 	for range free - len(out) {
-		best := -1
+		// The widest, or a lower one nearly as wide: shorter probes
+		// answer sooner, and the lowest failure is the likeliest true.
+		best, bestW := -1, want
 		for i, g := range gaps {
-			if g.log/float64(g.n+1) > want && (best < 0 || g.log/float64(g.n+1) > gaps[best].log/float64(gaps[best].n+1)) {
-				best = i
+			if w := g.log / float64(g.n+1); w > want && (best < 0 || w > bestW*1.05) {
+				best, bestW = i, w
 			}
 		}
 		if best < 0 {
