@@ -92,10 +92,11 @@ type Config struct {
 	Verify time.Duration
 	// Confirm: a silence counts as too long only after this many failed
 	// probes of it (or of a shorter one) with no longer one surviving.
-	// Default 2 (a lossy probe is not a short timeout). Each failure seen
-	// contradicted by a longer survival in a learning round (proof that
-	// probes get lost) raises the count by one for the rest of the round,
-	// up to MaxConfirm.
+	// Default 2 (a lossy probe is not a short timeout). Each survival
+	// that contradicts failures of shorter silences in a learning round
+	// (proof that probes get lost) raises the count by one for the rest
+	// of the round, up to MaxConfirm; one that contradicts a confirmed
+	// failure also forgets every failure seen.
 	Confirm int
 }
 

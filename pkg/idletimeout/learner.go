@@ -123,8 +123,8 @@ func (l *Learner) failed() time.Duration {
 }
 
 // confirm is the number of failures needed: Confirm, plus one for each
-// failure seen contradicted in this round (the probes are lossy), up to
-// MaxConfirm.
+// survival in this round that contradicted failures (the probes are
+// lossy), up to MaxConfirm.
 func (l *Learner) confirm() int {
 	return min(l.cfg.Confirm+l.losses, max(MaxConfirm, l.cfg.Confirm))
 }
@@ -170,10 +170,18 @@ func (l *Learner) Report(silence time.Duration, survived bool) {
 		return
 	}
 	if survived {
+		wrong := l.failed() != 0 && silence >= l.failed()
 		l.survived = silence
 		i, _ := slices.BinarySearch(l.fails, silence+1)
-		l.losses += i
+		if i > 0 {
+			l.losses++
+		}
 		l.fails = slices.Delete(l.fails, 0, i)
+		if wrong {
+			// A confirmed failure was wrong: the probes were lost or the
+			// path changed; either way the failures above are suspect.
+			l.fails = nil
+		}
 		return
 	}
 	i, _ := slices.BinarySearch(l.fails, silence)

@@ -167,16 +167,26 @@ func TestLearnerInconsistentFailureIgnored(t *testing.T) {
 	if r := l.Result(); r.Failed != 0 || r.Survived != 12*time.Second {
 		t.Fatalf("failures shorter than a survival counted: %+v", r)
 	}
-	// Two losses seen: 2+2 failures are needed now.
-	for i := range 3 {
+	// One survival proved losses: 2+1 failures are needed now.
+	for i := range 2 {
 		l.Report(30*time.Second, false)
 		if r := l.Result(); r.Failed != 0 {
-			t.Fatalf("after %d failures with 2 losses seen: Failed %v", i+1, r.Failed)
+			t.Fatalf("after %d failures with losses seen: Failed %v", i+1, r.Failed)
 		}
 	}
 	l.Report(30*time.Second, false)
-	if r := l.Result(); r.Failed != 30*time.Second || r.Probes != 9 {
-		t.Fatalf("after 4 failures: %+v, want Failed 30s, 9 probes", r)
+	if r := l.Result(); r.Failed != 30*time.Second || r.Probes != 8 {
+		t.Fatalf("after 3 failures: %+v, want Failed 30s, 8 probes", r)
+	}
+	// A survival beyond a confirmed failure forgets every failure: the
+	// path changed, or they were losses too.
+	l = NewLearner(Config{})
+	for _, d := range []time.Duration{10, 10, 20, 30, 40} {
+		l.Report(d*time.Second, false)
+	}
+	l.Report(12*time.Second, true)
+	if r := l.Result(); r.Failed != 0 || r.Survived != 12*time.Second {
+		t.Fatalf("after a survival beyond Failed: %+v, want Failed 0, Survived 12s", r)
 	}
 	l.Reset()
 	if r := l.Result(); r != (Result{Interval: DefaultStart}) {
