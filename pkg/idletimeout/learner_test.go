@@ -50,6 +50,34 @@ func TestLearnerConverges(t *testing.T) {
 	}
 }
 
+// Every timeout from below the floor to beyond the cap, log-spaced.
+func TestLearnerConvergesEverywhere(t *testing.T) {
+	for T := 500 * time.Millisecond; T < 3*time.Hour; T = T * 21 / 20 {
+		for _, cfg := range []Config{{}, {Parallel: 1}, {Parallel: 7, Confirm: 3, Precision: 0.1}, {Min: 5 * time.Second, Max: time.Minute, Fraction: 0.3}} {
+			l := NewLearner(cfg)
+			at := simulate(l, path{timeout: T}, 24*time.Hour)
+			r := l.Result()
+			c := cfg.WithDefaults()
+			floor := scale(c.Min, 1/c.Fraction)
+			cap := scale(c.Max, 1/c.Fraction)
+			switch {
+			case !r.Converged:
+				t.Fatalf("T=%v %+v: not converged: %+v", T, cfg, r)
+			case at > 30*min(T, cap)+5*time.Minute:
+				t.Fatalf("T=%v %+v: converged after %v", T, cfg, at)
+			case r.Survived >= T || (r.Failed != 0 && r.Failed < T):
+				t.Fatalf("T=%v %+v: %+v contradicts the path", T, cfg, r)
+			case T > cap && (r.Survived != cap || r.Interval != c.Max):
+				t.Fatalf("T=%v %+v: beyond the cap, got %+v", T, cfg, r)
+			case T <= floor && r.Interval != c.Min:
+				t.Fatalf("T=%v %+v: below the floor, got %+v", T, cfg, r)
+			case T > floor*5/4 && T <= cap:
+				checkConverged(t, cfg, r, T)
+			}
+		}
+	}
+}
+
 func TestLearnerNoShortTimeout(t *testing.T) {
 	l := NewLearner(Config{})
 	simulate(l, path{timeout: 2 * time.Hour}, 10*time.Hour)

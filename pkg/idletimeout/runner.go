@@ -87,8 +87,9 @@ type outcome struct {
 // every Relearn and when Relearn is called; probes of an earlier round
 // are canceled and their outcomes dropped.
 //
-// Run must not be called again while it runs: a second concurrent call
-// returns at once.
+// onChange runs on Run's goroutine and should return quickly; it may
+// call Result and Relearn. Run must not be called again while it runs: a
+// second concurrent call returns at once.
 func (r *Runner) Run(ctx context.Context) {
 	r.mu.Lock()
 	if r.running {
@@ -227,20 +228,32 @@ func (r *Runner) Run(ctx context.Context) {
 			// Alternate: Survived catches a path that got shorter,
 			// Failed one that got longer or a failure confirmed by
 			// unlucky losses.
-			kind, d := verifyNext, res.Survived
-			if kind == verifyFailed {
-				d = res.Failed
+			kind := verifyNext
+			if bound(res, kind) == 0 { // converged at the cap, or with nothing surviving
+				kind = otherVerify(kind)
 			}
-			if d == 0 {
-				kind, d = verifySurvived+verifyFailed-kind, res.Survived+res.Failed
-			}
-			if d > 0 {
+			if d := bound(res, kind); d > 0 {
 				verifying = true
 				launch(d, kind)
 			}
-			verifyNext = verifySurvived + verifyFailed - kind
+			verifyNext = otherVerify(kind)
 		}
 	}
+}
+
+// bound is the silence a verify probe of kind re-probes.
+func bound(res Result, kind int) time.Duration {
+	if kind == verifyFailed {
+		return res.Failed
+	}
+	return res.Survived
+}
+
+func otherVerify(kind int) int {
+	if kind == verifyFailed {
+		return verifySurvived
+	}
+	return verifyFailed
 }
 
 func indexOf(s []time.Duration, d time.Duration) int {
