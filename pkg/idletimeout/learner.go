@@ -1,6 +1,7 @@
 package idletimeout
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"time"
@@ -23,6 +24,36 @@ type Result struct {
 	Converged bool
 	// Probes is the number of probes reported in this learning round.
 	Probes int
+}
+
+// Estimate is the idle time after which the path forgets a flow, as far
+// as it is known: the geometric middle of Survived and Failed, or 0 while
+// either is unknown (nothing survived, or no failure up to the cap).
+func (r Result) Estimate() time.Duration {
+	if r.Survived <= 0 || r.Failed <= 0 {
+		return 0
+	}
+	return time.Duration(math.Sqrt(float64(r.Survived) * float64(r.Failed))).Round(time.Millisecond)
+}
+
+// String says what is known, for a log line: "path forgets idle flows
+// after ~38.8s (35.552s kept, 42.279s forgotten); using 15.998s".
+func (r Result) String() string {
+	var s string
+	switch {
+	case r.Estimate() > 0:
+		s = fmt.Sprintf("path forgets idle flows after ~%v (%v kept, %v forgotten)", r.Estimate().Round(100*time.Millisecond), r.Survived, r.Failed)
+	case r.Survived > 0:
+		s = fmt.Sprintf("path keeps idle flows at least %v", r.Survived)
+	case r.Failed > 0:
+		s = fmt.Sprintf("path forgets idle flows in less than %v", r.Failed)
+	default:
+		s = "nothing learnt yet"
+	}
+	if !r.Converged {
+		s += ", still learning"
+	}
+	return fmt.Sprintf("%s; using %v", s, r.Interval)
 }
 
 // Learner is the pure search state: no goroutines, no clock. The caller

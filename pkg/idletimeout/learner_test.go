@@ -371,3 +371,26 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestResultString(t *testing.T) {
+	cases := []struct {
+		r        Result
+		estimate time.Duration
+		want     string
+	}{
+		{Result{Interval: 2 * time.Second}, 0, "nothing learnt yet, still learning; using 2s"},
+		{Result{Interval: 16 * time.Second, Survived: 35552 * time.Millisecond, Failed: 42279 * time.Millisecond, Converged: true}, 38770 * time.Millisecond,
+			"path forgets idle flows after ~38.8s (35.552s kept, 42.279s forgotten); using 16s"},
+		{Result{Interval: 5 * time.Minute, Survived: defCap, Converged: true}, 0, "path keeps idle flows at least 11m6.667s; using 5m0s"},
+		{Result{Interval: time.Second, Failed: 2500 * time.Millisecond, Converged: true}, 0, "path forgets idle flows in less than 2.5s; using 1s"},
+		{Result{Interval: 4 * time.Second, Survived: 8888 * time.Millisecond}, 0, "path keeps idle flows at least 8.888s, still learning; using 4s"},
+	}
+	for _, c := range cases {
+		if got := c.r.Estimate(); got != c.estimate {
+			t.Errorf("%+v: Estimate %v, want %v", c.r, got, c.estimate)
+		}
+		if got := c.r.String(); got != c.want {
+			t.Errorf("%+v:\n got %q\nwant %q", c.r, got, c.want)
+		}
+	}
+}
