@@ -13,8 +13,11 @@
 // survived it is Start, which is safe behind a 5 s NAT.
 //
 // A lost probe must not be mistaken for a short timeout: a silence counts as
-// too long only after Confirm failed probes of it or of shorter silences,
-// and a failure at a silence shorter than one that survived is ignored.
+// too long only after Confirm failed probes of it or of shorter silences, a
+// failure at a silence shorter than one that survived is ignored, and once
+// a survival has shown that probes get lost, more failures are needed.
+// Probes that could not be run at all (the Prober's error) count for
+// nothing.
 //
 // Learner is the pure search state (no goroutines, no clock). Runner drives
 // a Learner with a Prober: it runs the probes in parallel, reports changes,
@@ -82,7 +85,8 @@ type Config struct {
 	Parallel int
 	// Precision: the search stops when hi/lo <= 1+Precision. Default 0.25.
 	Precision float64
-	// Relearn: the Runner starts over after this long. Default 6h.
+	// Relearn: the Runner starts over this long after a learning round
+	// began. Default 6h.
 	Relearn time.Duration
 	// Verify: while converged, the Runner re-probes this often,
 	// alternately, the longest silence that survived (starting over once

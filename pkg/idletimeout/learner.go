@@ -228,12 +228,15 @@ func (l *Learner) Reset() {
 // most Parallel-len(inFlight), none once converged. Silences in flight
 // are not returned again.
 //
-// Before a failure is confirmed it walks the ladder Start/Fraction×2^k up
-// to the cap, shortest first (a silence that failed once comes up again,
-// as it is still the shortest unknown). Once one is confirmed it first
-// re-probes the failures not yet confirmed below it, then spreads probes
-// geometrically over the widest gaps between the silences known or in
-// flight, until every gap is within Precision.
+// While nothing failed it walks the ladder Start/Fraction×2^k up to the
+// cap, shortest first, at most Parallel-1 doublings beyond the longest
+// silence that survived. Once something failed it probes below hi, the
+// shortest confirmed failure (or, while none is confirmed, the shortest
+// failure): first it re-probes the failures not yet confirmed, then it
+// spreads probes geometrically over the widest gaps between
+// lo = max(Survived, Min/Fraction), the silences in flight and hi, until
+// every gap is within Precision. Probes in flight beyond hi keep their
+// slots: a survival there shows the failures were losses.
 func (l *Learner) Next(inFlight []time.Duration) []time.Duration {
 	free := l.cfg.Parallel - len(inFlight)
 	if free <= 0 || l.converged() {

@@ -222,8 +222,8 @@ func (r *Runner) Run(ctx context.Context) {
 				break
 			}
 			verifyT.Reset(r.cfg.Verify)
-			if verifying {
-				break
+			if verifying || len(inFlight) >= r.cfg.Parallel {
+				break // never more than Parallel probes at once
 			}
 			// Alternate: Survived catches a path that got shorter,
 			// Failed one that got longer or a failure confirmed by
