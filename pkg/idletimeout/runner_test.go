@@ -325,3 +325,22 @@ func TestRunnerStopsPromptly(t *testing.T) {
 		}
 	})
 }
+
+func TestRunnerBounds(t *testing.T) {
+	cfg := Config{Min: 10 * time.Second, Max: 30 * time.Second}
+	for _, c := range []struct {
+		T, want time.Duration
+	}{{5 * time.Second, 10 * time.Second}, {2 * time.Hour, 30 * time.Second}, {20 * time.Second, 10 * time.Second}, {40 * time.Second, 17818 * time.Millisecond}} {
+		synctest.Test(t, func(t *testing.T) {
+			p := &fakePath{timeout: c.T}
+			_, changes, _ := run(t, cfg, p)
+			if first := <-changes; first.Interval != cfg.Min {
+				t.Fatalf("first interval %v, want Min %v (the default Start raised to it)", first.Interval, cfg.Min)
+			}
+			res := waitFor(t, changes, 2*time.Hour, "convergence", converged)
+			if res.Interval != c.want {
+				t.Fatalf("T=%v: %+v, want Interval %v", c.T, res, c.want)
+			}
+		})
+	}
+}
