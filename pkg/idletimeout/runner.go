@@ -81,11 +81,12 @@ type outcome struct {
 // It keeps up to Parallel probes in flight. A probe whose Prober returns
 // an error is retried after a backoff (RetryMin to RetryMax) and never
 // counted. While converged it re-probes, every Verify, alternately
-// Survived (and starts over once Confirm of those probes in a row failed:
-// the path got shorter) and Failed (a survival resumes the search upward:
-// the path got longer, or losses had confirmed a failure). It also starts over
-// every Relearn and when Relearn is called; probes of an earlier round
-// are canceled and their outcomes dropped.
+// Survived (and starts over once as many of those probes in a row failed
+// as a failure needs to be confirmed: the path got shorter) and Failed
+// (a survival resumes the search upward: the path got longer, or losses
+// had confirmed a failure). It also starts over every Relearn and when
+// Relearn is called; probes of an earlier round are canceled and their
+// outcomes dropped.
 //
 // onChange runs on Run's goroutine and should return quickly; it may
 // call Result and Relearn. Run must not be called again while it runs: a
@@ -201,7 +202,7 @@ func (r *Runner) Run(ctx context.Context) {
 			if o.kind == verifySurvived {
 				if o.survived {
 					verifyFails = 0
-				} else if verifyFails++; verifyFails >= r.cfg.Confirm {
+				} else if verifyFails++; verifyFails >= l.confirm() {
 					// The path got shorter: what was learnt is wrong.
 					newRound()
 				} else {
