@@ -344,3 +344,44 @@ func TestRunnerBounds(t *testing.T) {
 		})
 	}
 }
+
+// Twelve hours on a 40 s path losing a fifth of the probes: the interval
+// in use is always safe, and most of the time near the best one.
+func TestRunnerLossyLongRun(t *testing.T) {
+	const T = 40 * time.Second
+	const span = 12 * time.Hour
+	for seed := range uint64(4) {
+		synctest.Test(t, func(t *testing.T) {
+			p := &fakePath{timeout: T, loss: lossy(0.2, seed)}
+			_, changes, stop := run(t, Config{}, p)
+			begin := time.Now()
+			cur, since := (<-changes).Interval, begin
+			var weighted float64 // interval × time in use
+			rounds := 1
+			deadline := time.After(span)
+		loop:
+			for {
+				select {
+				case res := <-changes:
+					if res.Interval >= T/2 {
+						t.Fatalf("seed %d: interval %v in use on a %v path", seed, res.Interval, T)
+					}
+					if res.Probes == 0 {
+						rounds++
+					}
+					weighted += float64(cur) * float64(time.Since(since))
+					cur, since = res.Interval, time.Now()
+				case <-deadline:
+					break loop
+				}
+			}
+			weighted += float64(cur) * float64(time.Since(since))
+			stop()
+			mean := time.Duration(weighted / float64(span))
+			t.Logf("seed %d: mean interval %v over %v, %d learning rounds", seed, mean, span, rounds)
+			if mean < T/4 {
+				t.Fatalf("seed %d: mean interval %v, want >= %v", seed, mean, T/4)
+			}
+		})
+	}
+}
