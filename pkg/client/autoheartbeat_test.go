@@ -73,14 +73,17 @@ func TestAutoHeartbeatLearnsIdleTimeout(t *testing.T) {
 	if !strings.Contains(clog.String(), "heartbeat interval learned: path forgets idle TCP after") {
 		t.Errorf("no info line about what was learnt:\n%s", clog.String())
 	}
-	eventually(t, 10*time.Second, "hops to use the learnt interval", func() bool {
-		for _, ci := range srv.Clients() {
-			if ci.Online && ci.HeartbeatIntervalMs == st.Interval.Milliseconds() && ci.LearnedIdleMs == st.Survived.Milliseconds() {
-				return true
-			}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		cs := srv.Clients()
+		if len(cs) == 1 && cs[0].Online && cs[0].HeartbeatIntervalMs == st.Interval.Milliseconds() && cs[0].LearnedIdleMs == st.Survived.Milliseconds() {
+			break
 		}
-		return false
-	})
+		if time.Now().After(deadline) {
+			t.Fatalf("hops' view of the client %+v; want the learnt interval %v and silence %v", cs, st.Interval, st.Survived)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if n := c.Stats().Sessions; n != 1 {
 		t.Fatalf("%d sessions while learning behind a %v idle timeout, want 1 (none lost)", n, forget)
 	}

@@ -346,6 +346,14 @@ func (m *Error) validate() error {
 var groupTypes = map[string]bool{ProxyTCP: true, ProxyHTTP: true, ProxyHTTPS: true, ProxyTCPMux: true}
 
 func (m *NewProxy) validate() error {
+	// An empty object means none, as an absent one does (omitempty), so
+	// that a decoded message encodes to what it was decoded from.
+	if len(m.RequestHeaders) == 0 {
+		m.RequestHeaders = nil
+	}
+	if len(m.ResponseHeaders) == 0 {
+		m.ResponseHeaders = nil
+	}
 	if err := checkName("proxy name", m.Name); err != nil {
 		return err
 	}
