@@ -11,14 +11,6 @@ import (
 	"github.com/hopproxy/hop/pkg/config"
 )
 
-// pendingKeys are frp's keys that hop takes under the same name on the
-// tcpmux branch, which pkg/config of this branch does not know yet. Once
-// it does (config.HopKeyKind finds them), this list can go.
-var pendingKeys = map[Side]map[string]string{
-	Server: {"tcpmuxHTTPConnectPort": config.KindInt, "tcpmuxPassthrough": config.KindBool},
-	Client: {"proxies[].multiplexer": config.KindString},
-}
-
 type converter struct {
 	side   Side
 	schema map[string]kind
@@ -368,14 +360,8 @@ func (c *converter) lookup(gk string) (h config.FrpKey, hopKind string, ok bool)
 		if k, ok := config.HopKeyKind(side, h.To); ok {
 			return h, k, true
 		}
-		if k, ok := pendingKeys[c.side][h.To]; ok {
-			return h, k, true
-		}
 	}
 	if k, ok := config.HopKeyKind(side, gk); ok && k != config.KindTable {
-		return config.FrpKey{To: gk}, k, true
-	}
-	if k, ok := pendingKeys[c.side][gk]; ok {
 		return config.FrpKey{To: gk}, k, true
 	}
 	for p := parentOf(gk); p != ""; p = parentOf(p) {

@@ -23,7 +23,7 @@ import (
 )
 
 // inputs are the frp files of testdata, by side. pending ones use keys
-// that hop has only once other branches are merged (see TestPendingVerify).
+// that hop has only once other branches are merged (see TestTCPMuxAndVhostOutputsVerify).
 var inputs = map[Side][]string{
 	Client: {"frpc_full.toml", "frpc_more.yaml", "frpc_tokensource.json", "frpc_tcpmux.toml", "frpc_vhost_plugins.toml"},
 	Server: {"frps_full.json", "frps_tokensource.yaml", "frps_tcpmux.toml"},
@@ -235,23 +235,22 @@ func TestOutputsVerify(t *testing.T) {
 	}
 }
 
-// TestPendingVerify loads the outputs whose keys hop has once the tcpmux
-// branch (tcpmux proxies, tcpmuxHTTPConnectPort) and the lead's change on
-// main (plugins and load-balancing groups on http and https proxies) are
-// merged. It fails on the migrate branch alone.
-func TestPendingVerify(t *testing.T) {
+// TestTCPMuxAndVhostOutputsVerify loads the outputs of the inputs with
+// tcpmux proxies and tcpmuxHTTPConnectPort, and with plugins and
+// load-balancing groups on http and https proxies.
+func TestTCPMuxAndVhostOutputsVerify(t *testing.T) {
 	setEnv(t)
 	for _, c := range []struct {
-		side       Side
-		name, need string
+		side Side
+		name string
 	}{
-		{Client, "frpc_tcpmux.toml", "the tcpmux branch"},
-		{Server, "frps_tcpmux.toml", "the tcpmux branch"},
-		{Client, "frpc_vhost_plugins.toml", "main's plugins and loadBalancer on http/https proxies"},
+		{Client, "frpc_tcpmux.toml"},
+		{Server, "frps_tcpmux.toml"},
+		{Client, "frpc_vhost_plugins.toml"},
 	} {
 		out, _ := convertFile(t, c.name, c.side)
 		if err := parse(c.side, c.name+".hop.toml", out); err != nil {
-			t.Errorf("%s: the output does not pass %s verify (it needs %s merged):\n%v", c.name, c.side, c.need, err)
+			t.Errorf("%s: the output does not pass %s verify:\n%v", c.name, c.side, err)
 		}
 	}
 }
