@@ -149,6 +149,24 @@ v              xtcp visitor  running  relay        -                    -
 	}
 }
 
+// The "auto" heartbeat line, learning and learnt.
+func TestWriteStatusHeartbeat(t *testing.T) {
+	for _, c := range []struct {
+		h    client.HeartbeatStatus
+		want string
+	}{
+		{client.HeartbeatStatus{IntervalMs: 2000, Probes: 3}, "heartbeat auto: learning (3 probes so far); using 2s"},
+		{client.HeartbeatStatus{IntervalMs: 16000, SurvivedMs: 35552, FailedMs: 42279, Learned: true}, "heartbeat auto: path forgets idle TCP after 35.552s-42.279s; using 16s"},
+		{client.HeartbeatStatus{IntervalMs: 60000, SurvivedMs: 133333, Learned: true}, "heartbeat auto: path keeps idle TCP at least 2m13.333s; using 1m0s"},
+	} {
+		var b bytes.Buffer
+		WriteStatus(&b, client.Status{ClientID: "c1", Server: "h:7000", Online: true, Heartbeat: &c.h})
+		if lines := strings.Split(b.String(), "\n"); len(lines) < 2 || lines[1] != c.want {
+			t.Errorf("got\n%s\nwant second line %q", b.String(), c.want)
+		}
+	}
+}
+
 // TestTLS: with webServer.tls set, the client trusts certFile as the root
 // and checks the name of webServer.addr.
 func TestTLS(t *testing.T) {

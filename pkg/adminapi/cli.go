@@ -138,6 +138,17 @@ func WriteStatus(w io.Writer, s client.Status) error {
 		fmt.Fprintf(w, " (last error: %s)", s.LastError)
 	}
 	fmt.Fprintln(w)
+	if h := s.Heartbeat; h != nil {
+		ms := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
+		switch {
+		case h.Learned && h.FailedMs > 0:
+			fmt.Fprintf(w, "heartbeat auto: path forgets idle TCP after %v-%v; using %v\n", ms(h.SurvivedMs), ms(h.FailedMs), ms(h.IntervalMs))
+		case h.Learned:
+			fmt.Fprintf(w, "heartbeat auto: path keeps idle TCP at least %v; using %v\n", ms(h.SurvivedMs), ms(h.IntervalMs))
+		default:
+			fmt.Fprintf(w, "heartbeat auto: learning (%d probes so far); using %v\n", h.Probes, ms(h.IntervalMs))
+		}
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tTYPE\tSTATE\tREMOTE/PATH\tERROR\tNEXT RETRY")
 	for _, p := range s.Proxies {

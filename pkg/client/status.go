@@ -18,6 +18,20 @@ type Status struct {
 	LastError string          `json:"lastError"`
 	Proxies   []ProxyStatus   `json:"proxies"`  // in config order
 	Visitors  []VisitorStatus `json:"visitors"` // in config order
+	// Heartbeat is what heartbeat.interval = "auto" learnt; nil for a
+	// fixed interval.
+	Heartbeat *HeartbeatStatus `json:"heartbeat,omitempty"`
+}
+
+// HeartbeatStatus is heartbeat.interval = "auto" in Status.
+type HeartbeatStatus struct {
+	IntervalMs int64 `json:"intervalMs"` // in use (hops' accepted one while online)
+	// SurvivedMs is the longest idle silence the probes saw the path keep
+	// (0: none yet); FailedMs the shortest it forgot, confirmed (0: none).
+	SurvivedMs int64 `json:"survivedMs"`
+	FailedMs   int64 `json:"failedMs"`
+	Learned    bool  `json:"learned"` // the search converged
+	Probes     int   `json:"probes"`  // in this round of learning
 }
 
 // States of proxies and visitors in Status.
@@ -65,6 +79,11 @@ func (c *Client) Status() Status {
 		Proxies: make([]ProxyStatus, 0, len(cfg.Proxies)), Visitors: make([]VisitorStatus, 0, len(cfg.Visitors))}
 	if st.LastCause != nil {
 		out.LastError = st.LastCause.Error()
+	}
+	if c.auto != nil {
+		a := c.auto.status()
+		out.Heartbeat = &HeartbeatStatus{IntervalMs: a.Interval.Milliseconds(), SurvivedMs: a.Survived.Milliseconds(),
+			FailedMs: a.Failed.Milliseconds(), Learned: a.Converged, Probes: a.Probes}
 	}
 	c.run.mu.Lock()
 	reg := c.run.reg

@@ -63,6 +63,10 @@ var serverCases = []errorCase{
 	{name: "tcp keepalive", toml: tokenLine + "[transport.tcpKeepalive]\ninterval = \"0s\"\ncount = 0\n", want: "hops.toml:3: transport.tcpKeepalive.interval: 0s is not allowed; use a positive duration such as \"10s\" (to disable TCP keepalive set idle = \"0s\")\n" +
 		"hops.toml:4: transport.tcpKeepalive.count: 0 is out of range; use 1-100 (unanswered probes before the connection is dropped)"},
 	{name: "tcp keepalive disabled", toml: tokenLine + "[transport.tcpKeepalive]\nidle = \"0s\"\ninterval = \"0s\"\ncount = 0\n"},
+	{name: "heartbeat auto on hops", toml: tokenLine + "[heartbeat]\ninterval = \"auto\"\n", want: "hops.toml:3: heartbeat.interval: \"auto\" is hopc's: hops follows the interval each auto client learns (up to heartbeat.maxInterval); give hops a duration, e.g. \"10s\""},
+	{name: "heartbeat minInterval on hops", toml: tokenLine + "[heartbeat]\nminInterval = \"1s\"\n", want: "hops.toml:3: heartbeat.minInterval: unknown key; did you mean maxInterval?"},
+	{name: "heartbeat maxInterval zero on hops", toml: tokenLine + "[heartbeat]\nmaxInterval = \"0s\"\n", want: "hops.toml:3: heartbeat.maxInterval: 0s is not allowed; use a positive duration such as \"10s\" (the longest heartbeat interval an auto client may use)"},
+	{name: "auto elsewhere", toml: tokenLine + "[mux]\nkeepaliveInterval = \"auto\"\n", want: "hops.toml:3: mux.keepaliveInterval: \"auto\" is not a valid duration; write a number with a unit, e.g. \"10s\", \"500ms\" or \"1m30s\" (units: ms, s, m, h)"},
 	{name: "heartbeat interval equals timeout", toml: tokenLine + "[heartbeat]\ninterval = \"30s\"\ntimeout = \"30s\"\n", want: "hops.toml:3: heartbeat.interval: 30s is not shorter than heartbeat.timeout (30s), so a healthy peer would time out between two heartbeats; set heartbeat.timeout to at least 3× the interval (\"1m30s\") or shorten the interval"},
 	{name: "heartbeat interval above timeout", toml: tokenLine + "[heartbeat]\ninterval = \"1m\"\ntimeout = \"30s\"\n", want: "hops.toml:3: heartbeat.interval: 1m is not shorter than heartbeat.timeout (30s), so a healthy peer would time out between two heartbeats; set heartbeat.timeout to at least 3× the interval (\"3m\") or shorten the interval"},
 	{name: "heartbeat disabled", toml: tokenLine + "[heartbeat]\ninterval = \"0s\"\ntimeout = \"0s\"\n"},
@@ -201,6 +205,9 @@ var serverCases = []errorCase{
 }
 
 var clientCases = []errorCase{
+	{name: "heartbeat auto", toml: tokenLine + "[heartbeat]\ninterval = \"auto\"\nminInterval = \"2s\"\nmaxInterval = \"2m\"\n"},
+	{name: "heartbeat auto bounds crossed", toml: tokenLine + "[heartbeat]\ninterval = \"auto\"\nminInterval = \"2m\"\nmaxInterval = \"1m\"\n", want: "hopc.toml:4: heartbeat.minInterval: 2m is longer than heartbeat.maxInterval (1m); set minInterval at most maxInterval"},
+	{name: "heartbeat auto zero bound", toml: tokenLine + "[heartbeat]\ninterval = \"auto\"\nminInterval = \"0s\"\n", want: "hopc.toml:4: heartbeat.minInterval: 0s is not allowed; use a positive duration such as \"10s\" (the shortest heartbeat interval \"auto\" may use)"},
 	{name: "minimal", toml: tokenLine},
 	// --- plugins
 	{name: "plugin as frp INI string", toml: tokenLine + "[[proxies]]\nname = \"s\"\ntype = \"tcp\"\nremotePort = 6000\nplugin = \"socks5\"\n", want: "hopc.toml:6: proxies[0].plugin: expected a table, found a string; frp's INI format named the plugin here, hop's (and frp's TOML) is a table: write [proxies.plugin] below the proxy, with type = \"socks5\" and the plugin's keys"},

@@ -19,29 +19,20 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hopproxy/hop/tests/binaries"
 )
 
 var binDir string
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "hop-e2e-bin-")
+		dir, err := binaries.Build()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		args := []string{"build", "-o", dir + "/"}
-		if raceEnabled {
-			args = append(args, "-race")
-		}
-		args = append(args, "github.com/hopproxy/hop/cmd/hops", "github.com/hopproxy/hop/cmd/hopc")
-		cmd := exec.Command("go", args...)
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building binaries:", err)
-			return 1
-		}
 		binDir = dir
 		return m.Run()
 	}())

@@ -1,0 +1,6 @@
+//go:build race
+
+package binaries
+
+// Race is true when the code is built with -race: the binaries are too.
+const Race = true
