@@ -104,8 +104,9 @@ func hopKind(hops, hopc string) *kind {
 	}
 }
 
-// frpKind configures frp v0.52 or later (TOML configs). Untested: no frp
-// binary was at hand when this was written.
+// frpKind configures frp v0.52 or later (TOML configs): tcp proxies, and
+// an http proxy on frps' vhostHTTPPort (the same keys as hop's). Untested:
+// no frp binary was at hand when this was written.
 func frpKind(frps, frpc string) *kind {
 	return &kind{
 		name: "frp", serverName: "frps", clientName: "frpc", server: frps, client: frpc,
