@@ -1,8 +1,8 @@
 // Command bench measures hop against a direct loopback connection: bulk
 // throughput, 64-byte round trips, new connections per second, HTTP
 // requests per second and latency through the vhost HTTP port with
-// keep-alive, and the memory and CPU of hops and hopc. It builds and runs the real binaries and
-// is not part of go test:
+// keep-alive, and the memory and CPU of hops and hopc. It builds and runs
+// the real binaries and is not part of go test:
 //
 //	go run ./bench                           # 3 repetitions, Markdown to stdout
 //	go run ./bench -runs 3 -out BENCHMARKS.md
