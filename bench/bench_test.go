@@ -2,11 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
+	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/vhost"
 )
 
 // TestMeasurements runs each measurement against the in-process services,
@@ -114,9 +121,12 @@ func TestReport(t *testing.T) {
 	r.add("direct", "tput1", 10)
 	r.add("hop", "tput1", 5)
 	r.add("hop", "rss_srv_idle", 12)
+	r.add("direct", "http8", 20000)
+	r.add("hop", "http8", 5000)
 	p2p := "goos: linux\nBenchmarkP2P/throughput/direct-2   \t 145\t 18472552 ns/op\t  56.76 MB/s\nok\n"
-	md := report(meta{command: "go run ./bench -quick", idle: 100, p2p: p2p}, r)
-	for _, want := range []string{"go run ./bench -quick", "| Throughput, 1 stream, Gbit/s (higher is better) | 10.0 | 5.00 | 0.50 |", "100 idle connections open",
+	md := report(meta{command: shellJoin([]string{"go", "run", "./bench", "-quick", "-note", "busy machine"}), idle: 100, p2p: p2p, note: "busy machine"}, r)
+	for _, want := range []string{"go run ./bench -quick -note 'busy machine'", "- note: busy machine\n",
+		"| HTTP requests/s, keep-alive, 1 KiB, 8 workers (higher is better) | 20000 | 5000 | 0.25 |", "| Throughput, 1 stream, Gbit/s (higher is better) | 10.0 | 5.00 | 0.50 |", "100 idle connections open",
 		"go test -run '^$' -bench P2P -benchtime 2s ./tests/e2e", "BenchmarkP2P/throughput/direct-2 145 18472552 ns/op 56.76 MB/s"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
@@ -129,12 +139,128 @@ func TestFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.runs != 2 || o.dur != time.Second || o.rtts != 2000 || o.idle != 100 {
+	if o.runs != 2 || o.dur != time.Second || o.rtts != 2000 || o.httpReqs != 2000 || o.idle != 100 {
 		t.Errorf("-quick -runs 2: %+v", o)
 	}
-	for _, args := range [][]string{{"-hops", "x"}, {"-other-server", "x"}, {"-runs", "0"}, {"-other-server", "a", "-other-client", "b", "-other-kind", "rathole"}} {
+	for _, args := range [][]string{{"-hops", "x"}, {"-other-server", "x"}, {"-runs", "0"}, {"-http-reqs", "0"}, {"-max-reqs", "-1"}, {"-other-server", "a", "-other-client", "b", "-other-kind", "rathole"}} {
 		if _, err := parseFlags(args, &strings.Builder{}); err == nil {
 			t.Errorf("%q: no error", args)
 		}
+	}
+}
+
+// TestHTTPMeasurements runs the HTTP phases for a very short time against
+// the backend directly and through hop's vhost router in process, and
+// checks that a wrong Host (404) or a dead backend fails them.
+func TestHTTPMeasurements(t *testing.T) {
+	ctx := context.Background()
+	web, err := newHTTPBackend()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer web.Close()
+
+	// hops' vhost HTTP server, routing benchHost to the backend.
+	vs := vhost.NewHTTP(vhost.HTTPConfig{})
+	defer vs.Close()
+	var d net.Dialer
+	if _, err := vs.Add(vhost.Rule{Domains: []string{benchHost}}, &vhost.HTTPRoute{
+		Name: "web",
+		Dial: func(ctx context.Context, _ string) (net.Conn, error) { return d.DialContext(ctx, "tcp", web.Addr()) },
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs.Serve(ln)
+
+	for _, tc := range []struct{ name, addr string }{{"direct", web.Addr()}, {"vhost", ln.Addr().String()}} {
+		for _, workers := range []int{1, 3} {
+			cl := newHTTPClient(tc.addr, benchHost, web.body, workers)
+			cpuCalls := 0
+			r, err := httpRate(ctx, cl, workers, 10*time.Millisecond, 50*time.Millisecond, 1e6, func() float64 { cpuCalls++; return float64(cpuCalls) })
+			cl.Close()
+			if err != nil {
+				t.Fatalf("%s, httpRate, %d workers: %v", tc.name, workers, err)
+			}
+			if r.n <= 0 || r.total < r.n || r.elapsed < 50*time.Millisecond || !(r.rate() > 0) || r.cpu != 1 {
+				t.Errorf("%s, httpRate, %d workers: %+v, %v req/s", tc.name, workers, r, r.rate())
+			}
+			// Keep-alive: one connection per worker for all requests.
+			if r.dials != int64(workers) {
+				t.Errorf("%s, httpRate, %d workers: %d connections for %d requests", tc.name, workers, r.dials, r.total)
+			}
+		}
+
+		cl := newHTTPClient(tc.addr, benchHost, web.body, 1)
+		ds, err := httpLatency(ctx, cl, 300, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%s, httpLatency: %v", tc.name, err)
+		}
+		if len(ds) != 300 || ds[0] <= 0 || percentile(ds, 50) > percentile(ds, 99) || cl.dials.Load() != 1 {
+			t.Errorf("%s, httpLatency: %d samples, min %v, p50 %v, p99 %v, %d connections", tc.name, len(ds), ds[0], percentile(ds, 50), percentile(ds, 99), cl.dials.Load())
+		}
+		cl.Close()
+
+		// A Host no route serves: 404 from the vhost, or from the backend.
+		cl = newHTTPClient(tc.addr, "other.hop.test", web.body, 2)
+		if _, err := httpRate(ctx, cl, 2, 10*time.Millisecond, 50*time.Millisecond, 1e6, nil); !errors.Is(err, errHTTPStatus) || !strings.Contains(err.Error(), "404") {
+			t.Errorf("%s, httpRate, wrong Host: %v, want a 404 error", tc.name, err)
+		}
+		if _, err := httpLatency(ctx, cl, 10, 10*time.Second); !errors.Is(err, errHTTPStatus) || !strings.Contains(err.Error(), "404") {
+			t.Errorf("%s, httpLatency, wrong Host: %v, want a 404 error", tc.name, err)
+		}
+		cl.Close()
+	}
+
+	// A body other than the backend's fails too.
+	cl := newHTTPClient(web.Addr(), benchHost, web.body[:100], 1)
+	if _, err := httpLatency(ctx, cl, 10, 10*time.Second); !errors.Is(err, errHTTPStatus) {
+		t.Errorf("httpLatency, short expected body: %v, want %v", err, errHTTPStatus)
+	}
+	cl.Close()
+
+	// More requests than -max-reqs allows during the warm-up.
+	cl = newHTTPClient(web.Addr(), benchHost, web.body, 1)
+	if r, err := httpRate(ctx, cl, 1, 5*time.Second, time.Second, 20, nil); err == nil || r.total != 20 {
+		t.Errorf("httpRate, 20 requests at most: %d done, %v, want an error about -max-reqs", r.total, err)
+	}
+	cl.Close()
+
+	// The backend gone: the vhost answers 502.
+	web.Close()
+	cl = newHTTPClient(ln.Addr().String(), benchHost, web.body, 1)
+	if _, err := httpLatency(ctx, cl, 10, 10*time.Second); !errors.Is(err, errHTTPStatus) || !strings.Contains(err.Error(), "502") {
+		t.Errorf("httpLatency, backend closed: %v, want a 502 error", err)
+	}
+	cl.Close()
+}
+
+// TestConfigs checks that the configs the bench writes for hop are valid
+// and give the http proxy its domain on the vhost port.
+func TestConfigs(t *testing.T) {
+	k := hopKind("hops", "hopc")
+	srv, err := config.ParseServer("hops.toml", []byte(k.serverConf(7000, 7080)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.VhostHTTPPort != 7080 || srv.BindPort != 7000 || srv.ProxyBindAddr != "127.0.0.1" {
+		t.Errorf("server config: vhostHTTPPort %d, bindPort %d, proxyBindAddr %q", srv.VhostHTTPPort, srv.BindPort, srv.ProxyBindAddr)
+	}
+	cli, err := config.ParseClient("hopc.toml", []byte(k.clientConf(7000, []fwd{{"echo", 9001, 7001}}, 9002)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var types []string
+	for _, p := range cli.Proxies {
+		types = append(types, fmt.Sprint(p.Type))
+		if fmt.Sprint(p.Type) == "http" && (p.LocalPort != 9002 || !slices.Equal(p.CustomDomains, []string{benchHost})) {
+			t.Errorf("http proxy: localPort %d, customDomains %q", p.LocalPort, p.CustomDomains)
+		}
+	}
+	if !slices.Equal(types, []string{"tcp", "http"}) {
+		t.Errorf("proxy types %q, want tcp and http", types)
 	}
 }

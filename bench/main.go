@@ -1,7 +1,8 @@
 // Command bench measures hop against a direct loopback connection: bulk
-// throughput, 64-byte round trips, new connections per second, and the
-// memory and CPU of hops and hopc. It builds and runs the real binaries and
-// is not part of go test:
+// throughput, 64-byte round trips, new connections per second, HTTP
+// requests per second and latency through the vhost HTTP port with
+// keep-alive, and the memory and CPU of hops and hopc. It builds and runs
+// the real binaries and is not part of go test:
 //
 //	go run ./bench                           # 3 repetitions, Markdown to stdout
 //	go run ./bench -runs 3 -out BENCHMARKS.md
@@ -42,10 +43,12 @@ type options struct {
 	runs                     int
 	dur, warmup              time.Duration
 	rtts, idle, maxConns     int
+	httpReqs, maxReqs        int
 	out                      string
 	hops, hopc               string
 	otherServer, otherClient string
 	otherKind                string
+	note                     string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -58,6 +61,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.rtts, "rtts", 20000, "64-byte round trips measured per repetition")
 	fs.IntVar(&o.idle, "idle", 1000, "idle proxied connections held open for the memory figures")
 	fs.IntVar(&o.maxConns, "max-conns", 50000, "most connections per connection-rate phase")
+	fs.IntVar(&o.httpReqs, "http-reqs", 10000, "HTTP requests timed one at a time per repetition, for the latency figures")
+	fs.IntVar(&o.maxReqs, "max-reqs", 1000000, "most HTTP requests per request-rate phase")
 	fs.StringVar(&o.out, "out", "", "also write the report to this file, e.g. BENCHMARKS.md")
 	fs.StringVar(&o.p2p, "p2p", "", "output of `go test -run '^$' -bench P2P ./tests/e2e` (root, netlab) to include in the report")
 	fs.StringVar(&o.hops, "hops", "", "hops binary to use (default: build it)")
@@ -65,7 +70,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.otherServer, "other-server", "", "optional: server binary of another proxy, measured as a third column")
 	fs.StringVar(&o.otherClient, "other-client", "", "optional: its client binary")
 	fs.StringVar(&o.otherKind, "other-kind", "frp", `kind of the other proxy, for its configs: "frp" (v0.52+)`)
-	quick := fs.Bool("quick", false, "smoke run: 1 repetition, 1 s phases, 2000 round trips, 100 idle connections (flags given explicitly win)")
+	fs.StringVar(&o.note, "note", "", "a line about the conditions of the run, shown in the report's header")
+	quick := fs.Bool("quick", false, "smoke run: 1 repetition, 1 s phases, 2000 round trips and HTTP requests timed, 100 idle connections (flags given explicitly win)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -83,11 +89,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		set := map[string]bool{}
 		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 		for name, apply := range map[string]func(){
-			"runs":     func() { o.runs = 1 },
-			"duration": func() { o.dur = time.Second },
-			"warmup":   func() { o.warmup = 200 * time.Millisecond },
-			"rtts":     func() { o.rtts = 2000 },
-			"idle":     func() { o.idle = 100 },
+			"runs":      func() { o.runs = 1 },
+			"duration":  func() { o.dur = time.Second },
+			"warmup":    func() { o.warmup = 200 * time.Millisecond },
+			"rtts":      func() { o.rtts = 2000 },
+			"http-reqs": func() { o.httpReqs = 2000 },
+			"idle":      func() { o.idle = 100 },
 		} {
 			if !set[name] {
 				apply()
@@ -95,8 +102,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		}
 	}
 	switch {
-	case o.runs < 1 || o.dur <= 0 || o.warmup < 0 || o.rtts < 1 || o.idle < 1 || o.maxConns < 1:
-		return o, errors.New("-runs, -duration, -rtts, -idle and -max-conns must be positive, -warmup not negative")
+	case o.runs < 1 || o.dur <= 0 || o.warmup < 0 || o.rtts < 1 || o.idle < 1 || o.maxConns < 1 || o.httpReqs < 1 || o.maxReqs < 1:
+		return o, errors.New("-runs, -duration, -rtts, -idle, -max-conns, -http-reqs and -max-reqs must be positive, -warmup not negative")
 	case (o.hops == "") != (o.hopc == ""):
 		return o, errors.New("give both -hops and -hopc, or neither")
 	case (o.otherServer == "") != (o.otherClient == ""):
@@ -144,9 +151,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer echo.Close()
+	web, err := newHTTPBackend()
+	if err != nil {
+		return err
+	}
+	defer web.Close()
 
 	targets := []*target{
-		{name: "direct", sinkAddr: sink.Addr(), echoAddr: echo.Addr()},
+		{name: "direct", sinkAddr: sink.Addr(), echoAddr: echo.Addr(), httpAddr: web.Addr()},
 		{name: "hop", kind: hopKind(o.hops, o.hopc)},
 		{name: "relay×2", kind: relayKind(relay)},
 	}
@@ -158,7 +170,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		names = append(names, t.name)
 	}
 	res := newResults(names)
-	b := &bench{o: o, sink: sink, echo: echo, res: res, logf: logf, dir: dir}
+	b := &bench{o: o, sink: sink, echo: echo, web: web, res: res, logf: logf, dir: dir}
 	for i := range o.runs {
 		if err := b.repetition(ctx, i, targets); err != nil {
 			return err
@@ -180,6 +192,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 type bench struct {
 	o          options
 	sink, echo *service
+	web        *httpBackend
 	res        *results
 	logf       func(string, ...any)
 	dir        string
@@ -195,7 +208,7 @@ func (b *bench) repetition(ctx context.Context, i int, targets []*target) error 
 			continue
 		}
 		proxied = append(proxied, t)
-		if err := t.start(ctx, b.dir, b.sink, b.echo); err != nil {
+		if err := t.start(ctx, b.dir, b.sink, b.echo, b.web); err != nil {
 			t.stop()
 			return fmt.Errorf("starting %s: %w", t.name, err)
 		}
@@ -226,6 +239,9 @@ func (b *bench) repetition(ctx context.Context, i int, targets []*target) error 
 		{"round trips", b.rtt},
 		{"connections, 1 worker", func(ctx context.Context, t *target) error { return b.conns(ctx, t, 1, "conn1") }},
 		{"connections, 8 workers", func(ctx context.Context, t *target) error { return b.conns(ctx, t, 8, "conn8") }},
+		{"HTTP requests, 1 worker", func(ctx context.Context, t *target) error { return b.httpRate(ctx, t, 1, "http1", "") }},
+		{"HTTP requests, 8 workers", func(ctx context.Context, t *target) error { return b.httpRate(ctx, t, 8, "http8", "cpu_http8") }},
+		{"HTTP latency", b.httpLatency},
 	}
 	for _, ph := range phases {
 		for _, t := range order {
@@ -334,15 +350,64 @@ func (b *bench) conns(ctx context.Context, t *target, workers int, key string) e
 	return b.echo.waitIdle(ctx, 30*time.Second)
 }
 
+// httpRate measures HTTP requests/s through t with workers keep-alive
+// connections; cpuKey, if not "", gets the proxy's CPU µs per request.
+func (b *bench) httpRate(ctx context.Context, t *target, workers int, key, cpuKey string) error {
+	var cpu func() float64
+	if t.kind != nil && cpuKey != "" {
+		cpu = t.cpu
+	}
+	cl := newHTTPClient(t.httpAddr, benchHost, b.web.body, workers)
+	defer cl.Close()
+	opened := b.web.opened.Load()
+	r, err := httpRate(ctx, cl, workers, b.o.warmup, b.o.dur, b.o.maxReqs, cpu)
+	if err != nil {
+		return err
+	}
+	if r.dials > int64(workers) {
+		b.res.warn("%s, HTTP %d workers: the client opened %d connections for %d requests, not %d: keep-alive connections were closed", t.name, workers, r.dials, r.total, workers)
+	}
+	b.res.add(t.name, key, r.rate())
+	msg := fmt.Sprintf("  %-6s %s: %.0f req/s (%d in %v; %d connections, %d new to the backend)",
+		t.name, key, r.rate(), r.n, r.elapsed.Round(time.Millisecond), r.dials, b.web.opened.Load()-opened)
+	if cpu != nil {
+		perReq := r.cpu / float64(r.n) * 1e6
+		b.res.add(t.name, cpuKey, perReq)
+		msg += fmt.Sprintf(", %.0f CPU µs/request", perReq)
+	}
+	b.logf("%s", msg)
+	return nil
+}
+
+// httpLatency times b.o.httpReqs HTTP requests through t, one at a time
+// on one keep-alive connection.
+func (b *bench) httpLatency(ctx context.Context, t *target) error {
+	cl := newHTTPClient(t.httpAddr, benchHost, b.web.body, 1)
+	defer cl.Close()
+	ds, err := httpLatency(ctx, cl, b.o.httpReqs, 2*time.Minute)
+	if err != nil {
+		return err
+	}
+	if n := cl.dials.Load(); n > 1 {
+		b.res.warn("%s, HTTP latency: the client opened %d connections, not 1: keep-alive connections were closed", t.name, n)
+	}
+	us := func(p float64) float64 { return float64(percentile(ds, p)) / float64(time.Microsecond) }
+	b.res.add(t.name, "http50", us(50))
+	b.res.add(t.name, "http99", us(99))
+	b.logf("  %-6s HTTP latency µs: p50 %.1f, p99 %.1f", t.name, us(50), us(99))
+	return nil
+}
+
 // collectMeta describes the machine and the binaries; source is where hops
 // and hopc came from.
 func collectMeta(o options, args []string, begin time.Time, targets []*target, source string) meta {
 	m := meta{
 		p2p:     o.p2pText,
-		command: strings.Join(append([]string{"go run ./bench"}, args...), " "),
+		note:    o.note,
+		command: shellJoin(append([]string{"go", "run", "./bench"}, args...)),
 		date:    begin.UTC().Format("2006-01-02 15:04 UTC"),
 		cores:   runtime.NumCPU(),
-		runs:    o.runs, rtts: o.rtts, idle: o.idle, dur: o.dur, warmup: o.warmup,
+		runs:    o.runs, rtts: o.rtts, httpReqs: o.httpReqs, idle: o.idle, dur: o.dur, warmup: o.warmup,
 		took:      time.Since(begin),
 		goVersion: "go version: " + runtime.Version() + " (bench)",
 		cpu:       "unknown",
@@ -378,6 +443,19 @@ func collectMeta(o options, args []string, begin time.Time, targets []*target, s
 		m.kernel = strings.TrimSpace(string(b))
 	}
 	return m
+}
+
+// shellJoin joins args into a command line, quoting those a shell would
+// split or expand.
+func shellJoin(args []string) string {
+	var out []string
+	for _, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\n\"'$`\\*?[]{}()<>|&;#~!") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		out = append(out, a)
+	}
+	return strings.Join(out, " ")
 }
 
 func firstLine(s string) string {

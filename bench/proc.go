@@ -61,12 +61,23 @@ type kind struct {
 	name                   string // column name: "hop", "frp"
 	serverName, clientName string // "hops", "hopc"
 	server, client         string // binary paths
-	serverConf             func(port int) string
-	clientConf             func(serverPort int, fwds []fwd) string
+	// serverConf configures the server on control port port with its
+	// HTTP vhost on vhostPort; clientConf the client with the tcp
+	// proxies fwds and an http proxy for Host benchHost to the local
+	// port web.
+	serverConf func(port, vhostPort int) string
+	clientConf func(serverPort int, fwds []fwd, web int) string
 	// pairConf, when set, makes both configs at once instead (the relay
 	// floor, whose first process must know the second's ports); the
-	// server then has no control port to poll.
+	// server then has no control port to poll, and the HTTP backend is
+	// reached through one more forward in fwds, as plain TCP.
 	pairConf func(fwds []fwd) (server, client string, err error)
+}
+
+// httpProxy is the [[proxies]] entry, in hop's and frp's keys, of an http
+// proxy for Host benchHost to the local port web.
+func httpProxy(web int) string {
+	return fmt.Sprintf("\n[[proxies]]\nname = \"web\"\ntype = \"http\"\nlocalIP = \"127.0.0.1\"\nlocalPort = %d\ncustomDomains = [%q]\n", web, benchHost)
 }
 
 // fwd is a tcp proxy: remote port on the server to a local port.
@@ -78,35 +89,36 @@ type fwd struct {
 func hopKind(hops, hopc string) *kind {
 	return &kind{
 		name: "hop", serverName: "hops", clientName: "hopc", server: hops, client: hopc,
-		serverConf: func(port int) string {
+		serverConf: func(port, vhostPort int) string {
 			// Defaults otherwise: TLS, mux, heartbeats, keepalives on.
 			// stunAltPort = 0 only spares a second UDP port.
-			return fmt.Sprintf("bindAddr = \"127.0.0.1\"\nbindPort = %d\nproxyBindAddr = \"127.0.0.1\"\nauth.token = %q\np2p.stunAltPort = 0\n", port, token)
+			return fmt.Sprintf("bindAddr = \"127.0.0.1\"\nbindPort = %d\nproxyBindAddr = \"127.0.0.1\"\nvhostHTTPPort = %d\nauth.token = %q\np2p.stunAltPort = 0\n", port, vhostPort, token)
 		},
-		clientConf: func(serverPort int, fwds []fwd) string {
+		clientConf: func(serverPort int, fwds []fwd, web int) string {
 			s := fmt.Sprintf("serverAddr = \"127.0.0.1\"\nserverPort = %d\nauth.token = %q\n", serverPort, token)
 			for _, f := range fwds {
 				s += fmt.Sprintf("\n[[proxies]]\nname = %q\ntype = \"tcp\"\nlocalIP = \"127.0.0.1\"\nlocalPort = %d\nremotePort = %d\n", f.name, f.local, f.remote)
 			}
-			return s
+			return s + httpProxy(web)
 		},
 	}
 }
 
-// frpKind configures frp v0.52 or later (TOML configs). Untested: no frp
-// binary was at hand when this was written.
+// frpKind configures frp v0.52 or later (TOML configs): tcp proxies, and
+// an http proxy on frps' vhostHTTPPort (the same keys as hop's). Untested:
+// no frp binary was at hand when this was written.
 func frpKind(frps, frpc string) *kind {
 	return &kind{
 		name: "frp", serverName: "frps", clientName: "frpc", server: frps, client: frpc,
-		serverConf: func(port int) string {
-			return fmt.Sprintf("bindAddr = \"127.0.0.1\"\nbindPort = %d\nproxyBindAddr = \"127.0.0.1\"\nauth.token = %q\n", port, token)
+		serverConf: func(port, vhostPort int) string {
+			return fmt.Sprintf("bindAddr = \"127.0.0.1\"\nbindPort = %d\nproxyBindAddr = \"127.0.0.1\"\nvhostHTTPPort = %d\nauth.token = %q\n", port, vhostPort, token)
 		},
-		clientConf: func(serverPort int, fwds []fwd) string {
+		clientConf: func(serverPort int, fwds []fwd, web int) string {
 			s := fmt.Sprintf("serverAddr = \"127.0.0.1\"\nserverPort = %d\nauth.token = %q\ntransport.tls.enable = true\n", serverPort, token)
 			for _, f := range fwds {
 				s += fmt.Sprintf("\n[[proxies]]\nname = %q\ntype = \"tcp\"\nlocalIP = \"127.0.0.1\"\nlocalPort = %d\nremotePort = %d\n", f.name, f.local, f.remote)
 			}
-			return s
+			return s + httpProxy(web)
 		},
 	}
 }
@@ -134,22 +146,22 @@ func relayKind(bin string) *kind {
 // target is one column of the table: direct to the services, or through a
 // proxy whose processes run while a repetition runs.
 type target struct {
-	name               string
-	kind               *kind // nil for direct
-	sinkAddr, echoAddr string
-	server, client     *proc
+	name                         string
+	kind                         *kind // nil for direct
+	sinkAddr, echoAddr, httpAddr string
+	server, client               *proc
 }
 
 func (t *target) procs() []*proc { return []*proc{t.server, t.client} }
 
 // start writes configs on free loopback ports, starts the server and the
-// client, and polls until both services answer through the proxy.
-func (t *target) start(ctx context.Context, dir string, sink, echo *service) error {
-	ports, err := freePorts(3)
+// client, and polls until the three services answer through the proxy.
+func (t *target) start(ctx context.Context, dir string, sink, echo *service, web *httpBackend) error {
+	ports, err := freePorts(4)
 	if err != nil {
 		return err
 	}
-	sp, sinkPort, echoPort := ports[0], ports[1], ports[2]
+	sp, sinkPort, echoPort, httpPort := ports[0], ports[1], ports[2], ports[3]
 	conf := func(name, s string) (string, error) {
 		p := filepath.Join(dir, name+".toml")
 		return p, os.WriteFile(p, []byte(s), 0o600)
@@ -160,11 +172,11 @@ func (t *target) start(ctx context.Context, dir string, sink, echo *service) err
 	}
 	srvText, cliText := "", ""
 	if t.kind.pairConf != nil {
-		if srvText, cliText, err = t.kind.pairConf(fwds); err != nil {
+		if srvText, cliText, err = t.kind.pairConf(append(fwds, fwd{"http", port(web.Addr()), httpPort})); err != nil {
 			return err
 		}
 	} else {
-		srvText, cliText = t.kind.serverConf(sp), t.kind.clientConf(sp, fwds)
+		srvText, cliText = t.kind.serverConf(sp, httpPort), t.kind.clientConf(sp, fwds, port(web.Addr()))
 	}
 	sc, err := conf(t.kind.serverName, srvText)
 	if err != nil {
@@ -199,6 +211,15 @@ func (t *target) start(ctx context.Context, dir string, sink, echo *service) err
 	t.echoAddr = fmt.Sprintf("127.0.0.1:%d", echoPort)
 	if err := t.poll(ctx, "an echo through "+t.echoAddr, func() bool { return oneConn(t.echoAddr) == nil }); err != nil {
 		return err
+	}
+	// Until hopc's http proxy is registered, hops answers 404.
+	t.httpAddr = fmt.Sprintf("127.0.0.1:%d", httpPort)
+	hc := newHTTPClient(t.httpAddr, benchHost, web.body, 1)
+	defer hc.Close()
+	var buf bytes.Buffer
+	var last error
+	if err := t.poll(ctx, "an HTTP answer through "+t.httpAddr, func() bool { last = hc.get(ctx, &buf); return last == nil }); err != nil {
+		return fmt.Errorf("%w\nlast HTTP error: %v", err, last)
 	}
 	before := sink.read.Load()
 	if err := t.poll(ctx, "a byte through "+t.sinkAddr+" to the sink", func() bool {

@@ -49,6 +49,10 @@ var netMetrics = []metric{
 	{key: "rtt999", label: "RTT 64 B, p99.9, µs (lower is better)"},
 	{key: "conn1", label: "New connections/s, 1 worker (higher is better)"},
 	{key: "conn8", label: "New connections/s, 8 workers (higher is better)"},
+	{key: "http1", label: "HTTP requests/s, keep-alive, 1 KiB, 1 worker (higher is better)"},
+	{key: "http8", label: "HTTP requests/s, keep-alive, 1 KiB, 8 workers (higher is better)"},
+	{key: "http50", label: "HTTP latency, keep-alive, 1 KiB, p50, µs (lower is better)"},
+	{key: "http99", label: "HTTP latency, keep-alive, 1 KiB, p99, µs (lower is better)"},
 }
 
 // procMetrics are measured for the proxies only. {n} is the number of idle
@@ -67,6 +71,7 @@ var procMetrics = []metric{
 	{key: "rss_cli_peak", label: "client peak RSS (VmHWM) over the repetition, MiB"},
 	{key: "cpu1", label: "CPU s per GB, server + client, 1 stream"},
 	{key: "cpu8", label: "CPU s per GB, server + client, 8 streams"},
+	{key: "cpu_http8", label: "CPU µs per HTTP request, server + client, 8 workers"},
 }
 
 func median(xs []float64) float64 {
@@ -142,8 +147,9 @@ func ratio(v float64) string {
 // meta describes the run, for the header of the report.
 type meta struct {
 	p2p                                             string // P2P benchmark output, or ""
+	note                                            string // -note, or ""
 	command, date, goVersion, binaries, cpu, kernel string
-	cores, runs, rtts, idle                         int
+	cores, runs, rtts, httpReqs, idle               int
 	dur, warmup, took                               time.Duration
 }
 
@@ -208,8 +214,12 @@ func report(m meta, r *results) string {
 	}
 	fmt.Fprintf(&b, "- CPU: %s, %d logical cores, shared by the load generator, the services and the proxy processes\n", m.cpu, m.cores)
 	fmt.Fprintf(&b, "- kernel: Linux %s; all traffic on 127.0.0.1\n", m.kernel)
-	fmt.Fprintf(&b, "- settings: repetitions %d; throughput and connection phases %v each, throughput after a %v warm-up; %d round trips; %d idle connections\n\n",
-		m.runs, m.dur, m.warmup, m.rtts, m.idle)
+	fmt.Fprintf(&b, "- settings: repetitions %d; throughput, connection and HTTP request-rate phases %v each, throughput and HTTP after a %v warm-up; %d round trips; %d HTTP requests timed; %d idle connections\n",
+		m.runs, m.dur, m.warmup, m.rtts, m.httpReqs, m.idle)
+	if m.note != "" {
+		fmt.Fprintf(&b, "- note: %s\n", m.note)
+	}
+	b.WriteString("\n")
 	b.WriteString("## Results\n\n")
 	b.WriteString(tables(r, m.idle))
 	if len(r.warnings) > 0 {
@@ -232,8 +242,9 @@ const howToRead = `
   columns were measured one after the other, phase by phase (the order
   alternates between repetitions), so that drift of the machine affects
   both; the cell is the median and range of those per-repetition ratios.
-  For throughput and connections/s, 1.00 means as fast as direct, lower is
-  worse; for round trips, 1.00 means as quick as direct, higher is worse.
+  For throughput, connections/s and HTTP requests/s, 1.00 means as fast as
+  direct, lower is worse; for round trips and HTTP latency, 1.00 means as
+  quick as direct, higher is worse.
 - **direct** is the Go client talking to the in-process services over
   loopback. It is an upper bound, not a goal: through hop every byte
   crosses three loopback TCP connections (client → hops, the TLS + yamux
@@ -258,6 +269,25 @@ const howToRead = `
 - **New connections/s**: connect, send 1 byte, read its echo, close,
   repeated by each worker; through hop each one is a TCP accept by hops, a
   new yamux stream, and a TCP connect by hopc to the service.
+- **HTTP requests/s**: each worker sends GET requests, one after the
+  other, on its own keep-alive HTTP/1.1 connection (Go's net/http client)
+  to an in-process net/http backend that answers 1 KiB; requests of the
+  warm-up are not counted. Through hop the request goes to hops'
+  vhostHTTPPort with the Host of an http proxy (customDomains), which
+  hops routes, forwards on its own keep-alive connection over a yamux
+  stream to hopc and on to the backend (a reverse proxy: each request is
+  parsed and written again, X-Forwarded-* added); frp's column, when
+  measured, is its http proxy on its vhostHTTPPort the same way.
+  relay×2 forwards the HTTP connection as plain TCP bytes and parses
+  nothing, so it is the floor of the processes and loopback hops, not of
+  a vhost. Every answer must be 200 with the backend's 1 KiB: a 404 (a
+  Host the vhost does not route) or any other failure ends the run with
+  an error. A warning says so if the client had to open more connections
+  than workers (keep-alive broken).
+- **HTTP latency**: the same requests one at a time on one keep-alive
+  connection, 100 unmeasured first; nearest-rank percentiles.
+- **CPU µs per HTTP request** is utime + stime of both proxy processes
+  during the 8-worker window, divided by the requests answered in it.
 - **RSS** is VmRSS from /proc/PID/status, read once it has stayed within 1%
   for a second (at most 10 s). The idle connections are opened through the
   proxy to the echo service and each is checked with a 1-byte echo before
