@@ -37,8 +37,10 @@ var PluginTypes = []PluginType{PluginUnixSocket, PluginSOCKS5, PluginHTTPProxy, 
 // PluginProxyTypes are the proxy types a plugin may serve: the stream
 // types, as in frp. On an http proxy the plugin gets the requests hops
 // forwards (static_file, http2https); on an https proxy the TLS
-// connections routed by SNI (https2http terminates them in hopc).
-var PluginProxyTypes = []ProxyType{ProxyTCP, ProxySTCP, ProxyXTCP, ProxyHTTP, ProxyHTTPS}
+// connections routed by SNI (https2http terminates them in hopc); on a
+// tcpmux proxy the tunnel after CONNECT (with tcpmuxPassthrough, the
+// CONNECT itself, which http_proxy answers).
+var PluginProxyTypes = []ProxyType{ProxyTCP, ProxySTCP, ProxyXTCP, ProxyHTTP, ProxyHTTPS, ProxyTCPMux}
 
 // PluginConfig is the [proxies.plugin] table of a proxy. Type empty means
 // no plugin. Each type takes only its own keys (see pluginKeys).

@@ -31,8 +31,7 @@ var tcpmuxClientCases = []errorCase{
 		want: "hopc.toml:2: proxies[0].customDomains: a tcpmux proxy needs a domain: set customDomains = [\"app.example.com\"], or subdomain = \"app\" when hops has subDomainHost"},
 	{name: "multiplexer on tcp", toml: tokenLine + "[[proxies]]\nname = \"t\"\ntype = \"tcp\"\nmultiplexer = \"httpconnect\"\nlocalPort = 22\nremotePort = 6000\n",
 		want: "hopc.toml:5: proxies[0].multiplexer: only tcpmux proxies take multiplexer; remove it from this tcp proxy"},
-	{name: "tcpmux plugin", toml: tokenLine + "[[proxies]]\nname = \"t\"\ntype = \"tcpmux\"\nmultiplexer = \"httpconnect\"\ncustomDomains = [\"tunnel1\"]\n[proxies.plugin]\ntype = \"socks5\"\n",
-		want: "hopc.toml:7: proxies[0].plugin: a tcpmux proxy does not take a plugin; plugins run on tcp, stcp, xtcp, http, https proxies"},
+	{name: "tcpmux plugin", toml: tokenLine + "[[proxies]]\nname = \"t\"\ntype = \"tcpmux\"\nmultiplexer = \"httpconnect\"\ncustomDomains = [\"tunnel1\"]\n[proxies.plugin]\ntype = \"socks5\"\n"},
 	{name: "same tcpmux domain twice", toml: tokenLine + "[[proxies]]\nname = \"a\"\ntype = \"tcpmux\"\nmultiplexer = \"httpconnect\"\nlocalPort = 1\ncustomDomains = [\"t\"]\n[[proxies]]\nname = \"b\"\ntype = \"tcpmux\"\nmultiplexer = \"httpconnect\"\nlocalPort = 2\ncustomDomains = [\"t\"]\n",
 		want: "hopc.toml:13: proxies[1].customDomains: t location \"/\" is also routed to proxies[0] (line 2); hops would refuse this proxy: give it another domain or location, or put both in one loadBalancer.group"},
 }

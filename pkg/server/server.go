@@ -509,6 +509,10 @@ type prefixConn struct {
 	prefix []byte
 }
 
+// NetConn is the accepted connection, whose TCP keepalive idle probes
+// and "auto" heartbeats change (transport.SetKeepAlive).
+func (c *prefixConn) NetConn() net.Conn { return c.Conn }
+
 func (c *prefixConn) Read(b []byte) (int, error) {
 	if len(c.prefix) > 0 {
 		n := copy(b, c.prefix)

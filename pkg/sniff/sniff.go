@@ -256,6 +256,10 @@ func (c *Conn) Read(b []byte) (int, error) {
 	return c.Conn.Read(b)
 }
 
+// NetConn is the accepted connection (for its TCP settings: see
+// transport.SetKeepAlive).
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
 // CloseWrite half-closes the connection when the underlying one can,
 // else closes it.
 func (c *Conn) CloseWrite() error {

@@ -248,6 +248,7 @@ func TestAutoHeartbeatBehindNATs(t *testing.T) {
 			if n := count(c.hopc, `msg="connection lost"`); n != 0 {
 				t.Errorf("cell %s: %d sessions lost while learning", c.name, n)
 			}
+			checkLearned(t, c)
 			if c.timeout == 0 {
 				lower(t, srv, c)
 				return
@@ -265,6 +266,35 @@ func TestAutoHeartbeatBehindNATs(t *testing.T) {
 	}
 	if a.packets == 0 || b.packets*10 > a.packets*4 {
 		t.Errorf("control packets over a quiet minute: %d behind the 40 s NAT, %d behind the 5 s NAT; want at most 40 %%", b.packets, a.packets)
+	}
+}
+
+var learnedRE = regexp.MustCompile(`survived=(\S+) failed=(\S+)`)
+
+// checkLearned checks what c's hopc learnt against its NAT: the longest
+// silence that survived is shorter than the NAT's timeout, and the
+// shortest that failed is not (within the search's 25 %); behind the
+// kernel's default nothing up to the search's cap failed.
+func checkLearned(t *testing.T, c *cell) {
+	m := learnedRE.FindStringSubmatch(c.learned)
+	if m == nil {
+		t.Errorf("cell %s: no survived=/failed= in %q", c.name, c.learned)
+		return
+	}
+	survived, err1 := time.ParseDuration(m[1])
+	failed, err2 := time.ParseDuration(m[2])
+	if err1 != nil || err2 != nil {
+		t.Errorf("cell %s: %q: %v %v", c.name, c.learned, err1, err2)
+		return
+	}
+	if c.timeout == 0 {
+		if failed != 0 {
+			t.Errorf("cell %s: a silence of %v failed behind a NAT with no short timeout", c.name, failed)
+		}
+		return
+	}
+	if survived >= c.timeout || failed < c.timeout || failed > c.timeout*3/2 {
+		t.Errorf("cell %s: learnt survived %v, failed %v behind a NAT that forgets idle TCP after %v", c.name, survived, failed, c.timeout)
 	}
 }
 
