@@ -14,8 +14,8 @@ import (
 // proxies. An https proxy routed by SNI with https2http terminates the
 // user's TLS in hopc with the plugin's certificate and forwards HTTP to
 // the local web app; an http proxy serves files with static_file, and so
-// does a tcpmux proxy behind its CONNECT tunnel. curl
-// reaches both by name with --resolve, as a browser would by DNS.
+// does a tcpmux proxy behind its CONNECT tunnel. curl reaches them by name
+// (--resolve, or through the tunnel), as a browser would by DNS.
 func TestPluginsOnVhostProxies(t *testing.T) {
 	dir := t.TempDir()
 	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
