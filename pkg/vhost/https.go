@@ -4,10 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"sync"
 	"time"
 
-	"github.com/hopproxy/hop/pkg/acceptloop"
 	"github.com/hopproxy/hop/pkg/bridge"
 	"github.com/hopproxy/hop/pkg/drain"
 	"github.com/hopproxy/hop/pkg/metrics"
@@ -37,16 +35,9 @@ type HTTPSConfig struct {
 // HTTPSServer forwards TLS connections, not terminated, to the route of
 // the server name in their ClientHello, replaying the bytes it read.
 type HTTPSServer struct {
-	cfg    HTTPSConfig
-	log    *slog.Logger
-	routes *Router[*TLSRoute]
-	conns  *drain.Set
-	hello  drain.Set // connections whose ClientHello is being read
-
-	mu     sync.Mutex
-	ln     net.Listener
-	closed bool
-	wg     sync.WaitGroup
+	cfg          HTTPSConfig
+	routes       *Router[*TLSRoute]
+	streamServer // accept loop; pending: connections whose ClientHello is being read
 }
 
 // NewHTTPS returns a server without routes; Serve starts it.
@@ -58,11 +49,9 @@ func NewHTTPS(cfg HTTPSConfig) *HTTPSServer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	conns := cfg.Conns
-	if conns == nil {
-		conns = new(drain.Set)
-	}
-	return &HTTPSServer{cfg: cfg, log: log, routes: NewRouter[*TLSRoute](), conns: conns}
+	s := &HTTPSServer{cfg: cfg, routes: NewRouter[*TLSRoute]()}
+	s.init(log, cfg.Conns)
+	return s
 }
 
 // Add routes the server names of rule's domains to rt (members of
@@ -77,54 +66,27 @@ func (s *HTTPSServer) Add(rule Rule, rt *TLSRoute) (uint64, error) {
 func (s *HTTPSServer) Remove(id uint64) { s.routes.Remove(id) }
 
 // Serve starts serving ln in the background; Close stops it.
-func (s *HTTPSServer) Serve(ln net.Listener) {
-	s.mu.Lock()
-	s.ln = ln
-	s.mu.Unlock()
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		acceptloop.Serve(context.Background(), ln, func(c net.Conn) {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.handle(c)
-			}()
-		}, acceptloop.Options{Log: s.log})
-	}()
-}
+func (s *HTTPSServer) Serve(ln net.Listener) { s.serve(ln, s.handle) }
 
 // StopAccepting closes the listener; forwarded connections go on.
-func (s *HTTPSServer) StopAccepting() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed = true
-	if s.ln != nil {
-		s.ln.Close()
-	}
-	s.hello.Close() // and refuse later Adds: a connection accepted just before must not wait out its HelloTimeout
-}
+func (s *HTTPSServer) StopAccepting() { s.stopAccepting() }
 
 // Close stops accepting, closes the connections it forwards (when it
 // keeps its own set) and waits for its goroutines. It may be called more
 // than once.
 func (s *HTTPSServer) Close() error {
-	s.StopAccepting()
-	if s.cfg.Conns == nil {
-		s.conns.CloseAll()
-	}
-	s.wg.Wait()
+	s.close()
 	return nil
 }
 
 func (s *HTTPSServer) handle(c net.Conn) {
 	src := c.RemoteAddr().String()
-	if !s.hello.Add(c) {
+	if !s.pending.Add(c) {
 		c.Close()
 		return
 	}
 	name, prefix, err := sni.Read(c, time.Now().Add(s.cfg.HelloTimeout))
-	s.hello.Remove(c)
+	s.pending.Remove(c)
 	if err != nil {
 		s.log.Debug("https connection refused: no server name read", "src", src, "error", err)
 		c.Close()

@@ -9,10 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sync"
 	"time"
 
-	"github.com/hopproxy/hop/pkg/acceptloop"
 	"github.com/hopproxy/hop/pkg/bridge"
 	"github.com/hopproxy/hop/pkg/drain"
 	"github.com/hopproxy/hop/pkg/metrics"
@@ -61,16 +59,9 @@ type TCPMuxConfig struct {
 // (no proxy for the host), 407 (wrong or missing credentials), 502 (the
 // proxy's client not reached).
 type TCPMuxServer struct {
-	cfg    TCPMuxConfig
-	log    *slog.Logger
-	routes *Router[*TCPMuxRoute]
-	conns  *drain.Set
-	head   drain.Set // connections whose CONNECT head is being read
-
-	mu     sync.Mutex
-	ln     net.Listener
-	closed bool
-	wg     sync.WaitGroup
+	cfg          TCPMuxConfig
+	routes       *Router[*TCPMuxRoute]
+	streamServer // accept loop; pending: connections whose CONNECT head is being read
 }
 
 // NewTCPMux returns a server without routes; Serve starts it.
@@ -85,11 +76,9 @@ func NewTCPMux(cfg TCPMuxConfig) *TCPMuxServer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	conns := cfg.Conns
-	if conns == nil {
-		conns = new(drain.Set)
-	}
-	return &TCPMuxServer{cfg: cfg, log: log, routes: NewRouter[*TCPMuxRoute](), conns: conns}
+	s := &TCPMuxServer{cfg: cfg, routes: NewRouter[*TCPMuxRoute]()}
+	s.init(log, cfg.Conns)
+	return s
 }
 
 // Add routes CONNECT requests for rule.Domains (and, when rule.User is
@@ -112,48 +101,16 @@ func (s *TCPMuxServer) Lookup(host, user string) (*TCPMuxRoute, bool) {
 }
 
 // Serve starts serving ln in the background; Close stops it.
-func (s *TCPMuxServer) Serve(ln net.Listener) {
-	s.mu.Lock()
-	s.ln = ln
-	closed := s.closed
-	s.mu.Unlock()
-	if closed {
-		ln.Close()
-		return
-	}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		acceptloop.Serve(context.Background(), ln, func(c net.Conn) {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.handle(c)
-			}()
-		}, acceptloop.Options{Log: s.log})
-	}()
-}
+func (s *TCPMuxServer) Serve(ln net.Listener) { s.serve(ln, s.handle) }
 
 // StopAccepting closes the listener and the connections whose head is
 // being read; tunnels go on.
-func (s *TCPMuxServer) StopAccepting() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.closed = true
-	if s.ln != nil {
-		s.ln.Close()
-	}
-	s.head.Close()
-}
+func (s *TCPMuxServer) StopAccepting() { s.stopAccepting() }
 
 // Close stops accepting, closes the tunnels (when it keeps its own set)
 // and waits for its goroutines. It may be called more than once.
 func (s *TCPMuxServer) Close() error {
-	s.StopAccepting()
-	if s.cfg.Conns == nil {
-		s.conns.CloseAll()
-	}
-	s.wg.Wait()
+	s.close()
 	return nil
 }
 
@@ -205,12 +162,12 @@ func ReadConnect(c net.Conn, deadline time.Time) (ConnectRequest, int, []byte, e
 
 func (s *TCPMuxServer) handle(c net.Conn) {
 	src := c.RemoteAddr().String()
-	if !s.head.Add(c) {
+	if !s.pending.Add(c) {
 		c.Close()
 		return
 	}
 	req, end, buf, err := ReadConnect(c, time.Now().Add(s.cfg.HeaderTimeout))
-	s.head.Remove(c)
+	s.pending.Remove(c)
 	if err != nil {
 		s.log.Debug("tcpmux connection refused: no CONNECT request read", "src", src, "error", err)
 		if code, text := connectStatus(err); code != 0 {
