@@ -72,9 +72,9 @@ func TestRespondAfter(t *testing.T) {
 
 func TestRespondAfterCaps(t *testing.T) {
 	tests := []struct {
-		name       string
-		cfg        Config
-		accepted   int // of 4 requests from one IP
+		name     string
+		cfg      Config
+		accepted int // of 4 requests from one IP
 	}{
 		{"per IP", Config{MaxDelayedPerIP: 2}, 2},
 		{"total", Config{MaxDelayed: 3, MaxDelayedPerIP: 100}, 3},
