@@ -448,7 +448,7 @@ func (c *ClientConfig) validate(r *reporter) {
 	}
 	positive(r, "reconnect.stableAfter", rc.StableAfter, "uptime after which the backoff resets")
 
-	c.Heartbeat.validate(r, "heartbeat")
+	c.Heartbeat.validate(r, "heartbeat", false)
 	c.Mux.validate(r, "mux")
 	c.Log.validate(r, "log")
 	atLeastOne(r, "limits.maxStreamsPerSession", c.Limits.MaxStreamsPerSession, DefaultMaxStreamsPerSession, "streams the server may have open or pending in the session")

@@ -36,12 +36,27 @@ var LogLevels = []string{"debug", "info", "warn", "error"}
 // HeartbeatConfig is the [heartbeat] table: application-level pings on the
 // control connection.
 type HeartbeatConfig struct {
-	// Interval between heartbeats; 0 sends none. Default 10s.
+	// Interval between heartbeats; 0 sends none. Default 10s. hopc also
+	// takes "auto": it learns how long the path to hops keeps an idle TCP
+	// flow (package idletimeout, probes on side connections) and picks
+	// the interval from that, within MinInterval and MaxInterval.
 	Interval Duration `toml:"interval"`
 	// Timeout after which a silent peer is considered dead; 0 never checks.
-	// Default 30s.
+	// Default 30s. With "auto" it is at least 3× the interval in use.
 	Timeout Duration `toml:"timeout"`
+	// MinInterval and MaxInterval bound the interval "auto" picks
+	// (hopc; defaults 1s and 60s). On hops, MaxInterval is the longest
+	// interval it lets an auto client use (default 60s); MinInterval is
+	// hopc's only.
+	MinInterval Duration `toml:"minInterval,omitzero"`
+	MaxInterval Duration `toml:"maxInterval,omitzero"`
 }
+
+// Defaults of the heartbeat's "auto" bounds.
+const (
+	DefaultHeartbeatMinInterval = time.Second
+	DefaultHeartbeatMaxInterval = time.Minute
+)
 
 // MuxConfig is the [mux] table: the yamux session over the control
 // connection.
@@ -129,7 +144,8 @@ const MinTokenLen = 16
 func defaultLog() LogConfig { return LogConfig{Level: "info", To: "stderr"} }
 
 func defaultHeartbeat() HeartbeatConfig {
-	return HeartbeatConfig{Interval: Dur(10 * time.Second), Timeout: Dur(30 * time.Second)}
+	return HeartbeatConfig{Interval: Dur(10 * time.Second), Timeout: Dur(30 * time.Second),
+		MinInterval: Dur(DefaultHeartbeatMinInterval), MaxInterval: Dur(DefaultHeartbeatMaxInterval)}
 }
 
 func defaultMux() MuxConfig {
@@ -194,10 +210,26 @@ func unwrapPathError(err error) error {
 	return err
 }
 
-func (h HeartbeatConfig) validate(r *reporter, key string) {
+func (h HeartbeatConfig) validate(r *reporter, key string, server bool) {
 	iv, to := key+".interval", key+".timeout"
 	nonNegative(r, iv, h.Interval, `"0s" sends no heartbeats`)
 	nonNegative(r, to, h.Timeout, `"0s" never times out`)
+	minK, maxK := key+".minInterval", key+".maxInterval"
+	if server {
+		positive(r, maxK, h.MaxInterval, "the longest heartbeat interval an auto client may use")
+		if h.Interval.Auto {
+			r.add(iv, `"auto" is hopc's: hops follows the interval each auto client learns (up to heartbeat.maxInterval); give hops a duration, e.g. "10s"`)
+		}
+	} else {
+		positive(r, minK, h.MinInterval, "the shortest heartbeat interval \"auto\" may use")
+		positive(r, maxK, h.MaxInterval, "the longest heartbeat interval \"auto\" may use")
+		if r.ok(minK, maxK) && h.MinInterval.Duration > h.MaxInterval.Duration {
+			r.add(minK, "%s is longer than %s (%s); set minInterval at most maxInterval", formatDuration(h.MinInterval.Duration), maxK, formatDuration(h.MaxInterval.Duration))
+		}
+	}
+	if h.Interval.Auto {
+		return
+	}
 	if r.ok(iv, to) && h.Interval.Duration > 0 && h.Timeout.Duration > 0 && h.Interval.Duration >= h.Timeout.Duration {
 		r.add(iv, "%s is not shorter than %s (%s), so a healthy peer would time out between two heartbeats; set %s to at least 3× the interval (%q) or shorten the interval",
 			formatDuration(h.Interval.Duration), to, formatDuration(h.Timeout.Duration), to, formatDuration(3*h.Interval.Duration))

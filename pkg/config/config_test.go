@@ -119,7 +119,7 @@ func TestServerDefaults(t *testing.T) {
 	if want.BindAddr != "0.0.0.0" || want.BindPort != 7000 || want.ProxyBindAddr != "0.0.0.0" ||
 		want.AllowPorts != nil || want.MaxProxiesPerClient != 64 || want.GracePeriod != d("5s") ||
 		want.Transport != (ServerTransportConfig{HandshakeTimeout: d("10s"), TCPKeepalive: TCPKeepaliveConfig{d("15s"), d("5s"), 3}}) ||
-		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s")}) ||
+		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s"), Duration{}, d("60s")}) ||
 		want.Mux != (MuxConfig{d("15s"), d("10s"), 2097152, d("60s")}) ||
 		want.Log != (LogConfig{Level: "info", To: "stderr"}) ||
 		want.P2P != (P2PConfig{StunAltPort: 7001, StunAltAddr: "", TallyInterval: d("10m")}) ||
@@ -152,7 +152,7 @@ func TestClientDefaults(t *testing.T) {
 		want.Limits != (ClientLimits{MaxStreamsPerSession: 1024}) ||
 		want.Transport != (ClientTransportConfig{DialTimeout: d("10s"), HandshakeTimeout: d("10s"), TCPKeepalive: TCPKeepaliveConfig{d("15s"), d("5s"), 3}}) ||
 		want.Reconnect != (ReconnectConfig{d("1s"), d("30s"), d("60s")}) ||
-		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s")}) ||
+		want.Heartbeat != (HeartbeatConfig{d("10s"), d("30s"), d("1s"), d("60s")}) ||
 		want.Mux != (MuxConfig{d("15s"), d("10s"), 2097152, d("60s")}) ||
 		want.Log != (LogConfig{Level: "info", To: "stderr"}) || want.Proxies != nil || want.Visitors != nil {
 		t.Errorf("DefaultClient() = %+v, differs from the documented defaults", want)
@@ -176,7 +176,7 @@ keepaliveInterval = "0s"
 		t.Fatal(err)
 	}
 	if srv.GracePeriod.Duration != 0 || srv.Transport.TCPKeepalive != (TCPKeepaliveConfig{}) ||
-		srv.Heartbeat != (HeartbeatConfig{}) || srv.Mux.KeepaliveInterval.Duration != 0 {
+		srv.Heartbeat != (HeartbeatConfig{MaxInterval: d("60s")}) || srv.Mux.KeepaliveInterval.Duration != 0 {
 		t.Errorf("explicit zeros were replaced: %+v", srv)
 	}
 	if srv.Mux.KeepaliveTimeout != d("10s") {
@@ -791,6 +791,7 @@ func TestConfFiles(t *testing.T) {
 	if got := clients["hopc_full.toml"]; got != nil {
 		want := DefaultClient()
 		want.Auth.Token = token
+		want.Heartbeat.Interval = AutoDuration // the recommended setting the file shows
 		ssh, dns := DefaultProxy(ProxyTCP), DefaultProxy(ProxyUDP)
 		ssh.Name, ssh.LocalPort, ssh.RemotePort = "ssh", 22, 6000
 		dns.Name, dns.LocalPort, dns.RemotePort = "dns", 53, 6001

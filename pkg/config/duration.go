@@ -9,24 +9,42 @@ import (
 
 // Duration is a time.Duration written in TOML as a string with a unit:
 // "10s", "500ms", "1m30s", "0s". A number without a unit is rejected, so that
-// 15 can never silently mean 15ns.
-type Duration struct{ time.Duration }
+// 15 can never silently mean 15ns. The keys that hop can tune by itself
+// (heartbeat.interval) also take "auto": Auto is then set and Duration is
+// 0; every other key refuses it.
+type Duration struct {
+	time.Duration
+	Auto bool
+}
+
+// AutoDuration is the Duration "auto".
+var AutoDuration = Duration{Auto: true}
 
 // Dur returns d as a Duration, for configs built in code.
-func Dur(d time.Duration) Duration { return Duration{d} }
+func Dur(d time.Duration) Duration { return Duration{Duration: d} }
 
-// MarshalText writes d in the form UnmarshalText reads, e.g. "1m30s" or "0s".
+// MarshalText writes d in the form UnmarshalText reads, e.g. "1m30s", "0s"
+// or "auto".
 func (d Duration) MarshalText() ([]byte, error) {
+	if d.Auto {
+		return []byte("auto"), nil
+	}
 	return []byte(formatDuration(d.Duration)), nil
 }
 
-// UnmarshalText parses a duration with a unit, such as "10s" or "500ms".
+// UnmarshalText parses a duration with a unit, such as "10s" or "500ms",
+// or "auto" (config files are checked key by key by Parse, which takes
+// "auto" only where it means something).
 func (d *Duration) UnmarshalText(b []byte) error {
+	if string(b) == "auto" {
+		*d = AutoDuration
+		return nil
+	}
 	v, err := parseDuration(string(b))
 	if err != nil {
 		return err
 	}
-	d.Duration = v
+	*d = Dur(v)
 	return nil
 }
 

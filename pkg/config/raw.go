@@ -37,8 +37,18 @@ type rawLog struct {
 }
 
 type rawHeartbeat struct {
-	Interval *rawText `toml:"interval"`
-	Timeout  *rawText `toml:"timeout"`
+	Interval    *rawText `toml:"interval"`
+	Timeout     *rawText `toml:"timeout"`
+	MinInterval *rawText `toml:"minInterval"`
+	MaxInterval *rawText `toml:"maxInterval"`
+}
+
+// rawServerHeartbeat is hops' [heartbeat]: no minInterval, which bounds
+// hopc's "auto".
+type rawServerHeartbeat struct {
+	Interval    *rawText `toml:"interval"`
+	Timeout     *rawText `toml:"timeout"`
+	MaxInterval *rawText `toml:"maxInterval"`
 }
 
 type rawMux struct {
@@ -124,7 +134,7 @@ type rawServer struct {
 	MaxProxiesPerClient *int64             `toml:"maxProxiesPerClient"`
 	GracePeriod         *rawText           `toml:"gracePeriod"`
 	Transport           rawServerTransport `toml:"transport"`
-	Heartbeat           rawHeartbeat       `toml:"heartbeat"`
+	Heartbeat           rawServerHeartbeat `toml:"heartbeat"`
 	Mux                 rawMux             `toml:"mux"`
 	Log                 rawLog             `toml:"log"`
 	P2P                 rawP2P             `toml:"p2p"`
@@ -301,8 +311,14 @@ func (c conv) log(dst *LogConfig, v rawLog) {
 }
 
 func (c conv) heartbeat(dst *HeartbeatConfig, key string, v rawHeartbeat) {
-	c.dur(&dst.Interval, key+".interval", v.Interval)
+	if v.Interval != nil && string(*v.Interval) == "auto" {
+		dst.Interval = AutoDuration
+	} else {
+		c.dur(&dst.Interval, key+".interval", v.Interval)
+	}
 	c.dur(&dst.Timeout, key+".timeout", v.Timeout)
+	c.dur(&dst.MinInterval, key+".minInterval", v.MinInterval)
+	c.dur(&dst.MaxInterval, key+".maxInterval", v.MaxInterval)
 }
 
 func (c conv) mux(dst *MuxConfig, key string, v rawMux) {
@@ -350,7 +366,7 @@ func (c conv) server(v *rawServer) ServerConfig {
 	c.str(&cfg.Transport.TLS.KeyFile, v.Transport.TLS.KeyFile)
 	c.dur(&cfg.Transport.HandshakeTimeout, "transport.handshakeTimeout", v.Transport.HandshakeTimeout)
 	c.tcpKeepalive(&cfg.Transport.TCPKeepalive, "transport.tcpKeepalive", v.Transport.TCPKeepalive)
-	c.heartbeat(&cfg.Heartbeat, "heartbeat", v.Heartbeat)
+	c.heartbeat(&cfg.Heartbeat, "heartbeat", rawHeartbeat{Interval: v.Heartbeat.Interval, Timeout: v.Heartbeat.Timeout, MaxInterval: v.Heartbeat.MaxInterval})
 	c.mux(&cfg.Mux, "mux", v.Mux)
 	c.log(&cfg.Log, v.Log)
 	c.int(&cfg.P2P.StunAltPort, "p2p.stunAltPort", v.P2P.StunAltPort)

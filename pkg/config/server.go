@@ -215,7 +215,7 @@ func DefaultServer() ServerConfig {
 			HandshakeTimeout: Dur(10 * time.Second),
 			TCPKeepalive:     defaultTCPKeepalive(),
 		},
-		Heartbeat: defaultHeartbeat(),
+		Heartbeat: HeartbeatConfig{Interval: Dur(10 * time.Second), Timeout: Dur(30 * time.Second), MaxInterval: Dur(DefaultHeartbeatMaxInterval)},
 		Mux:       defaultMux(),
 		Log:       defaultLog(),
 		P2P: P2PConfig{
@@ -314,7 +314,7 @@ func (c *ServerConfig) validate(r *reporter) {
 	checkCertKeyPair(r, "transport.tls", tls.CertFile, tls.KeyFile, "to use your own certificate", "to use a generated self-signed one")
 	positive(r, "transport.handshakeTimeout", c.Transport.HandshakeTimeout, "")
 	c.Transport.TCPKeepalive.validate(r, "transport.tcpKeepalive")
-	c.Heartbeat.validate(r, "heartbeat")
+	c.Heartbeat.validate(r, "heartbeat", true)
 	c.Mux.validate(r, "mux")
 	c.Log.validate(r, "log")
 	c.validateP2P(r)

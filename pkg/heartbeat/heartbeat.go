@@ -87,6 +87,32 @@ type Monitor struct {
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
+	reset    chan Config // SetConfig → run
+}
+
+// SetConfig changes the interval and timeout of a running Monitor, as
+// heartbeat.interval = "auto" does when it learns the path; a Ping goes
+// out at the new interval from now. An invalid cfg is refused. On a
+// stopped Monitor it does nothing.
+func (m *Monitor) SetConfig(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.cfg = cfg
+	m.mu.Unlock()
+	select {
+	case m.reset <- cfg:
+	case <-m.done:
+	}
+	return nil
+}
+
+// Config returns the configuration in force.
+func (m *Monitor) Config() Config {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.cfg
 }
 
 // Start runs a Monitor. send must not block (it queues the message or
@@ -95,29 +121,51 @@ type Monitor struct {
 func Start(cfg Config, send func(protocol.Message) bool, lastRead func() time.Time) *Monitor {
 	now := time.Now()
 	m := &Monitor{cfg: cfg, send: send, lastRead: lastRead, epoch: now, lastHeard: now,
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), reset: make(chan Config)}
 	go m.run()
 	return m
 }
 
 func (m *Monitor) run() {
 	defer close(m.done)
+	var pingT, checkT *time.Ticker
 	var pingC, checkC <-chan time.Time
-	if m.cfg.Interval > 0 {
-		t := time.NewTicker(m.cfg.Interval)
-		defer t.Stop()
-		pingC = t.C
-		m.ping()
+	defer func() {
+		for _, t := range []*time.Ticker{pingT, checkT} {
+			if t != nil {
+				t.Stop()
+			}
+		}
+	}()
+	arm := func(cfg Config) {
+		for _, t := range []*time.Ticker{pingT, checkT} {
+			if t != nil {
+				t.Stop()
+			}
+		}
+		pingT, checkT, pingC, checkC = nil, nil, nil, nil
+		if cfg.Interval > 0 {
+			pingT = time.NewTicker(cfg.Interval)
+			pingC = pingT.C
+		}
+		if cfg.Timeout > 0 {
+			checkT = time.NewTicker(max(cfg.Timeout/10, time.Millisecond))
+			checkC = checkT.C
+		}
 	}
-	if m.cfg.Timeout > 0 {
-		t := time.NewTicker(max(m.cfg.Timeout/10, time.Millisecond))
-		defer t.Stop()
-		checkC = t.C
+	m.mu.Lock()
+	cfg := m.cfg
+	m.mu.Unlock()
+	arm(cfg)
+	if cfg.Interval > 0 {
+		m.ping()
 	}
 	for {
 		select {
 		case <-m.stop:
 			return
+		case cfg := <-m.reset:
+			arm(cfg)
 		case <-pingC:
 			m.ping()
 		case now := <-checkC:

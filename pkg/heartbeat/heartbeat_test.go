@@ -174,3 +174,41 @@ func TestValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// SetConfig changes a running Monitor's interval and timeout.
+func TestSetConfig(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		slow := Config{Interval: time.Second, Timeout: 10 * time.Second}
+		a, b := pair(slow, Config{})
+		time.Sleep(5*time.Second + time.Millisecond)
+		before := a.m.Stats().PingsSent
+		if before != 6 {
+			t.Fatalf("%d pings in 5 s at 1 s (one at start), want 6", before)
+		}
+		if err := a.m.SetConfig(Config{Interval: 2 * time.Second, Timeout: time.Second}); err == nil {
+			t.Fatal("an interval above the timeout accepted")
+		}
+		quick := Config{Interval: 100 * time.Millisecond, Timeout: time.Second}
+		if err := a.m.SetConfig(quick); err != nil {
+			t.Fatal(err)
+		}
+		if got := a.m.Config(); got != quick {
+			t.Fatalf("Config() = %+v after SetConfig(%+v)", got, quick)
+		}
+		time.Sleep(time.Second + time.Millisecond)
+		if n := a.m.Stats().PingsSent - before; n != 10 {
+			t.Fatalf("%d pings in 1 s after SetConfig at 100 ms, want 10", n)
+		}
+		// The new timeout is in force: a silent peer is noticed after 1 s.
+		b.mute.Store(true)
+		time.Sleep(1500 * time.Millisecond)
+		if err := a.m.Err(); !errors.Is(err, ErrTimeout) {
+			t.Fatalf("Err = %v, want a timeout under the new 1 s timeout", err)
+		}
+		a.close()
+		if err := a.m.SetConfig(slow); err != nil { // stopped: returns
+			t.Fatal(err)
+		}
+		b.close()
+	})
+}

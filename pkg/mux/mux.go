@@ -153,6 +153,23 @@ type Session struct {
 	cause     error
 	done      chan struct{}
 	wg        sync.WaitGroup
+
+	kaInterval chan time.Duration // SetKeepaliveInterval → keepalive
+}
+
+// SetKeepaliveInterval changes the time between mux pings of a running
+// session (heartbeat.interval = "auto" makes the mux keepalive follow the
+// heartbeat); the keepalive timeout stays. It does nothing on a session
+// whose keepalive is off (KeepaliveInterval 0) or ended, and d <= 0 is
+// ignored.
+func (s *Session) SetKeepaliveInterval(d time.Duration) {
+	if d <= 0 || s.kaInterval == nil {
+		return
+	}
+	select {
+	case s.kaInterval <- d:
+	case <-s.closed:
+	}
 }
 
 // Client starts the client side of a session over conn.
@@ -176,6 +193,7 @@ func start(conn net.Conn, cfg Config, mk func(io.ReadWriteCloser, *yamux.Config)
 	s.wg.Add(1)
 	go s.watch()
 	if cfg.KeepaliveInterval > 0 {
+		s.kaInterval = make(chan time.Duration)
 		s.wg.Add(1)
 		go s.keepalive()
 	}
@@ -198,6 +216,9 @@ func (s *Session) keepalive() {
 	for {
 		select {
 		case <-t.C:
+		case d := <-s.kaInterval:
+			t.Reset(d)
+			continue
 		case <-s.closed:
 			return
 		}

@@ -318,3 +318,21 @@ func TestWriteCoalescing(t *testing.T) {
 		t.Fatalf("write sizes %v: want %d (coalesced small frame) and %d (large body alone)", rec.sizes, headerSize+len(small), len(large))
 	}
 }
+
+// SetKeepaliveInterval takes effect on a running session: a session
+// started with an hour between pings notices a black hole within seconds
+// once its interval is shortened.
+func TestSetKeepaliveInterval(t *testing.T) {
+	slow := testConf
+	slow.KeepaliveInterval = time.Hour
+	noKA := testConf
+	noKA.KeepaliveInterval = 0
+	cs, ss, bh := sessions(t, pipePair, slow, noKA)
+	ss.SetKeepaliveInterval(time.Millisecond) // keepalive off: nothing to change
+	cs.SetKeepaliveInterval(testConf.KeepaliveInterval)
+	bh.blocked.Store(true)
+	if err := wait(t, cs, 5*time.Second); !errors.Is(err, ErrKeepaliveTimeout) {
+		t.Fatalf("err = %v, want ErrKeepaliveTimeout at the new interval", err)
+	}
+	cs.SetKeepaliveInterval(time.Second) // ended: returns
+}

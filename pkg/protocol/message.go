@@ -105,6 +105,13 @@ type Welcome struct {
 	// settings; a client must send a heartbeat well within the timeout.
 	HeartbeatIntervalMs int64 `json:"heartbeatIntervalMs"`
 	HeartbeatTimeoutMs  int64 `json:"heartbeatTimeoutMs"`
+	// ProbeKey (hex, ProbeKeySize bytes) admits the client's idle probes
+	// (IdleProbe) while the session lives; absent from a server that
+	// serves none.
+	ProbeKey string `json:"probeKey,omitempty"`
+	// MaxHeartbeatIntervalMs is the longest interval a HeartbeatUpdate
+	// gets (heartbeat.maxInterval); 0 from a server that takes none.
+	MaxHeartbeatIntervalMs int64 `json:"maxHeartbeatIntervalMs,omitempty"`
 }
 
 // ServerProof confirms the server's key: an HMAC of the transcript up to
@@ -447,6 +454,12 @@ func newMessage(t Type) Message {
 		return new(VisitAccept)
 	case TypeVisitConfirm:
 		return new(VisitConfirm)
+	case TypeIdleProbe:
+		return new(IdleProbe)
+	case TypeIdleProbeAck:
+		return new(IdleProbeAck)
+	case TypeHeartbeatUpdate:
+		return new(HeartbeatUpdate)
 	}
 	return nil
 }

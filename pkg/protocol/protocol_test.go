@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 var samples = []Message{
@@ -55,7 +56,37 @@ var samples = []Message{
 	&VisitAccept{Share: bytes.Repeat([]byte{6}, ShareSize), Tag: bytes.Repeat([]byte{7}, TagSize)},
 	&VisitConfirm{Tag: bytes.Repeat([]byte{7}, TagSize)},
 	&VisitConfirm{Tag: bytes.Repeat([]byte{7}, TagSize), Src: bytes.Repeat([]byte{8}, 60)},
+	&Welcome{SessionID: "abc", HeartbeatIntervalMs: 1, HeartbeatTimeoutMs: 3, ProbeKey: "00112233445566778899aabbccddeeff", MaxHeartbeatIntervalMs: 60000},
+	&IdleProbe{SessionID: "abc", ProbeKey: "00112233445566778899aabbccddeeff", SilenceMs: 30000},
+	&IdleProbeAck{},
+	&IdleProbeAck{Wake: true},
+	&HeartbeatUpdate{IntervalMs: 18000, LearnedMs: 40000},
+	&NewProxy{Name: "web", ProxyType: ProxyHTTP, CustomDomains: []string{"a.example.com"}, ProxyProtocol: true, Group: "g", GroupKey: "k"},
 }
+
+// The probe messages' bounds.
+func TestIdleProbeBounds(t *testing.T) {
+	key := "00112233445566778899aabbccddeeff"
+	for _, m := range []Message{
+		&IdleProbe{SessionID: "", ProbeKey: key, SilenceMs: 1000},
+		&IdleProbe{SessionID: "a", ProbeKey: "00", SilenceMs: 1000},
+		&IdleProbe{SessionID: "a", ProbeKey: key, SilenceMs: 10},
+		&IdleProbe{SessionID: "a", ProbeKey: key, SilenceMs: int64(MaxProbeSilence/time.Millisecond) + 1},
+		&HeartbeatUpdate{IntervalMs: 0},
+		&HeartbeatUpdate{IntervalMs: 1000, LearnedMs: -1},
+	} {
+		b, err := Encode(m)
+		if err == nil {
+			_, err = Decode(m.Type(), b[HeaderSize:])
+		}
+		if !errors.Is(err, ErrMalformed) {
+			t.Errorf("%#v: %v, want ErrMalformed", m, err)
+		}
+	}
+}
+
+func FuzzIdleProbe(f *testing.F)       { fuzzDecode(f, TypeIdleProbe) }
+func FuzzHeartbeatUpdate(f *testing.F) { fuzzDecode(f, TypeHeartbeatUpdate) }
 
 func TestRoundTrip(t *testing.T) {
 	var buf bytes.Buffer
