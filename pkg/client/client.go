@@ -86,7 +86,7 @@ type Client struct {
 	natDone      chan struct{}
 	natOnce      sync.Once // closes natDone after the first learnFiltering
 
-	mapper *p2pMapper // port mapping of P2P sockets; nil when off or unused
+	mapper *p2pMapper   // port mapping of P2P sockets; nil when off or unused
 	p2pka  p2pKeepalive // keepalive "auto" of direct UDP paths (p2plife.go)
 
 	metrics clientMetrics // see stats.go

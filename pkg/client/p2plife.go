@@ -46,19 +46,21 @@ const (
 // p2pKeepalive is the client's learner of the UDP mapping lifetime and
 // the links that follow it.
 type p2pKeepalive struct {
-	mu       sync.Mutex
-	ctx      context.Context // Client.Run's; nil before Run
-	log      *slog.Logger
-	server   func(context.Context) (netip.AddrPort, error)
-	maxTO    time.Duration // the longest keepalive timeout of a link that may register
-	runner   *idletimeout.Runner
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	links    map[*xtcp.Link]time.Duration // registered links → their keepalive timeout
-	res      idletimeout.Result           // the learner's last
-	learnt   bool                         // res came from the learner
-	fallback bool                         // the server cannot answer late: fixed interval
-	used     time.Duration                // the interval last logged
+	mu        sync.Mutex
+	ctx       context.Context // Client.Run's; nil before Run
+	log       *slog.Logger
+	server    func(context.Context) (netip.AddrPort, error)
+	maxTO     time.Duration      // the longest keepalive timeout of a link that may register
+	probe     idletimeout.Prober // nil: nat.LifetimeProber's (tests swap it)
+	runner    *idletimeout.Runner
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	links     map[*xtcp.Link]time.Duration // registered links → their keepalive timeout
+	res       idletimeout.Result           // the learner's last
+	learnt    bool                         // res came from the learner
+	fallback  bool                         // the server cannot answer late: fixed interval
+	used      time.Duration                // the interval last logged
+	usedFinal bool                         // ... and the search had converged then
 }
 
 // init readies p for Client.Run: ctx bounds the learner's life; maxTimeout
@@ -118,9 +120,12 @@ func (p *p2pKeepalive) register(link *xtcp.Link, timeout time.Duration) (unregis
 // longest keepalive timeout among the visitors' config and the owner's.
 func (p *p2pKeepalive) start(timeout time.Duration) {
 	maxTimeout := max(timeout, p.maxTO, xtcp.DefaultKeepaliveTimeout)
-	prober := &nat.LifetimeProber{Server: p.server}
+	inner := p.probe
+	if inner == nil {
+		inner = (&nat.LifetimeProber{Server: p.server}).Probe
+	}
 	probe := func(ctx context.Context, silence time.Duration) (bool, error) {
-		ok, err := prober.Probe(ctx, silence)
+		ok, err := inner(ctx, silence)
 		if errors.Is(err, nat.ErrNoDelaySupport) {
 			p.giveUp(err)
 		}
@@ -179,11 +184,14 @@ func (p *p2pKeepalive) changed(res idletimeout.Result) {
 	for l, to := range p.links {
 		p.apply(l, to)
 	}
+	// Logged when the interval used changes, and once more when the
+	// search has converged (what the NAT forgets is known then).
 	used := clampInterval(res.Interval, xtcp.DefaultKeepaliveTimeout)
-	if used == p.used || res.Survived == 0 {
+	final := res.Converged && !p.usedFinal
+	if res.Survived == 0 || (used == p.used && !final) {
 		return
 	}
-	p.used = used
+	p.used, p.usedFinal = used, res.Converged
 	p.log.Info(p2pLearnedLine(res, used), "converged", res.Converged, "probes", res.Probes,
 		"clamped", used < res.Interval)
 }
@@ -227,6 +235,13 @@ func clampInterval(iv, timeout time.Duration) time.Duration {
 		iv = min(p2pMinInterval, timeout/2)
 	}
 	return max(iv, time.Millisecond)
+}
+
+// converged reports whether the learner has converged.
+func (p *p2pKeepalive) converged() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.res.Converged
 }
 
 // P2PKeepalive is what the client knows of the UDP mapping lifetime (see
@@ -278,4 +293,26 @@ func p2pSessionInterval(v config.VisitorConfig) time.Duration {
 		return v.KeepaliveInterval.Duration
 	}
 	return clampInterval(config.DefaultP2PKeepaliveInterval, v.KeepaliveTimeout.Duration)
+}
+
+// keepaliveStatus is VisitorStatus.Keepalive of visitor config v.
+func (c *Client) keepaliveStatus(v config.VisitorConfig) string {
+	if !v.Type.IsP2P() {
+		return ""
+	}
+	if !v.KeepaliveInterval.Auto {
+		return secs(v.KeepaliveInterval.Duration)
+	}
+	st, ok := c.p2pka.status(v.KeepaliveTimeout.Duration)
+	switch {
+	case !ok:
+		return "auto (learns with the first direct UDP path)"
+	case st.Fallback:
+		return fmt.Sprintf("auto %s (hops cannot answer late: default)", secs(st.Interval))
+	case !st.Learnt:
+		return fmt.Sprintf("auto %s (learning)", secs(st.Interval))
+	case st.Failed > 0:
+		return fmt.Sprintf("auto %s (NAT forgets idle UDP after ~%s)", secs(st.Interval), secs(st.Failed))
+	}
+	return fmt.Sprintf("auto %s (NAT keeps idle UDP at least %s)", secs(st.Interval), secs(st.Survived))
 }
