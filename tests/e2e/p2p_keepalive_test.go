@@ -26,11 +26,11 @@ var keepaliveNATs = []natSpec{
 // the direct path's packets (STUN probes go to hops, not counted).
 func peerCounter(t *testing.T, n *netlab.NAT, visitor, owner string) func() int64 {
 	t.Helper()
-	applyNft(t, n.Host, fmt.Sprintf("table ip hopka {\n\tcounter peer { }\n"+
-		"\tchain fwd {\n\t\ttype filter hook forward priority filter; policy accept;\n"+
-		"\t\tip saddr %[1]s ip daddr %[2]s meta l4proto udp counter name \"peer\"\n"+
-		"\t\tip saddr %[2]s ip daddr %[1]s meta l4proto udp counter name \"peer\"\n\t}\n}\n", visitor, owner))
-	return func() int64 { return nftPackets(t, n.Host, "ip", "hopka", "peer") }
+	applyNft(t, n.Host, fmt.Sprintf("table ip hopka {\n\tcounter kapeer { }\n"+
+		"\tchain kafwd {\n\t\ttype filter hook forward priority filter; policy accept;\n"+
+		"\t\tip saddr %[1]s ip daddr %[2]s meta l4proto udp counter name \"kapeer\"\n"+
+		"\t\tip saddr %[2]s ip daddr %[1]s meta l4proto udp counter name \"kapeer\"\n\t}\n}\n", visitor, owner))
+	return func() int64 { return nftPackets(t, n.Host, "ip", "hopka", "kapeer") }
 }
 
 // TestP2PKeepaliveAuto: xtcp visitors with keepaliveInterval = "auto"
