@@ -168,6 +168,11 @@ func (p *path) keepalive() {
 	p.sendKeepalive()
 	lastSent := time.Now()
 	for {
+		// Wake at the next tick, or when the next keepalive is due if
+		// that is sooner: a timer never fires early, so a keepalive is
+		// never put off to the tick after (which, with the interval a
+		// multiple of the tick, would double the interval).
+		t.Reset(max(0, min(tick, iv-time.Since(lastSent))))
 		select {
 		case <-p.done:
 			return
@@ -176,11 +181,9 @@ func (p *path) keepalive() {
 			// after the last one sent, at once if that has passed.
 			iv = p.keepaliveInterval()
 			tick = min(iv, to/4)
-			t.Reset(max(0, min(tick, iv-time.Since(lastSent))))
 			continue
 		case <-t.C:
 		}
-		t.Reset(tick)
 		silence := p.silence()
 		if silence >= to {
 			p.log.Info("p2p path dead", "silence", silence.Round(time.Millisecond), "keepaliveTimeout", to)
