@@ -244,9 +244,9 @@ func (p *p2pKeepalive) converged() bool {
 	return p.res.Converged
 }
 
-// P2PKeepalive is what the client knows of the UDP mapping lifetime (see
+// p2pKeepaliveState is what the client knows of the UDP mapping lifetime (see
 // VisitorStatus).
-type P2PKeepalive struct {
+type p2pKeepaliveState struct {
 	// Interval is the keepalive interval direct UDP paths of auto
 	// visitors use now (for the default keepalive timeout).
 	Interval time.Duration
@@ -262,13 +262,13 @@ type P2PKeepalive struct {
 
 // status reports what p knows for a link with keepalive timeout timeout,
 // ok false when no learner ever ran.
-func (p *p2pKeepalive) status(timeout time.Duration) (P2PKeepalive, bool) {
+func (p *p2pKeepalive) status(timeout time.Duration) (p2pKeepaliveState, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.runner == nil && !p.fallback && !p.learnt {
-		return P2PKeepalive{}, false
+		return p2pKeepaliveState{}, false
 	}
-	return P2PKeepalive{Interval: p.interval(timeout), Learnt: p.learnt, Survived: p.res.Survived,
+	return p2pKeepaliveState{Interval: p.interval(timeout), Learnt: p.learnt, Survived: p.res.Survived,
 		Failed: p.res.Failed, Fallback: p.fallback}, true
 }
 
