@@ -8,6 +8,7 @@
 //	hopc status -c hopc.toml   show the proxies and visitors of the running hopc
 //	hopc reload -c hopc.toml   make the running hopc reload its config file
 //	hopc stop -c hopc.toml     stop the running hopc
+//	hopc migrate frpc.toml     print the hop config equivalent to an frpc config
 //
 // status, reload and stop call the admin API ([webServer]) of FILE.
 // SIGHUP reloads the config file too (see reload.go).
@@ -31,6 +32,8 @@ import (
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/dashboard"
 	"github.com/hopproxy/hop/pkg/fdlimit"
+	"github.com/hopproxy/hop/pkg/frpconf"
+	"github.com/hopproxy/hop/pkg/frpconf/migrate"
 	"github.com/hopproxy/hop/pkg/logging"
 	"github.com/hopproxy/hop/pkg/procs"
 	"github.com/hopproxy/hop/pkg/webserver"
@@ -53,10 +56,14 @@ const usage = `usage:
   hopc status -c FILE   show the proxies and visitors of the hopc running with FILE (via its webServer)
   hopc reload -c FILE   make the hopc running with FILE reload it
   hopc stop -c FILE     stop the hopc running with FILE
+  hopc migrate FILE     print the hopc config equivalent to frpc config FILE (frp v0.52+: .toml, .yaml, .yml or .json)
   hopc version          print the version and build (also -v, --version)
 SIGHUP reloads FILE: its proxies and visitors apply at once, the connections of unchanged ones stay`
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "migrate" {
+		return migrate.Run(args[1:], frpconf.Client, stdout, os.Stderr)
+	}
 	hup := procs.CatchHUP() // from here on SIGHUP no longer ends the process
 	var sub string
 	if len(args) > 0 {

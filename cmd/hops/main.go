@@ -4,6 +4,7 @@
 //	hops -c hops.toml          run the server
 //	hops verify -c hops.toml   check a config file and exit
 //	hops version               print the version (also -v, --version)
+//	hops migrate frps.toml     print the hop config equivalent to an frps config
 //
 // SIGHUP reloads the config file (see reload.go).
 package main
@@ -22,6 +23,8 @@ import (
 	"github.com/hopproxy/hop/pkg/buildinfo"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/fdlimit"
+	"github.com/hopproxy/hop/pkg/frpconf"
+	"github.com/hopproxy/hop/pkg/frpconf/migrate"
 	"github.com/hopproxy/hop/pkg/logging"
 	"github.com/hopproxy/hop/pkg/procs"
 	"github.com/hopproxy/hop/pkg/server"
@@ -41,9 +44,13 @@ const usage = `usage:
   hops -c FILE          run the server with config FILE
   hops verify -c FILE   check FILE and print every problem
   hops version          print the version and build (also -v, --version)
+  hops migrate FILE     print the hops config equivalent to frps config FILE (frp v0.52+: .toml, .yaml, .yml or .json)
 SIGHUP reloads FILE: allowPorts, maxProxiesPerClient, auth tokens and log.level apply at once`
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "migrate" {
+		return migrate.Run(args[1:], frpconf.Server, stdout, os.Stderr)
+	}
 	hup := procs.CatchHUP() // from here on SIGHUP no longer ends the process
 	verify := len(args) > 0 && args[0] == "verify"
 	version := len(args) == 1 && args[0] == "version"

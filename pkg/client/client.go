@@ -23,6 +23,7 @@ import (
 	"github.com/hopproxy/hop/pkg/backoff"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/drain"
+	"github.com/hopproxy/hop/pkg/idletimeout"
 	"github.com/hopproxy/hop/pkg/logging"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/transport"
@@ -64,6 +65,14 @@ type Client struct {
 	connWG sync.WaitGroup // their goroutines
 
 	healthWG sync.WaitGroup // health checks (health.go)
+
+	// auto is heartbeat.interval = "auto" (autoheartbeat.go), nil for a
+	// fixed interval; autoWG waits for its learning. idleTuning, set by
+	// tests before Run, adjusts the learner's configuration.
+	auto           *autoHB
+	autoWG         sync.WaitGroup
+	idleTuning     func(*idletimeout.Config)
+	probeGraceBase time.Duration
 
 	mu    sync.Mutex
 	stats Stats
@@ -123,6 +132,7 @@ func New(cfg *config.ClientConfig, log *slog.Logger) (*Client, error) {
 		waits:   p2pWaits{answers: map[string]chan *protocol.P2PAnswer{}, gos: map[string]chan *protocol.P2PGo{}},
 		natDone: make(chan struct{})}
 	c.run.init(cfg)
+	c.auto = newAutoHB(c)
 	if err := c.newMetrics(); err != nil {
 		return nil, err
 	}
@@ -152,7 +162,15 @@ func (c *Client) serverAddr() string {
 func (c *Client) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer c.healthWG.Wait()
-	defer cancel() // ends the health checks, also when Run gives up
+	defer c.autoWG.Wait()
+	defer cancel() // ends the health checks and the learning, also when Run gives up
+	if c.auto != nil {
+		c.autoWG.Add(1)
+		go func() {
+			defer c.autoWG.Done()
+			c.auto.run(ctx)
+		}()
+	}
 	bo := backoff.Backoff{Min: c.cfg.Reconnect.MinDelay.Duration, Max: c.cfg.Reconnect.MaxDelay.Duration}
 	if c.mapper == nil {
 		c.mapper = startMapper(c.cfg, c.log)
@@ -182,6 +200,9 @@ func (c *Client) Run(ctx context.Context) error {
 		c.stats.LastCause = err
 		c.stats.LoggedIn = false
 		c.mu.Unlock()
+		if c.auto != nil && up > 0 {
+			c.auto.sessionEnded(err)
+		}
 		if perm := permanent(err); perm != nil {
 			c.log.Error("giving up: this cannot be fixed by reconnecting", "error", err)
 			return perm

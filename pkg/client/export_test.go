@@ -1,6 +1,11 @@
 package client
 
-import "github.com/hopproxy/hop/pkg/xtcp"
+import (
+	"time"
+
+	"github.com/hopproxy/hop/pkg/idletimeout"
+	"github.com/hopproxy/hop/pkg/xtcp"
+)
 
 // LoopbackOnlyCandidates makes P2P sockets offer no interface addresses,
 // only what the server's STUN saw (127.0.0.1 in tests), and makes clients
@@ -11,4 +16,20 @@ func LoopbackOnlyCandidates() (undo func()) {
 	hostCandidates = func(uint16) ([]xtcp.Candidate, error) { return nil, nil }
 	startMapper = noMapper
 	return func() { hostCandidates, startMapper = oldHosts, oldMapper }
+}
+
+// TuneAutoHeartbeat adjusts heartbeat.interval = "auto" of c before Run:
+// the learner's configuration (tune may change it) and the grace a probe
+// waits past its silence.
+func TuneAutoHeartbeat(c *Client, tune func(*idletimeout.Config), grace time.Duration) {
+	c.idleTuning, c.probeGraceBase = tune, grace
+}
+
+// AutoHeartbeatStatus is what "auto" knows now; ok is false for a fixed
+// interval or before Run.
+func AutoHeartbeatStatus(c *Client) (AutoHeartbeat, bool) {
+	if c.auto == nil {
+		return AutoHeartbeat{}, false
+	}
+	return c.auto.status(), true
 }

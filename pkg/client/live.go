@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -20,6 +21,19 @@ type live struct {
 	ms *mux.Session
 	ch *control.Channel
 	hb *heartbeat.Monitor
+	// For heartbeat.interval = "auto": the session's ID and probe key
+	// (Welcome; no key from a hops that serves no idle probes) and its
+	// TLS connection, whose TCP keepalive follows the heartbeat.
+	sessionID, probeKey string
+	conn                net.Conn
+}
+
+// peekLive returns the logged-in session without waiting, nil between
+// sessions.
+func (c *Client) peekLive() *live {
+	c.liveMu.Lock()
+	defer c.liveMu.Unlock()
+	return c.cur
 }
 
 // p2pWaits routes P2P answers and start signals from the control stream to

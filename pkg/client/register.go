@@ -96,6 +96,7 @@ func newProxyMsg(p config.ProxyConfig) *protocol.NewProxy {
 		m.HTTPUser, m.HTTPPassword, m.RouteByHTTPUser, m.HostHeaderRewrite = p.HTTPUser, p.HTTPPassword, p.RouteByHTTPUser, p.HostHeaderRewrite
 		m.RequestHeaders, m.ResponseHeaders = p.RequestHeaders.Set, p.ResponseHeaders.Set
 		m.ProxyProtocol = p.Type == config.ProxyHTTP && p.Transport.ProxyProtocolVersion != ""
+		m.Multiplexer = p.Multiplexer // --- tcpmux
 	}
 	return m
 }

@@ -41,7 +41,7 @@ func (c *Client) session(ctx context.Context) (time.Duration, error) {
 		tc.Close()
 		return 0, err
 	}
-	hello := protocol.ClientHello{User: c.cfg.User, ClientID: c.id, HeartbeatIntervalMs: c.cfg.Heartbeat.Interval.Milliseconds(), Software: Software}
+	hello := protocol.ClientHello{User: c.cfg.User, ClientID: c.id, HeartbeatIntervalMs: c.heartbeatInterval().Milliseconds(), Software: Software}
 	w, err := auth.Client(tc, c.cfg.Auth.Token, binding, c.identity, hello)
 	if err != nil {
 		tc.Close()
@@ -70,7 +70,7 @@ func (c *Client) session(ctx context.Context) (time.Duration, error) {
 	c.log.Info("logged in", "server", addr, "session", w.SessionID,
 		"heartbeat_interval", hb.Interval, "heartbeat_timeout", hb.Timeout,
 		"mux_keepalive", c.cfg.Mux.KeepaliveInterval.Duration)
-	cause := c.serve(ctx, ms, control.New(ctrl), hb)
+	cause := c.serve(ctx, &live{ms: ms, ch: control.New(ctrl), sessionID: w.SessionID, probeKey: w.ProbeKey, conn: tc}, hb)
 	c.sessionEnded(cause)
 	return max(time.Since(start), time.Nanosecond), cause
 }
@@ -78,8 +78,17 @@ func (c *Client) session(ctx context.Context) (time.Duration, error) {
 // negotiate returns the heartbeat to run: the configured one, with the
 // interval shortened when the server's timeout needs more frequent pings.
 func (c *Client) negotiate(w *protocol.Welcome) heartbeat.Config {
-	hb := heartbeat.Config{Interval: c.cfg.Heartbeat.Interval.Duration, Timeout: c.cfg.Heartbeat.Timeout.Duration}
+	hb := heartbeat.Config{Interval: c.heartbeatInterval(), Timeout: c.cfg.Heartbeat.Timeout.Duration}
 	serverTimeout := time.Duration(w.HeartbeatTimeoutMs) * time.Millisecond
+	if c.auto != nil && w.MaxHeartbeatIntervalMs > 0 {
+		// hops takes "auto" intervals up to its maximum, and stretches
+		// its timeout to fit (HeartbeatUpdate, sent right after login).
+		hb.Interval = min(hb.Interval, time.Duration(w.MaxHeartbeatIntervalMs)*time.Millisecond)
+		if hb.Timeout > 0 {
+			hb.Timeout = max(hb.Timeout, 3*hb.Interval)
+		}
+		return hb
+	}
 	if serverTimeout > 0 && hb.Interval > serverTimeout/3 {
 		adapted := serverTimeout / 3
 		c.log.Warn("heartbeat interval adapted to the server", "configured", hb.Interval, "server_timeout", serverTimeout, "using", adapted)
@@ -91,9 +100,20 @@ func (c *Client) negotiate(w *protocol.Welcome) heartbeat.Config {
 	return hb
 }
 
+// heartbeatInterval is the interval configured, or the one "auto" uses
+// now.
+func (c *Client) heartbeatInterval() time.Duration {
+	if c.auto != nil {
+		return c.auto.interval()
+	}
+	return c.cfg.Heartbeat.Interval.Duration
+}
+
 // serve runs a logged-in session until it ends and returns the cause.
-func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel, hbCfg heartbeat.Config) error {
+func (c *Client) serve(ctx context.Context, l *live, hbCfg heartbeat.Config) error {
+	ms, ch := l.ms, l.ch
 	hb := heartbeat.Start(hbCfg, ch.TrySend, ms.LastRead)
+	l.hb = hb
 	var draining atomic.Bool
 	var wg sync.WaitGroup
 	defer func() {
@@ -111,8 +131,11 @@ func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel
 		return ms.Err()
 	}
 
-	c.setLive(&live{ms: ms, ch: ch, hb: hb})
+	c.setLive(l)
 	defer c.setLive(nil)
+	if c.auto != nil && l.probeKey != "" {
+		c.auto.ask(l) // hops follows the interval in use from the start
+	}
 	if usesP2P(c.runningConfig()) {
 		c.connWG.Add(1)
 		go c.learnFiltering(ctx)
@@ -170,6 +193,11 @@ func (c *Client) serve(ctx context.Context, ms *mux.Session, ch *control.Channel
 			c.connWG.Add(1)
 			go c.ownerOffer(ctx, m)
 			continue
+		case *protocol.HeartbeatUpdate:
+			if c.auto != nil { // the interval hops accepted
+				c.auto.accept(l, m)
+				continue
+			}
 		}
 		ms.CloseWithCause(fmt.Errorf("protocol violation: the server sent %v on the control stream", msg.Type()))
 		break

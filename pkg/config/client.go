@@ -129,15 +129,19 @@ const (
 	// vhostHTTPSPort, routed by domain (see pkg/vhost).
 	ProxyHTTP  ProxyType = "http"
 	ProxyHTTPS ProxyType = "https"
+	// --- tcpmux: ProxyTCPMux shares the server's tcpmuxHTTPConnectPort,
+	// routed by the host of an HTTP CONNECT request.
+	ProxyTCPMux ProxyType = "tcpmux"
 )
 
 // ProxyTypes lists the accepted proxy types.
-var ProxyTypes = []ProxyType{ProxyTCP, ProxyUDP, ProxySTCP, ProxySUDP, ProxyXTCP, ProxyXUDP, ProxyHTTP, ProxyHTTPS}
+var ProxyTypes = []ProxyType{ProxyTCP, ProxyUDP, ProxySTCP, ProxySUDP, ProxyXTCP, ProxyXUDP, ProxyHTTP, ProxyHTTPS, ProxyTCPMux}
 
 // IsVhost reports whether t is served on a shared port of the server and
-// routed by domain (http, https) rather than on a port of its own.
+// routed by domain (http, https, tcpmux) rather than on a port of its
+// own.
 func (t ProxyType) IsVhost() bool {
-	return t == ProxyHTTP || t == ProxyHTTPS
+	return t == ProxyHTTP || t == ProxyHTTPS || t == ProxyTCPMux
 }
 
 // IsSecret reports whether t is reached through visitors that know a
@@ -251,6 +255,14 @@ type ProxyConfig struct {
 	LoadBalancer ProxyLoadBalancer `toml:"loadBalancer,omitzero"`
 	// HealthCheck is the [proxies.healthCheck] table.
 	HealthCheck ProxyHealthCheck `toml:"healthCheck,omitzero"`
+	// --- tcpmux: HTTP CONNECT multiplexing (see proxy_tcpmux.go)
+	// Multiplexer (tcpmux; required) is how the server tells this
+	// proxy's connections from others on its port: "httpconnect", by the
+	// host of an HTTP CONNECT request (frp's only multiplexer). A tcpmux
+	// proxy also takes customDomains, subdomain, httpUser and
+	// httpPassword (checked against Proxy-Authorization) and
+	// routeByHTTPUser.
+	Multiplexer string `toml:"multiplexer,omitempty"`
 }
 
 // AllowsUser reports whether a visitor logged in as user visitor may reach

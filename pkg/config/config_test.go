@@ -365,6 +365,7 @@ func TestProxyTypeClasses(t *testing.T) {
 		{ProxyXUDP, true, true, true},
 		{ProxyHTTP, false, false, false},
 		{ProxyHTTPS, false, false, false},
+		{ProxyTCPMux, false, false, false},
 		{"", false, false, false},
 		{"XTCP", false, false, false},
 	} {
@@ -373,7 +374,7 @@ func TestProxyTypeClasses(t *testing.T) {
 				c.t, c.t.IsSecret(), c.t.IsDatagram(), c.t.IsP2P(), c.secret, c.datagram, c.p2p)
 		}
 	}
-	if len(ProxyTypes) != 8 || !ProxyHTTP.IsVhost() || !ProxyHTTPS.IsVhost() || ProxyTCP.IsVhost() {
+	if len(ProxyTypes) != 9 || !ProxyHTTP.IsVhost() || !ProxyHTTPS.IsVhost() || !ProxyTCPMux.IsVhost() || ProxyTCP.IsVhost() {
 		t.Errorf("ProxyTypes = %v", ProxyTypes)
 	}
 }
@@ -816,6 +817,10 @@ func TestConfFiles(t *testing.T) {
 		web.ResponseHeaders.Set = map[string]string{"X-Served-By": "hop"}
 		webTLS.Name, webTLS.LocalPort, webTLS.CustomDomains = "web-tls", 8443, []string{"secure.example.com"}
 		want.Proxies = append(want.Proxies, web, webTLS)
+		tunnel := DefaultProxy(ProxyTCPMux) // --- tcpmux
+		tunnel.Name, tunnel.LocalPort, tunnel.Multiplexer, tunnel.CustomDomains = "tunnel", 22, MultiplexerHTTPConnect, []string{"tunnel1"}
+		tunnel.HTTPUser, tunnel.HTTPPassword = "tunnel", web.HTTPPassword
+		want.Proxies = append(want.Proxies, tunnel)
 		webA := DefaultProxy(ProxyTCP) // --- ppbw
 		webA.Name, webA.LocalPort, webA.RemotePort = "web-a", 8080, 6080
 		webA.LoadBalancer = ProxyLoadBalancer{Group: "web", GroupKey: "web-group-key"}

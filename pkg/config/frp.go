@@ -80,6 +80,131 @@ var frpKeyNames = map[string]frpKey{
 
 	// --- plugins
 	"proxies[].plugin.enableHTTP2": {side: "hopc", msg: "hop's https2http speaks HTTP/1.1 to users (any HTTPS client falls back to it); remove it"},
+
+	// --- migrate: the other keys of frp v0.52+ that hop has not, or has
+	// in another form (hopc/hops migrate reads these; an entry for a table
+	// covers every key below it).
+	"dnsServer":                           {side: "hopc", msg: "hopc resolves serverAddr with the system's resolver; remove it, or write an IP address in serverAddr"},
+	"start":                               {side: "hopc", msg: "hopc starts every proxy and visitor of its file; leave out those you do not want to start"},
+	"includes":                            {side: "hopc", msg: "hop reads one file: run hopc migrate on each included file and add its [[proxies]] and [[visitors]] to this one"},
+	"udpPacketSize":                       {msg: "hop carries each datagram whole (up to 65535 bytes) in its stream, so there is no packet size to agree on; remove it"},
+	"featureGates":                        {side: "hopc", msg: "hop has no feature gates; remove it"},
+	"virtualNet":                          {side: "hopc", msg: "hop has no virtual network (frp's is experimental): a socks5 plugin reaches the network behind a hopc"},
+	"metadatas":                           {side: "hopc", msg: "hops has no server plugins that would read metadata; remove it"},
+	"store":                               {side: "hopc", msg: "hopc has no store of proxies added through its API: write them in the file and run hopc reload"},
+	"auth.tokenSource":                    {msg: `hop reads the token from the environment, not from a file or command: write auth.token = "${HOP_TOKEN}" and start with HOP_TOKEN set, e.g. HOP_TOKEN=$(cat FILE)`},
+	"auth.oidc":                           {msg: "hop authenticates with auth.token only (a PAKE), not OIDC: give the clients a token, or each user a token of its own in hops' [[auth.users]]"},
+	"transport.wireProtocol":              {side: "hopc", msg: "hop has one wire protocol (docs/PROTOCOL.md); remove it"},
+	"transport.connectServerLocalIP":      {side: "hopc", msg: "hopc lets the system choose the source address of its connection to hops; remove it (a route can pin it)"},
+	"transport.proxyURL":                  {side: "hopc", msg: "hopc connects to hops directly, not through an HTTP or SOCKS5 proxy; remove it"},
+	"transport.quic":                      {msg: "hop connects over TCP with TLS only; remove it"},
+	"transport.tls.certFile":              {side: "hopc", msg: "hopc presents no client certificate: hops authenticates it by its token; remove it"},
+	"transport.tls.keyFile":               {side: "hopc", msg: "hopc presents no client certificate: hops authenticates it by its token; remove it"},
+	"transport.tls.trustedCaFile":         {side: "hops", msg: "hops verifies no client certificates: it authenticates clients by their token; remove it"},
+	"transport.tls.serverName":            {side: "hops", msg: "a name hops expects is set on the client (hopc's transport.tls.serverName); remove it"},
+	"transport.maxPoolCount":              {side: "hops", msg: "hop opens streams on demand in one session per client, so there is no pool of connections; remove it"},
+	"webServer.assetsDir":                 {msg: "hop's dashboard is built into the binary; remove it"},
+	"webServer.pprofEnable":               {msg: "hop's web server has no pprof handlers; remove it"},
+	"webServer.tls.trustedCaFile":         {msg: "hop's web server verifies no client certificates (it has webServer.user and password); remove it"},
+	"webServer.tls.serverName":            {msg: "hop's web server is not a TLS client; remove it"},
+	"kcpBindPort":                         {side: "hops", msg: "hop connects over TCP with TLS only, not KCP; remove it"},
+	"quicBindPort":                        {side: "hops", msg: "hop connects over TCP with TLS only, not QUIC; remove it"},
+	"detailedErrorsToClient":              {side: "hops", msg: "hops always tells a client why it refused a login or a proxy, with no internal details; remove it"},
+	"userConnTimeout":                     {side: "hops", msg: "hops opens a stream of the client's session for each user connection at once, with no work connection to wait for; remove it"},
+	"natholeAnalysisDataReserveHours":     {side: "hops", msg: "hops keeps no NAT analysis data (p2p.tallyInterval logs its counts of direct and relayed paths); remove it"},
+	"sshTunnelGateway":                    {side: "hops", msg: "hop has no SSH tunnel gateway: run hopc next to the service instead"},
+	"httpPlugins":                         {side: "hops", msg: "hops has no server plugins (HTTP hooks on Login, NewProxy...): per-user tokens ([[auth.users]]), allowPorts and maxProxiesPerClient cover the common uses"},
+	"proxies[].enabled":                   {side: "hopc", msg: "hop has no enabled key: a proxy in the file is started; leave a disabled one out"},
+	"visitors[].enabled":                  {side: "hopc", msg: "hop has no enabled key: a visitor in the file is started; leave a disabled one out"},
+	"proxies[].annotations":               {side: "hopc", msg: "hop's dashboard shows no annotations; remove them (a comment in the file keeps the note)"},
+	"proxies[].metadatas":                 {side: "hopc", msg: "hops has no server plugins that would read metadata; remove it"},
+	"proxies[].healthCheck.httpHeaders":   {side: "hopc", msg: "hop's http health check sends no extra headers: the local service must answer the plain GET; remove it"},
+	"proxies[].natTraversal":              {side: "hopc", msg: "hop's P2P offers every candidate address (local, learned by STUN, mapped by the gateway) and keeps the path that answers; remove it"},
+	"visitors[].natTraversal":             {side: "hopc", msg: "hop's P2P offers every candidate address (local, learned by STUN, mapped by the gateway) and keeps the path that answers; remove it"},
+	"visitors[].transport.useEncryption":  {side: "hopc", msg: "hop always encrypts (TLS to hops, and the secret key between visitor and owner); remove it"},
+	"visitors[].transport.useCompression": {side: "hopc", msg: "hop does not compress; remove it"},
+	"visitors[].protocol":                 {side: "hopc", msg: "hop's xtcp carries its streams over its own transport on the punched UDP path; remove it"},
+	"visitors[].plugin":                   {side: "hopc", msg: "hop's visitors have no plugins (frp's virtual_net is experimental): put a socks5 plugin on the proxy instead"},
+}
+
+// FrpKey is what hop does with one of frp's keys (v0.52+), for
+// hopc/hops migrate (package frpconf). The same table explains frp's keys
+// in hop's error messages.
+type FrpKey struct {
+	// To is hop's key path (with [] for an array entry), or "" when hop
+	// has none; then Msg says why and what to do instead.
+	To string
+	// Unit is the unit frp counted an integer in ("s", "ms") when To is a
+	// duration; NegOff means frp turned the feature off with a negative
+	// number (hop writes "0s"); PerHour means frp counted attempts per
+	// hour where hop sets the time between two.
+	Unit    string
+	NegOff  bool
+	PerHour bool
+	// Msg explains a key hop has no counterpart for, or adds to To.
+	Msg string
+}
+
+// LookupFrpKey returns what hop does with frp's key path (exact, with []
+// for array entries, as in "visitors[].minRetryInterval") on side "hopc"
+// or "hops". An entry for a table ("auth.oidc") is found by the table's
+// path only.
+func LookupFrpKey(side, path string) (FrpKey, bool) {
+	h, ok := frpKeyNames[path]
+	if !ok || (h.side != "" && h.side != side) {
+		return FrpKey{}, false
+	}
+	return FrpKey{To: h.to, Unit: h.unit, NegOff: h.negOff, PerHour: h.perHour, Msg: h.msg}, true
+}
+
+// FrpOnlyPlugin says why hop has no plugin of frp's type t, and what to do
+// instead; ok is false for the plugin types hop has (and unknown ones).
+func FrpOnlyPlugin(t string) (msg string, ok bool) {
+	msg, ok = frpOnlyPlugins[t]
+	return msg, ok
+}
+
+// Kinds of hop's keys, as HopKeyKind returns them.
+const (
+	KindString   = "string"
+	KindInt      = "int"
+	KindBool     = "bool"
+	KindDuration = "duration"
+	KindStrings  = "strings" // an array of strings
+	KindMap      = "map"     // a table of string values (requestHeaders.set)
+	KindTables   = "tables"  // an array of tables ([[proxies]], allowPorts)
+	KindTable    = "table"
+)
+
+// HopKeyKind returns the kind of hop's key path (with [] for an array
+// entry) in the config of side "hopc" or "hops"; ok is false when hop has
+// no such key.
+func HopKeyKind(side, path string) (kind string, ok bool) {
+	root := reflect.TypeOf(rawClient{})
+	if side == "hops" {
+		root = reflect.TypeOf(rawServer{})
+	}
+	t, ok := schemaType(root, path)
+	if !ok {
+		return "", false
+	}
+	switch {
+	case t == rawTextType:
+		return KindDuration, true
+	case t.Kind() == reflect.String:
+		return KindString, true
+	case t.Kind() == reflect.Int64 || t.Kind() == reflect.Int:
+		return KindInt, true
+	case t.Kind() == reflect.Bool:
+		return KindBool, true
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.String:
+		return KindStrings, true
+	case t.Kind() == reflect.Slice:
+		return KindTables, true
+	case t.Kind() == reflect.Map:
+		return KindMap, true
+	}
+	return KindTable, true
 }
 
 // frpKeys is frpKeyNames indexed by the key path without array indexes,
@@ -131,6 +256,12 @@ func frpHint(root reflect.Type, ix *index, key string, en entry) (msg, meant str
 		}
 		if to, exists := hopKey(root, key, h.to); exists {
 			return renamed(root, ix, key, to, h, en), to, true
+		}
+	}
+	// A key below a table of frp's that hop has not ("auth.oidc.clientID").
+	for p := parentPath(key); p != ""; p = parentPath(p) {
+		if h, found := frpKeys[foldPath(p)]; found && h.to == "" && (h.side == "" || h.side == side) {
+			return h.msg, "", true
 		}
 	}
 	// fooTimeoutMs = 1500: the name carries the unit of a duration key.

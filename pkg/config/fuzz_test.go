@@ -39,7 +39,7 @@ func fuzzParse(t *testing.T, data []byte, parse func([]byte) (interface{ Validat
 }
 
 func FuzzParseServer(f *testing.F) {
-	for _, c := range append(serverCases, vhostServerCases...) {
+	for _, c := range append(append(serverCases, vhostServerCases...), tcpmuxServerCases...) {
 		f.Add([]byte(c.toml))
 	}
 	addConfSeeds(f, "hops*.toml")
@@ -51,7 +51,7 @@ func FuzzParseServer(f *testing.F) {
 }
 
 func FuzzParseClient(f *testing.F) {
-	for _, c := range append(append(clientCases, vhostClientCases...), p2plifeClientCases...) {
+	for _, c := range append(append(append(clientCases, vhostClientCases...), tcpmuxClientCases...), p2plifeClientCases...) {
 		f.Add([]byte(c.toml))
 	}
 	addConfSeeds(f, "hopc*.toml")

@@ -120,6 +120,7 @@ var pluginKeys = map[PluginType][]string{
 // to do instead.
 var frpOnlyPlugins = map[string]string{
 	"https2https": "hop has no https2https plugin: forward the TLS stream untouched with a plain tcp proxy to the HTTPS service (localIP, localPort), which keeps its own certificate",
+	"http2http":   "hop has no http2http plugin: an http proxy (type = \"http\") to the HTTP service does the same, with hostHeaderRewrite and requestHeaders.set",
 	"tls2raw":     "hop has no tls2raw plugin: terminate TLS in the local service, or use https2http in front of an HTTP service",
 	"virtual_net": "hop has no virtual_net plugin (frp's is experimental): use a socks5 plugin to reach the network behind this hopc",
 }

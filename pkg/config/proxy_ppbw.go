@@ -185,7 +185,7 @@ func (p ProxyConfig) validatePPBW(r *reporter, key string) {
 	if lb := p.LoadBalancer; lb.Group != "" || lb.GroupKey != "" {
 		switch {
 		case p.Type != ProxyTCP && !p.Type.IsVhost():
-			r.add(key+".loadBalancer.group", "only tcp, http and https proxies join a load-balancing group; remove loadBalancer from this %s proxy", p.Type)
+			r.add(key+".loadBalancer.group", "only tcp, http, https and tcpmux proxies join a load-balancing group; remove loadBalancer from this %s proxy", p.Type)
 		case lb.Group == "":
 			r.add(key+".loadBalancer.group", "missing: groupKey is set; name the group, e.g. group = \"web\"")
 		case !nameRE.MatchString(lb.Group):

@@ -36,7 +36,7 @@ func TestProxyPPBWKeys(t *testing.T) {
 		{"bad mode", proxy("tcp", "transport.bandwidthLimitMode = \"both\"\n"),
 			`hopc.toml:7: proxies[0].transport.bandwidthLimitMode: "both" is not a bandwidth limit mode; use "client" (hopc applies the limit, the default) or "server" (hops applies it)`},
 		{"group", proxy("tcp", "loadBalancer.group = \"web\"\nloadBalancer.groupKey = \"k\"\n"), ""},
-		{"group udp", proxy("udp", "loadBalancer.group = \"web\"\n"), "proxies[0].loadBalancer.group: only tcp, http and https proxies join a load-balancing group"},
+		{"group udp", proxy("udp", "loadBalancer.group = \"web\"\n"), "proxies[0].loadBalancer.group: only tcp, http, https and tcpmux proxies join a load-balancing group"},
 		{"group bad name", proxy("tcp", "loadBalancer.group = \"a b\"\n"), `"a b" is not a valid group name`},
 		{"key without group", proxy("tcp", "loadBalancer.groupKey = \"k\"\n"), "proxies[0].loadBalancer.group: missing: groupKey is set"},
 		{"group port 0", strings.Replace(proxy("tcp", "loadBalancer.group = \"web\"\n"), "remotePort = 6000", "remotePort = 0", 1), "proxies[0].remotePort: 0 is not allowed in a load-balancing group"},

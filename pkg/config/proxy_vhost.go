@@ -46,13 +46,8 @@ func (c *ServerConfig) validateVhost(r *reporter) {
 			continue
 		}
 		portRange(r, f.key, f.port, 0, " (0 turns it off)")
-		if f.port == c.BindPort {
-			r.add(f.key, "%d is the bindPort; sharing bindPort with the vhost is not supported yet (a later step will tell hop's TLS from HTTP by the first bytes): pick another port", f.port)
-		}
 	}
-	if c.VhostHTTPPort != 0 && c.VhostHTTPPort == c.VhostHTTPSPort {
-		r.add("vhostHTTPSPort", "%d is also vhostHTTPPort; HTTP and HTTPS need a port each", c.VhostHTTPSPort)
-	}
+	c.validateSharedPorts(r) // --- tcpmux: which vhost ports may be one (bindPort)
 	if c.SubDomainHost != "" {
 		checkDomain(r, "subDomainHost", c.SubDomainHost)
 		if strings.HasPrefix(c.SubDomainHost, "*.") {
@@ -84,7 +79,7 @@ func (c conv) vhostProxy(p *ProxyConfig, key string, v rawProxy) {
 	case !p.Type.IsVhost():
 		for _, k := range []string{"customDomains", "subdomain"} {
 			if present[k] {
-				c.r.add(key+"."+k, "only http and https proxies take %s; remove it from this %s proxy", k, p.Type)
+				c.r.add(key+"."+k, "only http, https and tcpmux proxies take %s; remove it from this %s proxy", k, p.Type)
 			}
 		}
 		for _, k := range httpOnly {
@@ -92,6 +87,9 @@ func (c conv) vhostProxy(p *ProxyConfig, key string, v rawProxy) {
 				c.r.add(key+"."+k, "only http proxies take %s; remove it from this %s proxy", k, p.Type)
 			}
 		}
+		return
+	case p.Type == ProxyTCPMux: // --- tcpmux
+		c.tcpmuxDomainKeys(p, key, v, present, httpOnly)
 		return
 	case p.Type == ProxyHTTPS:
 		for _, k := range httpOnly {
@@ -123,7 +121,7 @@ func (c conv) vhostProxy(p *ProxyConfig, key string, v rawProxy) {
 // validateVhost checks an http or https proxy.
 func (p ProxyConfig) validateVhost(r *reporter, key string) {
 	if p.RemotePort != 0 {
-		r.add(key+".remotePort", "%s proxies share the server's %s and are routed by domain: remove remotePort", p.Type, map[ProxyType]string{ProxyHTTP: "vhostHTTPPort", ProxyHTTPS: "vhostHTTPSPort"}[p.Type])
+		r.add(key+".remotePort", "%s proxies share the server's %s and are routed by domain: remove remotePort", p.Type, map[ProxyType]string{ProxyHTTP: "vhostHTTPPort", ProxyHTTPS: "vhostHTTPSPort", ProxyTCPMux: "tcpmuxHTTPConnectPort"}[p.Type])
 	}
 	if p.SecretKey != "" {
 		r.add(key+".secretKey", "%s", onlySecret("secretKey", p.Type))
@@ -132,7 +130,11 @@ func (p ProxyConfig) validateVhost(r *reporter, key string) {
 		r.add(key+".allowUsers", "%s", onlySecret("allowUsers", p.Type))
 	}
 	if len(p.CustomDomains) == 0 && p.Subdomain == "" {
-		r.add(key+".customDomains", `an %s proxy needs a domain: set customDomains = ["app.example.com"], or subdomain = "app" when hops has subDomainHost`, p.Type)
+		article := "an" // --- tcpmux: "a tcpmux proxy"
+		if p.Type == ProxyTCPMux {
+			article = "a"
+		}
+		r.add(key+".customDomains", `%s %s proxy needs a domain: set customDomains = ["app.example.com"], or subdomain = "app" when hops has subDomainHost`, article, p.Type)
 	}
 	seen := map[string]bool{}
 	for i, d := range p.CustomDomains {
@@ -145,6 +147,9 @@ func (p ProxyConfig) validateVhost(r *reporter, key string) {
 	}
 	if p.Subdomain != "" && !labelRE.MatchString(p.Subdomain) {
 		r.add(key+".subdomain", `%q is not a subdomain; write one label of lower-case letters, digits and - (e.g. "app", served as app.<subDomainHost of hops>), without dots or "*"`, p.Subdomain)
+	}
+	if p.Type == ProxyTCPMux {
+		p.validateTCPMux(r, key) // --- tcpmux
 	}
 	if p.Type != ProxyHTTP {
 		return

@@ -11,8 +11,8 @@ import (
 
 var vhostServerCases = []errorCase{
 	{name: "vhost ports", toml: tokenLine + "vhostHTTPPort = 8080\nvhostHTTPSPort = 8443\nsubDomainHost = \"example.com\"\nvhostHTTPTimeout = \"30s\"\n"},
-	{name: "vhost port is bindPort", toml: tokenLine + "vhostHTTPPort = 7000\n", want: "hops.toml:2: vhostHTTPPort: 7000 is the bindPort; sharing bindPort with the vhost is not supported yet (a later step will tell hop's TLS from HTTP by the first bytes): pick another port"},
-	{name: "vhost ports equal", toml: tokenLine + "vhostHTTPPort = 8080\nvhostHTTPSPort = 8080\n", want: "hops.toml:3: vhostHTTPSPort: 8080 is also vhostHTTPPort; HTTP and HTTPS need a port each"},
+	{name: "vhost port is bindPort", toml: tokenLine + "vhostHTTPPort = 7000\n"},
+	{name: "vhost ports equal", toml: tokenLine + "vhostHTTPPort = 8080\nvhostHTTPSPort = 8080\n", want: "hops.toml:3: vhostHTTPSPort: 8080 is also vhostHTTPPort (line 2); they need a port each (only bindPort may be shared, as hops tells hopc's TLS, https SNI and plain HTTP apart by their first bytes there)"},
 	{name: "vhost port range", toml: tokenLine + "vhostHTTPSPort = 70000\n", want: "hops.toml:2: vhostHTTPSPort: 70000 is out of range; use 0-65535 (0 turns it off)"},
 	{name: "vhost timeout in frp's seconds", toml: tokenLine + "vhostHTTPTimeout = 60\n", want: "hops.toml:2: vhostHTTPTimeout: 60 is a bare number; durations are strings with a unit: write \"60s\" (units: ms, s, m, h)"},
 	{name: "subDomainHost wildcard", toml: tokenLine + "subDomainHost = \"*.example.com\"\n", want: "hops.toml:2: subDomainHost: \"*.example.com\" is a wildcard; write the domain itself, e.g. \"example.com\": a proxy's subdomain goes in front of it"},

@@ -148,6 +148,10 @@ type rawServer struct {
 	SubDomainHost    *string  `toml:"subDomainHost"`
 	VhostHTTPTimeout *rawText `toml:"vhostHTTPTimeout"`
 	Custom404Page    *string  `toml:"custom404Page"`
+
+	// --- tcpmux
+	TCPMuxHTTPConnectPort *int64 `toml:"tcpmuxHTTPConnectPort"`
+	TCPMuxPassthrough     *bool  `toml:"tcpmuxPassthrough"`
 }
 
 type rawClientTLS struct {
@@ -195,6 +199,8 @@ type rawProxy struct {
 	Transport    rawProxyTransport    `toml:"transport"`
 	LoadBalancer rawProxyLoadBalancer `toml:"loadBalancer"`
 	HealthCheck  rawProxyHealthCheck  `toml:"healthCheck"`
+	// --- tcpmux
+	Multiplexer *string `toml:"multiplexer"`
 }
 
 type rawVisitor struct {
@@ -390,6 +396,9 @@ func (c conv) server(v *rawServer) ServerConfig {
 	c.str(&cfg.SubDomainHost, v.SubDomainHost)
 	c.dur(&cfg.VhostHTTPTimeout, "vhostHTTPTimeout", v.VhostHTTPTimeout)
 	c.str(&cfg.Custom404Page, v.Custom404Page)
+	// --- tcpmux
+	c.int(&cfg.TCPMuxHTTPConnectPort, "tcpmuxHTTPConnectPort", v.TCPMuxHTTPConnectPort)
+	c.bool(&cfg.TCPMuxPassthrough, v.TCPMuxPassthrough)
 	return cfg
 }
 
@@ -526,7 +535,8 @@ func (c conv) proxy(key string, v rawProxy) ProxyConfig {
 		c.dur(&d, key+".idleTimeout", v.IdleTimeout)
 	}
 
-	c.vhostProxy(&p, key, v) // --- vhost
+	c.vhostProxy(&p, key, v)  // --- vhost
+	c.tcpmuxProxy(&p, key, v) // --- tcpmux
 
 	if known && !p.Type.IsSecret() {
 		if v.SecretKey != nil {

@@ -46,11 +46,12 @@ type ServerConfig struct {
 
 	// --- vhost: HTTP and HTTPS virtual hosts (http and https proxies).
 	// VhostHTTPPort is the port of the http proxies, routed by Host; 0
-	// (the default) turns them off. Not BindPort.
+	// (the default) turns them off. It may be BindPort (see
+	// TCPMuxHTTPConnectPort for how a port is shared).
 	VhostHTTPPort int `toml:"vhostHTTPPort"`
 	// VhostHTTPSPort is the port of the https proxies, routed by the TLS
 	// SNI without terminating TLS; 0 (the default) turns them off. Not
-	// BindPort, not VhostHTTPPort.
+	// VhostHTTPPort, unless both are BindPort.
 	VhostHTTPSPort int `toml:"vhostHTTPSPort"`
 	// SubDomainHost is the domain under which proxies with a subdomain
 	// are served (subdomain "app" is app.<SubDomainHost>); empty (the
@@ -63,6 +64,25 @@ type ServerConfig struct {
 	// request for a host no proxy serves; empty uses a short built-in
 	// page.
 	Custom404Page string `toml:"custom404Page"`
+
+	// --- tcpmux: HTTP CONNECT multiplexing (tcpmux proxies, see proxy_tcpmux.go)
+	// TCPMuxHTTPConnectPort is the port of the tcpmux proxies
+	// (multiplexer "httpconnect"), routed by the host of an HTTP CONNECT
+	// request; 0 (the default) turns them off.
+	//
+	// Any of VhostHTTPPort, VhostHTTPSPort and TCPMuxHTTPConnectPort may
+	// be BindPort: hops then listens once, on BindAddr (not
+	// ProxyBindAddr), and tells the connections apart by their first
+	// bytes: a TLS ClientHello whose server name an https proxy has goes
+	// to the https vhost, other TLS (hopc, which offers the ALPN protocol
+	// "hop" whatever its server name) to the control listener,
+	// plaintext HTTP to the http vhost (CONNECT to tcpmux). Otherwise the
+	// three are distinct ports.
+	TCPMuxHTTPConnectPort int `toml:"tcpmuxHTTPConnectPort"`
+	// TCPMuxPassthrough forwards the CONNECT request itself to the local
+	// service, instead of answering it "200 Connection established" and
+	// forwarding only what follows. Default false.
+	TCPMuxPassthrough bool `toml:"tcpmuxPassthrough"`
 
 	src *source // where a loaded config came from, for Warnings
 }

@@ -13,8 +13,11 @@
 // survived it is Start, which is safe behind a 5 s NAT.
 //
 // A lost probe must not be mistaken for a short timeout: a silence counts as
-// too long only after Confirm failed probes of it or of shorter silences,
-// and a failure at a silence shorter than one that survived is ignored.
+// too long only after Confirm failed probes of it or of shorter silences, a
+// failure at a silence shorter than one that survived is ignored, and once
+// a survival has shown that probes get lost, more failures are needed.
+// Probes that could not be run at all (the Prober's error) count for
+// nothing.
 //
 // Learner is the pure search state (no goroutines, no clock). Runner drives
 // a Learner with a Prober: it runs the probes in parallel, reports changes,
@@ -82,15 +85,22 @@ type Config struct {
 	Parallel int
 	// Precision: the search stops when hi/lo <= 1+Precision. Default 0.25.
 	Precision float64
-	// Relearn: the Runner starts over after this long. Default 6h.
+	// Relearn: the Runner starts over this long after a learning round
+	// began. Default 6h.
 	Relearn time.Duration
-	// Verify: while converged, the Runner re-probes the longest silence
-	// that survived this often, and starts over once Confirm probes of it
-	// in a row failed (the path got shorter). Default 15m.
+	// Verify: while converged, the Runner re-probes this often,
+	// alternately, the longest silence that survived (starting over once
+	// Confirm probes of it in a row failed: the path got shorter) and the
+	// shortest confirmed too long (a survival resumes the search). Default
+	// 15m. This field is not in issue 12's sketch of the API.
 	Verify time.Duration
 	// Confirm: a silence counts as too long only after this many failed
 	// probes of it (or of a shorter one) with no longer one surviving.
-	// Default 2 (a lossy probe is not a short timeout).
+	// Default 2 (a lossy probe is not a short timeout). Each survival
+	// that contradicts failures of shorter silences in a learning round
+	// (proof that probes get lost) raises the count by one for the rest
+	// of the round, up to MaxConfirm; one that contradicts a confirmed
+	// failure also forgets every failure seen.
 	Confirm int
 }
 

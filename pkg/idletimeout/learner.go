@@ -1,6 +1,7 @@
 package idletimeout
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"time"
@@ -25,6 +26,36 @@ type Result struct {
 	Probes int
 }
 
+// Estimate is the idle time after which the path forgets a flow, as far
+// as it is known: the geometric middle of Survived and Failed, or 0 while
+// either is unknown (nothing survived, or no failure up to the cap).
+func (r Result) Estimate() time.Duration {
+	if r.Survived <= 0 || r.Failed <= 0 {
+		return 0
+	}
+	return time.Duration(math.Sqrt(float64(r.Survived) * float64(r.Failed))).Round(time.Millisecond)
+}
+
+// String says what is known, for a log line: "path forgets idle flows
+// after ~38.8s (35.552s kept, 42.279s forgotten); using 15.998s".
+func (r Result) String() string {
+	var s string
+	switch {
+	case r.Estimate() > 0:
+		s = fmt.Sprintf("path forgets idle flows after ~%v (%v kept, %v forgotten)", r.Estimate().Round(100*time.Millisecond), r.Survived, r.Failed)
+	case r.Survived > 0:
+		s = fmt.Sprintf("path keeps idle flows at least %v", r.Survived)
+	case r.Failed > 0:
+		s = fmt.Sprintf("path forgets idle flows in less than %v", r.Failed)
+	default:
+		s = "nothing learnt yet"
+	}
+	if !r.Converged {
+		s += ", still learning"
+	}
+	return fmt.Sprintf("%s; using %v", s, r.Interval)
+}
+
 // Learner is the pure search state: no goroutines, no clock. The caller
 // starts the probes Next asks for, reports each outcome with Report, and
 // reads Result. It is not safe for concurrent use.
@@ -36,6 +67,7 @@ type Learner struct {
 
 	survived time.Duration
 	fails    []time.Duration // failed silences longer than survived, ascending (repeats kept)
+	losses   int             // failures later contradicted by a longer survival
 	probes   int
 }
 
@@ -115,10 +147,17 @@ func (l *Learner) Config() Config { return l.cfg }
 // silence longer than survived (a failure of a shorter silence implies
 // this one is too long as well), or 0.
 func (l *Learner) failed() time.Duration {
-	if len(l.fails) >= l.cfg.Confirm {
-		return l.fails[l.cfg.Confirm-1]
+	if n := l.confirm(); len(l.fails) >= n {
+		return l.fails[n-1]
 	}
 	return 0
+}
+
+// confirm is the number of failures needed: Confirm, plus one for each
+// survival in this round that contradicted failures (the probes are
+// lossy), up to MaxConfirm.
+func (l *Learner) confirm() int {
+	return min(l.cfg.Confirm+l.losses, max(MaxConfirm, l.cfg.Confirm))
 }
 
 func (l *Learner) converged() bool {
@@ -162,9 +201,18 @@ func (l *Learner) Report(silence time.Duration, survived bool) {
 		return
 	}
 	if survived {
+		wrong := l.failed() != 0 && silence >= l.failed()
 		l.survived = silence
 		i, _ := slices.BinarySearch(l.fails, silence+1)
+		if i > 0 {
+			l.losses++
+		}
 		l.fails = slices.Delete(l.fails, 0, i)
+		if wrong {
+			// A confirmed failure was wrong: the probes were lost or the
+			// path changed; either way the failures above are suspect.
+			l.fails = nil
+		}
 		return
 	}
 	i, _ := slices.BinarySearch(l.fails, silence)
@@ -173,19 +221,22 @@ func (l *Learner) Report(silence time.Duration, survived bool) {
 
 // Reset starts over: it keeps nothing learnt.
 func (l *Learner) Reset() {
-	l.survived, l.fails, l.probes = 0, nil, 0
+	l.survived, l.fails, l.losses, l.probes = 0, nil, 0, 0
 }
 
 // Next returns the silences to probe now, given the ones in flight: at
 // most Parallel-len(inFlight), none once converged. Silences in flight
 // are not returned again.
 //
-// Before a failure is confirmed it walks the ladder Start/Fraction×2^k up
-// to the cap, shortest first (a silence that failed once comes up again,
-// as it is still the shortest unknown). Once one is confirmed it first
-// re-probes the failures not yet confirmed below it, then spreads probes
-// geometrically over the widest gaps between the silences known or in
-// flight, until every gap is within Precision.
+// While nothing failed it walks the ladder Start/Fraction×2^k up to the
+// cap, shortest first, at most Parallel-1 doublings beyond the longest
+// silence that survived. Once something failed it probes below hi, the
+// shortest confirmed failure (or, while none is confirmed, the shortest
+// failure): first it re-probes the failures not yet confirmed, then it
+// spreads probes geometrically over the widest gaps between
+// lo = max(Survived, Min/Fraction), the silences in flight and hi, until
+// every gap is within Precision. Probes in flight beyond hi keep their
+// slots: a survival there shows the failures were losses.
 func (l *Learner) Next(inFlight []time.Duration) []time.Duration {
 	free := l.cfg.Parallel - len(inFlight)
 	if free <= 0 || l.converged() {
@@ -197,8 +248,20 @@ func (l *Learner) Next(inFlight []time.Duration) []time.Duration {
 	}
 	var out []time.Duration
 	hi := l.failed()
+	tentative := hi == 0 && len(l.fails) > 0
+	if tentative {
+		hi = l.fails[0]
+	}
 	if hi == 0 {
+		// Look ahead at most Parallel-1 doublings (at least one) beyond
+		// what survived: longer probes would hold their slots long after
+		// the answer is known. Those in flight beyond a failure still
+		// help: their survival unmasks a lost probe.
+		limit := scale(max(l.survived, l.ladder[0]), math.Exp2(float64(max(l.cfg.Parallel-1, 1))))
 		for _, p := range l.ladder {
+			if p > limit {
+				break
+			}
 			if p > l.survived && !busy[p] {
 				out = append(out, p)
 				if len(out) == free {
@@ -209,9 +272,12 @@ func (l *Learner) Next(inFlight []time.Duration) []time.Duration {
 		return out
 	}
 
+	// Bisect between lo and hi. hi is the shortest confirmed failure or,
+	// while none is, the shortest failure (tentative: it is re-probed
+	// first, and the points below it are wasted only if it was a loss).
 	lo := max(l.survived, l.floor)
 	for _, f := range l.fails {
-		if f >= hi || len(out) == free {
+		if f > hi || (f == hi && !tentative) || len(out) == free {
 			break
 		}
 		if f > lo && !busy[f] && !slices.Contains(out, f) {
@@ -245,10 +311,12 @@ func (l *Learner) Next(inFlight []time.Duration) []time.Duration {
 	}
 	want := math.Log(1 + l.cfg.Precision)
 	for range free - len(out) {
-		best := -1
+		// The widest, or a lower one nearly as wide: shorter probes
+		// answer sooner, and the lowest failure is the likeliest true.
+		best, bestW := -1, want
 		for i, g := range gaps {
-			if g.log/float64(g.n+1) > want && (best < 0 || g.log/float64(g.n+1) > gaps[best].log/float64(gaps[best].n+1)) {
-				best = i
+			if w := g.log / float64(g.n+1); w > want && (best < 0 || w > bestW*1.05) {
+				best, bestW = i, w
 			}
 		}
 		if best < 0 {

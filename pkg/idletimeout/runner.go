@@ -59,11 +59,18 @@ func (r *Runner) Result() Result {
 	return r.res
 }
 
+// kinds of probes a Runner runs.
+const (
+	learnProbe     = iota // asked for by Learner.Next
+	verifySurvived        // while converged: is Survived still survived?
+	verifyFailed          // while converged: is Failed still too long?
+)
+
 type outcome struct {
 	round    int
+	kind     int
 	silence  time.Duration
 	survived bool
-	verify   bool
 }
 
 // Run drives the search until ctx ends, then cancels its probes and
@@ -73,13 +80,17 @@ type outcome struct {
 //
 // It keeps up to Parallel probes in flight. A probe whose Prober returns
 // an error is retried after a backoff (RetryMin to RetryMax) and never
-// counted. While converged it re-probes Survived every Verify, and starts
-// over once Confirm of those probes in a row failed. It also starts over
-// every Relearn and when Relearn is called; probes of an earlier round
-// are canceled and their outcomes dropped.
+// counted. While converged it re-probes, every Verify, alternately
+// Survived (and starts over once as many of those probes in a row failed
+// as a failure needs to be confirmed: the path got shorter) and Failed
+// (a survival resumes the search upward: the path got longer, or losses
+// had confirmed a failure). It also starts over every Relearn and when
+// Relearn is called; probes of an earlier round are canceled and their
+// outcomes dropped.
 //
-// Run must not be called again while it runs: a second concurrent call
-// returns at once.
+// onChange runs on Run's goroutine and should return quickly; it may
+// call Result and Relearn. Run must not be called again while it runs: a
+// second concurrent call returns at once.
 func (r *Runner) Run(ctx context.Context) {
 	r.mu.Lock()
 	if r.running {
@@ -107,7 +118,8 @@ func (r *Runner) Run(ctx context.Context) {
 		roundCancel context.CancelFunc = func() {}
 		inFlight    []time.Duration
 		verifying   bool // a verify probe is in flight
-		verifyFails int
+		verifyFails int  // verifySurvived failures in a row
+		verifyNext  = verifySurvived
 		first       = true
 	)
 	relearnT := time.NewTimer(r.cfg.Relearn)
@@ -116,7 +128,7 @@ func (r *Runner) Run(ctx context.Context) {
 	verifyT.Stop()
 	defer verifyT.Stop()
 
-	launch := func(silence time.Duration, verify bool) {
+	launch := func(silence time.Duration, kind int) {
 		rc, n := roundCtx, round
 		wg.Add(1)
 		go func() {
@@ -129,7 +141,7 @@ func (r *Runner) Run(ctx context.Context) {
 				}
 				if err == nil {
 					select {
-					case results <- outcome{round: n, silence: silence, survived: survived, verify: verify}:
+					case results <- outcome{round: n, kind: kind, silence: silence, survived: survived}:
 					case <-rc.Done():
 					}
 					return
@@ -161,7 +173,7 @@ func (r *Runner) Run(ctx context.Context) {
 		roundCancel()
 		round++
 		roundCtx, roundCancel = context.WithCancel(ctx)
-		inFlight, verifying, verifyFails = nil, false, 0
+		inFlight, verifying, verifyFails, verifyNext = nil, false, 0, verifySurvived
 		l.Reset()
 		relearnT.Reset(r.cfg.Relearn)
 	}
@@ -172,7 +184,7 @@ func (r *Runner) Run(ctx context.Context) {
 	for {
 		for _, d := range l.Next(inFlight) {
 			inFlight = append(inFlight, d)
-			launch(d, false)
+			launch(d, learnProbe)
 		}
 		select {
 		case <-ctx.Done():
@@ -181,22 +193,21 @@ func (r *Runner) Run(ctx context.Context) {
 			if o.round != round {
 				continue
 			}
-			if o.verify {
+			if o.kind != learnProbe {
 				verifying = false
 			} else if i := indexOf(inFlight, o.silence); i >= 0 {
 				inFlight = append(inFlight[:i], inFlight[i+1:]...)
 			}
 			l.Report(o.silence, o.survived)
-			if o.verify {
+			if o.kind == verifySurvived {
 				if o.survived {
 					verifyFails = 0
-				} else if verifyFails++; verifyFails >= r.cfg.Confirm {
+				} else if verifyFails++; verifyFails >= l.confirm() {
+					// The path got shorter: what was learnt is wrong.
 					newRound()
-					publish()
-					continue
 				} else {
 					verifying = true
-					launch(o.silence, true)
+					launch(o.silence, verifySurvived)
 				}
 			}
 			publish()
@@ -207,15 +218,43 @@ func (r *Runner) Run(ctx context.Context) {
 			newRound()
 			publish()
 		case <-verifyT.C:
-			if res := l.Result(); res.Converged && res.Survived > 0 && !verifying {
+			res := l.Result()
+			if !res.Converged {
+				break
+			}
+			verifyT.Reset(r.cfg.Verify)
+			if verifying || len(inFlight) >= r.cfg.Parallel {
+				break // never more than Parallel probes at once
+			}
+			// Alternate: Survived catches a path that got shorter,
+			// Failed one that got longer or a failure confirmed by
+			// unlucky losses.
+			kind := verifyNext
+			if bound(res, kind) == 0 { // converged at the cap, or with nothing surviving
+				kind = otherVerify(kind)
+			}
+			if d := bound(res, kind); d > 0 {
 				verifying = true
-				launch(res.Survived, true)
+				launch(d, kind)
 			}
-			if l.Result().Converged {
-				verifyT.Reset(r.cfg.Verify)
-			}
+			verifyNext = otherVerify(kind)
 		}
 	}
+}
+
+// bound is the silence a verify probe of kind re-probes.
+func bound(res Result, kind int) time.Duration {
+	if kind == verifyFailed {
+		return res.Failed
+	}
+	return res.Survived
+}
+
+func otherVerify(kind int) int {
+	if kind == verifyFailed {
+		return verifySurvived
+	}
+	return verifyFailed
 }
 
 func indexOf(s []time.Duration, d time.Duration) int {

@@ -174,7 +174,7 @@ type NewProxy struct {
 	// together (transport.bandwidthLimitMode = "server"); 0 or absent for
 	// no limit on the server.
 	BandwidthLimit int64 `json:"bandwidthLimit,omitempty"`
-	// Group names the load-balancing group of a tcp, http or https proxy
+	// Group names the load-balancing group of a tcp, http, https or tcpmux proxy
 	// (frp's loadBalancer.group): tcp members share RemotePort, http and
 	// https members their domains (and locations and routeByHTTPUser).
 	// GroupKey must match the key the group's first member set.
@@ -199,6 +199,10 @@ type NewProxy struct {
 	// on each stream (transport.proxyProtocolVersion): the server then
 	// never carries two browser connections' requests on one stream.
 	ProxyProtocol bool `json:"proxyProtocol,omitempty"`
+	// --- tcpmux: Multiplexer (tcpmux only, required) is "httpconnect".
+	// A tcpmux proxy also takes CustomDomains, Subdomain, HTTPUser,
+	// HTTPPassword (Proxy-Authorization) and RouteByHTTPUser.
+	Multiplexer string `json:"multiplexer,omitempty"`
 }
 
 // NewProxyResp answers NewProxy. Error is empty on success.
@@ -339,20 +343,28 @@ func (m *Error) validate() error {
 }
 
 // groupTypes are the proxy types that join load-balancing groups.
-var groupTypes = map[string]bool{ProxyTCP: true, ProxyHTTP: true, ProxyHTTPS: true}
+var groupTypes = map[string]bool{ProxyTCP: true, ProxyHTTP: true, ProxyHTTPS: true, ProxyTCPMux: true}
 
 func (m *NewProxy) validate() error {
+	// An empty object means none, as an absent one does (omitempty), so
+	// that a decoded message encodes to what it was decoded from.
+	if len(m.RequestHeaders) == 0 {
+		m.RequestHeaders = nil
+	}
+	if len(m.ResponseHeaders) == 0 {
+		m.ResponseHeaders = nil
+	}
 	if err := checkName("proxy name", m.Name); err != nil {
 		return err
 	}
 	switch m.ProxyType {
-	case ProxyTCP, ProxyUDP, ProxyHTTP, ProxyHTTPS:
+	case ProxyTCP, ProxyUDP, ProxyHTTP, ProxyHTTPS, ProxyTCPMux:
 	case ProxySTCP, ProxySUDP, ProxyXTCP, ProxyXUDP:
 		if m.RemotePort != 0 {
 			return fmt.Errorf("a %s proxy has no remote port", m.ProxyType)
 		}
 	default:
-		return fmt.Errorf("proxy type %q is not tcp, udp, stcp, sudp, xtcp, xudp, http or https", m.ProxyType)
+		return fmt.Errorf("proxy type %q is not tcp, udp, stcp, sudp, xtcp, xudp, http, https or tcpmux", m.ProxyType)
 	}
 	if err := m.validateVhost(); err != nil {
 		return err
@@ -365,7 +377,7 @@ func (m *NewProxy) validate() error {
 	}
 	if m.Group != "" {
 		if !groupTypes[m.ProxyType] {
-			return fmt.Errorf("only tcp, http and https proxies join a load-balancing group")
+			return fmt.Errorf("only tcp, http, https and tcpmux proxies join a load-balancing group")
 		}
 		if err := checkName("group name", m.Group); err != nil {
 			return err

@@ -38,6 +38,7 @@ var samples = []Message{
 		Locations: []string{"/", "/api"}, HTTPUser: "u", HTTPPassword: "p", RouteByHTTPUser: "u", HostHeaderRewrite: "localhost",
 		RequestHeaders: map[string]string{"X-A": "1"}, ResponseHeaders: map[string]string{"X-B": "2"}},
 	&NewProxy{Name: "tls", ProxyType: ProxyHTTPS, CustomDomains: []string{"secure.example.com"}},
+	&NewProxy{Name: "mux", ProxyType: ProxyTCPMux, Multiplexer: MultiplexerHTTPConnect, CustomDomains: []string{"tunnel1"}, HTTPUser: "u", HTTPPassword: "p"},
 	&NewProxy{Name: "web-a", ProxyType: ProxyTCP, RemotePort: 6080, BandwidthLimit: 1 << 20, Group: "web", GroupKey: "k"},
 	&StartWork{Proxy: "ssh", SrcAddr: "1.2.3.4:5", DstAddr: "127.0.0.1:6000"},
 	&P2POffer{ID: "o1", Proxy: "p2p", ProxyType: ProxyXTCP, Visitor: "c2", SessionID: "00112233445566778899aabbccddeeff",

@@ -10,7 +10,15 @@ import (
 const (
 	ProxyHTTP  = "http"
 	ProxyHTTPS = "https"
+	// ProxyTCPMux is served on the server's tcpmuxHTTPConnectPort: HTTP
+	// CONNECT tunnels routed by the CONNECT host (NewProxy.Multiplexer
+	// "httpconnect").
+	ProxyTCPMux = "tcpmux"
 )
+
+// MultiplexerHTTPConnect is the one NewProxy.Multiplexer of a tcpmux
+// proxy.
+const MultiplexerHTTPConnect = "httpconnect"
 
 // Codes of NewProxyResp for vhost proxies.
 const (
@@ -33,19 +41,26 @@ const (
 	maxDomainLength = 253
 )
 
-// validateVhost checks the vhost fields of m: allowed only on http and
-// https (the header and auth fields on http only), within the bounds.
+// validateVhost checks the vhost fields of m: allowed only on http,
+// https and tcpmux (the header and auth fields on http only, but for the
+// auth fields on tcpmux), within the bounds.
 func (m *NewProxy) validateVhost() error {
-	vhost := m.ProxyType == ProxyHTTP || m.ProxyType == ProxyHTTPS
-	httpOnly := len(m.Locations) > 0 || m.HTTPUser != "" || m.HTTPPassword != "" || m.RouteByHTTPUser != "" ||
-		m.HostHeaderRewrite != "" || len(m.RequestHeaders) > 0 || len(m.ResponseHeaders) > 0
+	vhost := m.ProxyType == ProxyHTTP || m.ProxyType == ProxyHTTPS || m.ProxyType == ProxyTCPMux
+	auth := m.HTTPUser != "" || m.HTTPPassword != "" || m.RouteByHTTPUser != ""
+	httpOnly := len(m.Locations) > 0 || m.HostHeaderRewrite != "" || len(m.RequestHeaders) > 0 || len(m.ResponseHeaders) > 0
 	switch {
-	case !vhost && (len(m.CustomDomains) > 0 || m.Subdomain != "" || httpOnly):
+	case !vhost && (len(m.CustomDomains) > 0 || m.Subdomain != "" || httpOnly || auth):
 		return fmt.Errorf("a %s proxy has no domains, locations or http settings", m.ProxyType)
+	case m.Multiplexer != "" && m.ProxyType != ProxyTCPMux:
+		return fmt.Errorf("a %s proxy has no multiplexer", m.ProxyType)
 	case !vhost:
 		return nil
-	case m.ProxyType == ProxyHTTPS && httpOnly:
+	case m.ProxyType == ProxyHTTPS && (httpOnly || auth):
 		return fmt.Errorf("an https proxy has no locations or http settings")
+	case m.ProxyType == ProxyTCPMux && httpOnly:
+		return fmt.Errorf("a tcpmux proxy has no locations or header settings")
+	case m.ProxyType == ProxyTCPMux && m.Multiplexer != MultiplexerHTTPConnect:
+		return fmt.Errorf("multiplexer %q of a tcpmux proxy is not %q", m.Multiplexer, MultiplexerHTTPConnect)
 	case m.RemotePort != 0:
 		return fmt.Errorf("a %s proxy has no remote port", m.ProxyType)
 	case len(m.CustomDomains) == 0 && m.Subdomain == "":

@@ -22,6 +22,11 @@ func TestNewProxyVhostValidate(t *testing.T) {
 		{NewProxy{Name: "w", ProxyType: ProxyHTTP, CustomDomains: []string{"a.b"}, Locations: []string{"api"}}, "not a path prefix"},
 		{NewProxy{Name: "w", ProxyType: ProxyHTTP, CustomDomains: []string{"a.b"}, RequestHeaders: map[string]string{"X": "a\r\nB: c"}}, "one-line"},
 		{NewProxy{Name: "w", ProxyType: ProxyHTTP, CustomDomains: make([]string, MaxDomains+1)}, "at most"},
+		{NewProxy{Name: "w", ProxyType: ProxyTCPMux, Multiplexer: "httpconnect", CustomDomains: []string{"t.example.com"}, HTTPUser: "u", HTTPPassword: "p", RouteByHTTPUser: "u"}, ""},
+		{NewProxy{Name: "w", ProxyType: ProxyTCPMux, CustomDomains: []string{"t.example.com"}}, "is not \"httpconnect\""},
+		{NewProxy{Name: "w", ProxyType: ProxyTCPMux, Multiplexer: "httpconnect", CustomDomains: []string{"t.example.com"}, Locations: []string{"/"}}, "no locations"},
+		{NewProxy{Name: "w", ProxyType: ProxyTCP, Multiplexer: "httpconnect"}, "no multiplexer"},
+		{NewProxy{Name: "w", ProxyType: ProxyHTTPS, CustomDomains: []string{"a.b"}, HTTPUser: "u"}, "no locations"},
 	} {
 		err := c.m.validate()
 		if (err == nil) != (c.want == "") || err != nil && !strings.Contains(err.Error(), c.want) {

@@ -125,6 +125,12 @@ type ClientInfo struct {
 	Sessions       int       `json:"sessions"`      // ended ones, plus the live one
 	Proxies        []string  `json:"proxies"`
 	Losses         []Loss    `json:"losses"` // the last ones, oldest first
+	// HeartbeatIntervalMs is the heartbeat interval hops uses with the
+	// client (an auto client's learnt one once it told hops); 0 when not
+	// online. LearnedIdleMs, for an auto client, is the longest idle
+	// silence its probes saw the path to hops survive (0: none yet).
+	HeartbeatIntervalMs int64 `json:"heartbeatIntervalMs"`
+	LearnedIdleMs       int64 `json:"learnedIdleMs,omitempty"`
 }
 
 // Clients lists the live clients and those of the history, sorted by
@@ -143,7 +149,8 @@ func (s *Server) Clients() []ClientInfo {
 		in := ss.info()
 		c := ClientInfo{User: ss.user, ClientID: ss.clientID, Addr: in.addr, Online: true, NATClass: in.nat,
 			HeartbeatRttMs: float64(in.rtt.Microseconds()) / 1000, ConnectedAt: in.connectedAt.UTC(),
-			UptimeSeconds: int64(now.Sub(in.connectedAt).Seconds()), Sessions: 1, Proxies: in.proxies, Losses: []Loss{}}
+			UptimeSeconds: int64(now.Sub(in.connectedAt).Seconds()), Sessions: 1, Proxies: in.proxies, Losses: []Loss{},
+			HeartbeatIntervalMs: in.hbInterval.Milliseconds(), LearnedIdleMs: in.hbLearned.Milliseconds()}
 		if h, ok := hist[ss.key().String()]; ok {
 			c.Sessions += h.Sessions
 			c.Losses = h.Losses
@@ -176,7 +183,7 @@ type ProxyInfo struct {
 	ClientID   string `json:"clientID"`
 	Type       string `json:"type"`
 	RemotePort int    `json:"remotePort"` // 0 for secret proxies (stcp, xtcp...)
-	// Domains (http, https) are the host names routed to the proxy.
+	// Domains (http, https, tcpmux) are the host names routed to the proxy.
 	Domains    []string `json:"domains,omitempty"`
 	State      string   `json:"state"` // "online": registered by a live session
 	ConnsOpen  int64    `json:"connsOpen"`

@@ -289,7 +289,7 @@ func (s *Server) serveUserConn(p *proxy, c net.Conn) {
 // proxyTypes are the proxy types a NewProxy may name; another is
 // counted as "unknown" (it comes from a client).
 var proxyTypes = map[string]bool{protocol.ProxyTCP: true, protocol.ProxyUDP: true, protocol.ProxySTCP: true,
-	protocol.ProxySUDP: true, protocol.ProxyXTCP: true, protocol.ProxyXUDP: true, protocol.ProxyHTTP: true, protocol.ProxyHTTPS: true}
+	protocol.ProxySUDP: true, protocol.ProxyXTCP: true, protocol.ProxyXUDP: true, protocol.ProxyHTTP: true, protocol.ProxyHTTPS: true, protocol.ProxyTCPMux: true}
 
 func proxyTypeLabel(t string) string {
 	if proxyTypes[t] {

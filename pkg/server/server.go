@@ -127,8 +127,8 @@ func (s *Server) Listen(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	if err := s.listenVhost(ctx); err != nil {
-		ln.Close()
+	ln, err = s.listenVhost(ctx, ln) // a vhost port may share bindPort
+	if err != nil {
 		s.stun.Close()
 		return err
 	}
@@ -293,7 +293,11 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 		return
 	}
 	var sessionID string
-	hello, welcome, err := auth.Server(tc, s.tokenFor, binding, s.decide)
+	rw, done := s.loginOrProbe(ctx, tc, leave, log)
+	if done { // a probe of heartbeat.interval = "auto", or nothing
+		return
+	}
+	hello, welcome, err := auth.Server(rw, s.tokenFor, binding, s.decide)
 	if err != nil {
 		args := []any{"error", err}
 		if hello != nil {
@@ -321,6 +325,8 @@ func (s *Server) handle(ctx context.Context, raw net.Conn) {
 	raw.SetDeadline(time.Time{})
 	leave() // logged in: no longer a handshake
 	ss := newSession(s, hello, sessionID, ms, ctrl, log.With("session", sessionID))
+	hex.Decode(ss.probeKey[:], []byte(welcome.ProbeKey))
+	ss.conn = tc
 	if err := s.register(ss); err != nil {
 		// Shutting down, or (rarely) another process's login for this
 		// client ID won the race since decide: its next try gets the
@@ -379,10 +385,13 @@ func (s *Server) decide(h *protocol.ClientHello) (*protocol.Welcome, *protocol.E
 	}
 	var id [6]byte
 	rand.Read(id[:])
+	pk := newProbeKey()
 	return &protocol.Welcome{
-		SessionID:           hex.EncodeToString(id[:]),
-		HeartbeatIntervalMs: hb.Interval.Milliseconds(),
-		HeartbeatTimeoutMs:  hb.Timeout.Milliseconds(),
+		SessionID:              hex.EncodeToString(id[:]),
+		HeartbeatIntervalMs:    hb.Interval.Milliseconds(),
+		HeartbeatTimeoutMs:     hb.Timeout.Milliseconds(),
+		ProbeKey:               hex.EncodeToString(pk[:]),
+		MaxHeartbeatIntervalMs: hb.MaxInterval.Milliseconds(),
 	}, nil
 }
 

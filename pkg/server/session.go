@@ -9,6 +9,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hopproxy/hop/pkg/control"
@@ -51,9 +52,18 @@ type session struct {
 
 	hb *heartbeat.Monitor // set by run (under mu) before any message is handled
 
-	mu      sync.Mutex
-	proxies map[string]*proxy
-	nat     string // the NAT class the client last reported in a P2P message
+	// heartbeat.interval = "auto" (idleprobe.go): the key of the
+	// client's idle probes, how many are open, the TLS connection whose
+	// TCP keepalive follows the heartbeat.
+	probeKey [protocol.ProbeKeySize]byte
+	probes   atomic.Int32
+	conn     net.Conn
+
+	mu         sync.Mutex
+	proxies    map[string]*proxy
+	nat        string        // the NAT class the client last reported in a P2P message
+	hbInterval time.Duration // the heartbeat interval accepted from an auto client; 0 before any
+	hbLearned  time.Duration // the longest idle silence the client saw survive; 0 if none
 }
 
 // sessionInfo is what the API shows of a session besides its proxies.
@@ -62,14 +72,19 @@ type sessionInfo struct {
 	connectedAt time.Time
 	rtt         time.Duration // last heartbeat RTT, 0 before the first
 	proxies     []string      // sorted
+	// The heartbeat interval in force, and for an auto client the
+	// longest idle silence it saw the path survive (0: none yet or not
+	// auto).
+	hbInterval, hbLearned time.Duration
 }
 
 func (ss *session) info() sessionInfo {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	in := sessionInfo{addr: ss.addr, nat: ss.nat, connectedAt: ss.connectedAt}
+	in := sessionInfo{addr: ss.addr, nat: ss.nat, connectedAt: ss.connectedAt, hbLearned: ss.hbLearned}
 	if ss.hb != nil {
 		in.rtt = ss.hb.Stats().LastRTT
+		in.hbInterval = ss.hb.Config().Interval
 	}
 	for name := range ss.proxies {
 		in.proxies = append(in.proxies, name)
@@ -187,6 +202,9 @@ func (ss *session) handle(msg protocol.Message) error {
 	case *protocol.P2PAuth:
 		ss.srv.p2pAuth(ss, m)
 		return nil
+	case *protocol.HeartbeatUpdate:
+		iv := ss.heartbeatUpdate(m)
+		return ss.ch.Send(context.Background(), &protocol.HeartbeatUpdate{IntervalMs: iv.Milliseconds()})
 	case *protocol.CloseProxy:
 		ss.mu.Lock()
 		p := ss.proxies[m.Name]

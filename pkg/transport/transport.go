@@ -71,6 +71,10 @@ func Dial(ctx context.Context, addr string, timeout time.Duration, ka KeepAlive)
 	return coalescing(c), nil
 }
 
+// ALPN is the application protocol hopc offers in its ClientHello (see
+// ClientTLS).
+const ALPN = "hop"
+
 // Binding returns the channel binding of an established TLS connection.
 func Binding(c *tls.Conn) ([]byte, error) {
 	cs := c.ConnectionState()
@@ -138,8 +142,13 @@ func selfSigned() (tls.Certificate, error) {
 // or verify the certificate to keep impostors out altogether). caFile verifies the chain and
 // serverName; pin (lowercase hex SHA-256, no colons) requires that exact
 // leaf certificate.
+//
+// The client offers the ALPN protocol ALPN, by which hops tells its
+// control connections from TLS for an https proxy on a shared bindPort
+// even when the server name is a domain of one (hops does not select
+// it: the handshake goes on without ALPN).
 func ClientTLS(serverName, caFile, pin string) (*tls.Config, error) {
-	cfg := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS13}
+	cfg := &tls.Config{ServerName: serverName, MinVersion: tls.VersionTLS13, NextProtos: []string{ALPN}}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)
 		if err != nil {

@@ -30,6 +30,8 @@ type conn struct {
 	// swallows everything of this connection for good, so the surviving
 	// side learns nothing (no FIN, no RST), even after Heal.
 	severed atomic.Bool
+
+	lastByte atomic.Int64 // unix nanos of the last byte read from either side, for SetIdleTimeout
 }
 
 // sever marks the connection severed, once.
@@ -181,6 +183,7 @@ func (c *conn) read(i int, src *net.TCPConn, q *queue) error {
 			r.refund(i, granted-n, gen)
 		}
 		if n > 0 {
+			c.lastByte.Store(time.Now().UnixNano())
 			// Re-check: the mode may have changed while Read blocked.
 			if m, _, _ := c.config(i); m == blackHole {
 				r.dropped[i].Add(int64(n))

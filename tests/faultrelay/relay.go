@@ -135,6 +135,9 @@ type Relay struct {
 	conns   map[*conn]struct{}
 	closed  bool
 
+	idleTimeout time.Duration // SetIdleTimeout (idle.go)
+	janitor     bool          // its goroutine runs
+
 	accepted  atomic.Int64
 	active    atomic.Int64
 	severed   atomic.Int64
@@ -385,6 +388,7 @@ func (r *Relay) acceptLoop() {
 		}
 		ctx, cancel := context.WithCancel(r.ctx)
 		c := &conn{r: r, client: client, ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		c.lastByte.Store(time.Now().UnixNano())
 		r.conns[c] = struct{}{}
 		r.accepted.Add(1)
 		r.active.Add(1)

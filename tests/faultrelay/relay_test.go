@@ -670,3 +670,34 @@ func TestBlackHoleSeversDeadSide(t *testing.T) {
 		t.Fatalf("new connection after Heal: %v", err)
 	}
 }
+
+// SetIdleTimeout forgets a connection idle for the timeout, like a NAT:
+// bytes either way are swallowed from then on, while a connection that
+// keeps talking within the timeout lives on.
+func TestIdleTimeout(t *testing.T) {
+	tg := newTarget(t)
+	r := startRelay(t, tg.addr())
+	const idle = 300 * time.Millisecond
+	r.SetIdleTimeout(idle)
+	busyC, busyS := pair(t, r, tg)
+	idleC, idleS := pair(t, r, tg)
+	for range 6 { // 6 × idle/3: busy keeps talking past the timeout
+		write(t, busyC, []byte("k"))
+		if got := readN(t, busyS, 1, 5*time.Second); string(got) != "k" {
+			t.Fatalf("busy connection: got %q", got)
+		}
+		time.Sleep(idle / 3)
+	}
+	// Severed during the loop already (it was idle for twice the timeout).
+	if n := r.Stats().Severed; n != 1 {
+		t.Fatalf("Severed = %d after the idle connection's silence, want 1", n)
+	}
+	write(t, busyS, []byte("ok"))
+	if got := readN(t, busyC, 2, 5*time.Second); string(got) != "ok" {
+		t.Fatalf("busy connection after the idle one was forgotten: %q", got)
+	}
+	write(t, idleS, []byte("wake"))
+	expectNothing(t, idleC)
+	write(t, idleC, []byte("late"))
+	expectNothing(t, idleS)
+}
