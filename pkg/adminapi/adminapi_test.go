@@ -227,3 +227,21 @@ web   http  running  a.example.com,web.example.com  -      -
 		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
+
+// TestWriteStatusKeepalive: a P2P visitor's path shows its keepalive
+// (p2plife: keepaliveInterval "auto").
+func TestWriteStatusKeepalive(t *testing.T) {
+	var b bytes.Buffer
+	WriteStatus(&b, client.Status{ClientID: "c1", Server: "h:7000", Online: true,
+		Visitors: []client.VisitorStatus{
+			{Name: "v", Type: "xtcp", State: "running", Path: "direct-udp", Keepalive: "auto 2s (NAT forgets idle UDP after ~5.3s)"},
+			{Name: "w", Type: "xtcp", State: "running", Keepalive: "10s"}}})
+	want := `client c1, server h:7000: online
+NAME  TYPE          STATE    REMOTE/PATH                                                       ERROR  NEXT RETRY
+v     xtcp visitor  running  direct-udp, keepalive auto 2s (NAT forgets idle UDP after ~5.3s)  -      -
+w     xtcp visitor  running  -                                                                 -      -
+`
+	if b.String() != want {
+		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}

@@ -159,7 +159,11 @@ func WriteStatus(w io.Writer, s client.Status) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Type, p.State, dash(remote), dash(p.Error), dash(p.NextRetry))
 	}
 	for _, v := range s.Visitors {
-		fmt.Fprintf(tw, "%s\t%s visitor\t%s\t%s\t%s\t%s\n", v.Name, v.Type, v.State, dash(v.Path), dash(v.Error), "-")
+		path := v.Path
+		if v.Keepalive != "" && v.Path != "" {
+			path += ", keepalive " + v.Keepalive
+		}
+		fmt.Fprintf(tw, "%s\t%s visitor\t%s\t%s\t%s\t%s\n", v.Name, v.Type, v.State, dash(path), dash(v.Error), "-")
 	}
 	return tw.Flush()
 }

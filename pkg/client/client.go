@@ -95,7 +95,8 @@ type Client struct {
 	natDone      chan struct{}
 	natOnce      sync.Once // closes natDone after the first learnFiltering
 
-	mapper *p2pMapper // port mapping of P2P sockets; nil when off or unused
+	mapper *p2pMapper   // port mapping of P2P sockets; nil when off or unused
+	p2pka  p2pKeepalive // keepalive "auto" of direct UDP paths (p2plife.go)
 
 	metrics clientMetrics // see stats.go
 }
@@ -176,6 +177,8 @@ func (c *Client) Run(ctx context.Context) error {
 		c.mapper.learn()
 	}
 	defer c.mapper.close() // after every P2P socket closed: deletes the mappings
+	c.p2pka.init(ctx, c.log, c.stunServer, c.maxP2PKeepaliveTimeout())
+	defer c.p2pka.stop()
 	c.startVisitors(ctx)
 	c.startHealthChecks(ctx)
 	defer c.logLimit.Flush() // the counts of suppressed lines, before the process ends

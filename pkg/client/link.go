@@ -217,7 +217,7 @@ func (l *p2pLink) create() (*linkConn, error) {
 }
 
 func (l *p2pLink) sessionConfig() xtcp.SessionConfig {
-	return xtcp.SessionConfig{KeepaliveInterval: l.v.cfg.KeepaliveInterval.Duration,
+	return xtcp.SessionConfig{KeepaliveInterval: p2pSessionInterval(l.v.cfg),
 		KeepaliveTimeout: l.v.cfg.KeepaliveTimeout.Duration, Logger: l.v.log}
 }
 

@@ -426,7 +426,7 @@ func (l *p2pLink) attempt(lc *linkConn) error {
 	key := attemptKey(isk)
 	startAt := time.Now().Add(time.Duration(ans.DelayMs) * time.Millisecond)
 	tcpCh := startTCPPunch(l.ctx, ep, key, sid, xtcp.RoleVisitor, peer.TCP, startAt, tcppunch.CarrierConfig{
-		KeepaliveInterval: v.cfg.KeepaliveInterval.Duration, KeepaliveTimeout: v.cfg.KeepaliveTimeout.Duration, Logger: v.log}, v.log)
+		KeepaliveInterval: p2pSessionInterval(v.cfg), KeepaliveTimeout: v.cfg.KeepaliveTimeout.Duration, Logger: v.log}, v.log)
 	tcpStarted = tcpCh != nil
 	res, pconn, perr := punch(ctx, conn, xtcp.PunchConfig{
 		Key: key, SessionID: sid, Role: xtcp.RoleVisitor,
@@ -486,6 +486,16 @@ func (l *p2pLink) attempt(lc *linkConn) error {
 		return err
 	}
 	keep = true
+	if v.cfg.KeepaliveInterval.Auto { // the link's UDP paths follow the learnt interval (p2plife.go)
+		unregister, prev := c.p2pka.register(lc.link, v.cfg.KeepaliveTimeout.Duration), afterPath
+		afterPath = func() {
+			unregister()
+			if errors.Is(uc.Err(), xtcp.ErrPathDead) {
+				c.p2pka.pathLost()
+			}
+			prev()
+		}
+	}
 	if err := l.attachDirect(lc, xtcp.CarrierUDP, uc, afterPath); err != nil {
 		return err
 	}
@@ -715,14 +725,24 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 		conn.Close()
 		return
 	}
+	// The owner's UDP paths always follow the learnt interval (p2plife.go):
+	// the owner has no keepalive setting of its own.
+	unregister := c.p2pka.register(ol.link, uc.KeepaliveTimeout())
 	if err := ol.link.Attach(xtcp.CarrierUDP, uc); err != nil {
+		unregister()
 		log.Info("direct path to visitor dropped: its link has ended", "cause", err)
 		return
 	}
 	keep = true
-	after := func() {}
+	after := func() {
+		unregister()
+		if errors.Is(uc.Err(), xtcp.ErrPathDead) {
+			c.p2pka.pathLost()
+		}
+	}
 	if conn == mappedConn {
-		after = unmap
+		prev := after
+		after = func() { prev(); unmap() }
 	}
 	if res.Kind != xtcp.PathLAN {
 		release, prev := c.mapper.keepFlow(context.Background(), udpPort(conn), res.Remote), after

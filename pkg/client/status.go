@@ -69,6 +69,11 @@ type VisitorStatus struct {
 	// "direct-tcp" (punched P2P paths of xtcp/xudp), "relay" (through
 	// hops), or "" when no link is up (xtcp/xudp before the first use).
 	Path string `json:"path"`
+	// Keepalive (xtcp, xudp) is the keepalive interval of the visitor's
+	// direct UDP path: its keepaliveInterval, or with "auto" the interval
+	// in use and what it was learnt from, e.g. "auto 8s (NAT forgets idle
+	// UDP after ~18s)", "auto 2s (learning)".
+	Keepalive string `json:"keepalive,omitempty"`
 }
 
 // Status returns the state of the client's session, proxies and visitors.
@@ -126,6 +131,7 @@ func (c *Client) Status() Status {
 		case v != nil:
 			vs.State = StateRunning
 			vs.Path = v.path()
+			vs.Keepalive = c.keepaliveStatus(vc)
 		case verr[vc.Name] != "":
 			vs.State, vs.Error = StateFailed, verr[vc.Name]
 		default:

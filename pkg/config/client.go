@@ -311,7 +311,10 @@ type VisitorConfig struct {
 	// KeepaliveInterval (xtcp, xudp) is the time between keepalives on the
 	// punched path, so that the NAT mappings survive idle periods. Keep it
 	// under the shortest UDP timeout of the NATs on the path, often 20-30s.
-	// Default DefaultP2PKeepaliveInterval.
+	// "auto" learns this host's NAT UDP mapping lifetime (probes to hops'
+	// STUN server) and uses a safe fraction of it, at most half the
+	// keepaliveTimeout; see AutoP2PKeepaliveStart. Default
+	// DefaultP2PKeepaliveInterval.
 	KeepaliveInterval Duration `toml:"keepaliveInterval,omitzero"`
 	// KeepaliveTimeout (xtcp, xudp) is the silence after which the punched
 	// path is declared dead and punched again; more than KeepaliveInterval.
@@ -643,6 +646,7 @@ func (v VisitorConfig) validate(r *reporter, key string) {
 	}
 	for _, f := range p2p {
 		switch {
+		case v.Type.IsP2P() && f.d.Auto:
 		case v.Type.IsP2P():
 			positive(r, key+"."+f.name, f.d, f.why)
 		case v.Type.IsSecret():
@@ -655,7 +659,9 @@ func (v VisitorConfig) validate(r *reporter, key string) {
 		r.warn(key+".fallbackTimeout", "has no effect any more: a connection starts over the relay at once and moves to the direct path when the punch succeeds, without waiting or a reset; remove the key")
 	}
 	iv, to := key+".keepaliveInterval", key+".keepaliveTimeout"
-	if v.Type.IsP2P() && r.ok(iv, to) && v.KeepaliveTimeout.Duration <= v.KeepaliveInterval.Duration {
+	if v.Type.IsP2P() && v.KeepaliveInterval.Auto {
+		checkAutoP2PKeepalive(r, to, v.KeepaliveTimeout)
+	} else if v.Type.IsP2P() && r.ok(iv, to) && v.KeepaliveTimeout.Duration <= v.KeepaliveInterval.Duration {
 		r.add(to, "%s is not longer than keepaliveInterval (%s), so a healthy direct path would be declared dead between two keepalives; set keepaliveTimeout to at least 3× the interval (%q) or shorten keepaliveInterval",
 			formatDuration(v.KeepaliveTimeout.Duration), formatDuration(v.KeepaliveInterval.Duration), formatDuration(3*v.KeepaliveInterval.Duration))
 	}
@@ -728,3 +734,27 @@ func normalizeSHA256(s string) (string, bool) {
 	}
 	return n, true
 }
+
+// --- p2plife: keepaliveInterval = "auto" of P2P visitors (issue 12)
+
+// AutoP2PKeepaliveStart is the keepalive interval of a P2P visitor with
+// keepaliveInterval = "auto" until the UDP mapping lifetime is learnt;
+// its keepaliveTimeout must be at least MinAutoP2PKeepaliveTimeout.
+const (
+	AutoP2PKeepaliveStart      = 2 * time.Second
+	MinAutoP2PKeepaliveTimeout = 3 * AutoP2PKeepaliveStart
+)
+
+// isAuto reports whether a raw duration value is "auto".
+func isAuto(v *rawText) bool { return v != nil && string(*v) == "auto" }
+
+// checkAutoP2PKeepalive checks the keepaliveTimeout (key to) of a visitor
+// whose keepaliveInterval is "auto".
+func checkAutoP2PKeepalive(r *reporter, to string, timeout Duration) {
+	if r.ok(to) && timeout.Duration < MinAutoP2PKeepaliveTimeout {
+		r.add(to, `%s is too short for keepaliveInterval = "auto", which starts at %s until it has learnt the NAT's UDP timeout and then uses at most half the timeout; set keepaliveTimeout to at least %q`,
+			formatDuration(timeout.Duration), formatDuration(AutoP2PKeepaliveStart), formatDuration(MinAutoP2PKeepaliveTimeout))
+	}
+}
+
+// --- end p2plife

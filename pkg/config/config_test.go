@@ -836,6 +836,7 @@ func TestConfFiles(t *testing.T) {
 		sshV, dnsV := DefaultVisitor(ProxyXTCP), DefaultVisitor(ProxyXUDP)
 		sshV.Name, sshV.ServerName, sshV.SecretKey, sshV.BindPort = "ssh-p2p-visitor", "ssh-p2p", secret, 6022
 		dnsV.Name, dnsV.ServerName, dnsV.SecretKey, dnsV.BindPort = "dns-p2p-visitor", "dns-p2p", secret, 6053
+		sshV.KeepaliveInterval, dnsV.KeepaliveInterval = AutoDuration, AutoDuration // the recommended setting the file shows
 		want.Visitors = []VisitorConfig{sshV, dnsV}
 		if !reflect.DeepEqual(values(got), want) {
 			t.Errorf("hopc_full.toml differs from the defaults:\ngot  %+v\nwant %+v", *got, want)

@@ -51,7 +51,7 @@ func FuzzParseServer(f *testing.F) {
 }
 
 func FuzzParseClient(f *testing.F) {
-	for _, c := range append(append(clientCases, vhostClientCases...), tcpmuxClientCases...) {
+	for _, c := range append(append(append(clientCases, vhostClientCases...), tcpmuxClientCases...), p2plifeClientCases...) {
 		f.Add([]byte(c.toml))
 	}
 	addConfSeeds(f, "hopc*.toml")

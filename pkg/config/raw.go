@@ -602,6 +602,8 @@ func (c conv) visitor(key string, v rawVisitor) VisitorConfig {
 	}
 	for _, f := range p2p {
 		switch {
+		case t.IsP2P() && f.name == "keepaliveInterval" && isAuto(f.v):
+			*f.dst = AutoDuration
 		case t.IsP2P():
 			c.dur(f.dst, key+"."+f.name, f.v)
 		case t.IsSecret():

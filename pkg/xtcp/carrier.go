@@ -77,6 +77,18 @@ func (c *UDPCarrier) RTT() time.Duration { return time.Duration(c.p.rtt.Load()) 
 // Poke sends a keepalive now.
 func (c *UDPCarrier) Poke() { c.p.sendKeepalive() }
 
+// SetKeepaliveInterval changes the path's keepalive interval from now on
+// (the keepalive timeout stays as configured). d must be positive and
+// shorter than the keepalive timeout, or ErrInvalidInterval is returned
+// and nothing changes. Safe from any goroutine.
+func (c *UDPCarrier) SetKeepaliveInterval(d time.Duration) error { return c.p.setKeepaliveInterval(d) }
+
+// KeepaliveInterval is the path's keepalive interval now.
+func (c *UDPCarrier) KeepaliveInterval() time.Duration { return c.p.keepaliveInterval() }
+
+// KeepaliveTimeout is the path's keepalive timeout.
+func (c *UDPCarrier) KeepaliveTimeout() time.Duration { return c.p.cfg.keepaliveTimeout }
+
 // Fail ends the path with cause (without telling the peer: the path is
 // presumed broken).
 func (c *UDPCarrier) Fail(cause error) { c.p.fail(cause) }

@@ -163,4 +163,10 @@
 // Any authentic packet counts as life. After KeepaliveTimeout (default
 // 30 s) without one, the path ends with ErrPathDead. Close sends Close
 // twice, so the peer ends at once with ErrPeerClosed.
+//
+// The interval can change while the path lives (UDPCarrier and
+// Link.SetKeepaliveInterval, for hopc's keepaliveInterval = "auto", which
+// learns it from the NAT); the timeout stays, and the interval must stay
+// below it. A Link passes its interval on to UDP carriers attached later
+// and to its Session's stall ping.
 package xtcp

@@ -44,6 +44,9 @@ var (
 	ErrQueueFull = errors.New("xtcp: carrier queue full")
 	// ErrTooLarge: a datagram larger than MaxDatagramSize.
 	ErrTooLarge = errors.New("xtcp: datagram too large")
+	// ErrInvalidInterval: a keepalive interval set on a live path or link
+	// that is not positive or not shorter than its keepalive timeout.
+	ErrInvalidInterval = errors.New("xtcp: invalid keepalive interval")
 )
 
 // PunchFailure classifies why a punch failed.

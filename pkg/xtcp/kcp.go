@@ -273,7 +273,15 @@ func (s *Session) watch() {
 // keep arriving through KCP is late behind bulk data, not lost.
 func (s *Session) stallCheck() {
 	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.KeepaliveInterval)
+	// The link's interval (Link.SetKeepaliveInterval) once set, so that
+	// the ping follows the path keepalive it backs up.
+	interval := func() time.Duration {
+		if iv := s.link.KeepaliveInterval(); iv > 0 {
+			return iv
+		}
+		return s.cfg.KeepaliveInterval
+	}
+	t := time.NewTimer(interval())
 	defer t.Stop()
 	for {
 		select {
@@ -281,6 +289,7 @@ func (s *Session) stallCheck() {
 		case <-s.done:
 			return
 		}
+		t.Reset(interval())
 		start := time.Now()
 		_, err := s.y.Ping()
 		if err == nil {
@@ -292,7 +301,7 @@ func (s *Session) stallCheck() {
 		if quiet := s.rc.quiet(); quiet < s.cfg.KeepaliveTimeout {
 			continue
 		}
-		if s.link.Silence() >= s.cfg.KeepaliveInterval {
+		if s.link.Silence() >= interval() {
 			continue // the carriers' keepalives will tell the story
 		}
 		err = fmt.Errorf("%w: keepalives pass but KCP delivers nothing: no answer to a ping within %v (MTU black hole?)",

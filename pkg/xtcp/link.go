@@ -47,6 +47,7 @@ type Link struct {
 	tuner   atomic.Pointer[func(CarrierKind)] // the session's, told of every switch
 	kcp     atomic.Bool                       // the link carries KCP packets (see resend.go)
 	resent  atomic.Uint64                     // retransmissions a reliable carrier did not need
+	kaIv    atomic.Int64                      // SetKeepaliveInterval's, 0: never set
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -229,10 +230,49 @@ func (l *Link) Attach(kind CarrierKind, c Carrier) error {
 	if old != nil {
 		old.c.Close()
 	}
+	if iv := time.Duration(l.kaIv.Load()); iv > 0 {
+		if ks, ok := c.(KeepaliveSetter); ok {
+			if err := ks.SetKeepaliveInterval(iv); err != nil {
+				l.log.Info("link keepalive interval not applied to the new carrier", "carrier", kind, "error", err)
+			}
+		}
+	}
 	l.log.Info("link carrier attached", "carrier", kind)
 	go l.read(a)
 	return nil
 }
+
+// KeepaliveSetter is a Carrier whose keepalive interval can be changed
+// while it runs (UDPCarrier).
+type KeepaliveSetter interface {
+	SetKeepaliveInterval(d time.Duration) error
+}
+
+// SetKeepaliveInterval sets the keepalive interval of the link's carriers
+// that have one (the UDP path), now and for carriers attached later, and
+// of an xtcp Session's ping over the link. d must be positive and shorter
+// than each carrier's keepalive timeout: a carrier that refuses it keeps
+// its interval, and the errors are returned (wrapping
+// ErrInvalidInterval). Safe from any goroutine.
+func (l *Link) SetKeepaliveInterval(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%w: %v is not positive", ErrInvalidInterval, d)
+	}
+	l.kaIv.Store(int64(d))
+	var errs []error
+	for _, a := range *l.list.Load() {
+		if ks, ok := a.c.(KeepaliveSetter); ok {
+			if err := ks.SetKeepaliveInterval(d); err != nil {
+				errs = append(errs, fmt.Errorf("%v carrier: %w", a.kind, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// KeepaliveInterval is the interval SetKeepaliveInterval set last, 0 if
+// it was never called.
+func (l *Link) KeepaliveInterval() time.Duration { return time.Duration(l.kaIv.Load()) }
 
 // publish rebuilds the sending order; l.mu must be held.
 func (l *Link) publish() {

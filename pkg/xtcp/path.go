@@ -62,6 +62,8 @@ type path struct {
 	lastRecv atomic.Int64 // ns since start of the last authentic packet
 	rtt      atomic.Int64
 	kaSeq    atomic.Uint32
+	kaIv     atomic.Int64  // the keepalive interval now (setKeepaliveInterval)
+	kaWake   chan struct{} // tells the keepalive loop the interval changed
 	kaMu     sync.Mutex
 	kaSent   map[uint32]time.Time // outstanding keepalives, for RTT
 
@@ -113,8 +115,10 @@ func newPath(conn *net.UDPConn, remote netip.AddrPort, secret []byte, session Se
 		opener: newFrameOpener(secret, session, kind, role.peer()),
 		start:  time.Now(),
 		kaSent: make(map[uint32]time.Time),
+		kaWake: make(chan struct{}, 1),
 		done:   make(chan struct{}),
 	}
+	p.kaIv.Store(int64(cfg.keepaliveInterval))
 	if cfg.socketBuffer > 0 {
 		// Best effort: the kernel caps these at net.core.[rw]mem_max.
 		conn.SetReadBuffer(cfg.socketBuffer)
@@ -136,18 +140,48 @@ func (p *path) touch() { p.lastRecv.Store(p.now()) }
 
 func (p *path) silence() time.Duration { return time.Duration(p.now() - p.lastRecv.Load()) }
 
+// setKeepaliveInterval changes the keepalive interval from now on; the
+// keepalive timeout stays. d must be positive and shorter than the
+// timeout.
+func (p *path) setKeepaliveInterval(d time.Duration) error {
+	if d <= 0 || d >= p.cfg.keepaliveTimeout {
+		return fmt.Errorf("%w: keepalive interval %v must be positive and shorter than the keepalive timeout %v", ErrInvalidInterval, d, p.cfg.keepaliveTimeout)
+	}
+	if time.Duration(p.kaIv.Swap(int64(d))) != d {
+		select {
+		case p.kaWake <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+func (p *path) keepaliveInterval() time.Duration { return time.Duration(p.kaIv.Load()) }
+
 func (p *path) keepalive() {
 	defer p.wg.Done()
-	iv, to := p.cfg.keepaliveInterval, p.cfg.keepaliveTimeout
+	to := p.cfg.keepaliveTimeout
+	iv := p.keepaliveInterval()
 	tick := min(iv, to/4)
-	t := time.NewTicker(tick)
+	t := time.NewTimer(tick)
 	defer t.Stop()
 	p.sendKeepalive()
 	lastSent := time.Now()
 	for {
+		// Wake at the next tick, or when the next keepalive is due if
+		// that is sooner: a timer never fires early, so a keepalive is
+		// never put off to the tick after (which, with the interval a
+		// multiple of the tick, would double the interval).
+		t.Reset(max(0, min(tick, iv-time.Since(lastSent))))
 		select {
 		case <-p.done:
 			return
+		case <-p.kaWake:
+			// A new interval: the next keepalive is due an interval
+			// after the last one sent, at once if that has passed.
+			iv = p.keepaliveInterval()
+			tick = min(iv, to/4)
+			continue
 		case <-t.C:
 		}
 		silence := p.silence()

@@ -96,4 +96,15 @@
 // alternate address, and the alternate address and port when it has one.
 //
 // No STUN server address is built in: the caller always names the server.
+//
+// # Mapping lifetime
+//
+// LifetimeProber (lifetime.go) answers a different question, how long the
+// NAT keeps an idle UDP mapping (RFC 5780 §4.6), for P2P keepalive "auto"
+// (package idletimeout drives it): from a fresh socket it sends one
+// Binding request with hop's RESPOND-AFTER attribute, which hops'
+// stunserver answers once after the requested silence; the answer arrives
+// only if the mapping outlived the silence. It lives here because it is
+// a STUN client of the same server, sharing the request padding and
+// response parsing of Discover.
 package nat

@@ -55,6 +55,19 @@
 // them. USERNAME and MESSAGE-INTEGRITY are ignored: the server does not
 // authenticate. A FINGERPRINT, if present, must be correct.
 //
+// # Delayed answers
+//
+// A Binding request with hop's comprehension-optional attribute
+// RESPOND-AFTER (AttrRespondAfter, 0xC0D0: 4 bytes, big-endian
+// milliseconds, 1 to MaxRespondAfter) is answered once, after that long,
+// with the response it would have got at once: how hopc learns how long its
+// NAT keeps an idle UDP mapping (RFC 5780 §4.6; package nat,
+// LifetimeProber). A malformed RESPOND-AFTER gets 400 at once, as does one
+// over TCP. Config.MaxDelayed and Config.MaxDelayedPerIP cap the answers
+// waiting, in total and per source IP (defaults 1024 and 16); a request
+// beyond a cap gets error 486 at once. Close drops the answers still
+// waiting.
+//
 // # Amplification
 //
 // One request gives at most one response, never longer than the request:

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/pion/stun/v3"
 )
@@ -20,6 +21,10 @@ func FuzzHandle(f *testing.F) {
 	f.Add(request(f, rawAttr{stun.AttrPadding, make([]byte, 8)}).Raw)
 	f.Add(request(f, rawAttr{stun.AttrChangeRequest, []byte{1}}).Raw)
 	f.Add(unpadded(f, stun.TransactionID, stun.BindingRequest).Raw)
+	f.Add(request(f, respondAfter(30*time.Second)).Raw)
+	f.Add(request(f, respondAfter(time.Second), changeRequest{port: true}, stun.Fingerprint).Raw)
+	f.Add(request(f, rawAttr{AttrRespondAfter, []byte{0xff, 0xff, 0xff, 0xff}}).Raw)
+	f.Add(request(f, rawAttr{AttrRespondAfter, []byte{0, 1}}).Raw)
 	for _, b := range malformed(f) {
 		f.Add(b)
 	}
@@ -32,7 +37,7 @@ func FuzzHandle(f *testing.F) {
 	f.Fuzz(func(t *testing.T, req []byte) {
 		orig := bytes.Clone(req)
 		for in := range numSlots {
-			resp, out, ok := h.handle(req, from, in)
+			resp, out, delay, ok := h.handle(req, from, in)
 			if !bytes.Equal(req, orig) {
 				t.Fatal("handler modified the request")
 			}
@@ -56,6 +61,17 @@ func FuzzHandle(f *testing.F) {
 			}
 			if len(resp) > 100 || len(resp) > len(req) {
 				t.Fatalf("response of %d bytes to a request of %d", len(resp), len(req))
+			}
+			if delay < 0 || delay > MaxRespondAfter || (delay > 0 && m.Type.Class != stun.ClassSuccessResponse) {
+				t.Fatalf("delay %v for a %v", delay, m.Type)
+			}
+			if delay > 0 && !m.Contains(stun.AttrXORMappedAddress) {
+				t.Fatal("a delayed answer without XOR-MAPPED-ADDRESS")
+			}
+			if delay > 0 {
+				if refusal, _, ok := h.refuseDelayed(req, in); !ok || len(refusal) > len(req) {
+					t.Fatalf("refusal of %d bytes (%v) to a request of %d", len(refusal), ok, len(req))
+				}
 			}
 		}
 	})

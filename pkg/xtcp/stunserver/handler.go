@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/pion/stun/v3"
 )
@@ -27,6 +28,16 @@ const (
 	changeIPFlag   = 0x04
 	changePortFlag = 0x02
 )
+
+// AttrRespondAfter is hop's RESPOND-AFTER attribute (comprehension-
+// optional; see the package doc and docs/PROTOCOL.md): a 4-byte big-endian
+// number of milliseconds, 1 to MaxRespondAfter, after which the server
+// sends its one answer to the request. A STUN server that does not know
+// it answers at once.
+const AttrRespondAfter stun.AttrType = 0xC0D0
+
+// MaxRespondAfter is the longest delay RESPOND-AFTER may ask for.
+const MaxRespondAfter = 10 * time.Minute
 
 // handler turns requests into responses. It holds no sockets, so the fuzz
 // target can drive it directly.
@@ -53,37 +64,47 @@ func (h *handler) other(slot int) (int, bool) {
 // ok false to send nothing. It never answers with more bytes than req has:
 // a request shorter than its answer is dropped (hop's client pads its
 // requests with PADDING; see the package doc).
-func (h *handler) handle(req []byte, from netip.AddrPort, in int) (resp []byte, out int, ok bool) {
-	resp, out, ok = h.answer(req, from, in, false)
+//
+// delay is how long to wait before sending resp (RESPOND-AFTER), 0 for at
+// once; it is never more than MaxRespondAfter, and never set on an error
+// response.
+func (h *handler) handle(req []byte, from netip.AddrPort, in int) (resp []byte, out int, delay time.Duration, ok bool) {
+	resp, out, delay, ok = h.answer(req, from, in, false)
 	if !ok || len(resp) > len(req) {
-		return nil, 0, false
+		return nil, 0, 0, false
 	}
-	return resp, out, true
+	return resp, out, delay, true
 }
 
 // answer builds the response to req. stream is true for a request that
 // came over TCP (see stream.go): it is answered on its own connection, so
 // CHANGE-REQUEST cannot be honoured (420), and RESPONSE-ORIGIN and
-// OTHER-ADDRESS, which name UDP sockets, are left out.
-func (h *handler) answer(req []byte, from netip.AddrPort, in int, stream bool) (resp []byte, out int, ok bool) {
+// OTHER-ADDRESS, which name UDP sockets, are left out; so is RESPOND-AFTER
+// (400: a delayed answer is a UDP mapping probe).
+func (h *handler) answer(req []byte, from netip.AddrPort, in int, stream bool) (resp []byte, out int, delay time.Duration, ok bool) {
 	if !validRequest(req) || !from.IsValid() || from.Port() == 0 || from.Addr().IsUnspecified() {
-		return nil, 0, false
+		return nil, 0, 0, false
 	}
 	m := &stun.Message{Raw: req}
 	if m.Decode() != nil || m.Type != stun.BindingRequest {
-		return nil, 0, false
+		return nil, 0, 0, false
 	}
 	if m.Contains(stun.AttrFingerprint) && stun.Fingerprint.Check(m) != nil {
-		return nil, 0, false
+		return nil, 0, 0, false
 	}
 
 	var (
 		change  []byte
 		changes int
+		after   []byte
+		afters  int
 		unknown stun.UnknownAttributes
 	)
 	for _, a := range m.Attributes {
 		switch {
+		case a.Type == AttrRespondAfter:
+			after = a.Value
+			afters++
 		case a.Type >= 0x8000: // comprehension-optional
 		case a.Type == stun.AttrChangeRequest:
 			change = a.Value
@@ -102,6 +123,15 @@ func (h *handler) answer(req []byte, from netip.AddrPort, in int, stream bool) (
 	}
 	if len(unknown) > 0 {
 		return h.errorResponse(m, in, 420, "unknown comprehension-required attribute", unknown)
+	}
+	if afters > 0 {
+		if stream {
+			return h.errorResponse(m, in, 400, "RESPOND-AFTER is not supported over TCP", nil)
+		}
+		var ok bool
+		if delay, ok = decodeRespondAfter(after); !ok || afters > 1 {
+			return h.errorResponse(m, in, 400, "malformed RESPOND-AFTER: want one 4-byte count of 1 to 600000 ms", nil)
+		}
 	}
 
 	out = in
@@ -143,9 +173,9 @@ func (h *handler) answer(req []byte, from netip.AddrPort, in int, stream bool) (
 		setters = append(setters, stun.NewSoftware(h.software))
 		r, err := stun.Build(setters...)
 		if err != nil {
-			return nil, 0, false
+			return nil, 0, 0, false
 		}
-		return r.Raw, in, true
+		return r.Raw, in, 0, true
 	}
 	if origin := h.addrs[out]; !origin.Addr().IsUnspecified() {
 		setters = append(setters, &stun.ResponseOrigin{IP: origin.Addr().AsSlice(), Port: int(origin.Port())})
@@ -157,14 +187,42 @@ func (h *handler) answer(req []byte, from netip.AddrPort, in int, stream bool) (
 	setters = append(setters, stun.NewSoftware(h.software))
 	r, err := stun.Build(setters...)
 	if err != nil {
+		return nil, 0, 0, false
+	}
+	return r.Raw, out, delay, true
+}
+
+// refuseDelayed answers req, a valid request with RESPOND-AFTER that
+// handle accepted, with error 486 at once: too many delayed answers are
+// waiting. Like handle, it never answers with more bytes than req has.
+func (h *handler) refuseDelayed(req []byte, in int) ([]byte, int, bool) {
+	m := &stun.Message{Raw: req}
+	if m.Decode() != nil {
 		return nil, 0, false
 	}
-	return r.Raw, out, true
+	resp, out, _, ok := h.errorResponse(m, in, 486, "too many delayed answers waiting; try later", nil)
+	if !ok || len(resp) > len(req) {
+		return nil, 0, false
+	}
+	return resp, out, true
+}
+
+// decodeRespondAfter decodes a RESPOND-AFTER value: exactly 4 bytes, a
+// count of milliseconds from 1 to MaxRespondAfter.
+func decodeRespondAfter(v []byte) (time.Duration, bool) {
+	if len(v) != 4 {
+		return 0, false
+	}
+	d := time.Duration(binary.BigEndian.Uint32(v)) * time.Millisecond
+	if d <= 0 || d > MaxRespondAfter {
+		return 0, false
+	}
+	return d, true
 }
 
 // errorResponse builds a Binding error response to req, sent back from the
 // socket it arrived on.
-func (h *handler) errorResponse(req *stun.Message, in, code int, reason string, unknown stun.UnknownAttributes) ([]byte, int, bool) {
+func (h *handler) errorResponse(req *stun.Message, in, code int, reason string, unknown stun.UnknownAttributes) ([]byte, int, time.Duration, bool) {
 	setters := []stun.Setter{
 		stun.BindingError,
 		stun.NewTransactionIDSetter(req.TransactionID),
@@ -176,9 +234,9 @@ func (h *handler) errorResponse(req *stun.Message, in, code int, reason string, 
 	setters = append(setters, stun.NewSoftware(h.software))
 	r, err := stun.Build(setters...)
 	if err != nil {
-		return nil, 0, false
+		return nil, 0, 0, false
 	}
-	return r.Raw, in, true
+	return r.Raw, in, 0, true
 }
 
 // validRequest checks the fixed header of an RFC 5389 message: size, the two

@@ -24,10 +24,10 @@ func TestNoAmplification(t *testing.T) {
 	if len(bare) != 20 {
 		t.Fatalf("bare request of %d bytes", len(bare))
 	}
-	if resp, _, ok := h.handle(bare, from, slotPrimary); ok {
+	if resp, _, _, ok := h.handle(bare, from, slotPrimary); ok {
 		t.Fatalf("answered a %d-byte request with %d bytes", len(bare), len(resp))
 	}
-	full, _, ok := h.answer(bare, from, slotPrimary, false)
+	full, _, _, ok := h.answer(bare, from, slotPrimary, false)
 	if !ok {
 		t.Fatal("no answer built")
 	}
@@ -35,11 +35,11 @@ func TestNoAmplification(t *testing.T) {
 	if len(exact) != len(full) {
 		t.Fatalf("padded to %d, answer is %d", len(exact), len(full))
 	}
-	if resp, _, ok := h.handle(exact, from, slotPrimary); !ok || len(resp) != len(exact) {
+	if resp, _, _, ok := h.handle(exact, from, slotPrimary); !ok || len(resp) != len(exact) {
 		t.Fatalf("request padded to the answer's %d bytes: ok=%v, %d bytes", len(full), ok, len(resp))
 	}
 	short := unpadded(t, stun.TransactionID, stun.BindingRequest, padTo(len(full)-4)).Raw
-	if _, _, ok := h.handle(short, from, slotPrimary); ok {
+	if _, _, _, ok := h.handle(short, from, slotPrimary); ok {
 		t.Fatal("answered a request 4 bytes shorter than the answer")
 	}
 	for _, from := range []netip.AddrPort{from, netip.MustParseAddrPort("[2001:db8::1]:40000")} {
@@ -49,7 +49,7 @@ func TestNoAmplification(t *testing.T) {
 			"bad":    request(t, rawAttr{stun.AttrChangeRequest, nil}).Raw,
 			"fp":     request(t, stun.Fingerprint).Raw,
 		} {
-			resp, _, ok := h.handle(req, from, slotPrimary)
+			resp, _, _, ok := h.handle(req, from, slotPrimary)
 			if !ok {
 				t.Errorf("%s from %v: padded request (%d bytes) not answered", name, from, len(req))
 				continue

@@ -35,9 +35,21 @@ type Config struct {
 	// IP address (a token bucket with a burst of as many; sources beyond
 	// 4096 remembered share one such bucket). 0 means no limit.
 	PerIPPerSecond int
+	// MaxDelayed caps the delayed answers (RESPOND-AFTER) waiting to be
+	// sent, in total; MaxDelayedPerIP caps those to one source IP. A
+	// request beyond either gets error 486 at once. 0 means the defaults,
+	// DefaultMaxDelayed and DefaultMaxDelayedPerIP; negative refuses every
+	// delayed answer.
+	MaxDelayed, MaxDelayedPerIP int
 	// Logger gets one line per lifecycle event; nil discards.
 	Logger *slog.Logger
 }
+
+// Defaults of Config.
+const (
+	DefaultMaxDelayed      = 1024
+	DefaultMaxDelayedPerIP = 16
+)
 
 // Validate checks the config.
 func (c Config) Validate() error {
@@ -90,10 +102,11 @@ const (
 
 // Server is a running STUN server.
 type Server struct {
-	h     handler
-	limit *limiter
-	conns [numSlots]*net.UDPConn
-	log   *slog.Logger
+	h       handler
+	limit   *limiter
+	delayed *delayed
+	conns   [numSlots]*net.UDPConn
+	log     *slog.Logger
 
 	wg        sync.WaitGroup
 	done      chan struct{}
@@ -112,6 +125,7 @@ func Listen(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{log: log, limit: newLimiter(cfg.PerIPPerSecond), done: make(chan struct{})}
+	s.delayed = newDelayed(cfg.MaxDelayed, cfg.MaxDelayedPerIP, &s.wg)
 	s.h.software = software
 
 	primary := netip.AddrPortFrom(cfg.Primary.Addr().Unmap(), cfg.Primary.Port())
@@ -206,15 +220,32 @@ func (s *Server) serve(slot int, conn *net.UDPConn) {
 			s.stop(fmt.Errorf("stunserver: reading on %s: %w", s.h.addrs[slot], err))
 			return
 		}
-		resp, out, ok := s.h.handle(buf[:n], from, slot)
+		resp, out, delay, ok := s.h.handle(buf[:n], from, slot)
 		if !ok || !s.limit.allow(from.Addr(), time.Now()) {
 			continue
 		}
-		if _, err := s.conns[out].WriteToUDPAddrPort(resp, from); err != nil {
-			// Unreachable clients and local firewalls are the client's
-			// problem, not the server's.
-			s.log.Debug("stun response not sent", "to", from, "from", s.h.addrs[out], "err", err)
+		if delay > 0 {
+			conn := s.conns[out]
+			send := func() { s.send(conn, resp, from) }
+			if s.delayed.schedule(from.Addr(), delay, send) {
+				continue
+			}
+			// Over a cap: say so at once (a probe that cannot run says
+			// nothing about the client's NAT).
+			if resp, out, ok = s.h.refuseDelayed(buf[:n], slot); !ok {
+				continue
+			}
 		}
+		s.send(s.conns[out], resp, from)
+	}
+}
+
+// send writes one answer.
+func (s *Server) send(conn *net.UDPConn, resp []byte, to netip.AddrPort) {
+	if _, err := conn.WriteToUDPAddrPort(resp, to); err != nil {
+		// Unreachable clients and local firewalls are the client's
+		// problem, not the server's (and after Close the socket is gone).
+		s.log.Debug("stun response not sent", "to", to, "from", conn.LocalAddr(), "err", err)
 	}
 }
 
@@ -229,6 +260,7 @@ func (s *Server) stop(cause error) {
 		} else {
 			s.log.Error("stun server stopped", "addrs", s.Addrs(), "err", cause)
 		}
+		s.delayed.close()
 		for _, c := range s.conns {
 			if c != nil {
 				c.Close()
@@ -256,6 +288,10 @@ func (s *Server) Dropped() uint64 {
 	_, d := s.limit.stats()
 	return d
 }
+
+// Delayed is the number of delayed answers (RESPOND-AFTER) waiting to be
+// sent.
+func (s *Server) Delayed() int { return s.delayed.pending() }
 
 // Done is closed when the server has stopped, by Close or because reading
 // from a socket failed.

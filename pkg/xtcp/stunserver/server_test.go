@@ -467,7 +467,7 @@ func TestHandlerDropsBadSources(t *testing.T) {
 	h.addrs[slotPrimary] = netip.MustParseAddrPort("192.0.2.1:3478")
 	req := request(t).Raw
 	for _, from := range []netip.AddrPort{{}, netip.MustParseAddrPort("198.51.100.1:0"), netip.MustParseAddrPort("0.0.0.0:1234")} {
-		if _, _, ok := h.handle(req, from, slotPrimary); ok {
+		if _, _, _, ok := h.handle(req, from, slotPrimary); ok {
 			t.Errorf("answered a request from %v", from)
 		}
 	}
@@ -501,7 +501,7 @@ func TestResponseSize(t *testing.T) {
 				"unknown": request(t, unknown...).Raw,
 				"bad":     request(t, rawAttr{stun.AttrChangeRequest, nil}).Raw,
 			} {
-				resp, _, ok := h.handle(req, from, slotPrimary)
+				resp, _, _, ok := h.handle(req, from, slotPrimary)
 				if !ok || len(resp) > tt.max || len(resp) > len(req) {
 					t.Errorf("%s: ok=%v, %d bytes for a request of %d, want at most %d and no more than the request", name, ok, len(resp), len(req), tt.max)
 				}

@@ -76,7 +76,7 @@ func (s *Server) ServeStream(c net.Conn, r io.Reader, deadline time.Time) error 
 	if !validRequest(req) {
 		return fmt.Errorf("%w: bad header", ErrStreamRequest)
 	}
-	resp, _, ok := s.h.answer(req, from, slotPrimary, true)
+	resp, _, _, ok := s.h.answer(req, from, slotPrimary, true)
 	if !ok {
 		return fmt.Errorf("%w: not a Binding request, or unanswerable", ErrStreamRequest)
 	}

@@ -161,7 +161,7 @@ func FuzzStream(f *testing.F) {
 		if !validRequest(req) {
 			return
 		}
-		resp, _, ok := h.answer(req, from, slotPrimary, true)
+		resp, _, _, ok := h.answer(req, from, slotPrimary, true)
 		if !ok {
 			return
 		}
