@@ -287,6 +287,27 @@ func (c *converter) convert(root *object) {
 		}
 		c.walkKey(c.top, k, v, "", "")
 	}
+	c.frpHeartbeatTimeout()
+}
+
+// frpHeartbeatTimeout gives hop frp's heartbeat timeout when the input
+// sets only the interval: frp's timeout defaults to 90 s and hop's to
+// 30 s, under which frp's common 30 s interval would not even verify.
+func (c *converter) frpHeartbeatTimeout() {
+	i, ok := c.top.byPath["heartbeat.interval"]
+	if _, set := c.top.byPath["heartbeat.timeout"]; !ok || set {
+		return
+	}
+	if iv, _ := c.top.entries[i].val.(string); iv == "" || iv == "0s" {
+		return
+	}
+	c.top.byPath["heartbeat.timeout"] = len(c.top.entries)
+	c.top.entries = append(c.top.entries, entry{path: "heartbeat.timeout", val: "90s", from: "frp's default heartbeatTimeout"})
+	for _, ki := range c.top.keys {
+		if c.keys[ki].To == "heartbeat.interval" && c.keys[ki].Note == "" {
+			c.keys[ki].Note = `with heartbeat.timeout = "90s", frp's default timeout (hop's is 30s)`
+		}
+	}
 }
 
 func (c *converter) walk(s *section, o *object, g, d string) {

@@ -97,7 +97,7 @@ var convertCases = []struct {
 		"user = \"${U}x\"\n[auth]\ntoken = \"${FRP_TOKEN}\"\n[[proxies]]\nname = \"w\"\ntype = \"http\"\nrequestHeaders.set = { x-a = \"$${HOME} ${B}\" }\n"},
 	{"durations", TOML, Client,
 		"transport.heartbeatInterval = 5\ntransport.heartbeatTimeout = 0\ntransport.tcpMuxKeepaliveInterval = -1\ntransport.dialServerKeepalive = -1\n[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nmaxRetriesAnHour = 60\n",
-		"[heartbeat]\ninterval = \"5s\"\n[mux]\nkeepaliveInterval = \"0s\"\n[transport]\ntcpKeepalive.idle = \"0s\"\n[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nretryInterval = \"1m\"\n"},
+		"[heartbeat]\ninterval = \"5s\"\ntimeout = \"90s\"\n[mux]\nkeepaliveInterval = \"0s\"\n[transport]\ntcpKeepalive.idle = \"0s\"\n[[visitors]]\nname = \"v\"\ntype = \"xtcp\"\nretryInterval = \"1m\"\n"},
 	{"server renames", YAML, Server,
 		"maxPortsPerClient: 10\nvhostHTTPTimeout: 90\ntransport:\n  tcpKeepalive: 30\n  heartbeatTimeout: -1\n",
 		"maxProxiesPerClient = 10\nvhostHTTPTimeout = \"90s\"\n[transport]\ntcpKeepalive.idle = \"30s\"\n[heartbeat]\ntimeout = \"0s\"\n"},

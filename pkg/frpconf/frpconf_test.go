@@ -329,3 +329,25 @@ func set(doc map[string]any, path []string, v any) {
 		doc = next
 	}
 }
+
+// frp's heartbeat timeout defaults to 90 s, hop's to 30 s: an input that
+// sets only frp's common 30 s interval gets frp's timeout too, and
+// verifies; one that sets both keeps its own.
+func TestHeartbeatTimeoutDefault(t *testing.T) {
+	const head = "serverAddr = \"h\"\nauth.token = \"migrate-test-token-0123456789\"\n"
+	for _, c := range []struct{ in, want string }{
+		{head + "transport.heartbeatInterval = 30\n", "interval = \"30s\"\ntimeout = \"90s\"\n"},
+		{head + "transport.heartbeatInterval = 5\ntransport.heartbeatTimeout = 20\n", "interval = \"5s\"\ntimeout = \"20s\"\n"},
+	} {
+		out, _, err := Convert([]byte(c.in), TOML, Client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), c.want) {
+			t.Errorf("%q gave\n%s\nwant it to contain %q", c.in, out, c.want)
+		}
+		if err := parse(Client, "out.toml", out); err != nil {
+			t.Errorf("%q: the output does not verify: %v", c.in, err)
+		}
+	}
+}
