@@ -32,7 +32,7 @@ type autoHB struct {
 	runner   *idletimeout.Runner // set by run
 	res      idletimeout.Result
 	said     [2]time.Duration // the learnt (survived, interval) last logged
-	accepted time.Duration    // the interval hops accepted in this session; 0 before it answered
+	accepted time.Duration    // the interval hops last accepted; 0 before any answered
 }
 
 // ErrNoSession: an idle probe needs a logged-in session.
@@ -94,7 +94,7 @@ func (a *autoHB) changed(r idletimeout.Result) {
 		}
 		a.c.log.Info(msg, "survived", r.Survived, "failed", r.Failed, "probes", r.Probes)
 	}
-	if l := a.c.peekLive(); l != nil {
+	for _, l := range a.c.lives() { // every node follows
 		a.ask(l)
 	}
 }
@@ -200,7 +200,7 @@ func (c *Client) probeIdle(ctx context.Context, silence time.Duration) (bool, er
 	if l == nil || l.probeKey == "" {
 		return false, ErrNoSession
 	}
-	addr := c.serverAddr()
+	addr := l.addr // the path to that node is the one measured
 	raw, err := transport.Dial(ctx, addr, c.cfg.Transport.DialTimeout.Duration, transport.KeepAlive{}) // silent: no keepalive
 	if err != nil {
 		return false, fmt.Errorf("dial %s: %w", addr, err)

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/hopproxy/hop/pkg/auth"
-	"github.com/hopproxy/hop/pkg/backoff"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/drain"
 	"github.com/hopproxy/hop/pkg/idletimeout"
@@ -81,9 +80,12 @@ type Client struct {
 	lastWarn map[string]time.Time // per proxy, see localDown
 	logLimit logging.Limiter      // per visitor: "visitor refused"
 
-	liveMu  sync.Mutex
-	cur     *live         // the logged-in session, nil between sessions
-	liveCh  chan struct{} // closed while cur is set
+	liveMu sync.Mutex
+	nodes  []*node       // the nodes attached to (node.go); their live sessions are under liveMu too
+	liveCh chan struct{} // closed while some node has a live session
+
+	portsMu sync.Mutex
+	ports   map[string]int // the remote port of each remotePort = 0 proxy, once a node opened one
 	waits   p2pWaits
 	closers closers    // P2P links served as owner
 	links   ownerLinks // the same, by link
@@ -156,9 +158,10 @@ func (c *Client) serverAddr() string {
 	return net.JoinHostPort(c.cfg.ServerAddr, strconv.Itoa(c.cfg.ServerPort))
 }
 
-// Run keeps a session to the server until ctx ends (then it drains open
-// connections for up to gracePeriod and returns nil) or a permanent error
-// occurs (returned, wrapping ErrPermanent).
+// Run keeps a session to every server node (node.go) until ctx ends
+// (then it drains open connections for up to gracePeriod and returns nil)
+// or every node refused the client for good (the error, wrapping
+// ErrPermanent).
 func (c *Client) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer c.healthWG.Wait()
@@ -171,7 +174,6 @@ func (c *Client) Run(ctx context.Context) error {
 			c.auto.run(ctx)
 		}()
 	}
-	bo := backoff.Backoff{Min: c.cfg.Reconnect.MinDelay.Duration, Max: c.cfg.Reconnect.MaxDelay.Duration}
 	if c.mapper == nil {
 		c.mapper = startMapper(c.cfg, c.log)
 		c.mapper.learn()
@@ -186,47 +188,7 @@ func (c *Client) Run(ctx context.Context) error {
 	defer c.closePlugins() // after the sessions drained their streams, before waiting for them
 	defer c.closers.closeAll()
 	defer c.stopVisitors()
-	for attempt := 0; ctx.Err() == nil; attempt++ {
-		if attempt > 0 {
-			c.mu.Lock()
-			c.stats.Reconnects++
-			c.mu.Unlock()
-		}
-		up, err := c.session(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		c.mu.Lock()
-		c.stats.LastCause = err
-		c.stats.LoggedIn = false
-		c.mu.Unlock()
-		if c.auto != nil && up > 0 {
-			c.auto.sessionEnded(err)
-		}
-		if perm := permanent(err); perm != nil {
-			c.log.Error("giving up: this cannot be fixed by reconnecting", "error", err)
-			return perm
-		}
-		if up >= c.cfg.Reconnect.StableAfter.Duration {
-			bo.Reset()
-		}
-		d := bo.Next()
-		var pe *protocol.Error
-		switch {
-		case up > 0:
-			c.log.Warn("connection lost", "cause", err, "uptime", up.Round(time.Second))
-			c.log.Info("reconnecting", "in", d.Round(time.Millisecond))
-		case errors.As(err, &pe) && pe.Code == protocol.CodeClientIDInUse:
-			c.log.Warn(fmt.Sprintf("login refused: client ID in use by another hopc's live session; retrying in %v", d.Round(100*time.Millisecond)),
-				"server", c.serverAddr(), "error", pe.Message, "attempt", bo.Attempt())
-		default:
-			c.log.Warn("cannot connect to server", "server", c.serverAddr(), "error", err, "retry_in", d.Round(time.Millisecond), "attempt", bo.Attempt())
-		}
-		if !backoff.Sleep(ctx, d) {
-			return nil
-		}
-	}
-	return nil
+	return c.runNodes(ctx)
 }
 
 // permanent returns err wrapped with ErrPermanent when no reconnect can

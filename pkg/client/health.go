@@ -84,7 +84,7 @@ func (c *Client) healthLoop(ctx context.Context, rp *runProxy) {
 			if failed >= hc.MaxFailed && !rp.health.down.Load() {
 				rp.health.down.Store(true)
 				log.Warn("health check failed: proxy withdrawn from the server until a check passes", "failed", failed, "error", err)
-				if reg := c.currentRegistrar(); reg != nil {
+				for _, reg := range c.registrars() { // every node's
 					reg.withdraw(rp.cfg.Name)
 				}
 			}
@@ -94,18 +94,11 @@ func (c *Client) healthLoop(ctx context.Context, rp *runProxy) {
 		if rp.health.down.Load() {
 			rp.health.down.Store(false)
 			log.Info("health check passed: proxy registered again")
-			if reg := c.currentRegistrar(); reg != nil {
+			for _, reg := range c.registrars() {
 				reg.restore(rp.cfg.Name)
 			}
 		}
 	}
-}
-
-// currentRegistrar returns the registrar of the logged-in session, or nil.
-func (c *Client) currentRegistrar() *registrar {
-	c.run.mu.Lock()
-	defer c.run.mu.Unlock()
-	return c.run.reg
 }
 
 // checkLocal runs one health check of p's local service.

@@ -15,8 +15,8 @@ import (
 	"github.com/hopproxy/hop/pkg/protocol"
 )
 
-// live is the logged-in session that visitors and P2P attempts use; it
-// changes with every reconnect.
+// live is a logged-in session to one node; visitors and P2P attempts use
+// any node's. It changes with every reconnect.
 type live struct {
 	ms *mux.Session
 	ch *control.Channel
@@ -26,14 +26,38 @@ type live struct {
 	// TLS connection, whose TCP keepalive follows the heartbeat.
 	sessionID, probeKey string
 	conn                net.Conn
+	addr                string // the node's address, where idle probes go
 }
 
-// peekLive returns the logged-in session without waiting, nil between
-// sessions.
+// peekLive returns a logged-in session without waiting (the first node's
+// that has one), nil when no node has one.
 func (c *Client) peekLive() *live {
 	c.liveMu.Lock()
 	defer c.liveMu.Unlock()
-	return c.cur
+	return c.firstLive()
+}
+
+// firstLive is peekLive with liveMu held.
+func (c *Client) firstLive() *live {
+	for _, n := range c.nodes {
+		if n.live != nil {
+			return n.live
+		}
+	}
+	return nil
+}
+
+// lives returns the logged-in session of every node that has one.
+func (c *Client) lives() []*live {
+	c.liveMu.Lock()
+	defer c.liveMu.Unlock()
+	var out []*live
+	for _, n := range c.nodes {
+		if n.live != nil {
+			out = append(out, n.live)
+		}
+	}
+	return out
 }
 
 // p2pWaits routes P2P answers and start signals from the control stream to
@@ -45,18 +69,23 @@ type p2pWaits struct {
 	auths   map[string]chan *protocol.P2PAuth   // "v/" + offer ID (visitor), "o/" + session ID (owner)
 }
 
-func (c *Client) setLive(l *live) {
+// setLive records node n's logged-in session (nil: none now), and wakes
+// those waiting for a session when the first one comes.
+func (c *Client) setLive(n *node, l *live) {
 	c.liveMu.Lock()
-	c.cur = l
+	defer c.liveMu.Unlock()
+	was := c.firstLive() != nil
+	n.live = l
+	now := c.firstLive() != nil
 	if c.liveCh == nil {
 		c.liveCh = make(chan struct{})
 	}
-	if l != nil {
-		close(c.liveCh) // wake those waiting for a session
-	} else {
+	switch {
+	case now && !was:
+		close(c.liveCh)
+	case !now && was:
 		c.liveCh = make(chan struct{})
 	}
-	c.liveMu.Unlock()
 }
 
 // liveWait bounds how long a visitor's connection waits for a session to
@@ -70,7 +99,7 @@ func (c *Client) current() (*live, error) {
 	defer t.Stop()
 	for {
 		c.liveMu.Lock()
-		l := c.cur
+		l := c.firstLive()
 		if c.liveCh == nil {
 			c.liveCh = make(chan struct{})
 		}

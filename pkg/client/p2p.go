@@ -170,6 +170,11 @@ func (c *Client) class(rep *nat.Report) string {
 
 // stunServer is the server's STUN endpoint: UDP on its bindPort.
 func (c *Client) stunServer(ctx context.Context) (netip.AddrPort, error) {
+	if l := c.peekLive(); l != nil { // a node logged in to: its STUN port
+		if ap, err := netip.ParseAddrPort(l.addr); err == nil {
+			return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+		}
+	}
 	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", c.cfg.ServerAddr)
 	if err != nil || len(ips) == 0 {
 		return netip.AddrPort{}, fmt.Errorf("resolve serverAddr %q: %v", c.cfg.ServerAddr, err)
@@ -529,7 +534,7 @@ func (c *Client) reportLater(r *protocol.P2PResult, class string) {
 // then the server's go, the punch, and the visitor's connections over the
 // path until it dies. Every punching decision comes from the visitor's
 // sealed, authenticated P2PInfo, never from the offer's clear NAT.
-func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
+func (c *Client) ownerOffer(ctx context.Context, via *live, m *protocol.P2POffer) {
 	defer c.connWG.Done()
 	rp := c.proxy(m.Proxy)
 	var p config.ProxyConfig
@@ -539,9 +544,7 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 	refuse := func(msg string) {
 		sctx, cancel := context.WithTimeout(ctx, sendTimeout)
 		defer cancel()
-		if l, err := c.current(); err == nil {
-			l.ch.Send(sctx, &protocol.P2PAnswer{ID: m.ID, SessionID: m.SessionID, Code: protocol.CodeBadRequest, Error: msg})
-		}
+		via.ch.Send(sctx, &protocol.P2PAnswer{ID: m.ID, SessionID: m.SessionID, Code: protocol.CodeBadRequest, Error: msg})
 	}
 	// allowUsers is the server's to enforce; the owner checks it again, so
 	// that a server that vouches for a visitor it should not cannot make
@@ -578,10 +581,7 @@ func (c *Client) ownerOffer(ctx context.Context, m *protocol.P2POffer) {
 	base := ctx // outlives the attempt, for its TCP punch
 	ctx, cancel := context.WithTimeout(ctx, 3*answerTimeout+punchTimeout)
 	defer cancel()
-	l, err := c.current()
-	if err != nil {
-		return
-	}
+	l := via // the node that brought the offer relays the rest of the exchange
 	authCh, doneAuth := c.waits.expectAuth("o/" + m.SessionID)
 	defer doneAuth()
 	if err := l.ch.Send(ctx, &protocol.P2PAuth{SessionID: m.SessionID, Share: ps.Share(), Tag: pake.Confirm(isk, pake.Responder)}); err != nil {

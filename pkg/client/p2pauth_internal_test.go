@@ -65,7 +65,10 @@ func testClient(t *testing.T, secret, user, id string) (*Client, *fakeServer) {
 	}
 	a, b := net.Pipe()
 	ch := control.New(a)
-	c.setLive(&live{ch: ch})
+	n := &node{addr: "127.0.0.1:1", name: "fake"}
+	c.addNode(n)
+	lv := &live{ch: ch}
+	c.setLive(n, lv)
 	f := &fakeServer{t: t, c: c, in: make(chan protocol.Message, 16), stun: stun}
 	done := make(chan struct{})
 	go func() {
@@ -137,7 +140,7 @@ func TestP2POfferWithWrongSecretGetsNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c.connWG.Add(1)
-	go c.ownerOffer(ctx, o)
+	go c.ownerOffer(ctx, c.peekLive(), o)
 
 	auth, ok := f.next("P2PAuth").(*protocol.P2PAuth)
 	if !ok || len(auth.Share) != protocol.ShareSize || auth.Sealed != nil {
@@ -181,7 +184,7 @@ func completeExchange(t *testing.T, c *Client, f *fakeServer, secret, sessionID 
 	c.connWG.Add(1)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	go c.ownerOffer(ctx, o)
+	go c.ownerOffer(ctx, c.peekLive(), o)
 	auth, ok := f.next("P2PAuth").(*protocol.P2PAuth)
 	if !ok {
 		t.Fatalf("owner's first answer: %+v", auth)
@@ -237,7 +240,7 @@ func TestP2PSessionIDReuse(t *testing.T) {
 
 	o, _ := offer(secret, testSession, "EIM/EIF")
 	c1.connWG.Add(1)
-	go c1.ownerOffer(context.Background(), o)
+	go c1.ownerOffer(context.Background(), c1.peekLive(), o)
 	m := f1.next("refusal")
 	for {
 		if _, ok := m.(*protocol.P2PResult); !ok { // the first attempt's result may come first

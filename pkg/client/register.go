@@ -42,6 +42,13 @@ type registrar struct {
 	max     time.Duration
 	onReady func(config.ProxyConfig, *protocol.NewProxyResp) // logs a started proxy
 	down    func(name string) bool                           // withdrawn by its health check; nil: none is
+	// port, when set, is the remote port to ask for a proxy configured
+	// with remotePort = 0 (the one another node opened, so that every
+	// node has the same; 0 before any has one), and samePort is told the
+	// port a node opened for such a proxy: false means another node has
+	// another, and the proxy moves to that one (client.go: ports).
+	port     func(name string) int
+	samePort func(name string, opened int) (want int, ok bool)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -82,6 +89,16 @@ func newRegistrar(ch sender, log *slog.Logger, proxies []config.ProxyConfig, min
 	return r
 }
 
+// newMsg is the NewProxy for p, with the remote port the other nodes
+// opened when p lets the server choose.
+func (r *registrar) newMsg(p config.ProxyConfig) *protocol.NewProxy {
+	m := newProxyMsg(p)
+	if p.RemotePort == 0 && r.port != nil {
+		m.RemotePort = r.port(p.Name)
+	}
+	return m
+}
+
 func newProxyMsg(p config.ProxyConfig) *protocol.NewProxy {
 	m := &protocol.NewProxy{Name: p.Name, ProxyType: string(p.Type), RemotePort: p.RemotePort, AllowUsers: p.AllowUsers}
 	m.Group, m.GroupKey = p.LoadBalancer.Group, p.LoadBalancer.GroupKey
@@ -117,7 +134,7 @@ func (r *registrar) start(ctx context.Context) error {
 			r.withdrawnState(p.Name)
 			continue
 		}
-		if err := r.ch.Send(ctx, newProxyMsg(p)); err != nil {
+		if err := r.ch.Send(ctx, r.newMsg(p)); err != nil {
 			return fmt.Errorf("register proxies: %w", err)
 		}
 	}
@@ -140,7 +157,7 @@ func (r *registrar) add(p config.ProxyConfig) {
 	send := r.started
 	r.mu.Unlock()
 	if send {
-		r.send(newProxyMsg(p))
+		r.send(r.newMsg(p))
 	}
 }
 
@@ -218,7 +235,7 @@ func (r *registrar) restore(name string) {
 	}
 	r.mu.Unlock()
 	if st != nil && send {
-		r.send(newProxyMsg(st.cfg))
+		r.send(r.newMsg(st.cfg))
 	}
 }
 
@@ -249,6 +266,20 @@ func (r *registrar) result(m *protocol.NewProxyResp) bool {
 	if m.Error == "" && down { // accepted just before the health check withdrew it
 		st.up, st.err, st.next, st.remote = false, withdrawnMsg, time.Time{}, 0
 		return true
+	}
+	if m.Error == "" && st.cfg.RemotePort == 0 && r.samePort != nil && m.RemotePort != 0 {
+		if want, ok := r.samePort(m.Name, m.RemotePort); !ok {
+			// Another node opened another port first: this one moves to
+			// it, so that every node serves the proxy on one port.
+			st.up, st.err, st.next, st.remote = false, fmt.Sprintf("the server opened port %d, the other servers %d: moving to %d", m.RemotePort, want, want), time.Time{}, 0
+			r.log.Info("proxy moves to the port the other servers opened", "proxy", m.Name, "opened", m.RemotePort, "port", want)
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				r.move(st)
+			}()
+			return true
+		}
 	}
 	if m.Error == "" {
 		st.up, st.err, st.next, st.remote = true, "", time.Time{}, m.RemotePort
@@ -287,9 +318,24 @@ func (r *registrar) result(m *protocol.NewProxyResp) bool {
 		if stale || r.down != nil && r.down(st.cfg.Name) {
 			return
 		}
-		r.send(newProxyMsg(st.cfg))
+		r.send(r.newMsg(st.cfg))
 	})
 	return true
+}
+
+// move asks the server to release a proxy and registers it again with
+// the remote port of the other nodes.
+func (r *registrar) move(st *regState) {
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
+	r.mu.Lock()
+	stale := r.closed || r.state[st.cfg.Name] != st
+	r.mu.Unlock()
+	if stale {
+		return
+	}
+	r.send(&protocol.CloseProxy{Name: st.cfg.Name})
+	r.send(r.newMsg(st.cfg))
 }
 
 // proxyState is the registration state of one proxy, for Status.

@@ -21,7 +21,7 @@ type registry struct {
 	visitors []config.VisitorConfig // in file order
 	running  map[string]*visitor    // visitors that listen, by name
 	verr     map[string]string      // visitors that could not listen: why, by name
-	reg      *registrar             // the logged-in session's, nil between sessions
+	regs     map[*node]*registrar   // the logged-in sessions', by node
 	ctx      context.Context        // Run's, nil before Run
 	stopped  bool                   // Run is ending: no reload applies
 	gen      uint64                 // of the last runProxy made
@@ -91,25 +91,76 @@ func (c *Client) runningConfig() *config.ClientConfig {
 	return &cfg
 }
 
-// attachRegistrar makes the registrar of a new session, with the proxies
-// of the registry, and makes it the one reloads tell.
-func (c *Client) attachRegistrar(ch sender) *registrar {
+// attachRegistrar makes the registrar of node n's new session, with the
+// proxies of the registry, and makes it one of those reloads tell.
+func (c *Client) attachRegistrar(n *node, ch sender) *registrar {
 	c.run.mu.Lock()
 	defer c.run.mu.Unlock()
-	reg := newRegistrar(ch, c.log, c.run.order, c.cfg.Reconnect.MinDelay.Duration, c.cfg.Reconnect.MaxDelay.Duration, c.proxyStarted)
+	reg := newRegistrar(ch, c.log.With("server", n.name), c.run.order, c.cfg.Reconnect.MinDelay.Duration, c.cfg.Reconnect.MaxDelay.Duration, c.proxyStarted)
 	reg.down = c.proxyDown
-	c.run.reg = reg
+	reg.port, reg.samePort = c.assignedPort, c.samePort
+	if c.run.regs == nil {
+		c.run.regs = map[*node]*registrar{}
+	}
+	c.run.regs[n] = reg
 	return reg
 }
 
-// detachRegistrar closes a session's registrar.
-func (c *Client) detachRegistrar(reg *registrar) {
+// detachRegistrar closes node n's session's registrar.
+func (c *Client) detachRegistrar(n *node, reg *registrar) {
 	c.run.mu.Lock()
-	if c.run.reg == reg {
-		c.run.reg = nil
+	if c.run.regs[n] == reg {
+		delete(c.run.regs, n)
 	}
 	c.run.mu.Unlock()
 	reg.close()
+}
+
+// registrars returns the registrar of every logged-in session, in node
+// order.
+func (c *Client) registrars() []*registrar {
+	c.liveMu.Lock()
+	nodes := append([]*node(nil), c.nodes...)
+	c.liveMu.Unlock()
+	c.run.mu.Lock()
+	defer c.run.mu.Unlock()
+	var out []*registrar
+	for _, n := range nodes {
+		if r := c.run.regs[n]; r != nil {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// assignedPort is the remote port every node uses for proxy name
+// (remotePort = 0), 0 while no node opened one.
+func (c *Client) assignedPort(name string) int {
+	c.portsMu.Lock()
+	defer c.portsMu.Unlock()
+	return c.ports[name]
+}
+
+// samePort records that a node opened port for proxy name: the first
+// node to open one sets the port of every node; another port is not ok.
+func (c *Client) samePort(name string, port int) (int, bool) {
+	c.portsMu.Lock()
+	defer c.portsMu.Unlock()
+	if c.ports == nil {
+		c.ports = map[string]int{}
+	}
+	if p, ok := c.ports[name]; ok {
+		return p, p == port
+	}
+	c.ports[name] = port
+	return port, true
+}
+
+// forgetPort drops the port of a proxy a reload removed or changed.
+func (c *Client) forgetPort(name string) {
+	c.portsMu.Lock()
+	delete(c.ports, name)
+	c.portsMu.Unlock()
 }
 
 // clientLimit returns the buckets hopc applies to p's connections: those

@@ -43,8 +43,9 @@ func (c *Client) Reload(cfg *config.ClientConfig) (ReloadResult, error) {
 	old := c.runningConfig()
 	d := diffConfigs(old, cfg)
 
+	regs := c.registrars()
 	c.run.mu.Lock()
-	ctx, reg := c.run.ctx, c.run.reg
+	ctx := c.run.ctx
 	if c.run.stopped || (ctx != nil && ctx.Err() != nil) {
 		c.run.mu.Unlock()
 		return ReloadResult{}, ErrStopped
@@ -62,10 +63,13 @@ func (c *Client) Reload(cfg *config.ClientConfig) (ReloadResult, error) {
 	// Proxies: every CloseProxy before any NewProxy, so that a changed
 	// proxy (or a new one taking a removed one's remotePort) finds its
 	// port free at the server.
-	if reg != nil {
-		for _, n := range append(d.removeProxies, d.changeProxies...) {
+	for _, n := range append(d.removeProxies, d.changeProxies...) {
+		c.forgetPort(n) // a changed one may get another port
+		for _, reg := range regs {
 			reg.remove(n)
 		}
+	}
+	for _, reg := range regs {
 		for _, p := range cfg.Proxies {
 			if contains(d.addProxies, d.changeProxies, p.Name) {
 				reg.add(p)
@@ -96,10 +100,7 @@ func (c *Client) Reload(cfg *config.ClientConfig) (ReloadResult, error) {
 			if c.cfg.P2P.PortMapping && c.mapper == nil {
 				c.log.Warn("port mapping of P2P sockets starts when hopc restarts: it had no xtcp/xudp proxy or visitor when it started")
 			}
-			c.liveMu.Lock()
-			up := c.cur != nil
-			c.liveMu.Unlock()
-			if up {
+			if c.anyLive() {
 				c.connWG.Add(1)
 				go c.learnFiltering(ctx)
 			}

@@ -20,10 +20,10 @@ import (
 // Software is sent in the ClientHello.
 const Software = "hopc/0.1"
 
-// session runs one connection to the server. It returns how long the
+// session runs one connection to node n. It returns how long the
 // session was logged in (0 if it never was) and why it ended.
-func (c *Client) session(ctx context.Context) (time.Duration, error) {
-	addr := c.serverAddr()
+func (c *Client) session(ctx context.Context, n *node) (time.Duration, error) {
+	addr := n.addr
 	ka := c.cfg.Transport.TCPKeepalive
 	raw, err := transport.Dial(ctx, addr, c.cfg.Transport.DialTimeout.Duration,
 		transport.KeepAlive{Idle: ka.Idle.Duration, Interval: ka.Interval.Duration, Count: ka.Count})
@@ -60,6 +60,10 @@ func (c *Client) session(ctx context.Context) (time.Duration, error) {
 	raw.SetDeadline(time.Time{})
 
 	start := time.Now()
+	n.mu.Lock()
+	n.stats.Sessions++
+	n.stats.LoggedIn = true
+	n.mu.Unlock()
 	c.mu.Lock()
 	c.stats.Sessions++
 	c.stats.LoggedIn = true
@@ -67,10 +71,10 @@ func (c *Client) session(ctx context.Context) (time.Duration, error) {
 	c.metrics.m.Sessions.Inc()
 	c.metrics.m.SessionUp.Set(1)
 	hb := c.negotiate(w)
-	c.log.Info("logged in", "server", addr, "session", w.SessionID,
+	c.log.Info("logged in", "server", n.name, "session", w.SessionID,
 		"heartbeat_interval", hb.Interval, "heartbeat_timeout", hb.Timeout,
 		"mux_keepalive", c.cfg.Mux.KeepaliveInterval.Duration)
-	cause := c.serve(ctx, &live{ms: ms, ch: control.New(ctrl), sessionID: w.SessionID, probeKey: w.ProbeKey, conn: tc}, hb)
+	cause := c.serve(ctx, n, &live{ms: ms, ch: control.New(ctrl), sessionID: w.SessionID, probeKey: w.ProbeKey, conn: tc, addr: addr}, hb)
 	c.sessionEnded(cause)
 	return max(time.Since(start), time.Nanosecond), cause
 }
@@ -110,7 +114,7 @@ func (c *Client) heartbeatInterval() time.Duration {
 }
 
 // serve runs a logged-in session until it ends and returns the cause.
-func (c *Client) serve(ctx context.Context, l *live, hbCfg heartbeat.Config) error {
+func (c *Client) serve(ctx context.Context, n *node, l *live, hbCfg heartbeat.Config) error {
 	ms, ch := l.ms, l.ch
 	hb := heartbeat.Start(hbCfg, ch.TrySend, ms.LastRead)
 	l.hb = hb
@@ -124,15 +128,15 @@ func (c *Client) serve(ctx context.Context, l *live, hbCfg heartbeat.Config) err
 		ms.Close()
 	}()
 
-	reg := c.attachRegistrar(ch)
-	defer c.detachRegistrar(reg)
+	reg := c.attachRegistrar(n, ch)
+	defer c.detachRegistrar(n, reg)
 	if err := reg.start(ctx); err != nil {
 		ms.CloseWithCause(err)
 		return ms.Err()
 	}
 
-	c.setLive(l)
-	defer c.setLive(nil)
+	c.setLive(n, l)
+	defer c.setLive(n, nil)
 	if c.auto != nil && l.probeKey != "" {
 		c.auto.ask(l) // hops follows the interval in use from the start
 	}
@@ -191,7 +195,7 @@ func (c *Client) serve(ctx context.Context, l *live, hbCfg heartbeat.Config) err
 			continue
 		case *protocol.P2POffer:
 			c.connWG.Add(1)
-			go c.ownerOffer(ctx, m)
+			go c.ownerOffer(ctx, l, m)
 			continue
 		case *protocol.HeartbeatUpdate:
 			if c.auto != nil { // the interval hops accepted

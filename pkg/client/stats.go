@@ -82,10 +82,7 @@ func (e errorLog) Println(v ...any) { e.log.Error("serving /metrics", "error", v
 // scrape (metrics.ClientState).
 func (c *Client) MetricsSnapshot() metrics.ClientSnapshot {
 	var s metrics.ClientSnapshot
-	c.liveMu.Lock()
-	l := c.cur
-	c.liveMu.Unlock()
-	if l != nil && l.hb != nil {
+	if l := c.peekLive(); l != nil && l.hb != nil {
 		if st := l.hb.Stats(); !st.LastPong.IsZero() {
 			s.HeartbeatRTT, s.HasRTT = st.LastRTT, true
 		}

@@ -18,6 +18,9 @@ type Status struct {
 	LastError string          `json:"lastError"`
 	Proxies   []ProxyStatus   `json:"proxies"`  // in config order
 	Visitors  []VisitorStatus `json:"visitors"` // in config order
+	// Nodes is every hops node the client attaches to (serverAddrs, or
+	// the addresses of serverAddr), each with its own session.
+	Nodes []NodeStatus `json:"nodes"`
 	// Heartbeat is what heartbeat.interval = "auto" learnt; nil for a
 	// fixed interval.
 	Heartbeat *HeartbeatStatus `json:"heartbeat,omitempty"`
@@ -90,15 +93,13 @@ func (c *Client) Status() Status {
 		out.Heartbeat = &HeartbeatStatus{IntervalMs: a.Interval.Milliseconds(), SurvivedMs: a.Survived.Milliseconds(),
 			FailedMs: a.Failed.Milliseconds(), Learned: a.Converged, Probes: a.Probes}
 	}
+	regs := c.registrars()
 	c.run.mu.Lock()
-	reg := c.run.reg
 	visitors := maps.Clone(c.run.running)
 	verr := maps.Clone(c.run.verr)
 	c.run.mu.Unlock()
-	var states map[string]proxyState
-	if reg != nil {
-		states = reg.states()
-	}
+	states := mergeStates(regs)
+	out.Nodes = c.Nodes()
 
 	for _, p := range cfg.Proxies {
 		ps := ProxyStatus{Name: p.Name, Type: string(p.Type), State: StatePending,
@@ -168,4 +169,20 @@ func (v *visitor) path() string {
 		return "relay"
 	}
 	return ""
+}
+
+// mergeStates is the state of each proxy over the nodes' registrars: the
+// first node's where it runs (a proxy runs while any node serves it), else
+// the first node's refusal.
+func mergeStates(regs []*registrar) map[string]proxyState {
+	out := map[string]proxyState{}
+	for _, r := range regs {
+		for name, st := range r.states() {
+			prev, seen := out[name]
+			if !seen || (!prev.up && (st.up || prev.err == "")) {
+				out[name] = st
+			}
+		}
+	}
+	return out
 }

@@ -1,0 +1,245 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hopproxy/hop/pkg/backoff"
+	"github.com/hopproxy/hop/pkg/protocol"
+)
+
+// A client attaches to every hops node it is given (serverAddrs, or every
+// address its serverAddr resolves to): one session per node, each with
+// its own heartbeat, reconnect backoff, registrar and status, so that any
+// node can serve any of the client's proxies and losing one node loses
+// only the connections that were on it. The client is up while any
+// session is up.
+
+// node is one hops the client attaches to.
+type node struct {
+	addr string // IP:port dialed
+	name string // the endpoint it came from, for logs and status
+
+	cancel context.CancelFunc // ends the node's loop (a node DNS no longer lists)
+	done   chan struct{}      // closed when the loop has ended
+
+	mu    sync.Mutex
+	live  *live // the logged-in session, nil between sessions
+	stats Stats
+	perm  error // the permanent error that stopped the loop, if any
+}
+
+// NodeStatus is one node in Status.
+type NodeStatus struct {
+	Name      string `json:"name"` // as configured
+	Addr      string `json:"addr"` // dialed
+	Online    bool   `json:"online"`
+	Sessions  int    `json:"sessions"`
+	LastError string `json:"lastError"`
+	// Stopped is set when the node refused the client for good (a wrong
+	// token, say): its loop ended, the others go on.
+	Stopped bool `json:"stopped"`
+}
+
+func (n *node) status() NodeStatus {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := NodeStatus{Name: n.name, Addr: n.addr, Online: n.live != nil, Sessions: n.stats.Sessions, Stopped: n.perm != nil}
+	if n.stats.LastCause != nil {
+		s.LastError = n.stats.LastCause.Error()
+	}
+	return s
+}
+
+// nodeEndpoint is one node to attach to: Addr dialed, Name as configured.
+type nodeEndpoint struct{ Addr, Name string }
+
+// endpoints is the nodes of the config: serverAddr:serverPort.
+func (c *Client) endpoints() []nodeEndpoint {
+	a := net.JoinHostPort(c.cfg.ServerAddr, strconv.Itoa(c.cfg.ServerPort))
+	return []nodeEndpoint{{Addr: a, Name: a}}
+}
+
+// watchNodes calls onChange with the nodes added and removed, at once and
+// whenever they change, until ctx ends.
+func (c *Client) watchNodes(ctx context.Context, onChange func(added, removed []nodeEndpoint)) {
+	onChange(c.endpoints(), nil)
+	<-ctx.Done()
+}
+
+// runNodes attaches to every node until ctx ends. It returns nil then, or
+// a permanent error (wrapping ErrPermanent) once every node has refused
+// the client for good.
+func (c *Client) runNodes(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	nodes := map[string]*node{}
+	allStopped := make(chan error, 1)
+	var wg sync.WaitGroup
+	stopped := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		var errs []error
+		for _, n := range nodes {
+			n.mu.Lock()
+			err := n.perm
+			n.mu.Unlock()
+			if err == nil {
+				return
+			}
+			errs = append(errs, err)
+		}
+		if len(errs) > 0 {
+			select {
+			case allStopped <- errs[0]:
+			default:
+			}
+		}
+	}
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		c.watchNodes(ctx, func(added, removed []nodeEndpoint) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, e := range removed {
+				if n := nodes[e.Addr]; n != nil {
+					c.log.Info("node no longer listed: detaching", "node", n.name, "addr", n.addr)
+					n.cancel()
+					delete(nodes, e.Addr)
+				}
+			}
+			for _, e := range added {
+				if nodes[e.Addr] != nil {
+					continue
+				}
+				nctx, ncancel := context.WithCancel(ctx)
+				n := &node{addr: e.Addr, name: e.Name, cancel: ncancel, done: make(chan struct{})}
+				nodes[e.Addr] = n
+				c.addNode(n)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer close(n.done)
+					defer c.removeNode(n)
+					if err := c.runNode(nctx, n); err != nil {
+						n.mu.Lock()
+						n.perm = err
+						n.mu.Unlock()
+						go stopped()
+					}
+				}()
+			}
+		})
+	}()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-allStopped:
+		cancel()
+	}
+	<-watchDone
+	wg.Wait()
+	return err
+}
+
+// addNode and removeNode keep c.nodes, in the order the nodes came.
+func (c *Client) addNode(n *node) {
+	c.liveMu.Lock()
+	c.nodes = append(c.nodes, n)
+	c.liveMu.Unlock()
+}
+
+func (c *Client) removeNode(n *node) {
+	c.liveMu.Lock()
+	for i, x := range c.nodes {
+		if x == n {
+			c.nodes = append(c.nodes[:i:i], c.nodes[i+1:]...)
+			break
+		}
+	}
+	c.liveMu.Unlock()
+}
+
+// runNode keeps a session to node n until ctx ends (nil) or n refuses the
+// client for good (the error, wrapping ErrPermanent).
+func (c *Client) runNode(ctx context.Context, n *node) error {
+	bo := backoff.Backoff{Min: c.cfg.Reconnect.MinDelay.Duration, Max: c.cfg.Reconnect.MaxDelay.Duration}
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		if attempt > 0 {
+			n.mu.Lock()
+			n.stats.Reconnects++
+			n.mu.Unlock()
+			c.mu.Lock()
+			c.stats.Reconnects++
+			c.mu.Unlock()
+		}
+		up, err := c.session(ctx, n)
+		if ctx.Err() != nil {
+			return nil
+		}
+		n.mu.Lock()
+		n.stats.LastCause, n.stats.LoggedIn = err, false
+		n.mu.Unlock()
+		c.mu.Lock()
+		c.stats.LastCause = err
+		c.stats.LoggedIn = c.anyLive()
+		c.mu.Unlock()
+		if c.auto != nil && up > 0 {
+			c.auto.sessionEnded(err)
+		}
+		if perm := permanent(err); perm != nil {
+			c.log.Error("giving up on this server: this cannot be fixed by reconnecting", "server", n.name, "error", err)
+			return perm
+		}
+		if up >= c.cfg.Reconnect.StableAfter.Duration {
+			bo.Reset()
+		}
+		d := bo.Next()
+		var pe *protocol.Error
+		switch {
+		case up > 0:
+			c.log.Warn("connection lost", "server", n.name, "cause", err, "uptime", up.Round(time.Second))
+			c.log.Info("reconnecting", "server", n.name, "in", d.Round(time.Millisecond))
+		case errors.As(err, &pe) && pe.Code == protocol.CodeClientIDInUse:
+			c.log.Warn(fmt.Sprintf("login refused: client ID in use by another hopc's live session; retrying in %v", d.Round(100*time.Millisecond)),
+				"server", n.name, "error", pe.Message, "attempt", bo.Attempt())
+		default:
+			c.log.Warn("cannot connect to server", "server", n.name, "error", err, "retry_in", d.Round(time.Millisecond), "attempt", bo.Attempt())
+		}
+		if !backoff.Sleep(ctx, d) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// anyLive reports whether a session to some node is up.
+func (c *Client) anyLive() bool {
+	c.liveMu.Lock()
+	defer c.liveMu.Unlock()
+	for _, n := range c.nodes {
+		if n.live != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Nodes is the status of every node, in the order they came.
+func (c *Client) Nodes() []NodeStatus {
+	c.liveMu.Lock()
+	nodes := append([]*node(nil), c.nodes...)
+	c.liveMu.Unlock()
+	out := make([]NodeStatus, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, n.status())
+	}
+	return out
+}
