@@ -200,7 +200,7 @@ func (c *Client) probeIdle(ctx context.Context, silence time.Duration) (bool, er
 	if l == nil || l.probeKey == "" {
 		return false, ErrNoSession
 	}
-	addr := l.addr // the path to that node is the one measured
+	addr := l.addr                                                                                     // the path to that node is the one measured
 	raw, err := transport.Dial(ctx, addr, c.cfg.Transport.DialTimeout.Duration, transport.KeepAlive{}) // silent: no keepalive
 	if err != nil {
 		return false, fmt.Errorf("dial %s: %w", addr, err)
