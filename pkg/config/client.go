@@ -16,9 +16,19 @@ import (
 // validated).
 type ClientConfig struct {
 	// ServerAddr is the host name or IP of hops. Default "127.0.0.1".
-	ServerAddr string `toml:"serverAddr"`
-	// ServerPort is the bindPort of hops, 1..65535. Default 7000.
-	ServerPort int `toml:"serverPort"`
+	// Empty after loading a file that sets ServerAddrs.
+	ServerAddr string `toml:"serverAddr,omitempty"`
+	// ServerPort is the bindPort of hops, 1..65535. Default 7000. Zero
+	// after loading a file that sets ServerAddrs.
+	ServerPort int `toml:"serverPort,omitempty"`
+	// --- nodeset
+	// ServerAddrs lists the hops nodes to attach to, host:port each (a
+	// host may be a name standing for every address it resolves to; see
+	// pkg/nodeset), at most MaxServerAddrs, each once. When it is not
+	// empty it replaces ServerAddr and ServerPort, which a file must then
+	// leave out and Validate does not check. Use ServerEndpoints to read
+	// either form. Default empty.
+	ServerAddrs []string `toml:"serverAddrs,omitempty"`
 	// ClientID identifies this client to the server, [A-Za-z0-9._-]{1,64}.
 	// Empty (the default) means the program picks one per process.
 	ClientID string `toml:"clientID"`
@@ -389,7 +399,8 @@ func DefaultVisitor(t ProxyType) VisitorConfig {
 	return v
 }
 
-// ServerAddress returns ServerAddr:ServerPort, ready for net.Dial.
+// ServerAddress returns ServerAddr:ServerPort, ready for net.Dial: the
+// single-server form. ServerEndpoints covers ServerAddrs too.
 func (c *ClientConfig) ServerAddress() string {
 	return net.JoinHostPort(c.ServerAddr, strconv.Itoa(c.ServerPort))
 }
@@ -419,8 +430,10 @@ func (c *ClientConfig) Warnings() []string {
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 func (c *ClientConfig) validate(r *reporter) {
-	checkHost(r, "serverAddr", c.ServerAddr, "serverPort")
-	portRange(r, "serverPort", c.ServerPort, 1, "")
+	if !c.validateServerAddrs(r) { // --- nodeset: serverAddrs replaces serverAddr and serverPort
+		checkHost(r, "serverAddr", c.ServerAddr, "serverPort")
+		portRange(r, "serverPort", c.ServerPort, 1, "")
+	}
 	if c.ClientID != "" && !nameRE.MatchString(c.ClientID) {
 		r.add("clientID", "%q is not a valid client ID; use 1-64 of A-Z a-z 0-9 . _ - (or leave it empty to get one per process)", c.ClientID)
 	}

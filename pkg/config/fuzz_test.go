@@ -51,7 +51,7 @@ func FuzzParseServer(f *testing.F) {
 }
 
 func FuzzParseClient(f *testing.F) {
-	for _, c := range append(append(append(clientCases, vhostClientCases...), tcpmuxClientCases...), p2plifeClientCases...) {
+	for _, c := range append(append(append(append(clientCases, vhostClientCases...), tcpmuxClientCases...), p2plifeClientCases...), nodesetClientCases...) {
 		f.Add([]byte(c.toml))
 	}
 	addConfSeeds(f, "hopc*.toml")

@@ -225,6 +225,7 @@ type rawClientP2P struct {
 type rawClient struct {
 	ServerAddr  *string            `toml:"serverAddr"`
 	ServerPort  *int64             `toml:"serverPort"`
+	ServerAddrs *[]string          `toml:"serverAddrs"` // --- nodeset
 	ClientID    *string            `toml:"clientID"`
 	User        *string            `toml:"user"`
 	Auth        rawAuth            `toml:"auth"`
@@ -438,6 +439,7 @@ func (c conv) client(v *rawClient) ClientConfig {
 	cfg := DefaultClient()
 	c.str(&cfg.ServerAddr, v.ServerAddr)
 	c.int(&cfg.ServerPort, "serverPort", v.ServerPort)
+	c.serverAddrs(&cfg, v) // --- nodeset
 	c.str(&cfg.ClientID, v.ClientID)
 	c.str(&cfg.User, v.User)
 	c.str(&cfg.Auth.Token, v.Auth.Token)
