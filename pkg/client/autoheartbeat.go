@@ -209,7 +209,11 @@ func (c *Client) probeIdle(ctx context.Context, silence time.Duration) (bool, er
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
 	raw.SetDeadline(time.Now().Add(c.cfg.Transport.HandshakeTimeout.Duration))
-	tc := tls.Client(raw, c.tls)
+	tlsCfg := c.tls
+	if l.node != nil {
+		tlsCfg = c.tlsFor(l.node)
+	}
+	tc := tls.Client(raw, tlsCfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return false, fmt.Errorf("TLS handshake with %s: %w", addr, err)
 	}

@@ -14,8 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -155,7 +154,7 @@ func (c *Client) Stats() Stats {
 }
 
 func (c *Client) serverAddr() string {
-	return net.JoinHostPort(c.cfg.ServerAddr, strconv.Itoa(c.cfg.ServerPort))
+	return strings.Join(c.cfg.ServerEndpoints(), ",")
 }
 
 // Run keeps a session to every server node (node.go) until ctx ends

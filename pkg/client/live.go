@@ -27,6 +27,7 @@ type live struct {
 	sessionID, probeKey string
 	conn                net.Conn
 	addr                string // the node's address, where idle probes go
+	node                *node
 }
 
 // peekLive returns a logged-in session without waiting (the first node's

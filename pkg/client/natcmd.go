@@ -33,7 +33,7 @@ func PrintNAT(ctx context.Context, cfg *config.ClientConfig, w io.Writer) error 
 	defer conn.Close()
 	rep, err := nat.Discover(ctx, conn, server, nat.Options{})
 	if err != nil {
-		return fmt.Errorf("NAT discovery against %s (UDP): %w; is hops running there, and is UDP port %d open to it?", server, err, cfg.ServerPort)
+		return fmt.Errorf("NAT discovery against %s (UDP): %w; is hops running there, and is UDP port %d open to it?", server, err, server.Port())
 	}
 	fmt.Fprintf(w, "server (STUN):      %v", rep.Server)
 	if rep.Other.IsValid() {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"sync"
 	"time"
 
@@ -28,8 +26,9 @@ type node struct {
 	cancel context.CancelFunc // ends the node's loop (a node DNS no longer lists)
 	done   chan struct{}      // closed when the loop has ended
 
+	live *live // the logged-in session, nil between sessions; under Client.liveMu
+
 	mu    sync.Mutex
-	live  *live // the logged-in session, nil between sessions
 	stats Stats
 	perm  error // the permanent error that stopped the loop, if any
 }
@@ -46,10 +45,10 @@ type NodeStatus struct {
 	Stopped bool `json:"stopped"`
 }
 
-func (n *node) status() NodeStatus {
+func (n *node) status(online bool) NodeStatus {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	s := NodeStatus{Name: n.name, Addr: n.addr, Online: n.live != nil, Sessions: n.stats.Sessions, Stopped: n.perm != nil}
+	s := NodeStatus{Name: n.name, Addr: n.addr, Online: online, Sessions: n.stats.Sessions, Stopped: n.perm != nil}
 	if n.stats.LastCause != nil {
 		s.LastError = n.stats.LastCause.Error()
 	}
@@ -59,10 +58,14 @@ func (n *node) status() NodeStatus {
 // nodeEndpoint is one node to attach to: Addr dialed, Name as configured.
 type nodeEndpoint struct{ Addr, Name string }
 
-// endpoints is the nodes of the config: serverAddr:serverPort.
+// endpoints is the nodes of the config: serverAddrs, or
+// serverAddr:serverPort.
 func (c *Client) endpoints() []nodeEndpoint {
-	a := net.JoinHostPort(c.cfg.ServerAddr, strconv.Itoa(c.cfg.ServerPort))
-	return []nodeEndpoint{{Addr: a, Name: a}}
+	var out []nodeEndpoint
+	for _, a := range c.cfg.ServerEndpoints() {
+		out = append(out, nodeEndpoint{Addr: a, Name: a})
+	}
+	return out
 }
 
 // watchNodes calls onChange with the nodes added and removed, at once and
@@ -127,13 +130,16 @@ func (c *Client) runNodes(ctx context.Context) error {
 				go func() {
 					defer wg.Done()
 					defer close(n.done)
-					defer c.removeNode(n)
-					if err := c.runNode(nctx, n); err != nil {
-						n.mu.Lock()
-						n.perm = err
-						n.mu.Unlock()
-						go stopped()
+					err := c.runNode(nctx, n)
+					if err == nil { // detached, or the client stops
+						c.removeNode(n)
+						return
 					}
+					// Refused for good: it stays in the status, stopped.
+					n.mu.Lock()
+					n.perm = err
+					n.mu.Unlock()
+					go stopped()
 				}()
 			}
 		})
@@ -236,10 +242,14 @@ func (c *Client) anyLive() bool {
 func (c *Client) Nodes() []NodeStatus {
 	c.liveMu.Lock()
 	nodes := append([]*node(nil), c.nodes...)
+	online := make([]bool, len(nodes))
+	for i, n := range nodes {
+		online[i] = n.live != nil
+	}
 	c.liveMu.Unlock()
 	out := make([]NodeStatus, 0, len(nodes))
-	for _, n := range nodes {
-		out = append(out, n.status())
+	for i, n := range nodes {
+		out = append(out, n.status(online[i]))
 	}
 	return out
 }

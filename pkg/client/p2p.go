@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -175,11 +176,23 @@ func (c *Client) stunServer(ctx context.Context) (netip.AddrPort, error) {
 			return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 		}
 	}
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", c.cfg.ServerAddr)
-	if err != nil || len(ips) == 0 {
-		return netip.AddrPort{}, fmt.Errorf("resolve serverAddr %q: %v", c.cfg.ServerAddr, err)
+	eps := c.cfg.ServerEndpoints() // not logged in (hopc nat): the first node
+	if len(eps) == 0 {
+		return netip.AddrPort{}, errors.New("no server address configured")
 	}
-	return netip.AddrPortFrom(ips[0].Unmap(), uint16(c.cfg.ServerPort)), nil
+	host, port, err := net.SplitHostPort(eps[0])
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	pn, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("server port %q: %w", port, err)
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+	if err != nil || len(ips) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("resolve server %q: %v", host, err)
+	}
+	return netip.AddrPortFrom(ips[0].Unmap(), uint16(pn)), nil
 }
 
 // prepareSocket opens the UDP socket of an attempt and gathers its

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +32,7 @@ func (c *Client) session(ctx context.Context, n *node) (time.Duration, error) {
 		return 0, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	raw.SetDeadline(time.Now().Add(c.cfg.Transport.HandshakeTimeout.Duration))
-	tc := tls.Client(raw, c.tls)
+	tc := tls.Client(raw, c.tlsFor(n))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return 0, fmt.Errorf("TLS handshake with %s: %w", addr, err)
@@ -74,7 +75,7 @@ func (c *Client) session(ctx context.Context, n *node) (time.Duration, error) {
 	c.log.Info("logged in", "server", n.name, "session", w.SessionID,
 		"heartbeat_interval", hb.Interval, "heartbeat_timeout", hb.Timeout,
 		"mux_keepalive", c.cfg.Mux.KeepaliveInterval.Duration)
-	cause := c.serve(ctx, n, &live{ms: ms, ch: control.New(ctrl), sessionID: w.SessionID, probeKey: w.ProbeKey, conn: tc, addr: addr}, hb)
+	cause := c.serve(ctx, n, &live{ms: ms, ch: control.New(ctrl), sessionID: w.SessionID, probeKey: w.ProbeKey, conn: tc, addr: addr, node: n}, hb)
 	c.sessionEnded(cause)
 	return max(time.Since(start), time.Nanosecond), cause
 }
@@ -102,6 +103,22 @@ func (c *Client) negotiate(w *protocol.Welcome) heartbeat.Config {
 		}
 	}
 	return hb
+}
+
+// tlsFor is the TLS config for node n: without transport.tls.serverName,
+// the name checked (with trustedCaFile) and sent is the host of the
+// node's endpoint as configured, as tls.Dial does.
+func (c *Client) tlsFor(n *node) *tls.Config {
+	if c.tls.ServerName != "" {
+		return c.tls
+	}
+	host, _, err := net.SplitHostPort(n.name)
+	if err != nil {
+		return c.tls
+	}
+	t := c.tls.Clone()
+	t.ServerName = host
+	return t
 }
 
 // heartbeatInterval is the interval configured, or the one "auto" uses
@@ -237,5 +254,5 @@ func (c *Client) proxyStarted(p config.ProxyConfig, r *protocol.NewProxyResp) {
 	}
 	c.log.Info("proxy started", "proxy", r.Name, "type", p.Type,
 		"local", localDesc(p),
-		"remote", fmt.Sprintf("%s:%d", c.cfg.ServerAddr, r.RemotePort))
+		"remote", fmt.Sprintf(":%d", r.RemotePort))
 }
