@@ -34,6 +34,11 @@
 // per user, allowUsers of a secret proxy lists users, and a visitor names
 // the owner's user in serverUser.
 //
+// Servers: hopc attaches to the one hops of serverAddr and serverPort, or
+// to every node listed in serverAddrs (host:port each; a file sets one
+// form or the other). [ClientConfig.ServerEndpoints] returns either as
+// host:port; pkg/nodeset turns names into the addresses to dial.
+//
 // Proxies and visitors: a [[proxies]] entry of type tcp or udp opens a
 // public port on the server. The secret types (stcp, sudp, xtcp, xudp)
 // have no public port; a [[visitors]] entry of another hopc, listening on
