@@ -22,6 +22,7 @@ import (
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/drain"
 	"github.com/hopproxy/hop/pkg/idletimeout"
+	"github.com/hopproxy/hop/pkg/nodeset"
 	"github.com/hopproxy/hop/pkg/logging"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/transport"
@@ -82,6 +83,9 @@ type Client struct {
 	liveMu sync.Mutex
 	nodes  []*node       // the nodes attached to (node.go); their live sessions are under liveMu too
 	liveCh chan struct{} // closed while some node has a live session
+
+	// nodeWatch, set by tests before Run, replaces nodeset.Watch.
+	nodeWatch func(ctx context.Context, onChange func(added, removed []nodeset.Node))
 
 	portsMu sync.Mutex
 	ports   map[string]int // the remote port of each remotePort = 0 proxy, once a node opened one

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hopproxy/hop/pkg/backoff"
+	"github.com/hopproxy/hop/pkg/nodeset"
 	"github.com/hopproxy/hop/pkg/protocol"
 )
 
@@ -56,23 +57,18 @@ func (n *node) status(online bool) NodeStatus {
 }
 
 // nodeEndpoint is one node to attach to: Addr dialed, Name as configured.
-type nodeEndpoint struct{ Addr, Name string }
-
-// endpoints is the nodes of the config: serverAddrs, or
-// serverAddr:serverPort.
-func (c *Client) endpoints() []nodeEndpoint {
-	var out []nodeEndpoint
-	for _, a := range c.cfg.ServerEndpoints() {
-		out = append(out, nodeEndpoint{Addr: a, Name: a})
-	}
-	return out
-}
+type nodeEndpoint = nodeset.Node
 
 // watchNodes calls onChange with the nodes added and removed, at once and
-// whenever they change, until ctx ends.
+// whenever they change, until ctx ends: every address of serverAddrs (or
+// of serverAddr:serverPort), names re-resolved every minute so that added
+// nodes are found (package nodeset). Tests may replace it (nodeWatch).
 func (c *Client) watchNodes(ctx context.Context, onChange func(added, removed []nodeEndpoint)) {
-	onChange(c.endpoints(), nil)
-	<-ctx.Done()
+	if c.nodeWatch != nil {
+		c.nodeWatch(ctx, onChange)
+		return
+	}
+	nodeset.Watch(ctx, nodeset.Config{Endpoints: c.cfg.ServerEndpoints(), Log: c.log}, onChange)
 }
 
 // runNodes attaches to every node until ctx ends. It returns nil then, or

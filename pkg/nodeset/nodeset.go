@@ -26,6 +26,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/hopproxy/hop/pkg/backoff"
 )
 
 // DefaultEvery is how often Watch resolves the endpoints again when
@@ -110,7 +112,9 @@ func Resolve(ctx context.Context, cfg Config) ([]Node, error) {
 // onChange (from Watch's goroutine) with the nodes added and removed
 // since the last call (the first call has every node as added). A
 // failed lookup keeps the nodes it had for that endpoint (a DNS outage
-// never drops nodes) and is logged once per change of error.
+// never drops nodes) and is logged once per change of error. While an
+// endpoint has no node at all, the next round comes after a backoff from
+// 1 s up to cfg.Every instead.
 //
 // The first call comes after the first round of lookups even when it
 // found no node (both slices empty), so that the caller knows the round
@@ -143,6 +147,10 @@ func Watch(ctx context.Context, cfg Config, onChange func(added, removed []Node)
 	states := make([]endpointState, len(cfg.Endpoints))
 	var current []Node
 	first := true
+	// An endpoint with no node at all (a name that never resolved yet) is
+	// looked up again soon, with backoff up to every, not after a whole
+	// interval: hopc at boot before DNS works, or a typo being fixed.
+	retry := backoff.Backoff{Min: time.Second, Max: every}
 	timer := time.NewTimer(every)
 	defer timer.Stop()
 	for {
@@ -154,6 +162,9 @@ func Watch(ctx context.Context, cfg Config, onChange func(added, removed []Node)
 		for i, r := range results {
 			st, ep := &states[i], cfg.Endpoints[i]
 			switch {
+			case r.err != nil && r.err.Error() != st.errMsg && len(st.nodes) == 0:
+				st.errMsg = r.err.Error()
+				log.Warn("cannot resolve the server: no node to attach to through it yet; retrying", "endpoint", ep, "error", r.err)
 			case r.err != nil && r.err.Error() != st.errMsg:
 				st.errMsg = r.err.Error()
 				log.Warn("nodeset: lookup failed; keeping the nodes it had", "endpoint", ep, "kept", len(st.nodes), "err", r.err)
@@ -177,7 +188,17 @@ func Watch(ctx context.Context, cfg Config, onChange func(added, removed []Node)
 		}
 		current = next
 
-		timer.Reset(every)
+		wait := every
+		for _, st := range states {
+			if len(st.nodes) == 0 {
+				wait = retry.Next()
+				break
+			}
+		}
+		if wait == every {
+			retry.Reset()
+		}
+		timer.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
