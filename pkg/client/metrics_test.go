@@ -83,6 +83,7 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	ccfg.Heartbeat.Interval = config.Dur(100 * time.Millisecond)
 	c, stopCli := runClient(t, ccfg, clog.logger())
 	hopcURL := hopcMetrics(t, c)
+	nodeLabel := `node="` + addr(port) + `"` // hopc's session series are per hops node
 	eventually(t, 10*time.Second, "echo through the proxy", func() bool { return echoWorks(addr(remote)) })
 	// The base is read once the probes' connections have ended on hops,
 	// so that none of their bytes is still being counted (CI once read
@@ -186,10 +187,10 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	})
 	eventually(t, 10*time.Second, "heartbeat round trips on both sides", func() bool {
 		return sample(scrape(t, hopsURL), `hop_client_heartbeat_rtt_seconds{client="`+c.ID()+`"}`) > 0 &&
-			sample(scrape(t, hopcURL), `hop_client_heartbeat_rtt_seconds`) > 0
+			sample(scrape(t, hopcURL), `hop_client_heartbeat_rtt_seconds{`+nodeLabel+`}`) > 0
 	})
 	cpage := scrape(t, hopcURL)
-	if sample(cpage, "hop_client_session_up") != 1 || sample(cpage, "hop_client_sessions_total") != 1 {
+	if sample(cpage, "hop_client_session_up{"+nodeLabel+"}") != 1 || sample(cpage, "hop_client_sessions_total{"+nodeLabel+"}") != 1 {
 		t.Errorf("hopc session series:\n%s", cpage)
 	}
 
@@ -206,7 +207,7 @@ func TestMetricsFollowTraffic(t *testing.T) {
 		t.Errorf("series of a gone client remain:\n%s", page)
 	}
 	cpage = scrape(t, hopcURL)
-	if sample(cpage, `hop_client_session_losses_total{cause="client_shutdown"}`) != 1 || sample(cpage, "hop_client_session_up") != 0 {
+	if sample(cpage, `hop_client_session_losses_total{cause="client_shutdown",`+nodeLabel+`}`) != 1 || sample(cpage, "hop_client_session_up{"+nodeLabel+"}") != 0 {
 		t.Errorf("hopc after shutdown:\n%s", cpage)
 	}
 	stopSrv()
@@ -269,7 +270,7 @@ func TestMetricsPromtool(t *testing.T) {
 	})
 	eventually(t, 10*time.Second, "heartbeat round trips", func() bool {
 		return strings.Contains(scrape(t, hopsURL), `hop_client_heartbeat_rtt_seconds{client="laptop"}`) &&
-			strings.Contains(scrape(t, visURL), "hop_client_heartbeat_rtt_seconds ")
+			strings.Contains(scrape(t, visURL), "hop_client_heartbeat_rtt_seconds{node=")
 	})
 	// Datagrams of an xudp visitor count on both ends.
 	uc, err := net.Dial("udp", addr(vu.BindPort))
@@ -317,7 +318,7 @@ func TestMetricsPromtool(t *testing.T) {
 	check("hops", hopsURL, []string{"hop_clients_connected ", "hop_proxies{", "hop_proxy_connections_open{", "hop_proxy_connections_total{",
 		"hop_proxy_received_bytes_total{", "hop_proxy_sent_bytes_total{", "hop_client_heartbeat_rtt_seconds{", "hop_session_losses_total{",
 		"hop_logins_refused_total{", "hop_p2p_attempts_total{", "hop_p2p_outcomes_total{", "hop_p2p_time_to_direct_seconds_bucket{"})
-	hopc := []string{"hop_client_session_up ", "hop_client_sessions_total ", "hop_client_session_losses_total{", "hop_client_heartbeat_rtt_seconds "}
+	hopc := []string{"hop_client_session_up{", "hop_client_sessions_total{", "hop_client_session_losses_total{", "hop_client_heartbeat_rtt_seconds{"}
 	check("hopc owner", ownerURL, append(hopc, "hop_client_proxies{", "hop_client_proxy_connections_open{", "hop_client_proxy_connections_total{",
 		"hop_client_proxy_received_bytes_total{", "hop_client_proxy_sent_bytes_total{"))
 	check("hopc visitor", visURL, append(hopc, "hop_client_visitor_connections_open{", "hop_client_visitor_connections_total{",
@@ -348,23 +349,24 @@ func TestMetricsSessionLossCauses(t *testing.T) {
 	ccfg.Transport.HandshakeTimeout = config.Dur(500 * time.Millisecond)
 	c, _ := runClient(t, ccfg, clog.logger())
 	hopcURL := hopcMetrics(t, c)
+	nl := `node="` + relay.Addr() + `"`
 	eventually(t, 5*time.Second, "echo through the proxy", func() bool { return echoWorks(addr(remote)) })
 
 	relay.BlackHole(faultrelay.Both)
 	eventually(t, 5*time.Second, "hopc to count a heartbeat loss", func() bool {
 		p := scrape(t, hopcURL)
-		return sample(p, `hop_client_session_losses_total{cause="heartbeat"}`) == 1 && sample(p, "hop_client_session_up") == 0
+		return sample(p, `hop_client_session_losses_total{cause="heartbeat",`+nl+`}`) == 1 && sample(p, "hop_client_session_up{"+nl+"}") == 0
 	})
 	relay.Heal()
 	eventually(t, 5*time.Second, "echo after the reconnect", func() bool { return echoWorks(addr(remote)) })
 	if p := scrape(t, hopsURL); sample(p, `hop_session_losses_total{cause="replaced"}`) != 1 || sample(p, "hop_clients_connected") != 1 {
 		t.Errorf("hops after the reconnect:\n%s", p)
 	}
-	if p := scrape(t, hopcURL); sample(p, "hop_client_sessions_total") != 2 || sample(p, "hop_client_session_up") != 1 {
+	if p := scrape(t, hopcURL); sample(p, "hop_client_sessions_total{"+nl+"}") != 2 || sample(p, "hop_client_session_up{"+nl+"}") != 1 {
 		t.Errorf("hopc after the reconnect:\n%s", p)
 	}
 	stopSrv()
 	eventually(t, 5*time.Second, "hopc to count the server's close", func() bool {
-		return sample(scrape(t, hopcURL), `hop_client_session_losses_total{cause="server_closed"}`) == 1
+		return sample(scrape(t, hopcURL), `hop_client_session_losses_total{cause="server_closed",`+nl+`}`) == 1
 	})
 }

@@ -21,8 +21,9 @@ import (
 
 // node is one hops the client attaches to.
 type node struct {
-	addr string // IP:port dialed
-	name string // the endpoint it came from, for logs and status
+	addr     string // IP:port dialed; the node label of hopc's metrics
+	endpoint string // the serverAddrs entry it came from (its host is the TLS server name)
+	name     string // for logs and status: the endpoint, and the address when they differ
 
 	cancel context.CancelFunc // ends the node's loop (a node DNS no longer lists)
 	done   chan struct{}      // closed when the loop has ended
@@ -36,7 +37,7 @@ type node struct {
 
 // NodeStatus is one node in Status.
 type NodeStatus struct {
-	Name      string `json:"name"` // as configured
+	Name      string `json:"name"` // as configured (serverAddrs, or serverAddr:serverPort)
 	Addr      string `json:"addr"` // dialed
 	Online    bool   `json:"online"`
 	Sessions  int    `json:"sessions"`
@@ -49,7 +50,7 @@ type NodeStatus struct {
 func (n *node) status(online bool) NodeStatus {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	s := NodeStatus{Name: n.name, Addr: n.addr, Online: online, Sessions: n.stats.Sessions, Stopped: n.perm != nil}
+	s := NodeStatus{Name: n.endpoint, Addr: n.addr, Online: online, Sessions: n.stats.Sessions, Stopped: n.perm != nil}
 	if n.stats.LastCause != nil {
 		s.LastError = n.stats.LastCause.Error()
 	}
@@ -119,7 +120,11 @@ func (c *Client) runNodes(ctx context.Context) error {
 					continue
 				}
 				nctx, ncancel := context.WithCancel(ctx)
-				n := &node{addr: e.Addr, name: e.Name, cancel: ncancel, done: make(chan struct{})}
+				name := e.Name
+				if e.Addr != e.Name {
+					name = e.Name + " (" + e.Addr + ")"
+				}
+				n := &node{addr: e.Addr, endpoint: e.Name, name: name, cancel: ncancel, done: make(chan struct{})}
 				nodes[e.Addr] = n
 				c.addNode(n)
 				wg.Add(1)
@@ -127,9 +132,11 @@ func (c *Client) runNodes(ctx context.Context) error {
 					defer wg.Done()
 					defer close(n.done)
 					err := c.runNode(nctx, n)
-					if err == nil { // detached, or the client stops
-						c.removeNode(n)
-						return
+					if err == nil {
+						if ctx.Err() == nil { // detached: DNS no longer lists it
+							c.removeNode(n)
+						}
+						return // or the client stops: its status and series stay
 					}
 					// Refused for good: it stays in the status, stopped.
 					n.mu.Lock()
@@ -152,10 +159,14 @@ func (c *Client) runNodes(ctx context.Context) error {
 }
 
 // addNode and removeNode keep c.nodes, in the order the nodes came.
+// Each node has its series in hopc's metrics while it is attached to.
 func (c *Client) addNode(n *node) {
 	c.liveMu.Lock()
 	c.nodes = append(c.nodes, n)
 	c.liveMu.Unlock()
+	if c.metrics.m != nil {
+		c.metrics.m.AddNode(n.addr)
+	}
 }
 
 func (c *Client) removeNode(n *node) {
@@ -167,6 +178,9 @@ func (c *Client) removeNode(n *node) {
 		}
 	}
 	c.liveMu.Unlock()
+	if c.metrics.m != nil {
+		c.metrics.m.RemoveNode(n.addr)
+	}
 }
 
 // runNode keeps a session to node n until ctx ends (nil) or n refuses the

@@ -65,7 +65,7 @@ func testClient(t *testing.T, secret, user, id string) (*Client, *fakeServer) {
 	}
 	a, b := net.Pipe()
 	ch := control.New(a)
-	n := &node{addr: "127.0.0.1:1", name: "fake"}
+	n := &node{addr: "127.0.0.1:1", endpoint: "127.0.0.1:1", name: "fake"}
 	c.addNode(n)
 	lv := &live{ch: ch}
 	c.setLive(n, lv)

@@ -69,14 +69,14 @@ func (c *Client) session(ctx context.Context, n *node) (time.Duration, error) {
 	c.stats.Sessions++
 	c.stats.LoggedIn = true
 	c.mu.Unlock()
-	c.metrics.m.Sessions.Inc()
-	c.metrics.m.SessionUp.Set(1)
+	c.metrics.m.Sessions.WithLabelValues(n.addr).Inc()
+	c.metrics.m.SessionUp.WithLabelValues(n.addr).Set(1)
 	hb := c.negotiate(w)
 	c.log.Info("logged in", "server", n.name, "session", w.SessionID,
 		"heartbeat_interval", hb.Interval, "heartbeat_timeout", hb.Timeout,
 		"mux_keepalive", c.cfg.Mux.KeepaliveInterval.Duration)
 	cause := c.serve(ctx, n, &live{ms: ms, ch: control.New(ctrl), sessionID: w.SessionID, probeKey: w.ProbeKey, conn: tc, addr: addr, node: n}, hb)
-	c.sessionEnded(cause)
+	c.sessionEnded(n, cause)
 	return max(time.Since(start), time.Nanosecond), cause
 }
 
@@ -112,7 +112,7 @@ func (c *Client) tlsFor(n *node) *tls.Config {
 	if c.tls.ServerName != "" {
 		return c.tls
 	}
-	host, _, err := net.SplitHostPort(n.name)
+	host, _, err := net.SplitHostPort(n.endpoint)
 	if err != nil {
 		return c.tls
 	}

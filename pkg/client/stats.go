@@ -82,9 +82,12 @@ func (e errorLog) Println(v ...any) { e.log.Error("serving /metrics", "error", v
 // scrape (metrics.ClientState).
 func (c *Client) MetricsSnapshot() metrics.ClientSnapshot {
 	var s metrics.ClientSnapshot
-	if l := c.peekLive(); l != nil && l.hb != nil {
+	for _, l := range c.lives() {
+		if l.hb == nil || l.node == nil {
+			continue
+		}
 		if st := l.hb.Stats(); !st.LastPong.IsZero() {
-			s.HeartbeatRTT, s.HasRTT = st.LastRTT, true
+			s.RTTs = append(s.RTTs, metrics.NodeRTT{Node: l.node.addr, RTT: st.LastRTT})
 		}
 	}
 	states := map[string]string{}
@@ -136,9 +139,9 @@ func (l *p2pLink) path() string {
 }
 
 // sessionEnded counts the end of a logged-in session.
-func (c *Client) sessionEnded(cause error) {
-	c.metrics.m.SessionUp.Set(0)
-	c.metrics.m.SessionLosses.WithLabelValues(clientLossCause(cause)).Inc()
+func (c *Client) sessionEnded(n *node, cause error) {
+	c.metrics.m.SessionUp.WithLabelValues(n.addr).Set(0)
+	c.metrics.m.SessionLosses.WithLabelValues(n.addr, clientLossCause(cause)).Inc()
 }
 
 // clientLossCause is the cause label of hop_client_session_losses_total.

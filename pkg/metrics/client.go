@@ -9,12 +9,13 @@ import (
 // Client holds the event metrics of hopc. The state series come from
 // the ClientState given to NewClient.
 type Client struct {
-	// SessionUp is 1 while hopc is logged in: hop_client_session_up.
-	SessionUp prometheus.Gauge
-	// Sessions counts logins: hop_client_sessions_total.
-	Sessions prometheus.Counter
+	// SessionUp is 1 while hopc is logged in to a node (hops server; hopc
+	// keeps a session to each): hop_client_session_up{node}.
+	SessionUp *prometheus.GaugeVec
+	// Sessions counts logins: hop_client_sessions_total{node}.
+	Sessions *prometheus.CounterVec
 	// SessionLosses counts logged-in sessions that ended, by cause
-	// (ClientLossCauses): hop_client_session_losses_total{cause}.
+	// (ClientLossCauses): hop_client_session_losses_total{node,cause}.
 	SessionLosses *prometheus.CounterVec
 	// P2PAttempts counts a visitor's P2P attempts that reached the punch:
 	// hop_client_p2p_attempts_total{visitor}.
@@ -34,10 +35,17 @@ type ClientState interface {
 
 // ClientSnapshot is hopc's state at one moment.
 type ClientSnapshot struct {
-	HeartbeatRTT time.Duration // of the current session
-	HasRTT       bool          // logged in, and a heartbeat answer came back
+	// RTTs is the last heartbeat round trip of each node's session that
+	// is logged in and had an answer.
+	RTTs     []NodeRTT
 	Proxies      []ConnSample
 	Visitors     []VisitorSample
+}
+
+// NodeRTT is the heartbeat round trip of the session to one node.
+type NodeRTT struct {
+	Node string
+	RTT  time.Duration
 }
 
 // ConnSample is one proxy of hopc and its counters. In is the bytes
@@ -71,21 +79,18 @@ type VisitorSample struct {
 // visitors, whose P2P counters are created at zero.
 func NewClient(reg prometheus.Registerer, state ClientState, visitors []string) (*Client, error) {
 	m := &Client{
-		SessionUp: prometheus.NewGauge(prometheus.GaugeOpts{Name: "hop_client_session_up",
-			Help: "1 while hopc is logged in to hops, else 0."}),
-		Sessions: prometheus.NewCounter(prometheus.CounterOpts{Name: "hop_client_sessions_total",
-			Help: "Sessions hopc logged in."}),
+		SessionUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "hop_client_session_up",
+			Help: "1 while hopc is logged in to the hops node, else 0."}, []string{"node"}),
+		Sessions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hop_client_sessions_total",
+			Help: "Sessions hopc logged in, per hops node."}, []string{"node"}),
 		SessionLosses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hop_client_session_losses_total",
-			Help: "Logged-in sessions that ended, by cause (heartbeat, mux_keepalive, tcp, server_closed, client_shutdown, other)."}, []string{"cause"}),
+			Help: "Logged-in sessions that ended, per hops node, by cause (heartbeat, mux_keepalive, tcp, server_closed, client_shutdown, other)."}, []string{"node", "cause"}),
 		P2PAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hop_client_p2p_attempts_total",
 			Help: "P2P attempts of each visitor that reached the punch."}, []string{"visitor"}),
 		P2POutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hop_client_p2p_outcomes_total",
 			Help: "P2P attempts of each visitor by outcome (lan, direct, relay)."}, []string{"visitor", "outcome"}),
 		P2PTimeToDirect: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hop_client_p2p_time_to_direct_seconds",
 			Help: "Time from a visitor's P2P start to its direct path.", Buckets: P2PBuckets}, []string{"visitor"}),
-	}
-	for _, c := range ClientLossCauses {
-		m.SessionLosses.WithLabelValues(c)
 	}
 	for _, v := range visitors {
 		m.P2PAttempts.WithLabelValues(v)
@@ -101,6 +106,22 @@ func NewClient(reg prometheus.Registerer, state ClientState, visitors []string) 
 	return m, nil
 }
 
+// AddNode creates the series of a node hopc attaches to, at zero.
+func (m *Client) AddNode(node string) {
+	m.SessionUp.WithLabelValues(node).Set(0)
+	m.Sessions.WithLabelValues(node)
+	for _, c := range ClientLossCauses {
+		m.SessionLosses.WithLabelValues(node, c)
+	}
+}
+
+// RemoveNode drops the series of a node hopc no longer attaches to.
+func (m *Client) RemoveNode(node string) {
+	m.SessionUp.DeleteLabelValues(node)
+	m.Sessions.DeleteLabelValues(node)
+	m.SessionLosses.DeletePartialMatch(prometheus.Labels{"node": node})
+}
+
 // P2PResult counts one of visitor's attempts.
 func (m *Client) P2PResult(visitor, outcome string, elapsed time.Duration) {
 	outcome = Outcome(outcome)
@@ -112,7 +133,7 @@ func (m *Client) P2PResult(visitor, outcome string, elapsed time.Duration) {
 }
 
 var (
-	descCRTT        = prometheus.NewDesc("hop_client_heartbeat_rtt_seconds", "Last app heartbeat round trip of the current session.", nil, nil)
+	descCRTT        = prometheus.NewDesc("hop_client_heartbeat_rtt_seconds", "Last app heartbeat round trip of the session to each hops node.", []string{"node"}, nil)
 	descCPOpen      = prometheus.NewDesc("hop_client_proxy_connections_open", "Open connections (UDP: flows) of each proxy, hopc's side.", []string{"proxy", "type"}, nil)
 	descCPTotal     = prometheus.NewDesc("hop_client_proxy_connections_total", "Connections (UDP: flows) each proxy has had, hopc's side.", []string{"proxy", "type"}, nil)
 	descCPIn        = prometheus.NewDesc("hop_client_proxy_received_bytes_total", "Bytes hopc received from the tunnel (from the user) toward each proxy's local service.", []string{"proxy", "type"}, nil)
@@ -137,8 +158,8 @@ func (c *clientCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *clientCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.state.MetricsSnapshot()
-	if s.HasRTT {
-		ch <- prometheus.MustNewConstMetric(descCRTT, prometheus.GaugeValue, s.HeartbeatRTT.Seconds())
+	for _, r := range s.RTTs {
+		ch <- prometheus.MustNewConstMetric(descCRTT, prometheus.GaugeValue, r.RTT.Seconds(), r.Node)
 	}
 	conns := func(open, total, in, out *prometheus.Desc, x ConnSample) {
 		ch <- prometheus.MustNewConstMetric(open, prometheus.GaugeValue, float64(x.Conns.Open), x.Name, x.Type)

@@ -50,7 +50,7 @@ func (f *fixedClient) MetricsSnapshot() ClientSnapshot { return ClientSnapshot(*
 // The client collector turns a snapshot into series: one path of three
 // set for a P2P visitor, none for others, and the counters as they are.
 func TestClientCollector(t *testing.T) {
-	st := &fixedClient{HeartbeatRTT: 20 * time.Millisecond, HasRTT: true,
+	st := &fixedClient{RTTs: []NodeRTT{{Node: "10.0.0.1:7000", RTT: 20 * time.Millisecond}, {Node: "10.0.0.2:7000", RTT: 30 * time.Millisecond}},
 		Proxies: []ConnSample{{Name: "ssh", Type: "tcp", Conns: ConnCounts{Open: 1, Total: 4, In: 100, Out: 200}}},
 		Visitors: []VisitorSample{
 			{ConnSample: ConnSample{Name: "v", Type: "xtcp"}, P2P: true, Path: PathDirectTCP},
@@ -68,9 +68,10 @@ func TestClientCollector(t *testing.T) {
 hop_visitor_path{path="direct_tcp",visitor="v"} 1
 hop_visitor_path{path="direct_udp",visitor="v"} 0
 hop_visitor_path{path="relay",visitor="v"} 0
-# HELP hop_client_heartbeat_rtt_seconds Last app heartbeat round trip of the current session.
+# HELP hop_client_heartbeat_rtt_seconds Last app heartbeat round trip of the session to each hops node.
 # TYPE hop_client_heartbeat_rtt_seconds gauge
-hop_client_heartbeat_rtt_seconds 0.02
+hop_client_heartbeat_rtt_seconds{node="10.0.0.1:7000"} 0.02
+hop_client_heartbeat_rtt_seconds{node="10.0.0.2:7000"} 0.03
 # HELP hop_client_proxy_sent_bytes_total Bytes hopc sent into the tunnel (toward the user) from each proxy's local service.
 # TYPE hop_client_proxy_sent_bytes_total counter
 hop_client_proxy_sent_bytes_total{proxy="ssh",type="tcp"} 200
@@ -93,7 +94,7 @@ hop_client_p2p_outcomes_total{outcome="relay",visitor="v"} 1
 	}
 	// Not logged in: no round trip series; a second registration on the
 	// same registry is refused, not a panic.
-	st.HasRTT = false
+	st.RTTs = nil
 	if n, _ := testutil.GatherAndCount(reg, "hop_client_heartbeat_rtt_seconds"); n != 0 {
 		t.Errorf("%d heartbeat series while not logged in", n)
 	}
