@@ -308,3 +308,262 @@ func TestHAProxyInFront(t *testing.T) {
 		t.Fatalf("hops exit code %d after SIGINT", code)
 	}
 }
+
+// apiProxy and apiClient are the fields of a node's GET /api/proxies and
+// GET /api/clients the tests read.
+type apiProxy struct {
+	Name       string `json:"name"`
+	ClientID   string `json:"clientID"`
+	RemotePort int    `json:"remotePort"`
+}
+
+type apiClient struct {
+	ClientID string `json:"clientID"`
+	Online   bool   `json:"online"`
+}
+
+// nodeProxies returns the remote port of each proxy registered on the
+// node whose web API is on port web.
+func nodeProxies(web int) (map[string]int, error) {
+	var ps []apiProxy
+	if err := apiGet(fmt.Sprintf("http://%s/api/proxies", loop(web)), "", "", &ps); err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, p := range ps {
+		out[p.Name] = p.RemotePort
+	}
+	return out, nil
+}
+
+// nodeOnline says whether every client in ids is online on the node.
+func nodeOnline(web int, ids ...string) error {
+	var cs []apiClient
+	if err := apiGet(fmt.Sprintf("http://%s/api/clients", loop(web)), "", "", &cs); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		found := false
+		for _, c := range cs {
+			found = found || (c.ClientID == id && c.Online)
+		}
+		if !found {
+			return fmt.Errorf("client %s not online on the node: %+v", id, cs)
+		}
+	}
+	return nil
+}
+
+// pollUntil calls check every 20 ms until it returns nil or deadline
+// passes, and returns its last error. Unlike eventually it may run off
+// the test's goroutine.
+func pollUntil(deadline time.Time, check func() error) error {
+	for {
+		err := check()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Three nodes behind HAProxy and an owner and a visitor hopc attached to
+// every node (serverAddrs): every node serves the tcp proxy, a remotePort
+// = 0 proxy gets the same port on every node; kill -9 one node: within
+// 3 s new connections through HAProxy succeed 20 of 20, a connection open
+// through another node keeps working, the stcp and xtcp visitors still
+// reach their proxy; restart the node on the same ports: both clients
+// attach to it again by themselves and it serves again.
+func TestNodeFailover(t *testing.T) {
+	bin := haproxyPath(t)
+	const n = 3
+	ips := make([]string, n)
+	for i := range ips {
+		ips[i] = nodeIP(t, i)
+	}
+	requireServerAddrs(t)
+	hostPort := func(ip string, port int) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }
+	bind, remote, front := freePort(t), freePort(t), freePort(t)
+	webs, cfgs, nodes := make([]int, n), make([]string, n), make([]*proc, n)
+	for i, ip := range ips {
+		webs[i] = freePort(t)
+		cfgs[i] = nodeConfig(ip, bind, fmt.Sprintf("[webServer]\nport = %d\n", webs[i]))
+		nodes[i] = start(t, "hops", cfgs[i])
+	}
+	for _, ip := range ips {
+		waitListening(t, hostPort(ip, bind), ready)
+	}
+
+	const secret = "ha-secret-key"
+	echoPort := tcpService(t, echo)
+	owner := tcpProxy("echo", echoPort, remote) + tcpProxy("auto", echoPort, 0) + stcpOwner(echoPort, udpEcho(t), secret, "") +
+		fmt.Sprintf("\n[[proxies]]\nname = \"p2p-echo\"\ntype = \"xtcp\"\nsecretKey = %q\nlocalPort = %d\n", secret, echoPort)
+	start(t, "hopc", withID(serverAddrsConfig(ips, bind, owner), "owner"))
+	vt, vx := freePort(t), freePort(t)
+	visitor := stcpVisitor(vt, freePort(t), secret) +
+		fmt.Sprintf("\n[[visitors]]\nname = \"v-xtcp\"\ntype = \"xtcp\"\nserverName = \"p2p-echo\"\nsecretKey = %q\nbindPort = %d\n", secret, vx)
+	start(t, "hopc", withID(serverAddrsConfig(ips, bind, visitor), "visitor"))
+	for _, ip := range ips {
+		waitProxy(t, hostPort(ip, remote), ready)
+	}
+
+	// remotePort = 0: every node ends up with the same port.
+	var autoPort int
+	waitAPI(t, ready, "proxy auto on every node, on one port", func() error {
+		ports := make([]int, n)
+		for i, web := range webs {
+			ps, err := nodeProxies(web)
+			if err != nil {
+				return err
+			}
+			ports[i] = ps["auto"]
+		}
+		for _, p := range ports {
+			if p == 0 || p != ports[0] {
+				return fmt.Errorf("remote ports of auto per node: %v", ports)
+			}
+		}
+		autoPort = ports[0]
+		return nil
+	})
+	for _, ip := range ips {
+		waitProxy(t, hostPort(ip, autoPort), ready)
+	}
+
+	h := startHAProxy(t, bin, ips, bind, haproxyRoute{Name: "echo", Front: front, Port: remote})
+	for i := range n {
+		h.waitStatus("echo_nodes", fmt.Sprintf("node%d", i+1), "UP", ready)
+	}
+	before, err := h.stat("echo_nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := echoes(loop(front), 7*n); err != nil {
+		t.Fatal(err)
+	}
+	after, err := h.stat("echo_nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range after {
+		if after[name].Total <= before[name].Total {
+			t.Errorf("HAProxy gave %s no connection of %d round robin: %+v", name, 7*n, after)
+		}
+	}
+	waitProxy(t, loop(vt), ready)
+	waitProxy(t, loop(vx), ready)
+
+	// A connection open through HAProxy, and the node that carries it.
+	open, err := net.Dial("tcp", loop(front))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer open.Close()
+	if err := echoOn(open, "before"); err != nil {
+		t.Fatal(err)
+	}
+	carrier := -1
+	eventually(t, ready, "HAProxy to show the open connection on one node", func() bool {
+		s, err := h.stat("echo_nodes")
+		if err != nil {
+			return false
+		}
+		carrier = -1
+		for i := range n {
+			if s[fmt.Sprintf("node%d", i+1)].Cur == 1 {
+				if carrier >= 0 {
+					return false
+				}
+				carrier = i
+			}
+		}
+		return carrier >= 0
+	})
+	victim := (carrier + 1) % n
+	victimName := fmt.Sprintf("node%d", victim+1)
+	t.Logf("open connection through node%d; killing %s (%s)", carrier+1, victimName, ips[victim])
+
+	kill9(t, nodes[victim])
+	t0 := time.Now()
+	deadline := t0.Add(3 * time.Second)
+	checks := map[string]func() error{
+		"20 of 20 new connections through HAProxy": func() error { return echoes(loop(front), 20) },
+		"the stcp visitor":                         func() error { return tcpEchoOnce(loop(vt), []byte("stcp after the kill")) },
+		"the xtcp visitor":                         func() error { return tcpEchoOnce(loop(vx), []byte("xtcp after the kill")) },
+	}
+	type result struct {
+		what string
+		err  error
+		took time.Duration
+	}
+	results := make(chan result, len(checks))
+	for what, check := range checks {
+		go func() {
+			err := pollUntil(deadline, check)
+			results <- result{what, err, time.Since(t0)}
+		}()
+	}
+	for range checks {
+		r := <-results
+		if r.err != nil {
+			t.Errorf("%s within 3 s of kill -9 of %s: %v", r.what, victimName, r.err)
+		} else {
+			t.Logf("kill -9 of %s: %s after %v", victimName, r.what, r.took.Round(time.Millisecond))
+		}
+	}
+	if err := echoOn(open, "after"); err != nil {
+		t.Errorf("the connection open through node%d broke when %s was killed: %v", carrier+1, victimName, err)
+	}
+	down := time.Since(t0) + h.waitStatus("echo_nodes", victimName, "DOWN", ready)
+	t.Logf("kill -9 of %s: HAProxy marked it DOWN after %v", victimName, down.Round(time.Millisecond))
+	if err := echoes(loop(front), 20); err != nil {
+		t.Fatalf("with %s marked DOWN: %v", victimName, err)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Restart the node on the same ports: the clients attach again by
+	// themselves, with the same ports, and it serves again.
+	t1 := time.Now()
+	nodes[victim] = start(t, "hops", cfgs[victim])
+	waitAPI(t, ready, "owner and visitor to attach to the restarted "+victimName, func() error {
+		if err := nodeOnline(webs[victim], "owner", "visitor"); err != nil {
+			return err
+		}
+		ps, err := nodeProxies(webs[victim])
+		if err != nil {
+			return err
+		}
+		if ps["echo"] != remote || ps["auto"] != autoPort {
+			return fmt.Errorf("proxies on the restarted node %v, want echo on %d and auto on %d (as on the others)", ps, remote, autoPort)
+		}
+		return nil
+	})
+	attached := time.Since(t1)
+	waitProxy(t, hostPort(ips[victim], remote), ready)
+	h.waitStatus("echo_nodes", victimName, "UP", ready)
+	s, err := h.stat("echo_nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	given := s[victimName].Total
+	eventually(t, ready, "HAProxy to send connections to the restarted "+victimName, func() bool {
+		if echoes(loop(front), n) != nil {
+			return false
+		}
+		s, err := h.stat("echo_nodes")
+		return err == nil && s[victimName].Total > given
+	})
+	served := time.Since(t1)
+	t.Logf("restart of %s: both clients attached after %v, served through HAProxy after %v",
+		victimName, attached.Round(time.Millisecond), served.Round(time.Millisecond))
+	if err := echoOn(open, "at the end"); err != nil {
+		t.Errorf("the connection open through node%d: %v", carrier+1, err)
+	}
+	for _, addr := range []string{loop(vt), loop(vx)} {
+		if err := tcpEchoOnce(addr, []byte("visitor at the end")); err != nil {
+			t.Errorf("visitor %s at the end: %v", addr, err)
+		}
+	}
+}
