@@ -9,10 +9,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/hopproxy/hop/pkg/config"
 )
 
 // This file runs several hops nodes behind a real HAProxy (the Debian
@@ -116,8 +121,9 @@ defaults
 `, sock)
 	for _, r := range routes {
 		fmt.Fprintf(&b, "\nfrontend %s\n\tbind 127.0.0.1:%d\n\tdefault_backend %s_nodes\n\nbackend %s_nodes\n\tbalance roundrobin\n", r.Name, r.Front, r.Name, r.Name)
+		fmt.Fprintf(&b, "\tdefault-server check port %d inter 500ms fall 2 rise 1\n", checkPort)
 		for i, ip := range ips {
-			fmt.Fprintf(&b, "\tserver node%d %s:%d check port %d inter 500ms fall 2 rise 1\n", i+1, ip, r.Port, checkPort)
+			fmt.Fprintf(&b, "\tserver node%d %s:%d\n", i+1, ip, r.Port)
 		}
 	}
 	return b.String()
@@ -566,4 +572,133 @@ func TestNodeFailover(t *testing.T) {
 			t.Errorf("visitor %s at the end: %v", addr, err)
 		}
 	}
+}
+
+// haproxyExample is what TestHAProxyConfExample reads of conf/haproxy.cfg.
+type haproxyExample struct {
+	first, last int      // the frontend's bind port range
+	checkPort   int      // default-server ... port N
+	servers     []string // the nodes' addresses
+}
+
+// readHAProxyExample reads the bind range, the check port and the
+// servers of conf/haproxy.cfg (one frontend, one backend).
+func readHAProxyExample(t *testing.T, path string) haproxyExample {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ex haproxyExample
+	for i, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		bad := func() { t.Fatalf("%s:%d: cannot read %q", path, i+1, line) }
+		switch f[0] {
+		case "bind":
+			lo, hi, ok := strings.Cut(strings.TrimPrefix(f[1], ":"), "-")
+			var err1, err2 error
+			ex.first, err1 = strconv.Atoi(lo)
+			ex.last, err2 = strconv.Atoi(hi)
+			if !ok || err1 != nil || err2 != nil {
+				bad()
+			}
+		case "default-server":
+			for j := 1; j+1 < len(f); j++ {
+				if f[j] == "port" {
+					ex.checkPort, err = strconv.Atoi(f[j+1])
+					if err != nil {
+						bad()
+					}
+				}
+			}
+		case "server":
+			if len(f) < 3 {
+				bad()
+			}
+			ex.servers = append(ex.servers, f[2])
+		}
+	}
+	if ex.first == 0 || ex.checkPort == 0 || len(ex.servers) == 0 {
+		t.Fatalf("%s: no bind range, check port or servers: %+v", path, ex)
+	}
+	return ex
+}
+
+// conf/haproxy.cfg is a valid HAProxy config that goes with
+// conf/hops_ha.toml and conf/hopc_ha.toml: it checks hops' bindPort,
+// forwards every port hops_ha.toml allows, and lists the nodes hopc_ha.toml
+// attaches to; the tcp proxies of hopc_ha.toml are in the forwarded range.
+func TestHAProxyConfExample(t *testing.T) {
+	bin := haproxyPath(t)
+	const cfgPath, hopsPath, hopcPath = "../../conf/haproxy.cfg", "../../conf/hops_ha.toml", "../../conf/hopc_ha.toml"
+	if out, err := exec.Command(bin, "-c", "-f", cfgPath).CombinedOutput(); err != nil {
+		t.Fatalf("haproxy -c -f %s: %v\n%s", cfgPath, err, out)
+	}
+	ex := readHAProxyExample(t, cfgPath)
+	t.Setenv("HOP_TOKEN", "token-from-the-environment-0123456789")
+
+	srv, err := config.LoadServer(hopsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := srv.Warnings(); w != nil {
+		t.Errorf("%s: warnings %q", hopsPath, w)
+	}
+	if srv.BindPort != ex.checkPort {
+		t.Errorf("haproxy.cfg checks port %d, hops_ha.toml's bindPort is %d", ex.checkPort, srv.BindPort)
+	}
+	if len(srv.AllowPorts) == 0 {
+		t.Errorf("hops_ha.toml has no allowPorts: a remotePort = 0 proxy could get a port haproxy.cfg does not forward")
+	}
+	for _, r := range srv.AllowPorts {
+		if r.Start < ex.first || r.End > ex.last {
+			t.Errorf("hops_ha.toml allows %d-%d, haproxy.cfg forwards %d-%d only", r.Start, r.End, ex.first, ex.last)
+		}
+	}
+
+	// hopc_ha.toml, read without pkg/config so that this part runs before
+	// hopc knows serverAddrs; hopc verify checks it fully below.
+	data, err := os.ReadFile(hopcPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cli struct {
+		ServerAddrs []string `toml:"serverAddrs"`
+		Proxies     []struct {
+			Name       string `toml:"name"`
+			Type       string `toml:"type"`
+			RemotePort int    `toml:"remotePort"`
+		} `toml:"proxies"`
+	}
+	if err := toml.Unmarshal(data, &cli); err != nil {
+		t.Fatalf("%s: %v", hopcPath, err)
+	}
+	var want []string
+	for _, s := range ex.servers {
+		want = append(want, net.JoinHostPort(s, strconv.Itoa(srv.BindPort)))
+	}
+	if !slices.Equal(cli.ServerAddrs, want) {
+		t.Errorf("hopc_ha.toml serverAddrs = %q, haproxy.cfg's servers on hops_ha.toml's bindPort are %q", cli.ServerAddrs, want)
+	}
+	if len(cli.Proxies) == 0 {
+		t.Errorf("hopc_ha.toml has no proxies")
+	}
+	for _, p := range cli.Proxies {
+		if p.Type != "tcp" {
+			t.Errorf("hopc_ha.toml proxy %s is %s: HAProxy forwards TCP only", p.Name, p.Type)
+		}
+		if p.RemotePort != 0 && (!srv.PortAllowed(p.RemotePort) || p.RemotePort < ex.first || p.RemotePort > ex.last) {
+			t.Errorf("hopc_ha.toml proxy %s: remotePort %d not allowed by hops_ha.toml or not forwarded by haproxy.cfg (%d-%d)", p.Name, p.RemotePort, ex.first, ex.last)
+		}
+	}
+
+	t.Run("hopc verify", func(t *testing.T) {
+		requireServerAddrs(t)
+		if out, code := runBin(t, "hopc", "verify", "-c", hopcPath); code != 0 || strings.Contains(out, "warning") {
+			t.Fatalf("hopc verify -c %s: exit %d\n%s", hopcPath, code, out)
+		}
+	})
 }
