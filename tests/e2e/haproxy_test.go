@@ -459,35 +459,93 @@ func TestNodeFailover(t *testing.T) {
 	waitProxy(t, loop(vt), ready)
 	waitProxy(t, loop(vx), ready)
 
-	// A connection open through HAProxy, and the node that carries it.
-	open, err := net.Dial("tcp", loop(front))
-	if err != nil {
-		t.Fatal(err)
+	// The victim is the node that relays the stcp visitor's connections
+	// (its sec-tcp count grows with a new one), so that the visitor must
+	// move to another node.
+	relayed := func() ([]int64, error) {
+		out := make([]int64, n)
+		for i, web := range webs {
+			var ps []struct {
+				Name       string `json:"name"`
+				ConnsTotal int64  `json:"connsTotal"`
+			}
+			if err := apiGet(fmt.Sprintf("http://%s/api/proxies", loop(web)), "", "", &ps); err != nil {
+				return nil, err
+			}
+			for _, p := range ps {
+				if p.Name == "sec-tcp" {
+					out[i] = p.ConnsTotal
+				}
+			}
+		}
+		return out, nil
 	}
-	defer open.Close()
-	if err := echoOn(open, "before"); err != nil {
-		t.Fatal(err)
-	}
-	carrier := -1
-	eventually(t, ready, "HAProxy to show the open connection on one node", func() bool {
-		s, err := h.stat("echo_nodes")
+	victim := -1
+	eventually(t, ready, "a node to relay an stcp connection", func() bool {
+		before, err := relayed()
+		if err != nil || tcpEchoOnce(loop(vt), []byte("which node")) != nil {
+			return false
+		}
+		after, err := relayed()
 		if err != nil {
 			return false
 		}
-		carrier = -1
+		victim = -1
 		for i := range n {
-			if s[fmt.Sprintf("node%d", i+1)].Cur == 1 {
-				if carrier >= 0 {
+			if after[i] > before[i] {
+				if victim >= 0 {
 					return false
 				}
-				carrier = i
+				victim = i
 			}
 		}
-		return carrier >= 0
+		return victim >= 0
 	})
-	victim := (carrier + 1) % n
 	victimName := fmt.Sprintf("node%d", victim+1)
-	t.Logf("open connection through node%d; killing %s (%s)", carrier+1, victimName, ips[victim])
+
+	// A connection open through HAProxy and another node: connections are
+	// opened until one goes through another node than the victim.
+	var open net.Conn
+	carrier := -1
+	for attempt := 0; open == nil; attempt++ {
+		if attempt == 2*n {
+			t.Fatalf("%d connections through HAProxy, none through another node than %s", attempt, victimName)
+		}
+		before, err := h.stat("echo_nodes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.Dial("tcp", loop(front))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := echoOn(c, "before"); err != nil {
+			t.Fatal(err)
+		}
+		node := -1
+		eventually(t, ready, "HAProxy to show the new connection on one node", func() bool {
+			s, err := h.stat("echo_nodes")
+			if err != nil {
+				return false
+			}
+			node = -1
+			for i := range n {
+				name := fmt.Sprintf("node%d", i+1)
+				if s[name].Cur > before[name].Cur {
+					if node >= 0 {
+						return false
+					}
+					node = i
+				}
+			}
+			return node >= 0
+		})
+		if node != victim {
+			open, carrier = c, node
+		}
+	}
+	t.Logf("stcp relayed by %s, killing it (%s); a connection is open through node%d", victimName, ips[victim], carrier+1)
 
 	kill9(t, nodes[victim])
 	t0 := time.Now()
