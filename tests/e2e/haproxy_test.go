@@ -404,7 +404,7 @@ func TestNodeFailover(t *testing.T) {
 	echoPort := tcpService(t, echo)
 	owner := tcpProxy("echo", echoPort, remote) + tcpProxy("auto", echoPort, 0) + stcpOwner(echoPort, udpEcho(t), secret, "") +
 		fmt.Sprintf("\n[[proxies]]\nname = \"p2p-echo\"\ntype = \"xtcp\"\nsecretKey = %q\nlocalPort = %d\n", secret, echoPort)
-	start(t, "hopc", withID(serverAddrsConfig(ips, bind, owner), "owner"))
+	ownerCli := start(t, "hopc", withID(serverAddrsConfig(ips, bind, owner), "owner"))
 	vt, vx := freePort(t), freePort(t)
 	visitor := stcpVisitor(vt, freePort(t), secret) +
 		fmt.Sprintf("\n[[visitors]]\nname = \"v-xtcp\"\ntype = \"xtcp\"\nserverName = \"p2p-echo\"\nsecretKey = %q\nbindPort = %d\n", secret, vx)
@@ -629,6 +629,12 @@ func TestNodeFailover(t *testing.T) {
 		if err := tcpEchoOnce(addr, []byte("visitor at the end")); err != nil {
 			t.Errorf("visitor %s at the end: %v", addr, err)
 		}
+	}
+	if code := ownerCli.interrupt(10 * time.Second); code != 0 {
+		t.Errorf("hopc (owner, on %d nodes) exit code %d after SIGINT", n, code)
+	}
+	if code := nodes[victim].interrupt(10 * time.Second); code != 0 {
+		t.Errorf("the restarted hops exit code %d after SIGINT", code)
 	}
 }
 
