@@ -96,12 +96,12 @@ type haproxyRoute struct {
 	Port  int
 }
 
-// haproxyConfig writes the HAProxy config of the tests: TCP mode, each
+// haproxyConfig returns the HAProxy config of the tests: TCP mode, each
 // node's bindPort checked every 500 ms (down after 2 failures, up after 1
 // success: a dead node is dropped within about 1.5 s), and a connection
 // refused by a node (a node up but not yet serving the proxy, e.g. just
-// restarted) retried on another (option redispatch 1). conf/haproxy.cfg
-// is the same for real hosts.
+// restarted) retried on another (option redispatch 1): the checks and
+// retries of conf/haproxy.cfg.
 func haproxyConfig(sock string, ips []string, checkPort int, routes []haproxyRoute) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `global
@@ -588,7 +588,25 @@ func TestNodeFailover(t *testing.T) {
 	}
 
 	// Restart the node on the same ports: the clients attach again by
-	// themselves, with the same ports, and it serves again.
+	// themselves, with the same ports, and it serves again. Meanwhile no
+	// new connection through HAProxy fails (should HAProxy send one to the
+	// node before its clients registered the proxy there, the refused
+	// connection is retried on another node: option redispatch).
+	stopLoad, loadDone := make(chan struct{}), make(chan error, 1)
+	go func() {
+		for k := 0; ; k++ {
+			select {
+			case <-stopLoad:
+				loadDone <- nil
+				return
+			default:
+			}
+			if err := tcpEchoOnce(loop(front), []byte("during the restart")); err != nil {
+				loadDone <- fmt.Errorf("connection %d through HAProxy during the restart of %s: %w", k+1, victimName, err)
+				return
+			}
+		}
+	}()
 	t1 := time.Now()
 	nodes[victim] = start(t, "hops", cfgs[victim])
 	waitAPI(t, ready, "owner and visitor to attach to the restarted "+victimName, func() error {
@@ -620,6 +638,10 @@ func TestNodeFailover(t *testing.T) {
 		return err == nil && s[victimName].Total > given
 	})
 	served := time.Since(t1)
+	close(stopLoad)
+	if err := <-loadDone; err != nil {
+		t.Error(err)
+	}
 	t.Logf("restart of %s: both clients attached after %v, served through HAProxy after %v",
 		victimName, attached.Round(time.Millisecond), served.Round(time.Millisecond))
 	if err := echoOn(open, "at the end"); err != nil {
