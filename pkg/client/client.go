@@ -22,8 +22,8 @@ import (
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/drain"
 	"github.com/hopproxy/hop/pkg/idletimeout"
-	"github.com/hopproxy/hop/pkg/nodeset"
 	"github.com/hopproxy/hop/pkg/logging"
+	"github.com/hopproxy/hop/pkg/nodeset"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/transport"
 )

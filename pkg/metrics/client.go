@@ -38,8 +38,8 @@ type ClientSnapshot struct {
 	// RTTs is the last heartbeat round trip of each node's session that
 	// is logged in and had an answer.
 	RTTs     []NodeRTT
-	Proxies      []ConnSample
-	Visitors     []VisitorSample
+	Proxies  []ConnSample
+	Visitors []VisitorSample
 }
 
 // NodeRTT is the heartbeat round trip of the session to one node.
