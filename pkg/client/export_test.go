@@ -1,9 +1,11 @@
 package client
 
 import (
+	"context"
 	"time"
 
 	"github.com/hopproxy/hop/pkg/idletimeout"
+	"github.com/hopproxy/hop/pkg/nodeset"
 	"github.com/hopproxy/hop/pkg/xtcp"
 )
 
@@ -32,4 +34,10 @@ func AutoHeartbeatStatus(c *Client) (AutoHeartbeat, bool) {
 		return AutoHeartbeat{}, false
 	}
 	return c.auto.status(), true
+}
+
+// WatchNodes replaces how c learns its nodes (nodeset.Watch) before Run:
+// watch gets the callback to call with nodes added and removed.
+func WatchNodes(c *Client, watch func(ctx context.Context, onChange func(added, removed []nodeset.Node))) {
+	c.nodeWatch = watch
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hopproxy/hop/pkg/client"
 	"github.com/hopproxy/hop/pkg/config"
+	"github.com/hopproxy/hop/pkg/nodeset"
 	"github.com/hopproxy/hop/pkg/server"
 )
 
@@ -130,4 +131,60 @@ func TestNodeRefusingTokenStopsOnlyThatNode(t *testing.T) {
 		t.Fatalf("Run with every node refusing: %v, want ErrPermanent", err)
 	}
 	_ = config.ProxyTCP
+}
+
+// Nodes that DNS adds are attached to, with the client's proxies; nodes
+// it drops are detached from (their session closed), the others untouched.
+func TestNodesAddedAndRemoved(t *testing.T) {
+	var s1log, s2log, clog logBuf
+	srv1, p1, stop1 := nodeServer(t, "127.0.0.11", &s1log)
+	defer stop1()
+	_, p2, stop2 := nodeServer(t, "127.0.0.12", &s2log)
+	defer stop2()
+	remote := freePort(t)
+	ccfg := clientConfig(p1, tcpProxy("echo", echoService(t), remote))
+	c, err := client.New(ccfg, clog.logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n1 := nodeset.Node{Addr: "127.0.0.1:" + strconv.Itoa(p1), Name: "hops.test:7000"}
+	n2 := nodeset.Node{Addr: "127.0.0.1:" + strconv.Itoa(p2), Name: "hops.test:7000"}
+	changes := make(chan [2][]nodeset.Node)
+	client.WatchNodes(c, func(ctx context.Context, onChange func(added, removed []nodeset.Node)) {
+		for {
+			select {
+			case ch := <-changes:
+				onChange(ch[0], ch[1])
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	at := func(ip string) string { return ip + ":" + strconv.Itoa(remote) }
+	changes <- [2][]nodeset.Node{{n1}, nil}
+	eventually(t, 10*time.Second, "node 1 to serve", func() bool { return echoWorks(at("127.0.0.11")) })
+	if echoWorks(at("127.0.0.12")) {
+		t.Fatal("node 2 serves before it was added")
+	}
+	changes <- [2][]nodeset.Node{{n2}, nil}
+	eventually(t, 10*time.Second, "the added node 2 to serve", func() bool { return echoWorks(at("127.0.0.12")) })
+	if st := c.Status(); len(st.Nodes) != 2 || st.Nodes[1].Addr != n2.Addr || st.Nodes[1].Name != "hops.test:7000" {
+		t.Fatalf("status nodes %+v", st.Nodes)
+	}
+	changes <- [2][]nodeset.Node{nil, {n1}}
+	eventually(t, 10*time.Second, "the dropped node 1 to lose the client", func() bool {
+		return len(srv1.Clients()) > 0 && !srv1.Clients()[0].Online && !echoWorks(at("127.0.0.11"))
+	})
+	if !echoWorks(at("127.0.0.12")) || len(c.Status().Nodes) != 1 {
+		t.Fatalf("after dropping node 1: echo through node 2 %v, nodes %+v", echoWorks(at("127.0.0.12")), c.Status().Nodes)
+	}
 }
