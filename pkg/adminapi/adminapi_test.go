@@ -149,6 +149,23 @@ v              xtcp visitor  running  relay        -                    -
 	}
 }
 
+// With several nodes, a line each.
+func TestWriteStatusNodes(t *testing.T) {
+	var b bytes.Buffer
+	WriteStatus(&b, client.Status{ClientID: "c1", Server: "a:7000,b:7000", Online: true, Nodes: []client.NodeStatus{
+		{Name: "a:7000", Addr: "10.0.0.1:7000", Online: true},
+		{Name: "b:7000", Addr: "b:7000", LastError: "dial b:7000: refused"},
+		{Name: "c:7000", Addr: "c:7000", Stopped: true, LastError: "login: authentication failed"},
+	}})
+	want := "client c1, server a:7000,b:7000: online\n" +
+		"node a:7000 (10.0.0.1:7000): online\n" +
+		"node b:7000: offline (last error: dial b:7000: refused)\n" +
+		"node c:7000: stopped (last error: login: authentication failed)\n"
+	if !strings.HasPrefix(b.String(), want) {
+		t.Fatalf("got\n%s\nwant it to start with\n%s", b.String(), want)
+	}
+}
+
 // The "auto" heartbeat line, learning and learnt.
 func TestWriteStatusHeartbeat(t *testing.T) {
 	for _, c := range []struct {

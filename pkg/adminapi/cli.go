@@ -138,6 +138,26 @@ func WriteStatus(w io.Writer, s client.Status) error {
 		fmt.Fprintf(w, " (last error: %s)", s.LastError)
 	}
 	fmt.Fprintln(w)
+	if len(s.Nodes) > 1 || (len(s.Nodes) == 1 && s.Nodes[0].Stopped) {
+		for _, n := range s.Nodes {
+			state := "online"
+			switch {
+			case n.Stopped:
+				state = "stopped"
+			case !n.Online:
+				state = "offline"
+			}
+			fmt.Fprintf(w, "node %s", n.Name)
+			if n.Addr != n.Name {
+				fmt.Fprintf(w, " (%s)", n.Addr)
+			}
+			fmt.Fprintf(w, ": %s", state)
+			if n.LastError != "" && state != "online" {
+				fmt.Fprintf(w, " (last error: %s)", n.LastError)
+			}
+			fmt.Fprintln(w)
+		}
+	}
 	if h := s.Heartbeat; h != nil {
 		ms := func(v int64) time.Duration { return time.Duration(v) * time.Millisecond }
 		switch {
