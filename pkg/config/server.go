@@ -93,7 +93,7 @@ type ServerConfig struct {
 	// series of several nodes behind one load balancer stay apart. 1-128
 	// printable characters; "" (the default) is the host name and
 	// bindPort, "<hostname>:<bindPort>" (see Node).
-	NodeName string `toml:"nodeName"`
+	NodeName string `toml:"nodeName,omitempty"`
 
 	src *source // where a loaded config came from, for Warnings
 }
