@@ -28,10 +28,15 @@ import (
 // sessionPoint is one count of sessions and what it cost.
 type sessionPoint struct {
 	n                     int
-	rssKB, hwmKB          int64 // hops' VmRSS, VmHWM
-	fds, threads          int   // hops' open files and OS threads
-	cliHeap, cliGoroutine int64 // this process (the clients): Go heap+stacks in use (bytes) and goroutines
+	rssKB, hwmKB          int64   // hops' VmRSS, VmHWM
+	fds, threads          int     // hops' open files and OS threads
+	cliHeap, cliGoroutine int64   // this process (the clients): Go heap+stacks in use (bytes) and goroutines
+	cpuPct                float64 // hops' CPU (utime+stime) over cpuWindow while the sessions idle, % of one core
 }
+
+// cpuWindow is how long hops' CPU is read with the sessions idle: long
+// enough to cover a heartbeat interval (10s) and a mux keepalive (15s).
+var cpuWindow = 20 * time.Second
 
 // sessionResult is the whole phase.
 type sessionResult struct {
@@ -141,11 +146,24 @@ func sessions(ctx context.Context, dir, hopsBin string, counts []int, logf func(
 		if err != nil {
 			return sessionPoint{}, err
 		}
+		c0, err := cpuSeconds(srv.cmd.Process.Pid)
+		if err != nil {
+			return sessionPoint{}, err
+		}
+		t0 := time.Now()
+		if err := sleep(ctx, cpuWindow); err != nil {
+			return sessionPoint{}, err
+		}
+		c1, err := cpuSeconds(srv.cmd.Process.Pid)
+		if err != nil {
+			return sessionPoint{}, err
+		}
+		cpu := 100 * (c1 - c0) / time.Since(t0).Seconds()
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		return sessionPoint{n: n, rssKB: st[0].rss, hwmKB: hwm, fds: st[0].fds, threads: th,
-			cliHeap: int64(ms.HeapInuse + ms.StackInuse), cliGoroutine: int64(runtime.NumGoroutine())}, nil
+			cliHeap: int64(ms.HeapInuse + ms.StackInuse), cliGoroutine: int64(runtime.NumGoroutine()), cpuPct: cpu}, nil
 	}
 	if res.idle, err = point(0); err != nil {
 		return res, err
@@ -206,8 +224,8 @@ func sessions(ctx context.Context, dir, hopsBin string, counts []int, logf func(
 			return res, err
 		}
 		res.points = append(res.points, p)
-		logf("  sessions: %d logged in: hops RSS %d KiB (peak %d), %d open files, %d threads; clients' heap+stacks %d KiB, %d goroutines",
-			n, p.rssKB, p.hwmKB, p.fds, p.threads, p.cliHeap>>10, p.cliGoroutine)
+		logf("  sessions: %d logged in: hops RSS %d KiB (peak %d), %d open files, %d threads, CPU %.2f%%; clients' heap+stacks %d KiB, %d goroutines",
+			n, p.rssKB, p.hwmKB, p.fds, p.threads, p.cpuPct, p.cliHeap>>10, p.cliGoroutine)
 	}
 	if !srv.running() {
 		return res, fmt.Errorf("hops exited: %v\n%s", srv.err, srv.log.String())
@@ -236,17 +254,17 @@ func threads(pid int) (int, error) {
 func sessionsSection(r sessionResult, command, date string) string {
 	var b strings.Builder
 	b.WriteString(sessionsHeader + "\n\n")
-	fmt.Fprintf(&b, "Memory of one hops per idle client session (`%s`, %s, took %s): N\n", command, date, r.took.Round(time.Second))
-	b.WriteString("clients logged in from the bench process with pkg/client (what hopc runs),\n" +
+	fmt.Fprintf(&b, "Measured by `%s` (%s, took %s):\n", command, date, r.took.Round(time.Second))
+	b.WriteString("N clients log in to one hops from the bench process with pkg/client (what hopc runs),\n" +
 		"no proxies, default heartbeat (10s) and mux keepalive (15s); hops with its\n" +
 		"defaults on loopback. The counts are cumulative on one hops.\n\n")
-	b.WriteString("| sessions | hops VmRSS, MiB | hops VmHWM, MiB | hops RSS per session, KiB | hops open files | hops threads | clients' Go heap+stacks per session, KiB | clients' goroutines per session |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	fmt.Fprintf(&b, "| 0 (idle) | %s | %s | – | %d | %d | – | – |\n", num(mib(r.idle.rssKB)), num(mib(r.idle.hwmKB)), r.idle.fds, r.idle.threads)
+	b.WriteString("| sessions | hops VmRSS, MiB | hops VmHWM, MiB | hops RSS per session, KiB | hops open files | hops threads | hops CPU while idle, % of a core | clients' Go heap+stacks per session, KiB | clients' goroutines per session |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| 0 (idle) | %s | %s | – | %d | %d | %s | – | – |\n", num(mib(r.idle.rssKB)), num(mib(r.idle.hwmKB)), r.idle.fds, r.idle.threads, num(r.idle.cpuPct))
 	for _, p := range r.points {
 		n := float64(p.n)
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %d | %d | %s | %s |\n", p.n, num(mib(p.rssKB)), num(mib(p.hwmKB)),
-			num(float64(p.rssKB-r.idle.rssKB)/n), p.fds, p.threads,
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %d | %d | %s | %s | %s |\n", p.n, num(mib(p.rssKB)), num(mib(p.hwmKB)),
+			num(float64(p.rssKB-r.idle.rssKB)/n), p.fds, p.threads, num(p.cpuPct),
 			num(float64(p.cliHeap-r.idle.cliHeap)/1024/n), num(float64(p.cliGoroutine-r.idle.cliGoroutine)/n))
 	}
 	b.WriteString("\n- **RSS per session** is (VmRSS with N sessions − idle VmRSS) / N, read once\n" +
@@ -254,6 +272,9 @@ func sessionsSection(r sessionResult, command, date string) string {
 		"  garbage the logins left that no collection has freed yet, so it is an\n" +
 		"  upper bound; VmHWM is the peak over the whole phase, logins included.\n" +
 		"- **Open files** are hops' /proc/PID/fd: one socket per session.\n" +
+		"- **CPU while idle** is hops' utime + stime (/proc/PID/stat, 10 ms ticks)\n" +
+		"  over " + cpuWindow.String() + " with the sessions idle (heartbeats and mux keepalives only),\n" +
+		"  as a percentage of one core; the clients share the same cores.\n" +
 		"- **Clients' figures** are the client side of a session (hopc keeps one\n" +
 		"  per node it attaches to): Go heap and stacks in use after a forced\n" +
 		"  collection in the bench process, and goroutines, both minus the figures\n" +
