@@ -32,6 +32,10 @@ type sessionPoint struct {
 	fds, threads          int     // hops' open files and OS threads
 	cliHeap, cliGoroutine int64   // this process (the clients): Go heap+stacks in use (bytes) and goroutines
 	cpuPct                float64 // hops' CPU (utime+stime) over cpuWindow while the sessions idle, % of one core
+	// hops' write syscalls and bytes written per minute over cpuWindow
+	// (/proc/PID/io syscw, wchar): with idle sessions, the heartbeats and
+	// mux keepalives hops sends.
+	writesPerMin, bytesPerMin float64
 }
 
 // cpuWindow is how long hops' CPU is read with the sessions idle: long
@@ -150,6 +154,10 @@ func sessions(ctx context.Context, dir, hopsBin string, counts []int, logf func(
 		if err != nil {
 			return sessionPoint{}, err
 		}
+		w0, b0, err := writes(srv.cmd.Process.Pid)
+		if err != nil {
+			return sessionPoint{}, err
+		}
 		t0 := time.Now()
 		if err := sleep(ctx, cpuWindow); err != nil {
 			return sessionPoint{}, err
@@ -158,12 +166,18 @@ func sessions(ctx context.Context, dir, hopsBin string, counts []int, logf func(
 		if err != nil {
 			return sessionPoint{}, err
 		}
-		cpu := 100 * (c1 - c0) / time.Since(t0).Seconds()
+		w1, b1, err := writes(srv.cmd.Process.Pid)
+		if err != nil {
+			return sessionPoint{}, err
+		}
+		secs := time.Since(t0).Seconds()
+		cpu := 100 * (c1 - c0) / secs
 		runtime.GC()
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		return sessionPoint{n: n, rssKB: st[0].rss, hwmKB: hwm, fds: st[0].fds, threads: th,
-			cliHeap: int64(ms.HeapInuse + ms.StackInuse), cliGoroutine: int64(runtime.NumGoroutine()), cpuPct: cpu}, nil
+			cliHeap: int64(ms.HeapInuse + ms.StackInuse), cliGoroutine: int64(runtime.NumGoroutine()), cpuPct: cpu,
+			writesPerMin: float64(w1-w0) * 60 / secs, bytesPerMin: float64(b1-b0) * 60 / secs}, nil
 	}
 	if res.idle, err = point(0); err != nil {
 		return res, err
@@ -234,6 +248,36 @@ func sessions(ctx context.Context, dir, hopsBin string, counts []int, logf func(
 	return res, nil
 }
 
+// writes returns the write syscalls and bytes written so far by pid
+// (syscw and wchar of /proc/PID/io).
+func writes(pid int) (calls, bytes int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	found := 0
+	for line := range strings.Lines(string(b)) {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "syscw" && k != "wchar") {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("/proc/%d/io: %s: %w", pid, k, err)
+		}
+		if k == "syscw" {
+			calls = n
+		} else {
+			bytes = n
+		}
+		found++
+	}
+	if found != 2 {
+		return 0, 0, fmt.Errorf("/proc/%d/io: no syscw or wchar", pid)
+	}
+	return calls, bytes, nil
+}
+
 // threads returns the Threads line of /proc/PID/status.
 func threads(pid int) (int, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -258,13 +302,14 @@ func sessionsSection(r sessionResult, command, date string) string {
 	b.WriteString("N clients log in to one hops from the bench process with pkg/client (what hopc runs),\n" +
 		"no proxies, default heartbeat (10s) and mux keepalive (15s); hops with its\n" +
 		"defaults on loopback. The counts are cumulative on one hops.\n\n")
-	b.WriteString("| sessions | hops VmRSS, MiB | hops VmHWM, MiB | hops RSS per session, KiB | hops open files | hops threads | hops CPU while idle, % of a core | clients' Go heap+stacks per session, KiB | clients' goroutines per session |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	fmt.Fprintf(&b, "| 0 (idle) | %s | %s | – | %d | %d | %s | – | – |\n", num(mib(r.idle.rssKB)), num(mib(r.idle.hwmKB)), r.idle.fds, r.idle.threads, num(r.idle.cpuPct))
+	b.WriteString("| sessions | hops VmRSS, MiB | hops VmHWM, MiB | hops RSS per session, KiB | hops open files | hops threads | hops CPU while idle, % of a core | hops writes per session per minute (bytes) | clients' Go heap+stacks per session, KiB | clients' goroutines per session |\n")
+	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| 0 (idle) | %s | %s | – | %d | %d | %s | – | – | – |\n", num(mib(r.idle.rssKB)), num(mib(r.idle.hwmKB)), r.idle.fds, r.idle.threads, num(r.idle.cpuPct))
 	for _, p := range r.points {
 		n := float64(p.n)
-		fmt.Fprintf(&b, "| %d | %s | %s | %s | %d | %d | %s | %s | %s |\n", p.n, num(mib(p.rssKB)), num(mib(p.hwmKB)),
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %d | %d | %s | %s (%s) | %s | %s |\n", p.n, num(mib(p.rssKB)), num(mib(p.hwmKB)),
 			num(float64(p.rssKB-r.idle.rssKB)/n), p.fds, p.threads, num(p.cpuPct),
+			num((p.writesPerMin-r.idle.writesPerMin)/n), num((p.bytesPerMin-r.idle.bytesPerMin)/n),
 			num(float64(p.cliHeap-r.idle.cliHeap)/1024/n), num(float64(p.cliGoroutine-r.idle.cliGoroutine)/n))
 	}
 	b.WriteString("\n- **RSS per session** is (VmRSS with N sessions − idle VmRSS) / N, read once\n" +
@@ -275,6 +320,11 @@ func sessionsSection(r sessionResult, command, date string) string {
 		"- **CPU while idle** is hops' utime + stime (/proc/PID/stat, 10 ms ticks)\n" +
 		"  over " + cpuWindow.String() + " with the sessions idle (heartbeats and mux keepalives only),\n" +
 		"  as a percentage of one core; the clients share the same cores.\n" +
+		"- **Writes per session per minute** are hops' write syscalls (and the\n" +
+		"  bytes they wrote, TLS records included) over the same window, from\n" +
+		"  /proc/PID/io syscw and wchar, minus the idle rate, per session: what\n" +
+		"  hops sends an idle session (its heartbeat pings, pongs to hopc's,\n" +
+		"  mux keepalive pings and answers); hopc sends about as many.\n" +
 		"- **Clients' figures** are the client side of a session (hopc keeps one\n" +
 		"  per node it attaches to): Go heap and stacks in use after a forced\n" +
 		"  collection in the bench process, and goroutines, both minus the figures\n" +

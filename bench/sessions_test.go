@@ -30,10 +30,10 @@ func TestSessionFlags(t *testing.T) {
 
 func TestSessionsSection(t *testing.T) {
 	r := sessionResult{idle: sessionPoint{rssKB: 10240, hwmKB: 10240, fds: 12, threads: 7, cliHeap: 1 << 20, cliGoroutine: 4, cpuPct: 0.05},
-		points: []sessionPoint{{n: 100, rssKB: 10240 + 3000, hwmKB: 14000, fds: 112, threads: 8, cliHeap: 1<<20 + 100*50*1024, cliGoroutine: 4 + 1200, cpuPct: 1.5}},
+		points: []sessionPoint{{n: 100, rssKB: 10240 + 3000, hwmKB: 14000, fds: 112, threads: 8, cliHeap: 1<<20 + 100*50*1024, cliGoroutine: 4 + 1200, cpuPct: 1.5, writesPerMin: 2000, bytesPerMin: 100000}},
 		took:   3 * time.Second}
 	sec := sessionsSection(r, "go run ./bench -only-sessions", "2026-12-02 16:00 UTC")
-	for _, want := range []string{sessionsHeader, "| 0 (idle) | 10.0 | 10.0 | – | 12 | 7 | 0.05 | – | – |", "| 100 | 12.9 | 13.7 | 30.0 | 112 | 8 | 1.50 | 50.0 | 12.0 |"} {
+	for _, want := range []string{sessionsHeader, "| 0 (idle) | 10.0 | 10.0 | – | 12 | 7 | 0.05 | – | – | – |", "| 100 | 12.9 | 13.7 | 30.0 | 112 | 8 | 1.50 | 20.0 (1000) | 50.0 | 12.0 |"} {
 		if !strings.Contains(sec, want) {
 			t.Errorf("section lacks %q:\n%s", want, sec)
 		}
@@ -76,7 +76,7 @@ func TestSessionsPhase(t *testing.T) {
 		t.Fatalf("points %+v", r.points)
 	}
 	for _, p := range append([]sessionPoint{r.idle}, r.points...) {
-		if p.rssKB <= 0 || p.hwmKB < p.rssKB || p.fds <= 0 || p.threads <= 0 || p.cliHeap <= 0 || p.cpuPct < 0 {
+		if p.rssKB <= 0 || p.hwmKB < p.rssKB || p.fds <= 0 || p.threads <= 0 || p.cliHeap <= 0 || p.cpuPct < 0 || p.writesPerMin < 0 {
 			t.Errorf("reading %+v", p)
 		}
 	}
