@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -201,5 +202,20 @@ func TestMetricsHandler(t *testing.T) {
 	}
 	if strings.Contains(string(body), "go_goroutines") {
 		t.Error("/metrics has the default registry's Go collector: the server must use its own registry")
+	}
+}
+
+// nodeName is the label of series registered at start: a reload that
+// changes it needs a restart, and the node stays what it was.
+func TestReloadNodeNameNeedsRestart(t *testing.T) {
+	s := testServer(t)
+	next := *s.cfg
+	next.NodeName = "renamed"
+	applied, restart, err := s.Reload(&next)
+	if err != nil || len(applied) != 0 || !slices.Equal(restart, []string{"nodeName"}) {
+		t.Fatalf("Reload: applied %v, needs restart %v, %v; want nodeName to need a restart", applied, restart, err)
+	}
+	if got := s.ServerInfo().NodeName; got != "test-node" {
+		t.Errorf("serverinfo nodeName after the reload = %q, want test-node", got)
 	}
 }
