@@ -124,7 +124,7 @@ func TestReport(t *testing.T) {
 	r.add("direct", "http8", 20000)
 	r.add("hop", "http8", 5000)
 	p2p := "goos: linux\nBenchmarkP2P/throughput/direct-2   \t 145\t 18472552 ns/op\t  56.76 MB/s\nok\n"
-	md := report(meta{command: shellJoin([]string{"go", "run", "./bench", "-quick", "-note", "busy machine"}), idle: 100, p2p: p2p, note: "busy machine"}, r)
+	md := report(meta{command: shellJoin([]string{"go", "run", "./bench", "-quick", "-note", "busy machine"}), idle: 100, p2p: p2p, note: "busy machine"}, r, "")
 	for _, want := range []string{"go run ./bench -quick -note 'busy machine'", "- note: busy machine\n",
 		"| HTTP requests/s, keep-alive, 1 KiB, 8 workers (higher is better) | 20000 | 5000 | 0.25 |", "| Throughput, 1 stream, Gbit/s (higher is better) | 10.0 | 5.00 | 0.50 |", "100 idle connections open",
 		"go test -run '^$' -bench P2P -benchtime 2s ./tests/e2e", "BenchmarkP2P/throughput/direct-2 145 18472552 ns/op 56.76 MB/s"} {

@@ -7,6 +7,7 @@
 //	go run ./bench                           # 3 repetitions, Markdown to stdout
 //	go run ./bench -runs 3 -out BENCHMARKS.md
 //	go run ./bench -quick                    # a short smoke run of the harness
+//	go run ./bench -only-sessions -out BENCHMARKS.md   # only the idle-sessions phase, spliced into the report
 //
 // BENCHMARKS.md says how to read the figures.
 package main
@@ -49,6 +50,8 @@ type options struct {
 	otherServer, otherClient string
 	otherKind                string
 	note                     string
+	sessions                 []int // -sessions: counts of idle client sessions
+	onlySessions             bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -71,8 +74,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.otherClient, "other-client", "", "optional: its client binary")
 	fs.StringVar(&o.otherKind, "other-kind", "frp", `kind of the other proxy, for its configs: "frp" (v0.52+)`)
 	fs.StringVar(&o.note, "note", "", "a line about the conditions of the run, shown in the report's header")
-	quick := fs.Bool("quick", false, "smoke run: 1 repetition, 1 s phases, 2000 round trips and HTTP requests timed, 100 idle connections (flags given explicitly win)")
-	if err := fs.Parse(args); err != nil {
+	sessions := fs.String("sessions", "100,1000", "idle client sessions logged in to one hops for the memory-per-session figures: increasing counts, comma separated; 0 skips the phase")
+	fs.BoolVar(&o.onlySessions, "only-sessions", false, "run only the idle-sessions phase; with -out, replace (or add) its section in that existing report")
+	quick := fs.Bool("quick", false, "smoke run: 1 repetition, 1 s phases, 2000 round trips and HTTP requests timed, 100 idle connections, 10 and 50 sessions (flags given explicitly win)")
+	err := fs.Parse(args)
+	if err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -95,13 +101,21 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			"rtts":      func() { o.rtts = 2000 },
 			"http-reqs": func() { o.httpReqs = 2000 },
 			"idle":      func() { o.idle = 100 },
+			"sessions":  func() { *sessions = "10,50" },
 		} {
 			if !set[name] {
 				apply()
 			}
 		}
 	}
+	if o.sessions, err = parseCounts(*sessions); err != nil {
+		return o, err
+	}
 	switch {
+	case o.onlySessions && len(o.sessions) == 0:
+		return o, errors.New("-only-sessions with -sessions 0: nothing to run")
+	case o.onlySessions && (o.otherServer != "" || o.p2p != ""):
+		return o, errors.New("-only-sessions measures hops alone: drop -other-server, -other-client and -p2p")
 	case o.runs < 1 || o.dur <= 0 || o.warmup < 0 || o.rtts < 1 || o.idle < 1 || o.maxConns < 1 || o.httpReqs < 1 || o.maxReqs < 1:
 		return o, errors.New("-runs, -duration, -rtts, -idle, -max-conns, -http-reqs and -max-reqs must be positive, -warmup not negative")
 	case (o.hops == "") != (o.hopc == ""):
@@ -136,6 +150,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if o.hops, o.hopc, source, err = build(ctx, dir); err != nil {
 			return err
 		}
+	}
+	command := shellJoin(append([]string{"go", "run", "./bench"}, args...))
+	if o.onlySessions {
+		sr, err := sessions(ctx, dir, o.hops, o.sessions, logf)
+		if err != nil {
+			return fmt.Errorf("sessions: %w", err)
+		}
+		sec := sessionsSection(sr, command, begin.UTC().Format("2006-01-02 15:04 UTC"))
+		fmt.Fprint(stdout, sec)
+		if o.out != "" {
+			doc, err := os.ReadFile(o.out)
+			if err != nil {
+				return fmt.Errorf("-only-sessions -out: %w", err)
+			}
+			md, err := spliceSessions(string(doc), sec)
+			if err != nil {
+				return fmt.Errorf("-out %s: %w", o.out, err)
+			}
+			if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
+				return err
+			}
+			logf("replaced the sessions section of %s", o.out)
+		}
+		return nil
 	}
 	relay, err := buildRelay(ctx, dir)
 	if err != nil {
@@ -177,7 +215,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	md := report(collectMeta(o, args, begin, targets, source), res)
+	sec := ""
+	if len(o.sessions) > 0 {
+		logf("idle sessions")
+		sr, err := sessions(ctx, dir, o.hops, o.sessions, logf)
+		if err != nil {
+			return fmt.Errorf("sessions: %w", err)
+		}
+		sec = sessionsSection(sr, command, begin.UTC().Format("2006-01-02 15:04 UTC"))
+	}
+	md := report(collectMeta(o, args, begin, targets, source), res, sec)
 	fmt.Fprint(stdout, md)
 	if o.out != "" {
 		if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {

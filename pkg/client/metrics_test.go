@@ -63,6 +63,7 @@ func hopcMetrics(t *testing.T, c *client.Client) string {
 // metricsServer is a server config with the web API and /metrics on.
 func metricsServer(t *testing.T, port int) (*config.ServerConfig, string) {
 	cfg := serverConfig(port)
+	cfg.NodeName = "n1" // every series of hops has node="n1"
 	cfg.EnablePrometheus = true
 	cfg.WebServer.Port = freePort(t)
 	return cfg, "http://" + addr(cfg.WebServer.Port) + "/metrics"
@@ -120,17 +121,17 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	// can be read here a moment before hops counted its last bytes.
 	eventually(t, 10*time.Second, "hops' counters of the echo", func() bool {
 		page := scrape(t, hopsURL)
-		return sample(page, `hop_proxy_received_bytes_total{proxy="echo",type="tcp"}`) == base[0]+n &&
-			sample(page, `hop_proxy_sent_bytes_total{proxy="echo",type="tcp"}`) == base[1]+n
+		return sample(page, `hop_proxy_received_bytes_total{node="n1",proxy="echo",type="tcp"}`) == base[0]+n &&
+			sample(page, `hop_proxy_sent_bytes_total{node="n1",proxy="echo",type="tcp"}`) == base[1]+n
 	})
 	page := scrape(t, hopsURL)
 	for series, want := range map[string]float64{
-		`hop_proxy_received_bytes_total{proxy="echo",type="tcp"}`: base[0] + n,
-		`hop_proxy_sent_bytes_total{proxy="echo",type="tcp"}`:     base[1] + n,
-		`hop_proxy_connections_open{proxy="echo",type="tcp"}`:     1,
-		`hop_clients_connected`:                                   1,
-		`hop_proxies{state="online",type="tcp"}`:                  1,
-		`hop_proxies{state="online",type="udp"}`:                  1,
+		`hop_proxy_received_bytes_total{node="n1",proxy="echo",type="tcp"}`: base[0] + n,
+		`hop_proxy_sent_bytes_total{node="n1",proxy="echo",type="tcp"}`:     base[1] + n,
+		`hop_proxy_connections_open{node="n1",proxy="echo",type="tcp"}`:     1,
+		`hop_clients_connected{node="n1"}`:                                  1,
+		`hop_proxies{node="n1",state="online",type="tcp"}`:                  1,
+		`hop_proxies{node="n1",state="online",type="udp"}`:                  1,
 	} {
 		if got := sample(page, series); got != want {
 			t.Errorf("hops %s = %v, want %v", series, got, want)
@@ -154,7 +155,7 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	}
 	conn.Close()
 	eventually(t, 10*time.Second, "the connection to close on both sides", func() bool {
-		return sample(scrape(t, hopsURL), `hop_proxy_connections_open{proxy="echo",type="tcp"}`) == 0 &&
+		return sample(scrape(t, hopsURL), `hop_proxy_connections_open{node="n1",proxy="echo",type="tcp"}`) == 0 &&
 			sample(scrape(t, hopcURL), `hop_client_proxy_connections_open{proxy="echo",type="tcp"}`) == 0
 	})
 	st := srv.ProxyStats()
@@ -179,14 +180,14 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	eventually(t, 10*time.Second, "udp bytes on both sides", func() bool {
 		h, c := scrape(t, hopsURL), scrape(t, hopcURL)
 		// A datagram sent before the flow was up may be lost: at least 15.
-		return sample(h, `hop_proxy_received_bytes_total{proxy="dns",type="udp"}`) >= 15 &&
-			sample(h, `hop_proxy_sent_bytes_total{proxy="dns",type="udp"}`) == 15 &&
-			sample(h, `hop_proxy_connections_total{proxy="dns",type="udp"}`) == 1 &&
+		return sample(h, `hop_proxy_received_bytes_total{node="n1",proxy="dns",type="udp"}`) >= 15 &&
+			sample(h, `hop_proxy_sent_bytes_total{node="n1",proxy="dns",type="udp"}`) == 15 &&
+			sample(h, `hop_proxy_connections_total{node="n1",proxy="dns",type="udp"}`) == 1 &&
 			sample(c, `hop_client_proxy_sent_bytes_total{proxy="dns",type="udp"}`) == 15 &&
 			sample(c, `hop_client_proxy_connections_total{proxy="dns",type="udp"}`) == 1
 	})
 	eventually(t, 10*time.Second, "heartbeat round trips on both sides", func() bool {
-		return sample(scrape(t, hopsURL), `hop_client_heartbeat_rtt_seconds{client="`+c.ID()+`"}`) > 0 &&
+		return sample(scrape(t, hopsURL), `hop_client_heartbeat_rtt_seconds{client="`+c.ID()+`",node="n1"}`) > 0 &&
 			sample(scrape(t, hopcURL), `hop_client_heartbeat_rtt_seconds{`+nodeLabel+`}`) > 0
 	})
 	cpage := scrape(t, hopcURL)
@@ -200,10 +201,10 @@ func TestMetricsFollowTraffic(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "hops to count the loss", func() bool {
-		return sample(scrape(t, hopsURL), `hop_session_losses_total{cause="client_closed"}`) == 1
+		return sample(scrape(t, hopsURL), `hop_session_losses_total{cause="client_closed",node="n1"}`) == 1
 	})
 	page = scrape(t, hopsURL)
-	if sample(page, "hop_clients_connected") != 0 || strings.Contains(page, `proxy="echo"`) || strings.Contains(page, c.ID()) {
+	if sample(page, `hop_clients_connected{node="n1"}`) != 0 || strings.Contains(page, `proxy="echo"`) || strings.Contains(page, c.ID()) {
 		t.Errorf("series of a gone client remain:\n%s", page)
 	}
 	cpage = scrape(t, hopcURL)
@@ -269,7 +270,7 @@ func TestMetricsPromtool(t *testing.T) {
 		return strings.Contains(scrape(t, hopsURL), "hop_p2p_outcomes_total{")
 	})
 	eventually(t, 10*time.Second, "heartbeat round trips", func() bool {
-		return strings.Contains(scrape(t, hopsURL), `hop_client_heartbeat_rtt_seconds{client="laptop"}`) &&
+		return strings.Contains(scrape(t, hopsURL), `hop_client_heartbeat_rtt_seconds{client="laptop",node="n1"}`) &&
 			strings.Contains(scrape(t, visURL), "hop_client_heartbeat_rtt_seconds{node=")
 	})
 	// Datagrams of an xudp visitor count on both ends.
@@ -291,7 +292,7 @@ func TestMetricsPromtool(t *testing.T) {
 			sample(scrape(t, visURL), `hop_client_visitor_connections_total{type="xudp",visitor="vgame"}`) == 1
 	})
 	// An stcp visit relayed by hops counts on the secret proxy.
-	if v := sample(scrape(t, hopsURL), `hop_proxy_received_bytes_total{proxy="db",type="stcp"}`); v <= 0 {
+	if v := sample(scrape(t, hopsURL), `hop_proxy_received_bytes_total{node="n1",proxy="db",type="stcp"}`); v <= 0 {
 		t.Errorf("relayed stcp bytes on hops = %v, want > 0", v)
 	}
 	if v := sample(scrape(t, visURL), `hop_client_visitor_sent_bytes_total{type="stcp",visitor="vdb"}`); v <= 0 {
@@ -315,7 +316,12 @@ func TestMetricsPromtool(t *testing.T) {
 			t.Errorf("promtool check metrics on %s: %v\n%s", name, err, out)
 		}
 	}
-	check("hops", hopsURL, []string{"hop_clients_connected ", "hop_proxies{", "hop_proxy_connections_open{", "hop_proxy_connections_total{",
+	for line := range strings.Lines(scrape(t, hopsURL)) { // nodeName on every series of hops
+		if !strings.HasPrefix(line, "#") && !strings.Contains(line, `node="n1"`) {
+			t.Errorf("hops: a series without node=\"n1\": %s", line)
+		}
+	}
+	check("hops", hopsURL, []string{"hop_clients_connected{", "hop_proxies{", "hop_proxy_connections_open{", "hop_proxy_connections_total{",
 		"hop_proxy_received_bytes_total{", "hop_proxy_sent_bytes_total{", "hop_client_heartbeat_rtt_seconds{", "hop_session_losses_total{",
 		"hop_logins_refused_total{", "hop_p2p_attempts_total{", "hop_p2p_outcomes_total{", "hop_p2p_time_to_direct_seconds_bucket{"})
 	hopc := []string{"hop_client_session_up{", "hop_client_sessions_total{", "hop_client_session_losses_total{", "hop_client_heartbeat_rtt_seconds{"}
@@ -359,7 +365,7 @@ func TestMetricsSessionLossCauses(t *testing.T) {
 	})
 	relay.Heal()
 	eventually(t, 5*time.Second, "echo after the reconnect", func() bool { return echoWorks(addr(remote)) })
-	if p := scrape(t, hopsURL); sample(p, `hop_session_losses_total{cause="replaced"}`) != 1 || sample(p, "hop_clients_connected") != 1 {
+	if p := scrape(t, hopsURL); sample(p, `hop_session_losses_total{cause="replaced",node="n1"}`) != 1 || sample(p, `hop_clients_connected{node="n1"}`) != 1 {
 		t.Errorf("hops after the reconnect:\n%s", p)
 	}
 	if p := scrape(t, hopcURL); sample(p, "hop_client_sessions_total{"+nl+"}") != 2 || sample(p, "hop_client_session_up{"+nl+"}") != 1 {

@@ -82,7 +82,7 @@ var serverCases = []errorCase{
 	{name: "syntax error", toml: tokenLine + "bindPort = \n", want: "hops.toml:2: invalid TOML: unexpected character U+000A at start of value"},
 	{name: "duplicate key", toml: tokenLine + "bindPort = 1\nbindPort = 2\n", want: "hops.toml:3: bindPort: invalid TOML: key bindPort is already defined"},
 	{name: "many problems", toml: "bindPort = 0\nbogus = 1\n\n[heartbeat]\ninterval = 10\ntimeout = \"5\"\n\n[log]\nlevel = \"trace\"\n\n[mux]\nmaxStreamWindow = 0\n", want: "hops.toml:1: bindPort: 0 is out of range; use 1-65535\n" +
-		"hops.toml:2: bogus: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits, enablePrometheus, vhostHTTPPort, vhostHTTPSPort, subDomainHost, vhostHTTPTimeout, custom404Page, tcpmuxHTTPConnectPort, tcpmuxPassthrough\n" +
+		"hops.toml:2: bogus: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits, enablePrometheus, vhostHTTPPort, vhostHTTPSPort, subDomainHost, vhostHTTPTimeout, custom404Page, tcpmuxHTTPConnectPort, tcpmuxPassthrough, nodeName\n" +
 		"hops.toml:5: heartbeat.interval: 10 is a bare number; durations are strings with a unit: write \"10s\" (units: ms, s, m, h)\n" +
 		"hops.toml:6: heartbeat.timeout: \"5\" has no unit; add one, e.g. \"5s\" (units: ms, s, m, h)\n" +
 		"hops.toml:9: log.level: \"trace\" is not a log level; use one of: debug, info, warn, error\n" +
@@ -143,7 +143,7 @@ var serverCases = []errorCase{
 	{name: "webServer addr", toml: tokenLine + "[webServer]\naddr = \"127.0.0.1:7500\"\nport = 7500\n", want: "hops.toml:3: webServer.addr: \"127.0.0.1:7500\" looks like host:port; write only the host here and the port in webServer.port"},
 	// Keys are exact-case: go-toml would accept these.
 	{name: "wrong-case key", toml: tokenLine + "BINDPORT = 7001\n", want: "hops.toml:2: BINDPORT: unknown key; did you mean bindPort?"},
-	{name: "wrong-case key of another side", toml: "SERVERPORT = 1\n" + tokenLine, want: "hops.toml:1: SERVERPORT: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits, enablePrometheus, vhostHTTPPort, vhostHTTPSPort, subDomainHost, vhostHTTPTimeout, custom404Page, tcpmuxHTTPConnectPort, tcpmuxPassthrough"},
+	{name: "wrong-case key of another side", toml: "SERVERPORT = 1\n" + tokenLine, want: "hops.toml:1: SERVERPORT: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits, enablePrometheus, vhostHTTPPort, vhostHTTPSPort, subDomainHost, vhostHTTPTimeout, custom404Page, tcpmuxHTTPConnectPort, tcpmuxPassthrough, nodeName"},
 	{name: "wrong-case table", toml: "[AUTH]\ntoken = \"x\"\n", want: "hops.toml:1: AUTH: unknown table; did you mean auth?"},
 	{name: "wrong-case dotted keys", toml: "Auth.Token = \"x\"\n", want: "hops.toml:1: Auth: unknown table; did you mean auth?"},
 	{name: "wrong-case nested key", toml: "auth.TOKEN = \"x\"\n", want: "hops.toml:1: auth.TOKEN: unknown key; did you mean token?"},
@@ -153,7 +153,7 @@ var serverCases = []errorCase{
 	{name: "wrong-case header part", toml: tokenLine + "[Transport.TLS]\ncertFile = \"a\"\n", want: "hops.toml:2: Transport: unknown table; did you mean transport?"},
 	{name: "wrong-case and other problems", toml: tokenLine + "LOG.level = \"x\"\nbindPort = 0\nbogus = 1\n", want: "hops.toml:2: LOG: unknown table; did you mean log?\n" +
 		"hops.toml:3: bindPort: 0 is out of range; use 1-65535\n" +
-		"hops.toml:4: bogus: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits, enablePrometheus, vhostHTTPPort, vhostHTTPSPort, subDomainHost, vhostHTTPTimeout, custom404Page, tcpmuxHTTPConnectPort, tcpmuxPassthrough"},
+		"hops.toml:4: bogus: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits, enablePrometheus, vhostHTTPPort, vhostHTTPSPort, subDomainHost, vhostHTTPTimeout, custom404Page, tcpmuxHTTPConnectPort, tcpmuxPassthrough, nodeName"},
 
 	// frp's keys and frp's habits.
 	{name: "frp heartbeatTimeout", toml: tokenLine + "transport.heartbeatTimeout = 90\n", want: "hops.toml:2: transport.heartbeatTimeout: unknown key; hop calls this heartbeat.timeout, a duration string: write heartbeat.timeout = \"90s\""},
@@ -179,7 +179,7 @@ var serverCases = []errorCase{
 	{name: "log maxDays zero on a stream", toml: tokenLine + "log.to = \"stdout\"\nlog.maxDays = 0\n"},
 	{name: "log maxDays as string", toml: tokenLine + "log.maxDays = \"7\"\n", want: "hops.toml:2: log.maxDays: expected an integer (no quotes), found a string"},
 	{name: "frp client keys in the server", toml: tokenLine + "transport.dialServerTimeout = 10\nloginFailExit = true\n", want: "hops.toml:2: transport.dialServerTimeout: unknown key; the keys in [transport] are: tls, handshakeTimeout, tcpKeepalive\n" +
-		"hops.toml:3: loginFailExit: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits, enablePrometheus, vhostHTTPPort, vhostHTTPSPort, subDomainHost, vhostHTTPTimeout, custom404Page, tcpmuxHTTPConnectPort, tcpmuxPassthrough"},
+		"hops.toml:3: loginFailExit: unknown key; the keys at the top level are: bindAddr, bindPort, proxyBindAddr, auth, allowPorts, maxProxiesPerClient, gracePeriod, transport, heartbeat, mux, log, p2p, webServer, limits, enablePrometheus, vhostHTTPPort, vhostHTTPSPort, subDomainHost, vhostHTTPTimeout, custom404Page, tcpmuxHTTPConnectPort, tcpmuxPassthrough, nodeName"},
 	{name: "frp tcpKeepalive seconds", toml: tokenLine + "transport.tcpKeepalive = 7200\n", want: "hops.toml:2: transport.tcpKeepalive: expected a table, found an integer; frp's transport.tcpKeepalive counted seconds, hop's is a table: write transport.tcpKeepalive.idle = \"7200s\" (idle = \"0s\" turns it off)"},
 	{name: "unit in the key name", toml: tokenLine + "gracePeriodSeconds = 5\ntransport.handshakeTimeoutMs = 500\nheartbeat.timeoutSeconds = \"30\"\ntransport.heartbeatTimeoutSeconds = 1_000\n", want: "hops.toml:2: gracePeriodSeconds: unknown key; hop calls this gracePeriod, a duration string: write gracePeriod = \"5s\"\n" +
 		"hops.toml:3: transport.handshakeTimeoutMs: unknown key; hop calls this transport.handshakeTimeout, a duration string: write transport.handshakeTimeout = \"500ms\"\n" +

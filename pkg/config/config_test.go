@@ -785,6 +785,7 @@ func TestConfFiles(t *testing.T) {
 		want := DefaultServer()
 		want.Auth.Token = token
 		want.Auth.Users = []AuthUser{{Name: "ci", Token: ciToken}}
+		want.NodeName = "hops-1" // --- scaling: its default is derived (<hostname>:<bindPort>), the file shows an example
 		if !reflect.DeepEqual(values(got), want) {
 			t.Errorf("hops_full.toml differs from the defaults:\ngot  %+v\nwant %+v", *got, want)
 		}

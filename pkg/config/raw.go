@@ -152,6 +152,9 @@ type rawServer struct {
 	// --- tcpmux
 	TCPMuxHTTPConnectPort *int64 `toml:"tcpmuxHTTPConnectPort"`
 	TCPMuxPassthrough     *bool  `toml:"tcpmuxPassthrough"`
+
+	// --- scaling
+	NodeName *string `toml:"nodeName"`
 }
 
 type rawClientTLS struct {
@@ -400,6 +403,12 @@ func (c conv) server(v *rawServer) ServerConfig {
 	// --- tcpmux
 	c.int(&cfg.TCPMuxHTTPConnectPort, "tcpmuxHTTPConnectPort", v.TCPMuxHTTPConnectPort)
 	c.bool(&cfg.TCPMuxPassthrough, v.TCPMuxPassthrough)
+	// --- scaling: "" is the default of a config built in code, not a
+	// value a file may write.
+	if v.NodeName != nil && *v.NodeName == "" {
+		c.r.add("nodeName", `is empty; use 1-%d printable characters, e.g. nodeName = "hops-1", or remove the key for the default <hostname>:<bindPort>`, MaxNodeName)
+	}
+	c.str(&cfg.NodeName, v.NodeName)
 	return cfg
 }
 

@@ -3,9 +3,12 @@ package config
 import (
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ServerConfig is the configuration of hops. Build one with DefaultServer
@@ -83,6 +86,14 @@ type ServerConfig struct {
 	// service, instead of answering it "200 Connection established" and
 	// forwarding only what follows. Default false.
 	TCPMuxPassthrough bool `toml:"tcpmuxPassthrough"`
+
+	// --- scaling: several hops nodes (issue 13)
+	// NodeName names this hops node: the value of the node label on every
+	// Prometheus series and the nodeName of /api/serverinfo, so that the
+	// series of several nodes behind one load balancer stay apart. 1-128
+	// printable characters; "" (the default) is the host name and
+	// bindPort, "<hostname>:<bindPort>" (see Node).
+	NodeName string `toml:"nodeName,omitempty"`
 
 	src *source // where a loaded config came from, for Warnings
 }
@@ -342,6 +353,7 @@ func (c *ServerConfig) validate(r *reporter) {
 	checkPrometheus(r, c.EnablePrometheus, c.WebServer.Port)
 	c.validateLimits(r)
 	c.validateVhost(r)
+	c.validateNodeName(r) // --- scaling
 }
 
 func (c *ServerConfig) validateAuth(r *reporter) {
@@ -497,3 +509,55 @@ func checkCertKeyPair(r *reporter, prefix, cert, key, both, neither string) {
 		checkReadable(r, keyKey, key, "key file")
 	}
 }
+
+// --- scaling
+
+// MaxNodeName is the longest nodeName, in characters.
+const MaxNodeName = 128
+
+// Node returns the node's name: NodeName, or when it is empty the host
+// name and bindPort, "<hostname>:<bindPort>". It fails only when the host
+// name is needed and cannot be read or is not a valid node name.
+func (c *ServerConfig) Node() (string, error) {
+	if c.NodeName != "" {
+		return c.NodeName, nil
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("nodeName is not set and the host name cannot be read (%w); set nodeName", err)
+	}
+	name := h + ":" + strconv.Itoa(c.BindPort)
+	if msg := nodeNameProblem(name); msg != "" {
+		return "", fmt.Errorf("nodeName is not set and the default from the host name, %q, %s; set nodeName", name, msg)
+	}
+	return name, nil
+}
+
+func (c *ServerConfig) validateNodeName(r *reporter) {
+	if c.NodeName == "" { // the default, see Node; an explicit "" is refused by conv
+		return
+	}
+	if msg := nodeNameProblem(c.NodeName); msg != "" {
+		r.add("nodeName", "%q %s; use 1-%d printable characters, e.g. nodeName = \"hops-1\" (remove the key for the default <hostname>:<bindPort>)", c.NodeName, msg, MaxNodeName)
+	}
+}
+
+// nodeNameProblem says what is wrong with a node name, or "".
+func nodeNameProblem(name string) string {
+	switch n := utf8.RuneCountInString(name); {
+	case !utf8.ValidString(name):
+		return "is not valid UTF-8"
+	case n == 0:
+		return "is empty"
+	case n > MaxNodeName:
+		return fmt.Sprintf("is %d characters long, more than %d", n, MaxNodeName)
+	}
+	for _, ch := range name {
+		if !unicode.IsPrint(ch) {
+			return fmt.Sprintf("has the unprintable character %U", ch)
+		}
+	}
+	return ""
+}
+
+// --- end scaling

@@ -3,6 +3,9 @@
 // every series hop exports is listed in one place (README "Metrics" has
 // the table).
 //
+// Every series of hops carries the constant label node (LabelNode, the
+// nodeName of that hops), added by NewServer.
+//
 // Nothing here registers on the global default registry: a server or
 // client makes its own prometheus.Registry and passes it to NewServer or
 // NewClient, which register on it.

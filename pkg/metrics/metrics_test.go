@@ -113,3 +113,53 @@ func TestConns(t *testing.T) {
 		t.Errorf("Snapshot = %+v", got)
 	}
 }
+
+type fixedServer ServerSnapshot
+
+func (f *fixedServer) MetricsSnapshot() ServerSnapshot { return ServerSnapshot(*f) }
+
+// Every series of hops, event counters and scrape-time state alike,
+// carries the node label; an empty node name is refused.
+func TestServerNodeLabel(t *testing.T) {
+	st := &fixedServer{Clients: []ClientSample{{Client: "alice.c1", HeartbeatRTT: 5 * time.Millisecond, HasRTT: true}},
+		Proxies: []ProxySample{{Proxy: "alice.ssh", Type: "tcp", Conns: ConnCounts{In: 7}}}}
+	reg := prometheus.NewRegistry()
+	m, err := NewServer(reg, "eu-1", st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.P2PResult("EIM/EIF", "EIM/EIF", "direct", 40*time.Millisecond)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	series := 0
+	for _, mf := range mfs {
+		for _, s := range mf.GetMetric() {
+			series++
+			node := ""
+			for _, lp := range s.GetLabel() {
+				if lp.GetName() == LabelNode {
+					node = lp.GetValue()
+				}
+			}
+			if node != "eu-1" {
+				t.Errorf("%s %v: node label %q, want eu-1", mf.GetName(), s.GetLabel(), node)
+			}
+		}
+	}
+	if series < 20 {
+		t.Errorf("only %d series gathered", series)
+	}
+	want := `
+# HELP hop_proxy_received_bytes_total Bytes from the internet user (or relayed visitor) toward hopc, per proxy.
+# TYPE hop_proxy_received_bytes_total counter
+hop_proxy_received_bytes_total{node="eu-1",proxy="alice.ssh",type="tcp"} 7
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "hop_proxy_received_bytes_total"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewServer(prometheus.NewRegistry(), "", st); err == nil {
+		t.Error("NewServer with an empty node name succeeded")
+	}
+}

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,9 +62,19 @@ type ProxySample struct {
 	Conns ConnCounts
 }
 
+// LabelNode is the constant label every series of hops carries: the
+// node's name (hops' nodeName), so that the series of several hops nodes
+// behind one load balancer stay apart in one Prometheus.
+const LabelNode = "node"
+
 // NewServer makes hops' metrics and registers them, and a collector of
-// state, on reg.
-func NewServer(reg prometheus.Registerer, state ServerState) (*Server, error) {
+// state, on reg, every series with the constant label node = node (which
+// must not be empty).
+func NewServer(reg prometheus.Registerer, node string, state ServerState) (*Server, error) {
+	if node == "" {
+		return nil, errors.New("metrics: empty node name")
+	}
+	reg = prometheus.WrapRegistererWith(prometheus.Labels{LabelNode: node}, reg)
 	m := &Server{
 		SessionLosses: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hop_session_losses_total",
 			Help: "Client sessions that ended, by cause (heartbeat, mux_keepalive, tcp, server_shutdown, client_closed, replaced, other)."}, []string{"cause"}),

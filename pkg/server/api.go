@@ -93,7 +93,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // ServerInfo is GET /api/serverinfo.
 type ServerInfo struct {
-	Version          string    `json:"version"` // of the hops module build ("(devel)" from a work tree)
+	Version          string    `json:"version"`  // of the hops module build ("(devel)" from a work tree)
+	NodeName         string    `json:"nodeName"` // nodeName, or its default <hostname>:<bindPort>; the node label of /metrics
 	BindPort         int       `json:"bindPort"`
 	StartedAt        time.Time `json:"startedAt"`
 	UptimeSeconds    int64     `json:"uptimeSeconds"`
@@ -106,7 +107,7 @@ type ServerInfo struct {
 func (s *Server) ServerInfo() ServerInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return ServerInfo{Version: buildinfo.Version, BindPort: s.cfg.BindPort, StartedAt: s.started.UTC(),
+	return ServerInfo{Version: buildinfo.Version, NodeName: s.node, BindPort: s.cfg.BindPort, StartedAt: s.started.UTC(),
 		UptimeSeconds: int64(time.Since(s.started).Seconds()), ClientsConnected: len(s.sessions), Proxies: len(s.proxies),
 		EnablePrometheus: s.cfg.EnablePrometheus}
 }

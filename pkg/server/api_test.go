@@ -140,6 +140,9 @@ func TestAPI(t *testing.T) {
 	if info.BindPort != scfg.BindPort || info.ClientsConnected != 1 || info.Proxies != 1 || info.StartedAt.IsZero() || info.Version == "" {
 		t.Fatalf("serverinfo %+v", info)
 	}
+	if want, err := scfg.Node(); err != nil || info.NodeName != want || scfg.NodeName != "" {
+		t.Fatalf("serverinfo nodeName %q; want the default %q (%v)", info.NodeName, want, err)
+	}
 
 	ccancel()
 	if err := <-cdone; err != nil {

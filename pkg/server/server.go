@@ -71,6 +71,7 @@ type Server struct {
 	stun     *stunserver.Server
 	api      *webserver.Server
 	started  time.Time
+	node     string         // cfg.Node(): the node label of the metrics, nodeName of /api/serverinfo
 	bgWG     sync.WaitGroup // API server and tally logger
 
 	handlers sync.WaitGroup // one per accepted control connection
@@ -101,7 +102,11 @@ func New(cfg *config.ServerConfig, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp, gate: gate,
+	node, err := cfg.Node()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, tls: tc, fingerprint: fp, gate: gate, node: node,
 		sessions: map[clientKey]*session{}, proxies: map[proxyKey]*proxy{}, groups: map[string]*tcpGroup{}, history: newHistory(maxHistory), p2p: newP2PState(),
 		started: time.Now()}
 	s.live.Store(cfg)
@@ -133,7 +138,7 @@ func (s *Server) Listen(ctx context.Context) error {
 		return err
 	}
 	s.ln = ln
-	s.log.Info("listening", "addr", ln.Addr().String(), "tls_sha256", s.fingerprint)
+	s.log.Info("listening", "addr", ln.Addr().String(), "node", s.node, "tls_sha256", s.fingerprint)
 	return nil
 }
 

@@ -20,6 +20,7 @@ func testServer(t *testing.T) *Server {
 	t.Helper()
 	cfg := config.DefaultServer()
 	cfg.Auth.Token = "t"
+	cfg.NodeName = "test-node" // the node label of every series
 	s, err := New(&cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

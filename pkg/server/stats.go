@@ -79,7 +79,7 @@ func (s *Server) MetricsSnapshot() metrics.ServerSnapshot {
 // MetricsHandler depends on it.
 func (s *Server) newMetrics() error {
 	s.reg = prometheus.NewRegistry()
-	m, err := metrics.NewServer(s.reg, s)
+	m, err := metrics.NewServer(s.reg, s.node, s)
 	if err != nil {
 		return err
 	}

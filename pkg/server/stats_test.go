@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -79,13 +80,13 @@ func TestMetricsP2P(t *testing.T) {
 	want := `
 # HELP hop_p2p_outcomes_total P2P attempts by NAT classes and outcome (lan, direct, relay).
 # TYPE hop_p2p_outcomes_total counter
-hop_p2p_outcomes_total{outcome="direct",owner_nat="EIM/APDF",visitor_nat="EIM/APDF"} 1
-hop_p2p_outcomes_total{outcome="lan",owner_nat="EIM/APDF",visitor_nat="EIM/APDF"} 1
-hop_p2p_outcomes_total{outcome="relay",owner_nat="unknown",visitor_nat="APDM/APDF"} 1
+hop_p2p_outcomes_total{node="test-node",outcome="direct",owner_nat="EIM/APDF",visitor_nat="EIM/APDF"} 1
+hop_p2p_outcomes_total{node="test-node",outcome="lan",owner_nat="EIM/APDF",visitor_nat="EIM/APDF"} 1
+hop_p2p_outcomes_total{node="test-node",outcome="relay",owner_nat="unknown",visitor_nat="APDM/APDF"} 1
 # HELP hop_p2p_attempts_total P2P attempts whose visitor reported a result, by the NAT classes of visitor and owner.
 # TYPE hop_p2p_attempts_total counter
-hop_p2p_attempts_total{owner_nat="EIM/APDF",visitor_nat="EIM/APDF"} 2
-hop_p2p_attempts_total{owner_nat="unknown",visitor_nat="APDM/APDF"} 1
+hop_p2p_attempts_total{node="test-node",owner_nat="EIM/APDF",visitor_nat="EIM/APDF"} 2
+hop_p2p_attempts_total{node="test-node",owner_nat="unknown",visitor_nat="APDM/APDF"} 1
 `
 	if err := testutil.CollectAndCompare(s.reg, strings.NewReader(want), "hop_p2p_outcomes_total", "hop_p2p_attempts_total"); err != nil {
 		t.Fatal(err)
@@ -151,16 +152,16 @@ func TestMetricsUDPProxy(t *testing.T) {
 	want := `
 # HELP hop_proxy_received_bytes_total Bytes from the internet user (or relayed visitor) toward hopc, per proxy.
 # TYPE hop_proxy_received_bytes_total counter
-hop_proxy_received_bytes_total{proxy="alice.u",type="udp"} 15
+hop_proxy_received_bytes_total{node="test-node",proxy="alice.u",type="udp"} 15
 # HELP hop_proxy_sent_bytes_total Bytes from hopc toward the internet user (or relayed visitor), per proxy.
 # TYPE hop_proxy_sent_bytes_total counter
-hop_proxy_sent_bytes_total{proxy="alice.u",type="udp"} 15
+hop_proxy_sent_bytes_total{node="test-node",proxy="alice.u",type="udp"} 15
 # HELP hop_proxy_connections_open Open user connections (UDP: flows; secret proxies: relayed visitor streams) of each proxy.
 # TYPE hop_proxy_connections_open gauge
-hop_proxy_connections_open{proxy="alice.u",type="udp"} 1
+hop_proxy_connections_open{node="test-node",proxy="alice.u",type="udp"} 1
 # HELP hop_proxies Registered proxies by type and state.
 # TYPE hop_proxies gauge
-hop_proxies{state="online",type="udp"} 1
+hop_proxies{node="test-node",state="online",type="udp"} 1
 `
 	if err := testutil.CollectAndCompare(s.reg, strings.NewReader(want), "hop_proxy_received_bytes_total", "hop_proxy_sent_bytes_total", "hop_proxy_connections_open", "hop_proxies"); err != nil {
 		t.Fatal(err)
@@ -187,12 +188,34 @@ func TestMetricsHandler(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	for _, want := range []string{"hop_clients_connected 0", `hop_session_losses_total{cause="heartbeat"} 0`, `hop_logins_refused_total{reason="auth_failed"} 0`} {
+	for _, want := range []string{`hop_clients_connected{node="test-node"} 0`, `hop_session_losses_total{cause="heartbeat",node="test-node"} 0`,
+		`hop_logins_refused_total{node="test-node",reason="auth_failed"} 0`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, body)
 		}
 	}
+	// Every series carries the node label (nodeName).
+	for line := range strings.Lines(string(body)) {
+		if !strings.HasPrefix(line, "#") && !strings.Contains(line, `node="test-node"`) {
+			t.Errorf("a series without node=\"test-node\": %s", line)
+		}
+	}
 	if strings.Contains(string(body), "go_goroutines") {
 		t.Error("/metrics has the default registry's Go collector: the server must use its own registry")
+	}
+}
+
+// nodeName is the label of series registered at start: a reload that
+// changes it needs a restart, and the node stays what it was.
+func TestReloadNodeNameNeedsRestart(t *testing.T) {
+	s := testServer(t)
+	next := *s.cfg
+	next.NodeName = "renamed"
+	applied, restart, err := s.Reload(&next)
+	if err != nil || len(applied) != 0 || !slices.Equal(restart, []string{"nodeName"}) {
+		t.Fatalf("Reload: applied %v, needs restart %v, %v; want nodeName to need a restart", applied, restart, err)
+	}
+	if got := s.ServerInfo().NodeName; got != "test-node" {
+		t.Errorf("serverinfo nodeName after the reload = %q, want test-node", got)
 	}
 }
