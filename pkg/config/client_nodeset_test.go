@@ -83,21 +83,6 @@ var nodesetClientCases = []errorCase{
 		want: "hopc.toml:2: serveraddrs: unknown key; did you mean serverAddrs?"},
 }
 
-func TestParseServerAddrs(t *testing.T) {
-	for _, c := range nodesetClientCases {
-		t.Run(c.name, func(t *testing.T) {
-			setCaseEnv(t, c)
-			cfg, err := ParseClient("hopc.toml", []byte(c.toml))
-			checkErr(t, "hopc.toml", err, c.want)
-			if err == nil {
-				if verr := cfg.Validate(); verr != nil {
-					t.Errorf("parsed config fails Validate: %v", verr)
-				}
-			}
-		})
-	}
-}
-
 func TestServerEndpoints(t *testing.T) {
 	one, err := ParseClient("hopc.toml", []byte(tokenLine+"serverAddr = \"hops.example.com\"\nserverPort = 7001\n"))
 	if err != nil {

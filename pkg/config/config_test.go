@@ -70,7 +70,7 @@ func TestParseServerErrors(t *testing.T) {
 }
 
 func TestParseClientErrors(t *testing.T) {
-	for _, c := range clientCases {
+	for _, c := range append(clientCases, nodesetClientCases...) {
 		t.Run(c.name, func(t *testing.T) {
 			setCaseEnv(t, c)
 			cfg, err := ParseClient("hopc.toml", []byte(c.toml))

@@ -26,16 +26,7 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		dir, err := binaries.Build()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		binDir = dir
-		return m.Run()
-	}())
+	os.Exit(binaries.Main(m, &binDir))
 }
 
 // cell is one client network behind a NAT with its own TCP timeout.

@@ -29,3 +29,17 @@ func Build() (dir string, err error) {
 	}
 	return dir, nil
 }
+
+// Main is a TestMain body for the packages that run the binaries: it
+// builds them, sets *dir to their directory while m runs, and removes it
+// after. It returns the exit code.
+func Main(m interface{ Run() int }, dir *string) int {
+	d, err := Build()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(d)
+	*dir = d
+	return m.Run()
+}
