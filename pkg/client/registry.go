@@ -8,6 +8,7 @@ import (
 	"github.com/hopproxy/hop/pkg/bwlimit"
 	"github.com/hopproxy/hop/pkg/config"
 	"github.com/hopproxy/hop/pkg/drain"
+	"github.com/hopproxy/hop/pkg/protocol"
 )
 
 // registry is what a client serves: its proxies and visitors as the last
@@ -96,7 +97,8 @@ func (c *Client) runningConfig() *config.ClientConfig {
 func (c *Client) attachRegistrar(n *node, ch sender) *registrar {
 	c.run.mu.Lock()
 	defer c.run.mu.Unlock()
-	reg := newRegistrar(ch, c.log.With("server", n.name), c.run.order, c.cfg.Reconnect.MinDelay.Duration, c.cfg.Reconnect.MaxDelay.Duration, c.proxyStarted)
+	reg := newRegistrar(ch, c.log.With("server", n.name), c.run.order, c.cfg.Reconnect.MinDelay.Duration, c.cfg.Reconnect.MaxDelay.Duration,
+		func(p config.ProxyConfig, r *protocol.NewProxyResp) { c.proxyStarted(n, p, r) })
 	reg.down = c.proxyDown
 	reg.port, reg.samePort = c.assignedPort, c.samePort
 	if c.run.regs == nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -246,13 +247,18 @@ func (c *Client) drain(ch *control.Channel, ms *mux.Session) {
 	c.users.CloseAll()
 }
 
-// proxyStarted logs a proxy the server accepted.
-func (c *Client) proxyStarted(p config.ProxyConfig, r *protocol.NewProxyResp) {
+// proxyStarted logs a proxy node n accepted; remote is where users
+// reach it on that node (its host as configured, and the port).
+func (c *Client) proxyStarted(n *node, p config.ProxyConfig, r *protocol.NewProxyResp) {
 	if p.Type.IsSecret() {
-		c.log.Info("secret proxy registered", "proxy", r.Name, "type", p.Type, "local", localDesc(p))
+		c.log.Info("secret proxy registered", "proxy", r.Name, "type", p.Type, "local", localDesc(p), "server", n.name)
 		return
+	}
+	host, _, err := net.SplitHostPort(n.endpoint)
+	if err != nil {
+		host = n.endpoint
 	}
 	c.log.Info("proxy started", "proxy", r.Name, "type", p.Type,
 		"local", localDesc(p),
-		"remote", fmt.Sprintf(":%d", r.RemotePort))
+		"remote", net.JoinHostPort(host, strconv.Itoa(r.RemotePort)), "server", n.name)
 }
