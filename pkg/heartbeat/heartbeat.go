@@ -84,10 +84,29 @@ type Monitor struct {
 	lastHeard time.Time
 	err       error
 
-	stop     chan struct{}
-	done     chan struct{}
-	stopOnce sync.Once
-	reset    chan Config // SetConfig → run
+	// The Monitor runs on two timers, no goroutine of its own (a
+	// server holds one Monitor per client): pingT sends the Pings, checkT
+	// looks for silence ten times per timeout. gen tells the callbacks of
+	// timers that SetConfig replaced to do nothing. All under mu.
+	pingT, checkT *time.Timer
+	gen           uint64
+	ended         bool
+	done          chan struct{}
+	onTimeout     func(error) // OnTimeout's
+}
+
+// OnTimeout has f called with the *TimeoutError when the Monitor times
+// out (from a timer's goroutine; at once if it timed out already). A
+// caller that only has to close the session then needs no goroutine
+// waiting on Done.
+func (m *Monitor) OnTimeout(f func(error)) {
+	m.mu.Lock()
+	m.onTimeout = f
+	err := m.err
+	m.mu.Unlock()
+	if err != nil {
+		f(err)
+	}
 }
 
 // SetConfig changes the interval and timeout of a running Monitor, as
@@ -99,11 +118,10 @@ func (m *Monitor) SetConfig(cfg Config) error {
 		return err
 	}
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.cfg = cfg
-	m.mu.Unlock()
-	select {
-	case m.reset <- cfg:
-	case <-m.done:
+	if !m.ended {
+		m.arm()
 	}
 	return nil
 }
@@ -120,63 +138,81 @@ func (m *Monitor) Config() Config {
 // the peer on the underlying connection.
 func Start(cfg Config, send func(protocol.Message) bool, lastRead func() time.Time) *Monitor {
 	now := time.Now()
-	m := &Monitor{cfg: cfg, send: send, lastRead: lastRead, epoch: now, lastHeard: now,
-		stop: make(chan struct{}), done: make(chan struct{}), reset: make(chan Config)}
-	go m.run()
-	return m
-}
-
-func (m *Monitor) run() {
-	defer close(m.done)
-	var pingT, checkT *time.Ticker
-	var pingC, checkC <-chan time.Time
-	defer func() {
-		for _, t := range []*time.Ticker{pingT, checkT} {
-			if t != nil {
-				t.Stop()
-			}
-		}
-	}()
-	arm := func(cfg Config) {
-		for _, t := range []*time.Ticker{pingT, checkT} {
-			if t != nil {
-				t.Stop()
-			}
-		}
-		pingT, checkT, pingC, checkC = nil, nil, nil, nil
-		if cfg.Interval > 0 {
-			pingT = time.NewTicker(cfg.Interval)
-			pingC = pingT.C
-		}
-		if cfg.Timeout > 0 {
-			checkT = time.NewTicker(max(cfg.Timeout/10, time.Millisecond))
-			checkC = checkT.C
-		}
-	}
+	m := &Monitor{cfg: cfg, send: send, lastRead: lastRead, epoch: now, lastHeard: now, done: make(chan struct{})}
 	m.mu.Lock()
-	cfg := m.cfg
+	m.arm()
 	m.mu.Unlock()
-	arm(cfg)
 	if cfg.Interval > 0 {
 		m.ping()
 	}
-	for {
-		select {
-		case <-m.stop:
-			return
-		case cfg := <-m.reset:
-			arm(cfg)
-		case <-pingC:
-			m.ping()
-		case now := <-checkC:
-			if err := m.check(now); err != nil {
-				m.mu.Lock()
-				m.err = err
-				m.mu.Unlock()
-				return
-			}
+	return m
+}
+
+// arm (re)starts the timers for m.cfg. Callers hold mu.
+func (m *Monitor) arm() {
+	m.stopTimers()
+	m.gen++
+	gen := m.gen
+	if m.cfg.Interval > 0 {
+		m.pingT = time.AfterFunc(m.cfg.Interval, func() { m.onPing(gen) })
+	}
+	if m.cfg.Timeout > 0 {
+		m.checkT = time.AfterFunc(m.checkEvery(), func() { m.onCheck(gen) })
+	}
+}
+
+func (m *Monitor) checkEvery() time.Duration { return max(m.cfg.Timeout/10, time.Millisecond) }
+
+func (m *Monitor) stopTimers() {
+	for _, t := range []*time.Timer{m.pingT, m.checkT} {
+		if t != nil {
+			t.Stop()
 		}
 	}
+	m.pingT, m.checkT = nil, nil
+}
+
+func (m *Monitor) onPing(gen uint64) {
+	m.mu.Lock()
+	if m.ended || gen != m.gen {
+		m.mu.Unlock()
+		return
+	}
+	m.pingT.Reset(m.cfg.Interval)
+	m.mu.Unlock()
+	m.ping()
+}
+
+func (m *Monitor) onCheck(gen uint64) {
+	now := time.Now()
+	m.mu.Lock()
+	if m.ended || gen != m.gen {
+		m.mu.Unlock()
+		return
+	}
+	err := m.checkLocked(now)
+	if err == nil {
+		m.checkT.Reset(m.checkEvery())
+		m.mu.Unlock()
+		return
+	}
+	m.err = err
+	m.end()
+	f := m.onTimeout
+	m.mu.Unlock()
+	if f != nil {
+		f(err)
+	}
+}
+
+// end stops the Monitor, once. Callers hold mu.
+func (m *Monitor) end() {
+	if m.ended {
+		return
+	}
+	m.ended = true
+	m.stopTimers()
+	close(m.done)
 }
 
 func (m *Monitor) ping() {
@@ -191,9 +227,9 @@ func (m *Monitor) ping() {
 	}
 }
 
-func (m *Monitor) check(now time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+// checkLocked returns the timeout error when the peer has been silent
+// for the timeout. Callers hold mu.
+func (m *Monitor) checkLocked(now time.Time) error {
 	heard := m.lastHeard
 	if m.lastRead != nil {
 		if r := m.lastRead(); r.After(heard) {
@@ -259,8 +295,11 @@ func (m *Monitor) Stats() Stats {
 	return m.stats
 }
 
-// Close stops the Monitor and waits for it. Safe to call more than once.
+// Close stops the Monitor. Safe to call more than once. A timer callback
+// that had already fired when Close ran finds the Monitor ended and does
+// nothing.
 func (m *Monitor) Close() {
-	m.stopOnce.Do(func() { close(m.stop) })
-	<-m.done
+	m.mu.Lock()
+	m.end()
+	m.mu.Unlock()
 }

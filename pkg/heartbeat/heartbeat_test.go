@@ -212,3 +212,34 @@ func TestSetConfig(t *testing.T) {
 		b.close()
 	})
 }
+
+// OnTimeout is told of the timeout, once, and at once when registered
+// after it.
+func TestOnTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b := pair(fast, fast)
+		got := make(chan error, 2)
+		a.m.OnTimeout(func(err error) { got <- err })
+		b.mute.Store(true)
+		time.Sleep(2 * fast.Timeout)
+		synctest.Wait()
+		select {
+		case err := <-got:
+			if !errors.Is(err, ErrTimeout) {
+				t.Fatalf("OnTimeout got %v", err)
+			}
+		default:
+			t.Fatal("OnTimeout not called")
+		}
+		late := make(chan error, 1)
+		a.m.OnTimeout(func(err error) { late <- err })
+		if err := <-late; !errors.Is(err, ErrTimeout) {
+			t.Fatalf("late OnTimeout got %v", err)
+		}
+		if len(got) != 0 {
+			t.Fatal("OnTimeout called twice")
+		}
+		a.close()
+		b.close()
+	})
+}

@@ -154,7 +154,13 @@ type Session struct {
 	done      chan struct{}
 	wg        sync.WaitGroup
 
-	kaInterval chan time.Duration // SetKeepaliveInterval → keepalive
+	// The keepalive runs on a timer, not a goroutine of its own (hops
+	// holds a session per client): kaT fires every kaEvery and pings;
+	// kaStop, set once the session ended, keeps callbacks from starting.
+	kaMu    sync.Mutex
+	kaT     *time.Timer // nil with the keepalive off
+	kaEvery time.Duration
+	kaStop  bool
 }
 
 // SetKeepaliveInterval changes the time between mux pings of a running
@@ -163,13 +169,16 @@ type Session struct {
 // whose keepalive is off (KeepaliveInterval 0) or ended, and d <= 0 is
 // ignored.
 func (s *Session) SetKeepaliveInterval(d time.Duration) {
-	if d <= 0 || s.kaInterval == nil {
+	if d <= 0 {
 		return
 	}
-	select {
-	case s.kaInterval <- d:
-	case <-s.closed:
+	s.kaMu.Lock()
+	defer s.kaMu.Unlock()
+	if s.kaT == nil || s.kaStop {
+		return
 	}
+	s.kaEvery = d
+	s.kaT.Reset(d)
 }
 
 // Client starts the client side of a session over conn.
@@ -193,9 +202,10 @@ func start(conn net.Conn, cfg Config, mk func(io.ReadWriteCloser, *yamux.Config)
 	s.wg.Add(1)
 	go s.watch()
 	if cfg.KeepaliveInterval > 0 {
-		s.kaInterval = make(chan time.Duration)
-		s.wg.Add(1)
-		go s.keepalive()
+		s.kaMu.Lock()
+		s.kaEvery = cfg.KeepaliveInterval
+		s.kaT = time.AfterFunc(s.kaEvery, s.keepalive)
+		s.kaMu.Unlock()
 	}
 	return s, nil
 }
@@ -204,43 +214,52 @@ func start(conn net.Conn, cfg Config, mk func(io.ReadWriteCloser, *yamux.Config)
 func (s *Session) watch() {
 	defer s.wg.Done()
 	<-s.closed
+	// No keepalive starts from now; one under way was counted in wg
+	// before this, so Close's Wait waits for it too.
+	s.kaMu.Lock()
+	s.kaStop = true
+	if s.kaT != nil {
+		s.kaT.Stop()
+	}
+	s.kaMu.Unlock()
 	s.setCause(s.conn.firstErr())
 	s.y.Store(nil)
 	close(s.done)
 }
 
+// keepalive is the timer's callback: one mux ping, then the next one
+// scheduled, unless the session ends.
 func (s *Session) keepalive() {
+	s.kaMu.Lock()
+	if s.kaStop {
+		s.kaMu.Unlock()
+		return
+	}
+	s.wg.Add(1) // watch is still in wg: this never races Close's Wait at zero
+	s.kaMu.Unlock()
 	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.KeepaliveInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-		case d := <-s.kaInterval:
-			t.Reset(d)
-			continue
-		case <-s.closed:
+	y := s.y.Load()
+	if y == nil {
+		return
+	}
+	start := time.Now()
+	if _, err := y.Ping(); err != nil {
+		if !errors.Is(err, yamux.ErrTimeout) {
 			return
 		}
-		y := s.y.Load()
-		if y == nil {
-			return
-		}
-		start := time.Now()
-		if _, err := y.Ping(); err != nil {
-			if !errors.Is(err, yamux.ErrTimeout) {
-				return
-			}
-			// A ping stuck behind bulk data on a saturated link is late,
-			// not lost: the link is alive while bytes keep arriving.
-			if silence := time.Since(s.LastRead()); silence < s.cfg.KeepaliveTimeout {
-				continue
-			}
+		// A ping stuck behind bulk data on a saturated link is late, not
+		// lost: the link is alive while bytes keep arriving.
+		if silence := time.Since(s.LastRead()); silence >= s.cfg.KeepaliveTimeout {
 			s.CloseWithCause(fmt.Errorf("%w: no answer to a mux ping within %v and nothing else received meanwhile (mux.keepaliveTimeout)",
 				ErrKeepaliveTimeout, time.Since(start).Round(time.Millisecond)))
 			return
 		}
 	}
+	s.kaMu.Lock()
+	if !s.kaStop {
+		s.kaT.Reset(s.kaEvery)
+	}
+	s.kaMu.Unlock()
 }
 
 func (s *Session) setCause(err error) {

@@ -125,8 +125,11 @@ func (ss *session) run() error {
 	ss.mu.Lock()
 	ss.hb = hb
 	ss.mu.Unlock()
+	// A heartbeat timeout closes the session from the Monitor's timer:
+	// no goroutine per session waits for it.
+	hb.OnTimeout(func(err error) { ss.ms.CloseWithCause(err) })
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() { // streams the client opens: relayed visitor connections
 		defer wg.Done()
 		for {
@@ -136,16 +139,6 @@ func (ss *session) run() error {
 			}
 			ss.srv.connWG.Add(1)
 			go ss.srv.serveVisit(ss, st)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		select {
-		case <-hb.Done():
-			if err := hb.Err(); err != nil {
-				ss.ms.CloseWithCause(err)
-			}
-		case <-ss.ms.Done():
 		}
 	}()
 	for {
