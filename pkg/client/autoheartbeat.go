@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -200,23 +199,18 @@ func (c *Client) probeIdle(ctx context.Context, silence time.Duration) (bool, er
 	if l == nil || l.probeKey == "" {
 		return false, ErrNoSession
 	}
-	addr := l.addr                                                                                     // the path to that node is the one measured
-	raw, err := transport.Dial(ctx, addr, c.cfg.Transport.DialTimeout.Duration, transport.KeepAlive{}) // silent: no keepalive
+	if l.node == nil {
+		return false, ErrNoSession
+	}
+	// The path to that node is the one measured; silent means no TCP
+	// keepalive.
+	raw, tc, err := c.connect(ctx, l.node, transport.KeepAlive{})
 	if err != nil {
-		return false, fmt.Errorf("dial %s: %w", addr, err)
+		return false, err
 	}
 	defer raw.Close()
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
-	raw.SetDeadline(time.Now().Add(c.cfg.Transport.HandshakeTimeout.Duration))
-	tlsCfg := c.tls
-	if l.node != nil {
-		tlsCfg = c.tlsFor(l.node)
-	}
-	tc := tls.Client(raw, tlsCfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
-		return false, fmt.Errorf("TLS handshake with %s: %w", addr, err)
-	}
 	if err := protocol.WriteMsg(tc, &protocol.IdleProbe{SessionID: l.sessionID, ProbeKey: l.probeKey, SilenceMs: silence.Milliseconds()}); err != nil {
 		return false, err
 	}

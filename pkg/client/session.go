@@ -27,16 +27,9 @@ const Software = "hopc/0.1"
 func (c *Client) session(ctx context.Context, n *node) (time.Duration, error) {
 	addr := n.addr
 	ka := c.cfg.Transport.TCPKeepalive
-	raw, err := transport.Dial(ctx, addr, c.cfg.Transport.DialTimeout.Duration,
-		transport.KeepAlive{Idle: ka.Idle.Duration, Interval: ka.Interval.Duration, Count: ka.Count})
+	raw, tc, err := c.connect(ctx, n, transport.KeepAlive{Idle: ka.Idle.Duration, Interval: ka.Interval.Duration, Count: ka.Count})
 	if err != nil {
-		return 0, fmt.Errorf("dial %s: %w", addr, err)
-	}
-	raw.SetDeadline(time.Now().Add(c.cfg.Transport.HandshakeTimeout.Duration))
-	tc := tls.Client(raw, c.tlsFor(n))
-	if err := tc.HandshakeContext(ctx); err != nil {
-		raw.Close()
-		return 0, fmt.Errorf("TLS handshake with %s: %w", addr, err)
+		return 0, err
 	}
 	binding, err := transport.Binding(tc)
 	if err != nil {
@@ -104,6 +97,24 @@ func (c *Client) negotiate(w *protocol.Welcome) heartbeat.Config {
 		}
 	}
 	return hb
+}
+
+// connect dials node n with TCP keepalive ka and does the TLS handshake,
+// within transport.dialTimeout and handshakeTimeout; the deadline stays
+// set on raw for the caller's own handshake. On error nothing is left
+// open.
+func (c *Client) connect(ctx context.Context, n *node, ka transport.KeepAlive) (raw net.Conn, tc *tls.Conn, err error) {
+	raw, err = transport.Dial(ctx, n.addr, c.cfg.Transport.DialTimeout.Duration, ka)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial %s: %w", n.addr, err)
+	}
+	raw.SetDeadline(time.Now().Add(c.cfg.Transport.HandshakeTimeout.Duration))
+	tc = tls.Client(raw, c.tlsFor(n))
+	if err := tc.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, nil, fmt.Errorf("TLS handshake with %s: %w", n.addr, err)
+	}
+	return raw, tc, nil
 }
 
 // tlsFor is the TLS config for node n: without transport.tls.serverName,
