@@ -26,12 +26,11 @@ type node struct {
 	name     string // for logs and status: the endpoint, and the address when they differ
 
 	cancel context.CancelFunc // ends the node's loop (a node DNS no longer lists)
-	done   chan struct{}      // closed when the loop has ended
 
 	live *live // the logged-in session, nil between sessions; under Client.liveMu
 
 	mu    sync.Mutex
-	stats Stats
+	stats Stats // Sessions, Reconnects and LastCause; online is live != nil
 	perm  error // the permanent error that stopped the loop, if any
 }
 
@@ -124,13 +123,12 @@ func (c *Client) runNodes(ctx context.Context) error {
 				if e.Addr != e.Name {
 					name = e.Name + " (" + e.Addr + ")"
 				}
-				n := &node{addr: e.Addr, endpoint: e.Name, name: name, cancel: ncancel, done: make(chan struct{})}
+				n := &node{addr: e.Addr, endpoint: e.Name, name: name, cancel: ncancel}
 				nodes[e.Addr] = n
 				c.addNode(n)
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					defer close(n.done)
 					err := c.runNode(nctx, n)
 					if err == nil {
 						if ctx.Err() == nil { // detached: DNS no longer lists it
@@ -201,7 +199,7 @@ func (c *Client) runNode(ctx context.Context, n *node) error {
 			return nil
 		}
 		n.mu.Lock()
-		n.stats.LastCause, n.stats.LoggedIn = err, false
+		n.stats.LastCause = err
 		n.mu.Unlock()
 		c.mu.Lock()
 		c.stats.LastCause = err

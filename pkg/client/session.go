@@ -57,7 +57,6 @@ func (c *Client) session(ctx context.Context, n *node) (time.Duration, error) {
 	start := time.Now()
 	n.mu.Lock()
 	n.stats.Sessions++
-	n.stats.LoggedIn = true
 	n.mu.Unlock()
 	c.mu.Lock()
 	c.stats.Sessions++
