@@ -73,8 +73,11 @@ func TestAutoHeartbeatLearnsIdleTimeout(t *testing.T) {
 	if !strings.Contains(clog.String(), "heartbeat interval learned: path forgets idle TCP after") {
 		t.Errorf("no info line about what was learnt:\n%s", clog.String())
 	}
+	// The client's status reads hops' accepted interval, which follows the
+	// learnt one a round trip later: compare both views as they settle.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
+		st, _ = client.AutoHeartbeatStatus(c)
 		cs := srv.Clients()
 		if len(cs) == 1 && cs[0].Online && cs[0].HeartbeatIntervalMs == st.Interval.Milliseconds() && cs[0].LearnedIdleMs == st.Survived.Milliseconds() {
 			break

@@ -96,14 +96,16 @@ func launch(t testing.TB, name string, cmd *exec.Cmd, starter func(*exec.Cmd) (f
 		close(p.exited)
 	}()
 	t.Cleanup(func() {
+		state := "running at the end of the test, killed"
 		select {
 		case <-p.exited:
+			state = fmt.Sprintf("had exited before the end of the test: %v", p.err)
 		default:
 			p.cmd.Process.Kill()
 			<-p.exited
 		}
 		if t.Failed() {
-			t.Logf("%s (pid %d) output:\n%s", p.name, p.cmd.Process.Pid, p.out.String())
+			t.Logf("%s (pid %d, %s) output:\n%s", p.name, p.cmd.Process.Pid, state, p.out.String())
 		}
 	})
 	return p

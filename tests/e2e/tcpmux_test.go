@@ -24,9 +24,30 @@ func tcpmuxProxy(name string, port int, extra string) string {
 // status line and, on 200, the tunnel.
 func connect(t *testing.T, addr, target, user, pass string) (string, net.Conn, *bufio.Reader) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	st, c, br, err := tryConnect(t, addr, target, user, pass)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return st, c, br
+}
+
+// connectStatus is connect's status line for a poll: a dial error is
+// logged and gives "", so the poll tries again until its deadline.
+func connectStatus(t *testing.T, addr, target, user, pass string) string {
+	t.Helper()
+	st, _, _, err := tryConnect(t, addr, target, user, pass)
+	if err != nil {
+		t.Logf("CONNECT %s through %s: %v (trying again)", target, addr, err)
+	}
+	return st
+}
+
+// tryConnect is connect, returning a dial error instead of failing.
+func tryConnect(t *testing.T, addr, target, user, pass string) (string, net.Conn, *bufio.Reader, error) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", nil, nil, err
 	}
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(20 * time.Second))
@@ -40,7 +61,7 @@ func connect(t *testing.T, addr, target, user, pass string) (string, net.Conn, *
 	br := bufio.NewReader(c)
 	status, err := br.ReadString('\n')
 	if err != nil {
-		return "", nil, nil
+		return "", nil, nil, nil
 	}
 	for { // the rest of the head
 		l, err := br.ReadString('\n')
@@ -48,7 +69,7 @@ func connect(t *testing.T, addr, target, user, pass string) (string, net.Conn, *
 			break
 		}
 	}
-	return strings.TrimSpace(status), c, br
+	return strings.TrimSpace(status), c, br, nil
 }
 
 // tagService answers each connection with tag and a newline, then echoes.
@@ -86,13 +107,12 @@ func TestTCPMux(t *testing.T) {
 			tcpmuxProxy("pp", pp, "customDomains = [\"pp.hop.test\"]\ntransport.proxyProtocolVersion = \"v2\"\n")))
 	mux := loop(muxPort)
 	eventually(t, ready, "the tcpmux proxies to be routed", func() bool {
-		st, _, _ := connect(t, mux, "shared.hop.test:22", "", "")
-		return st == "HTTP/1.1 200 Connection established"
+		return connectStatus(t, mux, "shared.hop.test:22", "", "") == "HTTP/1.1 200 Connection established"
 	})
 	eventually(t, ready, "every tcpmux proxy to be routed", func() bool {
-		st, _, _ := connect(t, mux, "shared.hop.test:22", "bob", "bobpw")
-		st2, _, _ := connect(t, mux, "tunnel1.hop.test:80", "tu", "tpw")
-		st3, _, _ := connect(t, mux, "pp.hop.test:80", "", "")
+		st := connectStatus(t, mux, "shared.hop.test:22", "bob", "bobpw")
+		st2 := connectStatus(t, mux, "tunnel1.hop.test:80", "tu", "tpw")
+		st3 := connectStatus(t, mux, "pp.hop.test:80", "", "")
 		return st == "HTTP/1.1 200 Connection established" && st2 == st && st3 == st
 	})
 
