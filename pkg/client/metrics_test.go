@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -207,6 +208,16 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	if sample(page, `hop_clients_connected{node="n1"}`) != 0 || strings.Contains(page, `proxy="echo"`) || strings.Contains(page, c.ID()) {
 		t.Errorf("series of a gone client remain:\n%s", page)
 	}
+	// Its proxies are offline now, no longer online.
+	for series, want := range map[string]float64{
+		`hop_proxies{node="n1",state="offline",type="tcp"}`: 1,
+		`hop_proxies{node="n1",state="offline",type="udp"}`: 1,
+		`hop_proxies{node="n1",state="online",type="tcp"}`:  -1,
+	} {
+		if got := sample(page, series); got != want {
+			t.Errorf("hops after the client left: %s = %v, want %v\n%s", series, got, want, page)
+		}
+	}
 	cpage = scrape(t, hopcURL)
 	if sample(cpage, `hop_client_session_losses_total{cause="client_shutdown",`+nodeLabel+`}`) != 1 || sample(cpage, "hop_client_session_up{"+nodeLabel+"}") != 0 {
 		t.Errorf("hopc after shutdown:\n%s", cpage)
@@ -229,7 +240,7 @@ func TestMetricsPromtool(t *testing.T) {
 	port := freePort(t)
 	var srvLog, ownerLog, visLog logBuf
 	scfg, hopsURL := metricsServer(t, port)
-	runServer(t, scfg, srvLog.logger())
+	srv, _ := startServer(t, scfg, srvLog.logger())
 	const secret = "metrics-s3cret"
 	px := config.DefaultProxy(config.ProxyXTCP)
 	px.Name, px.LocalPort, px.SecretKey = "ssh", echoService(t), secret
@@ -269,6 +280,38 @@ func TestMetricsPromtool(t *testing.T) {
 	eventually(t, 30*time.Second, "hops to count the P2P attempt", func() bool {
 		return strings.Contains(scrape(t, hopsURL), "hop_p2p_outcomes_total{")
 	})
+	// hops' API: the visitor's NAT class (from its P2P messages) in its
+	// client entry, and the attempt in the tally under that class; hopc
+	// counts the attempt under the same pair of classes.
+	var class string
+	for _, cl := range srv.Clients() {
+		if cl.ClientID == "laptop" {
+			class = cl.NATClass
+		}
+	}
+	if class == "" || class == "unknown" {
+		t.Errorf("hops' view of the visitor has NAT class %q, want the class it reported: %+v", class, srv.Clients())
+	}
+	resp, err := http.Get("http://" + addr(scfg.WebServer.Port) + "/api/p2p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tally []server.PairStats
+	err = json.NewDecoder(resp.Body).Decode(&tally)
+	resp.Body.Close()
+	if err != nil || len(tally) == 0 || tally[0].VisitorNAT != class || tally[0].Attempts < 1 || tally[0].LAN+tally[0].Direct+tally[0].Relay != tally[0].Attempts {
+		t.Errorf("GET /api/p2p: %+v (%v); want the attempt under visitor class %q", tally, err, class)
+	}
+	if len(tally) > 0 {
+		eventually(t, 10*time.Second, "hopc's count by NAT classes", func() bool {
+			page := scrape(t, visURL)
+			n := 0.0
+			for _, o := range []string{"direct", "lan", "relay"} {
+				n += max(0, sample(page, `hop_client_p2p_nat_outcomes_total{outcome="`+o+`",owner_nat="`+tally[0].OwnerNAT+`",visitor_nat="`+class+`"}`))
+			}
+			return n >= 1
+		})
+	}
 	eventually(t, 10*time.Second, "heartbeat round trips", func() bool {
 		return strings.Contains(scrape(t, hopsURL), `hop_client_heartbeat_rtt_seconds{client="laptop",node="n1"}`) &&
 			strings.Contains(scrape(t, visURL), "hop_client_heartbeat_rtt_seconds{node=")
@@ -329,7 +372,7 @@ func TestMetricsPromtool(t *testing.T) {
 		"hop_client_proxy_received_bytes_total{", "hop_client_proxy_sent_bytes_total{"))
 	check("hopc visitor", visURL, append(hopc, "hop_client_visitor_connections_open{", "hop_client_visitor_connections_total{",
 		"hop_client_visitor_received_bytes_total{", "hop_client_visitor_sent_bytes_total{", "hop_visitor_path{",
-		"hop_client_p2p_attempts_total{", "hop_client_p2p_outcomes_total{", "hop_client_p2p_time_to_direct_seconds_bucket{"))
+		"hop_client_p2p_attempts_total{", "hop_client_p2p_outcomes_total{", "hop_client_p2p_time_to_direct_seconds_bucket{", "hop_client_p2p_nat_outcomes_total{"))
 }
 
 // A link that goes silent is a heartbeat loss for hopc and, once hopc is

@@ -466,13 +466,13 @@ func (l *p2pLink) attempt(lc *linkConn) error {
 			if tr.err != nil {
 				result.Error += "; over TCP: " + tr.err.Error()
 			}
-			v.result(result, class)
+			v.result(result, class, peer.NAT)
 			v.log.Info("direct path failed", "visitor_nat", class, "owner_nat", peer.NAT, "error", result.Error)
 			return fmt.Errorf("punch failed (our NAT %s, theirs %s): %s", class, peer.NAT, result.Error)
 		}
 		result.ElapsedMs = time.Since(start).Milliseconds()
 		tcpOutcome(result, tr.carrier)
-		v.result(result, class)
+		v.result(result, class, peer.NAT)
 		if err := l.attachDirect(lc, xtcp.CarrierTCP, tr.carrier, func() {}); err != nil {
 			return err
 		}
@@ -490,7 +490,7 @@ func (l *p2pLink) attempt(lc *linkConn) error {
 			}
 		}()
 	}
-	v.result(result, class)
+	v.result(result, class, peer.NAT)
 	afterPath := func() {}
 	if conn == mappedConn {
 		afterPath = unmap
@@ -524,8 +524,8 @@ func (l *p2pLink) attempt(lc *linkConn) error {
 
 // result counts a visitor's attempt in hopc's metrics and reports it to
 // the server (reportLater).
-func (v *visitor) result(r *protocol.P2PResult, class string) {
-	v.c.metrics.m.P2PResult(v.cfg.Name, r.Outcome, time.Duration(max(r.ElapsedMs, 0))*time.Millisecond)
+func (v *visitor) result(r *protocol.P2PResult, class, peerNAT string) {
+	v.c.metrics.m.P2PResult(v.cfg.Name, class, peerNAT, r.Outcome, time.Duration(max(r.ElapsedMs, 0))*time.Millisecond)
 	v.c.reportLater(r, class)
 }
 

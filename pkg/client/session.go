@@ -244,7 +244,7 @@ func (c *Client) drain(ch *control.Channel, ms *mux.Session) {
 	grace := c.cfg.GracePeriod.Duration
 	sctx, cancel := context.WithTimeout(context.Background(), min(grace, time.Second))
 	for _, p := range c.runningConfig().Proxies {
-		ch.Send(sctx, &protocol.CloseProxy{Name: p.Name})
+		ch.Send(sctx, &protocol.CloseProxy{Name: p.Name, Shutdown: true})
 	}
 	cancel()
 	if n := c.users.Count(); n > 0 {

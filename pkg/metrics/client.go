@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hopproxy/hop/pkg/xtcp/nat"
 )
 
 // Client holds the event metrics of hopc. The state series come from
@@ -26,6 +28,10 @@ type Client struct {
 	// P2PTimeToDirect is a visitor's time to a direct path:
 	// hop_client_p2p_time_to_direct_seconds{visitor}.
 	P2PTimeToDirect *prometheus.HistogramVec
+	// P2PByNAT counts the attempts by the NAT classes of this hopc (the
+	// visitor) and of the owner, and outcome, as hops' tally does:
+	// hop_client_p2p_nat_outcomes_total{visitor_nat,owner_nat,outcome}.
+	P2PByNAT *prometheus.CounterVec
 }
 
 // ClientState is what hopc reports at every scrape.
@@ -91,6 +97,8 @@ func NewClient(reg prometheus.Registerer, state ClientState, visitors []string) 
 			Help: "P2P attempts of each visitor by outcome (lan, direct, relay)."}, []string{"visitor", "outcome"}),
 		P2PTimeToDirect: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hop_client_p2p_time_to_direct_seconds",
 			Help: "Time from a visitor's P2P start to its direct path.", Buckets: P2PBuckets}, []string{"visitor"}),
+		P2PByNAT: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hop_client_p2p_nat_outcomes_total",
+			Help: "P2P attempts of this hopc's visitors by the NAT classes of visitor and owner, and outcome (lan, direct, relay)."}, []string{"visitor_nat", "owner_nat", "outcome"}),
 	}
 	for _, v := range visitors {
 		m.P2PAttempts.WithLabelValues(v)
@@ -98,7 +106,7 @@ func NewClient(reg prometheus.Registerer, state ClientState, visitors []string) 
 			m.P2POutcomes.WithLabelValues(v, o)
 		}
 	}
-	for _, c := range []prometheus.Collector{m.SessionUp, m.Sessions, m.SessionLosses, m.P2PAttempts, m.P2POutcomes, m.P2PTimeToDirect, &clientCollector{state}} {
+	for _, c := range []prometheus.Collector{m.SessionUp, m.Sessions, m.SessionLosses, m.P2PAttempts, m.P2POutcomes, m.P2PTimeToDirect, m.P2PByNAT, &clientCollector{state}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -122,11 +130,13 @@ func (m *Client) RemoveNode(node string) {
 	m.SessionLosses.DeletePartialMatch(prometheus.Labels{"node": node})
 }
 
-// P2PResult counts one of visitor's attempts.
-func (m *Client) P2PResult(visitor, outcome string, elapsed time.Duration) {
+// P2PResult counts one of visitor's attempts; visitorNAT and ownerNAT are
+// NAT classes (nat.Known: anything else counts as "unknown").
+func (m *Client) P2PResult(visitor, visitorNAT, ownerNAT, outcome string, elapsed time.Duration) {
 	outcome = Outcome(outcome)
 	m.P2PAttempts.WithLabelValues(visitor).Inc()
 	m.P2POutcomes.WithLabelValues(visitor, outcome).Inc()
+	m.P2PByNAT.WithLabelValues(nat.Known(visitorNAT), nat.Known(ownerNAT), outcome).Inc()
 	if outcome != OutcomeRelay {
 		m.P2PTimeToDirect.WithLabelValues(visitor).Observe(elapsed.Seconds())
 	}

@@ -61,7 +61,8 @@ func TestClientCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.P2PResult("v", "failed", 5*time.Second)
+	m.P2PResult("v", "EIM/APDF", "APDM/APDF", "failed", 5*time.Second)
+	m.P2PResult("v", "EIM/APDF", "made-up class", "failed", time.Second)
 	want := `
 # HELP hop_visitor_path 1 for the path an xtcp/xudp visitor's link uses now (direct_udp, direct_tcp, relay), 0 for the others.
 # TYPE hop_visitor_path gauge
@@ -83,10 +84,14 @@ hop_client_visitor_connections_total{type="xtcp",visitor="v"} 0
 # TYPE hop_client_p2p_outcomes_total counter
 hop_client_p2p_outcomes_total{outcome="direct",visitor="v"} 0
 hop_client_p2p_outcomes_total{outcome="lan",visitor="v"} 0
-hop_client_p2p_outcomes_total{outcome="relay",visitor="v"} 1
+hop_client_p2p_outcomes_total{outcome="relay",visitor="v"} 2
+# HELP hop_client_p2p_nat_outcomes_total P2P attempts of this hopc's visitors by the NAT classes of visitor and owner, and outcome (lan, direct, relay).
+# TYPE hop_client_p2p_nat_outcomes_total counter
+hop_client_p2p_nat_outcomes_total{outcome="relay",owner_nat="unknown",visitor_nat="EIM/APDF"} 1
+hop_client_p2p_nat_outcomes_total{outcome="relay",owner_nat="APDM/APDF",visitor_nat="EIM/APDF"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "hop_visitor_path", "hop_client_heartbeat_rtt_seconds",
-		"hop_client_proxy_sent_bytes_total", "hop_client_visitor_connections_total", "hop_client_p2p_outcomes_total"); err != nil {
+		"hop_client_proxy_sent_bytes_total", "hop_client_visitor_connections_total", "hop_client_p2p_outcomes_total", "hop_client_p2p_nat_outcomes_total"); err != nil {
 		t.Fatal(err)
 	}
 	if n := testutil.CollectAndCount(m.P2PTimeToDirect); n != 0 {

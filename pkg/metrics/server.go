@@ -46,6 +46,9 @@ type ServerSnapshot struct {
 	// Proxies are the registered proxies (all online: a refused one is
 	// not registered).
 	Proxies []ProxySample
+	// Offline counts by type the proxies of clients that are gone (from
+	// hops' bounded history of ended sessions).
+	Offline map[string]int
 }
 
 // ClientSample is one logged-in client.
@@ -117,7 +120,7 @@ func (m *Server) P2PResult(visitorNAT, ownerNAT, outcome string, elapsed time.Du
 var (
 	descClients     = prometheus.NewDesc("hop_clients_connected", "Clients logged in now.", nil, nil)
 	descRTT         = prometheus.NewDesc("hop_client_heartbeat_rtt_seconds", "Last app heartbeat round trip of each logged-in client (hops' view; hopc's own view has no client label).", []string{"client"}, nil)
-	descProxies     = prometheus.NewDesc("hop_proxies", "Registered proxies by type and state.", []string{"type", "state"}, nil)
+	descProxies     = prometheus.NewDesc("hop_proxies", "Proxies by type and state: online (registered by a live session) or offline (of a client that is gone).", []string{"type", "state"}, nil)
 	descConnsOpen   = prometheus.NewDesc("hop_proxy_connections_open", "Open user connections (UDP: flows; secret proxies: relayed visitor streams) of each proxy.", []string{"proxy", "type"}, nil)
 	descConnsTotal  = prometheus.NewDesc("hop_proxy_connections_total", "User connections (UDP: flows; secret proxies: relayed visitor streams) each proxy has had.", []string{"proxy", "type"}, nil)
 	descBytesIn     = prometheus.NewDesc("hop_proxy_received_bytes_total", "Bytes from the internet user (or relayed visitor) toward hopc, per proxy.", []string{"proxy", "type"}, nil)
@@ -152,5 +155,8 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for typ, n := range byType {
 		ch <- prometheus.MustNewConstMetric(descProxies, prometheus.GaugeValue, float64(n), typ, "online")
+	}
+	for typ, n := range s.Offline {
+		ch <- prometheus.MustNewConstMetric(descProxies, prometheus.GaugeValue, float64(n), typ, "offline")
 	}
 }

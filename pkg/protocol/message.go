@@ -216,9 +216,12 @@ type NewProxyResp struct {
 	Error   string   `json:"error,omitempty"`
 }
 
-// CloseProxy releases a proxy's public port.
+// CloseProxy releases a proxy's public port. Shutdown is set when the
+// client is stopping (not removing the proxy): the server then keeps the
+// proxy in its history of the client, as offline.
 type CloseProxy struct {
-	Name string `json:"name"`
+	Name     string `json:"name"`
+	Shutdown bool   `json:"shutdown,omitempty"`
 }
 
 // Ping is an app heartbeat. SentNanos is the sender's own clock, echoed

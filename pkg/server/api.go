@@ -164,7 +164,7 @@ func (s *Server) Clients() []ClientInfo {
 	}
 	for _, h := range hist {
 		out = append(out, ClientInfo{User: h.User, ClientID: h.ClientID, Addr: h.Addr, NATClass: h.NAT,
-			ConnectedAt: h.ConnectedAt.UTC(), Sessions: h.Sessions, Proxies: []string{}, Losses: h.Losses})
+			ConnectedAt: h.ConnectedAt.UTC(), Sessions: h.Sessions, Proxies: append([]string{}, h.Proxies...), Losses: h.Losses})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].User != out[j].User {
@@ -185,16 +185,19 @@ type ProxyInfo struct {
 	Type       string `json:"type"`
 	RemotePort int    `json:"remotePort"` // 0 for secret proxies (stcp, xtcp...)
 	// Domains (http, https, tcpmux) are the host names routed to the proxy.
-	Domains    []string `json:"domains,omitempty"`
-	State      string   `json:"state"` // "online": registered by a live session
-	ConnsOpen  int64    `json:"connsOpen"`
-	ConnsTotal int64    `json:"connsTotal"`
-	BytesIn    int64    `json:"bytesIn"`
-	BytesOut   int64    `json:"bytesOut"`
+	Domains []string `json:"domains,omitempty"`
+	// State is "online" (registered by a live session) or "offline" (a
+	// proxy of a client that is gone, from the bounded history, until the
+	// client is back or forgotten; its counters are 0).
+	State      string `json:"state"`
+	ConnsOpen  int64  `json:"connsOpen"`
+	ConnsTotal int64  `json:"connsTotal"`
+	BytesIn    int64  `json:"bytesIn"`
+	BytesOut   int64  `json:"bytesOut"`
 }
 
 // Proxies lists the registered proxies with their counters, sorted by
-// user and name.
+// user and name, then the offline ones (OfflineProxies).
 func (s *Server) Proxies() []ProxyInfo {
 	stats := s.ProxyStats()
 	out := make([]ProxyInfo, len(stats))
@@ -202,6 +205,42 @@ func (s *Server) Proxies() []ProxyInfo {
 		out[i] = ProxyInfo{Name: p.Name, User: p.User, ClientID: p.ClientID, Type: p.Type, RemotePort: p.RemotePort, Domains: p.Domains, State: "online",
 			ConnsOpen: p.ConnsOpen, ConnsTotal: p.ConnsTotal, BytesIn: p.BytesIn, BytesOut: p.BytesOut}
 	}
+	return append(out, s.OfflineProxies()...)
+}
+
+// OfflineProxies lists, from the history, the proxies of clients that are
+// gone (their last session's), sorted by user, client ID and name. A
+// proxy name another live client holds now is not listed.
+func (s *Server) OfflineProxies() []ProxyInfo {
+	s.mu.Lock()
+	hist := s.history.snapshot()
+	for _, ss := range s.sessions {
+		delete(hist, ss.key().String())
+	}
+	held := make(map[proxyKey]bool, len(s.proxies))
+	for k := range s.proxies {
+		held[k] = true
+	}
+	s.mu.Unlock()
+	var out []ProxyInfo
+	for _, h := range hist {
+		for i, name := range h.Proxies {
+			if held[proxyKey{user: h.User, name: name}] {
+				continue
+			}
+			out = append(out, ProxyInfo{Name: name, User: h.User, ClientID: h.ClientID, Type: h.ProxyTypes[i], State: "offline"})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.User != b.User {
+			return a.User < b.User
+		}
+		if a.ClientID != b.ClientID {
+			return a.ClientID < b.ClientID
+		}
+		return a.Name < b.Name
+	})
 	return out
 }
 

@@ -106,6 +106,7 @@ func TestAPI(t *testing.T) {
 	ccfg.ServerAddr, ccfg.ServerPort, ccfg.ClientID = "127.0.0.1", scfg.BindPort, "laptop"
 	ccfg.Auth.Token = "t"
 	ccfg.GracePeriod = config.Dur(200 * time.Millisecond)
+	ccfg.Heartbeat.Interval = config.Dur(100 * time.Millisecond)
 	p := config.DefaultProxy(config.ProxyTCP)
 	p.Name, p.LocalPort, p.RemotePort = "ssh", 22, remote
 	ccfg.Proxies = []config.ProxyConfig{p}
@@ -127,7 +128,10 @@ func TestAPI(t *testing.T) {
 		t.Fatalf("proxies %+v, want %+v", proxies, want)
 	}
 	var clients []server.ClientInfo
-	apiGet(t, base+"/api/clients", "pw", &clients)
+	eventually(t, "a heartbeat round trip and a second of uptime", func() bool {
+		apiGet(t, base+"/api/clients", "pw", &clients)
+		return len(clients) == 1 && clients[0].HeartbeatRttMs > 0 && clients[0].UptimeSeconds >= 1
+	})
 	if len(clients) != 1 || !clients[0].Online || clients[0].ClientID != "laptop" || clients[0].Sessions != 1 ||
 		len(clients[0].Proxies) != 1 || clients[0].Proxies[0] != "ssh" || clients[0].ConnectedAt.IsZero() || len(clients[0].Losses) != 0 {
 		t.Fatalf("clients %+v", clients)
@@ -153,12 +157,13 @@ func TestAPI(t *testing.T) {
 		apiGet(t, base+"/api/clients", "pw", &clients)
 		return len(clients) == 1 && !clients[0].Online
 	})
-	if cl := clients[0]; cl.UptimeSeconds != 0 || cl.Sessions != 1 || len(cl.Losses) != 1 || cl.Losses[0].Cause == "" || cl.Losses[0].At.IsZero() || len(cl.Proxies) != 0 {
+	if cl := clients[0]; cl.UptimeSeconds != 0 || cl.Sessions != 1 || len(cl.Losses) != 1 || cl.Losses[0].Cause == "" || cl.Losses[0].At.IsZero() || !reflect.DeepEqual(cl.Proxies, []string{"ssh"}) ||
+		cl.HeartbeatRttMs != 0 || cl.NATClass != "" {
 		t.Fatalf("gone client %+v", cl)
 	}
 	apiGet(t, base+"/api/proxies", "pw", &proxies)
-	if len(proxies) != 0 {
-		t.Fatalf("proxies after the client left: %+v", proxies)
+	if want := []server.ProxyInfo{{Name: "ssh", ClientID: "laptop", Type: "tcp", State: "offline"}}; !reflect.DeepEqual(proxies, want) {
+		t.Fatalf("proxies after the client left: %+v, want %+v", proxies, want)
 	}
 	var rows []server.PairStats
 	if code := apiGet(t, base+"/api/p2p", "pw", &rows); code != 200 {

@@ -47,6 +47,7 @@ func (h *history) record(k clientKey, cause error, t time.Time, info sessionInfo
 	he.h.LastEnd = t
 	he.h.User, he.h.ClientID = k.user, k.clientID
 	he.h.Addr, he.h.NAT, he.h.ConnectedAt = info.addr, info.nat, info.connectedAt
+	he.h.Proxies, he.h.ProxyTypes = info.proxies, info.types
 	why := "session ended"
 	if cause != nil {
 		why = cause.Error()
@@ -67,6 +68,7 @@ func (h *history) snapshot() map[string]ClientHistory {
 	for id, e := range h.byID {
 		h := e.Value.(*historyEntry).h
 		h.Losses = slices.Clone(h.Losses)
+		h.Proxies, h.ProxyTypes = slices.Clone(h.Proxies), slices.Clone(h.ProxyTypes)
 		out[id] = h
 	}
 	return out

@@ -303,27 +303,9 @@ func pathKind(s string) string {
 	return "unknown"
 }
 
-// natClasses is every NAT class a hop client reports: "none" (not behind
-// a NAT), "unknown", and the pairs nat.Classify names ("EIM/APDF"...).
-var natClasses = func() map[string]bool {
-	m := map[string]bool{"none": true, "unknown": true}
-	bs := []nat.Behavior{nat.Unknown, nat.EndpointIndependent, nat.AddressDependent, nat.AddressAndPortDependent}
-	for _, mp := range bs {
-		for _, f := range bs {
-			m[nat.Classify(mp, f)] = true
-		}
-	}
-	return m
-}()
-
 // natClass is s if it is a known NAT class, else "unknown": the tally's
 // keys come from clients, and must not grow with whatever they send.
-func natClass(s string) string {
-	if natClasses[s] {
-		return s
-	}
-	return "unknown"
-}
+func natClass(s string) string { return nat.Known(s) }
 
 // P2PTally returns the outcomes per pair of NAT behaviours, sorted.
 func (s *Server) P2PTally() []PairStats {

@@ -440,12 +440,14 @@ func (s *Server) register(ss *session) error {
 }
 
 func (s *Server) unregister(ss *session, cause error) {
+	info := ss.info()
+	info.proxies, info.types = ss.lastProxies() // before they close
 	ss.closeProxies()
 	s.mu.Lock()
 	if s.sessions[ss.key()] == ss {
 		delete(s.sessions, ss.key())
 	}
-	s.history.record(ss.key(), cause, time.Now(), ss.info())
+	s.history.record(ss.key(), cause, time.Now(), info)
 	s.mu.Unlock()
 	s.metrics.SessionLosses.WithLabelValues(lossCause(cause)).Inc()
 	close(ss.ended)
@@ -481,6 +483,10 @@ type ClientHistory struct {
 	ConnectedAt time.Time
 	// Losses are the last maxLosses session ends, oldest first.
 	Losses []Loss
+	// Proxies are the proxies the last ended session had registered,
+	// sorted by name, and ProxyTypes their types: while the client is
+	// away they are its offline proxies (GET /api/proxies, hop_proxies).
+	Proxies, ProxyTypes []string
 }
 
 // Loss is one ended session of a client: when, and why.

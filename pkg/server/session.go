@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -47,6 +48,11 @@ type session struct {
 	log      *slog.Logger
 	ended    chan struct{} // closed after unregister
 
+	// stopped are the proxies the client closed because it is stopping
+	// (CloseProxy.shutdown), name → type, under mu: with those still
+	// open, they are its offline proxies once the session ends.
+	stopped map[string]string
+
 	addr        string    // the client's address
 	connectedAt time.Time // login
 
@@ -72,6 +78,7 @@ type sessionInfo struct {
 	connectedAt time.Time
 	rtt         time.Duration // last heartbeat RTT, 0 before the first
 	proxies     []string      // sorted
+	types       []string      // the type of each of proxies
 	// The heartbeat interval in force, and for an auto client the
 	// longest idle silence it saw the path survive (0: none yet or not
 	// auto).
@@ -90,7 +97,27 @@ func (ss *session) info() sessionInfo {
 		in.proxies = append(in.proxies, name)
 	}
 	slices.Sort(in.proxies)
+	for _, name := range in.proxies {
+		in.types = append(in.types, ss.proxies[name].typ)
+	}
 	return in
+}
+
+// lastProxies are the session's proxies as it ends, sorted, with their
+// types: those still open and those the client closed as it stopped.
+func (ss *session) lastProxies() (names, types []string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	all := make(map[string]string, len(ss.proxies)+len(ss.stopped))
+	maps.Copy(all, ss.stopped)
+	for name, p := range ss.proxies {
+		all[name] = p.typ
+	}
+	names = slices.Sorted(maps.Keys(all))
+	for _, name := range names {
+		types = append(types, all[name])
+	}
+	return names, types
 }
 
 // noteNAT records the NAT class a P2P message of the client carried.
@@ -204,7 +231,15 @@ func (ss *session) handle(msg protocol.Message) error {
 		ss.mu.Unlock()
 		if p != nil {
 			ss.srv.closeProxy(p)
-			ss.log.Info("proxy closed by client", "proxy", p.fullName())
+			ss.log.Info("proxy closed by client", "proxy", p.fullName(), "client_stopping", m.Shutdown)
+			if m.Shutdown {
+				ss.mu.Lock()
+				if ss.stopped == nil {
+					ss.stopped = map[string]string{}
+				}
+				ss.stopped[p.name] = p.typ
+				ss.mu.Unlock()
+			}
 		}
 		return nil
 	default:

@@ -71,6 +71,12 @@ func (s *Server) MetricsSnapshot() metrics.ServerSnapshot {
 		snap.Proxies = append(snap.Proxies, metrics.ProxySample{Proxy: qualify(p.User, p.Name), Type: p.Type,
 			Conns: metrics.ConnCounts{Open: p.ConnsOpen, Total: p.ConnsTotal, In: p.BytesIn, Out: p.BytesOut}})
 	}
+	for _, p := range s.OfflineProxies() {
+		if snap.Offline == nil {
+			snap.Offline = map[string]int{}
+		}
+		snap.Offline[p.Type]++
+	}
 	return snap
 }
 

@@ -159,7 +159,7 @@ hop_proxy_sent_bytes_total{node="test-node",proxy="alice.u",type="udp"} 15
 # HELP hop_proxy_connections_open Open user connections (UDP: flows; secret proxies: relayed visitor streams) of each proxy.
 # TYPE hop_proxy_connections_open gauge
 hop_proxy_connections_open{node="test-node",proxy="alice.u",type="udp"} 1
-# HELP hop_proxies Registered proxies by type and state.
+# HELP hop_proxies Proxies by type and state: online (registered by a live session) or offline (of a client that is gone).
 # TYPE hop_proxies gauge
 hop_proxies{node="test-node",state="online",type="udp"} 1
 `

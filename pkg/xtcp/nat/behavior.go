@@ -58,3 +58,26 @@ func (b Behavior) abbrev() string {
 func Classify(mapping, filtering Behavior) string {
 	return mapping.abbrev() + "M/" + filtering.abbrev() + "F"
 }
+
+// classes is every NAT class a hop client reports: "none" (not behind a
+// NAT), "unknown", and the pairs Classify names ("EIM/APDF"...).
+var classes = func() map[string]bool {
+	m := map[string]bool{"none": true, "unknown": true}
+	bs := []Behavior{Unknown, EndpointIndependent, AddressDependent, AddressAndPortDependent}
+	for _, mp := range bs {
+		for _, f := range bs {
+			m[Classify(mp, f)] = true
+		}
+	}
+	return m
+}()
+
+// Known is s if it is a NAT class a hop client reports, else "unknown":
+// a class that came from a peer or a client can then label a metric or
+// key a table without growing it with whatever was sent.
+func Known(s string) string {
+	if classes[s] {
+		return s
+	}
+	return "unknown"
+}
