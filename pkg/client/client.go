@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/hopproxy/hop/pkg/drain"
 	"github.com/hopproxy/hop/pkg/idletimeout"
 	"github.com/hopproxy/hop/pkg/logging"
+	"github.com/hopproxy/hop/pkg/metrics"
 	"github.com/hopproxy/hop/pkg/nodeset"
 	"github.com/hopproxy/hop/pkg/protocol"
 	"github.com/hopproxy/hop/pkg/transport"
@@ -192,6 +194,24 @@ func (c *Client) Run(ctx context.Context) error {
 	defer c.closers.closeAll()
 	defer c.stopVisitors()
 	return c.runNodes(ctx)
+}
+
+// loginFailure is the reason label of hop_client_login_failures_total for
+// a login that failed with err.
+func loginFailure(err error) string {
+	var oe *net.OpError
+	var cve *tls.CertificateVerificationError
+	var ae tls.AlertError
+	var rhe tls.RecordHeaderError
+	switch {
+	case errors.As(err, &oe) && oe.Op == "dial":
+		return metrics.ReasonConnect
+	case errors.Is(err, transport.ErrCertPin), errors.As(err, &cve), errors.As(err, &ae), errors.As(err, &rhe):
+		return metrics.ReasonTLS
+	case errors.Is(err, auth.ErrServerProof):
+		return metrics.ReasonServerProof
+	}
+	return metrics.RefusalReason(err)
 }
 
 // permanent returns err wrapped with ErrPermanent when no reconnect can

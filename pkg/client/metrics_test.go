@@ -2,8 +2,11 @@ package client_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -418,4 +421,43 @@ func TestMetricsSessionLossCauses(t *testing.T) {
 	eventually(t, 5*time.Second, "hopc to count the server's close", func() bool {
 		return sample(scrape(t, hopcURL), `hop_client_session_losses_total{cause="server_closed",`+nl+`}`) == 1
 	})
+}
+
+// A login that fails counts on hopc by reason: a node where nothing
+// listens is "connect", one that refuses the token "auth_failed" (and
+// hopc gives up on it).
+func TestMetricsLoginFailures(t *testing.T) {
+	port, closed := freePort(t), freePort(t)
+	runServer(t, serverConfig(port), slog.New(slog.DiscardHandler))
+	ccfg := clientConfig(port)
+	ccfg.Auth.Token = "not-the-token"
+	ccfg.EnablePrometheus, ccfg.WebServer.Port = true, freePort(t)
+	c, err := client.New(ccfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := hopcMetrics(t, c)
+	if err := c.Run(context.Background()); !errors.Is(err, client.ErrPermanent) {
+		t.Fatalf("Run with a wrong token: %v, want ErrPermanent", err)
+	}
+	page := scrape(t, url)
+	node := `node="` + addr(port) + `"`
+	if got := sample(page, `hop_client_login_failures_total{`+node+`,reason="auth_failed"}`); got != 1 {
+		t.Errorf("auth_failed = %v, want 1:\n%s", got, page)
+	}
+	if got := sample(page, `hop_client_login_failures_total{`+node+`,reason="connect"}`); got != 0 {
+		t.Errorf("connect = %v, want 0 (the series exists at zero)", got)
+	}
+
+	ncfg := clientConfig(closed)
+	ncfg.EnablePrometheus, ncfg.WebServer.Port = true, freePort(t)
+	ncfg.Reconnect.MinDelay, ncfg.Reconnect.MaxDelay = config.Dur(10*time.Millisecond), config.Dur(50*time.Millisecond)
+	nc, stop := runClient(t, ncfg, slog.New(slog.DiscardHandler))
+	nurl := hopcMetrics(t, nc)
+	eventually(t, 10*time.Second, "failed connects to count", func() bool {
+		return sample(scrape(t, nurl), `hop_client_login_failures_total{node="`+addr(closed)+`",reason="connect"}`) >= 2
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
 }

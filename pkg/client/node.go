@@ -208,6 +208,9 @@ func (c *Client) runNode(ctx context.Context, n *node) error {
 		if c.auto != nil && up > 0 {
 			c.auto.sessionEnded(err)
 		}
+		if up == 0 && err != nil {
+			c.metrics.m.LoginFailures.WithLabelValues(n.addr, loginFailure(err)).Inc()
+		}
 		if perm := permanent(err); perm != nil {
 			c.log.Error("giving up on this server: this cannot be fixed by reconnecting", "server", n.name, "error", err)
 			return perm

@@ -64,6 +64,18 @@ const (
 	ReasonOther             = "other"
 )
 
+// Reasons a login of hopc failed, besides those hops reports
+// (RefusalReasons): the values of the reason label of
+// hop_client_login_failures_total.
+const (
+	ReasonConnect     = "connect"      // the TCP connection to the node failed
+	ReasonServerProof = "server_proof" // the server did not prove it knows the token
+)
+
+// ClientLoginFailureReasons is every reason hopc reports.
+var ClientLoginFailureReasons = []string{ReasonConnect, ReasonTLS, ReasonServerProof, ReasonAuthFailed, ReasonVersion, ReasonBadRequest,
+	ReasonHeartbeatRequired, ReasonShuttingDown, ReasonClientIDInUse, ReasonOther}
+
 // RefusalReasons is every reason hops reports.
 var RefusalReasons = []string{ReasonAuthFailed, ReasonVersion, ReasonBadRequest, ReasonHeartbeatRequired,
 	ReasonShuttingDown, ReasonClientIDInUse, ReasonTooManyHandshakes, ReasonTLS, ReasonOther}

@@ -28,6 +28,10 @@ type Client struct {
 	// P2PTimeToDirect is a visitor's time to a direct path:
 	// hop_client_p2p_time_to_direct_seconds{visitor}.
 	P2PTimeToDirect *prometheus.HistogramVec
+	// LoginFailures counts the logins to a node that failed, by reason
+	// (ClientLoginFailureReasons):
+	// hop_client_login_failures_total{node,reason}.
+	LoginFailures *prometheus.CounterVec
 	// P2PByNAT counts the attempts by the NAT classes of this hopc (the
 	// visitor) and of the owner, and outcome, as hops' tally does:
 	// hop_client_p2p_nat_outcomes_total{visitor_nat,owner_nat,outcome}.
@@ -97,6 +101,8 @@ func NewClient(reg prometheus.Registerer, state ClientState, visitors []string) 
 			Help: "P2P attempts of each visitor by outcome (lan, direct, relay)."}, []string{"visitor", "outcome"}),
 		P2PTimeToDirect: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "hop_client_p2p_time_to_direct_seconds",
 			Help: "Time from a visitor's P2P start to its direct path.", Buckets: P2PBuckets}, []string{"visitor"}),
+		LoginFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hop_client_login_failures_total",
+			Help: "Logins to each hops node that failed, by reason (connect, tls, server_proof, or the code hops refused with)."}, []string{"node", "reason"}),
 		P2PByNAT: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hop_client_p2p_nat_outcomes_total",
 			Help: "P2P attempts of this hopc's visitors by the NAT classes of visitor and owner, and outcome (lan, direct, relay)."}, []string{"visitor_nat", "owner_nat", "outcome"}),
 	}
@@ -106,7 +112,7 @@ func NewClient(reg prometheus.Registerer, state ClientState, visitors []string) 
 			m.P2POutcomes.WithLabelValues(v, o)
 		}
 	}
-	for _, c := range []prometheus.Collector{m.SessionUp, m.Sessions, m.SessionLosses, m.P2PAttempts, m.P2POutcomes, m.P2PTimeToDirect, m.P2PByNAT, &clientCollector{state}} {
+	for _, c := range []prometheus.Collector{m.SessionUp, m.Sessions, m.SessionLosses, m.P2PAttempts, m.P2POutcomes, m.P2PTimeToDirect, m.P2PByNAT, m.LoginFailures, &clientCollector{state}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -121,6 +127,9 @@ func (m *Client) AddNode(node string) {
 	for _, c := range ClientLossCauses {
 		m.SessionLosses.WithLabelValues(node, c)
 	}
+	for _, r := range ClientLoginFailureReasons {
+		m.LoginFailures.WithLabelValues(node, r)
+	}
 }
 
 // RemoveNode drops the series of a node hopc no longer attaches to.
@@ -128,6 +137,7 @@ func (m *Client) RemoveNode(node string) {
 	m.SessionUp.DeleteLabelValues(node)
 	m.Sessions.DeleteLabelValues(node)
 	m.SessionLosses.DeletePartialMatch(prometheus.Labels{"node": node})
+	m.LoginFailures.DeletePartialMatch(prometheus.Labels{"node": node})
 }
 
 // P2PResult counts one of visitor's attempts; visitorNAT and ownerNAT are
