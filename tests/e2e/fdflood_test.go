@@ -234,3 +234,39 @@ func TestFDFloodVisitorPort(t *testing.T) {
 		}
 	}
 }
+
+// TestFDFloodVhostPort: the same for the vhost HTTP port: a flood that
+// exhausts hops' descriptors there leaves the vhost port serving requests
+// once the flood is gone.
+func TestFDFloodVhostPort(t *testing.T) {
+	srvPort, httpPort := freePort(t), freePort(t)
+	srv := startLimited(t, "hops", serverConfig(srvPort, fmt.Sprintf("vhostHTTPPort = %d\n", httpPort)), fdLimit)
+	waitListening(t, loop(srvPort), ready)
+	cli := start2(t, srvPort, httpProxy("web", infoService(t, "flooded"), `customDomains = ["flood.hop.test"]`))
+	c := vhostClient(loop(httpPort), nil)
+	get := func() bool {
+		resp, err := c.Get("http://flood.hop.test/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}
+	eventually(t, ready, "the http proxy to be routed", get)
+	c.CloseIdleConnections()
+	t.Logf("hops with a client and an http proxy: %d descriptors open", srv.openFDs())
+
+	began := time.Now()
+	closeAll(exhaust(t, srv, loop(httpPort)))
+	if !srv.running() {
+		t.Fatalf("hops exited (code %d) after a flood of its vhost HTTP port", srv.waitExit(time.Second))
+	}
+	eventually(t, ready, "the vhost port to serve again after the flood", get)
+	checkFDLog(t, srv, began)
+	c.CloseIdleConnections()
+	for _, p := range []*proc{cli, srv} {
+		if code := p.interrupt(10 * time.Second); code != 0 {
+			t.Fatalf("%s exit code %d after SIGINT", p.name, code)
+		}
+	}
+}
