@@ -183,7 +183,7 @@ func (s *Server) p2pAnswer(ss *session, m *protocol.P2PAnswer) {
 		return
 	}
 	s.p2p.mu.Lock()
-	a.ownerNAT = natClass(m.NAT)
+	a.ownerNAT = nat.Known(m.NAT)
 	a.answered = true
 	s.p2p.mu.Unlock()
 	rttV, rttO := a.visitor.hb.Stats().LastRTT, a.owner.hb.Stats().LastRTT
@@ -238,7 +238,7 @@ func (s *Server) p2pResult(ss *session, m *protocol.P2PResult) {
 	if m.NAT != "" {
 		a.visitorNAT = m.NAT
 	}
-	key := natPair{Visitor: natClass(a.visitorNAT), Owner: natClass(a.ownerNAT)}
+	key := natPair{Visitor: nat.Known(a.visitorNAT), Owner: nat.Known(a.ownerNAT)}
 	path := pathKind(m.Path)
 	transport := transportKind(m.Transport)
 	ps := st.pairs[key]
@@ -302,10 +302,6 @@ func pathKind(s string) string {
 	}
 	return "unknown"
 }
-
-// natClass is s if it is a known NAT class, else "unknown": the tally's
-// keys come from clients, and must not grow with whatever they send.
-func natClass(s string) string { return nat.Known(s) }
 
 // P2PTally returns the outcomes per pair of NAT behaviours, sorted.
 func (s *Server) P2PTally() []PairStats {

@@ -17,6 +17,7 @@ import (
 	"github.com/hopproxy/hop/pkg/heartbeat"
 	"github.com/hopproxy/hop/pkg/mux"
 	"github.com/hopproxy/hop/pkg/protocol"
+	"github.com/hopproxy/hop/pkg/xtcp/nat"
 )
 
 // clientKey is a client's identity on the server: its authenticated user
@@ -78,7 +79,7 @@ type sessionInfo struct {
 	connectedAt time.Time
 	rtt         time.Duration // last heartbeat RTT, 0 before the first
 	proxies     []string      // sorted
-	types       []string      // the type of each of proxies
+	types       []string      // the type of each of proxies; set only for the history (lastProxies)
 	// The heartbeat interval in force, and for an auto client the
 	// longest idle silence it saw the path survive (0: none yet or not
 	// auto).
@@ -97,9 +98,6 @@ func (ss *session) info() sessionInfo {
 		in.proxies = append(in.proxies, name)
 	}
 	slices.Sort(in.proxies)
-	for _, name := range in.proxies {
-		in.types = append(in.types, ss.proxies[name].typ)
-	}
 	return in
 }
 
@@ -126,7 +124,7 @@ func (ss *session) noteNAT(class string) {
 		return
 	}
 	ss.mu.Lock()
-	ss.nat = natClass(class)
+	ss.nat = nat.Known(class)
 	ss.mu.Unlock()
 }
 
