@@ -264,3 +264,37 @@ func TestConfigs(t *testing.T) {
 		t.Errorf("proxy types %q, want tcp and http", types)
 	}
 }
+
+// TestStopSignalExit checks that a process killed by stop's SIGINT is a
+// clean stop only for a kind whose binaries install no handler (frp), and
+// that a process which exits with an error on SIGINT is always reported.
+func TestStopSignalExit(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		script       string
+		diesOnSignal bool
+		wantErr      bool
+	}{
+		{"killed, dies on signal", "echo ready; exec sleep 30", true, false},
+		{"killed, handler expected", "echo ready; exec sleep 30", false, true},
+		{"exit 3 on SIGINT", "trap 'exit 3' INT; echo ready; while :; do sleep 0.05; done", true, true},
+		{"exit 0 on SIGINT", "trap 'exit 0' INT; echo ready; while :; do sleep 0.05; done", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := startProc("sh", "/bin/sh", "-c", tc.script)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.diesOnSignal = tc.diesOnSignal
+			// Wait until the shell runs the script, so that the trap is set.
+			if err := poll(context.Background(), 10*time.Second, func() bool { return strings.Contains(p.log.String(), "ready") }, func() string { return "no output from sh" }); err != nil {
+				p.cmd.Process.Kill()
+				t.Fatal(err)
+			}
+			err = p.stop(10 * time.Second)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("stop: %v, want error: %v", err, tc.wantErr)
+			}
+		})
+	}
+}

@@ -264,6 +264,11 @@ const howToRead = `
   Read only its network rows: its open-file counts show it keeps some
   connections of earlier phases open, so its memory rows are not
   comparable with hop's.
+- **frp**, when its column is there, is frp v0.70.1 built from source,
+  static and stripped like hop (git checkout v0.70.1, then
+  CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -tags frps,noweb
+  ./cmd/frps, and the same with frpc,noweb for ./cmd/frpc; bench/README.md
+  has the steps), with TLS and its tcp mux on, as hop.
 - **Throughput**: senders write 128 KiB chunks of random bytes as fast as
   they can into a sink that discards them; the bytes the sink receives are
   counted over the phase's window, after the warm-up (1 Gbit = 10^9 bits).
