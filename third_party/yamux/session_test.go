@@ -660,7 +660,7 @@ func TestSendData_Large(t *testing.T) {
 			return
 		}
 
-		t.Logf("cap=%d, n=%d\n", stream.recvBuf.Cap(), sz)
+		t.Logf("chunks=%d, n=%d\n", len(stream.recvBuf.chunks), sz)
 		errCh <- nil
 	}()
 

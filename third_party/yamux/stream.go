@@ -1,7 +1,6 @@
 package yamux
 
 import (
-	"bytes"
 	"errors"
 	"io"
 	"sync"
@@ -34,7 +33,7 @@ type Stream struct {
 	state     streamState
 	stateLock sync.Mutex
 
-	recvBuf  *bytes.Buffer
+	recvBuf  recvBuffer // hop: pooled chunks instead of a bytes.Buffer
 	recvLock sync.Mutex
 
 	controlHdr     header
@@ -105,7 +104,7 @@ START:
 		fallthrough
 	case streamClosed:
 		s.recvLock.Lock()
-		if s.recvBuf == nil || s.recvBuf.Len() == 0 {
+		if s.recvBuf.Len() == 0 {
 			s.recvLock.Unlock()
 			s.stateLock.Unlock()
 			return 0, io.EOF
@@ -119,13 +118,13 @@ START:
 
 	// If there is no data available, block
 	s.recvLock.Lock()
-	if s.recvBuf == nil || s.recvBuf.Len() == 0 {
+	if s.recvBuf.Len() == 0 {
 		s.recvLock.Unlock()
 		goto WAIT
 	}
 
 	// Read any bytes
-	n, _ = s.recvBuf.Read(b)
+	n = s.recvBuf.Read(b)
 	s.recvLock.Unlock()
 
 	// Send a window update potentially
@@ -156,7 +155,7 @@ WAIT:
 			timer.Stop()
 		}
 		s.recvLock.Lock()
-		buffered := s.recvBuf != nil && s.recvBuf.Len() > 0
+		buffered := s.recvBuf.Len() > 0
 		s.recvLock.Unlock()
 		if buffered {
 			goto START
@@ -298,11 +297,8 @@ func (s *Stream) sendWindowUpdateUpTo(limit uint32) error {
 
 	// Determine the delta update
 	max := min(s.session.config.MaxStreamWindowSize, limit)
-	var bufLen uint32
 	s.recvLock.Lock()
-	if s.recvBuf != nil {
-		bufLen = uint32(s.recvBuf.Len())
-	}
+	bufLen := uint32(s.recvBuf.Len())
 	var delta uint32
 	if bufLen+s.recvWindow < max {
 		delta = (max - bufLen) - s.recvWindow
@@ -427,7 +423,7 @@ func (s *Stream) Reset() error {
 	}
 	s.stateLock.Unlock()
 	s.recvLock.Lock()
-	s.recvBuf = nil
+	s.recvBuf.release()
 	s.recvLock.Unlock()
 	s.notifyWaiting()
 	s.session.closeStream(s.id)
@@ -549,9 +545,6 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 		return nil
 	}
 
-	// Wrap in a limited reader
-	conn = &io.LimitedReader{R: conn, N: int64(length)}
-
 	// Copy into buffer
 	s.recvLock.Lock()
 
@@ -561,12 +554,7 @@ func (s *Stream) readData(hdr header, flags uint16, conn io.Reader) error {
 		return ErrRecvWindowExceeded
 	}
 
-	if s.recvBuf == nil {
-		// Allocate the receive buffer just-in-time to fit the full data frame.
-		// This way we can read in the whole packet without further allocations.
-		s.recvBuf = bytes.NewBuffer(make([]byte, 0, length))
-	}
-	copiedLength, err := io.Copy(s.recvBuf, conn)
+	copiedLength, err := s.recvBuf.readFrom(conn, int(length))
 	if err != nil {
 		s.session.logger.Printf("[ERR] yamux: Failed to read stream data: %v", err)
 		s.recvLock.Unlock()
@@ -612,8 +600,8 @@ func (s *Stream) SetWriteDeadline(t time.Time) error {
 // the idle memory utilization.
 func (s *Stream) Shrink() {
 	s.recvLock.Lock()
-	if s.recvBuf != nil && s.recvBuf.Len() == 0 {
-		s.recvBuf = nil
+	if s.recvBuf.Len() == 0 {
+		s.recvBuf.release()
 	}
 	s.recvLock.Unlock()
 }
