@@ -7,7 +7,7 @@
 //	go run ./bench                           # 3 repetitions, Markdown to stdout
 //	go run ./bench -runs 3 -out BENCHMARKS.md
 //	go run ./bench -quick                    # a short smoke run of the harness
-//	go run ./bench -only-sessions -out BENCHMARKS.md   # only the idle-sessions phase, spliced into the report
+//	go run ./bench -only-sessions -out BENCHMARKS.md   # only the scale phase (100 to 10,000 clients), spliced into the report
 //
 // BENCHMARKS.md says how to read the figures.
 package main
@@ -50,9 +50,14 @@ type options struct {
 	otherServer, otherClient string
 	otherKind                string
 	note                     string
-	sessions                 []int // -sessions: counts of idle client sessions
+	sessions                 []int  // -sessions: counts of client sessions
+	restart                  string // -restart: at which counts the scale phase restarts hops
 	onlySessions             bool
 }
+
+// onlySessionsCounts is -sessions with -only-sessions: the curve of issue
+// 14, up to 10,000 clients.
+const onlySessionsCounts = "100,1000,2500,5000,10000"
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
@@ -74,8 +79,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.otherClient, "other-client", "", "optional: its client binary")
 	fs.StringVar(&o.otherKind, "other-kind", "frp", `kind of the other proxy, for its configs: "frp" (v0.52+)`)
 	fs.StringVar(&o.note, "note", "", "a line about the conditions of the run, shown in the report's header")
-	sessions := fs.String("sessions", "100,1000", "idle client sessions logged in to one hops for the memory-per-session figures: increasing counts, comma separated; 0 skips the phase")
-	fs.BoolVar(&o.onlySessions, "only-sessions", false, "run only the idle-sessions phase; with -out, replace (or add) its section in that existing report")
+	sessions := fs.String("sessions", "100,1000", "client sessions (2 proxies each) logged in to one hops for the scale figures: increasing counts, comma separated, at most 20000; 0 skips the phase (default "+onlySessionsCounts+" with -only-sessions)")
+	restart := fs.String("restart", restartAll, `when the scale phase restarts hops to time the clients' return: "all" (every count), "top" (the last count) or "none"`)
+	fs.BoolVar(&o.onlySessions, "only-sessions", false, "run only the scale phase (client sessions); with -out, replace (or add) its section in that existing report")
 	quick := fs.Bool("quick", false, "smoke run: 1 repetition, 1 s phases, 2000 round trips and HTTP requests timed, 100 idle connections, 10 and 50 sessions (flags given explicitly win)")
 	err := fs.Parse(args)
 	if err != nil {
@@ -108,7 +114,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			}
 		}
 	}
+	if o.onlySessions {
+		set := false
+		fs.Visit(func(f *flag.Flag) { set = set || f.Name == "sessions" })
+		if !set {
+			*sessions = onlySessionsCounts
+		}
+	}
 	if o.sessions, err = parseCounts(*sessions); err != nil {
+		return o, err
+	}
+	if o.restart, err = parseRestart(*restart); err != nil {
 		return o, err
 	}
 	switch {
@@ -153,7 +169,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	command := shellJoin(append([]string{"go", "run", "./bench"}, args...))
 	if o.onlySessions {
-		sr, err := sessions(ctx, dir, o.hops, o.sessions, logf)
+		sr, err := sessions(ctx, dir, o.hops, o.sessions, o.restart, logf)
 		if err != nil {
 			return fmt.Errorf("sessions: %w", err)
 		}
@@ -217,8 +233,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	sec := ""
 	if len(o.sessions) > 0 {
-		logf("idle sessions")
-		sr, err := sessions(ctx, dir, o.hops, o.sessions, logf)
+		logf("client sessions")
+		sr, err := sessions(ctx, dir, o.hops, o.sessions, o.restart, logf)
 		if err != nil {
 			return fmt.Errorf("sessions: %w", err)
 		}

@@ -103,7 +103,7 @@ func (c *Client) negotiate(w *protocol.Welcome) heartbeat.Config {
 // set on raw for the caller's own handshake. On error nothing is left
 // open.
 func (c *Client) connect(ctx context.Context, n *node, ka transport.KeepAlive) (raw net.Conn, tc *tls.Conn, err error) {
-	raw, err = transport.Dial(ctx, n.addr, c.cfg.Transport.DialTimeout.Duration, ka)
+	raw, err = transport.Dial(ctx, n.addr, c.cfg.Transport.ConnectServerLocalIP, c.cfg.Transport.DialTimeout.Duration, ka)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dial %s: %w", n.addr, err)
 	}

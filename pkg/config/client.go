@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -91,6 +92,10 @@ type ClientTransportConfig struct {
 	// HandshakeTimeout bounds the TLS and login handshake. Default 10s.
 	HandshakeTimeout Duration           `toml:"handshakeTimeout"`
 	TCPKeepalive     TCPKeepaliveConfig `toml:"tcpKeepalive"`
+	// ConnectServerLocalIP is the source address of the connections to
+	// the server (frp's key): an IP address of this host; empty (the
+	// default) lets the system choose.
+	ConnectServerLocalIP string `toml:"connectServerLocalIP"`
 }
 
 // ClientTLSConfig is the client's [transport.tls] table.
@@ -463,6 +468,11 @@ func (c *ClientConfig) validate(r *reporter) {
 	}
 	positive(r, "transport.dialTimeout", c.Transport.DialTimeout, "")
 	positive(r, "transport.handshakeTimeout", c.Transport.HandshakeTimeout, "")
+	if ip := c.Transport.ConnectServerLocalIP; ip != "" {
+		if a, err := netip.ParseAddr(ip); err != nil || a.Zone() != "" {
+			r.add("transport.connectServerLocalIP", "%q is not an IP address; write one of this host's addresses, e.g. \"192.0.2.10\", or leave it empty to let the system choose", ip)
+		}
+	}
 	c.Transport.TCPKeepalive.validate(r, "transport.tcpKeepalive")
 	c.WebServer.validate(r, 0, false)
 	checkPrometheus(r, c.EnablePrometheus, c.WebServer.Port)

@@ -95,7 +95,6 @@ var frpKeyNames = map[string]frpKey{
 	"auth.tokenSource":                    {msg: `hop reads the token from the environment, not from a file or command: write auth.token = "${HOP_TOKEN}" and start with HOP_TOKEN set, e.g. HOP_TOKEN=$(cat FILE)`},
 	"auth.oidc":                           {msg: "hop authenticates with auth.token only (a PAKE), not OIDC: give the clients a token, or each user a token of its own in hops' [[auth.users]]"},
 	"transport.wireProtocol":              {side: "hopc", msg: "hop has one wire protocol (docs/PROTOCOL.md); remove it"},
-	"transport.connectServerLocalIP":      {side: "hopc", msg: "hopc lets the system choose the source address of its connection to hops; remove it (a route can pin it)"},
 	"transport.proxyURL":                  {side: "hopc", msg: "hopc connects to hops directly, not through an HTTP or SOCKS5 proxy; remove it"},
 	"transport.quic":                      {msg: "hop connects over TCP with TLS only; remove it"},
 	"transport.tls.certFile":              {side: "hopc", msg: "hopc presents no client certificate: hops authenticates it by its token; remove it"},

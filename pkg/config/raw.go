@@ -164,10 +164,11 @@ type rawClientTLS struct {
 }
 
 type rawClientTransport struct {
-	TLS              rawClientTLS    `toml:"tls"`
-	DialTimeout      *rawText        `toml:"dialTimeout"`
-	HandshakeTimeout *rawText        `toml:"handshakeTimeout"`
-	TCPKeepalive     rawTCPKeepalive `toml:"tcpKeepalive"`
+	TLS                  rawClientTLS    `toml:"tls"`
+	DialTimeout          *rawText        `toml:"dialTimeout"`
+	HandshakeTimeout     *rawText        `toml:"handshakeTimeout"`
+	TCPKeepalive         rawTCPKeepalive `toml:"tcpKeepalive"`
+	ConnectServerLocalIP *string         `toml:"connectServerLocalIP"`
 }
 
 type rawReconnect struct {
@@ -463,6 +464,7 @@ func (c conv) client(v *rawClient) ClientConfig {
 		tls.CertSHA256 = n
 	}
 	c.dur(&cfg.Transport.DialTimeout, "transport.dialTimeout", v.Transport.DialTimeout)
+	c.str(&cfg.Transport.ConnectServerLocalIP, v.Transport.ConnectServerLocalIP)
 	c.dur(&cfg.Transport.HandshakeTimeout, "transport.handshakeTimeout", v.Transport.HandshakeTimeout)
 	c.tcpKeepalive(&cfg.Transport.TCPKeepalive, "transport.tcpKeepalive", v.Transport.TCPKeepalive)
 

@@ -25,7 +25,7 @@ func TestSetKeepAlive(t *testing.T) {
 			accepted <- c
 		}
 	}()
-	c, err := Dial(context.Background(), ln.Addr().String(), time.Second, KeepAlive{})
+	c, err := Dial(context.Background(), ln.Addr().String(), "", time.Second, KeepAlive{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 
@@ -61,9 +62,17 @@ func Listen(ctx context.Context, addr string, ka KeepAlive) (net.Listener, error
 	return coalescingListener{ln}, nil
 }
 
-// Dial opens a TCP connection with ka, giving up after timeout.
-func Dial(ctx context.Context, addr string, timeout time.Duration, ka KeepAlive) (net.Conn, error) {
+// Dial opens a TCP connection with ka from the local IP address local
+// ("": the system chooses), giving up after timeout.
+func Dial(ctx context.Context, addr, local string, timeout time.Duration, ka KeepAlive) (net.Conn, error) {
 	d := net.Dialer{Timeout: timeout, KeepAlive: ka.period(), KeepAliveConfig: ka.config(), Control: control}
+	if local != "" {
+		a, err := netip.ParseAddr(local)
+		if err != nil {
+			return nil, fmt.Errorf("local address: %w", err)
+		}
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(a, 0))
+	}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err

@@ -4,7 +4,9 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
+	"runtime"
 	"testing"
+	"time"
 )
 
 func handshake(t *testing.T, ccfg *tls.Config) error {
@@ -120,5 +122,35 @@ func TestCoalescingConn(t *testing.T) {
 	c.Flush()
 	if under.writes != 4 {
 		t.Fatalf("%d writes for 320 KiB held, want 2 more (256 KiB + 64 KiB)", under.writes)
+	}
+}
+
+// TestDialLocal checks that Dial's connection leaves from the local
+// address given, and that a local address that is no IP is an error.
+func TestDialLocal(t *testing.T) {
+	ln, err := Listen(t.Context(), "127.0.0.1:0", KeepAlive{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	local := "127.0.0.1"
+	if runtime.GOOS == "linux" { // all of 127.0.0.0/8 is loopback
+		local = "127.3.2.1"
+	}
+	c, err := Dial(t.Context(), ln.Addr().String(), local, 5*time.Second, KeepAlive{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if host, _, _ := net.SplitHostPort(s.RemoteAddr().String()); host != local {
+		t.Errorf("the server sees %s, want a connection from %s", s.RemoteAddr(), local)
+	}
+	if _, err := Dial(t.Context(), ln.Addr().String(), "localhost", 5*time.Second, KeepAlive{}); err == nil {
+		t.Error("Dial from local address \"localhost\": no error")
 	}
 }
