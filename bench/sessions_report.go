@@ -201,8 +201,8 @@ func limitsText(r sessionResult) string {
 	}
 	var b strings.Builder
 	b.WriteString(fmt.Sprintf("- **File descriptors.** hops had at most %d files open (%d clients: one socket\n", l.hopsPeakFds, top) +
-		"  per session, one listener for the group, its own ~15, and the connections of the\n" +
-		fmt.Sprintf("  connection phase); its RLIMIT_NOFILE in this run was %s soft, %s hard. The bench\n", l.hopsSoft, l.hopsHard) +
+		"  per session, one listener for the group and its own ~15, read with the sessions\n" +
+		fmt.Sprintf("  idle); its RLIMIT_NOFILE in this run was %s soft, %s hard. The bench\n", l.hopsSoft, l.hopsHard) +
 		fmt.Sprintf("  process, which holds the client end of every session, had %d open (limit %d soft,\n", l.benchFds, l.benchSoft) +
 		fmt.Sprintf("  %d hard); the hard limit is what caps -sessions at this machine, not hops.\n", l.benchHard) +
 		"  One listener per proxy would not have fit: 2 per client are 20,000 more\n" +
