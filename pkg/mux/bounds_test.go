@@ -98,6 +98,14 @@ func TestJunkStreamsFreed(t *testing.T) {
 			st.SetWriteDeadline(time.Now().Add(90 * time.Second))
 			n, err := st.Write(payload)
 			sent.Add(int64(n))
+			if err == nil {
+				// The junk fits the initial window, so the write can
+				// end before a reset arrives: the stream's next read
+				// tells a reset (ErrConnectionReset) from the
+				// application's close (EOF).
+				st.SetReadDeadline(time.Now().Add(90 * time.Second))
+				_, err = st.Read(make([]byte, 1))
+			}
 			if errors.Is(err, yamux.ErrConnectionReset) {
 				// the accept backlog was full: a slow application
 				// (a loaded machine) gets the rest reset, by design

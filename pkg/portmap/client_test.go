@@ -419,7 +419,11 @@ func TestUPnPNewMappingAfterRestart(t *testing.T) {
 	if m.Method != MethodUPnP || !f.mapped("UDP/7201") {
 		t.Fatalf("mapping %+v after the restart; on the IGD: %v", m, f.mapped("UDP/7201"))
 	}
-	waitFor(t, "the older mapping re-created", func() bool { return f.mapped("UDP/7200") })
+	// The client logs the re-creation once the IGD has answered, so the
+	// mapping can be seen on the IGD a moment before the log line.
+	waitFor(t, "the older mapping re-created", func() bool {
+		return f.mapped("UDP/7200") && lb.count(`msg="port mapping re-created" proto=udp port=7200`) > 0
+	})
 	if lb.count("found again; re-creating every mapping") != 1 || lb.count(`msg="port mapping re-created" proto=udp port=7200`) != 1 {
 		t.Fatalf("the log does not say what happened:\n%s", lb)
 	}

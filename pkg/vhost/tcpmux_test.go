@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -239,7 +240,10 @@ func TestTCPMuxClose(t *testing.T) {
 		t.Fatal("Close did not return")
 	}
 	slow.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, err := io.ReadAll(slow); err != nil {
+	// Closed either way: a FIN, or a reset when the server closed it with
+	// some of its head still unread (a loaded machine), which Linux answers
+	// with RST.
+	if _, err := io.ReadAll(slow); err != nil && !errors.Is(err, syscall.ECONNRESET) {
 		t.Fatalf("slow connection: %v, want closed", err)
 	}
 	tunnel.SetReadDeadline(time.Now().Add(10 * time.Second))
